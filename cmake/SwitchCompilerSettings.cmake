@@ -1,0 +1,24 @@
+# Compiler settings shared by every target of ours: C++17, ccache when present, and
+# warnings as errors on our own code (sw_warnings), never on generated or third-party code.
+set(CMAKE_CXX_STANDARD 17)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_EXTENSIONS OFF)
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+set(CMAKE_POSITION_INDEPENDENT_CODE ON)
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
+endif()
+
+find_program(SW_CCACHE ccache)
+if(SW_CCACHE)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${SW_CCACHE})
+  set(CMAKE_C_COMPILER_LAUNCHER ${SW_CCACHE})
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${SW_CCACHE})
+endif()
+
+function(sw_warnings target)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror>
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra -Werror=all-warnings>)
+endfunction()

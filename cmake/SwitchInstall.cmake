@@ -1,0 +1,27 @@
+# `cmake --install`: libswitch.so, its headers under include/libswitch, a
+# find_package(libswitch) config exporting libswitch::switch, and libswitch.pc.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+install(TARGETS switch EXPORT libswitchTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# Public headers: everything under core/ except the op implementations' internal helper.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/libswitch/core
+  FILES_MATCHING PATTERN "*.h" PATTERN "dispatch.h" EXCLUDE)
+install(FILES ${PROJECT_BINARY_DIR}/core/proto/libswitch.pb.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/libswitch/core/proto)
+
+install(EXPORT libswitchTargets NAMESPACE libswitch::
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libswitch)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/libswitchConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/libswitchConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libswitch)
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/libswitchConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/libswitchConfig.cmake ${PROJECT_BINARY_DIR}/libswitchConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libswitch)
+
+configure_file(${PROJECT_SOURCE_DIR}/cmake/libswitch.pc.in ${PROJECT_BINARY_DIR}/libswitch.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/libswitch.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

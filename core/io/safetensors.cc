@@ -1,0 +1,78 @@
+#include "core/io/safetensors.h"
+
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace sw {
+namespace {
+
+DType parse_dtype(const std::string& name, const std::string& where) {
+  if (name == "F32") return DType::f32;
+  if (name == "F64") return DType::f64;
+  if (name == "BF16") return DType::bf16;
+  if (name == "I32") return DType::i32;
+  if (name == "I64") return DType::i64;
+  throw Error(Status::kUnsupported, where + ": dtype \"" + name +
+                                        "\" is not supported (F32, F64, BF16, I32, I64)");
+}
+
+}  // namespace
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  SW_CHECK(in.good(), Status::kNotFound, "safetensors file ", path, ": cannot open");
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  unsigned char len_bytes[8];
+  SW_CHECK(file_size >= 8 && in.read(reinterpret_cast<char*>(len_bytes), 8), Status::kCorrupt,
+           "safetensors file ", path, ": shorter than its 8-byte header length");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  SW_CHECK(header_len <= file_size - 8, Status::kCorrupt, "safetensors file ", path,
+           ": header length ", header_len, " exceeds the file size ", file_size);
+  std::string header(header_len, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_len));
+  const uint64_t data_size = file_size - 8 - header_len;
+
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(header);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(Status::kCorrupt, "safetensors file " + path + ": header is not JSON: " + e.what());
+  }
+  SW_CHECK(json.is_object(), Status::kCorrupt, "safetensors file ", path,
+           ": header is not a JSON object");
+
+  SafetensorsFile file;
+  for (const auto& [name, entry] : json.items()) {
+    const std::string where = "safetensors file " + path + ", tensor \"" + name + "\"";
+    try {
+      if (name == "__metadata__") {
+        for (const auto& [key, value] : entry.items()) file.metadata[key] = value.get<std::string>();
+        continue;
+      }
+      const DType dtype = parse_dtype(entry.at("dtype").get<std::string>(), where);
+      const Shape shape = entry.at("shape").get<Shape>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
+      SW_CHECK(offsets.size() == 2 && offsets[0] <= offsets[1] && offsets[1] <= data_size,
+               Status::kCorrupt, where, ": data offsets lie outside the ", data_size,
+               " data bytes");
+      for (int64_t dim : shape) SW_CHECK(dim >= 0, Status::kCorrupt, where, ": negative dimension");
+      Tensor t = Tensor::empty(shape, dtype);
+      SW_CHECK(offsets[1] - offsets[0] == t.nbytes(), Status::kCorrupt, where, ": ",
+               offsets[1] - offsets[0], " bytes do not hold shape ", shape_str(shape), " of ",
+               dtype_name(dtype));
+      in.seekg(static_cast<std::streamoff>(8 + header_len + offsets[0]));
+      SW_CHECK(in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.nbytes())) ||
+                   t.nbytes() == 0,
+               Status::kCorrupt, where, ": truncated data");
+      file.tensors.emplace(name, std::move(t));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(Status::kCorrupt, where + ": malformed entry: " + e.what());
+    }
+  }
+  return file;
+}
+
+}  // namespace sw

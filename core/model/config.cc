@@ -1,0 +1,174 @@
+#include "core/model/config.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/tensor/error.h"
+
+namespace sw {
+namespace {
+
+// Collects protobuf's parse errors into one message with line and column.
+class ParseErrors : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (!text_.empty()) text_ += "; ";
+    text_ += "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) +
+             ": " + message;
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+};
+
+void require(bool ok, const char* field, const std::string& reason) {
+  SW_CHECK_ARG(ok, field, ": ", reason);
+}
+
+template <typename T>
+std::string got(const char* rule, T value) {
+  return detail::concat(rule, ", got ", value);
+}
+
+}  // namespace
+
+ModelConfig config_from_text(const std::string& text) {
+  ModelConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  ParseErrors errors;
+  parser.RecordErrorsTo(&errors);
+  SW_CHECK_ARG(parser.ParseFromString(text, &config), "model config text: ", errors.text());
+  validate(config);
+  return config;
+}
+
+std::string config_to_text(const ModelConfig& config) {
+  ModelConfig full = config;
+  // Set every field explicitly so the printer writes defaults too.
+  const auto* descriptor = full.GetDescriptor();
+  const auto* reflection = full.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const auto* field = descriptor->field(i);
+    if (reflection->HasField(full, field)) continue;
+    using FD = google::protobuf::FieldDescriptor;
+    switch (field->cpp_type()) {
+      case FD::CPPTYPE_INT64: reflection->SetInt64(&full, field, field->default_value_int64()); break;
+      case FD::CPPTYPE_DOUBLE: reflection->SetDouble(&full, field, field->default_value_double()); break;
+      case FD::CPPTYPE_BOOL: reflection->SetBool(&full, field, field->default_value_bool()); break;
+      case FD::CPPTYPE_ENUM: reflection->SetEnum(&full, field, field->default_value_enum()); break;
+      case FD::CPPTYPE_STRING: reflection->SetString(&full, field, field->default_value_string()); break;
+      default: break;
+    }
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(full, &text);
+  return text;
+}
+
+ModelConfig preset(const std::string& name) {
+  for (const auto& [preset_name, text] : embedded_presets())
+    if (preset_name == name) return config_from_text(text);
+  std::string known;
+  for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error(Status::kNotFound, "preset \"" + name + "\" is not known; presets: " + known);
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& entry : embedded_presets()) names.push_back(entry.first);
+  return names;
+}
+
+void validate(const ModelConfig& c) {
+  require(c.vocab_size() >= 2, "vocab_size", got("must be >= 2", c.vocab_size()));
+  require(c.d_model() >= 1, "d_model", got("must be >= 1", c.d_model()));
+  require(c.d_ff() >= 1, "d_ff", got("must be >= 1", c.d_ff()));
+  require(c.d_kv() >= 1, "d_kv", got("must be >= 1", c.d_kv()));
+  require(c.num_heads() >= 1, "num_heads", got("must be >= 1", c.num_heads()));
+  require(c.num_encoder_layers() >= 1, "num_encoder_layers",
+          got("must be >= 1", c.num_encoder_layers()));
+  require(c.num_decoder_layers() >= 1, "num_decoder_layers",
+          got("must be >= 1", c.num_decoder_layers()));
+  require(c.num_experts() >= 1, "num_experts", got("must be >= 1", c.num_experts()));
+  require(c.encoder_sparse_step() >= 0, "encoder_sparse_step",
+          got("must be >= 0 (0 = dense)", c.encoder_sparse_step()));
+  require(c.decoder_sparse_step() >= 0, "decoder_sparse_step",
+          got("must be >= 0 (0 = dense)", c.decoder_sparse_step()));
+  require(c.router_jitter_eps() >= 0 && c.router_jitter_eps() < 1, "router_jitter_eps",
+          got("must be in [0, 1)", c.router_jitter_eps()));
+  require(c.train_capacity_factor() > 0, "train_capacity_factor",
+          got("must be > 0", c.train_capacity_factor()));
+  require(c.eval_capacity_factor() > 0, "eval_capacity_factor",
+          got("must be > 0", c.eval_capacity_factor()));
+  require(c.min_capacity() >= 0, "min_capacity", got("must be >= 0", c.min_capacity()));
+  require(c.expert_capacity() >= 1, "expert_capacity", got("must be >= 1", c.expert_capacity()));
+  if (c.routing_group() == ModelConfig::GROUP_FIXED)
+    require(c.group_size() >= 1, "group_size",
+            got("must be >= 1 when routing_group is GROUP_FIXED", c.group_size()));
+  require(c.aux_loss_coef() >= 0, "aux_loss_coef", got("must be >= 0", c.aux_loss_coef()));
+  require(c.z_loss_coef() >= 0, "z_loss_coef", got("must be >= 0", c.z_loss_coef()));
+  require(c.dropout_rate() >= 0 && c.dropout_rate() < 1, "dropout_rate",
+          got("must be in [0, 1)", c.dropout_rate()));
+  require(c.expert_dropout_rate() >= 0 && c.expert_dropout_rate() < 1, "expert_dropout_rate",
+          got("must be in [0, 1)", c.expert_dropout_rate()));
+  require(c.init_scale() > 0, "init_scale", got("must be > 0", c.init_scale()));
+  require(c.relative_attention_num_buckets() >= 4, "relative_attention_num_buckets",
+          got("must be >= 4", c.relative_attention_num_buckets()));
+  require(c.relative_attention_max_distance() > c.relative_attention_num_buckets() / 2,
+          "relative_attention_max_distance",
+          got("must exceed relative_attention_num_buckets / 2", c.relative_attention_max_distance()));
+  require(c.norm_epsilon() > 0, "norm_epsilon", got("must be > 0", c.norm_epsilon()));
+  for (const auto& [field, id] : {std::pair<const char*, int64_t>{"pad_token_id", c.pad_token_id()},
+                                  {"eos_token_id", c.eos_token_id()},
+                                  {"decoder_start_token_id", c.decoder_start_token_id()}})
+    require(id >= 0 && id < c.vocab_size(), field,
+            detail::concat("must be in [0, vocab_size = ", c.vocab_size(), "), got ", id));
+}
+
+const char* stack_name(Stack s) { return s == Stack::kEncoder ? "encoder" : "decoder"; }
+
+int64_t num_layers(const ModelConfig& c, Stack stack) {
+  return stack == Stack::kEncoder ? c.num_encoder_layers() : c.num_decoder_layers();
+}
+
+bool is_sparse_block(const ModelConfig& c, Stack stack, int64_t block) {
+  const int64_t step = stack == Stack::kEncoder ? c.encoder_sparse_step() : c.decoder_sparse_step();
+  if (step <= 0) return false;
+  if (c.sparse_placement() == ModelConfig::PLACEMENT_HF) return step == 1 || block % step == 1;
+  return block % step == step - 1;
+}
+
+int64_t routing_group_size(const ModelConfig& c, int64_t batch, int64_t length) {
+  switch (c.routing_group()) {
+    case ModelConfig::GROUP_SEQUENCE: return length;
+    case ModelConfig::GROUP_BATCH: return batch * length;
+    case ModelConfig::GROUP_FIXED:
+      SW_CHECK_ARG((batch * length) % c.group_size() == 0, "group_size: ", c.group_size(),
+                   " does not divide the ", batch * length, " tokens (batch ", batch, " x length ",
+                   length, ") of a stack input; pick a batch or length that it divides");
+      return c.group_size();
+  }
+  throw Error(Status::kInternal, "routing_group: unknown value");
+}
+
+int64_t expert_capacity(const ModelConfig& c, int64_t tokens_per_group, bool train) {
+  switch (c.capacity_mode()) {
+    case ModelConfig::CAPACITY_FIXED: return c.expert_capacity();
+    case ModelConfig::CAPACITY_DROPLESS: return tokens_per_group;
+    case ModelConfig::CAPACITY_FACTOR: {
+      const double factor = train ? c.train_capacity_factor() : c.eval_capacity_factor();
+      const double raw = factor * static_cast<double>(tokens_per_group) / c.num_experts();
+      // nearbyint rounds half to even (Python's round, as T5X); floor is MTF's int().
+      const double rounded =
+          c.capacity_rounding() == ModelConfig::ROUND_DOWN ? std::floor(raw) : std::nearbyint(raw);
+      return std::max<int64_t>(c.min_capacity(), static_cast<int64_t>(rounded));
+    }
+  }
+  throw Error(Status::kInternal, "capacity_mode: unknown value");
+}
+
+}  // namespace sw

@@ -1,0 +1,45 @@
+// ModelConfig (core/proto/libswitch.proto): reading, validation, presets, and the
+// derived quantities the model needs (which blocks are sparse, expert capacity).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/proto/libswitch.pb.h"
+
+namespace sw {
+
+using ModelConfig = proto::ModelConfig;
+
+// Parses protobuf text format over the proto defaults. A syntax error, an unknown field
+// or a bad enum value is an invalid-argument error with its line and column. The result
+// is validated.
+ModelConfig config_from_text(const std::string& text);
+// Protobuf text of every field, defaults included, so the text says exactly what runs.
+std::string config_to_text(const ModelConfig& config);
+
+// A preset compiled into the library ("tiny", "switch-base-8", ...); unknown names are
+// a not-found error listing the known ones.
+ModelConfig preset(const std::string& name);
+std::vector<std::string> preset_names();
+const std::vector<std::pair<std::string, std::string>>& embedded_presets();
+
+// Rejects nonsense with an invalid-argument error that names the field and the reason,
+// e.g. "num_experts: must be >= 1, got 0".
+void validate(const ModelConfig& config);
+
+enum class Stack { kEncoder, kDecoder };
+const char* stack_name(Stack s);  // "encoder" / "decoder"
+
+// Whether block `block` of a stack holds a Switch FFN (SPEC §2 placement rules).
+bool is_sparse_block(const ModelConfig& config, Stack stack, int64_t block);
+int64_t num_layers(const ModelConfig& config, Stack stack);
+
+// Tokens per routing group for a stack input of `batch` sequences of `length` tokens;
+// an error when GROUP_FIXED's group_size does not divide batch * length.
+int64_t routing_group_size(const ModelConfig& config, int64_t batch, int64_t length);
+// Expert capacity per group (SPEC §2): factor or fixed, train or eval.
+int64_t expert_capacity(const ModelConfig& config, int64_t tokens_per_group, bool train);
+
+}  // namespace sw

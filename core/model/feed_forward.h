@@ -1,0 +1,23 @@
+// The dense T5 feed-forward: wo(dropout(act(wi x))), or for GEGLU
+// wo(dropout(gelu(wi_0 x) * wi_1 x)). The Switch experts use the same activation step.
+#pragma once
+
+#include "core/model/config.h"
+#include "core/ops/dropout.h"
+#include "core/tensor/tensor.h"
+
+namespace sw {
+
+struct FeedForwardWeights {
+  Tensor wi;          // [d_ff, d] (RELU, GELU)
+  Tensor wi_0, wi_1;  // [d_ff, d] (GATED_GELU)
+  Tensor wo;          // [d, d_ff]
+};
+
+// The hidden activation from the input projection(s): act(h) or gelu(h0) * h1.
+Tensor ffn_activation(ModelConfig::Activation activation, const Tensor& h, const Tensor* h_linear);
+
+Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
+                    const Tensor& x, const ops::DropoutSpec& inner_dropout);
+
+}  // namespace sw

@@ -1,0 +1,83 @@
+#include "core/model/parameters.h"
+
+#include <cmath>
+
+#include "core/tensor/philox.h"
+
+namespace sw {
+
+Tensor ParameterStore::add(const std::string& name, const Tensor& tensor, const InitRule& init) {
+  SW_CHECK(!index_.count(name), Status::kInternal, "parameter ", name, " registered twice");
+  index_[name] = entries_.size();
+  entries_.push_back({name, tensor, init});
+  return tensor;
+}
+
+const Tensor& ParameterStore::get(const std::string& name) const {
+  const auto it = index_.find(name);
+  SW_CHECK(it != index_.end(), Status::kNotFound, "no parameter named \"", name, "\"");
+  return entries_[it->second].tensor;
+}
+
+std::vector<std::string> ParameterStore::names() const {
+  std::vector<std::string> names;
+  names.reserve(entries_.size());
+  for (const Entry& e : entries_) names.push_back(e.name);
+  return names;
+}
+
+int64_t ParameterStore::num_elements() const {
+  int64_t n = 0;
+  for (const Entry& e : entries_) n += e.tensor.numel();
+  return n;
+}
+
+void ParameterStore::set(const std::string& name, const Tensor& values) {
+  Tensor target = get(name);
+  SW_CHECK_ARG(values.shape() == target.shape(), "parameter ", name, ": expected shape ",
+               shape_str(target.shape()), ", got ", shape_str(values.shape()));
+  SW_CHECK_ARG(is_floating(values.dtype()), "parameter ", name, ": values must be floating point, got ",
+               dtype_name(values.dtype()));
+  target.copy_from(values.to(target.dtype()));
+}
+
+namespace {
+
+// Element i of a (truncated) standard normal: redraw from the next step of the stream
+// until |z| <= 2 when truncated.
+double init_normal(uint64_t seed, uint32_t site, uint64_t i, bool truncated) {
+  for (uint64_t attempt = 0;; ++attempt) {
+    const double z = RandomStream(seed, RandomPurpose::kInit, site, attempt).normal(i);
+    if (!truncated || std::fabs(z) <= 2.0) return z;
+  }
+}
+
+template <typename T>
+void fill_normal(T* p, int64_t n, double std, uint64_t seed, uint32_t site, bool truncated) {
+#pragma omp parallel for if (n > 16384)
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(std * init_normal(seed, site, i, truncated));
+}
+
+}  // namespace
+
+void initialize(ParameterStore& store, InitScheme scheme, double init_scale, uint64_t seed) {
+  uint32_t site = 0;
+  for (const auto& e : store.entries()) {
+    Tensor t = e.tensor;
+    const InitRule& r = e.init;
+    ++site;
+    if (r.kind == InitRule::Kind::kOnes) {
+      t.fill(1.0);
+      continue;
+    }
+    const bool paper = scheme == InitScheme::kPaper;
+    const double std = !paper ? r.hf_std
+                       : r.unit_scale ? 1.0
+                                      : std::sqrt(init_scale / static_cast<double>(r.fan_in)) * r.extra_scale;
+    if (t.dtype() == DType::f32) fill_normal(t.data<float>(), t.numel(), std, seed, site, paper);
+    else if (t.dtype() == DType::f64) fill_normal(t.data<double>(), t.numel(), std, seed, site, paper);
+    else throw Error(Status::kUnsupported, "initialize: parameters must be f32 or f64 on cpu");
+  }
+}
+
+}  // namespace sw

@@ -1,0 +1,53 @@
+// The model's named parameters, in creation order, named like the HF checkpoints
+// (`encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight`).
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace sw {
+
+// How a parameter is initialised (SPEC §4).
+struct InitRule {
+  enum class Kind { kOnes, kNormal };
+  Kind kind = Kind::kNormal;
+  int64_t fan_in = 1;      // paper scheme: sigma = sqrt(init_scale / fan_in) * extra_scale
+  double extra_scale = 1;  // paper scheme: e.g. 1/sqrt(d_kv) folded into q
+  double hf_std = 1.0;     // HF scheme: plain normal with this std
+  bool unit_scale = false; // paper scheme: sigma = 1 (embeddings)
+};
+
+class ParameterStore {
+ public:
+  struct Entry {
+    std::string name;
+    Tensor tensor;
+    InitRule init;
+  };
+
+  // Registers a parameter; a duplicate name is an internal error.
+  Tensor add(const std::string& name, const Tensor& tensor, const InitRule& init);
+
+  // The parameter called name; an unknown name is a not-found error.
+  const Tensor& get(const std::string& name) const;
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  const std::vector<Entry>& entries() const { return entries_; }
+  std::vector<std::string> names() const;
+  int64_t num_elements() const;
+  // Overwrites a parameter from values of the same shape (any float dtype; converted).
+  void set(const std::string& name, const Tensor& values);
+
+ private:
+  std::vector<Entry> entries_;
+  std::unordered_map<std::string, size_t> index_;
+};
+
+// Fills every parameter from its InitRule under the config's scheme; the numbers come
+// from the Philox stream (seed, init, parameter index), so they do not depend on threads.
+enum class InitScheme { kPaper, kHf };
+void initialize(ParameterStore& store, InitScheme scheme, double init_scale, uint64_t seed);
+
+}  // namespace sw

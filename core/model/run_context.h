@@ -1,0 +1,52 @@
+// What one forward pass needs besides weights and inputs: train or eval, and the
+// coordinates of its random streams (seed, step). Dropout sites are numbered by the
+// layer that owns them, so every mask is a pure function of (seed, step, site).
+#pragma once
+
+#include <cstdint>
+
+#include "core/ops/dropout.h"
+#include "core/ops/routing.h"
+
+namespace sw {
+
+// The kind of random site inside one block (the low 4 bits of a site id).
+enum class SiteKind : uint32_t {
+  kEmbedding = 0,
+  kSelfAttentionProbs = 1,
+  kSelfAttentionOut = 2,
+  kCrossAttentionProbs = 3,
+  kCrossAttentionOut = 4,
+  kFeedForwardInner = 5,
+  kFeedForwardOut = 6,
+  kRouterJitter = 7,
+  kFinal = 8,
+};
+
+// Site id of (stack, block, kind); the stack's embedding and final norm use block 0.
+inline uint32_t random_site(int stack, int64_t block, SiteKind kind) {
+  return (static_cast<uint32_t>(stack) << 20) | (static_cast<uint32_t>(block) << 4) |
+         static_cast<uint32_t>(kind);
+}
+
+struct RunContext {
+  bool train = false;
+  uint64_t seed = 0;
+  uint64_t step = 0;
+
+  // Dropout at `rate` for a site; inactive in eval.
+  ops::DropoutSpec dropout(uint32_t site, double rate) const {
+    ops::DropoutSpec spec;
+    spec.rate = train ? rate : 0.0;
+    spec.stream = RandomStream(seed, RandomPurpose::kDropout, site, step);
+    return spec;
+  }
+  ops::RouterJitter jitter(uint32_t site, double eps) const {
+    ops::RouterJitter j;
+    j.eps = train ? eps : 0.0;
+    j.stream = RandomStream(seed, RandomPurpose::kJitter, site, step);
+    return j;
+  }
+};
+
+}  // namespace sw

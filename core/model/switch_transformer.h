@@ -1,0 +1,111 @@
+// The Switch Transformer: a T5 v1.0 encoder-decoder whose sparse blocks carry a Switch
+// FFN (SPEC §1-3), on the Eigen CPU path. Forward returns logits, the CE / aux / z
+// losses and per-layer routing statistics.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/model/attention_layer.h"
+#include "core/model/config.h"
+#include "core/model/feed_forward.h"
+#include "core/model/parameters.h"
+#include "core/model/switch_ffn.h"
+#include "core/ops/routing.h"
+#include "core/tensor/tensor.h"
+
+namespace sw {
+
+// Row-major i32 tensors. Masks default to all ones; labels are optional (-100 ignored).
+struct Batch {
+  Tensor input_ids;               // [B, Te]
+  Tensor attention_mask;          // [B, Te], 1 = token, 0 = padding
+  Tensor decoder_input_ids;       // [B, Td]
+  Tensor decoder_attention_mask;  // [B, Td]
+  Tensor labels;                  // [B, Td]
+};
+
+struct ForwardOptions {
+  bool train = false;  // dropout, expert dropout, router jitter, train capacity factor
+  uint64_t step = 0;   // addresses the random streams of this step
+};
+
+struct LayerRouting {
+  Stack stack = Stack::kEncoder;
+  int64_t block = 0;
+  int64_t capacity = 0;  // per expert per group
+  int64_t group_size = 0;
+  ops::RoutingStats stats;
+  Tensor expert_index;  // i32 [B*T], the argmax expert of each token
+  // This layer's terms of the totals under AUX_PER_LAYER; 0 under AUX_HF_CONCAT, whose
+  // terms belong to a whole stack.
+  double aux_loss = 0.0;
+  double z_loss = 0.0;
+};
+
+struct ForwardOutput {
+  Tensor logits;          // [B, Td, V]
+  Tensor encoder_output;  // [B, Te, d], after the encoder's final norm
+  double ce_loss = 0.0;   // mean over labelled tokens (0 without labels)
+  int64_t label_tokens = 0;
+  double aux_loss = 0.0;  // load-balancing loss, coefficient included
+  double z_loss = 0.0;    // router z-loss, coefficient included
+  double loss = 0.0;      // ce + aux + z
+  std::vector<LayerRouting> routing;  // one per sparse block, encoder first
+};
+
+class SwitchTransformer {
+ public:
+  // Builds and initialises the parameters (SPEC §4) from `seed`. dtype: f32, or f64 for
+  // gradient checks.
+  explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0,
+                             DType dtype = DType::f32);
+
+  ForwardOutput forward(const Batch& batch, const ForwardOptions& options = {}) const;
+
+  const ModelConfig& config() const { return config_; }
+  ParameterStore& parameters() { return params_; }
+  const ParameterStore& parameters() const { return params_; }
+  uint64_t seed() const { return seed_; }
+  DType dtype() const { return dtype_; }
+
+ private:
+  struct Block {
+    Tensor self_norm;
+    AttentionWeights self_attn;
+    Tensor cross_norm;  // decoder only
+    AttentionWeights cross_attn;
+    Tensor ffn_norm;
+    bool sparse = false;
+    FeedForwardWeights ffn;
+    SwitchWeights experts;
+  };
+  struct StackWeights {
+    Stack stack;
+    Tensor relative_bias;  // [num_buckets, H], owned by block 0
+    std::vector<Block> blocks;
+    Tensor final_norm;
+  };
+  struct StackInputs {
+    const Tensor* ids;
+    const Tensor* mask;            // this stack's own padding mask
+    const Tensor* memory;          // encoder output (decoder only)
+    const Tensor* memory_mask;     // encoder padding mask (decoder only)
+  };
+
+  void build_parameters();
+  StackWeights build_stack(Stack stack);
+  Tensor run_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
+                   ForwardOutput& out) const;
+  void validate_batch(const Batch& batch) const;
+
+  ModelConfig config_;
+  uint64_t seed_;
+  DType dtype_;
+  ParameterStore params_;
+  Tensor shared_;   // [V, d]
+  Tensor lm_head_;  // [V, d] when embeddings are not tied
+  StackWeights encoder_, decoder_;
+};
+
+}  // namespace sw

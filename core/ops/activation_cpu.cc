@@ -1,0 +1,59 @@
+#include "core/ops/activation.h"
+
+#include <cmath>
+
+#include "core/ops/dispatch.h"
+
+namespace sw::ops {
+namespace {
+
+template <typename T>
+T gelu_tanh(T x) {
+  const T k = static_cast<T>(0.7978845608028654);  // sqrt(2 / pi)
+  return static_cast<T>(0.5) * x * (T(1) + std::tanh(k * (x + static_cast<T>(0.044715) * x * x * x)));
+}
+
+template <typename Fn>
+Tensor map_elementwise(const Tensor& x, const char* op, Fn fn) {
+  require_cpu(x, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  const int64_t n = x.numel();
+  dispatch_float(x.dtype(), op, [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) py[i] = fn(px[i]);
+  });
+  return y;
+}
+
+}  // namespace
+
+Tensor relu(const Tensor& x) {
+  return map_elementwise(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
+}
+
+Tensor gelu(const Tensor& x) {
+  return map_elementwise(x, "gelu", [](auto v) { return gelu_tanh(v); });
+}
+
+Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
+  require_cpu(gate, "gated_gelu");
+  require_cpu(linear, "gated_gelu");
+  SW_CHECK_ARG(gate.shape() == linear.shape() && gate.dtype() == linear.dtype(),
+               "gated_gelu: gate ", gate.str(), " and linear ", linear.str(), " differ");
+  Tensor y = Tensor::empty(gate.shape(), gate.dtype());
+  const int64_t n = gate.numel();
+  dispatch_float(gate.dtype(), "gated_gelu", [&](auto zero) {
+    using T = decltype(zero);
+    const T* pg = gate.data<T>();
+    const T* pl = linear.data<T>();
+    T* py = y.data<T>();
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) py[i] = gelu_tanh(pg[i]) * pl[i];
+  });
+  return y;
+}
+
+}  // namespace sw::ops

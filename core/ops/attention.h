@@ -1,0 +1,22 @@
+// Scaled-dot-product attention without the 1/sqrt(d_kv) (T5 folds it into q's init).
+#pragma once
+
+#include "core/ops/dropout.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+struct AttentionInputs {
+  const Tensor* bias = nullptr;      // [H, Tq, Tk] relative position bias, or null
+  const Tensor* key_mask = nullptr;  // i32 [B, Tk], 1 = attend, 0 = padding; or null
+  bool causal = false;               // key j > query i masked (decoder self-attention)
+  DropoutSpec dropout;               // on the attention probabilities (training)
+};
+
+// q [B, Tq, H*dk], k and v [B, Tk, H*dk] -> [B, Tq, H*dk]. scores = q k^T + bias + mask,
+// mask = lowest f32 where masked (as HF), softmax in the compute dtype. When probs is
+// given it receives the softmax output [B, H, Tq, Tk] (before dropout).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                 const AttentionInputs& in, Tensor* probs = nullptr);
+
+}  // namespace sw::ops

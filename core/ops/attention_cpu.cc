@@ -1,0 +1,77 @@
+#include "core/ops/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/ops/dispatch.h"
+
+namespace sw::ops {
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                 const AttentionInputs& in, Tensor* probs) {
+  for (const Tensor* t : {&q, &k, &v}) require_cpu(*t, "attention");
+  SW_CHECK_ARG(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3,
+               "attention: q, k, v must be [B, T, H*dk], got ", q.str(), ", ", k.str(), ", ", v.str());
+  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1);
+  SW_CHECK_ARG(heads > 0 && inner % heads == 0, "attention: ", inner, " features do not split into ",
+               heads, " heads");
+  check_shape(k, {B, Tk, inner}, "attention: k");
+  check_shape(v, {B, Tk, inner}, "attention: v");
+  SW_CHECK_ARG(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: dtypes differ");
+  if (in.bias) {
+    check_shape(*in.bias, {heads, Tq, Tk}, "attention: bias");
+    check_dtype(*in.bias, q.dtype(), "attention: bias");
+  }
+  if (in.key_mask) {
+    check_shape(*in.key_mask, {B, Tk}, "attention: key mask");
+    check_dtype(*in.key_mask, DType::i32, "attention: key mask");
+  }
+  const int64_t dk = inner / heads;
+  Tensor out = Tensor::empty({B, Tq, inner}, q.dtype());
+  if (probs) *probs = Tensor::empty({B, heads, Tq, Tk}, q.dtype());
+  dispatch_float(q.dtype(), "attention", [&](auto zero) {
+    using T = decltype(zero);
+    using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+    using StridedOut = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+    const T masked = static_cast<T>(std::numeric_limits<float>::lowest());
+    const T keep_scale = static_cast<T>(1.0 / (1.0 - in.dropout.rate));
+    const int32_t* key_mask = in.key_mask ? in.key_mask->data<int32_t>() : nullptr;
+    const T* bias = in.bias ? in.bias->data<T>() : nullptr;
+#pragma omp parallel for collapse(2) if (B * heads > 1 && B * heads * Tq * Tk * dk > 32768)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < heads; ++h) {
+        Strided Q(q.data<T>() + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
+        Strided K(k.data<T>() + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+        Strided V(v.data<T>() + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+        StridedOut O(out.data<T>() + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
+        RowMatrix<T> S = Q * K.transpose();
+        for (int64_t i = 0; i < Tq; ++i) {
+          T* row = S.data() + i * Tk;
+          for (int64_t j = 0; j < Tk; ++j) {
+            if (bias) row[j] += bias[(h * Tq + i) * Tk + j];
+            const bool is_masked = (key_mask && key_mask[b * Tk + j] == 0) || (in.causal && j > i);
+            if (is_masked) row[j] += masked;
+          }
+          T m = -std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j < Tk; ++j) m = std::max(m, row[j]);
+          T sum = 0;
+          for (int64_t j = 0; j < Tk; ++j) sum += (row[j] = std::exp(row[j] - m));
+          for (int64_t j = 0; j < Tk; ++j) row[j] /= sum;
+        }
+        if (probs) {
+          T* dst = probs->data<T>() + (b * heads + h) * Tq * Tk;
+          std::copy(S.data(), S.data() + Tq * Tk, dst);
+        }
+        if (in.dropout.active()) {
+          const uint64_t base = static_cast<uint64_t>((b * heads + h) * Tq * Tk);
+          for (int64_t e = 0; e < Tq * Tk; ++e)
+            S.data()[e] = in.dropout.keeps(base + e) ? S.data()[e] * keep_scale : T(0);
+        }
+        O.noalias() = S * V;
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace sw::ops

@@ -1,0 +1,21 @@
+// Dropout with masks drawn from a Philox stream: element i is kept iff
+// uniform(i) >= rate, and kept elements are scaled by 1 / (1 - rate). The mask is a pure
+// function of the stream, so the backward (and the GPU) can rebuild it exactly.
+#pragma once
+
+#include "core/tensor/philox.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+struct DropoutSpec {
+  double rate = 0.0;
+  RandomStream stream;
+  bool active() const { return rate > 0.0; }
+  // Whether element i survives; callers scale survivors by 1 / (1 - rate).
+  bool keeps(uint64_t i) const { return stream.uniform(i) >= static_cast<float>(rate); }
+};
+
+void dropout_(Tensor& x, const DropoutSpec& spec);
+
+}  // namespace sw::ops

@@ -1,0 +1,34 @@
+#include "core/ops/embedding.h"
+
+#include <cstring>
+
+#include "core/ops/dispatch.h"
+
+namespace sw::ops {
+
+void check_token_ids(const Tensor& ids, int64_t vocab, const char* what) {
+  check_dtype(ids, DType::i32, what);
+  const int32_t* p = ids.data<int32_t>();
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    SW_CHECK(p[i] >= 0 && p[i] < vocab, Status::kOutOfRange, what, ": token id ", p[i],
+             " at flat position ", i, " is outside the vocabulary [0, ", vocab, ")");
+}
+
+Tensor embedding(const Tensor& table, const Tensor& ids) {
+  require_cpu(table, "embedding");
+  require_cpu(ids, "embedding");
+  SW_CHECK_ARG(table.ndim() == 2, "embedding: table must be [vocab, d], got ", table.str());
+  const int64_t vocab = table.dim(0), d = table.dim(1);
+  check_token_ids(ids, vocab, "embedding");
+  Shape out_shape = ids.shape();
+  out_shape.push_back(d);
+  Tensor y = Tensor::empty(out_shape, table.dtype());
+  const size_t row_bytes = static_cast<size_t>(d) * dtype_size(table.dtype());
+  const int32_t* pid = ids.data<int32_t>();
+  const char* src = static_cast<const char*>(table.raw());
+  char* dst = static_cast<char*>(y.raw());
+  for (int64_t i = 0; i < ids.numel(); ++i) std::memcpy(dst + i * row_bytes, src + pid[i] * row_bytes, row_bytes);
+  return y;
+}
+
+}  // namespace sw::ops

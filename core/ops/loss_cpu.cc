@@ -1,0 +1,45 @@
+#include "core/ops/loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/ops/dispatch.h"
+
+namespace sw::ops {
+
+CrossEntropy cross_entropy(const Tensor& logits, const Tensor& labels, int32_t ignore_index) {
+  require_cpu(logits, "cross_entropy");
+  SW_CHECK_ARG(logits.ndim() == 2, "cross_entropy: logits must be [N, V], got ", logits.str());
+  const int64_t n = logits.dim(0), vocab = logits.dim(1);
+  check_shape(labels, {n}, "cross_entropy: labels");
+  check_dtype(labels, DType::i32, "cross_entropy: labels");
+  const int32_t* pl = labels.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i)
+    SW_CHECK(pl[i] == ignore_index || (pl[i] >= 0 && pl[i] < vocab), Status::kOutOfRange,
+             "cross_entropy: label ", pl[i], " at position ", i, " is outside [0, ", vocab,
+             ") and is not the ignore index ", ignore_index);
+  CrossEntropy result;
+  dispatch_float(logits.dtype(), "cross_entropy", [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = logits.data<T>();
+    double total = 0.0;
+    int64_t count = 0;
+#pragma omp parallel for reduction(+ : total, count) if (n * vocab > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      if (pl[i] == ignore_index) continue;
+      const T* row = px + i * vocab;
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < vocab; ++j) m = std::max(m, row[j]);
+      double sum = 0.0;
+      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - m));
+      total += static_cast<double>(m) + std::log(sum) - static_cast<double>(row[pl[i]]);
+      ++count;
+    }
+    result.count = count;
+    result.loss = count ? total / static_cast<double>(count) : 0.0;
+  });
+  return result;
+}
+
+}  // namespace sw::ops

@@ -1,0 +1,12 @@
+// RMSNorm (T5's LayerNorm): y = w * x * rsqrt(mean(x^2) + eps), no mean, no bias.
+#pragma once
+
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+// x [..., d], weight [d]. The mean of squares accumulates in at least f32. When
+// inv_rms is given it receives rsqrt(mean(x^2) + eps) per row (for the backward).
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_rms = nullptr);
+
+}  // namespace sw::ops

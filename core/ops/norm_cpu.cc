@@ -1,0 +1,36 @@
+#include "core/ops/norm.h"
+
+#include <cmath>
+
+#include "core/ops/dispatch.h"
+
+namespace sw::ops {
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_rms) {
+  require_cpu(x, "rms_norm");
+  const int64_t d = last_dim(x), rows = leading_rows(x);
+  check_shape(weight, {d}, "rms_norm: weight");
+  check_dtype(weight, x.dtype(), "rms_norm: weight");
+  SW_CHECK_ARG(eps > 0, "rms_norm: eps must be > 0, got ", eps);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  if (inv_rms) *inv_rms = Tensor::empty({rows}, x.dtype());
+  dispatch_float(x.dtype(), "rms_norm", [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = x.data<T>();
+    const T* pw = weight.data<T>();
+    T* py = y.data<T>();
+    T* pr = inv_rms ? inv_rms->data<T>() : nullptr;
+#pragma omp parallel for if (rows * d > 65536)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = px + r * d;
+      T sum_sq = 0;
+      for (int64_t i = 0; i < d; ++i) sum_sq += xr[i] * xr[i];
+      const T scale = T(1) / std::sqrt(sum_sq / static_cast<T>(d) + static_cast<T>(eps));
+      for (int64_t i = 0; i < d; ++i) py[r * d + i] = pw[i] * (xr[i] * scale);
+      if (pr) pr[r] = scale;
+    }
+  });
+  return y;
+}
+
+}  // namespace sw::ops

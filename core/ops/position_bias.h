@@ -1,0 +1,20 @@
+// T5 relative position buckets and the per-head bias they index (SPEC §1).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+// Bucket of rel = key_pos - query_pos. Encoder (bidirectional): half the buckets per
+// direction; decoder: only keys at or before the query get distinct buckets. The log
+// branch is computed in f32, as HF computes it, so bucket boundaries match its checkpoints.
+int32_t relative_position_bucket(int64_t rel, bool bidirectional, int64_t num_buckets,
+                                 int64_t max_distance);
+
+// table [num_buckets, H] -> bias [H, q_len, k_len], bias[h, i, j] = table[bucket(j - i), h].
+Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bidirectional,
+                     int64_t max_distance);
+
+}  // namespace sw::ops

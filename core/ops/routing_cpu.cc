@@ -1,0 +1,208 @@
+#include "core/ops/routing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/ops/dispatch.h"
+#include "core/ops/gemm.h"
+#include "core/ops/softmax.h"
+
+namespace sw::ops {
+
+RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                   Tensor* jittered_x) {
+  require_cpu(x, "route");
+  SW_CHECK_ARG(x.ndim() == 2 && weight.ndim() == 2 && weight.dim(1) == x.dim(1),
+               "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
+  check_dtype(weight, x.dtype(), "route: weight");
+  const int64_t n = x.dim(0), experts = weight.dim(0);
+  Tensor input = x;
+  if (jitter.active()) {
+    SW_CHECK_ARG(jitter.eps < 1.0, "route: jitter eps must be in [0, 1), got ", jitter.eps);
+    input = x.clone();
+    dispatch_float(x.dtype(), "route", [&](auto zero) {
+      using T = decltype(zero);
+      T* p = input.data<T>();
+      const int64_t count = input.numel();
+      for (int64_t i = 0; i < count; ++i)
+        p[i] *= static_cast<T>(1.0 - jitter.eps + 2.0 * jitter.eps * jitter.stream.uniform(i));
+    });
+  }
+  if (jittered_x) *jittered_x = input;
+  RouterOutput r;
+  r.logits = linear(input, weight);
+  r.probs = softmax(r.logits);
+  r.expert_index = Tensor::empty({n}, DType::i32);
+  r.gate = Tensor::empty({n}, x.dtype());
+  dispatch_float(x.dtype(), "route", [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = r.probs.data<T>();
+    int32_t* idx = r.expert_index.data<int32_t>();
+    T* gate = r.gate.data<T>();
+    for (int64_t t = 0; t < n; ++t) {
+      const T* row = p + t * experts;
+      // max_element returns the first maximum: ties go to the lowest expert index.
+      const int64_t best = std::max_element(row, row + experts) - row;
+      idx[t] = static_cast<int32_t>(best);
+      gate[t] = row[best];
+    }
+  });
+  return r;
+}
+
+CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
+                                   int64_t group_size, int64_t capacity) {
+  require_cpu(expert_index, "assign_capacity");
+  check_dtype(expert_index, DType::i32, "assign_capacity: expert_index");
+  const int64_t n = expert_index.numel();
+  SW_CHECK_ARG(num_experts >= 1, "assign_capacity: num_experts must be >= 1, got ", num_experts);
+  SW_CHECK_ARG(group_size >= 1 && n % group_size == 0, "assign_capacity: ", n,
+               " tokens do not split into groups of ", group_size);
+  SW_CHECK_ARG(capacity >= 0, "assign_capacity: capacity must be >= 0, got ", capacity);
+  CapacityAssignment a;
+  a.capacity = capacity;
+  a.slot = Tensor::empty({n}, DType::i32);
+  a.kept_per_expert.assign(num_experts, 0);
+  const int32_t* idx = expert_index.data<int32_t>();
+  int32_t* slot = a.slot.data<int32_t>();
+  std::vector<int64_t> in_group(num_experts);
+  for (int64_t start = 0; start < n; start += group_size) {
+    std::fill(in_group.begin(), in_group.end(), 0);
+    for (int64_t t = start; t < start + group_size; ++t) {
+      const int32_t e = idx[t];
+      SW_CHECK(e >= 0 && e < num_experts, Status::kOutOfRange, "assign_capacity: expert index ",
+               e, " at token ", t, " is outside [0, ", num_experts, ")");
+      if (++in_group[e] <= capacity) {
+        slot[t] = static_cast<int32_t>(a.kept_per_expert[e]++);
+      } else {
+        slot[t] = -1;
+        ++a.dropped;
+      }
+    }
+  }
+  a.buffer_rows = *std::max_element(a.kept_per_expert.begin(), a.kept_per_expert.end());
+  return a;
+}
+
+Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a,
+                int64_t num_experts) {
+  require_cpu(x, "dispatch");
+  SW_CHECK_ARG(x.ndim() == 2 && x.dim(0) == expert_index.numel() && a.slot.numel() == x.dim(0),
+               "dispatch: x ", x.str(), " does not match ", expert_index.numel(), " routed tokens");
+  const int64_t n = x.dim(0), d = x.dim(1);
+  Tensor buffer = Tensor::zeros({num_experts, a.buffer_rows, d}, x.dtype());
+  const size_t row_bytes = static_cast<size_t>(d) * dtype_size(x.dtype());
+  const int32_t* idx = expert_index.data<int32_t>();
+  const int32_t* slot = a.slot.data<int32_t>();
+  const char* src = static_cast<const char*>(x.raw());
+  char* dst = static_cast<char*>(buffer.raw());
+  for (int64_t t = 0; t < n; ++t)
+    if (slot[t] >= 0)
+      std::memcpy(dst + (idx[t] * a.buffer_rows + slot[t]) * row_bytes, src + t * row_bytes, row_bytes);
+  return buffer;
+}
+
+Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tensor& gate,
+               const CapacityAssignment& a) {
+  require_cpu(expert_out, "combine");
+  const int64_t n = expert_index.numel();
+  SW_CHECK_ARG(expert_out.ndim() == 3 && expert_out.dim(1) == a.buffer_rows,
+               "combine: expert output ", expert_out.str(), " does not match ", a.buffer_rows,
+               " buffer rows");
+  check_shape(gate, {n}, "combine: gate");
+  check_dtype(gate, expert_out.dtype(), "combine: gate");
+  const int64_t d = expert_out.dim(2);
+  Tensor y = Tensor::empty({n, d}, expert_out.dtype());
+  dispatch_float(expert_out.dtype(), "combine", [&](auto zero) {
+    using T = decltype(zero);
+    const T* src = expert_out.data<T>();
+    const T* g = gate.data<T>();
+    const int32_t* idx = expert_index.data<int32_t>();
+    const int32_t* slot = a.slot.data<int32_t>();
+    T* out = y.data<T>();
+    for (int64_t t = 0; t < n; ++t) {
+      T* row = out + t * d;
+      if (slot[t] < 0) {
+        std::fill(row, row + d, T(0));  // dropped: the sublayer passes h through
+        continue;
+      }
+      const T* e_row = src + (idx[t] * a.buffer_rows + slot[t]) * d;
+      for (int64_t i = 0; i < d; ++i) row[i] = g[t] * e_row[i];
+    }
+  });
+  return y;
+}
+
+BalanceSums::BalanceSums(int64_t num_groups, int64_t num_experts)
+    : groups_(num_groups),
+      experts_(num_experts),
+      counts_(num_groups * num_experts, 0.0),
+      prob_sums_(num_groups * num_experts, 0.0),
+      tokens_(num_groups, 0.0) {
+  SW_CHECK_ARG(num_groups >= 1 && num_experts >= 1, "BalanceSums: need >= 1 group and expert");
+}
+
+void BalanceSums::add(const Tensor& probs, const Tensor& assigned) {
+  require_cpu(probs, "load_balancing_loss");
+  SW_CHECK_ARG(probs.ndim() == 2 && probs.dim(1) == experts_, "load_balancing_loss: probs ",
+               probs.str(), " does not have ", experts_, " experts");
+  const int64_t n = probs.dim(0);
+  check_shape(assigned, {n}, "load_balancing_loss: assigned experts");
+  SW_CHECK_ARG(n % groups_ == 0, "load_balancing_loss: ", n, " tokens do not split into ", groups_,
+               " groups");
+  const int64_t per_group = n / groups_;
+  const int32_t* idx = assigned.data<int32_t>();
+  dispatch_float(probs.dtype(), "load_balancing_loss", [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = probs.data<T>();
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t g = t / per_group;
+      counts_[g * experts_ + idx[t]] += 1.0;
+      for (int64_t e = 0; e < experts_; ++e) prob_sums_[g * experts_ + e] += p[t * experts_ + e];
+      tokens_[g] += 1.0;
+    }
+  });
+}
+
+double BalanceSums::loss() const {
+  double total = 0.0;
+  for (int64_t g = 0; g < groups_; ++g) {
+    if (tokens_[g] == 0) continue;
+    double dot = 0.0;
+    for (int64_t e = 0; e < experts_; ++e)
+      dot += counts_[g * experts_ + e] * prob_sums_[g * experts_ + e];
+    total += static_cast<double>(experts_) * dot / (tokens_[g] * tokens_[g]);
+  }
+  return total / static_cast<double>(groups_);
+}
+
+double router_z_loss(const Tensor& logits) {
+  const Tensor lse = logsumexp(logits);
+  const int64_t n = lse.numel();
+  if (n == 0) return 0.0;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += lse.item(i) * lse.item(i);
+  return sum / static_cast<double>(n);
+}
+
+RoutingStats routing_stats(const RouterOutput& r, const CapacityAssignment& a) {
+  const int64_t n = r.expert_index.numel(), experts = r.probs.dim(1);
+  RoutingStats s;
+  s.tokens_per_expert.assign(experts, 0);
+  s.kept_per_expert = a.kept_per_expert;
+  const int32_t* idx = r.expert_index.data<int32_t>();
+  for (int64_t t = 0; t < n; ++t) ++s.tokens_per_expert[idx[t]];
+  s.dropped_fraction = n ? static_cast<double>(a.dropped) / static_cast<double>(n) : 0.0;
+  dispatch_float(r.probs.dtype(), "routing_stats", [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = r.probs.data<T>();
+    double entropy = 0.0;
+    for (int64_t i = 0; i < n * experts; ++i)
+      if (p[i] > 0) entropy -= static_cast<double>(p[i]) * std::log(static_cast<double>(p[i]));
+    s.router_entropy = n ? entropy / static_cast<double>(n) : 0.0;
+  });
+  return s;
+}
+
+}  // namespace sw::ops

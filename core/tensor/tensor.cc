@@ -1,0 +1,179 @@
+#include "core/tensor/tensor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+namespace sw {
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    SW_CHECK_ARG(d >= 0, "shape ", shape_str(shape), ": negative dimension");
+    n *= d;
+  }
+  return n;
+}
+
+Storage::Storage(size_t bytes, Device device)
+    : bytes_(bytes), device_(device), allocator_(&allocator_for(device)) {
+  data_ = allocator_->allocate(bytes);
+}
+
+Storage::~Storage() {
+  if (data_) allocator_->deallocate(data_, bytes_);
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.storage_ = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  SW_CHECK(device.is_cpu(), Status::kUnsupported, "zeros: only cpu tensors here");
+  if (t.nbytes()) std::memset(t.raw(), 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::full(const Shape& shape, DType dtype, double value) {
+  Tensor t = empty(shape, dtype);
+  t.fill(value);
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  const int n = ndim();
+  const int j = i < 0 ? i + n : i;
+  SW_CHECK(j >= 0 && j < n, Status::kOutOfRange, "dim ", i, " out of range for tensor ", str());
+  return shape_[j];
+}
+
+void* Tensor::raw() const {
+  return storage_ ? static_cast<char*>(storage_->data()) + offset_bytes_ : nullptr;
+}
+
+void Tensor::check_access(DType requested) const {
+  SW_CHECK(requested == dtype_, Status::kInvalidArgument, "tensor ", str(), " accessed as ",
+           dtype_name(requested));
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  SW_CHECK_ARG(shape_numel(shape) == numel(), "view: cannot view ", str(), " as ",
+               shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::slice(int64_t begin, int64_t end) const {
+  SW_CHECK_ARG(ndim() >= 1 && begin >= 0 && begin <= end && end <= shape_[0], "slice [", begin,
+               ", ", end, ") out of range for ", str());
+  Tensor t = *this;
+  const int64_t row = numel() / std::max<int64_t>(shape_[0], 1);
+  t.shape_[0] = end - begin;
+  t.offset_bytes_ += static_cast<size_t>(begin * row) * dtype_size(dtype_);
+  return t;
+}
+
+namespace {
+
+template <typename Src, typename Dst>
+void convert(const Src* src, Dst* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(src[i]);
+}
+
+double load_as_double(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::f32: return static_cast<const float*>(base)[i];
+    case DType::f64: return static_cast<const double*>(base)[i];
+    case DType::bf16: return to_float(static_cast<const bf16*>(base)[i]);
+    case DType::i32: return static_cast<const int32_t*>(base)[i];
+    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(base)[i]);
+  }
+  return 0;
+}
+
+void store_double(void* base, DType t, int64_t i, double v) {
+  switch (t) {
+    case DType::f32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
+    case DType::f64: static_cast<double*>(base)[i] = v; break;
+    case DType::bf16: static_cast<bf16*>(base)[i] = to_bf16(static_cast<float>(v)); break;
+    case DType::i32: static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v); break;
+    case DType::i64: static_cast<int64_t*>(base)[i] = static_cast<int64_t>(v); break;
+  }
+}
+
+}  // namespace
+
+Tensor Tensor::to(DType dtype) const {
+  SW_CHECK(device().is_cpu(), Status::kUnsupported, "to(", dtype_name(dtype),
+           "): only cpu tensors here, got ", str());
+  SW_CHECK_ARG(is_floating(dtype) == is_floating(dtype_), "to: cannot convert ", str(), " to ",
+               dtype_name(dtype));
+  Tensor out = empty(shape_, dtype);
+  const int64_t n = numel();
+  if (dtype == dtype_) {
+    if (n) std::memcpy(out.raw(), raw(), nbytes());
+  } else if (dtype_ == DType::f32 && dtype == DType::f64) {
+    convert(data<float>(), out.data<double>(), n);
+  } else if (dtype_ == DType::f64 && dtype == DType::f32) {
+    convert(data<double>(), out.data<float>(), n);
+  } else if (dtype_ == DType::i32 && dtype == DType::i64) {
+    convert(data<int32_t>(), out.data<int64_t>(), n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) store_double(out.raw(), dtype, i, load_as_double(raw(), dtype_, i));
+  }
+  return out;
+}
+
+Tensor Tensor::clone() const { return to(dtype_); }
+
+void Tensor::fill(double value) {
+  SW_CHECK(device().is_cpu(), Status::kUnsupported, "fill: only cpu tensors here, got ", str());
+  const int64_t n = numel();
+  for (int64_t i = 0; i < n; ++i) store_double(raw(), dtype_, i, value);
+}
+
+void Tensor::copy_from(const Tensor& other) {
+  SW_CHECK_ARG(other.shape_ == shape_ && other.dtype_ == dtype_, "copy_from: ", other.str(),
+               " into ", str());
+  SW_CHECK(device().is_cpu() && other.device().is_cpu(), Status::kUnsupported,
+           "copy_from: only cpu tensors here");
+  if (nbytes()) std::memmove(raw(), other.raw(), nbytes());
+}
+
+double Tensor::item(int64_t i) const {
+  SW_CHECK(i >= 0 && i < numel(), Status::kOutOfRange, "item ", i, " out of range for ", str());
+  SW_CHECK(device().is_cpu(), Status::kUnsupported, "item: only cpu tensors here");
+  return load_as_double(raw(), dtype_, i);
+}
+
+std::string Tensor::str() const {
+  return std::string(dtype_name(dtype_)) + shape_str(shape_) + " on " + device().str();
+}
+
+void check_shape(const Tensor& t, const Shape& expected, const char* what) {
+  bool ok = t.ndim() == static_cast<int>(expected.size());
+  for (size_t i = 0; ok && i < expected.size(); ++i)
+    ok = expected[i] < 0 || expected[i] == t.shape()[i];
+  SW_CHECK_ARG(ok, what, ": expected shape ", shape_str(expected), ", got ", shape_str(t.shape()));
+}
+
+void check_dtype(const Tensor& t, DType expected, const char* what) {
+  SW_CHECK_ARG(t.dtype() == expected, what, ": expected dtype ", dtype_name(expected), ", got ",
+               dtype_name(t.dtype()));
+}
+
+}  // namespace sw
