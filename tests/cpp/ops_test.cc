@@ -1,1 +1,258 @@
+// Every op against a naive loop in f64, in both f32 and f64.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/ops/activation.h"
+#include "core/ops/attention.h"
+#include "core/ops/dropout.h"
+#include "core/ops/embedding.h"
+#include "core/ops/gemm.h"
+#include "core/ops/loss.h"
+#include "core/ops/norm.h"
+#include "core/ops/position_bias.h"
+#include "core/ops/softmax.h"
+#include "test_util.h"
+
+namespace sw {
+namespace {
+
+using testing::max_relative_error;
+using testing::random_tensor;
+
+class OpsTest : public ::testing::TestWithParam<DType> {
+ protected:
+  DType dtype() const { return GetParam(); }
+  double tolerance() const { return dtype() == DType::f32 ? 2e-6 : 1e-13; }
+  Tensor random(const Shape& shape, uint32_t seed, double std = 1.0) const {
+    return random_tensor(shape, dtype(), seed, std);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, OpsTest, ::testing::Values(DType::f32, DType::f64),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// c[i][j] = alpha * sum_k A(i,k) B(k,j) + beta * c0[i][j], indices honouring transposes.
+Tensor naive_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c0,
+                    double alpha, double beta) {
+  const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
+  const int64_t n = tb ? b.dim(0) : b.dim(1);
+  Tensor c = Tensor::empty({m, n}, DType::f64);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p)
+        s += a.item(ta ? p * a.dim(1) + i : i * k + p) * b.item(tb ? j * k + p : p * n + j);
+      c.data<double>()[i * n + j] = alpha * s + beta * c0.item(i * n + j);
+    }
+  return c;
+}
+
+TEST_P(OpsTest, MatmulAllTransposes) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const Tensor a = random(ta ? Shape{7, 5} : Shape{5, 7}, 1);
+      const Tensor b = random(tb ? Shape{9, 7} : Shape{7, 9}, 2);
+      Tensor c = random({5, 9}, 3);
+      const Tensor expected = naive_matmul(a, ta, b, tb, c, 0.5, -2.0);
+      ops::matmul(a, ta, b, tb, c, 0.5, -2.0);
+      EXPECT_LE(max_relative_error(c, expected), tolerance()) << ta << tb;
+    }
+  EXPECT_THROW(ops::matmul(random({2, 3}, 1), false, random({2, 3}, 2), false), Error);
+}
+
+TEST_P(OpsTest, LinearIsXTimesWTransposed) {
+  const Tensor x = random({2, 3, 6}, 4), w = random({4, 6}, 5);
+  const Tensor y = ops::linear(x, w);
+  EXPECT_EQ(y.shape(), Shape({2, 3, 4}));
+  EXPECT_LE(max_relative_error(y.view({6, 4}), naive_matmul(x.view({6, 6}), false, w, true,
+                                                           Tensor::zeros({6, 4}, DType::f64), 1, 0)),
+            tolerance());
+  EXPECT_THROW(ops::linear(x, random({4, 5}, 6)), Error);
+}
+
+TEST_P(OpsTest, BatchedMatmulWithRowCounts) {
+  const Tensor a = random({3, 4, 5}, 7), b = random({3, 6, 5}, 8);
+  Tensor c = random({3, 4, 6}, 9);  // poisoned: every element must be written
+  const int64_t rows[3] = {4, 0, 2};
+  ops::batched_matmul(a, false, b, true, c, rows);
+  for (int64_t e = 0; e < 3; ++e) {
+    const Tensor expected = naive_matmul(a.slice(e, e + 1).view({4, 5}), false, b.slice(e, e + 1).view({6, 5}),
+                                         true, Tensor::zeros({4, 6}, DType::f64), 1, 0);
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < 6; ++j) {
+        const double want = i < rows[e] ? expected.item(i * 6 + j) : 0.0;
+        EXPECT_NEAR(c.item((e * 4 + i) * 6 + j), want, tolerance() * 10) << e << " " << i << " " << j;
+      }
+  }
+}
+
+TEST_P(OpsTest, RmsNorm) {
+  const Tensor x = random({3, 4, 16}, 10, 3.0), w = random({16}, 11);
+  Tensor inv;
+  const Tensor y = ops::rms_norm(x, w, 1e-6, &inv);
+  Tensor expected = Tensor::empty(x.shape(), DType::f64);
+  for (int64_t r = 0; r < 12; ++r) {
+    double ms = 0;
+    for (int64_t i = 0; i < 16; ++i) ms += x.item(r * 16 + i) * x.item(r * 16 + i) / 16;
+    EXPECT_NEAR(inv.item(r), 1 / std::sqrt(ms + 1e-6), tolerance() * 10);
+    for (int64_t i = 0; i < 16; ++i)
+      expected.data<double>()[r * 16 + i] = w.item(i) * x.item(r * 16 + i) / std::sqrt(ms + 1e-6);
+  }
+  EXPECT_LE(max_relative_error(y, expected), tolerance());
+  EXPECT_THROW(ops::rms_norm(x, random({15}, 1), 1e-6), Error);
+}
+
+TEST_P(OpsTest, Activations) {
+  const Tensor x = random({5, 7}, 12, 2.0), x2 = random({5, 7}, 13);
+  const Tensor r = ops::relu(x), g = ops::gelu(x), gg = ops::gated_gelu(x, x2);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double v = x.item(i);
+    const double gelu = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    EXPECT_EQ(r.item(i), v > 0 ? v : 0.0);
+    EXPECT_NEAR(g.item(i), gelu, tolerance() * 4);
+    EXPECT_NEAR(gg.item(i), gelu * x2.item(i), tolerance() * 8);
+  }
+}
+
+TEST_P(OpsTest, SoftmaxAndLogsumexp) {
+  const Tensor x = random({4, 9}, 14, 5.0);
+  const Tensor p = ops::softmax(x), lse = ops::logsumexp(x);
+  for (int64_t r = 0; r < 4; ++r) {
+    double z = 0;
+    for (int64_t j = 0; j < 9; ++j) z += std::exp(x.item(r * 9 + j));
+    EXPECT_NEAR(lse.item(r), std::log(z), tolerance() * 10);
+    for (int64_t j = 0; j < 9; ++j) EXPECT_NEAR(p.item(r * 9 + j), std::exp(x.item(r * 9 + j)) / z, tolerance());
+  }
+  // Stable for large logits.
+  const Tensor big = Tensor::full({1, 3}, dtype(), 1000.0);
+  EXPECT_NEAR(ops::softmax(big).item(0), 1.0 / 3, tolerance());
+  EXPECT_NEAR(ops::logsumexp(big).item(0), 1000.0 + std::log(3.0), 1e-3);
+}
+
+TEST_P(OpsTest, Embedding) {
+  const Tensor table = random({10, 4}, 15);
+  const Tensor ids = Tensor::from_vector<int32_t>({3, 0, 9, 3}, {2, 2});
+  const Tensor y = ops::embedding(table, ids);
+  EXPECT_EQ(y.shape(), Shape({2, 2, 4}));
+  for (int64_t t = 0; t < 4; ++t)
+    for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(y.item(t * 4 + i), table.item(ids.item(t) * 4 + i));
+  try {
+    ops::embedding(table, Tensor::from_vector<int32_t>({1, 10}, {2}));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kOutOfRange);
+    EXPECT_NE(std::string(e.what()).find("token id 10 at flat position 1"), std::string::npos) << e.what();
+  }
+}
+
+TEST_P(OpsTest, PositionBiasLayout) {
+  const Tensor table = random({8, 3}, 16);
+  const Tensor bias = ops::position_bias(table, 4, 5, true, 16);
+  EXPECT_EQ(bias.shape(), Shape({3, 4, 5}));
+  for (int64_t h = 0; h < 3; ++h)
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < 5; ++j)
+        EXPECT_EQ(bias.item((h * 4 + i) * 5 + j),
+                  table.item(ops::relative_position_bucket(j - i, true, 8, 16) * 3 + h));
+}
+
+// Naive attention in f64 with the same masking rule (lowest f32 added where masked).
+Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                       const Tensor* bias, const Tensor* mask, bool causal) {
+  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1), dk = inner / heads;
+  Tensor out = Tensor::zeros({B, Tq, inner}, DType::f64);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < Tq; ++i) {
+        std::vector<double> s(Tk);
+        double m = -INFINITY;
+        for (int64_t j = 0; j < Tk; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < dk; ++c)
+            dot += q.item((b * Tq + i) * inner + h * dk + c) * k.item((b * Tk + j) * inner + h * dk + c);
+          if (bias) dot += bias->item((h * Tq + i) * Tk + j);
+          if ((mask && mask->item(b * Tk + j) == 0) || (causal && j > i))
+            dot += std::numeric_limits<float>::lowest();
+          s[j] = dot;
+          m = std::max(m, dot);
+        }
+        double z = 0;
+        for (double& e : s) z += (e = std::exp(e - m));
+        for (int64_t c = 0; c < dk; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j < Tk; ++j) acc += s[j] / z * v.item((b * Tk + j) * inner + h * dk + c);
+          out.data<double>()[(b * Tq + i) * inner + h * dk + c] = acc;
+        }
+      }
+  return out;
+}
+
+TEST_P(OpsTest, AttentionSelfCausalCross) {
+  const int64_t B = 2, T = 5, S = 6, H = 3, dk = 4;
+  const Tensor q = random({B, T, H * dk}, 17), k = random({B, S, H * dk}, 18), v = random({B, S, H * dk}, 19);
+  const Tensor bias = random({H, T, S}, 20);
+  const Tensor mask = Tensor::from_vector<int32_t>({1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0}, {B, S});
+  for (bool causal : {false, true})
+    for (bool with_bias : {false, true}) {
+      ops::AttentionInputs in;
+      in.bias = with_bias ? &bias : nullptr;
+      in.key_mask = &mask;
+      in.causal = causal;
+      Tensor probs;
+      const Tensor out = ops::attention(q, k, v, H, in, &probs);
+      EXPECT_LE(max_relative_error(out, naive_attention(q, k, v, H, in.bias, &mask, causal)), tolerance() * 5)
+          << "causal " << causal << " bias " << with_bias;
+      // Masked keys get exactly zero probability.
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < T; ++i)
+            for (int64_t j = 0; j < S; ++j)
+              if (mask.item(b * S + j) == 0 || (causal && j > i)) {
+                EXPECT_EQ(probs.item(((b * H + h) * T + i) * S + j), 0.0);
+              }
+    }
+  EXPECT_THROW(ops::attention(q, k, v, 5, {}), Error);  // 12 features do not split into 5 heads
+}
+
+TEST_P(OpsTest, CrossEntropyWithIgnoreIndex) {
+  const Tensor logits = random({4, 7}, 21, 3.0);
+  const Tensor labels = Tensor::from_vector<int32_t>({2, -100, 6, 0}, {4});
+  const ops::CrossEntropy ce = ops::cross_entropy(logits, labels);
+  double total = 0;
+  for (int64_t r : {0, 2, 3}) {
+    double z = 0;
+    for (int64_t j = 0; j < 7; ++j) z += std::exp(logits.item(r * 7 + j));
+    total += std::log(z) - logits.item(r * 7 + labels.item(r));
+  }
+  EXPECT_EQ(ce.count, 3);
+  EXPECT_NEAR(ce.loss, total / 3, 1e-5);
+  EXPECT_THROW(ops::cross_entropy(logits, Tensor::from_vector<int32_t>({7, 0, 0, 0}, {4})), Error);
+  EXPECT_EQ(ops::cross_entropy(logits, Tensor::full({4}, DType::i32, -100)).count, 0);
+}
+
+TEST_P(OpsTest, DropoutIsSeededAndUnbiased) {
+  const Tensor ones = Tensor::full({100000}, dtype(), 1.0);
+  ops::DropoutSpec spec;
+  spec.rate = 0.25;
+  spec.stream = RandomStream(5, RandomPurpose::kDropout, 2, 9);
+  Tensor a = ones.clone(), b = ones.clone();
+  ops::dropout_(a, spec);
+  ops::dropout_(b, spec);
+  int64_t zeros = 0;
+  double sum = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    ASSERT_EQ(a.item(i), b.item(i));  // same stream, same mask
+    zeros += a.item(i) == 0;
+    sum += a.item(i);
+    if (a.item(i) != 0) {
+      EXPECT_NEAR(a.item(i), 1 / 0.75, 1e-6);
+    }
+  }
+  EXPECT_NEAR(zeros / 1e5, 0.25, 0.01);
+  EXPECT_NEAR(sum / 1e5, 1.0, 0.02);
+}
+
+}  // namespace
+}  // namespace sw

@@ -1,1 +1,194 @@
+// The Switch routing ops: router, capacity edge cases, dispatch/combine, aux and z losses.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/ops/routing.h"
+#include "test_util.h"
+
+namespace sw {
+namespace {
+
+using testing::random_tensor;
+
+Tensor indices(const std::vector<int32_t>& v) {
+  return Tensor::from_vector<int32_t>(v, {static_cast<int64_t>(v.size())});
+}
+
+TEST(Router, LogitsSoftmaxArgmaxAgainstNaiveLoop) {
+  const Tensor x = random_tensor({6, 5}, DType::f64, 1), w = random_tensor({4, 5}, DType::f64, 2, 2.0);
+  const ops::RouterOutput r = ops::route(x, w, {});
+  for (int64_t t = 0; t < 6; ++t) {
+    std::vector<double> logit(4);
+    double z = 0;
+    for (int64_t e = 0; e < 4; ++e) {
+      for (int64_t i = 0; i < 5; ++i) logit[e] += x.item(t * 5 + i) * w.item(e * 5 + i);
+      EXPECT_NEAR(r.logits.item(t * 4 + e), logit[e], 1e-12);
+      z += std::exp(logit[e]);
+    }
+    const int64_t best = std::max_element(logit.begin(), logit.end()) - logit.begin();
+    EXPECT_EQ(r.expert_index.item(t), best);
+    EXPECT_NEAR(r.gate.item(t), std::exp(logit[best]) / z, 1e-12);
+  }
+}
+
+TEST(Router, TiesGoToTheLowestExpert) {
+  const Tensor x = random_tensor({5, 3}, DType::f32, 3);
+  const Tensor w = Tensor::zeros({4, 3}, DType::f32);  // every logit 0: a four-way tie
+  const ops::RouterOutput r = ops::route(x, w, {});
+  for (int64_t t = 0; t < 5; ++t) {
+    EXPECT_EQ(r.expert_index.item(t), 0);
+    EXPECT_FLOAT_EQ(static_cast<float>(r.gate.item(t)), 0.25f);
+  }
+}
+
+TEST(Router, JitterMultipliesTheInputWithinEps) {
+  const Tensor x = random_tensor({50, 8}, DType::f32, 4), w = random_tensor({4, 8}, DType::f32, 5);
+  ops::RouterJitter jitter;
+  jitter.eps = 0.01;
+  jitter.stream = RandomStream(1, RandomPurpose::kJitter, 0, 0);
+  Tensor jittered;
+  ops::route(x, w, jitter, &jittered);
+  bool changed = false;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double ratio = jittered.item(i) / x.item(i);
+    EXPECT_GE(ratio, 0.99 - 1e-6);
+    EXPECT_LE(ratio, 1.01 + 1e-6);
+    changed |= ratio != 1.0;
+  }
+  EXPECT_TRUE(changed);
+  Tensor plain;
+  ops::route(x, w, {}, &plain);
+  EXPECT_TRUE(plain.shares_storage_with(x));
+}
+
+// The definition: a token is kept iff its inclusive running count for its expert within
+// its group is <= capacity.
+std::vector<bool> naive_kept(const std::vector<int32_t>& idx, int64_t experts, int64_t group, int64_t capacity) {
+  std::vector<bool> kept(idx.size());
+  for (size_t start = 0; start < idx.size(); start += group) {
+    std::vector<int64_t> count(experts);
+    for (size_t t = start; t < start + group; ++t) kept[t] = ++count[idx[t]] <= capacity;
+  }
+  return kept;
+}
+
+TEST(Capacity, AgainstTheDefinitionOnRandomRouting) {
+  std::mt19937 gen(7);
+  for (int trial = 0; trial < 50; ++trial) {
+    const int64_t experts = 1 + gen() % 6, group = 1 + gen() % 12, groups = 1 + gen() % 4;
+    const int64_t capacity = gen() % 5;
+    std::vector<int32_t> idx(group * groups);
+    for (auto& e : idx) e = static_cast<int32_t>(gen() % experts);
+    const ops::CapacityAssignment a = ops::assign_capacity(indices(idx), experts, group, capacity);
+    const std::vector<bool> kept = naive_kept(idx, experts, group, capacity);
+    std::vector<int64_t> next_row(experts);
+    int64_t dropped = 0;
+    for (size_t t = 0; t < idx.size(); ++t) {
+      if (kept[t]) {
+        EXPECT_EQ(a.slot.item(t), next_row[idx[t]]++);  // rows in token order
+      } else {
+        EXPECT_EQ(a.slot.item(t), -1);
+        ++dropped;
+      }
+    }
+    EXPECT_EQ(a.dropped, dropped);
+    EXPECT_EQ(a.kept_per_expert, next_row);
+  }
+}
+
+TEST(Capacity, AllTokensToOneExpertKeepExactlyCapacityPerGroup) {
+  const std::vector<int32_t> idx(12, 2);  // 3 groups of 4, all to expert 2
+  const ops::CapacityAssignment a = ops::assign_capacity(indices(idx), 4, 4, 3);
+  EXPECT_EQ(a.kept_per_expert, std::vector<int64_t>({0, 0, 9, 0}));  // experts 0, 1, 3 get nothing
+  EXPECT_EQ(a.dropped, 3);
+  for (int64_t g = 0; g < 3; ++g) EXPECT_EQ(a.slot.item(g * 4 + 3), -1);  // the last of each group
+  EXPECT_EQ(a.buffer_rows, 9);
+}
+
+TEST(Capacity, CapacitySmallerThanGroupAndZero) {
+  const std::vector<int32_t> idx = {0, 1, 0, 1, 0, 1};
+  EXPECT_EQ(ops::assign_capacity(indices(idx), 2, 6, 1).dropped, 4);
+  const ops::CapacityAssignment none = ops::assign_capacity(indices(idx), 2, 6, 0);
+  EXPECT_EQ(none.dropped, 6);
+  EXPECT_EQ(none.buffer_rows, 0);
+}
+
+TEST(Capacity, GroupsThatDoNotDivideAreAnError) {
+  try {
+    ops::assign_capacity(indices({0, 0, 0, 0, 0}), 2, 2, 1);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("5 tokens do not split into groups of 2"), std::string::npos);
+  }
+  EXPECT_THROW(ops::assign_capacity(indices({0, 3}), 2, 2, 1), Error);  // expert 3 of 2
+}
+
+TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
+  const Tensor x = random_tensor({6, 3}, DType::f64, 8);
+  const std::vector<int32_t> idx = {1, 1, 0, 1, 2, 0};
+  const Tensor gate = random_tensor({6}, DType::f64, 9);
+  const ops::CapacityAssignment a = ops::assign_capacity(indices(idx), 3, 6, 2);  // token 3 dropped
+  const Tensor buffer = ops::dispatch(x, indices(idx), a, 3);
+  EXPECT_EQ(buffer.shape(), Shape({3, 2, 3}));
+  // Expert 2 got one token: its second row is zero.
+  for (int64_t i = 0; i < 3; ++i) EXPECT_EQ(buffer.item((2 * 2 + 1) * 3 + i), 0.0);
+  const Tensor y = ops::combine(buffer, indices(idx), gate, a);  // identity experts
+  for (int64_t t = 0; t < 6; ++t)
+    for (int64_t i = 0; i < 3; ++i)
+      EXPECT_DOUBLE_EQ(y.item(t * 3 + i), t == 3 ? 0.0 : gate.item(t) * x.item(t * 3 + i)) << t;
+}
+
+TEST(BalanceLoss, EqualsOneUnderUniformRoutingAndGrowsWithImbalance) {
+  const int64_t experts = 4, n = 8;
+  // Uniform probabilities and a perfectly balanced assignment: E * sum (1/E)(1/E) = 1.
+  ops::BalanceSums uniform(1, experts);
+  uniform.add(Tensor::full({n, experts}, DType::f32, 0.25), indices({0, 1, 2, 3, 0, 1, 2, 3}));
+  EXPECT_NEAR(uniform.loss(), 1.0, 1e-6);
+  // Everything to expert 0 with p_0 = 0.7: E * 1 * 0.7.
+  Tensor skewed = Tensor::full({n, experts}, DType::f64, 0.1);
+  for (int64_t t = 0; t < n; ++t) skewed.data<double>()[t * experts] = 0.7;
+  ops::BalanceSums collapsed(1, experts);
+  collapsed.add(skewed, indices(std::vector<int32_t>(n, 0)));
+  EXPECT_NEAR(collapsed.loss(), 4 * 0.7, 1e-12);
+  // Two groups average; sums accumulate over calls (layers).
+  ops::BalanceSums two(2, experts);
+  two.add(skewed, indices({0, 0, 0, 0, 0, 1, 2, 3}));
+  const double g0 = 4 * (1.0 * 0.7), g1 = 4 * (0.25 * 0.7 + 3 * 0.25 * 0.1);
+  EXPECT_NEAR(two.loss(), (g0 + g1) / 2, 1e-12);
+  two.add(skewed, indices({0, 0, 0, 0, 0, 1, 2, 3}));
+  EXPECT_NEAR(two.loss(), (g0 + g1) / 2, 1e-12);
+}
+
+TEST(ZLoss, MeanSquaredLogsumexp) {
+  const Tensor logits = random_tensor({5, 3}, DType::f64, 10, 3.0);
+  double expected = 0;
+  for (int64_t t = 0; t < 5; ++t) {
+    double z = 0;
+    for (int64_t e = 0; e < 3; ++e) z += std::exp(logits.item(t * 3 + e));
+    expected += std::log(z) * std::log(z) / 5;
+  }
+  EXPECT_NEAR(ops::router_z_loss(logits), expected, 1e-12);
+}
+
+TEST(RoutingStats, CountsAndEntropy) {
+  const Tensor x = random_tensor({10, 4}, DType::f64, 11), w = random_tensor({3, 4}, DType::f64, 12);
+  const ops::RouterOutput r = ops::route(x, w, {});
+  const ops::CapacityAssignment a = ops::assign_capacity(r.expert_index, 3, 10, 2);
+  const ops::RoutingStats s = ops::routing_stats(r, a);
+  int64_t total = 0, kept = 0;
+  double entropy = 0;
+  for (int64_t e = 0; e < 3; ++e) {
+    total += s.tokens_per_expert[e];
+    kept += s.kept_per_expert[e];
+    EXPECT_EQ(s.kept_per_expert[e], std::min<int64_t>(s.tokens_per_expert[e], 2));
+  }
+  for (int64_t i = 0; i < 30; ++i) entropy -= r.probs.item(i) * std::log(r.probs.item(i)) / 10;
+  EXPECT_EQ(total, 10);
+  EXPECT_DOUBLE_EQ(s.dropped_fraction, (10 - kept) / 10.0);
+  EXPECT_NEAR(s.router_entropy, entropy, 1e-12);
+}
+
+}  // namespace
+}  // namespace sw

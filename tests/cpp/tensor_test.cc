@@ -1,1 +1,83 @@
 #include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/tensor/bf16.h"
+#include "core/tensor/tensor.h"
+
+namespace sw {
+namespace {
+
+TEST(Tensor, ShapeViewsShareStorage) {
+  Tensor t = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(t.numel(), 6);
+  EXPECT_EQ(t.dim(-1), 3);
+  Tensor v = t.view({3, 2});
+  v.data<float>()[0] = 10;
+  EXPECT_EQ(t.item(0), 10);
+  EXPECT_TRUE(v.shares_storage_with(t));
+  Tensor row = t.slice(1, 2);
+  EXPECT_EQ(row.shape(), Shape({1, 3}));
+  EXPECT_EQ(row.item(0), 4);
+  Tensor c = t.clone();
+  c.data<float>()[1] = -1;
+  EXPECT_EQ(t.item(1), 2);
+}
+
+TEST(Tensor, BadShapesAndAccessAreErrors) {
+  Tensor t = Tensor::zeros({2, 3}, DType::f32);
+  EXPECT_THROW(t.view({4, 2}), Error);
+  EXPECT_THROW(t.slice(1, 3), Error);
+  EXPECT_THROW(t.data<double>(), Error);
+  EXPECT_THROW(t.dim(2), Error);
+  EXPECT_THROW(Tensor::empty({-1, 2}, DType::f32), Error);
+  EXPECT_THROW(t.to(DType::i32), Error);
+  try {
+    check_shape(t, {3, 2}, "weights");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("weights: expected shape [3, 2], got [2, 3]"), std::string::npos);
+  }
+}
+
+TEST(Tensor, DtypeConversions) {
+  Tensor t = Tensor::from_vector<double>({1.5, -2.25, 3e-3}, {3});
+  Tensor f = t.to(DType::f32);
+  EXPECT_EQ(f.dtype(), DType::f32);
+  EXPECT_FLOAT_EQ(static_cast<float>(f.item(2)), 3e-3f);
+  Tensor b = t.to(DType::bf16);
+  EXPECT_EQ(b.item(0), 1.5);
+  EXPECT_EQ(b.item(1), -2.25);
+  Tensor i = Tensor::from_vector<int32_t>({7, -3}, {2}).to(DType::i64);
+  EXPECT_EQ(i.item(1), -3);
+}
+
+TEST(Bf16, RoundsToNearestEven) {
+  // 1 + 2^-8 lies exactly between two bf16 values (1 and 1 + 2^-7): ties go to even (1).
+  EXPECT_EQ(to_float(to_bf16(1.0f + 1.0f / 256)), 1.0f);
+  // 1 + 3 * 2^-8 lies between 1 + 2^-7 and 1 + 2^-6; ties go to the even mantissa (1 + 2^-6).
+  EXPECT_EQ(to_float(to_bf16(1.0f + 3.0f / 256)), 1.0f + 1.0f / 64);
+  EXPECT_EQ(to_float(to_bf16(-0.0f)), -0.0f);
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(NAN))));
+  EXPECT_TRUE(std::isinf(to_float(to_bf16(INFINITY))));
+}
+
+TEST(Device, ParseAndUnsupported) {
+  EXPECT_TRUE(Device::parse("cpu").is_cpu());
+  EXPECT_EQ(Device::parse("cuda:3").index, 3);
+  EXPECT_EQ(Device::parse("cuda").str(), "cuda:0");
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", ""})
+    EXPECT_THROW(Device::parse(bad), Error) << bad;
+  // No CUDA tensors yet (or no CUDA at all): a clear error, never a crash.
+  try {
+    Tensor::empty({2}, DType::f32, Device::cuda(0));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("cuda:0"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace sw

@@ -1,0 +1,38 @@
+// Helpers shared by the C++ tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "core/tensor/tensor.h"
+
+namespace sw::testing {
+
+// max |a - b| / max |b|: the relative error the tests state tolerances in.
+inline double max_relative_error(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape()) << a.str() << " vs " << b.str();
+  double max_diff = 0.0, max_ref = 0.0;
+  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i) {
+    const double x = a.item(i), y = b.item(i);
+    if (std::isnan(x) || std::isnan(y)) return INFINITY;  // NaN never passes
+    max_diff = std::max(max_diff, std::fabs(x - y));
+    max_ref = std::max(max_ref, std::fabs(y));
+  }
+  return max_ref > 0 ? max_diff / max_ref : max_diff;
+}
+
+// A tensor of the given dtype with N(0, std) entries from a seeded std::mt19937 (an
+// independent generator, not the library's Philox).
+inline Tensor random_tensor(const Shape& shape, DType dtype, uint32_t seed, double std = 1.0) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<double> dist(0.0, std);
+  Tensor t = Tensor::empty(shape, DType::f64);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<double>()[i] = dist(gen);
+  return t.to(dtype);
+}
+
+}  // namespace sw::testing
