@@ -4,7 +4,9 @@
 //   switch inspect [--preset P | --config F]   parameters and sparse blocks
 //   switch forward [--preset P | --config F] [--text FILE] [--batch B]
 //                  [--input-len N] [--target-len M] [--seed S] [--threads T] [--train]
+//                  [--routing-csv FILE]
 //       run one forward pass on a batch of real text and print losses and per-layer routing
+//       (and write it as CSV for scripts/plot_routing.py)
 #include <omp.h>
 
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "core/data/byte_tokenizer.h"
 #include "core/model/switch_transformer.h"
@@ -33,7 +36,8 @@ const char* kUsage =
     "  --target-len M     decoder tokens per sequence (default 32)\n"
     "  --seed S           parameter seed (default 0)\n"
     "  --threads T        CPU threads (default: all)\n"
-    "  --train            training-mode forward (dropout, jitter, train capacity)\n";
+    "  --train            training-mode forward (dropout, jitter, train capacity)\n"
+    "  --routing-csv FILE write per-layer, per-expert routing counts as CSV\n";
 
 Args parse_args(int argc, char** argv) {
   Args args;
@@ -91,6 +95,21 @@ void print_inspect(const sw::ModelConfig& config) {
   }
 }
 
+void write_routing_csv(const std::string& path, const std::vector<sw::LayerRouting>& routing) {
+  std::ofstream out(path);
+  if (!out) throw sw::Error(sw::Status::kIo, "cannot write " + path);
+  out << "stack,block,expert,tokens,kept,capacity_total,dropped_fraction,router_entropy\n";
+  for (const sw::LayerRouting& r : routing) {
+    int64_t tokens = 0;
+    for (int64_t n : r.stats.tokens_per_expert) tokens += n;
+    const int64_t capacity_total = r.capacity * (tokens / r.group_size);
+    for (size_t e = 0; e < r.stats.tokens_per_expert.size(); ++e)
+      out << sw::stack_name(r.stack) << ',' << r.block << ',' << e << ',' << r.stats.tokens_per_expert[e] << ','
+          << r.stats.kept_per_expert[e] << ',' << capacity_total << ',' << r.stats.dropped_fraction << ','
+          << r.stats.router_entropy << '\n';
+  }
+}
+
 void print_forward(const sw::ModelConfig& config, const Args& a) {
   const int64_t batch = int_arg(a, "batch", 8), input_len = int_arg(a, "input-len", 128),
                 target_len = int_arg(a, "target-len", 32);
@@ -121,6 +140,10 @@ void print_forward(const sw::ModelConfig& config, const Args& a) {
       std::printf(" %lld(%lld)", static_cast<long long>(r.stats.tokens_per_expert[e]),
                   static_cast<long long>(r.stats.kept_per_expert[e]));
     std::printf("\n");
+  }
+  if (a.count("routing-csv")) {
+    write_routing_csv(a.at("routing-csv"), out.routing);
+    std::printf("\nrouting written to %s\n", a.at("routing-csv").c_str());
   }
 }
 

@@ -1,1 +1,134 @@
+// ModelConfig: text parsing, validation messages, presets and the derived rules.
 #include <gtest/gtest.h>
+
+#include "core/model/config.h"
+#include "core/tensor/error.h"
+
+namespace sw {
+namespace {
+
+// The message of the invalid-argument error that parsing `text` raises.
+std::string error_of(const std::string& text) {
+  try {
+    config_from_text(text);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kInvalidArgument);
+    return e.what();
+  }
+  ADD_FAILURE() << "no error for: " << text;
+  return "";
+}
+
+TEST(Config, TextOverDefaults) {
+  const ModelConfig c = config_from_text("d_model: 32\nactivation: GATED_GELU\n# a comment\nnum_experts: 4");
+  EXPECT_EQ(c.d_model(), 32);
+  EXPECT_EQ(c.activation(), ModelConfig::GATED_GELU);
+  EXPECT_EQ(c.num_experts(), 4);
+  EXPECT_EQ(c.vocab_size(), 32128);  // default
+  EXPECT_DOUBLE_EQ(c.norm_epsilon(), 1e-6);
+}
+
+TEST(Config, ValidationNamesTheFieldAndTheReason) {
+  EXPECT_NE(error_of("num_experts: 0").find("num_experts: must be >= 1, got 0"), std::string::npos);
+  EXPECT_NE(error_of("dropout_rate: 1.5").find("dropout_rate: must be in [0, 1), got 1.5"), std::string::npos);
+  EXPECT_NE(error_of("vocab_size: 100\npad_token_id: 100").find("pad_token_id: must be in [0, vocab_size = 100), got 100"),
+            std::string::npos);
+  EXPECT_NE(error_of("routing_group: GROUP_FIXED").find("group_size: must be >= 1 when routing_group is GROUP_FIXED"),
+            std::string::npos);
+  EXPECT_NE(error_of("encoder_sparse_step: -1").find("encoder_sparse_step"), std::string::npos);
+  EXPECT_NE(error_of("d_kv: 0").find("d_kv: must be >= 1"), std::string::npos);
+  EXPECT_NE(error_of("eval_capacity_factor: 0").find("eval_capacity_factor: must be > 0"), std::string::npos);
+}
+
+TEST(Config, SyntaxErrorsGiveLineAndColumn) {
+  EXPECT_NE(error_of("d_model: 32\nno_such_field: 1").find("line 2"), std::string::npos);
+  EXPECT_NE(error_of("activation: SWISH").find("SWISH"), std::string::npos);
+  EXPECT_NE(error_of("d_model: \"big\"").find("line 1"), std::string::npos);
+}
+
+TEST(Config, EveryPresetParsesAndValidates) {
+  const std::vector<std::string> names = preset_names();
+  for (const char* expected : {"tiny", "switch-base-8", "switch-base-16", "switch-base-32", "switch-base-64",
+                               "switch-base-128", "switch-base-256", "switch-large-128", "switch-xxl-128",
+                               "switch-c-2048", "paper-switch-base", "t5-base"})
+    EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
+  for (const std::string& name : names) {
+    const ModelConfig c = preset(name);
+    EXPECT_EQ(c.name(), name);
+  }
+  const ModelConfig c = preset("switch-c-2048");
+  EXPECT_EQ(c.num_experts(), 2048);
+  EXPECT_EQ(c.num_heads(), 30);
+  EXPECT_EQ(c.decoder_sparse_step(), 0);
+  try {
+    preset("switch-base-7");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("switch-base-8"), std::string::npos);  // lists the known ones
+  }
+}
+
+TEST(Config, TextRoundTripWritesEveryField) {
+  const ModelConfig c = preset("tiny");
+  const std::string text = config_to_text(c);
+  EXPECT_NE(text.find("norm_epsilon: 1e-06"), std::string::npos);  // a default, written out
+  const ModelConfig back = config_from_text(text);
+  EXPECT_EQ(back.SerializeAsString(), config_from_text(config_to_text(back)).SerializeAsString());
+  EXPECT_EQ(back.d_model(), c.d_model());
+}
+
+TEST(Config, SparsePlacement) {
+  ModelConfig c = config_from_text("encoder_sparse_step: 3\ndecoder_sparse_step: 1\nnum_encoder_layers: 7");
+  std::vector<int64_t> hf, t5x;
+  for (int64_t i = 0; i < 7; ++i)
+    if (is_sparse_block(c, Stack::kEncoder, i)) hf.push_back(i);
+  c.set_sparse_placement(ModelConfig::PLACEMENT_T5X);
+  for (int64_t i = 0; i < 7; ++i)
+    if (is_sparse_block(c, Stack::kEncoder, i)) t5x.push_back(i);
+  EXPECT_EQ(hf, std::vector<int64_t>({1, 4}));
+  EXPECT_EQ(t5x, std::vector<int64_t>({2, 5}));
+  for (int64_t i = 0; i < 7; ++i) EXPECT_TRUE(is_sparse_block(c, Stack::kDecoder, i));
+  c.set_decoder_sparse_step(0);
+  EXPECT_FALSE(is_sparse_block(c, Stack::kDecoder, 1));
+}
+
+TEST(Config, CapacityFormulas) {
+  ModelConfig c = config_from_text(
+      "num_experts: 4\ncapacity_mode: CAPACITY_FACTOR\ntrain_capacity_factor: 1.25\n"
+      "eval_capacity_factor: 2.0\nmin_capacity: 4");
+  EXPECT_EQ(expert_capacity(c, 64, true), 20);   // 1.25 * 64 / 4
+  EXPECT_EQ(expert_capacity(c, 64, false), 32);  // 2.0 * 64 / 4
+  EXPECT_EQ(expert_capacity(c, 8, true), 4);     // min_capacity
+  c.set_min_capacity(0);
+  c.set_train_capacity_factor(1.0);
+  EXPECT_EQ(expert_capacity(c, 10, true), 2);    // 2.5 rounds half to even
+  EXPECT_EQ(expert_capacity(c, 14, true), 4);    // 3.5 rounds half to even
+  c.set_capacity_rounding(ModelConfig::ROUND_DOWN);
+  EXPECT_EQ(expert_capacity(c, 14, true), 3);
+  c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
+  c.set_expert_capacity(64);
+  EXPECT_EQ(expert_capacity(c, 512, false), 64);
+  c.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  EXPECT_EQ(expert_capacity(c, 512, true), 512);
+}
+
+TEST(Config, RoutingGroups) {
+  ModelConfig c;
+  EXPECT_EQ(routing_group_size(c, 4, 16), 16);  // sequence
+  c.set_routing_group(ModelConfig::GROUP_BATCH);
+  EXPECT_EQ(routing_group_size(c, 4, 16), 64);
+  c.set_routing_group(ModelConfig::GROUP_FIXED);
+  c.set_group_size(32);
+  EXPECT_EQ(routing_group_size(c, 4, 16), 32);
+  c.set_group_size(24);
+  try {
+    routing_group_size(c, 4, 16);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("group_size: 24 does not divide the 64 tokens"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace sw
