@@ -43,12 +43,14 @@ Args parse_args(int argc, char** argv) {
   Args args;
   for (int i = 2; i < argc; ++i) {
     std::string key = argv[i];
-    if (key.rfind("--", 0) != 0) throw sw::Error(sw::Status::kInvalidArgument, "unexpected argument " + key);
+    if (key.rfind("--", 0) != 0)
+      throw sw::Error(sw::Status::kInvalidArgument, "unexpected argument " + key);
     key = key.substr(2);
     if (key == "train") {
       args[key] = "1";
     } else {
-      if (i + 1 >= argc) throw sw::Error(sw::Status::kInvalidArgument, "--" + key + " needs a value");
+      if (i + 1 >= argc)
+        throw sw::Error(sw::Status::kInvalidArgument, "--" + key + " needs a value");
       args[key] = argv[++i];
     }
   }
@@ -73,7 +75,8 @@ int64_t int_arg(const Args& a, const std::string& key, int64_t fallback) {
   if (v.empty()) return fallback;
   char* end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (*end != '\0') throw sw::Error(sw::Status::kInvalidArgument, "--" + key + ": not an integer: " + v);
+  if (*end != '\0')
+    throw sw::Error(sw::Status::kInvalidArgument, "--" + key + ": not an integer: " + v);
   return x;
 }
 
@@ -85,7 +88,8 @@ sw::ModelConfig load_config(const Args& a) {
 void print_inspect(const sw::ModelConfig& config) {
   const sw::SwitchTransformer model(config, 0);
   std::printf("model %s: %.1fM parameters, %lld experts\n", config.name().c_str(),
-              model.parameters().num_elements() / 1e6, static_cast<long long>(config.num_experts()));
+              model.parameters().num_elements() / 1e6,
+              static_cast<long long>(config.num_experts()));
   for (sw::Stack s : {sw::Stack::kEncoder, sw::Stack::kDecoder}) {
     std::printf("  %s: %lld blocks, sparse:", sw::stack_name(s),
                 static_cast<long long>(sw::num_layers(config, s)));
@@ -104,9 +108,10 @@ void write_routing_csv(const std::string& path, const std::vector<sw::LayerRouti
     for (int64_t n : r.stats.tokens_per_expert) tokens += n;
     const int64_t capacity_total = r.capacity * (tokens / r.group_size);
     for (size_t e = 0; e < r.stats.tokens_per_expert.size(); ++e)
-      out << sw::stack_name(r.stack) << ',' << r.block << ',' << e << ',' << r.stats.tokens_per_expert[e] << ','
-          << r.stats.kept_per_expert[e] << ',' << capacity_total << ',' << r.stats.dropped_fraction << ','
-          << r.stats.router_entropy << '\n';
+      out << sw::stack_name(r.stack) << ',' << r.block << ',' << e << ','
+          << r.stats.tokens_per_expert[e] << ',' << r.stats.kept_per_expert[e] << ','
+          << capacity_total << ',' << r.stats.dropped_fraction << ',' << r.stats.router_entropy
+          << '\n';
   }
 }
 
@@ -114,18 +119,21 @@ void print_forward(const sw::ModelConfig& config, const Args& a) {
   const int64_t batch = int_arg(a, "batch", 8), input_len = int_arg(a, "input-len", 128),
                 target_len = int_arg(a, "target-len", 32);
   const std::string text_path = arg(a, "text", "/usr/share/common-licenses/GPL-3");
-  const sw::Batch b = sw::make_continuation_batch(read_file(text_path), batch, input_len, target_len, config);
+  const sw::Batch b =
+      sw::make_continuation_batch(read_file(text_path), batch, input_len, target_len, config);
   std::printf("building %s (seed %lld, %d threads)...\n", config.name().c_str(),
               static_cast<long long>(int_arg(a, "seed", 0)), omp_get_max_threads());
   const sw::SwitchTransformer model(config, static_cast<uint64_t>(int_arg(a, "seed", 0)));
   std::printf("%.1fM parameters; batch %lld x (%lld encoder + %lld decoder) tokens of %s\n",
               model.parameters().num_elements() / 1e6, static_cast<long long>(batch),
-              static_cast<long long>(input_len), static_cast<long long>(target_len), text_path.c_str());
+              static_cast<long long>(input_len), static_cast<long long>(target_len),
+              text_path.c_str());
   sw::ForwardOptions options;
   options.train = a.count("train") != 0;
   const auto start = std::chrono::steady_clock::now();
   const sw::ForwardOutput out = model.forward(b, options);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("forward (%s): %.3f s, %.0f tokens/s\n", options.train ? "train" : "eval", seconds,
               static_cast<double>(batch * (input_len + target_len)) / seconds);
   std::printf("loss %.4f = ce %.4f (%lld tokens) + aux %.5f + z %.5f\n\n", out.loss, out.ce_loss,
@@ -171,7 +179,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   } catch (const sw::Error& e) {
-    std::fprintf(stderr, "switch %s: %s: %s\n", command.c_str(), sw::status_name(e.status()), e.what());
+    std::fprintf(stderr, "switch %s: %s: %s\n", command.c_str(), sw::status_name(e.status()),
+                 e.what());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "switch %s: %s\n", command.c_str(), e.what());

@@ -14,11 +14,13 @@ __global__ void fill_from_stream(RandomStream stream, T* out, int64_t n, Draw dr
 }
 
 template <typename T, typename Draw>
-cudaError_t launch(const RandomStream& stream, T* out, int64_t n, cudaStream_t cuda_stream, Draw draw) {
+cudaError_t launch(const RandomStream& stream, T* out, int64_t n, cudaStream_t cuda_stream,
+                   Draw draw) {
   if (n <= 0) return cudaSuccess;
   constexpr int kThreads = 256;
   const int64_t blocks = (n + 4 * kThreads - 1) / (4 * kThreads);
-  fill_from_stream<<<static_cast<unsigned>(blocks), kThreads, 0, cuda_stream>>>(stream, out, n, draw);
+  fill_from_stream<<<static_cast<unsigned>(blocks), kThreads, 0, cuda_stream>>>(stream, out, n,
+                                                                                draw);
   return cudaGetLastError();
 }
 
@@ -31,11 +33,13 @@ struct BitsDraw {
 
 }  // namespace
 
-cudaError_t philox_uniform(const RandomStream& stream, float* out, int64_t n, cudaStream_t cuda_stream) {
+cudaError_t philox_uniform(const RandomStream& stream, float* out, int64_t n,
+                           cudaStream_t cuda_stream) {
   return launch(stream, out, n, cuda_stream, UniformDraw{});
 }
 
-cudaError_t philox_bits(const RandomStream& stream, uint32_t* out, int64_t n, cudaStream_t cuda_stream) {
+cudaError_t philox_bits(const RandomStream& stream, uint32_t* out, int64_t n,
+                        cudaStream_t cuda_stream) {
   return launch(stream, out, n, cuda_stream, BitsDraw{});
 }
 

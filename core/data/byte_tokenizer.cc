@@ -14,7 +14,8 @@ std::vector<int32_t> byte_encode(const std::string& text) {
 std::string byte_decode(const std::vector<int32_t>& ids) {
   std::string text;
   for (int32_t id : ids)
-    if (id >= kByteTokenOffset && id < kByteVocabSize) text.push_back(static_cast<char>(id - kByteTokenOffset));
+    if (id >= kByteTokenOffset && id < kByteVocabSize)
+      text.push_back(static_cast<char>(id - kByteTokenOffset));
   return text;
 }
 
@@ -23,8 +24,9 @@ Batch make_continuation_batch(const std::string& text, int64_t batch, int64_t in
   SW_CHECK_ARG(batch >= 1 && input_len >= 1 && target_len >= 2,
                "continuation batch: need batch >= 1, input_len >= 1, target_len >= 2; got ", batch,
                ", ", input_len, ", ", target_len);
-  SW_CHECK_ARG(config.vocab_size() >= kByteVocabSize, "continuation batch: byte tokens need vocab_size >= ",
-               kByteVocabSize, ", the model has ", config.vocab_size());
+  SW_CHECK_ARG(config.vocab_size() >= kByteVocabSize,
+               "continuation batch: byte tokens need vocab_size >= ", kByteVocabSize,
+               ", the model has ", config.vocab_size());
   const std::vector<int32_t> ids = byte_encode(text);
   SW_CHECK_ARG(!ids.empty(), "continuation batch: the text is empty");
   const int64_t window = input_len + target_len - 1;  // the last label is eos
@@ -56,7 +58,8 @@ Batch make_continuation_batch(const std::string& text, int64_t batch, int64_t in
     target.push_back(static_cast<int32_t>(config.eos_token_id()));
     for (size_t t = 0; t < target.size(); ++t) {
       labels[s * target_len + t] = target[t];
-      dec[s * target_len + t] = t == 0 ? static_cast<int32_t>(config.decoder_start_token_id()) : target[t - 1];
+      dec[s * target_len + t] =
+          t == 0 ? static_cast<int32_t>(config.decoder_start_token_id()) : target[t - 1];
       dec_mask[s * target_len + t] = 1;
     }
   }

@@ -13,8 +13,8 @@ DType parse_dtype(const std::string& name, const std::string& where) {
   if (name == "BF16") return DType::bf16;
   if (name == "I32") return DType::i32;
   if (name == "I64") return DType::i64;
-  throw Error(Status::kUnsupported, where + ": dtype \"" + name +
-                                        "\" is not supported (F32, F64, BF16, I32, I64)");
+  throw Error(Status::kUnsupported,
+              where + ": dtype \"" + name + "\" is not supported (F32, F64, BF16, I32, I64)");
 }
 
 }  // namespace
@@ -49,7 +49,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
     const std::string where = "safetensors file " + path + ", tensor \"" + name + "\"";
     try {
       if (name == "__metadata__") {
-        for (const auto& [key, value] : entry.items()) file.metadata[key] = value.get<std::string>();
+        for (const auto& [key, value] : entry.items())
+          file.metadata[key] = value.get<std::string>();
         continue;
       }
       const DType dtype = parse_dtype(entry.at("dtype").get<std::string>(), where);

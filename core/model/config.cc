@@ -16,8 +16,8 @@ class ParseErrors : public google::protobuf::io::ErrorCollector {
  public:
   void AddError(int line, int column, const std::string& message) override {
     if (!text_.empty()) text_ += "; ";
-    text_ += "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) +
-             ": " + message;
+    text_ += "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) + ": " +
+             message;
   }
   const std::string& text() const { return text_; }
 
@@ -56,12 +56,23 @@ std::string config_to_text(const ModelConfig& config) {
     if (reflection->HasField(full, field)) continue;
     using FD = google::protobuf::FieldDescriptor;
     switch (field->cpp_type()) {
-      case FD::CPPTYPE_INT64: reflection->SetInt64(&full, field, field->default_value_int64()); break;
-      case FD::CPPTYPE_DOUBLE: reflection->SetDouble(&full, field, field->default_value_double()); break;
-      case FD::CPPTYPE_BOOL: reflection->SetBool(&full, field, field->default_value_bool()); break;
-      case FD::CPPTYPE_ENUM: reflection->SetEnum(&full, field, field->default_value_enum()); break;
-      case FD::CPPTYPE_STRING: reflection->SetString(&full, field, field->default_value_string()); break;
-      default: break;
+      case FD::CPPTYPE_INT64:
+        reflection->SetInt64(&full, field, field->default_value_int64());
+        break;
+      case FD::CPPTYPE_DOUBLE:
+        reflection->SetDouble(&full, field, field->default_value_double());
+        break;
+      case FD::CPPTYPE_BOOL:
+        reflection->SetBool(&full, field, field->default_value_bool());
+        break;
+      case FD::CPPTYPE_ENUM:
+        reflection->SetEnum(&full, field, field->default_value_enum());
+        break;
+      case FD::CPPTYPE_STRING:
+        reflection->SetString(&full, field, field->default_value_string());
+        break;
+      default:
+        break;
     }
   }
   std::string text;
@@ -118,9 +129,10 @@ void validate(const ModelConfig& c) {
   require(c.init_scale() > 0, "init_scale", got("must be > 0", c.init_scale()));
   require(c.relative_attention_num_buckets() >= 4, "relative_attention_num_buckets",
           got("must be >= 4", c.relative_attention_num_buckets()));
-  require(c.relative_attention_max_distance() > c.relative_attention_num_buckets() / 2,
-          "relative_attention_max_distance",
-          got("must exceed relative_attention_num_buckets / 2", c.relative_attention_max_distance()));
+  require(
+      c.relative_attention_max_distance() > c.relative_attention_num_buckets() / 2,
+      "relative_attention_max_distance",
+      got("must exceed relative_attention_num_buckets / 2", c.relative_attention_max_distance()));
   require(c.norm_epsilon() > 0, "norm_epsilon", got("must be > 0", c.norm_epsilon()));
   for (const auto& [field, id] : {std::pair<const char*, int64_t>{"pad_token_id", c.pad_token_id()},
                                   {"eos_token_id", c.eos_token_id()},
@@ -144,8 +156,10 @@ bool is_sparse_block(const ModelConfig& c, Stack stack, int64_t block) {
 
 int64_t routing_group_size(const ModelConfig& c, int64_t batch, int64_t length) {
   switch (c.routing_group()) {
-    case ModelConfig::GROUP_SEQUENCE: return length;
-    case ModelConfig::GROUP_BATCH: return batch * length;
+    case ModelConfig::GROUP_SEQUENCE:
+      return length;
+    case ModelConfig::GROUP_BATCH:
+      return batch * length;
     case ModelConfig::GROUP_FIXED:
       SW_CHECK_ARG((batch * length) % c.group_size() == 0, "group_size: ", c.group_size(),
                    " does not divide the ", batch * length, " tokens (batch ", batch, " x length ",
@@ -157,8 +171,10 @@ int64_t routing_group_size(const ModelConfig& c, int64_t batch, int64_t length) 
 
 int64_t expert_capacity(const ModelConfig& c, int64_t tokens_per_group, bool train) {
   switch (c.capacity_mode()) {
-    case ModelConfig::CAPACITY_FIXED: return c.expert_capacity();
-    case ModelConfig::CAPACITY_DROPLESS: return tokens_per_group;
+    case ModelConfig::CAPACITY_FIXED:
+      return c.expert_capacity();
+    case ModelConfig::CAPACITY_DROPLESS:
+      return tokens_per_group;
     case ModelConfig::CAPACITY_FACTOR: {
       const double factor = train ? c.train_capacity_factor() : c.eval_capacity_factor();
       const double raw = factor * static_cast<double>(tokens_per_group) / c.num_experts();

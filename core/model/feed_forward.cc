@@ -7,8 +7,10 @@ namespace sw {
 
 Tensor ffn_activation(ModelConfig::Activation activation, const Tensor& h, const Tensor* h_linear) {
   switch (activation) {
-    case ModelConfig::RELU: return ops::relu(h);
-    case ModelConfig::GELU: return ops::gelu(h);
+    case ModelConfig::RELU:
+      return ops::relu(h);
+    case ModelConfig::GELU:
+      return ops::gelu(h);
     case ModelConfig::GATED_GELU:
       SW_CHECK(h_linear != nullptr, Status::kInternal, "GATED_GELU needs the linear branch");
       return ops::gated_gelu(h, *h_linear);

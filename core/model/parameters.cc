@@ -36,15 +36,15 @@ void ParameterStore::set(const std::string& name, const Tensor& values) {
   Tensor target = get(name);
   SW_CHECK_ARG(values.shape() == target.shape(), "parameter ", name, ": expected shape ",
                shape_str(target.shape()), ", got ", shape_str(values.shape()));
-  SW_CHECK_ARG(is_floating(values.dtype()), "parameter ", name, ": values must be floating point, got ",
-               dtype_name(values.dtype()));
+  SW_CHECK_ARG(is_floating(values.dtype()), "parameter ", name,
+               ": values must be floating point, got ", dtype_name(values.dtype()));
   target.copy_from(values.to(target.dtype()));
 }
 
 namespace {
 
-// Element i of a (truncated) standard normal: redraw from the next step of the stream
-// until |z| <= 2 when truncated.
+// Element i of a (truncated) standard normal: attempt k reads step k of the stream, until
+// |z| <= 2 when truncated.
 double init_normal(uint64_t seed, uint32_t site, uint64_t i, bool truncated) {
   for (uint64_t attempt = 0;; ++attempt) {
     const double z = RandomStream(seed, RandomPurpose::kInit, site, attempt).normal(i);
@@ -54,8 +54,19 @@ double init_normal(uint64_t seed, uint32_t site, uint64_t i, bool truncated) {
 
 template <typename T>
 void fill_normal(T* p, int64_t n, double std, uint64_t seed, uint32_t site, bool truncated) {
+  const RandomStream first_draw(seed, RandomPurpose::kInit, site, 0);
+  const int64_t blocks = (n + 3) / 4;
+  // Four normals per Philox block; the few a truncation rejects are redrawn one by one.
 #pragma omp parallel for if (n > 16384)
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(std * init_normal(seed, site, i, truncated));
+  for (int64_t b = 0; b < blocks; ++b) {
+    double z[4];
+    RandomStream::normals_from_block(first_draw.block(static_cast<uint32_t>(b)), z);
+    for (int64_t j = 0; j < 4 && b * 4 + j < n; ++j) {
+      const int64_t i = b * 4 + j;
+      p[i] = static_cast<T>(
+          std * (truncated && std::fabs(z[j]) > 2.0 ? init_normal(seed, site, i, true) : z[j]));
+    }
+  }
 }
 
 }  // namespace
@@ -72,11 +83,15 @@ void initialize(ParameterStore& store, InitScheme scheme, double init_scale, uin
     }
     const bool paper = scheme == InitScheme::kPaper;
     const double std = !paper ? r.hf_std
-                       : r.unit_scale ? 1.0
-                                      : std::sqrt(init_scale / static_cast<double>(r.fan_in)) * r.extra_scale;
-    if (t.dtype() == DType::f32) fill_normal(t.data<float>(), t.numel(), std, seed, site, paper);
-    else if (t.dtype() == DType::f64) fill_normal(t.data<double>(), t.numel(), std, seed, site, paper);
-    else throw Error(Status::kUnsupported, "initialize: parameters must be f32 or f64 on cpu");
+                       : r.unit_scale
+                           ? 1.0
+                           : std::sqrt(init_scale / static_cast<double>(r.fan_in)) * r.extra_scale;
+    if (t.dtype() == DType::f32)
+      fill_normal(t.data<float>(), t.numel(), std, seed, site, paper);
+    else if (t.dtype() == DType::f64)
+      fill_normal(t.data<double>(), t.numel(), std, seed, site, paper);
+    else
+      throw Error(Status::kUnsupported, "initialize: parameters must be f32 or f64 on cpu");
   }
 }
 

@@ -14,10 +14,10 @@ namespace sw {
 struct InitRule {
   enum class Kind { kOnes, kNormal };
   Kind kind = Kind::kNormal;
-  int64_t fan_in = 1;      // paper scheme: sigma = sqrt(init_scale / fan_in) * extra_scale
-  double extra_scale = 1;  // paper scheme: e.g. 1/sqrt(d_kv) folded into q
-  double hf_std = 1.0;     // HF scheme: plain normal with this std
-  bool unit_scale = false; // paper scheme: sigma = 1 (embeddings)
+  int64_t fan_in = 1;       // paper scheme: sigma = sqrt(init_scale / fan_in) * extra_scale
+  double extra_scale = 1;   // paper scheme: e.g. 1/sqrt(d_kv) folded into q
+  double hf_std = 1.0;      // HF scheme: plain normal with this std
+  bool unit_scale = false;  // paper scheme: sigma = 1 (embeddings)
 };
 
 class ParameterStore {

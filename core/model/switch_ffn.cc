@@ -11,12 +11,14 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const int64_t experts = config.num_experts();
   SwitchOutput out;
   Tensor jittered;
-  out.router = ops::route(x, w.router, ctx.jitter(jitter_site, config.router_jitter_eps()), &jittered);
+  out.router =
+      ops::route(x, w.router, ctx.jitter(jitter_site, config.router_jitter_eps()), &jittered);
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
   out.assignment = ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
-  const Tensor buffer = ops::dispatch(expert_input, out.router.expert_index, out.assignment, experts);
+  const Tensor buffer =
+      ops::dispatch(expert_input, out.router.expert_index, out.assignment, experts);
   const int64_t rows = out.assignment.buffer_rows, d_ff = config.d_ff();
   const int64_t* kept = out.assignment.kept_per_expert.data();
 

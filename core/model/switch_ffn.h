@@ -11,10 +11,10 @@
 namespace sw {
 
 struct SwitchWeights {
-  Tensor router;          // [E, d]  (HF mlp.router.classifier.weight)
-  Tensor wi;              // [E, d_ff, d] (RELU, GELU); expert j is the HF expert_j.wi
-  Tensor wi_0, wi_1;      // [E, d_ff, d] (GATED_GELU)
-  Tensor wo;              // [E, d, d_ff]
+  Tensor router;      // [E, d]  (HF mlp.router.classifier.weight)
+  Tensor wi;          // [E, d_ff, d] (RELU, GELU); expert j is the HF expert_j.wi
+  Tensor wi_0, wi_1;  // [E, d_ff, d] (GATED_GELU)
+  Tensor wo;          // [E, d, d_ff]
 };
 
 struct SwitchOutput {

@@ -57,12 +57,13 @@ void check_mask(const Tensor& mask, const Tensor& ids, const char* what) {
 SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype)
     : config_(config), seed_(seed), dtype_(dtype) {
   validate(config_);
-  SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported,
-           "model dtype ", dtype_name(dtype), ": the cpu model runs in f32 or f64");
+  SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
+           dtype_name(dtype), ": the cpu model runs in f32 or f64");
   build_parameters();
-  initialize(params_,
-             config_.init_scheme() == ModelConfig::INIT_PAPER ? InitScheme::kPaper : InitScheme::kHf,
-             config_.init_scale(), seed_);
+  initialize(
+      params_,
+      config_.init_scheme() == ModelConfig::INIT_PAPER ? InitScheme::kPaper : InitScheme::kHf,
+      config_.init_scale(), seed_);
 }
 
 void SwitchTransformer::build_parameters() {
@@ -93,7 +94,8 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
                      1.0 / std::sqrt(static_cast<double>(config_.d_kv()))));
     w.k = add(prefix + ".k.weight", {inner, d}, weight(d, d_inv_sqrt));
     w.v = add(prefix + ".v.weight", {inner, d}, weight(d, d_inv_sqrt));
-    w.o = add(prefix + ".o.weight", {d, inner}, weight(inner, 1.0 / std::sqrt(static_cast<double>(inner))));
+    w.o = add(prefix + ".o.weight", {d, inner},
+              weight(inner, 1.0 / std::sqrt(static_cast<double>(inner))));
     return w;
   };
 
@@ -106,8 +108,9 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
     Block b;
     b.self_attn = attention(p + "0.SelfAttention");
     if (i == 0)
-      s.relative_bias = add(p + "0.SelfAttention.relative_attention_bias.weight",
-                            {config_.relative_attention_num_buckets(), heads}, weight(d, d_inv_sqrt));
+      s.relative_bias =
+          add(p + "0.SelfAttention.relative_attention_bias.weight",
+              {config_.relative_attention_num_buckets(), heads}, weight(d, d_inv_sqrt));
     b.self_norm = add(p + "0.layer_norm.weight", {d}, ones());
     int ffn_layer = 1;
     if (stack == Stack::kDecoder) {
@@ -118,7 +121,8 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
     const std::string mlp = p + std::to_string(ffn_layer) + ".mlp.";
     b.sparse = is_sparse_block(config_, stack, i);
     if (!b.sparse) {
-      const InitRule in_rule = weight(d, d_inv_sqrt), out_rule = weight(d_ff, 1.0 / std::sqrt(static_cast<double>(d_ff)));
+      const InitRule in_rule = weight(d, d_inv_sqrt),
+                     out_rule = weight(d_ff, 1.0 / std::sqrt(static_cast<double>(d_ff)));
       if (gated) {
         b.ffn.wi_0 = add(mlp + "wi_0.weight", {d_ff, d}, in_rule);
         b.ffn.wi_1 = add(mlp + "wi_1.weight", {d_ff, d}, in_rule);
@@ -130,7 +134,8 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       b.experts.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
       // Each projection is one [E, rows, cols] tensor (for the batched GEMM); every expert's
       // slice is registered under its HF name.
-      auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols, int64_t fan_in) {
+      auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols,
+                               int64_t fan_in) {
         Tensor all = Tensor::empty({experts, rows, cols}, dtype_);
         for (int64_t e = 0; e < experts; ++e)
           params_.add(mlp + "experts.expert_" + std::to_string(e) + "." + proj + ".weight",
@@ -267,9 +272,10 @@ ForwardOutput SwitchTransformer::forward(const Batch& batch, const ForwardOption
       batch.decoder_attention_mask.defined() ? &batch.decoder_attention_mask : nullptr;
 
   ForwardOutput out;
-  out.encoder_output = run_stack(encoder_, {&batch.input_ids, enc_mask, nullptr, nullptr}, ctx, out);
-  Tensor dec = run_stack(decoder_, {&batch.decoder_input_ids, dec_mask, &out.encoder_output, enc_mask},
-                         ctx, out);
+  out.encoder_output =
+      run_stack(encoder_, {&batch.input_ids, enc_mask, nullptr, nullptr}, ctx, out);
+  Tensor dec = run_stack(
+      decoder_, {&batch.decoder_input_ids, dec_mask, &out.encoder_output, enc_mask}, ctx, out);
   const int64_t b = batch.decoder_input_ids.dim(0), td = batch.decoder_input_ids.dim(1);
   if (config_.tie_word_embeddings()) {
     // Tied embeddings: rescale by d_model^-0.5 before the shared projection (SPEC §1).
@@ -279,8 +285,8 @@ ForwardOutput SwitchTransformer::forward(const Batch& batch, const ForwardOption
     out.logits = ops::linear(dec, lm_head_);
   }
   if (batch.labels.defined()) {
-    const ops::CrossEntropy ce = ops::cross_entropy(
-        out.logits.view({b * td, config_.vocab_size()}), batch.labels.view({b * td}));
+    const ops::CrossEntropy ce = ops::cross_entropy(out.logits.view({b * td, config_.vocab_size()}),
+                                                    batch.labels.view({b * td}));
     out.ce_loss = ce.loss;
     out.label_tokens = ce.count;
   }

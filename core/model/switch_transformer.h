@@ -48,9 +48,9 @@ struct ForwardOutput {
   Tensor encoder_output;  // [B, Te, d], after the encoder's final norm
   double ce_loss = 0.0;   // mean over labelled tokens (0 without labels)
   int64_t label_tokens = 0;
-  double aux_loss = 0.0;  // load-balancing loss, coefficient included
-  double z_loss = 0.0;    // router z-loss, coefficient included
-  double loss = 0.0;      // ce + aux + z
+  double aux_loss = 0.0;              // load-balancing loss, coefficient included
+  double z_loss = 0.0;                // router z-loss, coefficient included
+  double loss = 0.0;                  // ce + aux + z
   std::vector<LayerRouting> routing;  // one per sparse block, encoder first
 };
 
@@ -88,9 +88,9 @@ class SwitchTransformer {
   };
   struct StackInputs {
     const Tensor* ids;
-    const Tensor* mask;            // this stack's own padding mask
-    const Tensor* memory;          // encoder output (decoder only)
-    const Tensor* memory_mask;     // encoder padding mask (decoder only)
+    const Tensor* mask;         // this stack's own padding mask
+    const Tensor* memory;       // encoder output (decoder only)
+    const Tensor* memory_mask;  // encoder padding mask (decoder only)
   };
 
   void build_parameters();

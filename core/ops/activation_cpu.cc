@@ -1,7 +1,6 @@
-#include "core/ops/activation.h"
-
 #include <cmath>
 
+#include "core/ops/activation.h"
 #include "core/ops/dispatch.h"
 
 namespace sw::ops {
@@ -10,7 +9,8 @@ namespace {
 template <typename T>
 T gelu_tanh(T x) {
   const T k = static_cast<T>(0.7978845608028654);  // sqrt(2 / pi)
-  return static_cast<T>(0.5) * x * (T(1) + std::tanh(k * (x + static_cast<T>(0.044715) * x * x * x)));
+  return static_cast<T>(0.5) * x *
+         (T(1) + std::tanh(k * (x + static_cast<T>(0.044715) * x * x * x)));
 }
 
 template <typename Fn>

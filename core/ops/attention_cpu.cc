@@ -1,8 +1,7 @@
-#include "core/ops/attention.h"
-
 #include <cmath>
 #include <limits>
 
+#include "core/ops/attention.h"
 #include "core/ops/dispatch.h"
 
 namespace sw::ops {
@@ -11,10 +10,11 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
                  const AttentionInputs& in, Tensor* probs) {
   for (const Tensor* t : {&q, &k, &v}) require_cpu(*t, "attention");
   SW_CHECK_ARG(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3,
-               "attention: q, k, v must be [B, T, H*dk], got ", q.str(), ", ", k.str(), ", ", v.str());
+               "attention: q, k, v must be [B, T, H*dk], got ", q.str(), ", ", k.str(), ", ",
+               v.str());
   const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1);
-  SW_CHECK_ARG(heads > 0 && inner % heads == 0, "attention: ", inner, " features do not split into ",
-               heads, " heads");
+  SW_CHECK_ARG(heads > 0 && inner % heads == 0, "attention: ", inner,
+               " features do not split into ", heads, " heads");
   check_shape(k, {B, Tk, inner}, "attention: k");
   check_shape(v, {B, Tk, inner}, "attention: v");
   SW_CHECK_ARG(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: dtypes differ");

@@ -12,8 +12,10 @@ namespace sw::ops {
 template <typename Fn>
 auto dispatch_float(DType t, const char* op, Fn&& fn) {
   switch (t) {
-    case DType::f32: return fn(float{});
-    case DType::f64: return fn(double{});
+    case DType::f32:
+      return fn(float{});
+    case DType::f64:
+      return fn(double{});
     default:
       throw Error(Status::kUnsupported, std::string(op) + ": dtype " + dtype_name(t) +
                                             " is not supported on cpu (f32, f64)");

@@ -1,6 +1,5 @@
-#include "core/ops/dropout.h"
-
 #include "core/ops/dispatch.h"
+#include "core/ops/dropout.h"
 
 namespace sw::ops {
 

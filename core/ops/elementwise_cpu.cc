@@ -1,14 +1,13 @@
-#include "core/ops/elementwise.h"
-
 #include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
 
 namespace sw::ops {
 
 void add_(Tensor& a, const Tensor& b) {
   require_cpu(a, "add");
   require_cpu(b, "add");
-  SW_CHECK_ARG(a.shape() == b.shape() && a.dtype() == b.dtype(), "add: ", a.str(), " and ",
-               b.str(), " differ");
+  SW_CHECK_ARG(a.shape() == b.shape() && a.dtype() == b.dtype(), "add: ", a.str(), " and ", b.str(),
+               " differ");
   const int64_t n = a.numel();
   dispatch_float(a.dtype(), "add", [&](auto zero) {
     using T = decltype(zero);

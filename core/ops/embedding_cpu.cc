@@ -1,8 +1,7 @@
-#include "core/ops/embedding.h"
-
 #include <cstring>
 
 #include "core/ops/dispatch.h"
+#include "core/ops/embedding.h"
 
 namespace sw::ops {
 
@@ -27,7 +26,8 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
   const int32_t* pid = ids.data<int32_t>();
   const char* src = static_cast<const char*>(table.raw());
   char* dst = static_cast<char*>(y.raw());
-  for (int64_t i = 0; i < ids.numel(); ++i) std::memcpy(dst + i * row_bytes, src + pid[i] * row_bytes, row_bytes);
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    std::memcpy(dst + i * row_bytes, src + pid[i] * row_bytes, row_bytes);
   return y;
 }
 

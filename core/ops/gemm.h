@@ -16,7 +16,7 @@ Tensor linear(const Tensor& x, const Tensor& w);
 // c[i] = op(a[i]) @ op(b[i]) for 3-D a, b, c. When `rows` is given (length batch), only
 // the first rows[i] rows of a[i] and c[i] are used: the rest of c[i] is set to zero
 // (experts that received fewer tokens than their capacity).
-void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
-                    Tensor& c, const int64_t* rows = nullptr);
+void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+                    const int64_t* rows = nullptr);
 
 }  // namespace sw::ops

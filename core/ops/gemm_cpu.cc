@@ -1,8 +1,7 @@
-#include "core/ops/gemm.h"
-
 #include <algorithm>
 
 #include "core/ops/dispatch.h"
+#include "core/ops/gemm.h"
 
 namespace sw::ops {
 namespace {
@@ -14,8 +13,8 @@ struct GemmDims {
 GemmDims gemm_dims(const Shape& a, bool ta, const Shape& b, bool tb, const char* op) {
   const int64_t m = ta ? a[1] : a[0], ka = ta ? a[0] : a[1];
   const int64_t kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1];
-  SW_CHECK_ARG(ka == kb, op, ": inner dimensions differ: ", shape_str(a), (ta ? "^T" : ""),
-               " @ ", shape_str(b), (tb ? "^T" : ""));
+  SW_CHECK_ARG(ka == kb, op, ": inner dimensions differ: ", shape_str(a), (ta ? "^T" : ""), " @ ",
+               shape_str(b), (tb ? "^T" : ""));
   return {m, ka, n};
 }
 
@@ -24,13 +23,19 @@ void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha
   ConstMatrixMap<T> A(a, ta ? d.k : d.m, ta ? d.m : d.k);
   ConstMatrixMap<T> B(b, tb ? d.n : d.k, tb ? d.k : d.n);
   MatrixMap<T> C(c, d.m, d.n);
-  if (beta == T(0)) C.setZero();
-  else if (beta != T(1)) C *= beta;
+  if (beta == T(0))
+    C.setZero();
+  else if (beta != T(1))
+    C *= beta;
   if (d.m == 0 || d.n == 0 || d.k == 0) return;
-  if (!ta && !tb) C.noalias() += alpha * A * B;
-  else if (ta && !tb) C.noalias() += alpha * A.transpose() * B;
-  else if (!ta && tb) C.noalias() += alpha * A * B.transpose();
-  else C.noalias() += alpha * A.transpose() * B.transpose();
+  if (!ta && !tb)
+    C.noalias() += alpha * A * B;
+  else if (ta && !tb)
+    C.noalias() += alpha * A.transpose() * B;
+  else if (!ta && tb)
+    C.noalias() += alpha * A * B.transpose();
+  else
+    C.noalias() += alpha * A.transpose() * B.transpose();
 }
 
 }  // namespace
@@ -38,10 +43,10 @@ void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha
 void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
             double beta) {
   for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)}) require_cpu(*t, "matmul");
-  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "matmul: expected 2-D tensors, got ",
-               a.str(), ", ", b.str(), ", ", c.str());
-  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "matmul: dtypes differ: ",
-               a.str(), ", ", b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2,
+               "matmul: expected 2-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "matmul: dtypes differ: ", a.str(),
+               ", ", b.str(), ", ", c.str());
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
   check_shape(c, {d.m, d.n}, "matmul: output");
   dispatch_float(a.dtype(), "matmul", [&](auto zero) {
@@ -52,8 +57,8 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
 }
 
 Tensor matmul(const Tensor& a, bool ta, const Tensor& b, bool tb) {
-  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2, "matmul: expected 2-D tensors, got ", a.str(),
-               ", ", b.str());
+  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2, "matmul: expected 2-D tensors, got ", a.str(), ", ",
+               b.str());
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
   Tensor c = Tensor::empty({d.m, d.n}, a.dtype());
   matmul(a, ta, b, tb, c);
@@ -73,14 +78,16 @@ Tensor linear(const Tensor& x, const Tensor& w) {
 
 void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
                     const int64_t* rows) {
-  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)}) require_cpu(*t, "batched_matmul");
+  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
+    require_cpu(*t, "batched_matmul");
   SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
                "batched_matmul: expected 3-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
   SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "batched_matmul: dtypes differ");
   const int64_t batch = a.dim(0);
-  SW_CHECK_ARG(b.dim(0) == batch && c.dim(0) == batch, "batched_matmul: batch sizes differ: ",
-               a.str(), ", ", b.str(), ", ", c.str());
-  const GemmDims d = gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
+  SW_CHECK_ARG(b.dim(0) == batch && c.dim(0) == batch,
+               "batched_matmul: batch sizes differ: ", a.str(), ", ", b.str(), ", ", c.str());
+  const GemmDims d =
+      gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
   check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
   SW_CHECK_ARG(rows == nullptr || !ta, "batched_matmul: row counts need an untransposed a");
   dispatch_float(a.dtype(), "batched_matmul", [&](auto zero) {
@@ -97,7 +104,8 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
         std::fill(pc + i * d.m * d.n + di.m * d.n, pc + (i + 1) * d.m * d.n, T(0));
       }
       // Each product is large; Eigen parallelises inside it.
-      gemm_2d<T>(pa + i * d.m * d.k, ta, pb + i * d.k * d.n, tb, pc + i * d.m * d.n, di, T(1), T(0));
+      gemm_2d<T>(pa + i * d.m * d.k, ta, pb + i * d.k * d.n, tb, pc + i * d.m * d.n, di, T(1),
+                 T(0));
     }
   });
 }

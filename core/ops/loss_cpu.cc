@@ -1,10 +1,9 @@
-#include "core/ops/loss.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/ops/dispatch.h"
+#include "core/ops/loss.h"
 
 namespace sw::ops {
 

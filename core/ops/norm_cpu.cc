@@ -1,8 +1,7 @@
-#include "core/ops/norm.h"
-
 #include <cmath>
 
 #include "core/ops/dispatch.h"
+#include "core/ops/norm.h"
 
 namespace sw::ops {
 

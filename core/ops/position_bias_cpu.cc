@@ -1,10 +1,9 @@
-#include "core/ops/position_bias.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
 #include "core/ops/dispatch.h"
+#include "core/ops/position_bias.h"
 
 namespace sw::ops {
 
@@ -23,7 +22,8 @@ int32_t relative_position_bucket(int64_t rel, bool bidirectional, int64_t num_bu
   const float scaled = std::log(static_cast<float>(r) / static_cast<float>(max_exact)) /
                        static_cast<float>(std::log(static_cast<double>(max_distance) / max_exact)) *
                        static_cast<float>(num_buckets - max_exact);
-  const int64_t large = std::min<int64_t>(max_exact + static_cast<int64_t>(scaled), num_buckets - 1);
+  const int64_t large =
+      std::min<int64_t>(max_exact + static_cast<int64_t>(scaled), num_buckets - 1);
   return static_cast<int32_t>(bucket + large);
 }
 

@@ -1,11 +1,10 @@
-#include "core/ops/routing.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/ops/dispatch.h"
 #include "core/ops/gemm.h"
+#include "core/ops/routing.h"
 #include "core/ops/softmax.h"
 
 namespace sw::ops {
@@ -71,8 +70,8 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
     std::fill(in_group.begin(), in_group.end(), 0);
     for (int64_t t = start; t < start + group_size; ++t) {
       const int32_t e = idx[t];
-      SW_CHECK(e >= 0 && e < num_experts, Status::kOutOfRange, "assign_capacity: expert index ",
-               e, " at token ", t, " is outside [0, ", num_experts, ")");
+      SW_CHECK(e >= 0 && e < num_experts, Status::kOutOfRange, "assign_capacity: expert index ", e,
+               " at token ", t, " is outside [0, ", num_experts, ")");
       if (++in_group[e] <= capacity) {
         slot[t] = static_cast<int32_t>(a.kept_per_expert[e]++);
       } else {
@@ -99,7 +98,8 @@ Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssig
   char* dst = static_cast<char*>(buffer.raw());
   for (int64_t t = 0; t < n; ++t)
     if (slot[t] >= 0)
-      std::memcpy(dst + (idx[t] * a.buffer_rows + slot[t]) * row_bytes, src + t * row_bytes, row_bytes);
+      std::memcpy(dst + (idx[t] * a.buffer_rows + slot[t]) * row_bytes, src + t * row_bytes,
+                  row_bytes);
   return buffer;
 }
 

@@ -1,10 +1,9 @@
-#include "core/ops/softmax.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/ops/dispatch.h"
+#include "core/ops/softmax.h"
 
 namespace sw::ops {
 namespace {

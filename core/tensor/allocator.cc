@@ -14,8 +14,8 @@ class CpuAllocator final : public Allocator {
     if (bytes == 0) return nullptr;
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded);
-    SW_CHECK(p != nullptr, Status::kOutOfMemory, "cpu allocator: out of memory allocating ",
-             bytes, " bytes");
+    SW_CHECK(p != nullptr, Status::kOutOfMemory, "cpu allocator: out of memory allocating ", bytes,
+             " bytes");
     return p;
   }
   void deallocate(void* ptr, size_t /*bytes*/) override { std::free(ptr); }

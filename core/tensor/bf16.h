@@ -35,11 +35,14 @@ SW_HOST_DEVICE inline float bits_float(uint32_t u) {
 
 SW_HOST_DEVICE inline bf16 to_bf16(float f) {
   uint32_t u = float_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((u >> 16) | 0x40u)};  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return bf16{static_cast<uint16_t>((u >> 16) | 0x40u)};  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                          // round to nearest, ties to even
   return bf16{static_cast<uint16_t>(u >> 16)};
 }
 
-SW_HOST_DEVICE inline float to_float(bf16 h) { return bits_float(static_cast<uint32_t>(h.bits) << 16); }
+SW_HOST_DEVICE inline float to_float(bf16 h) {
+  return bits_float(static_cast<uint32_t>(h.bits) << 16);
+}
 
 }  // namespace sw

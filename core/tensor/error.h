@@ -27,8 +27,7 @@ const char* status_name(Status s);
 
 class Error : public std::runtime_error {
  public:
-  Error(Status status, const std::string& message)
-      : std::runtime_error(message), status_(status) {}
+  Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
   Status status() const { return status_; }
 
  private:
@@ -48,8 +47,8 @@ std::string concat(const Args&... args) {
 
 // Throws sw::Error(status, message...) when cond is false. The message parts are
 // streamed, so callers name the argument and the bad value.
-#define SW_CHECK(cond, status, ...)                                             \
-  do {                                                                          \
+#define SW_CHECK(cond, status, ...)                                              \
+  do {                                                                           \
     if (!(cond)) throw ::sw::Error((status), ::sw::detail::concat(__VA_ARGS__)); \
   } while (0)
 

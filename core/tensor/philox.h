@@ -77,13 +77,23 @@ struct RandomStream {
 
   SW_HOST_DEVICE float uniform(uint64_t i) const { return uniform_from_bits(bits(i)); }
 
-  // Standard normal for element i (Box-Muller on the two halves of a block).
+  // Standard normal for element i: Box-Muller on block i / 4, whose two word pairs give
+  // two normals each (cos and sin), so a block yields four.
   SW_HOST_DEVICE double normal(uint64_t i) const {
-    const Philox4x32 r = block(static_cast<uint32_t>(i >> 1));
-    const uint32_t a = r.v[(i & 1) * 2], b = r.v[(i & 1) * 2 + 1];
-    const double u1 = (static_cast<double>(a) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]
-    const double u2 = static_cast<double>(b) * (1.0 / 4294967296.0);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    double z[4];
+    normals_from_block(block(static_cast<uint32_t>(i >> 2)), z);
+    return z[i & 3];
+  }
+
+  SW_HOST_DEVICE static void normals_from_block(const Philox4x32& r, double z[4]) {
+    for (int pair = 0; pair < 2; ++pair) {
+      const double u1 =
+          (static_cast<double>(r.v[2 * pair]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]
+      const double u2 = static_cast<double>(r.v[2 * pair + 1]) * (1.0 / 4294967296.0);
+      const double radius = sqrt(-2.0 * log(u1)), angle = 6.283185307179586 * u2;
+      z[2 * pair] = radius * cos(angle);
+      z[2 * pair + 1] = radius * sin(angle);
+    }
   }
 };
 

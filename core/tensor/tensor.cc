@@ -96,22 +96,37 @@ void convert(const Src* src, Dst* dst, int64_t n) {
 
 double load_as_double(const void* base, DType t, int64_t i) {
   switch (t) {
-    case DType::f32: return static_cast<const float*>(base)[i];
-    case DType::f64: return static_cast<const double*>(base)[i];
-    case DType::bf16: return to_float(static_cast<const bf16*>(base)[i]);
-    case DType::i32: return static_cast<const int32_t*>(base)[i];
-    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(base)[i]);
+    case DType::f32:
+      return static_cast<const float*>(base)[i];
+    case DType::f64:
+      return static_cast<const double*>(base)[i];
+    case DType::bf16:
+      return to_float(static_cast<const bf16*>(base)[i]);
+    case DType::i32:
+      return static_cast<const int32_t*>(base)[i];
+    case DType::i64:
+      return static_cast<double>(static_cast<const int64_t*>(base)[i]);
   }
   return 0;
 }
 
 void store_double(void* base, DType t, int64_t i, double v) {
   switch (t) {
-    case DType::f32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
-    case DType::f64: static_cast<double*>(base)[i] = v; break;
-    case DType::bf16: static_cast<bf16*>(base)[i] = to_bf16(static_cast<float>(v)); break;
-    case DType::i32: static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v); break;
-    case DType::i64: static_cast<int64_t*>(base)[i] = static_cast<int64_t>(v); break;
+    case DType::f32:
+      static_cast<float*>(base)[i] = static_cast<float>(v);
+      break;
+    case DType::f64:
+      static_cast<double*>(base)[i] = v;
+      break;
+    case DType::bf16:
+      static_cast<bf16*>(base)[i] = to_bf16(static_cast<float>(v));
+      break;
+    case DType::i32:
+      static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v);
+      break;
+    case DType::i64:
+      static_cast<int64_t*>(base)[i] = static_cast<int64_t>(v);
+      break;
   }
 }
 
@@ -133,7 +148,8 @@ Tensor Tensor::to(DType dtype) const {
   } else if (dtype_ == DType::i32 && dtype == DType::i64) {
     convert(data<int32_t>(), out.data<int64_t>(), n);
   } else {
-    for (int64_t i = 0; i < n; ++i) store_double(out.raw(), dtype, i, load_as_double(raw(), dtype_, i));
+    for (int64_t i = 0; i < n; ++i)
+      store_double(out.raw(), dtype, i, load_as_double(raw(), dtype_, i));
   }
   return out;
 }

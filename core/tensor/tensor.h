@@ -45,8 +45,8 @@ class Tensor {
   static Tensor full(const Shape& shape, DType dtype, double value);
   template <typename T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape) {
-    SW_CHECK_ARG(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-                 values.size(), " values do not fill shape ", shape_str(shape));
+    SW_CHECK_ARG(static_cast<int64_t>(values.size()) == shape_numel(shape),
+                 "from_vector: ", values.size(), " values do not fill shape ", shape_str(shape));
     Tensor t = empty(shape, dtype_of<T>());
     std::copy(values.begin(), values.end(), t.data<T>());
     return t;
@@ -65,7 +65,7 @@ class Tensor {
   template <typename T>
   T* data() {
     check_access(dtype_of<T>());
-    return static_cast<T*>(raw()) ;
+    return static_cast<T*>(raw());
   }
   template <typename T>
   const T* data() const {

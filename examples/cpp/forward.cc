@@ -10,7 +10,8 @@ int main() {
 
   // Two sequences: encoder input, decoder input (starts with decoder_start = 0), labels.
   sw::Batch batch;
-  batch.input_ids = sw::Tensor::from_vector<int32_t>({72, 101, 108, 108, 111, 1, 87, 111, 114, 108, 100, 1}, {2, 6});
+  batch.input_ids = sw::Tensor::from_vector<int32_t>(
+      {72, 101, 108, 108, 111, 1, 87, 111, 114, 108, 100, 1}, {2, 6});
   batch.decoder_input_ids = sw::Tensor::from_vector<int32_t>({0, 33, 34, 0, 35, 36}, {2, 3});
   batch.labels = sw::Tensor::from_vector<int32_t>({33, 34, 1, 35, 36, 1}, {2, 3});
 

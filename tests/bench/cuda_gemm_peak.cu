@@ -45,13 +45,14 @@ struct Result {
 };
 
 // Median over `reps` timed products after warm-up, C = A B with n x n operands.
-Result time_gemm(cublasHandle_t h, const std::string& mode, int64_t n, const void* a, const void* b, void* c,
-                 cudaDataType_t type, cublasComputeType_t compute) {
+Result time_gemm(cublasHandle_t h, const std::string& mode, int64_t n, const void* a, const void* b,
+                 void* c, cudaDataType_t type, cublasComputeType_t compute) {
   const float alpha = 1.0f, beta = 0.0f;
   auto run = [&] {
-    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(n), static_cast<int>(n),
-                       &alpha, a, type, static_cast<int>(n), b, type, static_cast<int>(n), &beta, c, type,
-                       static_cast<int>(n), compute, CUBLAS_GEMM_DEFAULT),
+    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(n),
+                       static_cast<int>(n), &alpha, a, type, static_cast<int>(n), b, type,
+                       static_cast<int>(n), &beta, c, type, static_cast<int>(n), compute,
+                       CUBLAS_GEMM_DEFAULT),
           "cublasGemmEx");
   };
   for (int i = 0; i < 3; ++i) run();
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "properties");
-  std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
+  std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize / 1e6);
 
   const int64_t n = 8192, elems = n * n;
   float *a32, *b32, *c32;
@@ -95,8 +97,12 @@ int main(int argc, char** argv) {
   check(cudaMalloc(&a16, elems * 2), "malloc");
   check(cudaMalloc(&b16, elems * 2), "malloc");
   check(cudaMalloc(&c16, elems * 2), "malloc");
-  check(sw::kernels::philox_uniform(sw::RandomStream(1, sw::RandomPurpose::kInit, 1, 0), a32, elems, nullptr), "fill");
-  check(sw::kernels::philox_uniform(sw::RandomStream(1, sw::RandomPurpose::kInit, 2, 0), b32, elems, nullptr), "fill");
+  check(sw::kernels::philox_uniform(sw::RandomStream(1, sw::RandomPurpose::kInit, 1, 0), a32, elems,
+                                    nullptr),
+        "fill");
+  check(sw::kernels::philox_uniform(sw::RandomStream(1, sw::RandomPurpose::kInit, 2, 0), b32, elems,
+                                    nullptr),
+        "fill");
   const unsigned blocks = static_cast<unsigned>((elems + 255) / 256);
   to_bf16<<<blocks, 256>>>(a32, a16, elems);
   to_bf16<<<blocks, 256>>>(b32, b16, elems);
@@ -107,19 +113,23 @@ int main(int argc, char** argv) {
   cublasHandle_t h;
   check(cublasCreate(&h), "cublasCreate");
   std::vector<Result> results;
-  results.push_back(time_gemm(h, "bf16 (f32 accumulate)", n, a16, b16, c16, CUDA_R_16BF, CUBLAS_COMPUTE_32F));
-  results.push_back(time_gemm(h, "f32 (TF32 off)", n, a32, b32, c32, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC));
-  results.push_back(time_gemm(h, "f32 (TF32 on)", n, a32, b32, c32, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32));
+  results.push_back(
+      time_gemm(h, "bf16 (f32 accumulate)", n, a16, b16, c16, CUDA_R_16BF, CUBLAS_COMPUTE_32F));
+  results.push_back(
+      time_gemm(h, "f32 (TF32 off)", n, a32, b32, c32, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC));
+  results.push_back(
+      time_gemm(h, "f32 (TF32 on)", n, a32, b32, c32, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32));
 
   std::printf("\n| mode | n | median ms | TFLOP/s |\n|---|---|---|---|\n");
   for (const Result& r : results)
-    std::printf("| %s | %lld | %.3f | %.1f |\n", r.mode.c_str(), static_cast<long long>(r.n), r.median_ms, r.tflops);
+    std::printf("| %s | %lld | %.3f | %.1f |\n", r.mode.c_str(), static_cast<long long>(r.n),
+                r.median_ms, r.tflops);
   if (csv) {
     FILE* f = std::fopen(csv, "w");
     std::fprintf(f, "device,mode,n,median_ms,tflops\n");
     for (const Result& r : results)
-      std::fprintf(f, "%s,%s,%lld,%.4f,%.2f\n", prop.name, r.mode.c_str(), static_cast<long long>(r.n), r.median_ms,
-                   r.tflops);
+      std::fprintf(f, "%s,%s,%lld,%.4f,%.2f\n", prop.name, r.mode.c_str(),
+                   static_cast<long long>(r.n), r.median_ms, r.tflops);
     std::fclose(f);
   }
   cublasDestroy(h);

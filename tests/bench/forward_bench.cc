@@ -35,7 +35,8 @@ sw::Batch random_batch(const sw::ModelConfig& c) {
   for (int64_t i = 0; i < b.input_ids.numel(); ++i)
     b.input_ids.data<int32_t>()[i] = static_cast<int32_t>(s.bits(i) % c.vocab_size());
   for (int64_t i = 0; i < b.decoder_input_ids.numel(); ++i)
-    b.decoder_input_ids.data<int32_t>()[i] = static_cast<int32_t>(s.bits(1 << 30 | i) % c.vocab_size());
+    b.decoder_input_ids.data<int32_t>()[i] =
+        static_cast<int32_t>(s.bits(1 << 30 | i) % c.vocab_size());
   b.labels = b.decoder_input_ids.clone();
   return b;
 }
@@ -45,13 +46,17 @@ void Forward(benchmark::State& state, const char* preset) {
   const sw::SwitchTransformer model(c, 0);
   const sw::Batch b = random_batch(c);
   for (auto _ : state) benchmark::DoNotOptimize(model.forward(b).loss);
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(kBatch * (kEncoderLen + kDecoderLen)),
-                                                  benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(kBatch * (kEncoderLen + kDecoderLen)),
+                         benchmark::Counter::kIsIterationInvariantRate);
   state.counters["params_M"] = model.parameters().num_elements() / 1e6;
   state.counters["peak_rss_GiB"] = peak_rss_gib();
 }
 BENCHMARK_CAPTURE(Forward, tiny, "tiny")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(Forward, switch_base_8, "switch-base-8")->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(Forward, switch_base_8, "switch-base-8")
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(2);
 
 // The switch-base-8 Switch FFN on one batch of encoder tokens, eval capacity, no dropout.
 void SwitchFfn(benchmark::State& state) {
@@ -66,8 +71,10 @@ void SwitchFfn(benchmark::State& state) {
   w.wi = sw::Tensor::empty({E, ff, d}, sw::DType::f32);
   w.wo = sw::Tensor::empty({E, d, ff}, sw::DType::f32);
   for (int64_t e = 0; e < E; ++e) {
-    w.wi.slice(e, e + 1).view({ff, d}).copy_from(model.parameters().get(p + "experts.expert_" + std::to_string(e) + ".wi.weight"));
-    w.wo.slice(e, e + 1).view({d, ff}).copy_from(model.parameters().get(p + "experts.expert_" + std::to_string(e) + ".wo.weight"));
+    w.wi.slice(e, e + 1).view({ff, d}).copy_from(
+        model.parameters().get(p + "experts.expert_" + std::to_string(e) + ".wi.weight"));
+    w.wo.slice(e, e + 1).view({d, ff}).copy_from(
+        model.parameters().get(p + "experts.expert_" + std::to_string(e) + ".wo.weight"));
   }
   const int64_t n = kBatch * kEncoderLen;
   sw::Tensor x = sw::Tensor::empty({n, d}, sw::DType::f32);
@@ -81,7 +88,8 @@ void SwitchFfn(benchmark::State& state) {
     benchmark::DoNotOptimize(out.y.raw());
   }
   const double flops = 2.0 * kept * d * ff * 2 + 2.0 * n * d * E;
-  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["kept_tokens"] = static_cast<double>(kept);
 }
 BENCHMARK(SwitchFfn)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -1,7 +1,8 @@
 // ModelConfig: text parsing, validation messages, presets and the derived rules.
+#include "core/model/config.h"
+
 #include <gtest/gtest.h>
 
-#include "core/model/config.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -20,7 +21,8 @@ std::string error_of(const std::string& text) {
 }
 
 TEST(Config, TextOverDefaults) {
-  const ModelConfig c = config_from_text("d_model: 32\nactivation: GATED_GELU\n# a comment\nnum_experts: 4");
+  const ModelConfig c =
+      config_from_text("d_model: 32\nactivation: GATED_GELU\n# a comment\nnum_experts: 4");
   EXPECT_EQ(c.d_model(), 32);
   EXPECT_EQ(c.activation(), ModelConfig::GATED_GELU);
   EXPECT_EQ(c.num_experts(), 4);
@@ -30,14 +32,18 @@ TEST(Config, TextOverDefaults) {
 
 TEST(Config, ValidationNamesTheFieldAndTheReason) {
   EXPECT_NE(error_of("num_experts: 0").find("num_experts: must be >= 1, got 0"), std::string::npos);
-  EXPECT_NE(error_of("dropout_rate: 1.5").find("dropout_rate: must be in [0, 1), got 1.5"), std::string::npos);
-  EXPECT_NE(error_of("vocab_size: 100\npad_token_id: 100").find("pad_token_id: must be in [0, vocab_size = 100), got 100"),
+  EXPECT_NE(error_of("dropout_rate: 1.5").find("dropout_rate: must be in [0, 1), got 1.5"),
             std::string::npos);
-  EXPECT_NE(error_of("routing_group: GROUP_FIXED").find("group_size: must be >= 1 when routing_group is GROUP_FIXED"),
+  EXPECT_NE(error_of("vocab_size: 100\npad_token_id: 100")
+                .find("pad_token_id: must be in [0, vocab_size = 100), got 100"),
+            std::string::npos);
+  EXPECT_NE(error_of("routing_group: GROUP_FIXED")
+                .find("group_size: must be >= 1 when routing_group is GROUP_FIXED"),
             std::string::npos);
   EXPECT_NE(error_of("encoder_sparse_step: -1").find("encoder_sparse_step"), std::string::npos);
   EXPECT_NE(error_of("d_kv: 0").find("d_kv: must be >= 1"), std::string::npos);
-  EXPECT_NE(error_of("eval_capacity_factor: 0").find("eval_capacity_factor: must be > 0"), std::string::npos);
+  EXPECT_NE(error_of("eval_capacity_factor: 0").find("eval_capacity_factor: must be > 0"),
+            std::string::npos);
 }
 
 TEST(Config, SyntaxErrorsGiveLineAndColumn) {
@@ -48,9 +54,10 @@ TEST(Config, SyntaxErrorsGiveLineAndColumn) {
 
 TEST(Config, EveryPresetParsesAndValidates) {
   const std::vector<std::string> names = preset_names();
-  for (const char* expected : {"tiny", "switch-base-8", "switch-base-16", "switch-base-32", "switch-base-64",
-                               "switch-base-128", "switch-base-256", "switch-large-128", "switch-xxl-128",
-                               "switch-c-2048", "paper-switch-base", "t5-base"})
+  for (const char* expected :
+       {"tiny", "switch-base-8", "switch-base-16", "switch-base-32", "switch-base-64",
+        "switch-base-128", "switch-base-256", "switch-large-128", "switch-xxl-128", "switch-c-2048",
+        "paper-switch-base", "t5-base"})
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   for (const std::string& name : names) {
     const ModelConfig c = preset(name);
@@ -65,7 +72,8 @@ TEST(Config, EveryPresetParsesAndValidates) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kNotFound);
-    EXPECT_NE(std::string(e.what()).find("switch-base-8"), std::string::npos);  // lists the known ones
+    EXPECT_NE(std::string(e.what()).find("switch-base-8"),
+              std::string::npos);  // lists the known ones
   }
 }
 
@@ -79,7 +87,8 @@ TEST(Config, TextRoundTripWritesEveryField) {
 }
 
 TEST(Config, SparsePlacement) {
-  ModelConfig c = config_from_text("encoder_sparse_step: 3\ndecoder_sparse_step: 1\nnum_encoder_layers: 7");
+  ModelConfig c =
+      config_from_text("encoder_sparse_step: 3\ndecoder_sparse_step: 1\nnum_encoder_layers: 7");
   std::vector<int64_t> hf, t5x;
   for (int64_t i = 0; i < 7; ++i)
     if (is_sparse_block(c, Stack::kEncoder, i)) hf.push_back(i);
@@ -102,8 +111,8 @@ TEST(Config, CapacityFormulas) {
   EXPECT_EQ(expert_capacity(c, 8, true), 4);     // min_capacity
   c.set_min_capacity(0);
   c.set_train_capacity_factor(1.0);
-  EXPECT_EQ(expert_capacity(c, 10, true), 2);    // 2.5 rounds half to even
-  EXPECT_EQ(expert_capacity(c, 14, true), 4);    // 3.5 rounds half to even
+  EXPECT_EQ(expert_capacity(c, 10, true), 2);  // 2.5 rounds half to even
+  EXPECT_EQ(expert_capacity(c, 14, true), 4);  // 3.5 rounds half to even
   c.set_capacity_rounding(ModelConfig::ROUND_DOWN);
   EXPECT_EQ(expert_capacity(c, 14, true), 3);
   c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
@@ -126,7 +135,8 @@ TEST(Config, RoutingGroups) {
     routing_group_size(c, 4, 16);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("group_size: 24 does not divide the 64 tokens"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("group_size: 24 does not divide the 64 tokens"),
+              std::string::npos);
   }
 }
 

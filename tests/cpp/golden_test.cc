@@ -19,7 +19,9 @@ struct GoldenCase {
   double tolerance;
 };
 
-void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.name << " in " << dtype_name(c.dtype); }
+void PrintTo(const GoldenCase& c, std::ostream* os) {
+  *os << c.name << " in " << dtype_name(c.dtype);
+}
 
 std::string case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
   return std::string(info.param.name) + "_" + dtype_name(info.param.dtype);
@@ -27,7 +29,9 @@ std::string case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
 
 class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 
-Tensor input(const SafetensorsFile& f, const std::string& name) { return f.tensors.at("input." + name); }
+Tensor input(const SafetensorsFile& f, const std::string& name) {
+  return f.tensors.at("input." + name);
+}
 
 double scalar(const SafetensorsFile& f, const std::string& name) {
   return f.tensors.at("expected." + name).item(0);
@@ -35,7 +39,8 @@ double scalar(const SafetensorsFile& f, const std::string& name) {
 
 TEST_P(GoldenTest, ForwardMatchesReference) {
   const GoldenCase& c = GetParam();
-  const SafetensorsFile f = read_safetensors(std::string(SW_GOLDEN_DIR) + "/" + c.name + ".safetensors");
+  const SafetensorsFile f =
+      read_safetensors(std::string(SW_GOLDEN_DIR) + "/" + c.name + ".safetensors");
   const ModelConfig config = config_from_text(f.metadata.at("config"));
   SwitchTransformer model(config, /*seed=*/1, c.dtype);
 
@@ -55,12 +60,14 @@ TEST_P(GoldenTest, ForwardMatchesReference) {
   batch.labels = input(f, "labels");
   const ForwardOutput out = model.forward(batch);
 
-  EXPECT_LE(testing::max_relative_error(out.encoder_output, f.tensors.at("expected.encoder_output")), c.tolerance);
+  EXPECT_LE(
+      testing::max_relative_error(out.encoder_output, f.tensors.at("expected.encoder_output")),
+      c.tolerance);
   EXPECT_LE(testing::max_relative_error(out.logits, f.tensors.at("expected.logits")), c.tolerance);
   for (const char* loss : {"loss", "ce_loss", "aux_loss", "z_loss"}) {
     const double expected = scalar(f, loss);
-    const double got = std::string(loss) == "loss"      ? out.loss
-                       : std::string(loss) == "ce_loss" ? out.ce_loss
+    const double got = std::string(loss) == "loss"       ? out.loss
+                       : std::string(loss) == "ce_loss"  ? out.ce_loss
                        : std::string(loss) == "aux_loss" ? out.aux_loss
                                                          : out.z_loss;
     EXPECT_NEAR(got, expected, c.tolerance * std::max(1.0, std::fabs(expected))) << loss;
@@ -74,11 +81,13 @@ TEST_P(GoldenTest, ForwardMatchesReference) {
       ++sparse_in_file;
   ASSERT_EQ(out.routing.size(), sparse_in_file);
   for (const LayerRouting& r : out.routing) {
-    const std::string p = std::string("expected.routing.") + stack_name(r.stack) + "." + std::to_string(r.block) + ".";
+    const std::string p = std::string("expected.routing.") + stack_name(r.stack) + "." +
+                          std::to_string(r.block) + ".";
     SCOPED_TRACE(p);
     const Tensor& index = f.tensors.at(p + "expert_index");
     ASSERT_EQ(index.numel(), r.expert_index.numel());
-    for (int64_t i = 0; i < index.numel(); ++i) ASSERT_EQ(r.expert_index.item(i), index.item(i)) << "token " << i;
+    for (int64_t i = 0; i < index.numel(); ++i)
+      ASSERT_EQ(r.expert_index.item(i), index.item(i)) << "token " << i;
     const Tensor& tokens = f.tensors.at(p + "tokens_per_expert");
     const Tensor& kept = f.tensors.at(p + "kept_per_expert");
     for (int64_t e = 0; e < config.num_experts(); ++e) {
@@ -86,24 +95,25 @@ TEST_P(GoldenTest, ForwardMatchesReference) {
       EXPECT_EQ(r.stats.kept_per_expert[e], kept.item(e)) << "expert " << e;
     }
     EXPECT_DOUBLE_EQ(r.stats.dropped_fraction, f.tensors.at(p + "dropped_fraction").item(0));
-    EXPECT_NEAR(r.stats.router_entropy, f.tensors.at(p + "router_entropy").item(0), c.tolerance * 10);
+    EXPECT_NEAR(r.stats.router_entropy, f.tensors.at(p + "router_entropy").item(0),
+                c.tolerance * 10);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Reference, GoldenTest,
-    ::testing::Values(GoldenCase{"dense", DType::f32, 1e-5}, GoldenCase{"dense", DType::f64, 1e-10},
-                      GoldenCase{"switch_dropping", DType::f32, 1e-5},
-                      GoldenCase{"switch_dropping", DType::f64, 1e-10},
-                      GoldenCase{"switch_placements", DType::f32, 1e-5},
-                      GoldenCase{"switch_placements", DType::f64, 1e-10},
-                      GoldenCase{"switch_fixed_groups", DType::f32, 1e-5},
-                      GoldenCase{"switch_fixed_groups", DType::f64, 1e-10},
-                      GoldenCase{"switch_t5x_step3", DType::f32, 1e-5},
-                      GoldenCase{"switch_t5x_step3", DType::f64, 1e-10},
-                      GoldenCase{"switch_dropless", DType::f32, 1e-5},
-                      GoldenCase{"switch_dropless", DType::f64, 1e-10}),
-    case_name);
+INSTANTIATE_TEST_SUITE_P(Reference, GoldenTest,
+                         ::testing::Values(GoldenCase{"dense", DType::f32, 1e-5},
+                                           GoldenCase{"dense", DType::f64, 1e-10},
+                                           GoldenCase{"switch_dropping", DType::f32, 1e-5},
+                                           GoldenCase{"switch_dropping", DType::f64, 1e-10},
+                                           GoldenCase{"switch_placements", DType::f32, 1e-5},
+                                           GoldenCase{"switch_placements", DType::f64, 1e-10},
+                                           GoldenCase{"switch_fixed_groups", DType::f32, 1e-5},
+                                           GoldenCase{"switch_fixed_groups", DType::f64, 1e-10},
+                                           GoldenCase{"switch_t5x_step3", DType::f32, 1e-5},
+                                           GoldenCase{"switch_t5x_step3", DType::f64, 1e-10},
+                                           GoldenCase{"switch_dropless", DType::f32, 1e-5},
+                                           GoldenCase{"switch_dropless", DType::f64, 1e-10}),
+                         case_name);
 
 }  // namespace
 }  // namespace sw

@@ -1,10 +1,9 @@
 // The Switch Transformer model: parameter names and counts, init, determinism, train vs
 // eval, bad input, and the switch-base-8 shape on the CPU.
+#include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include <google/protobuf/text_format.h>
 
 #include "core/data/byte_tokenizer.h"
 #include "core/model/switch_transformer.h"
@@ -23,7 +22,8 @@ ModelConfig small_config() {
 }
 
 Batch small_batch(const ModelConfig& c) {
-  return make_continuation_batch("The quick brown fox jumps over the lazy dog, again and again.", 3, 10, 6, c);
+  return make_continuation_batch("The quick brown fox jumps over the lazy dog, again and again.", 3,
+                                 10, 6, c);
 }
 
 // Parameter count from the config alone (SPEC §1-2 shapes), independent of the model code.
@@ -46,25 +46,28 @@ int64_t expected_parameters(const ModelConfig& c) {
 TEST(Model, ParameterNamesFollowHuggingFace) {
   const SwitchTransformer m(preset("tiny"));
   const ParameterStore& p = m.parameters();
-  for (const char* name : {"shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight",
-                           "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                           "encoder.block.1.layer.1.mlp.router.classifier.weight",
-                           "encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight",
-                           "encoder.block.0.layer.1.mlp.wi.weight", "encoder.final_layer_norm.weight",
-                           "decoder.block.0.layer.1.EncDecAttention.k.weight",
-                           "decoder.block.3.layer.2.mlp.experts.expert_7.wo.weight",
-                           "decoder.block.2.layer.2.layer_norm.weight", "decoder.final_layer_norm.weight"})
+  for (const char* name :
+       {"shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight",
+        "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+        "encoder.block.1.layer.1.mlp.router.classifier.weight",
+        "encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight",
+        "encoder.block.0.layer.1.mlp.wi.weight", "encoder.final_layer_norm.weight",
+        "decoder.block.0.layer.1.EncDecAttention.k.weight",
+        "decoder.block.3.layer.2.mlp.experts.expert_7.wo.weight",
+        "decoder.block.2.layer.2.layer_norm.weight", "decoder.final_layer_norm.weight"})
     EXPECT_TRUE(p.contains(name)) << name;
   EXPECT_FALSE(p.contains("encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"));
   EXPECT_FALSE(p.contains("lm_head.weight"));  // tied
-  EXPECT_EQ(p.get("decoder.block.3.layer.2.mlp.experts.expert_7.wo.weight").shape(), Shape({64, 256}));
+  EXPECT_EQ(p.get("decoder.block.3.layer.2.mlp.experts.expert_7.wo.weight").shape(),
+            Shape({64, 256}));
   EXPECT_EQ(p.num_elements(), expected_parameters(m.config()));
   EXPECT_THROW(p.get("encoder.block.9.layer.0.layer_norm.weight"), Error);
 }
 
 TEST(Model, ParameterCountsForEveryFeedForwardKind) {
-  for (const char* extra : {"activation: GATED_GELU", "tie_word_embeddings: false", "encoder_sparse_step: 0",
-                            "sparse_placement: PLACEMENT_T5X encoder_sparse_step: 3 num_encoder_layers: 6"}) {
+  for (const char* extra :
+       {"activation: GATED_GELU", "tie_word_embeddings: false", "encoder_sparse_step: 0",
+        "sparse_placement: PLACEMENT_T5X encoder_sparse_step: 3 num_encoder_layers: 6"}) {
     ModelConfig c = small_config();
     ASSERT_TRUE(google::protobuf::TextFormat::MergeFromString(extra, &c));
     EXPECT_EQ(SwitchTransformer(c).parameters().num_elements(), expected_parameters(c)) << extra;
@@ -102,7 +105,8 @@ TEST(Model, HfInitStds) {
     return std::sqrt(s / t.numel());
   };
   EXPECT_NEAR(rms("shared.weight"), 1.0, 0.03);
-  EXPECT_NEAR(rms("encoder.block.0.layer.0.SelfAttention.q.weight"), 1 / std::sqrt(64.0 * 4), 0.1 / std::sqrt(256.0));
+  EXPECT_NEAR(rms("encoder.block.0.layer.0.SelfAttention.q.weight"), 1 / std::sqrt(64.0 * 4),
+              0.1 / std::sqrt(256.0));
   EXPECT_NEAR(rms("encoder.block.1.layer.1.mlp.experts.expert_0.wi.weight"), 0.125, 0.01);
 }
 
@@ -192,7 +196,8 @@ TEST(Model, BadInputIsAClearError) {
     SwitchTransformer(fixed).forward(good);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("group_size: 7 does not divide the 30 tokens"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("group_size: 7 does not divide the 30 tokens"),
+              std::string::npos);
   }
 }
 
@@ -214,7 +219,8 @@ TEST(Model, SwitchBase8ShapeRunsOnTheCpu) {
   EXPECT_NEAR(m.parameters().num_elements() / 1e6, 619.4, 0.5);
   const Batch b = make_continuation_batch(
       "Switch Transformers route each token to a single expert, which keeps the cost per token "
-      "constant as the number of experts grows.", 2, 48, 12, c);
+      "constant as the number of experts grows.",
+      2, 48, 12, c);
   const ForwardOutput out = m.forward(b);
   EXPECT_EQ(out.logits.shape(), Shape({2, 12, 32128}));
   EXPECT_TRUE(std::isfinite(out.loss));

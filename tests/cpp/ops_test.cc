@@ -66,9 +66,10 @@ TEST_P(OpsTest, LinearIsXTimesWTransposed) {
   const Tensor x = random({2, 3, 6}, 4), w = random({4, 6}, 5);
   const Tensor y = ops::linear(x, w);
   EXPECT_EQ(y.shape(), Shape({2, 3, 4}));
-  EXPECT_LE(max_relative_error(y.view({6, 4}), naive_matmul(x.view({6, 6}), false, w, true,
-                                                           Tensor::zeros({6, 4}, DType::f64), 1, 0)),
-            tolerance());
+  EXPECT_LE(
+      max_relative_error(y.view({6, 4}), naive_matmul(x.view({6, 6}), false, w, true,
+                                                      Tensor::zeros({6, 4}, DType::f64), 1, 0)),
+      tolerance());
   EXPECT_THROW(ops::linear(x, random({4, 5}, 6)), Error);
 }
 
@@ -78,12 +79,14 @@ TEST_P(OpsTest, BatchedMatmulWithRowCounts) {
   const int64_t rows[3] = {4, 0, 2};
   ops::batched_matmul(a, false, b, true, c, rows);
   for (int64_t e = 0; e < 3; ++e) {
-    const Tensor expected = naive_matmul(a.slice(e, e + 1).view({4, 5}), false, b.slice(e, e + 1).view({6, 5}),
-                                         true, Tensor::zeros({4, 6}, DType::f64), 1, 0);
+    const Tensor expected =
+        naive_matmul(a.slice(e, e + 1).view({4, 5}), false, b.slice(e, e + 1).view({6, 5}), true,
+                     Tensor::zeros({4, 6}, DType::f64), 1, 0);
     for (int64_t i = 0; i < 4; ++i)
       for (int64_t j = 0; j < 6; ++j) {
         const double want = i < rows[e] ? expected.item(i * 6 + j) : 0.0;
-        EXPECT_NEAR(c.item((e * 4 + i) * 6 + j), want, tolerance() * 10) << e << " " << i << " " << j;
+        EXPECT_NEAR(c.item((e * 4 + i) * 6 + j), want, tolerance() * 10)
+            << e << " " << i << " " << j;
       }
   }
 }
@@ -123,7 +126,8 @@ TEST_P(OpsTest, SoftmaxAndLogsumexp) {
     double z = 0;
     for (int64_t j = 0; j < 9; ++j) z += std::exp(x.item(r * 9 + j));
     EXPECT_NEAR(lse.item(r), std::log(z), tolerance() * 10);
-    for (int64_t j = 0; j < 9; ++j) EXPECT_NEAR(p.item(r * 9 + j), std::exp(x.item(r * 9 + j)) / z, tolerance());
+    for (int64_t j = 0; j < 9; ++j)
+      EXPECT_NEAR(p.item(r * 9 + j), std::exp(x.item(r * 9 + j)) / z, tolerance());
   }
   // Stable for large logits.
   const Tensor big = Tensor::full({1, 3}, dtype(), 1000.0);
@@ -143,7 +147,8 @@ TEST_P(OpsTest, Embedding) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kOutOfRange);
-    EXPECT_NE(std::string(e.what()).find("token id 10 at flat position 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("token id 10 at flat position 1"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -171,7 +176,8 @@ Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_
         for (int64_t j = 0; j < Tk; ++j) {
           double dot = 0;
           for (int64_t c = 0; c < dk; ++c)
-            dot += q.item((b * Tq + i) * inner + h * dk + c) * k.item((b * Tk + j) * inner + h * dk + c);
+            dot += q.item((b * Tq + i) * inner + h * dk + c) *
+                   k.item((b * Tk + j) * inner + h * dk + c);
           if (bias) dot += bias->item((h * Tq + i) * Tk + j);
           if ((mask && mask->item(b * Tk + j) == 0) || (causal && j > i))
             dot += std::numeric_limits<float>::lowest();
@@ -182,7 +188,8 @@ Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_
         for (double& e : s) z += (e = std::exp(e - m));
         for (int64_t c = 0; c < dk; ++c) {
           double acc = 0;
-          for (int64_t j = 0; j < Tk; ++j) acc += s[j] / z * v.item((b * Tk + j) * inner + h * dk + c);
+          for (int64_t j = 0; j < Tk; ++j)
+            acc += s[j] / z * v.item((b * Tk + j) * inner + h * dk + c);
           out.data<double>()[(b * Tq + i) * inner + h * dk + c] = acc;
         }
       }
@@ -191,7 +198,8 @@ Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_
 
 TEST_P(OpsTest, AttentionSelfCausalCross) {
   const int64_t B = 2, T = 5, S = 6, H = 3, dk = 4;
-  const Tensor q = random({B, T, H * dk}, 17), k = random({B, S, H * dk}, 18), v = random({B, S, H * dk}, 19);
+  const Tensor q = random({B, T, H * dk}, 17), k = random({B, S, H * dk}, 18),
+               v = random({B, S, H * dk}, 19);
   const Tensor bias = random({H, T, S}, 20);
   const Tensor mask = Tensor::from_vector<int32_t>({1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0}, {B, S});
   for (bool causal : {false, true})
@@ -202,7 +210,8 @@ TEST_P(OpsTest, AttentionSelfCausalCross) {
       in.causal = causal;
       Tensor probs;
       const Tensor out = ops::attention(q, k, v, H, in, &probs);
-      EXPECT_LE(max_relative_error(out, naive_attention(q, k, v, H, in.bias, &mask, causal)), tolerance() * 5)
+      EXPECT_LE(max_relative_error(out, naive_attention(q, k, v, H, in.bias, &mask, causal)),
+                tolerance() * 5)
           << "causal " << causal << " bias " << with_bias;
       // Masked keys get exactly zero probability.
       for (int64_t b = 0; b < B; ++b)

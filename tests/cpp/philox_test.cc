@@ -1,9 +1,9 @@
+#include "core/tensor/philox.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <set>
-
-#include "core/tensor/philox.h"
 
 namespace sw {
 namespace {

@@ -1,10 +1,11 @@
 // The Switch routing ops: router, capacity edge cases, dispatch/combine, aux and z losses.
+#include "core/ops/routing.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "core/ops/routing.h"
 #include "test_util.h"
 
 namespace sw {
@@ -17,7 +18,8 @@ Tensor indices(const std::vector<int32_t>& v) {
 }
 
 TEST(Router, LogitsSoftmaxArgmaxAgainstNaiveLoop) {
-  const Tensor x = random_tensor({6, 5}, DType::f64, 1), w = random_tensor({4, 5}, DType::f64, 2, 2.0);
+  const Tensor x = random_tensor({6, 5}, DType::f64, 1),
+               w = random_tensor({4, 5}, DType::f64, 2, 2.0);
   const ops::RouterOutput r = ops::route(x, w, {});
   for (int64_t t = 0; t < 6; ++t) {
     std::vector<double> logit(4);
@@ -65,7 +67,8 @@ TEST(Router, JitterMultipliesTheInputWithinEps) {
 
 // The definition: a token is kept iff its inclusive running count for its expert within
 // its group is <= capacity.
-std::vector<bool> naive_kept(const std::vector<int32_t>& idx, int64_t experts, int64_t group, int64_t capacity) {
+std::vector<bool> naive_kept(const std::vector<int32_t>& idx, int64_t experts, int64_t group,
+                             int64_t capacity) {
   std::vector<bool> kept(idx.size());
   for (size_t start = 0; start < idx.size(); start += group) {
     std::vector<int64_t> count(experts);
@@ -120,7 +123,8 @@ TEST(Capacity, GroupsThatDoNotDivideAreAnError) {
     ops::assign_capacity(indices({0, 0, 0, 0, 0}), 2, 2, 1);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("5 tokens do not split into groups of 2"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("5 tokens do not split into groups of 2"),
+              std::string::npos);
   }
   EXPECT_THROW(ops::assign_capacity(indices({0, 3}), 2, 2, 1), Error);  // expert 3 of 2
 }
@@ -173,7 +177,8 @@ TEST(ZLoss, MeanSquaredLogsumexp) {
 }
 
 TEST(RoutingStats, CountsAndEntropy) {
-  const Tensor x = random_tensor({10, 4}, DType::f64, 11), w = random_tensor({3, 4}, DType::f64, 12);
+  const Tensor x = random_tensor({10, 4}, DType::f64, 11),
+               w = random_tensor({3, 4}, DType::f64, 12);
   const ops::RouterOutput r = ops::route(x, w, {});
   const ops::CapacityAssignment a = ops::assign_capacity(r.expert_index, 3, 10, 2);
   const ops::RoutingStats s = ops::routing_stats(r, a);

@@ -1,10 +1,10 @@
 // The safetensors reader on good and on damaged files.
+#include "core/io/safetensors.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
-
-#include "core/io/safetensors.h"
 
 namespace sw {
 namespace {
@@ -56,13 +56,17 @@ TEST(Safetensors, DamagedFilesAreErrorsNamingTheProblem) {
   const std::string data = floats({1, 2});
   expect_corrupt(write_file("notjson", "{\"a\": [", data), "header is not JSON");
   expect_corrupt(write_file("toolong", "{}", data, 1 << 20), "exceeds the file size");
-  expect_corrupt(write_file("dtype", R"({"a":{"dtype":"F8","shape":[2],"data_offsets":[0,8]}})", data),
-                 "dtype \"F8\"");
-  expect_corrupt(write_file("outside", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data),
-                 "tensor \"a\": data offsets lie outside");
-  expect_corrupt(write_file("shape", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
-                 "8 bytes do not hold shape [3]");
-  expect_corrupt(write_file("entry", R"({"a":{"dtype":"F32"}})", data), "tensor \"a\": malformed entry");
+  expect_corrupt(
+      write_file("dtype", R"({"a":{"dtype":"F8","shape":[2],"data_offsets":[0,8]}})", data),
+      "dtype \"F8\"");
+  expect_corrupt(
+      write_file("outside", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data),
+      "tensor \"a\": data offsets lie outside");
+  expect_corrupt(
+      write_file("shape", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
+      "8 bytes do not hold shape [3]");
+  expect_corrupt(write_file("entry", R"({"a":{"dtype":"F32"}})", data),
+                 "tensor \"a\": malformed entry");
   const std::string short_path = temp_path("short");
   std::ofstream(short_path, std::ios::binary) << "abc";
   expect_corrupt(short_path, "shorter than its 8-byte header length");

@@ -1,9 +1,10 @@
+#include "core/tensor/tensor.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/tensor/bf16.h"
-#include "core/tensor/tensor.h"
 
 namespace sw {
 namespace {
@@ -37,7 +38,8 @@ TEST(Tensor, BadShapesAndAccessAreErrors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("weights: expected shape [3, 2], got [2, 3]"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("weights: expected shape [3, 2], got [2, 3]"),
+              std::string::npos);
   }
 }
 

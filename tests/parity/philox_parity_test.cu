@@ -15,7 +15,9 @@ bool have_device() {
 }
 
 template <typename T>
-std::vector<T> run_on_device(int64_t n, cudaError_t (*fill)(const sw::RandomStream&, T*, int64_t, cudaStream_t),
+std::vector<T> run_on_device(int64_t n,
+                             cudaError_t (*fill)(const sw::RandomStream&, T*, int64_t,
+                                                 cudaStream_t),
                              const sw::RandomStream& stream) {
   T* device = nullptr;
   EXPECT_EQ(cudaMalloc(&device, n * sizeof(T)), cudaSuccess);
@@ -36,7 +38,8 @@ __global__ void known_answer_kernel(const uint32_t* in, uint32_t* out) {
 TEST(PhiloxParity, KnownAnswerOnDevice) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   // Random123 tests/kat_vectors: philox4x32 10, counter, key, expected.
-  const uint32_t input[6] = {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0};
+  const uint32_t input[6] = {0x243f6a88, 0x85a308d3, 0x13198a2e,
+                             0x03707344, 0xa4093822, 0x299f31d0};
   const uint32_t expected[4] = {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1};
   uint32_t *d_in = nullptr, *d_out = nullptr;
   ASSERT_EQ(cudaMalloc(&d_in, sizeof input), cudaSuccess);
