@@ -86,10 +86,8 @@ sw::ModelConfig load_config(const Args& a) {
 }
 
 void print_inspect(const sw::ModelConfig& config) {
-  const sw::SwitchTransformer model(config, 0);
   std::printf("model %s: %.1fM parameters, %lld experts\n", config.name().c_str(),
-              model.parameters().num_elements() / 1e6,
-              static_cast<long long>(config.num_experts()));
+              sw::count_parameters(config) / 1e6, static_cast<long long>(config.num_experts()));
   for (sw::Stack s : {sw::Stack::kEncoder, sw::Stack::kDecoder}) {
     std::printf("  %s: %lld blocks, sparse:", sw::stack_name(s),
                 static_cast<long long>(sw::num_layers(config, s)));
@@ -165,7 +163,12 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     const Args a = parse_args(argc, argv);
-    if (a.count("threads")) omp_set_num_threads(static_cast<int>(int_arg(a, "threads", 1)));
+    if (a.count("threads")) {
+      const int64_t threads = int_arg(a, "threads", 1);
+      if (threads < 1 || threads > 4096)
+        throw sw::Error(sw::Status::kInvalidArgument, "--threads: must be in [1, 4096]");
+      omp_set_num_threads(static_cast<int>(threads));
+    }
     if (command == "presets") {
       for (const auto& name : sw::preset_names()) std::printf("%s\n", name.c_str());
     } else if (command == "config") {

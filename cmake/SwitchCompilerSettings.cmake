@@ -25,7 +25,8 @@ endif()
 
 function(sw_warnings target)
   target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror>
     # GCC 12 reports false maybe-uninitialized warnings inside Eigen's AVX-512 kernels.
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wno-maybe-uninitialized>
+    $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU>>:-Wno-maybe-uninitialized>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra -Werror=all-warnings>)
 endfunction()

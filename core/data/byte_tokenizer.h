@@ -6,7 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/model/switch_transformer.h"
+#include "core/model/batch.h"
+#include "core/model/config.h"
 
 namespace sw {
 

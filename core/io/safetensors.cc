@@ -59,11 +59,17 @@ SafetensorsFile read_safetensors(const std::string& path) {
       SW_CHECK(offsets.size() == 2 && offsets[0] <= offsets[1] && offsets[1] <= data_size,
                Status::kCorrupt, where, ": data offsets lie outside the ", data_size,
                " data bytes");
-      for (int64_t dim : shape) SW_CHECK(dim >= 0, Status::kCorrupt, where, ": negative dimension");
-      Tensor t = Tensor::empty(shape, dtype);
-      SW_CHECK(offsets[1] - offsets[0] == t.nbytes(), Status::kCorrupt, where, ": ",
+      size_t bytes = 0;
+      try {
+        bytes = shape_bytes(shape, dtype);
+      } catch (const Error& e) {
+        throw Error(Status::kCorrupt, where + ": " + e.what());
+      }
+      // Checked before allocating: the header alone must not make us allocate.
+      SW_CHECK(offsets[1] - offsets[0] == bytes, Status::kCorrupt, where, ": ",
                offsets[1] - offsets[0], " bytes do not hold shape ", shape_str(shape), " of ",
                dtype_name(dtype));
+      Tensor t = Tensor::empty(shape, dtype);
       in.seekg(static_cast<std::streamoff>(8 + header_len + offsets[0]));
       SW_CHECK(in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.nbytes())) ||
                    t.nbytes() == 0,

@@ -16,9 +16,9 @@ struct SafetensorsFile {
 };
 
 // Loads every tensor (F32, F64, BF16, I32, I64) into cpu memory. A missing file is a
-// not-found error; a truncated file, a bad header, an unknown dtype, or offsets that do
-// not match the shape or lie outside the data are corrupt-data errors naming the file
-// and the tensor.
+// not-found error; an unknown dtype is an unsupported error; a truncated file, a bad
+// header, or offsets that do not match the shape or lie outside the data are corrupt-data
+// errors. Each names the file and the tensor.
 SafetensorsFile read_safetensors(const std::string& path);
 
 }  // namespace sw

@@ -34,6 +34,17 @@ std::string got(const char* rule, T value) {
   return detail::concat(rule, ", got ", value);
 }
 
+// Round half to even (Python's round, T5X), independent of the FP rounding mode.
+double round_half_even(double x) {
+  const double down = std::floor(x), frac = x - down;
+  if (frac > 0.5) return down + 1;
+  if (frac < 0.5) return down;
+  return std::fmod(down, 2.0) == 0.0 ? down : down + 1;
+}
+
+constexpr int64_t kMaxLayers = 4096;           // random-stream sites hold 16 bits of block index
+constexpr int64_t kMaxIds = int64_t{1} << 31;  // token ids and expert indices are i32
+
 }  // namespace
 
 ModelConfig config_from_text(const std::string& text) {
@@ -95,16 +106,26 @@ std::vector<std::string> preset_names() {
 }
 
 void validate(const ModelConfig& c) {
-  require(c.vocab_size() >= 2, "vocab_size", got("must be >= 2", c.vocab_size()));
+  // Every real-valued field must be finite before any other rule reads it.
+  const auto* descriptor = c.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const auto* field = descriptor->field(i);
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) continue;
+    const double v = c.GetReflection()->GetDouble(c, field);
+    require(std::isfinite(v), field->name().c_str(), got("must be finite", v));
+  }
+  require(c.vocab_size() >= 2 && c.vocab_size() < kMaxIds, "vocab_size",
+          got("must be in [2, 2^31)", c.vocab_size()));
   require(c.d_model() >= 1, "d_model", got("must be >= 1", c.d_model()));
   require(c.d_ff() >= 1, "d_ff", got("must be >= 1", c.d_ff()));
   require(c.d_kv() >= 1, "d_kv", got("must be >= 1", c.d_kv()));
   require(c.num_heads() >= 1, "num_heads", got("must be >= 1", c.num_heads()));
-  require(c.num_encoder_layers() >= 1, "num_encoder_layers",
-          got("must be >= 1", c.num_encoder_layers()));
-  require(c.num_decoder_layers() >= 1, "num_decoder_layers",
-          got("must be >= 1", c.num_decoder_layers()));
+  require(c.num_encoder_layers() >= 1 && c.num_encoder_layers() <= kMaxLayers, "num_encoder_layers",
+          got("must be in [1, 4096]", c.num_encoder_layers()));
+  require(c.num_decoder_layers() >= 1 && c.num_decoder_layers() <= kMaxLayers, "num_decoder_layers",
+          got("must be in [1, 4096]", c.num_decoder_layers()));
   require(c.num_experts() >= 1, "num_experts", got("must be >= 1", c.num_experts()));
+  require(c.num_experts() < kMaxIds, "num_experts", got("must be < 2^31", c.num_experts()));
   require(c.encoder_sparse_step() >= 0, "encoder_sparse_step",
           got("must be >= 0 (0 = dense)", c.encoder_sparse_step()));
   require(c.decoder_sparse_step() >= 0, "decoder_sparse_step",
@@ -139,6 +160,22 @@ void validate(const ModelConfig& c) {
                                   {"decoder_start_token_id", c.decoder_start_token_id()}})
     require(id >= 0 && id < c.vocab_size(), field,
             detail::concat("must be in [0, vocab_size = ", c.vocab_size(), "), got ", id));
+}
+
+int64_t count_parameters(const ModelConfig& c) {
+  const int64_t d = c.d_model(), ff = c.d_ff(), inner = c.num_heads() * c.d_kv();
+  const int64_t ffn = (c.activation() == ModelConfig::GATED_GELU ? 3 : 2) * d * ff;
+  const int64_t attention = 4 * d * inner;
+  int64_t total = c.vocab_size() * d * (c.tie_word_embeddings() ? 1 : 2);
+  for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
+    const bool decoder = s == Stack::kDecoder;
+    total += c.relative_attention_num_buckets() * c.num_heads() + d;  // bias, final norm
+    for (int64_t i = 0; i < num_layers(c, s); ++i) {
+      total += (decoder ? 2 : 1) * attention + (decoder ? 3 : 2) * d;         // attention, norms
+      total += is_sparse_block(c, s, i) ? c.num_experts() * (ffn + d) : ffn;  // experts + router
+    }
+  }
+  return total;
 }
 
 const char* stack_name(Stack s) { return s == Stack::kEncoder ? "encoder" : "decoder"; }
@@ -177,10 +214,12 @@ int64_t expert_capacity(const ModelConfig& c, int64_t tokens_per_group, bool tra
       return tokens_per_group;
     case ModelConfig::CAPACITY_FACTOR: {
       const double factor = train ? c.train_capacity_factor() : c.eval_capacity_factor();
-      const double raw = factor * static_cast<double>(tokens_per_group) / c.num_experts();
-      // nearbyint rounds half to even (Python's round, as T5X); floor is MTF's int().
+      // Above the group size a capacity changes nothing; the clamp keeps the cast defined.
+      const double raw = std::min(factor * static_cast<double>(tokens_per_group) / c.num_experts(),
+                                  static_cast<double>(tokens_per_group));
+      // T5X rounds half to even (Python's round); MTF takes int(), i.e. floor.
       const double rounded =
-          c.capacity_rounding() == ModelConfig::ROUND_DOWN ? std::floor(raw) : std::nearbyint(raw);
+          c.capacity_rounding() == ModelConfig::ROUND_DOWN ? std::floor(raw) : round_half_even(raw);
       return std::max<int64_t>(c.min_capacity(), static_cast<int64_t>(rounded));
     }
   }

@@ -36,6 +36,9 @@ const char* stack_name(Stack s);  // "encoder" / "decoder"
 bool is_sparse_block(const ModelConfig& config, Stack stack, int64_t block);
 int64_t num_layers(const ModelConfig& config, Stack stack);
 
+// Parameters a model of this config holds, from the shapes alone (nothing allocated).
+int64_t count_parameters(const ModelConfig& config);
+
 // Tokens per routing group for a stack input of `batch` sequences of `length` tokens;
 // an error when GROUP_FIXED's group_size does not divide batch * length.
 int64_t routing_group_size(const ModelConfig& config, int64_t batch, int64_t length);

@@ -5,28 +5,23 @@
 
 namespace sw {
 
-Tensor ffn_activation(ModelConfig::Activation activation, const Tensor& h, const Tensor* h_linear) {
+Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& w,
+                  const std::function<Tensor(const Tensor&)>& project) {
   switch (activation) {
     case ModelConfig::RELU:
-      return ops::relu(h);
+      return ops::relu(project(w.wi));
     case ModelConfig::GELU:
-      return ops::gelu(h);
+      return ops::gelu(project(w.wi));
     case ModelConfig::GATED_GELU:
-      SW_CHECK(h_linear != nullptr, Status::kInternal, "GATED_GELU needs the linear branch");
-      return ops::gated_gelu(h, *h_linear);
+      return ops::gated_gelu(project(w.wi_0), project(w.wi_1));
   }
   throw Error(Status::kInternal, "unknown activation");
 }
 
 Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
                     const Tensor& x, const ops::DropoutSpec& inner_dropout) {
-  Tensor hidden;
-  if (activation == ModelConfig::GATED_GELU) {
-    const Tensor h_linear = ops::linear(x, w.wi_1);
-    hidden = ffn_activation(activation, ops::linear(x, w.wi_0), &h_linear);
-  } else {
-    hidden = ffn_activation(activation, ops::linear(x, w.wi), nullptr);
-  }
+  Tensor hidden =
+      ffn_hidden(activation, w, [&](const Tensor& weight) { return ops::linear(x, weight); });
   ops::dropout_(hidden, inner_dropout);
   return ops::linear(hidden, w.wo);
 }

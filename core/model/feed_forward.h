@@ -2,6 +2,8 @@
 // wo(dropout(gelu(wi_0 x) * wi_1 x)). The Switch experts use the same activation step.
 #pragma once
 
+#include <functional>
+
 #include "core/model/config.h"
 #include "core/ops/dropout.h"
 #include "core/tensor/tensor.h"
@@ -14,8 +16,11 @@ struct FeedForwardWeights {
   Tensor wo;          // [d, d_ff]
 };
 
-// The hidden activation from the input projection(s): act(h) or gelu(h0) * h1.
-Tensor ffn_activation(ModelConfig::Activation activation, const Tensor& h, const Tensor* h_linear);
+// The hidden activation: act(project(wi)), or gelu(project(wi_0)) * project(wi_1) for
+// GATED_GELU, where project(w) applies the input projection w (dense: x @ w^T; the Switch
+// experts: a grouped GEMM).
+Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& w,
+                  const std::function<Tensor(const Tensor&)>& project);
 
 Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
                     const Tensor& x, const ops::DropoutSpec& inner_dropout);

@@ -43,17 +43,19 @@ void ParameterStore::set(const std::string& name, const Tensor& values) {
 
 namespace {
 
-// Element i of a (truncated) standard normal: attempt k reads step k of the stream, until
-// |z| <= 2 when truncated.
-double init_normal(uint64_t seed, uint32_t site, uint64_t i, bool truncated) {
-  for (uint64_t attempt = 0;; ++attempt) {
+// Element i of a truncated standard normal after `first` rejected attempts: attempt k
+// reads step k of the stream, until |z| <= 2.
+double redraw_truncated_normal(uint64_t seed, uint32_t site, uint64_t i, uint64_t first) {
+  for (uint64_t attempt = first;; ++attempt) {
     const double z = RandomStream(seed, RandomPurpose::kInit, site, attempt).normal(i);
-    if (!truncated || std::fabs(z) <= 2.0) return z;
+    if (std::fabs(z) <= 2.0) return z;
   }
 }
 
 template <typename T>
 void fill_normal(T* p, int64_t n, double std, uint64_t seed, uint32_t site, bool truncated) {
+  SW_CHECK(static_cast<uint64_t>(n) <= kMaxStreamElements, Status::kUnsupported,
+           "initialize: a parameter of ", n, " elements exceeds one random stream (2^34)");
   const RandomStream first_draw(seed, RandomPurpose::kInit, site, 0);
   const int64_t blocks = (n + 3) / 4;
   // Four normals per Philox block; the few a truncation rejects are redrawn one by one.
@@ -63,15 +65,16 @@ void fill_normal(T* p, int64_t n, double std, uint64_t seed, uint32_t site, bool
     RandomStream::normals_from_block(first_draw.block(static_cast<uint32_t>(b)), z);
     for (int64_t j = 0; j < 4 && b * 4 + j < n; ++j) {
       const int64_t i = b * 4 + j;
-      p[i] = static_cast<T>(
-          std * (truncated && std::fabs(z[j]) > 2.0 ? init_normal(seed, site, i, true) : z[j]));
+      const bool rejected = truncated && std::fabs(z[j]) > 2.0;
+      p[i] = static_cast<T>(std * (rejected ? redraw_truncated_normal(seed, site, i, 1) : z[j]));
     }
   }
 }
 
 }  // namespace
 
-void initialize(ParameterStore& store, InitScheme scheme, double init_scale, uint64_t seed) {
+void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double init_scale,
+                uint64_t seed) {
   uint32_t site = 0;
   for (const auto& e : store.entries()) {
     Tensor t = e.tensor;
@@ -81,7 +84,7 @@ void initialize(ParameterStore& store, InitScheme scheme, double init_scale, uin
       t.fill(1.0);
       continue;
     }
-    const bool paper = scheme == InitScheme::kPaper;
+    const bool paper = scheme == ModelConfig::INIT_PAPER;
     const double std = !paper ? r.hf_std
                        : r.unit_scale
                            ? 1.0

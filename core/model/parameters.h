@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/model/config.h"
 #include "core/tensor/tensor.h"
 
 namespace sw {
@@ -47,7 +48,7 @@ class ParameterStore {
 
 // Fills every parameter from its InitRule under the config's scheme; the numbers come
 // from the Philox stream (seed, init, parameter index), so they do not depend on threads.
-enum class InitScheme { kPaper, kHf };
-void initialize(ParameterStore& store, InitScheme scheme, double init_scale, uint64_t seed);
+void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double init_scale,
+                uint64_t seed);
 
 }  // namespace sw

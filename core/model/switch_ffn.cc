@@ -1,6 +1,5 @@
 #include "core/model/switch_ffn.h"
 
-#include "core/model/feed_forward.h"
 #include "core/ops/gemm.h"
 
 namespace sw {
@@ -17,26 +16,18 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   out.assignment = ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
-  const Tensor buffer =
-      ops::dispatch(expert_input, out.router.expert_index, out.assignment, experts);
-  const int64_t rows = out.assignment.buffer_rows, d_ff = config.d_ff();
-  const int64_t* kept = out.assignment.kept_per_expert.data();
-
-  auto project_in = [&](const Tensor& weight) {
-    Tensor h = Tensor::empty({experts, rows, d_ff}, x.dtype());
-    ops::batched_matmul(buffer, false, weight, true, h, kept);
+  const ops::CapacityAssignment& a = out.assignment;
+  const Tensor buffer = ops::dispatch(expert_input, out.router.expert_index, a);
+  Tensor hidden = ffn_hidden(config.activation(), w.experts, [&](const Tensor& weight) {
+    Tensor h = Tensor::empty({a.kept(), config.d_ff()}, x.dtype());
+    ops::grouped_matmul(buffer, weight, true, h, a.expert_offset);
     return h;
-  };
-  Tensor hidden;
-  if (config.activation() == ModelConfig::GATED_GELU) {
-    const Tensor h_linear = project_in(w.wi_1);
-    hidden = ffn_activation(config.activation(), project_in(w.wi_0), &h_linear);
-  } else {
-    hidden = ffn_activation(config.activation(), project_in(w.wi), nullptr);
-  }
-  ops::dropout_(hidden, ctx.dropout(dropout_site, config.expert_dropout_rate()));
-  Tensor expert_out = Tensor::empty({experts, rows, config.d_model()}, x.dtype());
-  ops::batched_matmul(hidden, false, w.wo, true, expert_out, kept);
+  });
+  const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
+  if (expert_dropout.active())
+    ops::dropout_rows_(hidden, expert_dropout, a.token_of_row(out.router.expert_index));
+  Tensor expert_out = Tensor::empty({a.kept(), config.d_model()}, x.dtype());
+  ops::grouped_matmul(hidden, w.experts.wo, true, expert_out, a.expert_offset);
   out.y = ops::combine(expert_out, out.router.expert_index, out.router.gate, out.assignment);
   return out;
 }

@@ -1,9 +1,11 @@
 // The Switch FFN layer (SPEC §2): route each token to one expert, keep at most
-// `capacity` tokens per expert per group, run the experts as batched GEMMs over
-// [E, rows, d], and scale each kept token's output by its gate.
+// `capacity` tokens per expert per group, run the experts as grouped GEMMs over their
+// blocks of kept tokens, and scale each kept token's output by its gate. Expert dropout
+// is keyed by (token, feature), so its mask does not depend on the buffer layout.
 #pragma once
 
 #include "core/model/config.h"
+#include "core/model/feed_forward.h"
 #include "core/model/run_context.h"
 #include "core/ops/routing.h"
 #include "core/tensor/tensor.h"
@@ -11,10 +13,10 @@
 namespace sw {
 
 struct SwitchWeights {
-  Tensor router;      // [E, d]  (HF mlp.router.classifier.weight)
-  Tensor wi;          // [E, d_ff, d] (RELU, GELU); expert j is the HF expert_j.wi
-  Tensor wi_0, wi_1;  // [E, d_ff, d] (GATED_GELU)
-  Tensor wo;          // [E, d, d_ff]
+  Tensor router;  // [E, d] (HF mlp.router.classifier.weight)
+  // The experts' FFNs stacked: wi, wi_0, wi_1 [E, d_ff, d] and wo [E, d, d_ff]; slice j of
+  // each is the HF experts.expert_j weight of the same name.
+  FeedForwardWeights experts;
 };
 
 struct SwitchOutput {

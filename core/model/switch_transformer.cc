@@ -60,10 +60,7 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
   SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
            dtype_name(dtype), ": the cpu model runs in f32 or f64");
   build_parameters();
-  initialize(
-      params_,
-      config_.init_scheme() == ModelConfig::INIT_PAPER ? InitScheme::kPaper : InitScheme::kHf,
-      config_.init_scale(), seed_);
+  initialize(params_, config_.init_scheme(), config_.init_scale(), seed_);
 }
 
 void SwitchTransformer::build_parameters() {
@@ -131,7 +128,7 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       }
       b.ffn.wo = add(mlp + "wo.weight", {d, d_ff}, out_rule);
     } else {
-      b.experts.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
+      b.switch_ffn.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
       // Each projection is one [E, rows, cols] tensor (for the batched GEMM); every expert's
       // slice is registered under its HF name.
       auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols,
@@ -142,13 +139,14 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
                       all.slice(e, e + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt));
         return all;
       };
+      FeedForwardWeights& ex = b.switch_ffn.experts;
       if (gated) {
-        b.experts.wi_0 = expert_tensor("wi_0", d_ff, d, d);
-        b.experts.wi_1 = expert_tensor("wi_1", d_ff, d, d);
+        ex.wi_0 = expert_tensor("wi_0", d_ff, d, d);
+        ex.wi_1 = expert_tensor("wi_1", d_ff, d, d);
       } else {
-        b.experts.wi = expert_tensor("wi", d_ff, d, d);
+        ex.wi = expert_tensor("wi", d_ff, d, d);
       }
-      b.experts.wo = expert_tensor("wo", d, d_ff, d_ff);
+      ex.wo = expert_tensor("wo", d, d_ff, d_ff);
     }
     b.ffn_norm = add(p + std::to_string(ffn_layer) + ".layer_norm.weight", {d}, ones());
     s.blocks.push_back(std::move(b));
@@ -221,7 +219,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
                        ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate));
     } else {
       const int64_t group_size = routing_group_size(config_, batch, length);
-      SwitchOutput sw = switch_ffn(b.experts, config_, normed, group_size, ctx,
+      SwitchOutput sw = switch_ffn(b.switch_ffn, config_, normed, group_size, ctx,
                                    random_site(st, blk, SiteKind::kRouterJitter),
                                    random_site(st, blk, SiteKind::kFeedForwardInner));
       LayerRouting r;

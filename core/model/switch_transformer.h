@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/model/attention_layer.h"
+#include "core/model/batch.h"
 #include "core/model/config.h"
 #include "core/model/feed_forward.h"
 #include "core/model/parameters.h"
@@ -15,15 +16,6 @@
 #include "core/tensor/tensor.h"
 
 namespace sw {
-
-// Row-major i32 tensors. Masks default to all ones; labels are optional (-100 ignored).
-struct Batch {
-  Tensor input_ids;               // [B, Te]
-  Tensor attention_mask;          // [B, Te], 1 = token, 0 = padding
-  Tensor decoder_input_ids;       // [B, Td]
-  Tensor decoder_attention_mask;  // [B, Td]
-  Tensor labels;                  // [B, Td]
-};
 
 struct ForwardOptions {
   bool train = false;  // dropout, expert dropout, router jitter, train capacity factor
@@ -61,6 +53,11 @@ class SwitchTransformer {
   explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0,
                              DType dtype = DType::f32);
 
+  // Parameters share storage with their tensors: a copy would alias every weight.
+  SwitchTransformer(const SwitchTransformer&) = delete;
+  SwitchTransformer& operator=(const SwitchTransformer&) = delete;
+  SwitchTransformer(SwitchTransformer&&) = default;
+
   ForwardOutput forward(const Batch& batch, const ForwardOptions& options = {}) const;
 
   const ModelConfig& config() const { return config_; }
@@ -77,8 +74,8 @@ class SwitchTransformer {
     AttentionWeights cross_attn;
     Tensor ffn_norm;
     bool sparse = false;
-    FeedForwardWeights ffn;
-    SwitchWeights experts;
+    FeedForwardWeights ffn;    // dense blocks
+    SwitchWeights switch_ffn;  // sparse blocks
   };
   struct StackWeights {
     Stack stack;

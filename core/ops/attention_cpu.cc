@@ -1,4 +1,5 @@
 #include <cmath>
+#include <exception>
 #include <limits>
 
 #include "core/ops/attention.h"
@@ -27,6 +28,11 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
     check_dtype(*in.key_mask, DType::i32, "attention: key mask");
   }
   const int64_t dk = inner / heads;
+  if (in.dropout.active()) {
+    SW_CHECK_ARG(in.dropout.rate < 1.0, "attention: dropout rate must be in [0, 1), got ",
+                 in.dropout.rate);
+    check_stream_size(B * heads * Tq * Tk, "attention dropout");
+  }
   Tensor out = Tensor::empty({B, Tq, inner}, q.dtype());
   if (probs) *probs = Tensor::empty({B, heads, Tq, Tk}, q.dtype());
   dispatch_float(q.dtype(), "attention", [&](auto zero) {
@@ -37,39 +43,46 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
     const T keep_scale = static_cast<T>(1.0 / (1.0 - in.dropout.rate));
     const int32_t* key_mask = in.key_mask ? in.key_mask->data<int32_t>() : nullptr;
     const T* bias = in.bias ? in.bias->data<T>() : nullptr;
+    const T* pq = q.data<T>();
+    const T* pk = k.data<T>();
+    const T* pv = v.data<T>();
+    T* po = out.data<T>();
+    T* pprobs = probs ? probs->data<T>() : nullptr;
+    // Exceptions must not leave an OpenMP region: the first one is kept and rethrown.
+    std::exception_ptr failure;
 #pragma omp parallel for collapse(2) if (B * heads > 1 && B * heads * Tq * Tk * dk > 32768)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t h = 0; h < heads; ++h) {
-        Strided Q(q.data<T>() + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
-        Strided K(k.data<T>() + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
-        Strided V(v.data<T>() + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
-        StridedOut O(out.data<T>() + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
-        RowMatrix<T> S = Q * K.transpose();
-        for (int64_t i = 0; i < Tq; ++i) {
-          T* row = S.data() + i * Tk;
-          for (int64_t j = 0; j < Tk; ++j) {
-            if (bias) row[j] += bias[(h * Tq + i) * Tk + j];
-            const bool is_masked = (key_mask && key_mask[b * Tk + j] == 0) || (in.causal && j > i);
-            if (is_masked) row[j] += masked;
+        try {
+          Strided Q(pq + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
+          Strided K(pk + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+          Strided V(pv + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+          StridedOut O(po + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
+          RowMatrix<T> S = Q * K.transpose();
+          for (int64_t i = 0; i < Tq; ++i) {
+            T* row = S.data() + i * Tk;
+            for (int64_t j = 0; j < Tk; ++j) {
+              if (bias) row[j] += bias[(h * Tq + i) * Tk + j];
+              const bool is_masked =
+                  (key_mask && key_mask[b * Tk + j] == 0) || (in.causal && j > i);
+              if (is_masked) row[j] += masked;
+            }
+            softmax_row(row, Tk);
           }
-          T m = -std::numeric_limits<T>::infinity();
-          for (int64_t j = 0; j < Tk; ++j) m = std::max(m, row[j]);
-          T sum = 0;
-          for (int64_t j = 0; j < Tk; ++j) sum += (row[j] = std::exp(row[j] - m));
-          for (int64_t j = 0; j < Tk; ++j) row[j] /= sum;
+          if (pprobs) std::copy(S.data(), S.data() + Tq * Tk, pprobs + (b * heads + h) * Tq * Tk);
+          if (in.dropout.active()) {
+            const uint64_t base = static_cast<uint64_t>((b * heads + h) * Tq * Tk);
+            for (int64_t e = 0; e < Tq * Tk; ++e)
+              S.data()[e] = in.dropout.keeps(base + e) ? S.data()[e] * keep_scale : T(0);
+          }
+          O.noalias() = S * V;
+        } catch (...) {
+#pragma omp critical(sw_attention_failure)
+          if (!failure) failure = std::current_exception();
         }
-        if (probs) {
-          T* dst = probs->data<T>() + (b * heads + h) * Tq * Tk;
-          std::copy(S.data(), S.data() + Tq * Tk, dst);
-        }
-        if (in.dropout.active()) {
-          const uint64_t base = static_cast<uint64_t>((b * heads + h) * Tq * Tk);
-          for (int64_t e = 0; e < Tq * Tk; ++e)
-            S.data()[e] = in.dropout.keeps(base + e) ? S.data()[e] * keep_scale : T(0);
-        }
-        O.noalias() = S * V;
       }
     }
+    if (failure) std::rethrow_exception(failure);
   });
   return out;
 }

@@ -3,6 +3,8 @@
 // function of the stream, so the backward (and the GPU) can rebuild it exactly.
 #pragma once
 
+#include <vector>
+
 #include "core/tensor/philox.h"
 #include "core/tensor/tensor.h"
 
@@ -17,5 +19,10 @@ struct DropoutSpec {
 };
 
 void dropout_(Tensor& x, const DropoutSpec& spec);
+
+// Dropout on x [rows, width] whose row r draws from stream row stream_rows[r]: element
+// (r, j) uses stream element stream_rows[r] * width + j. Rows that moved (the Switch
+// experts' grouped layout) then keep the masks of their tokens, whatever the layout.
+void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows);
 
 }  // namespace sw::ops

@@ -1,20 +1,48 @@
+#include <algorithm>
+
 #include "core/ops/dispatch.h"
 #include "core/ops/dropout.h"
 
 namespace sw::ops {
+namespace {
 
-void dropout_(Tensor& x, const DropoutSpec& spec) {
-  if (!spec.active()) return;
+// x [rows, width]; row r reads stream row stream_row(r).
+template <typename StreamRow>
+void apply_dropout(Tensor& x, const DropoutSpec& spec, int64_t rows, int64_t width,
+                   StreamRow stream_row) {
   require_cpu(x, "dropout");
   SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
-  const int64_t n = x.numel();
   dispatch_float(x.dtype(), "dropout", [&](auto zero) {
     using T = decltype(zero);
     T* p = x.data<T>();
     const T scale = static_cast<T>(1.0 / (1.0 - spec.rate));
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) p[i] = spec.keeps(i) ? p[i] * scale : T(0);
+#pragma omp parallel for if (rows * width > 65536)
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint64_t base = static_cast<uint64_t>(stream_row(r)) * width;
+      for (int64_t j = 0; j < width; ++j)
+        p[r * width + j] = spec.keeps(base + j) ? p[r * width + j] * scale : T(0);
+    }
   });
+}
+
+}  // namespace
+
+void dropout_(Tensor& x, const DropoutSpec& spec) {
+  if (!spec.active()) return;
+  const int64_t width = last_dim(x), rows = leading_rows(x);
+  check_stream_size(x.numel(), "dropout");
+  apply_dropout(x, spec, rows, width, [](int64_t r) { return r; });
+}
+
+void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows) {
+  if (!spec.active()) return;
+  SW_CHECK_ARG(x.ndim() == 2 && x.dim(0) == static_cast<int64_t>(stream_rows.size()),
+               "dropout: ", stream_rows.size(), " stream rows for ", x.str());
+  const int64_t width = x.dim(1);
+  int64_t max_row = -1;
+  for (int64_t r : stream_rows) max_row = std::max(max_row, r);
+  check_stream_size((max_row + 1) * width, "dropout");
+  apply_dropout(x, spec, x.dim(0), width, [&](int64_t r) { return stream_rows[r]; });
 }
 
 }  // namespace sw::ops

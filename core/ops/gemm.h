@@ -1,6 +1,8 @@
 // Matrix products through Eigen (and cuBLAS on the GPU).
 #pragma once
 
+#include <vector>
+
 #include "core/tensor/tensor.h"
 
 namespace sw::ops {
@@ -13,10 +15,14 @@ Tensor matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose
 // x @ w^T for x [..., in] and w [out, in] (the layout of every HF linear weight).
 Tensor linear(const Tensor& x, const Tensor& w);
 
-// c[i] = op(a[i]) @ op(b[i]) for 3-D a, b, c. When `rows` is given (length batch), only
-// the first rows[i] rows of a[i] and c[i] are used: the rest of c[i] is set to zero
-// (experts that received fewer tokens than their capacity).
-void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
-                    const int64_t* rows = nullptr);
+// c[i] = op(a[i]) @ op(b[i]) for 3-D a, b, c.
+void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
+                    Tensor& c);
+
+// Grouped GEMM over variable-size row blocks: rows [offsets[g], offsets[g + 1]) of a [R, k]
+// times op(b[g]) (b [G, n, k] when transpose_b, else [G, k, n]) give the same rows of
+// c [R, n]. The Switch experts: one block of kept tokens per expert.
+void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
+                    const std::vector<int64_t>& offsets);
 
 }  // namespace sw::ops

@@ -76,8 +76,7 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y.view(out_shape);
 }
 
-void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
-                    const int64_t* rows) {
+void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
   for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
     require_cpu(*t, "batched_matmul");
   SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
@@ -89,23 +88,38 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   const GemmDims d =
       gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
   check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
-  SW_CHECK_ARG(rows == nullptr || !ta, "batched_matmul: row counts need an untransposed a");
   dispatch_float(a.dtype(), "batched_matmul", [&](auto zero) {
     using T = decltype(zero);
-    const T* pa = a.data<T>();
-    const T* pb = b.data<T>();
-    T* pc = c.data<T>();
-    for (int64_t i = 0; i < batch; ++i) {
-      GemmDims di = d;
-      if (rows) {
-        SW_CHECK_ARG(rows[i] >= 0 && rows[i] <= d.m, "batched_matmul: rows[", i, "] = ", rows[i],
-                     " outside [0, ", d.m, "]");
-        di.m = rows[i];
-        std::fill(pc + i * d.m * d.n + di.m * d.n, pc + (i + 1) * d.m * d.n, T(0));
-      }
-      // Each product is large; Eigen parallelises inside it.
-      gemm_2d<T>(pa + i * d.m * d.k, ta, pb + i * d.k * d.n, tb, pc + i * d.m * d.n, di, T(1),
-                 T(0));
+    // Each product is large; Eigen parallelises inside it.
+    for (int64_t i = 0; i < batch; ++i)
+      gemm_2d<T>(a.data<T>() + i * d.m * d.k, ta, b.data<T>() + i * d.k * d.n, tb,
+                 c.data<T>() + i * d.m * d.n, d, T(1), T(0));
+  });
+}
+
+void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
+                    const std::vector<int64_t>& offsets) {
+  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
+    require_cpu(*t, "grouped_matmul");
+  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 3 && c.ndim() == 2,
+               "grouped_matmul: expected a [R, k], b [G, ., .], c [R, n], got ", a.str(), ", ",
+               b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "grouped_matmul: dtypes differ");
+  const int64_t groups = b.dim(0), rows = a.dim(0);
+  SW_CHECK_ARG(static_cast<int64_t>(offsets.size()) == groups + 1 && offsets.front() == 0 &&
+                   offsets.back() == rows,
+               "grouped_matmul: offsets must run from 0 to ", rows, " in ", groups + 1, " entries");
+  for (int64_t g = 0; g < groups; ++g)
+    SW_CHECK_ARG(offsets[g] <= offsets[g + 1], "grouped_matmul: offsets decrease at group ", g);
+  const GemmDims d = gemm_dims({rows, a.dim(1)}, false, {b.dim(1), b.dim(2)}, tb, "grouped_matmul");
+  check_shape(c, {rows, d.n}, "grouped_matmul: output");
+  dispatch_float(a.dtype(), "grouped_matmul", [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t g = 0; g < groups; ++g) {
+      GemmDims dg = d;
+      dg.m = offsets[g + 1] - offsets[g];
+      gemm_2d<T>(a.data<T>() + offsets[g] * d.k, false, b.data<T>() + g * d.k * d.n, tb,
+                 c.data<T>() + offsets[g] * d.n, dg, T(1), T(0));
     }
   });
 }

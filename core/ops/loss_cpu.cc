@@ -1,6 +1,4 @@
-#include <algorithm>
-#include <cmath>
-#include <limits>
+#include <vector>
 
 #include "core/ops/dispatch.h"
 #include "core/ops/loss.h"
@@ -22,17 +20,19 @@ CrossEntropy cross_entropy(const Tensor& logits, const Tensor& labels, int32_t i
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto zero) {
     using T = decltype(zero);
     const T* px = logits.data<T>();
-    double total = 0.0;
-    int64_t count = 0;
-#pragma omp parallel for reduction(+ : total, count) if (n * vocab > 65536)
+    // Per-row losses, then a serial sum: the result does not depend on the thread count.
+    std::vector<double> row_loss(n, 0.0);
+#pragma omp parallel for if (n * vocab > 65536)
     for (int64_t i = 0; i < n; ++i) {
       if (pl[i] == ignore_index) continue;
       const T* row = px + i * vocab;
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < vocab; ++j) m = std::max(m, row[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - m));
-      total += static_cast<double>(m) + std::log(sum) - static_cast<double>(row[pl[i]]);
+      row_loss[i] = logsumexp_row<double>(row, vocab) - static_cast<double>(row[pl[i]]);
+    }
+    double total = 0.0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (pl[i] == ignore_index) continue;
+      total += row_loss[i];
       ++count;
     }
     result.count = count;

@@ -9,6 +9,12 @@ namespace sw::ops {
 
 int32_t relative_position_bucket(int64_t rel, bool bidirectional, int64_t num_buckets,
                                  int64_t max_distance) {
+  // Each direction needs max_exact >= 1 exact buckets and room for the log ones.
+  SW_CHECK_ARG(num_buckets >= (bidirectional ? 4 : 2), "relative_position_bucket: ", num_buckets,
+               " buckets are too few");
+  SW_CHECK_ARG(max_distance > (bidirectional ? num_buckets / 2 : num_buckets) / 2,
+               "relative_position_bucket: max_distance ", max_distance,
+               " must exceed the exact range of ", num_buckets, " buckets");
   int64_t bucket = 0, r;
   if (bidirectional) {
     num_buckets /= 2;

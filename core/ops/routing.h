@@ -33,22 +33,33 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
 // Tokens are routed in num_groups contiguous groups of group_size tokens. Within a group a
 // token keeps its place when its inclusive running count for its expert is <= capacity,
 // so exactly min(count, capacity) tokens per expert per group are kept, first come first
-// served. Kept tokens get a row in their expert's buffer in token order.
+// served.
+//
+// Kept tokens are laid out expert by expert (a grouped layout, no padding): expert e owns
+// rows [expert_offset[e], expert_offset[e + 1]) of the dispatched buffer, its tokens in
+// token order. The paper's dense [E, capacity, d] buffer holds the same rows plus zero
+// padding; the grouped layout costs no memory for experts that receive nothing, so a
+// collapsed router in dropless mode needs N rows, not E x N.
 struct CapacityAssignment {
-  Tensor slot;                           // i32 [N]: row in the expert's buffer, -1 = dropped
-  std::vector<int64_t> kept_per_expert;  // [E]: rows used in each expert's buffer
+  Tensor slot;                           // i32 [N]: row within the expert's block, -1 = dropped
+  std::vector<int64_t> kept_per_expert;  // [E]
+  std::vector<int64_t> expert_offset;    // [E + 1], expert_offset[E] = kept tokens
   int64_t capacity = 0;                  // per expert per group
-  int64_t buffer_rows = 0;               // rows of every expert buffer: max(kept_per_expert)
   int64_t dropped = 0;
+
+  int64_t num_experts() const { return static_cast<int64_t>(kept_per_expert.size()); }
+  int64_t kept() const { return expert_offset.back(); }
+  // Row of token t in the dispatched buffer, or -1 when dropped.
+  int64_t row_of(int64_t t, int32_t expert) const;
+  // The token each dispatched row holds: [kept()].
+  std::vector<int64_t> token_of_row(const Tensor& expert_index) const;
 };
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
                                    int64_t group_size, int64_t capacity);
 
-// x [N, d] -> [E, buffer_rows, d]: each kept token's row copied to its expert's buffer;
-// unused rows are zero.
-Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a,
-                int64_t num_experts);
-// expert_out [E, buffer_rows, d] -> [N, d]: gate * the token's expert row; 0 if dropped.
+// x [N, d] -> [kept, d]: each kept token's row copied to its expert's block.
+Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a);
+// expert_out [kept, d] -> [N, d]: gate * the token's expert row; 0 if dropped.
 Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tensor& gate,
                const CapacityAssignment& a);
 

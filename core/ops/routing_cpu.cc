@@ -16,9 +16,11 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
                "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
   check_dtype(weight, x.dtype(), "route: weight");
   const int64_t n = x.dim(0), experts = weight.dim(0);
+  SW_CHECK_ARG(experts >= 1, "route: the router weight has no experts: ", weight.str());
   Tensor input = x;
   if (jitter.active()) {
     SW_CHECK_ARG(jitter.eps < 1.0, "route: jitter eps must be in [0, 1), got ", jitter.eps);
+    check_stream_size(x.numel(), "router jitter");
     input = x.clone();
     dispatch_float(x.dtype(), "route", [&](auto zero) {
       using T = decltype(zero);
@@ -48,6 +50,21 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
     }
   });
   return r;
+}
+
+int64_t CapacityAssignment::row_of(int64_t t, int32_t expert) const {
+  const int32_t s = slot.data<int32_t>()[t];
+  return s < 0 ? -1 : expert_offset[expert] + s;
+}
+
+std::vector<int64_t> CapacityAssignment::token_of_row(const Tensor& expert_index) const {
+  std::vector<int64_t> tokens(kept());
+  const int32_t* idx = expert_index.data<int32_t>();
+  for (int64_t t = 0; t < expert_index.numel(); ++t) {
+    const int64_t row = row_of(t, idx[t]);
+    if (row >= 0) tokens[row] = t;
+  }
+  return tokens;
 }
 
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
@@ -80,26 +97,43 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
       }
     }
   }
-  a.buffer_rows = *std::max_element(a.kept_per_expert.begin(), a.kept_per_expert.end());
+  a.expert_offset.assign(num_experts + 1, 0);
+  for (int64_t e = 0; e < num_experts; ++e)
+    a.expert_offset[e + 1] = a.expert_offset[e] + a.kept_per_expert[e];
   return a;
 }
 
-Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a,
-                int64_t num_experts) {
+namespace {
+
+// expert_index and the assignment describe the same n tokens.
+void check_routed(const Tensor& expert_index, const CapacityAssignment& a, int64_t n,
+                  const char* op) {
+  check_dtype(expert_index, DType::i32, op);
+  SW_CHECK_ARG(expert_index.numel() == n && a.slot.numel() == n, op, ": ", n,
+               " tokens, but routing for ", expert_index.numel(), " and an assignment for ",
+               a.slot.numel());
+  const int32_t* idx = expert_index.data<int32_t>();
+  for (int64_t t = 0; t < n; ++t)
+    SW_CHECK(idx[t] >= 0 && idx[t] < a.num_experts(), Status::kOutOfRange, op, ": expert index ",
+             idx[t], " at token ", t, " is outside [0, ", a.num_experts(), ")");
+}
+
+}  // namespace
+
+Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a) {
   require_cpu(x, "dispatch");
-  SW_CHECK_ARG(x.ndim() == 2 && x.dim(0) == expert_index.numel() && a.slot.numel() == x.dim(0),
-               "dispatch: x ", x.str(), " does not match ", expert_index.numel(), " routed tokens");
+  SW_CHECK_ARG(x.ndim() == 2, "dispatch: x must be [N, d], got ", x.str());
   const int64_t n = x.dim(0), d = x.dim(1);
-  Tensor buffer = Tensor::zeros({num_experts, a.buffer_rows, d}, x.dtype());
+  check_routed(expert_index, a, n, "dispatch");
+  Tensor buffer = Tensor::empty({a.kept(), d}, x.dtype());
   const size_t row_bytes = static_cast<size_t>(d) * dtype_size(x.dtype());
   const int32_t* idx = expert_index.data<int32_t>();
-  const int32_t* slot = a.slot.data<int32_t>();
   const char* src = static_cast<const char*>(x.raw());
   char* dst = static_cast<char*>(buffer.raw());
-  for (int64_t t = 0; t < n; ++t)
-    if (slot[t] >= 0)
-      std::memcpy(dst + (idx[t] * a.buffer_rows + slot[t]) * row_bytes, src + t * row_bytes,
-                  row_bytes);
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t row = a.row_of(t, idx[t]);
+    if (row >= 0) std::memcpy(dst + row * row_bytes, src + t * row_bytes, row_bytes);
+  }
   return buffer;
 }
 
@@ -107,27 +141,27 @@ Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tenso
                const CapacityAssignment& a) {
   require_cpu(expert_out, "combine");
   const int64_t n = expert_index.numel();
-  SW_CHECK_ARG(expert_out.ndim() == 3 && expert_out.dim(1) == a.buffer_rows,
-               "combine: expert output ", expert_out.str(), " does not match ", a.buffer_rows,
-               " buffer rows");
+  SW_CHECK_ARG(expert_out.ndim() == 2 && expert_out.dim(0) == a.kept(), "combine: expert output ",
+               expert_out.str(), " does not hold the ", a.kept(), " kept tokens");
+  check_routed(expert_index, a, n, "combine");
   check_shape(gate, {n}, "combine: gate");
   check_dtype(gate, expert_out.dtype(), "combine: gate");
-  const int64_t d = expert_out.dim(2);
+  const int64_t d = expert_out.dim(1);
   Tensor y = Tensor::empty({n, d}, expert_out.dtype());
   dispatch_float(expert_out.dtype(), "combine", [&](auto zero) {
     using T = decltype(zero);
     const T* src = expert_out.data<T>();
     const T* g = gate.data<T>();
     const int32_t* idx = expert_index.data<int32_t>();
-    const int32_t* slot = a.slot.data<int32_t>();
     T* out = y.data<T>();
     for (int64_t t = 0; t < n; ++t) {
       T* row = out + t * d;
-      if (slot[t] < 0) {
+      const int64_t r = a.row_of(t, idx[t]);
+      if (r < 0) {
         std::fill(row, row + d, T(0));  // dropped: the sublayer passes h through
         continue;
       }
-      const T* e_row = src + (idx[t] * a.buffer_rows + slot[t]) * d;
+      const T* e_row = src + r * d;
       for (int64_t i = 0; i < d; ++i) row[i] = g[t] * e_row[i];
     }
   });
@@ -135,12 +169,13 @@ Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tenso
 }
 
 BalanceSums::BalanceSums(int64_t num_groups, int64_t num_experts)
-    : groups_(num_groups),
-      experts_(num_experts),
-      counts_(num_groups * num_experts, 0.0),
-      prob_sums_(num_groups * num_experts, 0.0),
-      tokens_(num_groups, 0.0) {
-  SW_CHECK_ARG(num_groups >= 1 && num_experts >= 1, "BalanceSums: need >= 1 group and expert");
+    : groups_(num_groups), experts_(num_experts) {
+  SW_CHECK_ARG(num_groups >= 1 && num_experts >= 1,
+               "load_balancing_loss: need at least one group and one expert, got ", num_groups,
+               " and ", num_experts);
+  counts_.assign(num_groups * num_experts, 0.0);
+  prob_sums_.assign(num_groups * num_experts, 0.0);
+  tokens_.assign(num_groups, 0.0);
 }
 
 void BalanceSums::add(const Tensor& probs, const Tensor& assigned) {
@@ -151,8 +186,12 @@ void BalanceSums::add(const Tensor& probs, const Tensor& assigned) {
   check_shape(assigned, {n}, "load_balancing_loss: assigned experts");
   SW_CHECK_ARG(n % groups_ == 0, "load_balancing_loss: ", n, " tokens do not split into ", groups_,
                " groups");
+  check_dtype(assigned, DType::i32, "load_balancing_loss: assigned experts");
   const int64_t per_group = n / groups_;
   const int32_t* idx = assigned.data<int32_t>();
+  for (int64_t t = 0; t < n; ++t)
+    SW_CHECK(idx[t] >= 0 && idx[t] < experts_, Status::kOutOfRange, "load_balancing_loss: expert ",
+             idx[t], " at token ", t, " is outside [0, ", experts_, ")");
   dispatch_float(probs.dtype(), "load_balancing_loss", [&](auto zero) {
     using T = decltype(zero);
     const T* p = probs.data<T>();
@@ -190,6 +229,8 @@ RoutingStats routing_stats(const RouterOutput& r, const CapacityAssignment& a) {
   const int64_t n = r.expert_index.numel(), experts = r.probs.dim(1);
   RoutingStats s;
   s.tokens_per_expert.assign(experts, 0);
+  SW_CHECK_ARG(a.num_experts() == experts && a.slot.numel() == n,
+               "routing_stats: the assignment does not match the router output");
   s.kept_per_expert = a.kept_per_expert;
   const int32_t* idx = r.expert_index.data<int32_t>();
   for (int64_t t = 0; t < n; ++t) ++s.tokens_per_expert[idx[t]];

@@ -49,6 +49,9 @@ SW_HOST_DEVICE inline float uniform_from_bits(uint32_t bits) {
   return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
 }
 
+// A stream addresses 2^32 blocks of four 32-bit words.
+constexpr uint64_t kMaxStreamElements = uint64_t{1} << 34;
+
 // What a stream is for; part of the counter so purposes never share numbers.
 enum class RandomPurpose : uint32_t { kInit = 1, kDropout = 2, kJitter = 3, kData = 4 };
 

@@ -1,6 +1,7 @@
 #include "core/tensor/tensor.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 
@@ -18,9 +19,20 @@ int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
     SW_CHECK_ARG(d >= 0, "shape ", shape_str(shape), ": negative dimension");
-    n *= d;
+    SW_CHECK_ARG(!__builtin_mul_overflow(n, d, &n), "shape ", shape_str(shape),
+                 ": element count overflows 64 bits");
   }
   return n;
+}
+
+size_t shape_bytes(const Shape& shape, DType dtype) {
+  size_t bytes = 0;
+  SW_CHECK(
+      !__builtin_mul_overflow(static_cast<size_t>(shape_numel(shape)), dtype_size(dtype), &bytes) &&
+          bytes <= (size_t{1} << 62),
+      Status::kOutOfMemory, "shape ", shape_str(shape), " of ", dtype_name(dtype),
+      " is too large to allocate");
+  return bytes;
 }
 
 Storage::Storage(size_t bytes, Device device)
@@ -36,7 +48,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  t.storage_ = std::make_shared<Storage>(shape_bytes(shape, dtype), device);
   return t;
 }
 
@@ -64,7 +76,12 @@ void* Tensor::raw() const {
   return storage_ ? static_cast<char*>(storage_->data()) + offset_bytes_ : nullptr;
 }
 
+void Tensor::require_defined(const char* op) const {
+  SW_CHECK_ARG(defined(), op, ": the tensor is undefined (default-constructed)");
+}
+
 void Tensor::check_access(DType requested) const {
+  require_defined("data access");
   SW_CHECK(requested == dtype_, Status::kInvalidArgument, "tensor ", str(), " accessed as ",
            dtype_name(requested));
 }
@@ -133,6 +150,7 @@ void store_double(void* base, DType t, int64_t i, double v) {
 }  // namespace
 
 Tensor Tensor::to(DType dtype) const {
+  require_defined("to");
   SW_CHECK(device().is_cpu(), Status::kUnsupported, "to(", dtype_name(dtype),
            "): only cpu tensors here, got ", str());
   SW_CHECK_ARG(is_floating(dtype) == is_floating(dtype_), "to: cannot convert ", str(), " to ",
@@ -147,6 +165,12 @@ Tensor Tensor::to(DType dtype) const {
     convert(data<double>(), out.data<float>(), n);
   } else if (dtype_ == DType::i32 && dtype == DType::i64) {
     convert(data<int32_t>(), out.data<int64_t>(), n);
+  } else if (dtype_ == DType::i64 && dtype == DType::i32) {
+    const int64_t* src = data<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      SW_CHECK(src[i] >= INT32_MIN && src[i] <= INT32_MAX, Status::kOutOfRange, "to(i32): value ",
+               src[i], " at flat position ", i, " does not fit in 32 bits");
+    convert(src, out.data<int32_t>(), n);
   } else {
     for (int64_t i = 0; i < n; ++i)
       store_double(out.raw(), dtype, i, load_as_double(raw(), dtype_, i));
@@ -157,12 +181,15 @@ Tensor Tensor::to(DType dtype) const {
 Tensor Tensor::clone() const { return to(dtype_); }
 
 void Tensor::fill(double value) {
+  require_defined("fill");
   SW_CHECK(device().is_cpu(), Status::kUnsupported, "fill: only cpu tensors here, got ", str());
   const int64_t n = numel();
   for (int64_t i = 0; i < n; ++i) store_double(raw(), dtype_, i, value);
 }
 
 void Tensor::copy_from(const Tensor& other) {
+  require_defined("copy_from");
+  other.require_defined("copy_from");
   SW_CHECK_ARG(other.shape_ == shape_ && other.dtype_ == dtype_, "copy_from: ", other.str(),
                " into ", str());
   SW_CHECK(device().is_cpu() && other.device().is_cpu(), Status::kUnsupported,
@@ -171,6 +198,7 @@ void Tensor::copy_from(const Tensor& other) {
 }
 
 double Tensor::item(int64_t i) const {
+  require_defined("item");
   SW_CHECK(i >= 0 && i < numel(), Status::kOutOfRange, "item ", i, " out of range for ", str());
   SW_CHECK(device().is_cpu(), Status::kUnsupported, "item: only cpu tensors here");
   return load_as_double(raw(), dtype_, i);

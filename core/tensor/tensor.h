@@ -2,6 +2,7 @@
 // Copying a Tensor shares its storage (like torch.Tensor); clone() copies the data.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,7 +17,10 @@ namespace sw {
 using Shape = std::vector<int64_t>;
 
 std::string shape_str(const Shape& shape);
+// Element count; an overflow is an invalid-argument error.
 int64_t shape_numel(const Shape& shape);
+// Bytes of a tensor of this shape and dtype; too large to allocate is an out-of-memory error.
+size_t shape_bytes(const Shape& shape, DType dtype);
 
 class Storage {
  public:
@@ -52,7 +56,8 @@ class Tensor {
     return t;
   }
 
-  bool defined() const { return storage_ != nullptr || numel() == 0; }
+  // False for a default-constructed Tensor; any data access to one is an error.
+  bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
   int ndim() const { return static_cast<int>(shape_.size()); }
   // Size of dimension i; negative i counts from the end.
@@ -92,6 +97,7 @@ class Tensor {
 
  private:
   void check_access(DType requested) const;
+  void require_defined(const char* op) const;
 
   std::shared_ptr<Storage> storage_;
   size_t offset_bytes_ = 0;

@@ -61,6 +61,7 @@ TEST(Model, ParameterNamesFollowHuggingFace) {
   EXPECT_EQ(p.get("decoder.block.3.layer.2.mlp.experts.expert_7.wo.weight").shape(),
             Shape({64, 256}));
   EXPECT_EQ(p.num_elements(), expected_parameters(m.config()));
+  EXPECT_EQ(count_parameters(m.config()), expected_parameters(m.config()));
   EXPECT_THROW(p.get("encoder.block.9.layer.0.layer_norm.weight"), Error);
 }
 
@@ -71,6 +72,7 @@ TEST(Model, ParameterCountsForEveryFeedForwardKind) {
     ModelConfig c = small_config();
     ASSERT_TRUE(google::protobuf::TextFormat::MergeFromString(extra, &c));
     EXPECT_EQ(SwitchTransformer(c).parameters().num_elements(), expected_parameters(c)) << extra;
+    EXPECT_EQ(count_parameters(c), expected_parameters(c)) << extra;
   }
 }
 
@@ -210,6 +212,43 @@ TEST(Model, DroplessModeDropsNothing) {
     EXPECT_EQ(r.stats.dropped_fraction, 0.0);
     EXPECT_EQ(r.stats.kept_per_expert, r.stats.tokens_per_expert);
   }
+}
+
+TEST(Model, ExpertDropoutFollowsTokensNotBufferRows) {
+  // With a small capacity some tokens drop and every later token moves up in its expert's
+  // buffer; a token kept under both capacities must still see the same dropout mask, so
+  // its output is identical.
+  ModelConfig c = small_config();
+  c.set_expert_dropout_rate(0.5);
+  c.set_router_jitter_eps(0);
+  const int64_t n = 24, d = c.d_model();
+  SwitchWeights w;
+  w.router = testing::random_tensor({c.num_experts(), d}, DType::f64, 21, 2.0);
+  w.experts.wi = testing::random_tensor({c.num_experts(), c.d_ff(), d}, DType::f64, 22);
+  w.experts.wo = testing::random_tensor({c.num_experts(), d, c.d_ff()}, DType::f64, 23);
+  const Tensor x = testing::random_tensor({n, d}, DType::f64, 24);
+  RunContext ctx;
+  ctx.train = true;
+  ctx.seed = 5;
+  c.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  const SwitchOutput all = switch_ffn(w, c, x, n, ctx, 1, 2);
+  c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
+  c.set_expert_capacity(3);
+  const SwitchOutput few = switch_ffn(w, c, x, n, ctx, 1, 2);
+  ASSERT_GT(few.assignment.dropped, 0);
+  int64_t compared = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (few.assignment.slot.item(t) < 0) continue;
+    ++compared;
+    // Equal up to GEMM rounding (blocks of other sizes); another mask would differ by O(1).
+    for (int64_t i = 0; i < d; ++i)
+      ASSERT_NEAR(few.y.item(t * d + i), all.y.item(t * d + i),
+                  1e-12 * (1 + std::fabs(all.y.item(t * d + i))))
+          << t;
+  }
+  EXPECT_GT(compared, 0);
+  ctx.train = false;  // and dropout really is on: eval differs
+  EXPECT_GT(testing::max_relative_error(all.y, switch_ffn(w, c, x, n, ctx, 1, 2).y), 1e-3);
 }
 
 TEST(Model, SwitchBase8ShapeRunsOnTheCpu) {

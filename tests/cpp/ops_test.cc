@@ -73,22 +73,35 @@ TEST_P(OpsTest, LinearIsXTimesWTransposed) {
   EXPECT_THROW(ops::linear(x, random({4, 5}, 6)), Error);
 }
 
-TEST_P(OpsTest, BatchedMatmulWithRowCounts) {
+TEST_P(OpsTest, BatchedMatmul) {
   const Tensor a = random({3, 4, 5}, 7), b = random({3, 6, 5}, 8);
   Tensor c = random({3, 4, 6}, 9);  // poisoned: every element must be written
-  const int64_t rows[3] = {4, 0, 2};
-  ops::batched_matmul(a, false, b, true, c, rows);
-  for (int64_t e = 0; e < 3; ++e) {
-    const Tensor expected =
-        naive_matmul(a.slice(e, e + 1).view({4, 5}), false, b.slice(e, e + 1).view({6, 5}), true,
-                     Tensor::zeros({4, 6}, DType::f64), 1, 0);
-    for (int64_t i = 0; i < 4; ++i)
-      for (int64_t j = 0; j < 6; ++j) {
-        const double want = i < rows[e] ? expected.item(i * 6 + j) : 0.0;
-        EXPECT_NEAR(c.item((e * 4 + i) * 6 + j), want, tolerance() * 10)
-            << e << " " << i << " " << j;
-      }
+  ops::batched_matmul(a, false, b, true, c);
+  for (int64_t e = 0; e < 3; ++e)
+    EXPECT_LE(max_relative_error(c.slice(e, e + 1).view({4, 6}),
+                                 naive_matmul(a.slice(e, e + 1).view({4, 5}), false,
+                                              b.slice(e, e + 1).view({6, 5}), true,
+                                              Tensor::zeros({4, 6}, DType::f64), 1, 0)),
+              tolerance());
+}
+
+TEST_P(OpsTest, GroupedMatmulOverVariableBlocks) {
+  const std::vector<int64_t> offsets = {0, 3, 3, 7};  // the middle group is empty
+  const Tensor a = random({7, 5}, 10), b = random({3, 4, 5}, 11);
+  Tensor c = random({7, 4}, 12);  // poisoned
+  ops::grouped_matmul(a, b, true, c, offsets);
+  for (int64_t g = 0; g < 3; ++g) {
+    const int64_t rows = offsets[g + 1] - offsets[g];
+    if (rows == 0) continue;
+    EXPECT_LE(max_relative_error(c.slice(offsets[g], offsets[g + 1]),
+                                 naive_matmul(a.slice(offsets[g], offsets[g + 1]), false,
+                                              b.slice(g, g + 1).view({4, 5}), true,
+                                              Tensor::zeros({rows, 4}, DType::f64), 1, 0)),
+              tolerance());
   }
+  EXPECT_THROW(ops::grouped_matmul(a, b, true, c, {0, 3, 7}), Error);     // too few offsets
+  EXPECT_THROW(ops::grouped_matmul(a, b, true, c, {0, 4, 3, 7}), Error);  // decreasing
+  EXPECT_THROW(ops::grouped_matmul(a, b, true, c, {0, 3, 3, 8}), Error);  // past the rows
 }
 
 TEST_P(OpsTest, RmsNorm) {
@@ -129,6 +142,7 @@ TEST_P(OpsTest, SoftmaxAndLogsumexp) {
     for (int64_t j = 0; j < 9; ++j)
       EXPECT_NEAR(p.item(r * 9 + j), std::exp(x.item(r * 9 + j)) / z, tolerance());
   }
+  EXPECT_THROW(ops::logsumexp(Tensor::full({}, dtype(), 1.0)), Error);  // 0-d
   // Stable for large logits.
   const Tensor big = Tensor::full({1, 3}, dtype(), 1000.0);
   EXPECT_NEAR(ops::softmax(big).item(0), 1.0 / 3, tolerance());
@@ -150,6 +164,23 @@ TEST_P(OpsTest, Embedding) {
     EXPECT_NE(std::string(e.what()).find("token id 10 at flat position 1"), std::string::npos)
         << e.what();
   }
+}
+
+TEST(PositionBuckets, HandComputedValues) {
+  // 32 buckets, max distance 128 (the hub checkpoints). Encoder: 16 per direction, 8 exact;
+  // e.g. rel -20: 8 + trunc(log(20/8) / log(128/8) * 8) = 8 + trunc(2.64) = 10.
+  const std::pair<int64_t, int32_t> encoder[] = {{0, 0},    {-1, 1},    {1, 17},   {-7, 7},
+                                                 {7, 23},   {-8, 8},    {-20, 10}, {20, 26},
+                                                 {100, 31}, {-1000, 15}};
+  for (const auto& [rel, bucket] : encoder)
+    EXPECT_EQ(ops::relative_position_bucket(rel, true, 32, 128), bucket) << rel;
+  // Decoder: 32 buckets for keys at or before the query, 16 exact; later keys share 0.
+  const std::pair<int64_t, int32_t> decoder[] = {{5, 0},    {0, 0},    {-3, 3},   {-15, 15},
+                                                 {-16, 16}, {-40, 23}, {-200, 31}};
+  for (const auto& [rel, bucket] : decoder)
+    EXPECT_EQ(ops::relative_position_bucket(rel, false, 32, 128), bucket) << rel;
+  EXPECT_THROW(ops::relative_position_bucket(1, true, 2, 128), Error);
+  EXPECT_THROW(ops::relative_position_bucket(1, true, 32, 8), Error);
 }
 
 TEST_P(OpsTest, PositionBiasLayout) {

@@ -98,6 +98,13 @@ TEST(Capacity, AgainstTheDefinitionOnRandomRouting) {
     }
     EXPECT_EQ(a.dropped, dropped);
     EXPECT_EQ(a.kept_per_expert, next_row);
+    // Expert blocks follow one another without gaps.
+    int64_t offset = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      EXPECT_EQ(a.expert_offset[e], offset);
+      offset += next_row[e];
+    }
+    EXPECT_EQ(a.kept(), offset);
   }
 }
 
@@ -107,7 +114,8 @@ TEST(Capacity, AllTokensToOneExpertKeepExactlyCapacityPerGroup) {
   EXPECT_EQ(a.kept_per_expert, std::vector<int64_t>({0, 0, 9, 0}));  // experts 0, 1, 3 get nothing
   EXPECT_EQ(a.dropped, 3);
   for (int64_t g = 0; g < 3; ++g) EXPECT_EQ(a.slot.item(g * 4 + 3), -1);  // the last of each group
-  EXPECT_EQ(a.buffer_rows, 9);
+  EXPECT_EQ(a.kept(), 9);
+  EXPECT_EQ(a.expert_offset, std::vector<int64_t>({0, 0, 0, 9, 9}));
 }
 
 TEST(Capacity, CapacitySmallerThanGroupAndZero) {
@@ -115,7 +123,7 @@ TEST(Capacity, CapacitySmallerThanGroupAndZero) {
   EXPECT_EQ(ops::assign_capacity(indices(idx), 2, 6, 1).dropped, 4);
   const ops::CapacityAssignment none = ops::assign_capacity(indices(idx), 2, 6, 0);
   EXPECT_EQ(none.dropped, 6);
-  EXPECT_EQ(none.buffer_rows, 0);
+  EXPECT_EQ(none.kept(), 0);
 }
 
 TEST(Capacity, GroupsThatDoNotDivideAreAnError) {
@@ -134,14 +142,32 @@ TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
   const std::vector<int32_t> idx = {1, 1, 0, 1, 2, 0};
   const Tensor gate = random_tensor({6}, DType::f64, 9);
   const ops::CapacityAssignment a = ops::assign_capacity(indices(idx), 3, 6, 2);  // token 3 dropped
-  const Tensor buffer = ops::dispatch(x, indices(idx), a, 3);
-  EXPECT_EQ(buffer.shape(), Shape({3, 2, 3}));
-  // Expert 2 got one token: its second row is zero.
-  for (int64_t i = 0; i < 3; ++i) EXPECT_EQ(buffer.item((2 * 2 + 1) * 3 + i), 0.0);
+  const Tensor buffer = ops::dispatch(x, indices(idx), a);
+  // Grouped layout: expert 0 holds tokens 2, 5; expert 1 tokens 0, 1; expert 2 token 4.
+  EXPECT_EQ(buffer.shape(), Shape({5, 3}));
+  const int64_t token_of_row[5] = {2, 5, 0, 1, 4};
+  EXPECT_EQ(a.token_of_row(indices(idx)), std::vector<int64_t>(token_of_row, token_of_row + 5));
+  for (int64_t r = 0; r < 5; ++r)
+    for (int64_t i = 0; i < 3; ++i)
+      EXPECT_EQ(buffer.item(r * 3 + i), x.item(token_of_row[r] * 3 + i));
   const Tensor y = ops::combine(buffer, indices(idx), gate, a);  // identity experts
   for (int64_t t = 0; t < 6; ++t)
     for (int64_t i = 0; i < 3; ++i)
       EXPECT_DOUBLE_EQ(y.item(t * 3 + i), t == 3 ? 0.0 : gate.item(t) * x.item(t * 3 + i)) << t;
+}
+
+TEST(DispatchCombine, MismatchedInputsAreErrors) {
+  const Tensor x = random_tensor({4, 3}, DType::f64, 10);
+  const ops::CapacityAssignment a = ops::assign_capacity(indices({0, 1, 1, 0}), 2, 4, 4);
+  EXPECT_THROW(ops::dispatch(x, indices({0, 1, 1}), a), Error);     // 3 routed, 4 tokens
+  EXPECT_THROW(ops::dispatch(x, indices({0, 1, 2, 0}), a), Error);  // expert 2 of 2
+  const Tensor out = ops::dispatch(x, indices({0, 1, 1, 0}), a);
+  EXPECT_THROW(
+      ops::combine(out.slice(0, 3), indices({0, 1, 1, 0}), random_tensor({4}, DType::f64, 1), a),
+      Error);
+  EXPECT_THROW(ops::combine(out, indices({0, 1, 1, 0}), random_tensor({3}, DType::f64, 1), a),
+               Error);
+  EXPECT_THROW(ops::route(x, Tensor::zeros({0, 3}, DType::f64), {}), Error);  // no experts
 }
 
 TEST(BalanceLoss, EqualsOneUnderUniformRoutingAndGrowsWithImbalance) {
@@ -156,13 +182,24 @@ TEST(BalanceLoss, EqualsOneUnderUniformRoutingAndGrowsWithImbalance) {
   ops::BalanceSums collapsed(1, experts);
   collapsed.add(skewed, indices(std::vector<int32_t>(n, 0)));
   EXPECT_NEAR(collapsed.loss(), 4 * 0.7, 1e-12);
-  // Two groups average; sums accumulate over calls (layers).
+  // Two groups average.
   ops::BalanceSums two(2, experts);
   two.add(skewed, indices({0, 0, 0, 0, 0, 1, 2, 3}));
   const double g0 = 4 * (1.0 * 0.7), g1 = 4 * (0.25 * 0.7 + 3 * 0.25 * 0.1);
   EXPECT_NEAR(two.loss(), (g0 + g1) / 2, 1e-12);
-  two.add(skewed, indices({0, 0, 0, 0, 0, 1, 2, 3}));
-  EXPECT_NEAR(two.loss(), (g0 + g1) / 2, 1e-12);
+  // Sums accumulate over calls (layers): a second, uniform layer joins each group's
+  // counts and probabilities. Group 0 then has counts (5, 1, 1, 1) / 8 and mean
+  // probabilities (0.7 + 0.25, 0.1 + 0.25, ...) / 2; group 1 is balanced in both layers.
+  two.add(Tensor::full({n, experts}, DType::f64, 0.25), indices({0, 1, 2, 3, 0, 1, 2, 3}));
+  const double f0[4] = {5 / 8.0, 1 / 8.0, 1 / 8.0, 1 / 8.0}, p0[4] = {0.475, 0.175, 0.175, 0.175};
+  double a0 = 0, a1 = 0;
+  for (int e = 0; e < 4; ++e) {
+    a0 += 4 * f0[e] * p0[e];
+    a1 += 4 * 0.25 * (e == 0 ? 0.475 : 0.175);
+  }
+  EXPECT_NEAR(two.loss(), (a0 + a1) / 2, 1e-12);
+  EXPECT_THROW(two.add(skewed, indices({0, 0, 0, 0, 0, 1, 2, 4})), Error);  // expert 4 of 4
+  EXPECT_THROW(ops::BalanceSums(0, 4), Error);
 }
 
 TEST(ZLoss, MeanSquaredLogsumexp) {

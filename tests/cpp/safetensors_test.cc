@@ -65,6 +65,14 @@ TEST(Safetensors, DamagedFilesAreErrorsNamingTheProblem) {
   expect_corrupt(
       write_file("shape", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
       "8 bytes do not hold shape [3]");
+  expect_corrupt(
+      write_file("huge",
+                 R"({"a":{"dtype":"F32","shape":[4611686018427387906],"data_offsets":[0,8]}})",
+                 data),
+      "too large");
+  expect_corrupt(
+      write_file("negative", R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data),
+      "negative dimension");
   expect_corrupt(write_file("entry", R"({"a":{"dtype":"F32"}})", data),
                  "tensor \"a\": malformed entry");
   const std::string short_path = temp_path("short");

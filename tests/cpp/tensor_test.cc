@@ -43,6 +43,21 @@ TEST(Tensor, BadShapesAndAccessAreErrors) {
   }
 }
 
+TEST(Tensor, UndefinedAndHugeTensorsAreErrors) {
+  const Tensor undefined;
+  EXPECT_FALSE(undefined.defined());
+  EXPECT_THROW(undefined.item(0), Error);
+  EXPECT_THROW(undefined.clone(), Error);
+  EXPECT_THROW(undefined.data<float>(), Error);
+  Tensor target = Tensor::zeros({1}, DType::f32);
+  EXPECT_THROW(target.copy_from(undefined), Error);
+  // 2^62 + 2 elements: the element count fits, the byte count does not.
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 62 | 2}, DType::f32), Error);
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}, DType::f32), Error);
+  EXPECT_TRUE(Tensor::empty({0, 5}, DType::f32).defined());
+  EXPECT_THROW(Tensor::from_vector<int64_t>({int64_t{1} << 40}, {1}).to(DType::i32), Error);
+}
+
 TEST(Tensor, DtypeConversions) {
   Tensor t = Tensor::from_vector<double>({1.5, -2.25, 3e-3}, {3});
   Tensor f = t.to(DType::f32);
