@@ -17,18 +17,17 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
   const ops::CapacityAssignment& a = out.assignment;
-  const Tensor buffer = ops::dispatch(expert_input, out.router.expert_index, a);
+  const Tensor buffer = ops::dispatch(expert_input, a);
   Tensor hidden = ffn_hidden(config.activation(), w.experts, [&](const Tensor& weight) {
-    Tensor h = Tensor::empty({a.kept(), config.d_ff()}, x.dtype());
+    Tensor h = Tensor::empty({a.kept(), config.d_ff()}, x.dtype(), x.device());
     ops::grouped_matmul(buffer, weight, true, h, a.expert_offset);
     return h;
   });
   const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
-  if (expert_dropout.active())
-    ops::dropout_rows_(hidden, expert_dropout, a.token_of_row(out.router.expert_index));
-  Tensor expert_out = Tensor::empty({a.kept(), config.d_model()}, x.dtype());
+  if (expert_dropout.active()) ops::dropout_rows_(hidden, expert_dropout, a.token_of_row());
+  Tensor expert_out = Tensor::empty({a.kept(), config.d_model()}, x.dtype(), x.device());
   ops::grouped_matmul(hidden, w.experts.wo, true, expert_out, a.expert_offset);
-  out.y = ops::combine(expert_out, out.router.expert_index, out.router.gate, out.assignment);
+  out.y = ops::combine(expert_out, out.router.gate, a);
   return out;
 }
 

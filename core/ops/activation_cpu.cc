@@ -3,6 +3,10 @@
 #include "core/ops/activation.h"
 #include "core/ops/dispatch.h"
 
+#ifdef SW_WITH_CUDA
+#include "kernels/elementwise.cuh"
+#endif
+
 namespace sw::ops {
 namespace {
 
@@ -31,18 +35,27 @@ Tensor map_elementwise(const Tensor& x, const char* op, Fn fn) {
 }  // namespace
 
 Tensor relu(const Tensor& x) {
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) return kernels::relu(x);
+#endif
   return map_elementwise(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
 }
 
 Tensor gelu(const Tensor& x) {
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) return kernels::gelu(x);
+#endif
   return map_elementwise(x, "gelu", [](auto v) { return gelu_tanh(v); });
 }
 
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
-  require_cpu(gate, "gated_gelu");
-  require_cpu(linear, "gated_gelu");
-  SW_CHECK_ARG(gate.shape() == linear.shape() && gate.dtype() == linear.dtype(),
+  SW_CHECK_ARG(gate.shape() == linear.shape() && gate.dtype() == linear.dtype() &&
+                   gate.device() == linear.device(),
                "gated_gelu: gate ", gate.str(), " and linear ", linear.str(), " differ");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(gate)) return kernels::gated_gelu(gate, linear);
+#endif
+  require_cpu(gate, "gated_gelu");
   Tensor y = Tensor::empty(gate.shape(), gate.dtype());
   const int64_t n = gate.numel();
   dispatch_float(gate.dtype(), "gated_gelu", [&](auto zero) {

@@ -26,6 +26,9 @@ auto dispatch_float(DType t, const char* op, Fn&& fn) {
   }
 }
 
+// True for a tensor on a CUDA device (only possible in a build with CUDA).
+inline bool on_cuda(const Tensor& t) { return t.device().kind == Device::Kind::cuda; }
+
 inline void require_cpu(const Tensor& t, const char* op) {
   SW_CHECK(t.device().is_cpu(), Status::kUnsupported, op, ": tensor on ", t.device().str(),
            " but this op has no kernel for that device yet");

@@ -3,6 +3,10 @@
 #include "core/ops/dispatch.h"
 #include "core/ops/dropout.h"
 
+#ifdef SW_WITH_CUDA
+#include "kernels/routing.cuh"
+#endif
+
 namespace sw::ops {
 namespace {
 
@@ -42,6 +46,13 @@ void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t
   int64_t max_row = -1;
   for (int64_t r : stream_rows) max_row = std::max(max_row, r);
   check_stream_size((max_row + 1) * width, "dropout");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) {
+    SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
+    const Tensor rows = Tensor::from_vector<int64_t>(stream_rows, {x.dim(0)}).to(x.device());
+    return kernels::dropout_rows(x, spec.rate, spec.stream, rows);
+  }
+#endif
   apply_dropout(x, spec, x.dim(0), width, [&](int64_t r) { return stream_rows[r]; });
 }
 

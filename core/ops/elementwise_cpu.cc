@@ -1,4 +1,8 @@
 #include "core/ops/dispatch.h"
+
+#ifdef SW_WITH_CUDA
+#include "kernels/elementwise.cuh"
+#endif
 #include "core/ops/elementwise.h"
 
 namespace sw::ops {
@@ -19,6 +23,9 @@ void add_(Tensor& a, const Tensor& b) {
 }
 
 void scale_(Tensor& a, double s) {
+#ifdef SW_WITH_CUDA
+  if (on_cuda(a)) return kernels::scale_(a, s);
+#endif
   require_cpu(a, "scale");
   const int64_t n = a.numel();
   dispatch_float(a.dtype(), "scale", [&](auto zero) {

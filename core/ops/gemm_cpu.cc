@@ -1,6 +1,10 @@
 #include <algorithm>
 
 #include "core/ops/dispatch.h"
+
+#ifdef SW_WITH_CUDA
+#include "kernels/gemm.cuh"
+#endif
 #include "core/ops/gemm.h"
 
 namespace sw::ops {
@@ -42,13 +46,16 @@ void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha
 
 void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
             double beta) {
-  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)}) require_cpu(*t, "matmul");
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2,
                "matmul: expected 2-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
   SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "matmul: dtypes differ: ", a.str(),
                ", ", b.str(), ", ", c.str());
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
   check_shape(c, {d.m, d.n}, "matmul: output");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(c)) return kernels::matmul(a, ta, b, tb, c, alpha, beta);
+#endif
+  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)}) require_cpu(*t, "matmul");
   dispatch_float(a.dtype(), "matmul", [&](auto zero) {
     using T = decltype(zero);
     gemm_2d<T>(a.data<T>(), ta, b.data<T>(), tb, c.data<T>(), d, static_cast<T>(alpha),
@@ -60,7 +67,7 @@ Tensor matmul(const Tensor& a, bool ta, const Tensor& b, bool tb) {
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2, "matmul: expected 2-D tensors, got ", a.str(), ", ",
                b.str());
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
-  Tensor c = Tensor::empty({d.m, d.n}, a.dtype());
+  Tensor c = Tensor::empty({d.m, d.n}, a.dtype(), a.device());
   matmul(a, ta, b, tb, c);
   return c;
 }
@@ -77,8 +84,6 @@ Tensor linear(const Tensor& x, const Tensor& w) {
 }
 
 void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
-  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
-    require_cpu(*t, "batched_matmul");
   SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
                "batched_matmul: expected 3-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
   SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "batched_matmul: dtypes differ");
@@ -88,6 +93,11 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   const GemmDims d =
       gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
   check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(c)) return kernels::batched_matmul(a, ta, b, tb, c);
+#endif
+  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
+    require_cpu(*t, "batched_matmul");
   dispatch_float(a.dtype(), "batched_matmul", [&](auto zero) {
     using T = decltype(zero);
     // Each product is large; Eigen parallelises inside it.
@@ -99,8 +109,6 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
                     const std::vector<int64_t>& offsets) {
-  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
-    require_cpu(*t, "grouped_matmul");
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 3 && c.ndim() == 2,
                "grouped_matmul: expected a [R, k], b [G, ., .], c [R, n], got ", a.str(), ", ",
                b.str(), ", ", c.str());
@@ -113,6 +121,11 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
     SW_CHECK_ARG(offsets[g] <= offsets[g + 1], "grouped_matmul: offsets decrease at group ", g);
   const GemmDims d = gemm_dims({rows, a.dim(1)}, false, {b.dim(1), b.dim(2)}, tb, "grouped_matmul");
   check_shape(c, {rows, d.n}, "grouped_matmul: output");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(c)) return kernels::grouped_matmul(a, b, tb, c, offsets);
+#endif
+  for (const Tensor* t : {&a, &b, static_cast<const Tensor*>(&c)})
+    require_cpu(*t, "grouped_matmul");
   dispatch_float(a.dtype(), "grouped_matmul", [&](auto zero) {
     using T = decltype(zero);
     for (int64_t g = 0; g < groups; ++g) {

@@ -42,6 +42,7 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
 // collapsed router in dropless mode needs N rows, not E x N.
 struct CapacityAssignment {
   Tensor slot;                           // i32 [N]: row within the expert's block, -1 = dropped
+  Tensor row;                            // i32 [N]: row in the dispatched buffer, -1 = dropped
   std::vector<int64_t> kept_per_expert;  // [E]
   std::vector<int64_t> expert_offset;    // [E + 1], expert_offset[E] = kept tokens
   int64_t capacity = 0;                  // per expert per group
@@ -49,19 +50,20 @@ struct CapacityAssignment {
 
   int64_t num_experts() const { return static_cast<int64_t>(kept_per_expert.size()); }
   int64_t kept() const { return expert_offset.back(); }
-  // Row of token t in the dispatched buffer, or -1 when dropped.
-  int64_t row_of(int64_t t, int32_t expert) const;
   // The token each dispatched row holds: [kept()].
-  std::vector<int64_t> token_of_row(const Tensor& expert_index) const;
+  std::vector<int64_t> token_of_row() const;  // on the host, whatever the device
 };
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
                                    int64_t group_size, int64_t capacity);
 
 // x [N, d] -> [kept, d]: each kept token's row copied to its expert's block.
-Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a);
-// expert_out [kept, d] -> [N, d]: gate * the token's expert row; 0 if dropped.
-Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tensor& gate,
-               const CapacityAssignment& a);
+Tensor dispatch(const Tensor& x, const CapacityAssignment& a);
+// expert_out [kept, d] -> [N, d]: gate * the token's expert row; 0 if dropped. The gate is
+// in expert_out's dtype or, on the GPU in bf16, the router's f32.
+Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssignment& a);
+
+// Tensors on a GPU: the router, capacity, dispatch and combine run there; BalanceSums,
+// router_z_loss and routing_stats copy their (small) inputs to the host.
 
 // Load-balancing loss (paper eq. 4-6) without its coefficient: per group,
 // E * sum_i f_i * P_i, with f_i the fraction of the group's tokens assigned to expert i

@@ -7,20 +7,57 @@
 #include "core/ops/routing.h"
 #include "core/ops/softmax.h"
 
+#ifdef SW_WITH_CUDA
+#include "kernels/routing.cuh"
+#endif
+
 namespace sw::ops {
+
+#ifdef SW_WITH_CUDA
+namespace {
+
+// The router in f32 on the GPU, whatever the model's dtype (SPEC §2).
+RouterOutput route_cuda(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                        Tensor* jittered_x) {
+  Tensor input = x.dtype() == DType::f32 ? x : x.to(DType::f32);
+  if (jitter.active()) {
+    Tensor out = Tensor::empty(input.shape(), DType::f32, input.device());
+    kernels::jitter(input, out, jitter.stream, jitter.eps);
+    input = out;
+  }
+  if (jittered_x) *jittered_x = x.dtype() == DType::f32 ? input : input.to(x.dtype());
+  RouterOutput r;
+  r.logits = linear(input, weight.dtype() == DType::f32 ? weight : weight.to(DType::f32));
+  const int64_t n = x.dim(0), experts = weight.dim(0);
+  r.probs = Tensor::empty({n, experts}, DType::f32, x.device());
+  r.expert_index = Tensor::empty({n}, DType::i32, x.device());
+  r.gate = Tensor::empty({n}, DType::f32, x.device());
+  kernels::softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
+  return r;
+}
+
+}  // namespace
+#endif
 
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
                    Tensor* jittered_x) {
-  require_cpu(x, "route");
   SW_CHECK_ARG(x.ndim() == 2 && weight.ndim() == 2 && weight.dim(1) == x.dim(1),
                "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
-  check_dtype(weight, x.dtype(), "route: weight");
   const int64_t n = x.dim(0), experts = weight.dim(0);
   SW_CHECK_ARG(experts >= 1, "route: the router weight has no experts: ", weight.str());
-  Tensor input = x;
+  SW_CHECK_ARG(x.device() == weight.device(), "route: x on ", x.device().str(), ", weight on ",
+               weight.device().str());
   if (jitter.active()) {
     SW_CHECK_ARG(jitter.eps < 1.0, "route: jitter eps must be in [0, 1), got ", jitter.eps);
     check_stream_size(x.numel(), "router jitter");
+  }
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) return route_cuda(x, weight, jitter, jittered_x);
+#endif
+  require_cpu(x, "route");
+  check_dtype(weight, x.dtype(), "route: weight");
+  Tensor input = x;
+  if (jitter.active()) {
     input = x.clone();
     dispatch_float(x.dtype(), "route", [&](auto zero) {
       using T = decltype(zero);
@@ -52,24 +89,17 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
   return r;
 }
 
-int64_t CapacityAssignment::row_of(int64_t t, int32_t expert) const {
-  const int32_t s = slot.data<int32_t>()[t];
-  return s < 0 ? -1 : expert_offset[expert] + s;
-}
-
-std::vector<int64_t> CapacityAssignment::token_of_row(const Tensor& expert_index) const {
+std::vector<int64_t> CapacityAssignment::token_of_row() const {
+  const Tensor rows = row.device().is_cpu() ? row : row.to(Device::cpu());
   std::vector<int64_t> tokens(kept());
-  const int32_t* idx = expert_index.data<int32_t>();
-  for (int64_t t = 0; t < expert_index.numel(); ++t) {
-    const int64_t row = row_of(t, idx[t]);
-    if (row >= 0) tokens[row] = t;
-  }
+  const int32_t* r = rows.data<int32_t>();
+  for (int64_t t = 0; t < rows.numel(); ++t)
+    if (r[t] >= 0) tokens[r[t]] = t;
   return tokens;
 }
 
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
                                    int64_t group_size, int64_t capacity) {
-  require_cpu(expert_index, "assign_capacity");
   check_dtype(expert_index, DType::i32, "assign_capacity: expert_index");
   const int64_t n = expert_index.numel();
   SW_CHECK_ARG(num_experts >= 1, "assign_capacity: num_experts must be >= 1, got ", num_experts);
@@ -77,6 +107,21 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
                " tokens do not split into groups of ", group_size);
   SW_CHECK_ARG(capacity >= 0, "assign_capacity: capacity must be >= 0, got ", capacity);
   CapacityAssignment a;
+#ifdef SW_WITH_CUDA
+  if (on_cuda(expert_index)) {
+    // Indices are checked where they are made (the router); the kernel trusts them.
+    kernels::DeviceAssignment d =
+        kernels::assign_capacity(expert_index, num_experts, group_size, capacity);
+    a.capacity = capacity;
+    a.slot = d.slot;
+    a.row = d.row;
+    a.kept_per_expert = std::move(d.kept_per_expert);
+    a.expert_offset = std::move(d.expert_offset);
+    a.dropped = d.dropped;
+    return a;
+  }
+#endif
+  require_cpu(expert_index, "assign_capacity");
   a.capacity = capacity;
   a.slot = Tensor::empty({n}, DType::i32);
   a.kept_per_expert.assign(num_experts, 0);
@@ -100,51 +145,56 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
   a.expert_offset.assign(num_experts + 1, 0);
   for (int64_t e = 0; e < num_experts; ++e)
     a.expert_offset[e + 1] = a.expert_offset[e] + a.kept_per_expert[e];
+  a.row = Tensor::empty({n}, DType::i32);
+  int32_t* row = a.row.data<int32_t>();
+  for (int64_t t = 0; t < n; ++t)
+    row[t] = slot[t] < 0 ? -1 : static_cast<int32_t>(a.expert_offset[idx[t]] + slot[t]);
   return a;
 }
 
 namespace {
 
-// expert_index and the assignment describe the same n tokens.
-void check_routed(const Tensor& expert_index, const CapacityAssignment& a, int64_t n,
-                  const char* op) {
-  check_dtype(expert_index, DType::i32, op);
-  SW_CHECK_ARG(expert_index.numel() == n && a.slot.numel() == n, op, ": ", n,
-               " tokens, but routing for ", expert_index.numel(), " and an assignment for ",
-               a.slot.numel());
-  const int32_t* idx = expert_index.data<int32_t>();
+// The assignment describes n tokens whose rows lie in the dispatched buffer.
+void check_rows(const CapacityAssignment& a, int64_t n, const char* op) {
+  SW_CHECK_ARG(a.row.defined() && a.row.numel() == n, op, ": ", n,
+               " tokens, but an assignment for ", a.row.defined() ? a.row.numel() : 0);
+  if (!a.row.device().is_cpu()) return;  // made on the device by assign_capacity
+  const int32_t* row = a.row.data<int32_t>();
   for (int64_t t = 0; t < n; ++t)
-    SW_CHECK(idx[t] >= 0 && idx[t] < a.num_experts(), Status::kOutOfRange, op, ": expert index ",
-             idx[t], " at token ", t, " is outside [0, ", a.num_experts(), ")");
+    SW_CHECK(row[t] >= -1 && row[t] < a.kept(), Status::kOutOfRange, op, ": row ", row[t],
+             " of token ", t, " is outside the ", a.kept(), " dispatched rows");
 }
 
 }  // namespace
 
-Tensor dispatch(const Tensor& x, const Tensor& expert_index, const CapacityAssignment& a) {
-  require_cpu(x, "dispatch");
+Tensor dispatch(const Tensor& x, const CapacityAssignment& a) {
   SW_CHECK_ARG(x.ndim() == 2, "dispatch: x must be [N, d], got ", x.str());
   const int64_t n = x.dim(0), d = x.dim(1);
-  check_routed(expert_index, a, n, "dispatch");
+  check_rows(a, n, "dispatch");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) return kernels::dispatch(x, a.row, a.kept());
+#endif
+  require_cpu(x, "dispatch");
   Tensor buffer = Tensor::empty({a.kept(), d}, x.dtype());
   const size_t row_bytes = static_cast<size_t>(d) * dtype_size(x.dtype());
-  const int32_t* idx = expert_index.data<int32_t>();
+  const int32_t* row = a.row.data<int32_t>();
   const char* src = static_cast<const char*>(x.raw());
   char* dst = static_cast<char*>(buffer.raw());
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t row = a.row_of(t, idx[t]);
-    if (row >= 0) std::memcpy(dst + row * row_bytes, src + t * row_bytes, row_bytes);
-  }
+  for (int64_t t = 0; t < n; ++t)
+    if (row[t] >= 0) std::memcpy(dst + row[t] * row_bytes, src + t * row_bytes, row_bytes);
   return buffer;
 }
 
-Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tensor& gate,
-               const CapacityAssignment& a) {
-  require_cpu(expert_out, "combine");
-  const int64_t n = expert_index.numel();
+Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssignment& a) {
+  const int64_t n = a.row.defined() ? a.row.numel() : 0;
   SW_CHECK_ARG(expert_out.ndim() == 2 && expert_out.dim(0) == a.kept(), "combine: expert output ",
                expert_out.str(), " does not hold the ", a.kept(), " kept tokens");
-  check_routed(expert_index, a, n, "combine");
+  check_rows(a, n, "combine");
   check_shape(gate, {n}, "combine: gate");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(expert_out)) return kernels::combine(expert_out, a.row, gate);
+#endif
+  require_cpu(expert_out, "combine");
   check_dtype(gate, expert_out.dtype(), "combine: gate");
   const int64_t d = expert_out.dim(1);
   Tensor y = Tensor::empty({n, d}, expert_out.dtype());
@@ -152,17 +202,16 @@ Tensor combine(const Tensor& expert_out, const Tensor& expert_index, const Tenso
     using T = decltype(zero);
     const T* src = expert_out.data<T>();
     const T* g = gate.data<T>();
-    const int32_t* idx = expert_index.data<int32_t>();
+    const int32_t* row = a.row.data<int32_t>();
     T* out = y.data<T>();
     for (int64_t t = 0; t < n; ++t) {
-      T* row = out + t * d;
-      const int64_t r = a.row_of(t, idx[t]);
-      if (r < 0) {
-        std::fill(row, row + d, T(0));  // dropped: the sublayer passes h through
+      T* y_row = out + t * d;
+      if (row[t] < 0) {
+        std::fill(y_row, y_row + d, T(0));  // dropped: the sublayer passes h through
         continue;
       }
-      const T* e_row = src + r * d;
-      for (int64_t i = 0; i < d; ++i) row[i] = g[t] * e_row[i];
+      const T* e_row = src + row[t] * d;
+      for (int64_t i = 0; i < d; ++i) y_row[i] = g[t] * e_row[i];
     }
   });
   return y;
@@ -178,8 +227,8 @@ BalanceSums::BalanceSums(int64_t num_groups, int64_t num_experts)
   tokens_.assign(num_groups, 0.0);
 }
 
-void BalanceSums::add(const Tensor& probs, const Tensor& assigned) {
-  require_cpu(probs, "load_balancing_loss");
+void BalanceSums::add(const Tensor& probs_in, const Tensor& assigned_in) {
+  const Tensor probs = probs_in.to(Device::cpu()), assigned = assigned_in.to(Device::cpu());
   SW_CHECK_ARG(probs.ndim() == 2 && probs.dim(1) == experts_, "load_balancing_loss: probs ",
                probs.str(), " does not have ", experts_, " experts");
   const int64_t n = probs.dim(0);
@@ -217,7 +266,7 @@ double BalanceSums::loss() const {
 }
 
 double router_z_loss(const Tensor& logits) {
-  const Tensor lse = logsumexp(logits);
+  const Tensor lse = logsumexp(logits.device().is_cpu() ? logits : logits.to(Device::cpu()));
   const int64_t n = lse.numel();
   if (n == 0) return 0.0;
   double sum = 0.0;
@@ -225,7 +274,10 @@ double router_z_loss(const Tensor& logits) {
   return sum / static_cast<double>(n);
 }
 
-RoutingStats routing_stats(const RouterOutput& r, const CapacityAssignment& a) {
+RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment& a) {
+  RouterOutput r;
+  r.probs = router.probs.to(Device::cpu());
+  r.expert_index = router.expert_index.to(Device::cpu());
   const int64_t n = r.expert_index.numel(), experts = r.probs.dim(1);
   RoutingStats s;
   s.tokens_per_expert.assign(experts, 0);

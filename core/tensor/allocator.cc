@@ -1,9 +1,14 @@
 #include "core/tensor/allocator.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "core/tensor/error.h"
+
+#ifdef SW_WITH_CUDA
+#include "kernels/device.cuh"
+#endif
 
 namespace sw {
 namespace {
@@ -30,10 +35,45 @@ Allocator& cpu_allocator() {
 
 Allocator& allocator_for(const Device& device) {
   if (device.is_cpu()) return cpu_allocator();
-  SW_CHECK(cuda_built(), Status::kUnsupported, "device ", device.str(),
-           ": libswitch was built without CUDA");
+#ifdef SW_WITH_CUDA
+  return kernels::cuda_allocator(device.index);
+#else
   throw Error(Status::kUnsupported,
-              "device " + device.str() + ": CUDA tensors are not available in this build yet");
+              "device " + device.str() + ": libswitch was built without CUDA");
+#endif
+}
+
+int cuda_device_count() {
+#ifdef SW_WITH_CUDA
+  return kernels::device_count();
+#else
+  return 0;
+#endif
+}
+
+void copy_bytes(void* dst, const Device& dst_device, const void* src, const Device& src_device,
+                size_t bytes) {
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    if (bytes) std::memmove(dst, src, bytes);
+    return;
+  }
+#ifdef SW_WITH_CUDA
+  kernels::copy_bytes(dst, dst_device, src, src_device, bytes);
+#else
+  throw Error(Status::kUnsupported, "copy: libswitch was built without CUDA");
+#endif
+}
+
+void fill_zero(void* dst, const Device& device, size_t bytes) {
+  if (device.is_cpu()) {
+    if (bytes) std::memset(dst, 0, bytes);
+    return;
+  }
+#ifdef SW_WITH_CUDA
+  kernels::memset_zero(dst, bytes, device.index);
+#else
+  throw Error(Status::kUnsupported, "fill: libswitch was built without CUDA");
+#endif
 }
 
 }  // namespace sw

@@ -57,5 +57,7 @@ struct Device {
 
 // True when this build contains the CUDA backend.
 bool cuda_built();
+// CUDA devices visible to this process: 0 without CUDA, a driver or a device.
+int cuda_device_count();
 
 }  // namespace sw

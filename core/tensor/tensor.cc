@@ -1,5 +1,9 @@
 #include "core/tensor/tensor.h"
 
+#ifdef SW_WITH_CUDA
+#include "kernels/elementwise.cuh"
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -54,9 +58,15 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  SW_CHECK(device.is_cpu(), Status::kUnsupported, "zeros: only cpu tensors here");
-  if (t.nbytes()) std::memset(t.raw(), 0, t.nbytes());
+  fill_zero(t.raw(), device, t.nbytes());
   return t;
+}
+
+Tensor Tensor::to(const Device& device) const {
+  require_defined("to");
+  Tensor out = empty(shape_, dtype_, device);
+  copy_bytes(out.raw(), device, raw(), this->device(), nbytes());
+  return out;
 }
 
 Tensor Tensor::full(const Shape& shape, DType dtype, double value) {
@@ -151,10 +161,16 @@ void store_double(void* base, DType t, int64_t i, double v) {
 
 Tensor Tensor::to(DType dtype) const {
   require_defined("to");
-  SW_CHECK(device().is_cpu(), Status::kUnsupported, "to(", dtype_name(dtype),
-           "): only cpu tensors here, got ", str());
   SW_CHECK_ARG(is_floating(dtype) == is_floating(dtype_), "to: cannot convert ", str(), " to ",
                dtype_name(dtype));
+  if (!device().is_cpu()) {
+    if (dtype == dtype_) return to(device());
+#ifdef SW_WITH_CUDA
+    Tensor out = empty(shape_, dtype, device());
+    kernels::convert(*this, out);
+    return out;
+#endif
+  }
   Tensor out = empty(shape_, dtype);
   const int64_t n = numel();
   if (dtype == dtype_) {
@@ -192,9 +208,7 @@ void Tensor::copy_from(const Tensor& other) {
   other.require_defined("copy_from");
   SW_CHECK_ARG(other.shape_ == shape_ && other.dtype_ == dtype_, "copy_from: ", other.str(),
                " into ", str());
-  SW_CHECK(device().is_cpu() && other.device().is_cpu(), Status::kUnsupported,
-           "copy_from: only cpu tensors here");
-  if (nbytes()) std::memmove(raw(), other.raw(), nbytes());
+  copy_bytes(raw(), device(), other.raw(), other.device(), nbytes());
 }
 
 double Tensor::item(int64_t i) const {

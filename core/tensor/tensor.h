@@ -85,9 +85,11 @@ class Tensor {
   Tensor slice(int64_t begin, int64_t end) const;
   // A copy in another dtype (f32/f64/bf16 between each other, i32/i64 between each other).
   Tensor to(DType dtype) const;
+  // A copy on another device ("cpu" <-> "cuda:N"); complete when it returns.
+  Tensor to(const Device& device) const;
   Tensor clone() const;
   void fill(double value);
-  // Copies other's elements into this tensor; shapes and dtypes must match.
+  // Copies other's elements into this tensor (across devices too); shapes and dtypes must match.
   void copy_from(const Tensor& other);
 
   // Element i as a double, for tests and small reads.

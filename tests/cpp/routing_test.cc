@@ -142,15 +142,15 @@ TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
   const std::vector<int32_t> idx = {1, 1, 0, 1, 2, 0};
   const Tensor gate = random_tensor({6}, DType::f64, 9);
   const ops::CapacityAssignment a = ops::assign_capacity(indices(idx), 3, 6, 2);  // token 3 dropped
-  const Tensor buffer = ops::dispatch(x, indices(idx), a);
+  const Tensor buffer = ops::dispatch(x, a);
   // Grouped layout: expert 0 holds tokens 2, 5; expert 1 tokens 0, 1; expert 2 token 4.
   EXPECT_EQ(buffer.shape(), Shape({5, 3}));
   const int64_t token_of_row[5] = {2, 5, 0, 1, 4};
-  EXPECT_EQ(a.token_of_row(indices(idx)), std::vector<int64_t>(token_of_row, token_of_row + 5));
+  EXPECT_EQ(a.token_of_row(), std::vector<int64_t>(token_of_row, token_of_row + 5));
   for (int64_t r = 0; r < 5; ++r)
     for (int64_t i = 0; i < 3; ++i)
       EXPECT_EQ(buffer.item(r * 3 + i), x.item(token_of_row[r] * 3 + i));
-  const Tensor y = ops::combine(buffer, indices(idx), gate, a);  // identity experts
+  const Tensor y = ops::combine(buffer, gate, a);  // identity experts
   for (int64_t t = 0; t < 6; ++t)
     for (int64_t i = 0; i < 3; ++i)
       EXPECT_DOUBLE_EQ(y.item(t * 3 + i), t == 3 ? 0.0 : gate.item(t) * x.item(t * 3 + i)) << t;
@@ -159,14 +159,13 @@ TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
 TEST(DispatchCombine, MismatchedInputsAreErrors) {
   const Tensor x = random_tensor({4, 3}, DType::f64, 10);
   const ops::CapacityAssignment a = ops::assign_capacity(indices({0, 1, 1, 0}), 2, 4, 4);
-  EXPECT_THROW(ops::dispatch(x, indices({0, 1, 1}), a), Error);     // 3 routed, 4 tokens
-  EXPECT_THROW(ops::dispatch(x, indices({0, 1, 2, 0}), a), Error);  // expert 2 of 2
-  const Tensor out = ops::dispatch(x, indices({0, 1, 1, 0}), a);
-  EXPECT_THROW(
-      ops::combine(out.slice(0, 3), indices({0, 1, 1, 0}), random_tensor({4}, DType::f64, 1), a),
-      Error);
-  EXPECT_THROW(ops::combine(out, indices({0, 1, 1, 0}), random_tensor({3}, DType::f64, 1), a),
-               Error);
+  EXPECT_THROW(ops::dispatch(x.slice(0, 3), a), Error);  // 3 tokens, an assignment for 4
+  const Tensor out = ops::dispatch(x, a);
+  EXPECT_THROW(ops::combine(out.slice(0, 3), random_tensor({4}, DType::f64, 1), a), Error);
+  EXPECT_THROW(ops::combine(out, random_tensor({3}, DType::f64, 1), a), Error);
+  ops::CapacityAssignment corrupt = a;
+  corrupt.row = Tensor::from_vector<int32_t>({0, 1, 9, 3}, {4});  // row 9 of 4
+  EXPECT_THROW(ops::dispatch(x, corrupt), Error);
   EXPECT_THROW(ops::route(x, Tensor::zeros({0, 3}, DType::f64), {}), Error);  // no experts
 }
 

@@ -1,0 +1,153 @@
+#include "kernels/gemm.cuh"
+
+#include <climits>
+
+#include "kernels/device.cuh"
+#include "kernels/device_context.h"
+
+namespace sw::kernels {
+namespace {
+
+struct GemmTypes {
+  cudaDataType_t data;
+  cublasComputeType_t compute;
+  bool scalars_f64;
+};
+
+GemmTypes gemm_types(DType t, const char* op) {
+  switch (t) {
+    case DType::f32:
+      return {CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, false};  // no TF32
+    case DType::bf16:
+      return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, false};
+    case DType::f64:
+      return {CUDA_R_64F, CUBLAS_COMPUTE_64F, true};
+    default:
+      throw Error(Status::kUnsupported, std::string(op) + ": dtype " + dtype_name(t) +
+                                            " is not supported on cuda (f32, bf16, f64)");
+  }
+}
+
+int checked_int(int64_t v, const char* what) {
+  SW_CHECK(v >= 0 && v <= INT_MAX, Status::kUnsupported, what, " = ", v,
+           " exceeds cuBLAS's 32-bit dimensions");
+  return static_cast<int>(v);
+}
+
+// Row-major C[m, n] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS gets B
+// first. Leading dimensions are the row lengths of the stored matrices.
+struct RowMajorGemm {
+  cublasOperation_t op_b, op_a;
+  int n, m, k, ldb, lda, ldc;
+  RowMajorGemm(int64_t m_, int64_t n_, int64_t k_, bool ta, bool tb)
+      : op_b(tb ? CUBLAS_OP_T : CUBLAS_OP_N),
+        op_a(ta ? CUBLAS_OP_T : CUBLAS_OP_N),
+        n(checked_int(n_, "n")),
+        m(checked_int(m_, "m")),
+        k(checked_int(k_, "k")),
+        ldb(checked_int(tb ? k_ : n_, "ldb")),
+        lda(checked_int(ta ? m_ : k_, "lda")),
+        ldc(checked_int(n_, "ldc")) {}
+};
+
+void check_same_device(const Tensor& a, const Tensor& b, const Tensor& c, const char* op) {
+  SW_CHECK_ARG(a.device() == b.device() && b.device() == c.device(), op, ": tensors on ",
+               a.device().str(), ", ", b.device().str(), ", ", c.device().str());
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
+            double beta) {
+  check_same_device(a, b, c, "matmul");
+  const int64_t m = c.dim(0), n = c.dim(1), k = ta ? a.dim(0) : a.dim(1);
+  if (m == 0 || n == 0) return;
+  DeviceContext& ctx = device_context(c);
+  const GemmTypes t = gemm_types(c.dtype(), "matmul");
+  const RowMajorGemm g(m, n, k, ta, tb);
+  const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
+  const void* pa = t.scalars_f64 ? static_cast<const void*>(&alpha) : &alpha_f;
+  const void* pb = t.scalars_f64 ? static_cast<const void*>(&beta) : &beta_f;
+  SW_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k, pa, b.raw(), t.data,
+                               g.ldb, a.raw(), t.data, g.lda, pb, c.raw(), t.data, g.ldc, t.compute,
+                               CUBLAS_GEMM_DEFAULT));
+}
+
+void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
+  check_same_device(a, b, c, "batched_matmul");
+  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
+  if (batch == 0 || m == 0 || n == 0) return;
+  DeviceContext& ctx = device_context(c);
+  const GemmTypes t = gemm_types(c.dtype(), "batched_matmul");
+  const RowMajorGemm g(m, n, k, ta, tb);
+  const double one = 1.0, zero = 0.0;
+  const float one_f = 1.0f, zero_f = 0.0f;
+  SW_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k,
+      t.scalars_f64 ? static_cast<const void*>(&one) : &one_f, b.raw(), t.data, g.ldb, k * n,
+      a.raw(), t.data, g.lda, m * k, t.scalars_f64 ? static_cast<const void*>(&zero) : &zero_f,
+      c.raw(), t.data, g.ldc, m * n, checked_int(batch, "batch"), t.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
+                    const std::vector<int64_t>& offsets) {
+  check_same_device(a, b, c, "grouped_matmul");
+  const int64_t groups = b.dim(0), k = a.dim(1), n = c.dim(1);
+  DeviceContext& ctx = device_context(c);
+  const GemmTypes t = gemm_types(c.dtype(), "grouped_matmul");
+  const size_t elem = dtype_size(c.dtype());
+  if (c.dtype() != DType::bf16) {
+    // f32 (TF32 off) and f64 are the parity modes, which the grouped API does not offer:
+    // one GEMM per group.
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t rows = offsets[g + 1] - offsets[g];
+      if (rows == 0) continue;
+      const Tensor a_g = a.slice(offsets[g], offsets[g + 1]);
+      Tensor c_g = c.slice(offsets[g], offsets[g + 1]);
+      matmul(a_g, false, b.slice(g, g + 1).view({b.dim(1), b.dim(2)}), tb, c_g, 1.0, 0.0);
+    }
+    return;
+  }
+  std::vector<cublasOperation_t> op_b, op_a;
+  std::vector<int> ms, ns, ks, ldbs, ldas, ldcs, sizes;
+  std::vector<const void*> b_ptrs, a_ptrs;
+  std::vector<void*> c_ptrs;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t rows = offsets[g + 1] - offsets[g];
+    if (rows == 0) continue;  // an expert that received no token
+    const RowMajorGemm p(rows, n, k, false, tb);
+    op_b.push_back(p.op_b);
+    op_a.push_back(p.op_a);
+    ns.push_back(p.n);
+    ms.push_back(p.m);
+    ks.push_back(p.k);
+    ldbs.push_back(p.ldb);
+    ldas.push_back(p.lda);
+    ldcs.push_back(p.ldc);
+    sizes.push_back(1);
+    b_ptrs.push_back(static_cast<const char*>(b.raw()) + g * k * n * elem);
+    a_ptrs.push_back(static_cast<const char*>(a.raw()) + offsets[g] * k * elem);
+    c_ptrs.push_back(static_cast<char*>(c.raw()) + offsets[g] * n * elem);
+  }
+  const int count = static_cast<int>(sizes.size());
+  if (count == 0) return;
+  // The pointer arrays live on the device; the rest of the description on the host.
+  Tensor pointers = Tensor::empty({3 * count}, DType::i64, c.device());
+  std::vector<const void*> all(b_ptrs);
+  all.insert(all.end(), a_ptrs.begin(), a_ptrs.end());
+  all.insert(all.end(), c_ptrs.begin(), c_ptrs.end());
+  kernels::copy_bytes(pointers.raw(), c.device(), all.data(), Device::cpu(),
+                      all.size() * sizeof(void*));
+  void** dev = static_cast<void**>(pointers.raw());
+  const std::vector<float> ones_f(count, 1.0f), zeros_f(count, 0.0f);
+  const std::vector<double> ones(count, 1.0), zeros(count, 0.0);
+  SW_CUBLAS_CHECK(cublasGemmGroupedBatchedEx(
+      ctx.cublas, op_b.data(), op_a.data(), ns.data(), ms.data(), ks.data(),
+      t.scalars_f64 ? static_cast<const void*>(ones.data()) : ones_f.data(),
+      const_cast<const void* const*>(dev), t.data, ldbs.data(),
+      const_cast<const void* const*>(dev + count), t.data, ldas.data(),
+      t.scalars_f64 ? static_cast<const void*>(zeros.data()) : zeros_f.data(), dev + 2 * count,
+      t.data, ldcs.data(), count, sizes.data(), t.compute));
+}
+
+}  // namespace sw::kernels
