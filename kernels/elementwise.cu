@@ -41,6 +41,17 @@ __global__ void scale_kernel(T* a, float s, int64_t n) {
   if (i < n) store(a, i, load(a, i) * s);
 }
 
+__global__ void split_bf16x3_kernel(const float* w, __nv_bfloat16* hi, __nv_bfloat16* mid,
+                                    __nv_bfloat16* lo, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float v = w[i];
+  hi[i] = __float2bfloat16(v);
+  const float r = v - __bfloat162float(hi[i]);
+  mid[i] = __float2bfloat16(r);
+  lo[i] = __float2bfloat16(r - __bfloat162float(mid[i]));
+}
+
 struct Relu {
   __device__ float operator()(float v) const { return v > 0.0f ? v : 0.0f; }
 };
@@ -87,6 +98,17 @@ void convert(const Tensor& src, Tensor& dst) {
     throw Error(Status::kUnsupported, std::string("convert: ") + dtype_name(from) + " to " +
                                           dtype_name(to) + " is not supported on cuda");
   SW_CUDA_CHECK_LAUNCH("convert");
+}
+
+void split_bf16x3(const Tensor& w, Tensor& hi, Tensor& mid, Tensor& lo) {
+  check_dtype(w, DType::f32, "split_bf16x3");
+  const int64_t n = w.numel();
+  if (n == 0) return;
+  DeviceContext& ctx = device_context(w);
+  split_bf16x3_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(
+      static_cast<const float*>(w.raw()), static_cast<__nv_bfloat16*>(hi.raw()),
+      static_cast<__nv_bfloat16*>(mid.raw()), static_cast<__nv_bfloat16*>(lo.raw()), n);
+  SW_CUDA_CHECK_LAUNCH("split_bf16x3");
 }
 
 Tensor relu(const Tensor& x) { return map(x, "relu", Relu{}); }

@@ -4,6 +4,7 @@
 
 #include "kernels/device.cuh"
 #include "kernels/device_context.h"
+#include "kernels/elementwise.cuh"
 
 namespace sw::kernels {
 namespace {
@@ -73,6 +74,30 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
                                CUBLAS_GEMM_DEFAULT));
 }
 
+void matmul_bf16_by_f32(const Tensor& x, const Tensor& w, Tensor& logits) {
+  check_dtype(x, DType::bf16, "matmul_bf16_by_f32: x");
+  check_dtype(w, DType::f32, "matmul_bf16_by_f32: w");
+  check_dtype(logits, DType::f32, "matmul_bf16_by_f32: output");
+  check_same_device(x, w, logits, "matmul_bf16_by_f32");
+  const int64_t n = x.dim(0), d = x.dim(1), e = w.dim(0);
+  if (n == 0 || e == 0) return;
+  DeviceContext& ctx = device_context(logits);
+  Tensor parts[3] = {Tensor::empty(w.shape(), DType::bf16, w.device()),
+                     Tensor::empty(w.shape(), DType::bf16, w.device()),
+                     Tensor::empty(w.shape(), DType::bf16, w.device())};
+  split_bf16x3(w, parts[0], parts[1], parts[2]);
+  const RowMajorGemm g(n, e, d, false, true);
+  const float one = 1.0f;
+  // Smallest part first, so the large terms add last.
+  for (int i = 2; i >= 0; --i) {
+    const float beta = i == 2 ? 0.0f : 1.0f;
+    SW_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k, &one, parts[i].raw(),
+                                 CUDA_R_16BF, g.ldb, x.raw(), CUDA_R_16BF, g.lda, &beta,
+                                 logits.raw(), CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+  }
+}
+
 void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
   check_same_device(a, b, c, "batched_matmul");
   const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
@@ -90,15 +115,22 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
 }
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
-                    const std::vector<int64_t>& offsets) {
+                    const std::vector<int64_t>& offsets, GroupedGemm strategy) {
   check_same_device(a, b, c, "grouped_matmul");
   const int64_t groups = b.dim(0), k = a.dim(1), n = c.dim(1);
   DeviceContext& ctx = device_context(c);
   const GemmTypes t = gemm_types(c.dtype(), "grouped_matmul");
   const size_t elem = dtype_size(c.dtype());
-  if (c.dtype() != DType::bf16) {
-    // f32 (TF32 off) and f64 are the parity modes, which the grouped API does not offer:
-    // one GEMM per group.
+  if (strategy == GroupedGemm::kAuto) {
+    // Measured on H200 (docs/PERF.md): separate GEMMs win when groups are large (>= ~1K
+    // rows each), the grouped call when there are many small ones.
+    int64_t nonempty = 0;
+    for (int64_t g = 0; g < groups; ++g) nonempty += offsets[g + 1] > offsets[g];
+    const int64_t rows = offsets.back();
+    strategy =
+        nonempty > 0 && rows / nonempty >= 1024 ? GroupedGemm::kPerGroup : GroupedGemm::kGroupedApi;
+  }
+  if (c.dtype() != DType::bf16 || strategy == GroupedGemm::kPerGroup) {
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t rows = offsets[g + 1] - offsets[g];
       if (rows == 0) continue;

@@ -12,9 +12,17 @@ void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b
             double alpha, double beta);
 void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
                     Tensor& c);
-// bf16: one problem per non-empty group through cublasGemmGroupedBatchedEx; f32 and f64
-// (the parity modes): one cublasGemmEx per group.
+// f32 logits [N, E] = x [N, d] @ w^T for bf16 x and f32 w [E, d], at f32 precision on the
+// bf16 tensor cores: w is split into three bf16 parts (split_bf16x3) and the three
+// products accumulate in f32 (bf16 x bf16 products are exact in f32).
+void matmul_bf16_by_f32(const Tensor& x, const Tensor& w, Tensor& logits);
+
+// How grouped_matmul drives cuBLAS: one cublasGemmEx per non-empty group, or one
+// cublasGemmGroupedBatchedEx call (bf16 only). kAuto picks by measured speed on H200
+// (docs/PERF.md): per group from ~1K rows per group up; f32 and f64 (the parity modes)
+// always take one GEMM per group.
+enum class GroupedGemm { kAuto, kPerGroup, kGroupedApi };
 void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
-                    const std::vector<int64_t>& offsets);
+                    const std::vector<int64_t>& offsets, GroupedGemm strategy = GroupedGemm::kAuto);
 
 }  // namespace sw::kernels

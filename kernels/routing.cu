@@ -14,13 +14,10 @@ __global__ void jitter_kernel(const float* x, float* out, int64_t n, RandomStrea
   if (i < n) out[i] = x[i] * static_cast<float>(1.0 - eps + 2.0 * eps * stream.uniform(i));
 }
 
-// One warp per token: max and argmax (ties to the lowest index), then the softmax.
-__global__ void softmax_top1_kernel(const float* logits, float* probs, int32_t* index, float* gate,
-                                    int64_t n, int64_t experts) {
-  const int64_t token = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (token >= n) return;
-  const float* row = logits + token * experts;
+// Softmax and top-1 of one token's logits row, by one warp: max and argmax (ties to the
+// lowest index), then the probabilities; lane 0 writes the index and gate.
+__device__ void softmax_top1_row(const float* row, float* probs, int32_t* index, float* gate,
+                                 int64_t experts, int lane) {
   float best = -INFINITY;
   int best_index = 0x7fffffff;
   for (int64_t e = lane; e < experts; e += 32) {
@@ -42,32 +39,85 @@ __global__ void softmax_top1_kernel(const float* logits, float* probs, int32_t* 
   for (int64_t e = lane; e < experts; e += 32) sum += expf(row[e] - best);
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   const float inv = 1.0f / sum;
-  for (int64_t e = lane; e < experts; e += 32)
-    probs[token * experts + e] = expf(row[e] - best) * inv;
+  for (int64_t e = lane; e < experts; e += 32) probs[e] = expf(row[e] - best) * inv;
   if (lane == 0) {
-    index[token] = best_index;
-    gate[token] = inv;  // exp(best - best) / sum
+    *index = best_index;
+    *gate = inv;  // exp(best - best) / sum
   }
 }
 
-// One thread per (expert e, group g): walks the group in token order, numbering e's
-// tokens; those past the capacity get -1.
+// One warp per token.
+__global__ void softmax_top1_kernel(const float* logits, float* probs, int32_t* index, float* gate,
+                                    int64_t n, int64_t experts) {
+  const int64_t token = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  if (token >= n) return;
+  softmax_top1_row(logits + token * experts, probs + token * experts, index + token, gate + token,
+                   experts, threadIdx.x % 32);
+}
+
+// One warp per token: each logit is a warp-wide f32 dot product of the token's row (read
+// from L1 after the first expert) with the expert's f32 weight row.
+template <typename T>
+__global__ void fused_router_kernel(const T* x, const float* weight, float* logits, float* probs,
+                                    int32_t* index, float* gate, int64_t n, int64_t d,
+                                    int64_t experts) {
+  const int64_t token = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (token >= n) return;
+  const T* row = x + token * d;
+  float* out = logits + token * experts;
+  for (int64_t e = 0; e < experts; ++e) {
+    const float* w = weight + e * d;
+    float acc = 0.0f;
+    for (int64_t j = lane; j < d; j += 32) acc += load(row, j) * w[j];
+    for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+    if (lane == e % 32) out[e] = acc;
+  }
+  __syncwarp();  // the row's logits, written by several lanes, are visible to the warp
+  softmax_top1_row(out, probs + token * experts, index + token, gate + token, experts, lane);
+}
+
+// One warp per group walks its tokens in token order, 32 at a time: lanes routed to the
+// same expert rank themselves with __match_any_sync, and a shared counter per expert
+// carries the running count across chunks. A token past the capacity gets -1.
 __global__ void count_in_groups_kernel(const int32_t* index, int32_t* position, int64_t* kept,
                                        int64_t groups, int64_t group_size, int64_t experts,
                                        int64_t capacity) {
-  const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (id >= groups * experts) return;
-  const int64_t e = id / groups, g = id % groups;
-  int64_t count = 0;
-  for (int64_t t = g * group_size; t < (g + 1) * group_size; ++t) {
-    if (index[t] != e) continue;
-    ++count;
-    position[t] = count <= capacity ? static_cast<int32_t>(count - 1) : -1;
+  extern __shared__ int64_t counts[];  // [experts]
+  const int64_t g = blockIdx.x;
+  const unsigned lane = threadIdx.x;
+  for (int64_t e = lane; e < experts; e += 32) counts[e] = 0;
+  __syncwarp();
+  const unsigned lanes_below = (1u << lane) - 1;
+  for (int64_t start = g * group_size; start < (g + 1) * group_size; start += 32) {
+    const int64_t t = start + lane;
+    const bool active = t < (g + 1) * group_size;
+    const int e = active ? index[t] : -1;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    if (active) {
+      const int64_t count = counts[e] + __popc(peers & lanes_below) + 1;
+      position[t] = count <= capacity ? static_cast<int32_t>(count - 1) : -1;
+    }
+    __syncwarp();
+    if (active && lane == static_cast<unsigned>(__ffs(peers) - 1)) counts[e] += __popc(peers);
+    __syncwarp();
   }
-  kept[e * groups + g] = count < capacity ? count : capacity;
+  for (int64_t e = lane; e < experts; e += 32)
+    kept[e * groups + g] = counts[e] < capacity ? counts[e] : capacity;
+}
+
+// totals[e] = sum over groups of kept[e * G + g]: what the host needs, in one small copy.
+__global__ void expert_totals_kernel(const int64_t* kept, int64_t* totals, int64_t experts,
+                                     int64_t groups) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= experts) return;
+  int64_t total = 0;
+  for (int64_t g = 0; g < groups; ++g) total += kept[e * groups + g];
+  totals[e] = total;
 }
 
 // base[e * G + g]: rows before (e, g) in the grouped layout (exclusive scan of kept).
+// position[t]: the token's place among its expert's kept tokens of its group, or -1.
 __global__ void place_kernel(const int32_t* index, const int32_t* position, const int64_t* base,
                              int32_t* slot, int32_t* row, int64_t n, int64_t groups,
                              int64_t group_size) {
@@ -83,21 +133,36 @@ __global__ void place_kernel(const int32_t* index, const int32_t* position, cons
   slot[t] = static_cast<int32_t>(r - base[e * groups]);
 }
 
+// One block per token: a kept token's row is copied in 16-byte words (rows are 16-byte
+// aligned when d * sizeof(T) is a multiple of 16), else element by element.
 template <typename T>
-__global__ void dispatch_kernel(const T* x, const int32_t* row, T* out, int64_t n, int64_t d) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n * d) return;
-  const int64_t t = i / d, r = row[t];
-  if (r >= 0) out[r * d + i % d] = x[i];
+__global__ void dispatch_kernel(const T* x, const int32_t* row, T* out, int64_t d, bool wide) {
+  const int64_t t = blockIdx.x, r = row[t];
+  if (r < 0) return;
+  if (wide) {
+    const int64_t words = d * sizeof(T) / 16;
+    const uint4* src = reinterpret_cast<const uint4*>(x + t * d);
+    uint4* dst = reinterpret_cast<uint4*>(out + r * d);
+    for (int64_t i = threadIdx.x; i < words; i += blockDim.x) dst[i] = src[i];
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) out[r * d + i] = x[t * d + i];
+  }
 }
 
 template <typename T>
 __global__ void combine_kernel(const T* expert_out, const int32_t* row, const float* gate, T* y,
-                               int64_t n, int64_t d) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n * d) return;
-  const int64_t t = i / d, r = row[t];
-  store(y, i, r >= 0 ? gate[t] * load(expert_out, r * d + i % d) : 0.0f);
+                               int64_t d) {
+  const int64_t t = blockIdx.x, r = row[t];
+  const float g = r >= 0 ? gate[t] : 0.0f;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+    store(y, t * d + i, r >= 0 ? g * load(expert_out, r * d + i) : 0.0f);
+}
+
+__global__ void padded_rows_kernel(const int32_t* index, const int32_t* slot, int32_t* padded,
+                                   int64_t n, int64_t rows_per_expert) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < n)
+    padded[t] = slot[t] < 0 ? -1 : static_cast<int32_t>(index[t] * rows_per_expert + slot[t]);
 }
 
 template <typename T>
@@ -132,6 +197,22 @@ void softmax_top1(const Tensor& logits, Tensor& probs, Tensor& expert_index, Ten
   SW_CUDA_CHECK_LAUNCH("softmax_top1");
 }
 
+void fused_router(const Tensor& x, const Tensor& weight, Tensor& logits, Tensor& probs,
+                  Tensor& expert_index, Tensor& gate) {
+  check_dtype(weight, DType::f32, "router weight (the router runs in f32)");
+  const int64_t n = x.dim(0), d = x.dim(1), experts = weight.dim(0);
+  if (n == 0) return;
+  DeviceContext& ctx = device_context(x);
+  dispatch_storage(x.dtype(), "router", [&](auto zero) {
+    using T = decltype(zero);
+    fused_router_kernel<<<blocks_for(n * 32), kThreads, 0, ctx.stream>>>(
+        static_cast<const T*>(x.raw()), static_cast<const float*>(weight.raw()),
+        static_cast<float*>(logits.raw()), static_cast<float*>(probs.raw()),
+        static_cast<int32_t*>(expert_index.raw()), static_cast<float*>(gate.raw()), n, d, experts);
+  });
+  SW_CUDA_CHECK_LAUNCH("fused_router");
+}
+
 DeviceAssignment assign_capacity(const Tensor& expert_index, int64_t experts, int64_t group_size,
                                  int64_t capacity) {
   const int64_t n = expert_index.numel(), groups = n / group_size;
@@ -144,7 +225,10 @@ DeviceAssignment assign_capacity(const Tensor& expert_index, int64_t experts, in
   Tensor kept = Tensor::empty({experts * groups}, DType::i64, dev);
   Tensor base = Tensor::empty({experts * groups}, DType::i64, dev);
   const int32_t* index = static_cast<const int32_t*>(expert_index.raw());
-  count_in_groups_kernel<<<blocks_for(experts * groups), kThreads, 0, ctx.stream>>>(
+  const size_t shared_bytes = static_cast<size_t>(experts) * sizeof(int64_t);
+  SW_CHECK(shared_bytes <= 48 * 1024, Status::kUnsupported, "assign_capacity: ", experts,
+           " experts exceed the 6144 the capacity kernel's shared counters hold");
+  count_in_groups_kernel<<<static_cast<unsigned>(groups), 32, shared_bytes, ctx.stream>>>(
       index, static_cast<int32_t*>(position.raw()), static_cast<int64_t*>(kept.raw()), groups,
       group_size, experts, capacity);
   SW_CUDA_CHECK_LAUNCH("count_in_groups");
@@ -162,19 +246,31 @@ DeviceAssignment assign_capacity(const Tensor& expert_index, int64_t experts, in
       group_size);
   SW_CUDA_CHECK_LAUNCH("place");
   // The host needs the block sizes (buffer shapes, GEMM sizes): one small copy back.
-  std::vector<int64_t> kept_host(experts * groups), base_host(experts * groups);
-  kernels::copy_bytes(kept_host.data(), Device::cpu(), kept.raw(), dev,
-                      kept_host.size() * sizeof(int64_t));
-  kernels::copy_bytes(base_host.data(), Device::cpu(), base.raw(), dev,
-                      base_host.size() * sizeof(int64_t));
+  Tensor totals = Tensor::empty({experts}, DType::i64, dev);
+  expert_totals_kernel<<<blocks_for(experts), kThreads, 0, ctx.stream>>>(
+      static_cast<const int64_t*>(kept.raw()), static_cast<int64_t*>(totals.raw()), experts,
+      groups);
+  SW_CUDA_CHECK_LAUNCH("expert_totals");
   a.kept_per_expert.assign(experts, 0);
+  kernels::copy_bytes(a.kept_per_expert.data(), Device::cpu(), totals.raw(), dev,
+                      experts * sizeof(int64_t));
   a.expert_offset.assign(experts + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) {
-    for (int64_t g = 0; g < groups; ++g) a.kept_per_expert[e] += kept_host[e * groups + g];
+  for (int64_t e = 0; e < experts; ++e)
     a.expert_offset[e + 1] = a.expert_offset[e] + a.kept_per_expert[e];
-  }
   a.dropped = n - a.expert_offset[experts];
   return a;
+}
+
+Tensor padded_rows(const Tensor& expert_index, const Tensor& slot, int64_t rows_per_expert) {
+  const int64_t n = slot.numel();
+  Tensor padded = Tensor::empty({n}, DType::i32, slot.device());
+  if (n == 0) return padded;
+  DeviceContext& ctx = device_context(slot);
+  padded_rows_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(
+      static_cast<const int32_t*>(expert_index.raw()), static_cast<const int32_t*>(slot.raw()),
+      static_cast<int32_t*>(padded.raw()), n, rows_per_expert);
+  SW_CUDA_CHECK_LAUNCH("padded_rows");
+  return padded;
 }
 
 Tensor dispatch(const Tensor& x, const Tensor& row, int64_t kept) {
@@ -184,9 +280,10 @@ Tensor dispatch(const Tensor& x, const Tensor& row, int64_t kept) {
   DeviceContext& ctx = device_context(x);
   dispatch_storage(x.dtype(), "dispatch", [&](auto zero) {
     using T = decltype(zero);
-    dispatch_kernel<<<blocks_for(n * d), kThreads, 0, ctx.stream>>>(
+    const bool wide = (d * sizeof(T)) % 16 == 0;
+    dispatch_kernel<<<static_cast<unsigned>(n), 128, 0, ctx.stream>>>(
         static_cast<const T*>(x.raw()), static_cast<const int32_t*>(row.raw()),
-        static_cast<T*>(out.raw()), n, d);
+        static_cast<T*>(out.raw()), d, wide);
   });
   SW_CUDA_CHECK_LAUNCH("dispatch");
   return out;
@@ -200,9 +297,9 @@ Tensor combine(const Tensor& expert_out, const Tensor& row, const Tensor& gate) 
   DeviceContext& ctx = device_context(expert_out);
   dispatch_storage(expert_out.dtype(), "combine", [&](auto zero) {
     using T = decltype(zero);
-    combine_kernel<<<blocks_for(n * d), kThreads, 0, ctx.stream>>>(
+    combine_kernel<<<static_cast<unsigned>(n), 128, 0, ctx.stream>>>(
         static_cast<const T*>(expert_out.raw()), static_cast<const int32_t*>(row.raw()),
-        static_cast<const float*>(gate.raw()), static_cast<T*>(y.raw()), n, d);
+        static_cast<const float*>(gate.raw()), static_cast<T*>(y.raw()), d);
   });
   SW_CUDA_CHECK_LAUNCH("combine");
   return y;

@@ -52,6 +52,11 @@ struct CapacityAssignment {
   int64_t kept() const { return expert_offset.back(); }
   // The token each dispatched row holds: [kept()].
   std::vector<int64_t> token_of_row() const;  // on the host, whatever the device
+  // The same assignment in the paper's padded layout: every expert owns rows_per_expert
+  // rows (at least its kept tokens), expert e rows [e * rows_per_expert, ...), so the
+  // experts run as one strided-batched GEMM over [E, rows_per_expert, d].
+  CapacityAssignment padded(const Tensor& expert_index, int64_t rows_per_expert) const;
+  int64_t max_kept() const;
 };
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
                                    int64_t group_size, int64_t capacity);

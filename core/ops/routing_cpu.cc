@@ -8,6 +8,7 @@
 #include "core/ops/softmax.h"
 
 #ifdef SW_WITH_CUDA
+#include "kernels/gemm.cuh"
 #include "kernels/routing.cuh"
 #endif
 
@@ -16,9 +17,29 @@ namespace sw::ops {
 #ifdef SW_WITH_CUDA
 namespace {
 
-// The router in f32 on the GPU, whatever the model's dtype (SPEC §2).
+// The router in f32 on the GPU, whatever the model's dtype (SPEC §2): one fused pass over
+// x up to kFusedRouterMaxExperts experts, an f32 cuBLAS GEMM and a softmax kernel above.
 RouterOutput route_cuda(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
                         Tensor* jittered_x) {
+  const int64_t n = x.dim(0), experts = weight.dim(0);
+  const Tensor w = weight.dtype() == DType::f32 ? weight : weight.to(DType::f32);
+  RouterOutput r;
+  r.logits = Tensor::empty({n, experts}, DType::f32, x.device());
+  r.probs = Tensor::empty({n, experts}, DType::f32, x.device());
+  r.expert_index = Tensor::empty({n}, DType::i32, x.device());
+  r.gate = Tensor::empty({n}, DType::f32, x.device());
+  if (!jitter.active() && x.dtype() == DType::bf16) {
+    // bf16 activations are exact in bf16: f32-precision logits on the tensor cores.
+    if (jittered_x) *jittered_x = x;
+    kernels::matmul_bf16_by_f32(x, w, r.logits);
+    kernels::softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
+    return r;
+  }
+  if (!jitter.active() && experts <= kernels::kFusedRouterMaxExperts) {
+    if (jittered_x) *jittered_x = x;
+    kernels::fused_router(x, w, r.logits, r.probs, r.expert_index, r.gate);
+    return r;
+  }
   Tensor input = x.dtype() == DType::f32 ? x : x.to(DType::f32);
   if (jitter.active()) {
     Tensor out = Tensor::empty(input.shape(), DType::f32, input.device());
@@ -26,13 +47,12 @@ RouterOutput route_cuda(const Tensor& x, const Tensor& weight, const RouterJitte
     input = out;
   }
   if (jittered_x) *jittered_x = x.dtype() == DType::f32 ? input : input.to(x.dtype());
-  RouterOutput r;
-  r.logits = linear(input, weight.dtype() == DType::f32 ? weight : weight.to(DType::f32));
-  const int64_t n = x.dim(0), experts = weight.dim(0);
-  r.probs = Tensor::empty({n, experts}, DType::f32, x.device());
-  r.expert_index = Tensor::empty({n}, DType::i32, x.device());
-  r.gate = Tensor::empty({n}, DType::f32, x.device());
-  kernels::softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
+  if (experts <= kernels::kFusedRouterMaxExperts) {
+    kernels::fused_router(input, w, r.logits, r.probs, r.expert_index, r.gate);
+  } else {
+    matmul(input, false, w, true, r.logits);
+    kernels::softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
+  }
   return r;
 }
 
@@ -96,6 +116,33 @@ std::vector<int64_t> CapacityAssignment::token_of_row() const {
   for (int64_t t = 0; t < rows.numel(); ++t)
     if (r[t] >= 0) tokens[r[t]] = t;
   return tokens;
+}
+
+int64_t CapacityAssignment::max_kept() const {
+  int64_t m = 0;
+  for (int64_t k : kept_per_expert) m = std::max(m, k);
+  return m;
+}
+
+CapacityAssignment CapacityAssignment::padded(const Tensor& expert_index,
+                                              int64_t rows_per_expert) const {
+  SW_CHECK_ARG(rows_per_expert >= max_kept(), "padded layout: ", rows_per_expert,
+               " rows per expert cannot hold ", max_kept(), " kept tokens");
+  CapacityAssignment p = *this;
+  for (int64_t e = 0; e <= num_experts(); ++e) p.expert_offset[e] = e * rows_per_expert;
+#ifdef SW_WITH_CUDA
+  if (on_cuda(slot)) {
+    p.row = kernels::padded_rows(expert_index, slot, rows_per_expert);
+    return p;
+  }
+#endif
+  p.row = Tensor::empty({slot.numel()}, DType::i32);
+  const int32_t* s = slot.data<int32_t>();
+  const int32_t* idx = expert_index.data<int32_t>();
+  int32_t* r = p.row.data<int32_t>();
+  for (int64_t t = 0; t < slot.numel(); ++t)
+    r[t] = s[t] < 0 ? -1 : static_cast<int32_t>(idx[t] * rows_per_expert + s[t]);
+  return p;
 }
 
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,

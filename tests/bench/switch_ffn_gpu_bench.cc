@@ -16,6 +16,7 @@
 #include "core/ops/gemm.h"
 #include "core/ops/routing.h"
 #include "kernels/device.cuh"
+#include "kernels/gemm.cuh"
 
 namespace {
 
@@ -50,7 +51,9 @@ double median_ms(const std::function<void()>& fn, int reps = 15) {
 
 struct Row {
   int64_t experts, tokens, kept;
-  double layer_ms, experts_ms, routing_ms, dense_ms;
+  double layer_ms, per_group_ms, grouped_api_ms, padded_ms, route_ms, capacity_ms, move_ms,
+      dense_ms;
+  int64_t padded_rows;
 };
 
 }  // namespace
@@ -77,7 +80,7 @@ int main(int argc, char** argv) {
       w.experts.wo = random_gpu({experts, d, ff}, 3, 1 / std::sqrt(3072.0), bf16);
       const Tensor x = random_gpu({tokens, d}, 4, 1.0, bf16);
       const sw::RunContext eval;
-      Row r{experts, tokens, 0, 0, 0, 0, 0};
+      Row r{experts, tokens, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       r.layer_ms = median_ms([&] { sw::switch_ffn(w, c, x, group, eval, 0, 0); });
       // Stages, timed one by one on the same inputs.
       const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, eval, 0, 0);
@@ -86,24 +89,39 @@ int main(int argc, char** argv) {
       const Tensor buffer = sw::ops::dispatch(x, a);
       Tensor hidden = Tensor::empty({a.kept(), ff}, bf16, kGpu);
       Tensor expert_out = Tensor::empty({a.kept(), d}, bf16, kGpu);
-      r.experts_ms = median_ms([&] {
-        sw::ops::grouped_matmul(buffer, w.experts.wi, true, hidden, a.expert_offset);
-        hidden = sw::ops::relu(hidden);
-        sw::ops::grouped_matmul(hidden, w.experts.wo, true, expert_out, a.expert_offset);
+      for (auto strategy :
+           {sw::kernels::GroupedGemm::kPerGroup, sw::kernels::GroupedGemm::kGroupedApi}) {
+        const double ms = median_ms([&] {
+          sw::kernels::grouped_matmul(buffer, w.experts.wi, true, hidden, a.expert_offset,
+                                      strategy);
+          const Tensor activated = sw::ops::relu(hidden);
+          sw::kernels::grouped_matmul(activated, w.experts.wo, true, expert_out, a.expert_offset,
+                                      strategy);
+        });
+        (strategy == sw::kernels::GroupedGemm::kPerGroup ? r.per_group_ms : r.grouped_api_ms) = ms;
+      }
+      // The paper's padded layout: [E, max kept, d], one strided-batched GEMM per projection.
+      const int64_t per_expert = a.max_kept();
+      r.padded_rows = experts * per_expert;
+      const Tensor padded_in = random_gpu({experts, per_expert, d}, 8, 1.0, bf16);
+      Tensor padded_h = Tensor::empty({experts, per_expert, ff}, bf16, kGpu);
+      Tensor padded_out = Tensor::empty({experts, per_expert, d}, bf16, kGpu);
+      r.padded_ms = median_ms([&] {
+        sw::ops::batched_matmul(padded_in, false, w.experts.wi, true, padded_h);
+        const Tensor activated = sw::ops::relu(padded_h);
+        sw::ops::batched_matmul(activated, false, w.experts.wo, true, padded_out);
       });
-      r.routing_ms = median_ms([&] {
-        const sw::ops::RouterOutput routed = sw::ops::route(x, w.router, {});
-        const sw::ops::CapacityAssignment assigned = sw::ops::assign_capacity(
-            routed.expert_index, experts, group, sw::expert_capacity(c, group, false));
-        const Tensor dispatched = sw::ops::dispatch(x, assigned);
-        sw::ops::combine(dispatched, routed.gate, assigned);
-      });
+      r.route_ms = median_ms([&] { sw::ops::route(x, w.router, {}); });
+      const int64_t capacity = sw::expert_capacity(c, group, false);
+      r.capacity_ms = median_ms(
+          [&] { sw::ops::assign_capacity(out.router.expert_index, experts, group, capacity); });
+      r.move_ms = median_ms([&] { sw::ops::combine(sw::ops::dispatch(x, a), out.router.gate, a); });
       // Dense cuBLAS GEMMs with the experts' FLOPs: [kept, d] x [d, ff] and back.
       const Tensor dense_in = random_gpu({a.kept(), d}, 5, 1.0, bf16);
-      const Tensor dense_wi = random_gpu({ff, d}, 6, 0.03, bf16),
-                   dense_wo = random_gpu({d, ff}, 7, 0.02, bf16);
-      Tensor dense_h = Tensor::empty({a.kept(), ff}, bf16, kGpu),
-             dense_y = Tensor::empty({a.kept(), d}, bf16, kGpu);
+      const Tensor dense_wi = random_gpu({ff, d}, 6, 0.03, bf16);
+      const Tensor dense_wo = random_gpu({d, ff}, 7, 0.02, bf16);
+      Tensor dense_h = Tensor::empty({a.kept(), ff}, bf16, kGpu);
+      Tensor dense_y = Tensor::empty({a.kept(), d}, bf16, kGpu);
       r.dense_ms = median_ms([&] {
         sw::ops::matmul(dense_in, false, dense_wi, true, dense_h);
         sw::ops::matmul(dense_h, false, dense_wo, true, dense_y);
@@ -114,27 +132,33 @@ int main(int argc, char** argv) {
     }
   }
   std::printf(
-      "\n| E | tokens | kept | layer ms | expert GEMMs TFLOP/s | dense cuBLAS TFLOP/s | "
-      "experts/dense | routing share |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+      "\n| E | tokens | kept | padded rows | layer ms | experts TFLOP/s on kept rows (per-group / "
+      "grouped API / padded batched) | dense cuBLAS TFLOP/s | best/dense | route / capacity / "
+      "dispatch+combine ms | routing share |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   FILE* f = csv ? std::fopen(csv, "w") : nullptr;
   if (f)
-    std::fprintf(
-        f,
-        "experts,tokens,kept,layer_ms,experts_ms,routing_ms,dense_ms,expert_tflops,dense_tflops\n");
+    std::fprintf(f,
+                 "experts,tokens,kept,padded_rows,layer_ms,per_group_ms,grouped_api_ms,padded_ms,"
+                 "route_ms,capacity_ms,move_ms,dense_ms\n");
   for (const Row& r : rows) {
     const double flops = 4.0 * r.kept * d * ff;
-    const double expert_tflops = flops / (r.experts_ms * 1e-3) / 1e12,
-                 dense_tflops = flops / (r.dense_ms * 1e-3) / 1e12;
-    std::printf("| %lld | %lld | %lld | %.3f | %.1f | %.1f | %.2f | %.1f%% |\n",
-                static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
-                static_cast<long long>(r.kept), r.layer_ms, expert_tflops, dense_tflops,
-                expert_tflops / dense_tflops, 100.0 * r.routing_ms / r.layer_ms);
+    auto tflops = [&](double ms) { return flops / (ms * 1e-3) / 1e12; };
+    const double best = std::min({r.per_group_ms, r.grouped_api_ms, r.padded_ms});
+    const double routing = r.route_ms + r.capacity_ms + r.move_ms;
+    std::printf(
+        "| %lld | %lld | %lld | %lld | %.3f | %.1f / %.1f / %.1f | %.1f | %.2f | %.3f / %.3f / "
+        "%.3f | %.1f%% |\n",
+        static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
+        static_cast<long long>(r.kept), static_cast<long long>(r.padded_rows), r.layer_ms,
+        tflops(r.per_group_ms), tflops(r.grouped_api_ms), tflops(r.padded_ms), tflops(r.dense_ms),
+        r.dense_ms / best, r.route_ms, r.capacity_ms, r.move_ms, 100.0 * routing / r.layer_ms);
     if (f)
-      std::fprintf(f, "%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.2f,%.2f\n",
+      std::fprintf(f, "%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
                    static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
-                   static_cast<long long>(r.kept), r.layer_ms, r.experts_ms, r.routing_ms,
-                   r.dense_ms, expert_tflops, dense_tflops);
+                   static_cast<long long>(r.kept), static_cast<long long>(r.padded_rows),
+                   r.layer_ms, r.per_group_ms, r.grouped_api_ms, r.padded_ms, r.route_ms,
+                   r.capacity_ms, r.move_ms, r.dense_ms);
   }
   if (f) std::fclose(f);
   return 0;

@@ -97,27 +97,39 @@ Tensor router_weights(int64_t experts, int64_t d, uint32_t seed) {
 }
 
 TEST_F(Parity, RouterWithAndWithoutJitter) {
-  const Tensor x = random_tensor({777, 64}, DType::f32, 9), w = router_weights(16, 64, 10);
-  for (bool with_jitter : {false, true}) {
-    ops::RouterJitter jitter;
-    jitter.eps = with_jitter ? 0.01 : 0.0;
-    jitter.stream = RandomStream(3, RandomPurpose::kJitter, 5, 11);
-    Tensor jittered_cpu, jittered_gpu;
-    const ops::RouterOutput cpu = ops::route(x, w, jitter, &jittered_cpu);
-    const ops::RouterOutput dev = ops::route(gpu(x), gpu(w), jitter, &jittered_gpu);
-    EXPECT_LE(max_relative_error(host(jittered_gpu), jittered_cpu), 1e-7);  // same Philox draws
-    EXPECT_LE(max_relative_error(host(dev.logits), cpu.logits), 1e-5);
-    EXPECT_LE(max_relative_error(host(dev.probs), cpu.probs), 1e-5);
-    EXPECT_LE(max_relative_error(host(dev.gate), cpu.gate), 1e-5);
-    const Tensor idx = host(dev.expert_index);
-    int64_t disagree = 0;
-    for (int64_t t = 0; t < idx.numel(); ++t) disagree += idx.item(t) != cpu.expert_index.item(t);
-    EXPECT_EQ(disagree, 0);
+  const Tensor x = random_tensor({777, 64}, DType::f32, 9);
+  // 16 experts take the fused router kernel, 300 the cuBLAS GEMM and softmax kernel.
+  for (int64_t experts : {int64_t{16}, int64_t{300}})
+    for (bool with_jitter : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << experts << " experts, jitter " << with_jitter);
+      const Tensor w = router_weights(experts, 64, 10);
+      ops::RouterJitter jitter;
+      jitter.eps = with_jitter ? 0.01 : 0.0;
+      jitter.stream = RandomStream(3, RandomPurpose::kJitter, 5, 11);
+      Tensor jittered_cpu, jittered_gpu;
+      const ops::RouterOutput cpu = ops::route(x, w, jitter, &jittered_cpu);
+      const ops::RouterOutput dev = ops::route(gpu(x), gpu(w), jitter, &jittered_gpu);
+      EXPECT_LE(max_relative_error(host(jittered_gpu), jittered_cpu), 1e-7);  // same draws
+      EXPECT_LE(max_relative_error(host(dev.logits), cpu.logits), 1e-5);
+      EXPECT_LE(max_relative_error(host(dev.probs), cpu.probs), 1e-5);
+      EXPECT_LE(max_relative_error(host(dev.gate), cpu.gate), 1e-5);
+      const Tensor idx = host(dev.expert_index);
+      int64_t disagree = 0;
+      for (int64_t t = 0; t < idx.numel(); ++t) disagree += idx.item(t) != cpu.expert_index.item(t);
+      EXPECT_EQ(disagree, 0);
+    }
+  const Tensor w = router_weights(16, 64, 10);
+  // bf16 activations: the router still computes f32-precision logits (bf16x3 split on the
+  // tensor cores), so it matches the cpu f32 router on the same bf16-exact input.
+  const Tensor x_bf16_exact = x.to(DType::bf16).to(DType::f32);
+  for (int64_t experts : {int64_t{16}, int64_t{300}}) {
+    const Tensor wide = router_weights(experts, 64, 25);
+    const ops::RouterOutput bf = ops::route(gpu(x, DType::bf16), gpu(wide), {});
+    const ops::RouterOutput ref = ops::route(x_bf16_exact, wide, {});
+    EXPECT_EQ(bf.probs.dtype(), DType::f32);
+    EXPECT_LE(max_relative_error(host(bf.logits), ref.logits), 1e-5) << experts;
+    EXPECT_LE(max_relative_error(host(bf.probs), ref.probs), 1e-5) << experts;
   }
-  // bf16 activations: the router still runs in f32 and reports f32.
-  const ops::RouterOutput bf = ops::route(gpu(x, DType::bf16), gpu(w), {});
-  EXPECT_EQ(bf.probs.dtype(), DType::f32);
-  EXPECT_LE(max_relative_error(host(bf.logits), ops::route(x, w, {}).logits), 2e-2);
 }
 
 TEST_F(Parity, RouterTiesGoToTheLowestExpert) {
@@ -200,39 +212,44 @@ TEST_F(Parity, SwitchFfnLayer) {
   cpu_w.experts.wo = random_tensor({6, d, 128}, DType::f32, 22, 0.09);
   // Inputs exactly representable in bf16, so both paths route the very same values.
   const Tensor x = random_tensor({n, d}, DType::f32, 23).to(DType::bf16).to(DType::f32);
-  for (auto activation : {ModelConfig::RELU, ModelConfig::GATED_GELU})
-    for (const Precision& p : {kF32, kBf16})
-      for (bool train : {false, true}) {
-        SCOPED_TRACE(::testing::Message()
-                     << dtype_name(p.dtype) << " train " << train << " act " << activation);
-        c.set_activation(activation);
-        SwitchWeights dev_w;
-        dev_w.router = gpu(cpu_w.router);  // the router stays f32
-        dev_w.experts.wi = gpu(cpu_w.experts.wi, p.dtype);
-        dev_w.experts.wi_0 = gpu(cpu_w.experts.wi_0, p.dtype);
-        dev_w.experts.wi_1 = gpu(cpu_w.experts.wi_1, p.dtype);
-        dev_w.experts.wo = gpu(cpu_w.experts.wo, p.dtype);
-        RunContext ctx;
-        ctx.train = train;
-        ctx.seed = 77;
-        ctx.step = 5;
-        const SwitchOutput cpu = switch_ffn(cpu_w, c, x, group, ctx, 1, 2);
-        const SwitchOutput dev = switch_ffn(dev_w, c, gpu(x, p.dtype), group, ctx, 1, 2);
-        if (p.dtype == DType::f32) {
-          const Tensor idx = host(dev.router.expert_index);
-          int64_t disagree = 0;
-          for (int64_t t = 0; t < n; ++t)
-            disagree += idx.item(t) != cpu.router.expert_index.item(t);
-          ASSERT_EQ(disagree, 0);
-          ASSERT_EQ(dev.assignment.kept_per_expert, cpu.assignment.kept_per_expert);
+  // Capacity modes take the padded strided-batched layout on the GPU, dropless the grouped one.
+  for (auto mode : {ModelConfig::CAPACITY_FACTOR, ModelConfig::CAPACITY_DROPLESS})
+    for (auto activation : {ModelConfig::RELU, ModelConfig::GATED_GELU})
+      for (const Precision& p : {kF32, kBf16})
+        for (bool train : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << dtype_name(p.dtype) << " train " << train << " act "
+                                            << activation << " mode " << mode);
+          c.set_activation(activation);
+          c.set_capacity_mode(mode);
+          SwitchWeights dev_w;
+          dev_w.router = gpu(cpu_w.router);  // the router stays f32
+          dev_w.experts.wi = gpu(cpu_w.experts.wi, p.dtype);
+          dev_w.experts.wi_0 = gpu(cpu_w.experts.wi_0, p.dtype);
+          dev_w.experts.wi_1 = gpu(cpu_w.experts.wi_1, p.dtype);
+          dev_w.experts.wo = gpu(cpu_w.experts.wo, p.dtype);
+          RunContext ctx;
+          ctx.train = train;
+          ctx.seed = 77;
+          ctx.step = 5;
+          const SwitchOutput cpu = switch_ffn(cpu_w, c, x, group, ctx, 1, 2);
+          const SwitchOutput dev = switch_ffn(dev_w, c, gpu(x, p.dtype), group, ctx, 1, 2);
+          if (p.dtype == DType::f32) {
+            const Tensor idx = host(dev.router.expert_index);
+            int64_t disagree = 0;
+            for (int64_t t = 0; t < n; ++t)
+              disagree += idx.item(t) != cpu.router.expert_index.item(t);
+            ASSERT_EQ(disagree, 0);
+            ASSERT_EQ(dev.assignment.kept_per_expert, cpu.assignment.kept_per_expert);
+          }
+          if (dev.assignment.kept_per_expert != cpu.assignment.kept_per_expert) {
+            ADD_FAILURE() << "routing differs between cpu f32 and gpu " << dtype_name(p.dtype);
+            continue;
+          }
+          if (mode == ModelConfig::CAPACITY_FACTOR) {
+            ASSERT_GT(cpu.assignment.dropped, 0);  // capacity overflow exercised
+          }
+          EXPECT_LE(max_relative_error(host(dev.y), cpu.y), p.tolerance);
         }
-        if (dev.assignment.kept_per_expert != cpu.assignment.kept_per_expert) {
-          ADD_FAILURE() << "routing differs between cpu f32 and gpu " << dtype_name(p.dtype);
-          continue;
-        }
-        ASSERT_GT(cpu.assignment.dropped, 0);  // capacity overflow exercised
-        EXPECT_LE(max_relative_error(host(dev.y), cpu.y), p.tolerance);
-      }
 }
 
 TEST_F(Parity, DeviceErrorsNameTheDevice) {
