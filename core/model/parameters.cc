@@ -77,24 +77,26 @@ void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double in
                 uint64_t seed) {
   uint32_t site = 0;
   for (const auto& e : store.entries()) {
-    Tensor t = e.tensor;
+    // Drawn on the host in f32 or f64; a GPU or bf16 parameter receives a converted copy.
+    const bool direct = e.tensor.device().is_cpu() &&
+                        (e.tensor.dtype() == DType::f32 || e.tensor.dtype() == DType::f64);
+    Tensor t = direct ? e.tensor : Tensor::empty(e.tensor.shape(), DType::f32);
     const InitRule& r = e.init;
     ++site;
     if (r.kind == InitRule::Kind::kOnes) {
       t.fill(1.0);
-      continue;
+    } else {
+      const bool paper = scheme == ModelConfig::INIT_PAPER;
+      const double std =
+          !paper         ? r.hf_std
+          : r.unit_scale ? 1.0
+                         : std::sqrt(init_scale / static_cast<double>(r.fan_in)) * r.extra_scale;
+      if (t.dtype() == DType::f32)
+        fill_normal(t.data<float>(), t.numel(), std, seed, site, paper);
+      else
+        fill_normal(t.data<double>(), t.numel(), std, seed, site, paper);
     }
-    const bool paper = scheme == ModelConfig::INIT_PAPER;
-    const double std = !paper ? r.hf_std
-                       : r.unit_scale
-                           ? 1.0
-                           : std::sqrt(init_scale / static_cast<double>(r.fan_in)) * r.extra_scale;
-    if (t.dtype() == DType::f32)
-      fill_normal(t.data<float>(), t.numel(), std, seed, site, paper);
-    else if (t.dtype() == DType::f64)
-      fill_normal(t.data<double>(), t.numel(), std, seed, site, paper);
-    else
-      throw Error(Status::kUnsupported, "initialize: parameters must be f32 or f64 on cpu");
+    if (!direct) Tensor(e.tensor).copy_from(t.to(e.tensor.dtype()));
   }
 }
 

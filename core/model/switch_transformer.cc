@@ -27,9 +27,10 @@ InitRule weight(int64_t fan_in, double hf_std, double extra_scale = 1.0) {
 // The expert of each token after capacity, a dropped token counting as expert 0: the
 // assignment HF's load-balancing loss sees.
 Tensor post_capacity_experts(const ops::RouterOutput& r, const ops::CapacityAssignment& a) {
-  Tensor out = r.expert_index.clone();
+  Tensor out = r.expert_index.to(Device::cpu());
+  const Tensor slots = a.slot.to(Device::cpu());
   int32_t* p = out.data<int32_t>();
-  const int32_t* slot = a.slot.data<int32_t>();
+  const int32_t* slot = slots.data<int32_t>();
   for (int64_t t = 0; t < out.numel(); ++t)
     if (slot[t] < 0) p[t] = 0;
   return out;
@@ -54,11 +55,16 @@ void check_mask(const Tensor& mask, const Tensor& ids, const char* what) {
 
 }  // namespace
 
-SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype)
-    : config_(config), seed_(seed), dtype_(dtype) {
+SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype,
+                                     Device device)
+    : config_(config), seed_(seed), dtype_(dtype), device_(device) {
   validate(config_);
-  SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
-           dtype_name(dtype), ": the cpu model runs in f32 or f64");
+  if (device.is_cpu())
+    SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
+             dtype_name(dtype), ": the cpu model runs in f32 or f64");
+  else
+    SW_CHECK(dtype == DType::f32 || dtype == DType::bf16, Status::kUnsupported, "model dtype ",
+             dtype_name(dtype), ": a GPU model runs in f32 (parity) or bf16");
   build_parameters();
   initialize(params_, config_.init_scheme(), config_.init_scale(), seed_);
 }
@@ -68,11 +74,13 @@ void SwitchTransformer::build_parameters() {
   InitRule embedding_rule;
   embedding_rule.unit_scale = true;
   embedding_rule.hf_std = 1.0;
-  shared_ = params_.add("shared.weight", Tensor::empty({vocab, d}, dtype_), embedding_rule);
+  shared_ =
+      params_.add("shared.weight", Tensor::empty({vocab, d}, dtype_, device_), embedding_rule);
   encoder_ = build_stack(Stack::kEncoder);
   decoder_ = build_stack(Stack::kDecoder);
   if (!config_.tie_word_embeddings())
-    lm_head_ = params_.add("lm_head.weight", Tensor::empty({vocab, d}, dtype_), weight(d, 1.0));
+    lm_head_ =
+        params_.add("lm_head.weight", Tensor::empty({vocab, d}, dtype_, device_), weight(d, 1.0));
 }
 
 SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
@@ -81,7 +89,11 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
   const double d_inv_sqrt = 1.0 / std::sqrt(static_cast<double>(d));
   const bool gated = config_.activation() == ModelConfig::GATED_GELU;
   auto add = [&](const std::string& name, const Shape& shape, const InitRule& rule) {
-    return params_.add(name, Tensor::empty(shape, dtype_), rule);
+    // The router runs in f32 whatever the model's dtype (SPEC §2).
+    const bool router = name.find(".router.") != std::string::npos;
+    return params_.add(
+        name, Tensor::empty(shape, router && dtype_ == DType::bf16 ? DType::f32 : dtype_, device_),
+        rule);
   };
   // q carries T5's missing 1/sqrt(d_kv) in its init (SPEC §1).
   auto attention = [&](const std::string& prefix) {
@@ -133,7 +145,7 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       // slice is registered under its HF name.
       auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols,
                                int64_t fan_in) {
-        Tensor all = Tensor::empty({experts, rows, cols}, dtype_);
+        Tensor all = Tensor::empty({experts, rows, cols}, dtype_, device_);
         for (int64_t e = 0; e < experts; ++e)
           params_.add(mlp + "experts.expert_" + std::to_string(e) + "." + proj + ".weight",
                       all.slice(e, e + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt));
@@ -181,8 +193,12 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
 
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
-  const Tensor bias = ops::position_bias(s.relative_bias, length, length, !decoder,
-                                         config_.relative_attention_max_distance());
+  // The bias is computed on the host (a tiny table lookup), in f32 for a GPU model.
+  const Tensor table =
+      device_.is_cpu() ? s.relative_bias : s.relative_bias.to(Device::cpu()).to(DType::f32);
+  const Tensor bias_host = ops::position_bias(table, length, length, !decoder,
+                                              config_.relative_attention_max_distance());
+  const Tensor bias = device_.is_cpu() ? bias_host : bias_host.to(device_);
 
   // HF_CONCAT: one balance sum per sequence over all sparse layers of the stack.
   ops::BalanceSums stack_balance(batch, experts);
@@ -259,8 +275,20 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   return final_out;
 }
 
-ForwardOutput SwitchTransformer::forward(const Batch& batch, const ForwardOptions& options) const {
-  validate_batch(batch);
+ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
+                                         const ForwardOptions& options) const {
+  for (const Tensor* t :
+       {&host_batch.input_ids, &host_batch.attention_mask, &host_batch.decoder_input_ids,
+        &host_batch.decoder_attention_mask, &host_batch.labels})
+    SW_CHECK_ARG(!t->defined() || t->device().is_cpu(), "batch: tensors must be on the cpu, got ",
+                 t->str());
+  validate_batch(host_batch);
+  // The model's device gets its own copy of the inputs (labels stay: the loss reads them).
+  Batch batch = host_batch;
+  if (!device_.is_cpu())
+    for (Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.decoder_input_ids,
+                      &batch.decoder_attention_mask})
+      if (t->defined()) *t = t->to(device_);
   RunContext ctx;
   ctx.train = options.train;
   ctx.seed = seed_;

@@ -48,16 +48,18 @@ struct ForwardOutput {
 
 class SwitchTransformer {
  public:
-  // Builds and initialises the parameters (SPEC §4) from `seed`. dtype: f32, or f64 for
-  // gradient checks.
-  explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0,
-                             DType dtype = DType::f32);
+  // Builds and initialises the parameters (SPEC §4) from `seed`, on `device`. dtype: f32,
+  // or f64 for gradient checks on the cpu, bf16 on a GPU (the router stays f32). The
+  // parameters are drawn on the host, so every device starts from the same numbers.
+  explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0, DType dtype = DType::f32,
+                             Device device = Device::cpu());
 
   // Parameters share storage with their tensors: a copy would alias every weight.
   SwitchTransformer(const SwitchTransformer&) = delete;
   SwitchTransformer& operator=(const SwitchTransformer&) = delete;
   SwitchTransformer(SwitchTransformer&&) = default;
 
+  // The batch is on the host (it is validated there); outputs live on the model's device.
   ForwardOutput forward(const Batch& batch, const ForwardOptions& options = {}) const;
 
   const ModelConfig& config() const { return config_; }
@@ -65,6 +67,7 @@ class SwitchTransformer {
   const ParameterStore& parameters() const { return params_; }
   uint64_t seed() const { return seed_; }
   DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
 
  private:
   struct Block {
@@ -99,6 +102,7 @@ class SwitchTransformer {
   ModelConfig config_;
   uint64_t seed_;
   DType dtype_;
+  Device device_;
   ParameterStore params_;
   Tensor shared_;   // [V, d]
   Tensor lm_head_;  // [V, d] when embeddings are not tied

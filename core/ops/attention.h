@@ -7,7 +7,7 @@
 namespace sw::ops {
 
 struct AttentionInputs {
-  const Tensor* bias = nullptr;      // [H, Tq, Tk] relative position bias, or null
+  const Tensor* bias = nullptr;      // [H, Tq, Tk] position bias (f32 on a GPU), or null
   const Tensor* key_mask = nullptr;  // i32 [B, Tk], 1 = attend, 0 = padding; or null
   bool causal = false;               // key j > query i masked (decoder self-attention)
   DropoutSpec dropout;               // on the attention probabilities (training)

@@ -5,11 +5,14 @@
 #include "core/ops/attention.h"
 #include "core/ops/dispatch.h"
 
+#ifdef SW_WITH_CUDA
+#include "kernels/transformer.cuh"
+#endif
+
 namespace sw::ops {
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                  const AttentionInputs& in, Tensor* probs) {
-  for (const Tensor* t : {&q, &k, &v}) require_cpu(*t, "attention");
   SW_CHECK_ARG(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3,
                "attention: q, k, v must be [B, T, H*dk], got ", q.str(), ", ", k.str(), ", ",
                v.str());
@@ -21,7 +24,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   SW_CHECK_ARG(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: dtypes differ");
   if (in.bias) {
     check_shape(*in.bias, {heads, Tq, Tk}, "attention: bias");
-    check_dtype(*in.bias, q.dtype(), "attention: bias");
+    // On a GPU the bias is f32 whatever the activations (the softmax runs in f32).
+    check_dtype(*in.bias, on_cuda(q) ? DType::f32 : q.dtype(), "attention: bias");
   }
   if (in.key_mask) {
     check_shape(*in.key_mask, {B, Tk}, "attention: key mask");
@@ -33,6 +37,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
                  in.dropout.rate);
     check_stream_size(B * heads * Tq * Tk, "attention dropout");
   }
+#ifdef SW_WITH_CUDA
+  if (on_cuda(q)) return kernels::attention(q, k, v, heads, in, probs);
+#endif
+  for (const Tensor* t : {&q, &k, &v}) require_cpu(*t, "attention");
   Tensor out = Tensor::empty({B, Tq, inner}, q.dtype());
   if (probs) *probs = Tensor::empty({B, heads, Tq, Tk}, q.dtype());
   dispatch_float(q.dtype(), "attention", [&](auto zero) {

@@ -5,6 +5,7 @@
 
 #ifdef SW_WITH_CUDA
 #include "kernels/routing.cuh"
+#include "kernels/transformer.cuh"
 #endif
 
 namespace sw::ops {
@@ -35,6 +36,12 @@ void dropout_(Tensor& x, const DropoutSpec& spec) {
   if (!spec.active()) return;
   const int64_t width = last_dim(x), rows = leading_rows(x);
   check_stream_size(x.numel(), "dropout");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) {
+    SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
+    return kernels::dropout(x, spec);
+  }
+#endif
   apply_dropout(x, spec, rows, width, [](int64_t r) { return r; });
 }
 

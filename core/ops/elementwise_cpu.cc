@@ -8,10 +8,12 @@
 namespace sw::ops {
 
 void add_(Tensor& a, const Tensor& b) {
+  SW_CHECK_ARG(a.shape() == b.shape() && a.dtype() == b.dtype() && a.device() == b.device(),
+               "add: ", a.str(), " and ", b.str(), " differ");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(a)) return kernels::add_(a, b);
+#endif
   require_cpu(a, "add");
-  require_cpu(b, "add");
-  SW_CHECK_ARG(a.shape() == b.shape() && a.dtype() == b.dtype(), "add: ", a.str(), " and ", b.str(),
-               " differ");
   const int64_t n = a.numel();
   dispatch_float(a.dtype(), "add", [&](auto zero) {
     using T = decltype(zero);

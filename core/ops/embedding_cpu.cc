@@ -1,12 +1,17 @@
 #include <cstring>
 
 #include "core/ops/dispatch.h"
+
+#ifdef SW_WITH_CUDA
+#include "kernels/transformer.cuh"
+#endif
 #include "core/ops/embedding.h"
 
 namespace sw::ops {
 
-void check_token_ids(const Tensor& ids, int64_t vocab, const char* what) {
-  check_dtype(ids, DType::i32, what);
+void check_token_ids(const Tensor& ids_in, int64_t vocab, const char* what) {
+  check_dtype(ids_in, DType::i32, what);
+  const Tensor ids = ids_in.device().is_cpu() ? ids_in : ids_in.to(Device::cpu());
   const int32_t* p = ids.data<int32_t>();
   for (int64_t i = 0; i < ids.numel(); ++i)
     SW_CHECK(p[i] >= 0 && p[i] < vocab, Status::kOutOfRange, what, ": token id ", p[i],
@@ -14,11 +19,15 @@ void check_token_ids(const Tensor& ids, int64_t vocab, const char* what) {
 }
 
 Tensor embedding(const Tensor& table, const Tensor& ids) {
-  require_cpu(table, "embedding");
-  require_cpu(ids, "embedding");
   SW_CHECK_ARG(table.ndim() == 2, "embedding: table must be [vocab, d], got ", table.str());
+  SW_CHECK_ARG(table.device() == ids.device(), "embedding: table on ", table.device().str(),
+               ", ids on ", ids.device().str());
   const int64_t vocab = table.dim(0), d = table.dim(1);
   check_token_ids(ids, vocab, "embedding");
+#ifdef SW_WITH_CUDA
+  if (on_cuda(table)) return kernels::embedding(table, ids);
+#endif
+  require_cpu(table, "embedding");
   Shape out_shape = ids.shape();
   out_shape.push_back(d);
   Tensor y = Tensor::empty(out_shape, table.dtype());

@@ -1,12 +1,16 @@
 #include <vector>
 
 #include "core/ops/dispatch.h"
+
+#ifdef SW_WITH_CUDA
+#include "kernels/transformer.cuh"
+#endif
 #include "core/ops/loss.h"
 
 namespace sw::ops {
 
-CrossEntropy cross_entropy(const Tensor& logits, const Tensor& labels, int32_t ignore_index) {
-  require_cpu(logits, "cross_entropy");
+CrossEntropy cross_entropy(const Tensor& logits, const Tensor& labels_in, int32_t ignore_index) {
+  const Tensor labels = labels_in.device().is_cpu() ? labels_in : labels_in.to(Device::cpu());
   SW_CHECK_ARG(logits.ndim() == 2, "cross_entropy: logits must be [N, V], got ", logits.str());
   const int64_t n = logits.dim(0), vocab = logits.dim(1);
   check_shape(labels, {n}, "cross_entropy: labels");
@@ -17,6 +21,23 @@ CrossEntropy cross_entropy(const Tensor& logits, const Tensor& labels, int32_t i
              "cross_entropy: label ", pl[i], " at position ", i, " is outside [0, ", vocab,
              ") and is not the ignore index ", ignore_index);
   CrossEntropy result;
+#ifdef SW_WITH_CUDA
+  if (on_cuda(logits)) {
+    // Per-row losses on the device, then the same serial sum as on the cpu.
+    const Tensor rows =
+        kernels::cross_entropy_rows(logits, labels_in.to(logits.device()), ignore_index)
+            .to(Device::cpu());
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (pl[i] == ignore_index) continue;
+      total += rows.data<float>()[i];
+      ++result.count;
+    }
+    result.loss = result.count ? total / static_cast<double>(result.count) : 0.0;
+    return result;
+  }
+#endif
+  require_cpu(logits, "cross_entropy");
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto zero) {
     using T = decltype(zero);
     const T* px = logits.data<T>();

@@ -1,16 +1,23 @@
 #include <cmath>
 
 #include "core/ops/dispatch.h"
+
+#ifdef SW_WITH_CUDA
+#include "kernels/transformer.cuh"
+#endif
 #include "core/ops/norm.h"
 
 namespace sw::ops {
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_rms) {
-  require_cpu(x, "rms_norm");
   const int64_t d = last_dim(x), rows = leading_rows(x);
   check_shape(weight, {d}, "rms_norm: weight");
   check_dtype(weight, x.dtype(), "rms_norm: weight");
   SW_CHECK_ARG(eps > 0, "rms_norm: eps must be > 0, got ", eps);
+#ifdef SW_WITH_CUDA
+  if (on_cuda(x)) return kernels::rms_norm(x, weight, eps, inv_rms);
+#endif
+  require_cpu(x, "rms_norm");
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   if (inv_rms) *inv_rms = Tensor::empty({rows}, x.dtype());
   dispatch_float(x.dtype(), "rms_norm", [&](auto zero) {
