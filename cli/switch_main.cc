@@ -7,6 +7,10 @@
 //                  [--routing-csv FILE]
 //       run one forward pass on a batch of real text and print losses and per-layer routing
 //       (and write it as CSV for scripts/plot_routing.py)
+//   switch validate [--preset P | --config F] [--device cuda:0] [--dtype f32|bf16]
+//                   [--tolerance X] [--min-agreement F] [batch options as for forward]
+//       the same batch through the cpu f32 reference and the device: per-block max and mean
+//       relative differences, routing agreement; exit status 3 when outside tolerance
 #include <omp.h>
 
 #include <chrono>
@@ -21,13 +25,14 @@
 
 #include "core/data/byte_tokenizer.h"
 #include "core/model/switch_transformer.h"
+#include "core/model/validate.h"
 
 namespace {
 
 using Args = std::map<std::string, std::string>;
 
 const char* kUsage =
-    "usage: switch <presets | config | inspect | forward> [options]\n"
+    "usage: switch <presets | config | inspect | forward | validate> [options]\n"
     "  --preset NAME      a compiled-in preset (default tiny)\n"
     "  --config FILE      a ModelConfig in protobuf text format (overrides --preset)\n"
     "  --text FILE        text for the forward batch (default /usr/share/common-licenses/GPL-3)\n"
@@ -37,7 +42,11 @@ const char* kUsage =
     "  --seed S           parameter seed (default 0)\n"
     "  --threads T        CPU threads (default: all)\n"
     "  --train            training-mode forward (dropout, jitter, train capacity)\n"
-    "  --routing-csv FILE write per-layer, per-expert routing counts as CSV\n";
+    "  --routing-csv FILE write per-layer, per-expert routing counts as CSV\n"
+    "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
+    "  --dtype T          validate: f32 (default, TF32 off) or bf16\n"
+    "  --tolerance X      validate: largest max relative difference (default 1e-4, bf16 5e-2)\n"
+    "  --min-agreement F  validate: routing agreement per layer (default 1, bf16 0.95)\n";
 
 Args parse_args(int argc, char** argv) {
   Args args;
@@ -97,6 +106,42 @@ void print_inspect(const sw::ModelConfig& config) {
   }
 }
 
+sw::Batch text_batch(const sw::ModelConfig& config, const Args& a) {
+  return sw::make_continuation_batch(read_file(arg(a, "text", "/usr/share/common-licenses/GPL-3")),
+                                     int_arg(a, "batch", 8), int_arg(a, "input-len", 128),
+                                     int_arg(a, "target-len", 32), config);
+}
+
+double double_arg(const Args& a, const std::string& key, double fallback) {
+  const std::string v = arg(a, key, "");
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (*end != '\0')
+    throw sw::Error(sw::Status::kInvalidArgument, "--" + key + ": not a number: " + v);
+  return x;
+}
+
+// Returns the exit status: 0 within tolerance, 3 outside.
+int run_validate(const sw::ModelConfig& config, const Args& a) {
+  sw::ValidationOptions options;
+  options.device = sw::Device::parse(arg(a, "device", "cuda:0"));
+  const std::string dtype = arg(a, "dtype", "f32");
+  if (dtype != "f32" && dtype != "bf16")
+    throw sw::Error(sw::Status::kInvalidArgument, "--dtype: f32 or bf16, got " + dtype);
+  const bool bf16 = dtype == "bf16";
+  options.dtype = bf16 ? sw::DType::bf16 : sw::DType::f32;
+  options.tolerance = double_arg(a, "tolerance", bf16 ? 5e-2 : 1e-4);
+  options.min_routing_agreement = double_arg(a, "min-agreement", bf16 ? 0.95 : 1.0);
+  const sw::Batch b = text_batch(config, a);
+  std::printf("validating %s on %s in %s against the cpu in f32...\n", config.name().c_str(),
+              options.device.str().c_str(), dtype.c_str());
+  const sw::ValidationReport report =
+      sw::validate_devices(config, static_cast<uint64_t>(int_arg(a, "seed", 0)), b, options);
+  std::fputs(report.text(options).c_str(), stdout);
+  return report.within_tolerance ? 0 : 3;
+}
+
 void write_routing_csv(const std::string& path, const std::vector<sw::LayerRouting>& routing) {
   std::ofstream out(path);
   if (!out) throw sw::Error(sw::Status::kIo, "cannot write " + path);
@@ -117,8 +162,7 @@ void print_forward(const sw::ModelConfig& config, const Args& a) {
   const int64_t batch = int_arg(a, "batch", 8), input_len = int_arg(a, "input-len", 128),
                 target_len = int_arg(a, "target-len", 32);
   const std::string text_path = arg(a, "text", "/usr/share/common-licenses/GPL-3");
-  const sw::Batch b =
-      sw::make_continuation_batch(read_file(text_path), batch, input_len, target_len, config);
+  const sw::Batch b = text_batch(config, a);
   std::printf("building %s (seed %lld, %d threads)...\n", config.name().c_str(),
               static_cast<long long>(int_arg(a, "seed", 0)), omp_get_max_threads());
   const sw::SwitchTransformer model(config, static_cast<uint64_t>(int_arg(a, "seed", 0)));
@@ -177,6 +221,8 @@ int main(int argc, char** argv) {
       print_inspect(load_config(a));
     } else if (command == "forward") {
       print_forward(load_config(a), a);
+    } else if (command == "validate") {
+      return run_validate(load_config(a), a);
     } else {
       std::fprintf(stderr, "switch: unknown command \"%s\"\n%s", command.c_str(), kUsage);
       return 2;

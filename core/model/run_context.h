@@ -31,6 +31,7 @@ inline uint32_t random_site(int stack, int64_t block, SiteKind kind) {
 
 struct RunContext {
   bool train = false;
+  bool keep_block_outputs = false;  // for validation: every block's output hidden state
   uint64_t seed = 0;
   uint64_t step = 0;
 

@@ -265,6 +265,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
     y = y.view({batch, length, d});
     ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardOut), rate));
     ops::add_(h, y);
+    if (ctx.keep_block_outputs) out.block_outputs.push_back({s.stack, blk, h.clone()});
   }
   if (hf_concat && sparse_layers > 0) {
     out.aux_loss += config_.aux_loss_coef() * stack_balance.loss();
@@ -293,6 +294,7 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
   ctx.train = options.train;
   ctx.seed = seed_;
   ctx.step = options.step;
+  ctx.keep_block_outputs = options.keep_block_outputs;
   const Tensor* enc_mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
   const Tensor* dec_mask =
       batch.decoder_attention_mask.defined() ? &batch.decoder_attention_mask : nullptr;

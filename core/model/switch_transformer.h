@@ -18,8 +18,15 @@
 namespace sw {
 
 struct ForwardOptions {
-  bool train = false;  // dropout, expert dropout, router jitter, train capacity factor
-  uint64_t step = 0;   // addresses the random streams of this step
+  bool train = false;               // dropout, expert dropout, router jitter, train capacity factor
+  uint64_t step = 0;                // addresses the random streams of this step
+  bool keep_block_outputs = false;  // fill ForwardOutput::block_outputs (validation)
+};
+
+struct BlockOutput {
+  Stack stack = Stack::kEncoder;
+  int64_t block = 0;
+  Tensor hidden;  // [B, T, d] after the block
 };
 
 struct LayerRouting {
@@ -40,10 +47,11 @@ struct ForwardOutput {
   Tensor encoder_output;  // [B, Te, d], after the encoder's final norm
   double ce_loss = 0.0;   // mean over labelled tokens (0 without labels)
   int64_t label_tokens = 0;
-  double aux_loss = 0.0;              // load-balancing loss, coefficient included
-  double z_loss = 0.0;                // router z-loss, coefficient included
-  double loss = 0.0;                  // ce + aux + z
-  std::vector<LayerRouting> routing;  // one per sparse block, encoder first
+  double aux_loss = 0.0;                   // load-balancing loss, coefficient included
+  double z_loss = 0.0;                     // router z-loss, coefficient included
+  double loss = 0.0;                       // ce + aux + z
+  std::vector<LayerRouting> routing;       // one per sparse block, encoder first
+  std::vector<BlockOutput> block_outputs;  // when asked for, encoder first
 };
 
 class SwitchTransformer {
