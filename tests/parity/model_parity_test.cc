@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <limits>
 
-#include "../cpp/test_util.h"
 #include "core/data/byte_tokenizer.h"
 #include "core/io/safetensors.h"
 #include "core/model/switch_transformer.h"
@@ -14,6 +13,7 @@
 #include "core/ops/embedding.h"
 #include "core/ops/loss.h"
 #include "core/ops/norm.h"
+#include "parity_util.h"
 
 namespace sw {
 namespace {
@@ -21,20 +21,10 @@ namespace {
 using testing::max_relative_error;
 using testing::random_tensor;
 
-const Device kGpu = Device::cuda(0);
-
-class ModelParity : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  }
-};
-
-Tensor gpu(const Tensor& cpu, DType dtype = DType::f32) { return cpu.to(dtype).to(kGpu); }
-Tensor host(const Tensor& device) {
-  const Tensor h = device.to(Device::cpu());
-  return h.dtype() == DType::bf16 ? h.to(DType::f32) : h;
-}
+using parity::gpu;
+using parity::host;
+using parity::kGpu;
+using ModelParity = parity::GpuTest;
 
 TEST_F(ModelParity, EmbeddingAndRmsNorm) {
   const Tensor table = random_tensor({50, 24}, DType::f32, 1);

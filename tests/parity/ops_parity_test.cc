@@ -5,12 +5,12 @@
 
 #include <limits>
 
-#include "../cpp/test_util.h"
 #include "core/model/switch_ffn.h"
 #include "core/ops/activation.h"
 #include "core/ops/dropout.h"
 #include "core/ops/gemm.h"
 #include "core/ops/routing.h"
+#include "parity_util.h"
 
 namespace sw {
 namespace {
@@ -18,20 +18,10 @@ namespace {
 using testing::max_relative_error;
 using testing::random_tensor;
 
-const Device kGpu = Device::cuda(0);
-
-class Parity : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  }
-};
-
-Tensor gpu(const Tensor& cpu, DType dtype = DType::f32) { return cpu.to(dtype).to(kGpu); }
-Tensor host(const Tensor& device) {
-  const Tensor h = device.to(Device::cpu());
-  return h.dtype() == DType::bf16 ? h.to(DType::f32) : h;
-}
+using parity::gpu;
+using parity::host;
+using parity::kGpu;
+using Parity = parity::GpuTest;
 // A GPU output buffer full of NaN: any element the op fails to write fails the check.
 Tensor poisoned(const Shape& shape, DType dtype) {
   return Tensor::full(shape, DType::f32, std::numeric_limits<double>::quiet_NaN())
