@@ -2,7 +2,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include "core/tensor/error.h"
 
@@ -13,25 +16,92 @@
 namespace sw {
 namespace {
 
+// Blocks of 1 MiB and more (activations, expert buffers) are kept after free and handed
+// out again for the same rounded size: a forward pass allocates the same shapes every
+// step, and fresh large blocks come from mmap and page-fault on first touch (about a
+// tenth of the Switch FFN's time on the CPU, docs/PERF.md). Small blocks go straight to
+// malloc. The cache holds at most `limit` bytes (1 GiB unless set); beyond it blocks are
+// freed.
 class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
+    const size_t size = rounded(bytes);
+    if (size >= kCachedFrom) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= size;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, size);
     SW_CHECK(p != nullptr, Status::kOutOfMemory, "cpu allocator: out of memory allocating ", bytes,
              " bytes");
     return p;
   }
-  void deallocate(void* ptr, size_t /*bytes*/) override { std::free(ptr); }
+
+  void deallocate(void* ptr, size_t bytes) override {
+    if (!ptr) return;
+    const size_t size = rounded(bytes);
+    if (size >= kCachedFrom) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_bytes_ + size <= limit_) {
+        free_[size].push_back(ptr);
+        cached_bytes_ += size;
+        return;
+      }
+    }
+    std::free(ptr);
+  }
+
+ private:
+  static constexpr size_t kCachedFrom = size_t{1} << 20;
+  // 64-byte multiples below 1 MiB; 64 KiB multiples above, so near sizes share blocks.
+  static size_t rounded(size_t bytes) {
+    const size_t granule = bytes < kCachedFrom ? 64 : (size_t{64} << 10);
+    return (bytes + granule - 1) / granule * granule;
+  }
+
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_bytes_ = 0;
+  size_t limit_ = size_t{1} << 30;
+
+ public:
+  size_t set_limit(size_t limit) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t previous = limit_;
+    limit_ = limit;
+    // Shrink at once: drop blocks until the cache fits the new limit.
+    for (auto it = free_.begin(); it != free_.end() && cached_bytes_ > limit_;) {
+      while (!it->second.empty() && cached_bytes_ > limit_) {
+        std::free(it->second.back());
+        it->second.pop_back();
+        cached_bytes_ -= it->first;
+      }
+      it = it->second.empty() ? free_.erase(it) : std::next(it);
+    }
+    return previous;
+  }
+  size_t cached_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_bytes_;
+  }
 };
 
-}  // namespace
-
-Allocator& cpu_allocator() {
+CpuAllocator& the_cpu_allocator() {
   static CpuAllocator allocator;
   return allocator;
 }
+
+}  // namespace
+
+Allocator& cpu_allocator() { return the_cpu_allocator(); }
+size_t set_cpu_cache_limit(size_t bytes) { return the_cpu_allocator().set_limit(bytes); }
+size_t cpu_cached_bytes() { return the_cpu_allocator().cached_bytes(); }
 
 Allocator& allocator_for(const Device& device) {
   if (device.is_cpu()) return cpu_allocator();

@@ -58,6 +58,27 @@ TEST(Tensor, UndefinedAndHugeTensorsAreErrors) {
   EXPECT_THROW(Tensor::from_vector<int64_t>({int64_t{1} << 40}, {1}).to(DType::i32), Error);
 }
 
+TEST(CpuAllocator, CachesLargeBlocksUpToTheLimit) {
+  const size_t previous = set_cpu_cache_limit(size_t{64} << 20);
+  set_cpu_cache_limit(0);  // start empty
+  set_cpu_cache_limit(size_t{64} << 20);
+  const void* first;
+  {
+    Tensor big = Tensor::empty({1 << 20}, DType::f32);  // 4 MiB
+    first = big.raw();
+  }
+  EXPECT_EQ(cpu_cached_bytes(), size_t{4} << 20);
+  Tensor again = Tensor::empty({1 << 20}, DType::f32);
+  EXPECT_EQ(again.raw(), first);  // the cached block, reused
+  EXPECT_EQ(cpu_cached_bytes(), 0u);
+  { Tensor small = Tensor::empty({1000}, DType::f32); }
+  EXPECT_EQ(cpu_cached_bytes(), 0u);  // small blocks are not cached
+  set_cpu_cache_limit(0);
+  { Tensor big = Tensor::empty({1 << 20}, DType::f32); }
+  EXPECT_EQ(cpu_cached_bytes(), 0u);  // caching off
+  set_cpu_cache_limit(previous);
+}
+
 TEST(Tensor, DtypeConversions) {
   Tensor t = Tensor::from_vector<double>({1.5, -2.25, 3e-3}, {3});
   Tensor f = t.to(DType::f32);
