@@ -1,0 +1,260 @@
+#include "core/train/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+namespace sw {
+namespace {
+
+// Calls fn(T{}) for a CPU f32 or f64 parameter/gradient pair, checking them first.
+template <typename Fn>
+void with_pair(const ParameterGradient& pg, const char* who, Fn&& fn) {
+  SW_CHECK_ARG(pg.parameter.defined() && pg.gradient.defined(), who, ": parameter ", pg.name,
+               " has no gradient");
+  SW_CHECK_ARG(
+      pg.parameter.shape() == pg.gradient.shape() && pg.parameter.dtype() == pg.gradient.dtype(),
+      who, ": gradient ", pg.gradient.str(), " does not match parameter ", pg.name, " ",
+      pg.parameter.str());
+  SW_CHECK(pg.parameter.device().is_cpu() && pg.gradient.device().is_cpu(), Status::kUnsupported,
+           who, ": parameter ", pg.name, " is on ", pg.parameter.device().str(),
+           "; the optimizers run on the cpu");
+  switch (pg.parameter.dtype()) {
+    case DType::f32:
+      fn(float{});
+      break;
+    case DType::f64:
+      fn(double{});
+      break;
+    default:
+      throw Error(Status::kUnsupported, std::string(who) + ": parameter " + pg.name + " is " +
+                                            dtype_name(pg.parameter.dtype()) +
+                                            "; the optimizers update f32 or f64 parameters");
+  }
+}
+
+// State for one parameter, created on the first step; later steps must match it.
+struct Slots {
+  std::string name;
+  Shape shape;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  Tensor& get(const std::string& slot) {
+    for (auto& [n, t] : tensors)
+      if (n == slot) return t;
+    throw Error(Status::kInternal, "optimizer: no slot " + slot + " for " + name);
+  }
+};
+
+class OptimizerBase : public Optimizer {
+ public:
+  std::vector<std::pair<std::string, Tensor>> state() const override {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (const Slots& s : slots_)
+      for (const auto& [slot, t] : s.tensors) out.push_back({s.name + "/" + slot, t});
+    return out;
+  }
+
+ protected:
+  // The slots of every parameter, made by `create` on the first step and checked after.
+  template <typename Create>
+  void bind(const std::vector<ParameterGradient>& grads, Create create) {
+    if (slots_.empty()) {
+      for (const ParameterGradient& g : grads) slots_.push_back(create(g));
+      return;
+    }
+    SW_CHECK_ARG(grads.size() == slots_.size(), "optimizer: ", grads.size(),
+                 " parameters this step, ", slots_.size(), " on the first");
+    for (size_t i = 0; i < grads.size(); ++i)
+      SW_CHECK_ARG(grads[i].name == slots_[i].name && grads[i].parameter.shape() == slots_[i].shape,
+                   "optimizer: parameter ", i, " is ", grads[i].name, " ",
+                   shape_str(grads[i].parameter.shape()), ", was ", slots_[i].name, " ",
+                   shape_str(slots_[i].shape));
+  }
+  std::vector<Slots> slots_;
+};
+
+template <typename T>
+double mean_square(const T* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return n ? s / static_cast<double>(n) : 0.0;
+}
+
+DType state_dtype(const Tensor& p) { return p.dtype() == DType::f64 ? DType::f64 : DType::f32; }
+
+class Adafactor final : public OptimizerBase {
+ public:
+  explicit Adafactor(const AdafactorOptions& o) : o_(o) {
+    SW_CHECK_ARG(o.beta1 >= 0 && o.beta1 < 1, "adafactor: beta1 must be in [0, 1), got ", o.beta1);
+    SW_CHECK_ARG(o.decay_rate > 0 && o.decay_rate <= 1,
+                 "adafactor: decay_rate must be in (0, 1], got ", o.decay_rate);
+    SW_CHECK_ARG(o.eps1 > 0 && o.eps2 > 0, "adafactor: eps1 and eps2 must be > 0");
+    SW_CHECK_ARG(o.clip_threshold > 0, "adafactor: clip_threshold must be > 0, got ",
+                 o.clip_threshold);
+    SW_CHECK_ARG(o.weight_decay >= 0, "adafactor: weight_decay must be >= 0, got ", o.weight_decay);
+  }
+
+  void step(std::vector<ParameterGradient>& grads, double lr, int64_t step) override {
+    SW_CHECK_ARG(step >= 1, "adafactor: steps count from 1, got ", step);
+    bind(grads, [&](const ParameterGradient& g) {
+      Slots s{g.name, g.parameter.shape(), {}};
+      const DType dt = state_dtype(g.parameter);
+      if (factored(g.parameter)) {
+        // Second moments factored over the last two dimensions: per row and per column.
+        const Shape& sh = g.parameter.shape();
+        Shape rows(sh.begin(), sh.end() - 1), cols(sh.begin(), sh.end() - 2);
+        cols.push_back(sh.back());
+        s.tensors.push_back({"row", Tensor::zeros(rows, dt)});
+        s.tensors.push_back({"col", Tensor::zeros(cols, dt)});
+      } else {
+        s.tensors.push_back({"v", Tensor::zeros(g.parameter.shape(), dt)});
+      }
+      if (o_.beta1 > 0) s.tensors.push_back({"m", Tensor::zeros(g.parameter.shape(), dt)});
+      return s;
+    });
+    const double beta2 = 1.0 - std::pow(static_cast<double>(step), -o_.decay_rate);
+    for (size_t i = 0; i < grads.size(); ++i)
+      with_pair(grads[i], "adafactor",
+                [&](auto zero) { update<decltype(zero)>(grads[i], slots_[i], lr, beta2); });
+  }
+
+ private:
+  static bool factored(const Tensor& p) { return p.ndim() >= 2; }
+
+  template <typename T>
+  void update(ParameterGradient& pg, Slots& s, double lr, double beta2) {
+    T* p = pg.parameter.data<T>();
+    const T* g = pg.gradient.data<T>();
+    const int64_t n = pg.parameter.numel();
+    double rate = lr;
+    if (o_.multiply_by_parameter_scale) rate *= std::max(o_.eps2, std::sqrt(mean_square(p, n)));
+    std::vector<double> u(n);
+    if (factored(pg.parameter)) {
+      const int64_t cols = pg.parameter.dim(-1), rows = pg.parameter.dim(-2),
+                    batch = n / (rows * cols);
+      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      S* row = s.get("row").data<S>();
+      S* col = s.get("col").data<S>();
+      for (int64_t b = 0; b < batch; ++b) {
+        const T* gb = g + b * rows * cols;
+        S* rb = row + b * rows;
+        S* cb = col + b * cols;
+        std::vector<double> row_mean(rows, 0.0), col_mean(cols, 0.0);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            const double sq = static_cast<double>(gb[r * cols + c]) * gb[r * cols + c] + o_.eps1;
+            row_mean[r] += sq / cols;
+            col_mean[c] += sq / rows;
+          }
+        double row_avg = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          rb[r] = static_cast<S>(beta2 * rb[r] + (1 - beta2) * row_mean[r]);
+          row_avg += static_cast<double>(rb[r]) / rows;
+        }
+        for (int64_t c = 0; c < cols; ++c)
+          cb[c] = static_cast<S>(beta2 * cb[c] + (1 - beta2) * col_mean[c]);
+        // v_hat[r, c] = row[r] * col[c] / mean(row): the rank-1 estimate of E[g^2].
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c)
+            u[b * rows * cols + r * cols + c] =
+                gb[r * cols + c] / std::sqrt(static_cast<double>(rb[r]) / row_avg * cb[c]);
+      }
+    } else {
+      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      S* v = s.get("v").data<S>();
+      for (int64_t i = 0; i < n; ++i) {
+        v[i] = static_cast<S>(beta2 * v[i] +
+                              (1 - beta2) * (static_cast<double>(g[i]) * g[i] + o_.eps1));
+        u[i] = g[i] / std::sqrt(static_cast<double>(v[i]));
+      }
+    }
+    // Update clipping: the update's RMS is at most clip_threshold.
+    const double rms = std::sqrt(mean_square(u.data(), n));
+    const double shrink = std::max(1.0, rms / o_.clip_threshold);
+    for (double& x : u) x /= shrink;
+    if (o_.beta1 > 0) {
+      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      S* m = s.get("m").data<S>();
+      for (int64_t i = 0; i < n; ++i)
+        u[i] = m[i] = static_cast<S>(o_.beta1 * m[i] + (1 - o_.beta1) * u[i]);
+    }
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = static_cast<T>(p[i] - rate * o_.weight_decay * p[i] - rate * u[i]);
+  }
+
+  AdafactorOptions o_;
+};
+
+class AdamW final : public OptimizerBase {
+ public:
+  explicit AdamW(const AdamWOptions& o) : o_(o) {
+    SW_CHECK_ARG(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+                 "adamw: beta1 and beta2 must be in [0, 1), got ", o.beta1, ", ", o.beta2);
+    SW_CHECK_ARG(o.eps > 0, "adamw: eps must be > 0, got ", o.eps);
+    SW_CHECK_ARG(o.weight_decay >= 0, "adamw: weight_decay must be >= 0, got ", o.weight_decay);
+  }
+
+  void step(std::vector<ParameterGradient>& grads, double lr, int64_t step) override {
+    SW_CHECK_ARG(step >= 1, "adamw: steps count from 1, got ", step);
+    bind(grads, [&](const ParameterGradient& g) {
+      const DType dt = state_dtype(g.parameter);
+      return Slots{g.name,
+                   g.parameter.shape(),
+                   {{"m", Tensor::zeros(g.parameter.shape(), dt)},
+                    {"v", Tensor::zeros(g.parameter.shape(), dt)}}};
+    });
+    const double c1 = 1 - std::pow(o_.beta1, static_cast<double>(step));
+    const double c2 = 1 - std::pow(o_.beta2, static_cast<double>(step));
+    for (size_t i = 0; i < grads.size(); ++i)
+      with_pair(grads[i], "adamw", [&](auto zero) {
+        using T = decltype(zero);
+        using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+        T* p = grads[i].parameter.data<T>();
+        const T* g = grads[i].gradient.data<T>();
+        S* m = slots_[i].get("m").data<S>();
+        S* v = slots_[i].get("v").data<S>();
+        for (int64_t j = 0; j < grads[i].parameter.numel(); ++j) {
+          m[j] = static_cast<S>(o_.beta1 * m[j] + (1 - o_.beta1) * g[j]);
+          v[j] =
+              static_cast<S>(o_.beta2 * v[j] + (1 - o_.beta2) * static_cast<double>(g[j]) * g[j]);
+          const double step_dir = (m[j] / c1) / (std::sqrt(v[j] / c2) + o_.eps);
+          p[j] = static_cast<T>(p[j] - lr * (step_dir + o_.weight_decay * p[j]));
+        }
+      });
+  }
+
+ private:
+  AdamWOptions o_;
+};
+
+}  // namespace
+
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm) {
+  double sum_sq = 0;
+  for (const ParameterGradient& pg : grads)
+    with_pair(pg, "clip_gradient_norm", [&](auto zero) {
+      using T = decltype(zero);
+      sum_sq += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
+    });
+  const double norm = std::sqrt(sum_sq);
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / norm;
+    for (ParameterGradient& pg : grads)
+      with_pair(pg, "clip_gradient_norm", [&](auto zero) {
+        using T = decltype(zero);
+        T* g = pg.gradient.data<T>();
+        for (int64_t i = 0; i < pg.gradient.numel(); ++i) g[i] = static_cast<T>(g[i] * scale);
+      });
+  }
+  return norm;
+}
+
+std::unique_ptr<Optimizer> make_adafactor(const AdafactorOptions& options) {
+  return std::make_unique<Adafactor>(options);
+}
+
+std::unique_ptr<Optimizer> make_adamw(const AdamWOptions& options) {
+  return std::make_unique<AdamW>(options);
+}
+
+}  // namespace sw

@@ -1,0 +1,53 @@
+// Optimizers (SPEC §5): Adafactor (factored second moments, no first moment by default,
+// update clipping, relative step scaling) and AdamW, with their state in f32 (f64 for an
+// f64 model), plus global gradient-norm clipping. They update parameters in place from
+// gradients of the same shapes, on the CPU.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace sw {
+
+struct ParameterGradient {
+  std::string name;
+  Tensor parameter;  // updated in place
+  Tensor gradient;   // same shape and dtype
+};
+
+// Scales every gradient by max_norm / norm when the global L2 norm exceeds max_norm
+// (max_norm <= 0: no clipping). Returns the norm before clipping (accumulated in f64).
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm);
+
+struct AdafactorOptions {
+  double beta1 = 0.0;                        // 0: no first moment (T5 / the paper)
+  double decay_rate = 0.8;                   // second-moment decay: beta2_t = 1 - t^-decay_rate
+  double eps1 = 1e-30;                       // added to the squared gradient
+  double eps2 = 1e-3;                        // floor of the parameter scale
+  double clip_threshold = 1.0;               // update RMS clipped to this
+  bool multiply_by_parameter_scale = false;  // lr_t = lr * max(eps2, RMS(parameter))
+  double weight_decay = 0.0;                 // decoupled, times lr_t
+};
+
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.0;  // decoupled: p -= lr * weight_decay * p
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // One update at 1-based `step` with learning rate `lr`. The first call fixes the set of
+  // parameters: later calls must pass the same names and shapes in the same order.
+  virtual void step(std::vector<ParameterGradient>& grads, double lr, int64_t step) = 0;
+  // The state tensors by "<parameter>/<slot>" (for checkpoints and tests).
+  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+};
+
+std::unique_ptr<Optimizer> make_adafactor(const AdafactorOptions& options);
+std::unique_ptr<Optimizer> make_adamw(const AdamWOptions& options);
+
+}  // namespace sw
