@@ -74,6 +74,9 @@ TEST(Adafactor, SecondMomentDecaysAsOneMinusStepToTheMinusDecayRate) {
   const double b = 1 - std::pow(2.0, -0.8);
   EXPECT_NEAR(opt->state()[0].second.item(0), b * 4.0 + (1 - b) * 1.0, 1e-12);
   // The update -1 / sqrt(v2) has RMS 1 / sqrt(v2), under the clip threshold 1 since v2 > 1.
+  const double v2 = b * 4.0 + (1 - b) * 1.0;
+  ASSERT_GT(v2, 1.0);
+  EXPECT_NEAR(p.item(0), -1.0 + 1.0 / std::sqrt(v2), 1e-12);
 }
 
 TEST(Adafactor, MinimisesAQuadratic) {
