@@ -23,14 +23,16 @@ __device__ float block_sum(float v) {
 
 __device__ float block_max(float v) {
   __shared__ float partial[32];
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = 16; offset > 0; offset /= 2)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __syncthreads();
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   const int warps = blockDim.x / 32;
   v = lane < warps ? partial[lane] : -INFINITY;
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = 16; offset > 0; offset /= 2)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
 
@@ -42,7 +44,8 @@ __global__ void embedding_kernel(const T* table, const int32_t* ids, T* out, int
 }
 
 template <typename T>
-__global__ void rms_norm_kernel(const T* x, const T* w, T* y, float* inv_rms, int64_t d, float eps) {
+__global__ void rms_norm_kernel(const T* x, const T* w, T* y, float* inv_rms, int64_t d,
+                                float eps) {
   const int64_t r = blockIdx.x;
   float sum_sq = 0.0f;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
@@ -101,10 +104,12 @@ __global__ void cross_entropy_kernel(const T* logits, const int32_t* labels, flo
     return;
   }
   float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, load(logits, r * vocab + j));
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
+    m = fmaxf(m, load(logits, r * vocab + j));
   m = block_max(m);
   float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) sum += expf(load(logits, r * vocab + j) - m);
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
+    sum += expf(load(logits, r * vocab + j) - m);
   sum = block_sum(sum);
   if (threadIdx.x == 0) loss[r] = m + logf(sum) - load(logits, r * vocab + label);
 }
@@ -168,7 +173,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   if (B * Tq * Tk == 0) return out;
   const size_t elem = dtype_size(dt);
   const cudaDataType_t type = cuda_type(dt);
-  const cublasComputeType_t compute = dt == DType::f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute =
+      dt == DType::f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
   const float one = 1.0f, zero = 0.0f;
   for (int64_t b = 0; b < B; ++b) {
     // scores[b, h] (Tq x Tk, f32) = Q_bh K_bh^T; column-major: S^T = K_bh Q_bh^T.
