@@ -11,4 +11,11 @@ Tensor gelu(const Tensor& x);
 // gelu(gate) * linear, elementwise (GEGLU's combination step).
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear);
 
+// Backward: dx from the forward input x and dy.
+Tensor relu_backward(const Tensor& dy, const Tensor& x);
+Tensor gelu_backward(const Tensor& dy, const Tensor& x);
+// d(gelu(gate) * linear): dgate and dlinear.
+void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
+                         Tensor& dlinear);
+
 }  // namespace sw::ops

@@ -17,6 +17,34 @@ T gelu_tanh(T x) {
          (T(1) + std::tanh(k * (x + static_cast<T>(0.044715) * x * x * x)));
 }
 
+// d/dx of the tanh GELU: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3)).
+template <typename T>
+T gelu_tanh_grad(T x) {
+  const T k = static_cast<T>(0.7978845608028654), c = static_cast<T>(0.044715);
+  const T t = std::tanh(k * (x + c * x * x * x));
+  return static_cast<T>(0.5) * (T(1) + t) +
+         static_cast<T>(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * c * x * x);
+}
+
+// y[i] = fn(dy[i], x[i]) over two same-shaped cpu tensors.
+template <typename Fn>
+Tensor zip_elementwise(const Tensor& dy, const Tensor& x, const char* op, Fn fn) {
+  require_cpu(x, op);
+  SW_CHECK_ARG(dy.shape() == x.shape() && dy.dtype() == x.dtype(), op, ": dy ", dy.str(),
+               " does not match x ", x.str());
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  const int64_t n = x.numel();
+  dispatch_float(x.dtype(), op, [&](auto zero) {
+    using T = decltype(zero);
+    const T* pd = dy.data<T>();
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) po[i] = fn(pd[i], px[i]);
+  });
+  return out;
+}
+
 template <typename Fn>
 Tensor map_elementwise(const Tensor& x, const char* op, Fn fn) {
   require_cpu(x, op);
@@ -67,6 +95,28 @@ Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
     for (int64_t i = 0; i < n; ++i) py[i] = gelu_tanh(pg[i]) * pl[i];
   });
   return y;
+}
+
+Tensor relu_backward(const Tensor& dy, const Tensor& x) {
+  return zip_elementwise(dy, x, "relu backward",
+                         [](auto g, auto v) { return v > 0 ? g : decltype(g)(0); });
+}
+
+Tensor gelu_backward(const Tensor& dy, const Tensor& x) {
+  return zip_elementwise(dy, x, "gelu backward",
+                         [](auto g, auto v) { return g * gelu_tanh_grad(v); });
+}
+
+void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
+                         Tensor& dlinear) {
+  SW_CHECK_ARG(linear.shape() == gate.shape() && linear.dtype() == gate.dtype(),
+               "gated_gelu backward: gate ", gate.str(), " and linear ", linear.str(), " differ");
+  // d/dgate = dy * linear * gelu'(gate); d/dlinear = dy * gelu(gate).
+  const Tensor dy_linear =
+      zip_elementwise(dy, linear, "gated_gelu backward", [](auto g, auto l) { return g * l; });
+  dgate = gelu_backward(dy_linear, gate);
+  dlinear = zip_elementwise(dy, gate, "gated_gelu backward",
+                            [](auto g, auto v) { return g * gelu_tanh(v); });
 }
 
 }  // namespace sw::ops

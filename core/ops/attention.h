@@ -19,4 +19,15 @@ struct AttentionInputs {
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                  const AttentionInputs& in, Tensor* probs = nullptr);
 
+struct AttentionGrads {
+  Tensor dq, dk, dv;  // like q, k, v
+  Tensor dbias;       // [H, Tq, Tk], summed over the batch (when a bias was given)
+};
+
+// Backward from dout [B, Tq, H*dk], the forward's q, k, v and its probs (the softmax,
+// before dropout); the dropout mask is rebuilt from in.dropout's stream.
+AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& probs, int64_t heads,
+                                  const AttentionInputs& in);
+
 }  // namespace sw::ops

@@ -95,4 +95,76 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   return out;
 }
 
+AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& probs, int64_t heads,
+                                  const AttentionInputs& in) {
+  for (const Tensor* t : {&dout, &q, &k, &v, &probs}) require_cpu(*t, "attention backward");
+  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1), dk = inner / heads;
+  check_shape(dout, q.shape(), "attention backward: dout");
+  check_shape(probs, {B, heads, Tq, Tk}, "attention backward: probs");
+  AttentionGrads g;
+  g.dq = Tensor::empty(q.shape(), q.dtype());
+  g.dk = Tensor::empty(k.shape(), k.dtype());
+  g.dv = Tensor::empty(v.shape(), v.dtype());
+  Tensor ds_all = Tensor::empty({B, heads, Tq, Tk}, q.dtype());  // score gradients
+  dispatch_float(q.dtype(), "attention backward", [&](auto zero) {
+    using T = decltype(zero);
+    using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+    using StridedOut = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+    const T keep_scale = static_cast<T>(1.0 / (1.0 - in.dropout.rate));
+    const T* pq = q.data<T>();
+    const T* pk = k.data<T>();
+    const T* pv = v.data<T>();
+    const T* pdo = dout.data<T>();
+    const T* pp = probs.data<T>();
+    std::exception_ptr failure;
+#pragma omp parallel for collapse(2) if (B * heads > 1 && B * heads * Tq * Tk * dk > 32768)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < heads; ++h) {
+        try {
+          const int64_t base = (b * heads + h) * Tq * Tk;
+          Strided Q(pq + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
+          Strided K(pk + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+          Strided V(pv + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+          Strided dO(pdo + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
+          StridedOut dQ(g.dq.data<T>() + b * Tq * inner + h * dk, Tq, dk,
+                        Eigen::OuterStride<>(inner));
+          StridedOut dK(g.dk.data<T>() + b * Tk * inner + h * dk, Tk, dk,
+                        Eigen::OuterStride<>(inner));
+          StridedOut dV(g.dv.data<T>() + b * Tk * inner + h * dk, Tk, dk,
+                        Eigen::OuterStride<>(inner));
+          Eigen::Map<const RowMatrix<T>> P(pp + base, Tq, Tk);
+          // The weights the forward multiplied V by: P with the dropout mask applied.
+          RowMatrix<T> mask = RowMatrix<T>::Ones(Tq, Tk);
+          if (in.dropout.active())
+            for (int64_t e = 0; e < Tq * Tk; ++e)
+              mask.data()[e] =
+                  in.dropout.keeps(static_cast<uint64_t>(base + e)) ? keep_scale : T(0);
+          dV.noalias() = P.cwiseProduct(mask).transpose() * dO;
+          RowMatrix<T> dP = (dO * V.transpose()).cwiseProduct(mask);
+          Eigen::Map<RowMatrix<T>> dS(ds_all.data<T>() + base, Tq, Tk);
+          for (int64_t i = 0; i < Tq; ++i) {
+            const T dot = dP.row(i).dot(P.row(i));
+            for (int64_t j = 0; j < Tk; ++j) dS(i, j) = P(i, j) * (dP(i, j) - dot);
+          }
+          dQ.noalias() = dS * K;
+          dK.noalias() = dS.transpose() * Q;
+        } catch (...) {
+#pragma omp critical(sw_attention_backward_failure)
+          if (!failure) failure = std::current_exception();
+        }
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    if (in.bias) {
+      g.dbias = Tensor::zeros({heads, Tq, Tk}, q.dtype());
+      T* db = g.dbias.data<T>();
+      const T* ds = ds_all.data<T>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t e = 0; e < heads * Tq * Tk; ++e) db[e] += ds[b * heads * Tq * Tk + e];
+    }
+  });
+  return g;
+}
+
 }  // namespace sw::ops

@@ -9,6 +9,9 @@ namespace sw::ops {
 // error naming its position and value.
 Tensor embedding(const Tensor& table, const Tensor& ids);
 
+// Backward: adds each dy row to its token's row of dtable ([V, d]); shared rows sum.
+void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable);
+
 // Throws out-of-range naming `what` and the first position whose id is outside [0, vocab).
 void check_token_ids(const Tensor& ids, int64_t vocab, const char* what);
 

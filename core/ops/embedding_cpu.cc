@@ -18,6 +18,23 @@ void check_token_ids(const Tensor& ids_in, int64_t vocab, const char* what) {
              " at flat position ", i, " is outside the vocabulary [0, ", vocab, ")");
 }
 
+void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {
+  require_cpu(dtable, "embedding backward");
+  SW_CHECK_ARG(dtable.ndim() == 2 && dy.numel() == ids.numel() * dtable.dim(1),
+               "embedding backward: dy ", dy.str(), " does not match ids ", ids.str(), " and ",
+               dtable.str());
+  check_token_ids(ids, dtable.dim(0), "embedding backward");
+  const int64_t d = dtable.dim(1);
+  const int32_t* pid = ids.data<int32_t>();
+  dispatch_float(dtable.dtype(), "embedding backward", [&](auto zero) {
+    using T = decltype(zero);
+    const T* g = dy.data<T>();
+    T* out = dtable.data<T>();
+    for (int64_t t = 0; t < ids.numel(); ++t)
+      for (int64_t i = 0; i < d; ++i) out[pid[t] * d + i] += g[t * d + i];
+  });
+}
+
 Tensor embedding(const Tensor& table, const Tensor& ids) {
   SW_CHECK_ARG(table.ndim() == 2, "embedding: table must be [vocab, d], got ", table.str());
   SW_CHECK_ARG(table.device() == ids.device(), "embedding: table on ", table.device().str(),

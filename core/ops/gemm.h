@@ -19,6 +19,11 @@ Tensor linear(const Tensor& x, const Tensor& w);
 void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
                     Tensor& c);
 
+// Backward of y = linear(x, w) = x @ w^T: dx = dy @ w, dw = dy^T @ x (dw accumulated into
+// when `accumulate`, so weights shared between uses sum their gradients).
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w);
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate);
+
 // Grouped GEMM over variable-size row blocks: rows [offsets[g], offsets[g + 1]) of a [R, k]
 // times op(b[g]) (b [G, n, k] when transpose_b, else [G, k, n]) give the same rows of
 // c [R, n]. The Switch experts: one block of kept tokens per expert.

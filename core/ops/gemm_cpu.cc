@@ -83,6 +83,23 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   return y.view(out_shape);
 }
 
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
+  SW_CHECK_ARG(w.ndim() == 2 && dy.ndim() >= 1 && dy.dim(-1) == w.dim(0), "linear backward: dy ",
+               dy.str(), " does not match weight ", w.str());
+  Shape shape = dy.shape();
+  shape.back() = w.dim(1);
+  return matmul(dy.view({leading_rows(dy), dy.dim(-1)}), false, w, false).view(shape);
+}
+
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate) {
+  SW_CHECK_ARG(dw.ndim() == 2 && dy.dim(-1) == dw.dim(0) && x.dim(-1) == dw.dim(1) &&
+                   leading_rows(dy) == leading_rows(x),
+               "linear backward: dy ", dy.str(), ", x ", x.str(), " and dw ", dw.str(),
+               " do not match");
+  matmul(dy.view({leading_rows(dy), dy.dim(-1)}), true, x.view({leading_rows(x), x.dim(-1)}), false,
+         dw, 1.0, accumulate ? 1.0 : 0.0);
+}
+
 void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
   SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
                "batched_matmul: expected 3-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());

@@ -19,4 +19,9 @@ struct CrossEntropy {
 CrossEntropy cross_entropy(const Tensor& logits, const Tensor& labels,
                            int32_t ignore_index = kIgnoreIndex);
 
+// Gradient of the mean loss times `scale` w.r.t. the logits: (softmax - onehot) * scale /
+// count on counted rows, 0 on ignored ones.
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, double scale = 1.0,
+                              int32_t ignore_index = kIgnoreIndex);
+
 }  // namespace sw::ops

@@ -9,4 +9,9 @@ namespace sw::ops {
 // inv_rms is given it receives rsqrt(mean(x^2) + eps) per row (for the backward).
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_rms = nullptr);
 
+// Backward from the forward's x, weight and inv_rms: returns dx; dweight accumulates
+// sum over rows of dy * x * inv_rms.
+Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                         const Tensor& inv_rms, Tensor& dweight);
+
 }  // namespace sw::ops

@@ -39,4 +39,37 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_r
   return y;
 }
 
+Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                         const Tensor& inv_rms, Tensor& dweight) {
+  require_cpu(x, "rms_norm backward");
+  const int64_t d = last_dim(x), rows = leading_rows(x);
+  check_shape(dy, x.shape(), "rms_norm backward: dy");
+  check_shape(inv_rms, {rows}, "rms_norm backward: inv_rms");
+  check_shape(dweight, {d}, "rms_norm backward: dweight");
+  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), "rms_norm backward", [&](auto zero) {
+    using T = decltype(zero);
+    const T* px = x.data<T>();
+    const T* pw = weight.data<T>();
+    const T* pdy = dy.data<T>();
+    const T* pr = inv_rms.data<T>();
+    T* pdx = dx.data<T>();
+    T* pdw = dweight.data<T>();
+    // y = w * x * r with r = (mean(x^2) + eps)^-1/2, so
+    // dx = r * (w * dy) - x * r^3 / d * sum_j(w_j * dy_j * x_j).
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = px + r * d;
+      const T* gr = pdy + r * d;
+      T dot = 0;
+      for (int64_t i = 0; i < d; ++i) dot += pw[i] * gr[i] * xr[i];
+      const T s = pr[r], coef = s * s * s * dot / static_cast<T>(d);
+      for (int64_t i = 0; i < d; ++i) {
+        pdx[r * d + i] = s * pw[i] * gr[i] - xr[i] * coef;
+        pdw[i] += gr[i] * xr[i] * s;
+      }
+    }
+  });
+  return dx;
+}
+
 }  // namespace sw::ops

@@ -22,6 +22,26 @@ Tensor softmax(const Tensor& x) {
   return y;
 }
 
+Tensor softmax_backward(const Tensor& dp, const Tensor& p) {
+  require_cpu(p, "softmax backward");
+  check_shape(dp, p.shape(), "softmax backward: dp");
+  const int64_t n = last_dim(p), rows = leading_rows(p);
+  Tensor dx = Tensor::empty(p.shape(), p.dtype());
+  dispatch_float(p.dtype(), "softmax backward", [&](auto zero) {
+    using T = decltype(zero);
+    const T* pp = p.data<T>();
+    const T* pg = dp.data<T>();
+    T* out = dx.data<T>();
+#pragma omp parallel for if (rows * n > 65536)
+    for (int64_t r = 0; r < rows; ++r) {
+      T dot = 0;
+      for (int64_t i = 0; i < n; ++i) dot += pg[r * n + i] * pp[r * n + i];
+      for (int64_t i = 0; i < n; ++i) out[r * n + i] = pp[r * n + i] * (pg[r * n + i] - dot);
+    }
+  });
+  return dx;
+}
+
 Tensor logsumexp(const Tensor& x) {
   require_cpu(x, "logsumexp");
   SW_CHECK_ARG(x.ndim() >= 1, "logsumexp: expected at least one dimension, got ", x.str());
