@@ -6,14 +6,21 @@
 namespace sw {
 
 Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& w,
-                  const std::function<Tensor(const Tensor&)>& project) {
+                  const std::function<Tensor(const Tensor&)>& project, Tensor* pre_activation,
+                  Tensor* pre_linear) {
+  const bool gated = activation == ModelConfig::GATED_GELU;
+  const Tensor pre = project(gated ? w.wi_0 : w.wi);
+  if (pre_activation) *pre_activation = pre;
   switch (activation) {
     case ModelConfig::RELU:
-      return ops::relu(project(w.wi));
+      return ops::relu(pre);
     case ModelConfig::GELU:
-      return ops::gelu(project(w.wi));
-    case ModelConfig::GATED_GELU:
-      return ops::gated_gelu(project(w.wi_0), project(w.wi_1));
+      return ops::gelu(pre);
+    case ModelConfig::GATED_GELU: {
+      const Tensor linear = project(w.wi_1);
+      if (pre_linear) *pre_linear = linear;
+      return ops::gated_gelu(pre, linear);
+    }
   }
   throw Error(Status::kInternal, "unknown activation");
 }

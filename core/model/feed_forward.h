@@ -19,8 +19,10 @@ struct FeedForwardWeights {
 // The hidden activation: act(project(wi)), or gelu(project(wi_0)) * project(wi_1) for
 // GATED_GELU, where project(w) applies the input projection w (dense: x @ w^T; the Switch
 // experts: a grouped GEMM).
+// pre_activation / pre_linear (optional) receive project(wi or wi_0) and project(wi_1).
 Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& w,
-                  const std::function<Tensor(const Tensor&)>& project);
+                  const std::function<Tensor(const Tensor&)>& project,
+                  Tensor* pre_activation = nullptr, Tensor* pre_linear = nullptr);
 
 Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
                     const Tensor& x, const ops::DropoutSpec& inner_dropout);

@@ -23,6 +23,20 @@ struct SwitchOutput {
   Tensor y;  // [N, d]: gate * expert(x) for kept tokens, 0 for dropped ones
   ops::RouterOutput router;
   ops::CapacityAssignment assignment;
+  // What the backward needs (filled on every call; tensors share storage, no copies).
+  Tensor router_input;             // [N, d] the (jittered) router input
+  Tensor expert_input;             // [N, d] what the experts read
+  ops::CapacityAssignment layout;  // the buffer layout the experts ran on
+  Tensor buffer;                   // [rows, d] dispatched tokens
+  Tensor pre_activation;           // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU)
+  Tensor pre_linear;               // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
+  Tensor hidden;                   // [rows, d_ff] after activation and expert dropout
+  Tensor expert_out;               // [rows, d]
+};
+
+struct SwitchGradients {
+  Tensor router;               // [E, d]
+  FeedForwardWeights experts;  // like SwitchWeights::experts
 };
 
 // x [N, d], the normed sublayer input, N = groups * group_size in token order.
@@ -30,5 +44,15 @@ struct SwitchOutput {
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                         int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
                         uint32_t dropout_site);
+
+// Backward of y and of this layer's loss terms (AUX_PER_LAYER): `loss_scale` multiplies the
+// layer's aux and z losses in the total (1 for the plain sum). The gradient reaches the
+// router through the gates, the aux loss's mean probabilities P_i and the z-loss; routing
+// decisions and capacity are constants; dropped tokens give their expert nothing. Returns
+// dx; `grads` accumulates the weight gradients (allocated on first use). CPU only.
+Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
+                           const SwitchOutput& fwd, const Tensor& dy, double loss_scale,
+                           int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
+                           uint32_t dropout_site, SwitchGradients& grads);
 
 }  // namespace sw
