@@ -1,6 +1,7 @@
 #include "core/model/feed_forward.h"
 
 #include "core/ops/activation.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
 
 namespace sw {
@@ -26,11 +27,37 @@ Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& 
 }
 
 Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
-                    const Tensor& x, const ops::DropoutSpec& inner_dropout) {
-  Tensor hidden =
-      ffn_hidden(activation, w, [&](const Tensor& weight) { return ops::linear(x, weight); });
+                    const Tensor& x, const ops::DropoutSpec& inner_dropout,
+                    FeedForwardCache* cache) {
+  Tensor pre, linear;
+  Tensor hidden = ffn_hidden(
+      activation, w, [&](const Tensor& weight) { return ops::linear(x, weight); }, &pre, &linear);
   ops::dropout_(hidden, inner_dropout);
+  if (cache) *cache = {pre, linear, hidden};
   return ops::linear(hidden, w.wo);
+}
+
+Tensor feed_forward_backward(const FeedForwardWeights& w, ModelConfig::Activation activation,
+                             const Tensor& x, const ops::DropoutSpec& inner_dropout,
+                             const FeedForwardCache& cache, const Tensor& dy,
+                             FeedForwardWeights& grads) {
+  ops::linear_backward_weight(dy, cache.hidden, grads.wo, true);
+  Tensor d_hidden = ops::linear_backward_input(dy, w.wo);
+  ops::dropout_(d_hidden, inner_dropout);  // the same mask and scale: dropout is linear
+  if (activation == ModelConfig::GATED_GELU) {
+    Tensor d_pre, d_linear;
+    ops::gated_gelu_backward(d_hidden, cache.pre_activation, cache.pre_linear, d_pre, d_linear);
+    ops::linear_backward_weight(d_pre, x, grads.wi_0, true);
+    ops::linear_backward_weight(d_linear, x, grads.wi_1, true);
+    Tensor dx = ops::linear_backward_input(d_pre, w.wi_0);
+    ops::add_(dx, ops::linear_backward_input(d_linear, w.wi_1));
+    return dx;
+  }
+  const Tensor d_pre = activation == ModelConfig::RELU
+                           ? ops::relu_backward(d_hidden, cache.pre_activation)
+                           : ops::gelu_backward(d_hidden, cache.pre_activation);
+  ops::linear_backward_weight(d_pre, x, grads.wi, true);
+  return ops::linear_backward_input(d_pre, w.wi);
 }
 
 }  // namespace sw

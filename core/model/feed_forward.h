@@ -24,7 +24,18 @@ Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& 
                   const std::function<Tensor(const Tensor&)>& project,
                   Tensor* pre_activation = nullptr, Tensor* pre_linear = nullptr);
 
+struct FeedForwardCache {
+  Tensor pre_activation, pre_linear, hidden;  // hidden: after activation and dropout
+};
+
 Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
-                    const Tensor& x, const ops::DropoutSpec& inner_dropout);
+                    const Tensor& x, const ops::DropoutSpec& inner_dropout,
+                    FeedForwardCache* cache = nullptr);
+
+// Backward from dy: returns dx and adds the weight gradients to `grads`.
+Tensor feed_forward_backward(const FeedForwardWeights& w, ModelConfig::Activation activation,
+                             const Tensor& x, const ops::DropoutSpec& inner_dropout,
+                             const FeedForwardCache& cache, const Tensor& dy,
+                             FeedForwardWeights& grads);
 
 }  // namespace sw

@@ -41,6 +41,33 @@ void ParameterStore::set(const std::string& name, const Tensor& values) {
   target.copy_from(values.to(target.dtype()));
 }
 
+Tensor& GradientBuffer::of(const Tensor& parameter) {
+  Tensor& g = grads_[{static_cast<const char*>(parameter.raw()), parameter.numel()}];
+  if (!g.defined()) g = Tensor::zeros(parameter.shape(), parameter.dtype());
+  return g;
+}
+
+std::vector<std::pair<std::string, Tensor>> GradientBuffer::by_name(
+    const ParameterStore& store) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& e : store.entries()) {
+    const char* data = static_cast<const char*>(e.tensor.raw());
+    const int64_t n = e.tensor.numel();
+    Tensor grad;
+    for (const auto& [key, g] : grads_) {
+      if (data < key.data || n == 0 || key.numel % n != 0) continue;
+      const int64_t offset = (data - key.data) / static_cast<int64_t>(dtype_size(g.dtype()));
+      if (offset + n > key.numel || offset % n != 0) continue;
+      // The parameter is slice offset / n of the tensor the gradient was kept for.
+      grad = g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(e.tensor.shape());
+      break;
+    }
+    out.push_back(
+        {e.name, grad.defined() ? grad : Tensor::zeros(e.tensor.shape(), e.tensor.dtype())});
+  }
+  return out;
+}
+
 namespace {
 
 // Element i of a truncated standard normal after `first` rejected attempts: attempt k

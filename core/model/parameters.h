@@ -2,6 +2,7 @@
 // (`encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight`).
 #pragma once
 
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -44,6 +45,24 @@ class ParameterStore {
  private:
   std::vector<Entry> entries_;
   std::unordered_map<std::string, size_t> index_;
+};
+
+// Gradients shaped like the parameters they belong to, zero until first written. Keyed by
+// the parameter tensor itself (its data and extent), so a layer can accumulate into the
+// stacked [E, ...] expert tensor while by_name() hands out each expert's slice.
+class GradientBuffer {
+ public:
+  Tensor& of(const Tensor& parameter);
+  // Every parameter's gradient in the store's order (zeros for parameters never reached).
+  std::vector<std::pair<std::string, Tensor>> by_name(const ParameterStore& store) const;
+
+ private:
+  struct Key {
+    const char* data;
+    int64_t numel;
+    bool operator<(const Key& o) const { return data != o.data ? data < o.data : numel < o.numel; }
+  };
+  std::map<Key, Tensor> grads_;
 };
 
 // Fills every parameter from its InitRule under the config's scheme; the numbers come

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
@@ -182,8 +183,18 @@ void SwitchTransformer::validate_batch(const Batch& b) const {
   }
 }
 
+Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t length) const {
+  // Computed on the host (a tiny table lookup), in f32 for a GPU model.
+  const Tensor table =
+      device_.is_cpu() ? s.relative_bias : s.relative_bias.to(Device::cpu()).to(DType::f32);
+  const Tensor bias = ops::position_bias(table, length, length, s.stack == Stack::kEncoder,
+                                         config_.relative_attention_max_distance());
+  return device_.is_cpu() ? bias : bias.to(device_);
+}
+
 Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in,
-                                    const RunContext& ctx, ForwardOutput& out) const {
+                                    const RunContext& ctx, ForwardOutput& out,
+                                    StackCache* cache) const {
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
   const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
@@ -193,29 +204,28 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
 
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
-  // The bias is computed on the host (a tiny table lookup), in f32 for a GPU model.
-  const Tensor table =
-      device_.is_cpu() ? s.relative_bias : s.relative_bias.to(Device::cpu()).to(DType::f32);
-  const Tensor bias_host = ops::position_bias(table, length, length, !decoder,
-                                              config_.relative_attention_max_distance());
-  const Tensor bias = device_.is_cpu() ? bias_host : bias_host.to(device_);
+  const Tensor bias = position_bias_for(s, length);
 
   // HF_CONCAT: one balance sum per sequence over all sparse layers of the stack.
   ops::BalanceSums stack_balance(batch, experts);
   double stack_z_sum = 0.0;
   int64_t stack_z_tokens = 0, sparse_layers = 0;
 
+  if (cache) cache->blocks.assign(s.blocks.size(), BlockCache{});
   for (size_t i = 0; i < s.blocks.size(); ++i) {
     const Block& b = s.blocks[i];
     const int64_t blk = static_cast<int64_t>(i);
+    BlockCache* c = cache ? &cache->blocks[i] : nullptr;
     // Self-attention sublayer.
     ops::AttentionInputs self;
     self.bias = &bias;
     self.key_mask = in.mask;
     self.causal = decoder;
     self.dropout = ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate);
-    Tensor normed = ops::rms_norm(h, b.self_norm, eps);
-    Tensor y = attention_layer(b.self_attn, normed, normed, heads, self);
+    if (c) c->self_input = h.clone();
+    Tensor normed = ops::rms_norm(h, b.self_norm, eps, c ? &c->self_inv_rms : nullptr);
+    if (c) c->self_normed = normed;
+    Tensor y = attention_layer(b.self_attn, normed, normed, heads, self, c ? &c->self : nullptr);
     ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionOut), rate));
     ops::add_(h, y);
     // Cross-attention sublayer (decoder).
@@ -223,16 +233,22 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
       ops::AttentionInputs cross;
       cross.key_mask = in.memory_mask;
       cross.dropout = ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate);
-      normed = ops::rms_norm(h, b.cross_norm, eps);
-      y = attention_layer(b.cross_attn, normed, *in.memory, heads, cross);
+      if (c) c->cross_input = h.clone();
+      normed = ops::rms_norm(h, b.cross_norm, eps, c ? &c->cross_inv_rms : nullptr);
+      if (c) c->cross_normed = normed;
+      y = attention_layer(b.cross_attn, normed, *in.memory, heads, cross, c ? &c->cross : nullptr);
       ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionOut), rate));
       ops::add_(h, y);
     }
     // Feed-forward sublayer: dense or Switch.
-    normed = ops::rms_norm(h, b.ffn_norm, eps).view({batch * length, d});
+    if (c) c->ffn_input = h.clone();
+    normed =
+        ops::rms_norm(h, b.ffn_norm, eps, c ? &c->ffn_inv_rms : nullptr).view({batch * length, d});
+    if (c) c->ffn_normed = normed;
     if (!b.sparse) {
       y = feed_forward(b.ffn, config_.activation(), normed,
-                       ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate));
+                       ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate),
+                       c ? &c->ffn : nullptr);
     } else {
       const int64_t group_size = routing_group_size(config_, batch, length);
       SwitchOutput sw = switch_ffn(b.switch_ffn, config_, normed, group_size, ctx,
@@ -261,6 +277,10 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
       out.routing.push_back(std::move(r));
       ++sparse_layers;
       y = sw.y;
+      if (c) {
+        c->switch_out = std::move(sw);
+        c->group_size = group_size;
+      }
     }
     y = y.view({batch, length, d});
     ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardOut), rate));
@@ -271,9 +291,156 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
     out.aux_loss += config_.aux_loss_coef() * stack_balance.loss();
     out.z_loss += config_.z_loss_coef() * stack_z_sum / static_cast<double>(stack_z_tokens);
   }
-  Tensor final_out = ops::rms_norm(h, s.final_norm, eps);
+  if (cache) cache->final_input = h;
+  Tensor final_out = ops::rms_norm(h, s.final_norm, eps, cache ? &cache->final_inv_rms : nullptr);
   ops::dropout_(final_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
   return final_out;
+}
+
+Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInputs& in,
+                                         const RunContext& ctx, const StackCache& cache,
+                                         Tensor d_out, GradientBuffer& grads) const {
+  const int st = static_cast<int>(s.stack);
+  const bool decoder = s.stack == Stack::kDecoder;
+  const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
+  const int64_t heads = config_.num_heads();
+  const double rate = config_.dropout_rate();
+  // Dropout is linear with a fixed mask: its backward applies the same spec to the grad.
+  ops::dropout_(d_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
+  Tensor dh = ops::rms_norm_backward(d_out, cache.final_input, s.final_norm, cache.final_inv_rms,
+                                     grads.of(s.final_norm));
+  const Tensor bias = position_bias_for(s, length);
+  Tensor d_bias = Tensor::zeros(bias.shape(), bias.dtype());
+  Tensor d_memory = decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype()) : Tensor();
+  auto grads_of = [&](const AttentionWeights& w) {
+    return AttentionWeights{grads.of(w.q), grads.of(w.k), grads.of(w.v), grads.of(w.o)};
+  };
+  for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk) {
+    const Block& b = s.blocks[blk];
+    const BlockCache& c = cache.blocks[blk];
+    // Feed-forward sublayer: h += dropout(ffn(norm(h))).
+    Tensor dy = dh.clone();
+    ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardOut), rate));
+    dy = dy.view({batch * length, d});
+    Tensor d_normed;
+    const ops::DropoutSpec inner =
+        ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate);
+    if (!b.sparse) {
+      FeedForwardWeights g{b.ffn.wi.defined() ? grads.of(b.ffn.wi) : Tensor(),
+                           b.ffn.wi_0.defined() ? grads.of(b.ffn.wi_0) : Tensor(),
+                           b.ffn.wi_1.defined() ? grads.of(b.ffn.wi_1) : Tensor(),
+                           grads.of(b.ffn.wo)};
+      d_normed =
+          feed_forward_backward(b.ffn, config_.activation(), c.ffn_normed, inner, c.ffn, dy, g);
+    } else {
+      const FeedForwardWeights& ex = b.switch_ffn.experts;
+      SwitchGradients g;
+      g.router = grads.of(b.switch_ffn.router);
+      g.experts = {ex.wi.defined() ? grads.of(ex.wi) : Tensor(),
+                   ex.wi_0.defined() ? grads.of(ex.wi_0) : Tensor(),
+                   ex.wi_1.defined() ? grads.of(ex.wi_1) : Tensor(), grads.of(ex.wo)};
+      d_normed =
+          switch_ffn_backward(b.switch_ffn, config_, c.ffn_normed, c.switch_out, dy, 1.0,
+                              c.group_size, ctx, random_site(st, blk, SiteKind::kRouterJitter),
+                              random_site(st, blk, SiteKind::kFeedForwardInner), g);
+    }
+    ops::add_(dh, ops::rms_norm_backward(d_normed.view(dh.shape()), c.ffn_input, b.ffn_norm,
+                                         c.ffn_inv_rms, grads.of(b.ffn_norm)));
+    // Cross-attention sublayer (decoder): h += dropout(attn(norm(h), memory)).
+    if (decoder) {
+      dy = dh.clone();
+      ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionOut), rate));
+      ops::AttentionInputs cross;
+      cross.key_mask = in.memory_mask;
+      cross.dropout = ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate);
+      AttentionWeights g = grads_of(b.cross_attn);
+      const AttentionGradients a = attention_layer_backward(
+          b.cross_attn, c.cross_normed, *in.memory, heads, cross, c.cross, dy, g);
+      ops::add_(d_memory, a.dmemory);
+      ops::add_(dh, ops::rms_norm_backward(a.dx, c.cross_input, b.cross_norm, c.cross_inv_rms,
+                                           grads.of(b.cross_norm)));
+    }
+    // Self-attention sublayer: h += dropout(attn(norm(h))), keys and values from norm(h) too.
+    dy = dh.clone();
+    ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionOut), rate));
+    ops::AttentionInputs self;
+    self.bias = &bias;
+    self.key_mask = in.mask;
+    self.causal = decoder;
+    self.dropout = ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate);
+    AttentionWeights g = grads_of(b.self_attn);
+    const AttentionGradients a = attention_layer_backward(b.self_attn, c.self_normed, c.self_normed,
+                                                          heads, self, c.self, dy, g);
+    ops::add_(d_bias, a.dbias);
+    Tensor d_self_normed = a.dx;
+    ops::add_(d_self_normed, a.dmemory);
+    ops::add_(dh, ops::rms_norm_backward(d_self_normed, c.self_input, b.self_norm, c.self_inv_rms,
+                                         grads.of(b.self_norm)));
+  }
+  // The shared bias table: bias[h, i, j] = table[bucket(j - i), h].
+  Tensor& d_table = grads.of(s.relative_bias);
+  ops::dispatch_float(d_table.dtype(), "position bias backward", [&](auto zero) {
+    using T = decltype(zero);
+    const T* db = d_bias.data<T>();
+    T* dt = d_table.data<T>();
+    const int64_t buckets = s.relative_bias.dim(0);
+    for (int64_t i = 0; i < length; ++i)
+      for (int64_t j = 0; j < length; ++j) {
+        const int32_t bucket = ops::relative_position_bucket(
+            j - i, !decoder, buckets, config_.relative_attention_max_distance());
+        for (int64_t hh = 0; hh < heads; ++hh)
+          dt[bucket * heads + hh] += db[(hh * length + i) * length + j];
+      }
+  });
+  // Embedding (dropout first): rows of the shared table.
+  ops::dropout_(dh, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
+  ops::embedding_backward(dh, *in.ids, grads.of(shared_));
+  return d_memory;
+}
+
+ForwardOutput SwitchTransformer::forward_backward(
+    const Batch& batch, const ForwardOptions& options,
+    std::vector<std::pair<std::string, Tensor>>& gradients) const {
+  SW_CHECK(device_.is_cpu(), Status::kUnsupported, "forward_backward: cpu models only for now");
+  SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
+           "forward_backward: aux_loss_mode AUX_HF_CONCAT has no backward yet");
+  SW_CHECK_ARG(batch.labels.defined(), "forward_backward: labels are required");
+  validate_batch(batch);
+  RunContext ctx;
+  ctx.train = options.train;
+  ctx.seed = seed_;
+  ctx.step = options.step;
+  const Tensor* enc_mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
+  const Tensor* dec_mask =
+      batch.decoder_attention_mask.defined() ? &batch.decoder_attention_mask : nullptr;
+  const StackInputs enc_in{&batch.input_ids, enc_mask, nullptr, nullptr};
+  ForwardOutput out;
+  StackCache enc_cache, dec_cache;
+  out.encoder_output = run_stack(encoder_, enc_in, ctx, out, &enc_cache);
+  const StackInputs dec_in{&batch.decoder_input_ids, dec_mask, &out.encoder_output, enc_mask};
+  Tensor dec = run_stack(decoder_, dec_in, ctx, out, &dec_cache);
+  const int64_t rows = batch.decoder_input_ids.numel(), vocab = config_.vocab_size();
+  const bool tied = config_.tie_word_embeddings();
+  const double rescale = tied ? 1.0 / std::sqrt(static_cast<double>(config_.d_model())) : 1.0;
+  if (tied) ops::scale_(dec, rescale);
+  const Tensor& head = tied ? shared_ : lm_head_;
+  out.logits = ops::linear(dec, head);
+  const Tensor flat_logits = out.logits.view({rows, vocab});
+  const Tensor flat_labels = batch.labels.view({rows});
+  const ops::CrossEntropy ce = ops::cross_entropy(flat_logits, flat_labels);
+  out.ce_loss = ce.loss;
+  out.label_tokens = ce.count;
+  out.loss = out.ce_loss + out.aux_loss + out.z_loss;
+
+  GradientBuffer grads;
+  const Tensor d_logits = ops::cross_entropy_backward(flat_logits, flat_labels);
+  ops::linear_backward_weight(d_logits, dec.view({rows, config_.d_model()}), grads.of(head), true);
+  Tensor d_dec = ops::linear_backward_input(d_logits, head).view(dec.shape());
+  if (tied) ops::scale_(d_dec, rescale);
+  const Tensor d_memory = backward_stack(decoder_, dec_in, ctx, dec_cache, d_dec, grads);
+  backward_stack(encoder_, enc_in, ctx, enc_cache, d_memory, grads);
+  gradients = grads.by_name(params_);
+  return out;
 }
 
 ForwardOutput SwitchTransformer::forward(const Batch& host_batch,

@@ -70,6 +70,11 @@ class SwitchTransformer {
   // The batch is on the host (it is validated there); outputs live on the model's device.
   ForwardOutput forward(const Batch& batch, const ForwardOptions& options = {}) const;
 
+  // The forward and the gradient of loss = ce + aux + z (labels required) w.r.t. every
+  // parameter, by name in parameters() order. CPU, AUX_PER_LAYER.
+  ForwardOutput forward_backward(const Batch& batch, const ForwardOptions& options,
+                                 std::vector<std::pair<std::string, Tensor>>& gradients) const;
+
   const ModelConfig& config() const { return config_; }
   ParameterStore& parameters() { return params_; }
   const ParameterStore& parameters() const { return params_; }
@@ -94,6 +99,21 @@ class SwitchTransformer {
     std::vector<Block> blocks;
     Tensor final_norm;
   };
+  // What the backward needs from one stack's forward.
+  struct BlockCache {
+    Tensor self_input, self_inv_rms, self_normed;
+    AttentionCache self;
+    Tensor cross_input, cross_inv_rms, cross_normed;
+    AttentionCache cross;
+    Tensor ffn_input, ffn_inv_rms, ffn_normed;
+    FeedForwardCache ffn;
+    SwitchOutput switch_out;
+    int64_t group_size = 0;
+  };
+  struct StackCache {
+    std::vector<BlockCache> blocks;
+    Tensor final_input, final_inv_rms, final_normed;
+  };
   struct StackInputs {
     const Tensor* ids;
     const Tensor* mask;         // this stack's own padding mask
@@ -104,7 +124,12 @@ class SwitchTransformer {
   void build_parameters();
   StackWeights build_stack(Stack stack);
   Tensor run_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
-                   ForwardOutput& out) const;
+                   ForwardOutput& out, StackCache* cache = nullptr) const;
+  // Backward of one stack from d(output); returns d(memory) for the encoder's output
+  // (decoder) and accumulates parameter gradients.
+  Tensor backward_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
+                        const StackCache& cache, Tensor d_out, GradientBuffer& grads) const;
+  Tensor position_bias_for(const StackWeights& s, int64_t length) const;
   void validate_batch(const Batch& batch) const;
 
   ModelConfig config_;

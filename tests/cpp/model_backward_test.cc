@@ -1,0 +1,81 @@
+// The whole model's gradient (CE + aux + z) against central finite differences in f64, in
+// training mode (dropout, expert dropout, jitter, token dropping), on every parameter.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/data/byte_tokenizer.h"
+#include "core/model/switch_transformer.h"
+#include "test_util.h"
+
+namespace sw {
+namespace {
+
+struct Case {
+  const char* name;
+  const char* config;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class ModelBackward : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
+  const ModelConfig c = config_from_text(GetParam().config);
+  SwitchTransformer m(c, 5, DType::f64);
+  Batch b = make_continuation_batch("Sparse experts, dense results: routing text to its expert.", 2,
+                                    7, 5, c);
+  b.labels.data<int32_t>()[3] = -100;  // an ignored label
+  ForwardOptions train;
+  train.train = true;
+  train.step = 4;
+  std::vector<std::pair<std::string, Tensor>> grads;
+  const ForwardOutput out = m.forward_backward(b, train, grads);
+  EXPECT_NEAR(out.loss, m.forward(b, train).loss, 1e-12);  // the same forward
+  int64_t dropped = 0;
+  for (const LayerRouting& r : out.routing) dropped += r.stats.dropped_fraction > 0;
+  EXPECT_GT(dropped, 0) << "token dropping should be part of the check";
+  ASSERT_EQ(grads.size(), m.parameters().entries().size());
+  // Up to 4 elements of every parameter, spread over it.
+  double diff = 0, norm = 0;
+  for (size_t p = 0; p < grads.size(); ++p) {
+    Tensor t = m.parameters().entries()[p].tensor;
+    ASSERT_EQ(grads[p].first, m.parameters().entries()[p].name);
+    const int64_t n = t.numel();
+    for (int64_t k = 0; k < std::min<int64_t>(4, n); ++k) {
+      const int64_t i = (k * 7919 + static_cast<int64_t>(p) * 31) % n;
+      double* x = t.data<double>() + i;
+      const double saved = *x, h = 1e-6;
+      *x = saved + h;
+      const double up = m.forward(b, train).loss;
+      *x = saved - h;
+      const double down = m.forward(b, train).loss;
+      *x = saved;
+      const double numeric = (up - down) / (2 * h), analytic = grads[p].second.item(i);
+      diff += (numeric - analytic) * (numeric - analytic);
+      norm += numeric * numeric;
+      EXPECT_NEAR(analytic, numeric, 1e-5 * (1 + std::fabs(numeric)))
+          << grads[p].first << "[" << i << "]";
+    }
+  }
+  EXPECT_LE(std::sqrt(diff / norm), 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Configs, ModelBackward,
+    ::testing::Values(Case{"tied_relu", R"(vocab_size: 300 d_model: 8 d_ff: 12 d_kv: 4 num_heads: 2
+             num_encoder_layers: 2 num_decoder_layers: 2 num_experts: 3 encoder_sparse_step: 1
+             decoder_sparse_step: 2 capacity_mode: CAPACITY_FACTOR train_capacity_factor: 1.0
+             min_capacity: 1 dropout_rate: 0.1 expert_dropout_rate: 0.2 router_jitter_eps: 0.05
+             aux_loss_coef: 0.1 z_loss_coef: 0.05 init_scheme: INIT_HF)"},
+                      Case{"untied_gated_gelu",
+                           R"(vocab_size: 300 d_model: 8 d_ff: 12 d_kv: 4 num_heads: 2
+             num_encoder_layers: 2 num_decoder_layers: 2 num_experts: 3 encoder_sparse_step: 2
+             decoder_sparse_step: 1 activation: GATED_GELU tie_word_embeddings: false
+             capacity_mode: CAPACITY_FIXED expert_capacity: 2 dropout_rate: 0.1
+             expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0.1 z_loss_coef: 0.05
+             init_scheme: INIT_HF)"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace sw
