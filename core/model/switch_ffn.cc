@@ -80,9 +80,9 @@ Tensor& gradient_slot(Tensor& slot, const Tensor& like) {
 }  // namespace
 
 Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
-                           const SwitchOutput& fwd, const Tensor& dy, double loss_scale,
-                           int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
-                           uint32_t dropout_site, SwitchGradients& grads) {
+                           const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
+                           double z_scale, int64_t group_size, const RunContext& ctx,
+                           uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads) {
   SW_CHECK(x.device().is_cpu(), Status::kUnsupported, "switch_ffn backward: cpu only for now");
   SW_CHECK(
       config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
@@ -114,7 +114,7 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     }
     // Aux loss (per layer): coef * E * mean_g sum_i f_gi P_gi with P_gi the group's mean
     // probability, so dL/dp_ti = coef * E * f_gi / (n_g * G); f is a constant.
-    const double aux = config.aux_loss_coef() * loss_scale;
+    const double aux = config.aux_loss_coef() * aux_scale;
     if (aux != 0) {
       const int64_t groups = n / group_size;
       for (int64_t g0 = 0; g0 < groups; ++g0) {
@@ -159,7 +159,7 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   // The router: logits = router_input @ W^T, probs = softmax(logits), plus the z-loss
   // coef * mean_t lse_t^2, whose gradient is coef * 2 lse_t p_t / N.
   Tensor d_logits = ops::softmax_backward(d_probs, fwd.router.probs);
-  const double z = config.z_loss_coef() * loss_scale;
+  const double z = config.z_loss_coef() * z_scale;
   if (z != 0) {
     const Tensor lse = ops::logsumexp(fwd.router.logits);
     ops::dispatch_float(x.dtype(), "switch_ffn backward", [&](auto zero) {

@@ -45,14 +45,14 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
                         int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
                         uint32_t dropout_site);
 
-// Backward of y and of this layer's loss terms (AUX_PER_LAYER): `loss_scale` multiplies the
-// layer's aux and z losses in the total (1 for the plain sum). The gradient reaches the
-// router through the gates, the aux loss's mean probabilities P_i and the z-loss; routing
+// Backward of y and of this layer's loss terms (AUX_PER_LAYER): aux_scale and z_scale
+// multiply the layer's aux and z losses in the total (1 for the plain sum). The gradient reaches
+// the router through the gates, the aux loss's mean probabilities P_i and the z-loss; routing
 // decisions and capacity are constants; dropped tokens give their expert nothing. Returns
 // dx; `grads` accumulates the weight gradients (allocated on first use). CPU only.
 Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
-                           const SwitchOutput& fwd, const Tensor& dy, double loss_scale,
-                           int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
-                           uint32_t dropout_site, SwitchGradients& grads);
+                           const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
+                           double z_scale, int64_t group_size, const RunContext& ctx,
+                           uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads);
 
 }  // namespace sw

@@ -299,7 +299,8 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
 
 Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInputs& in,
                                          const RunContext& ctx, const StackCache& cache,
-                                         Tensor d_out, GradientBuffer& grads) const {
+                                         Tensor d_out, const LossScales& scales,
+                                         GradientBuffer& grads) const {
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
   const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
@@ -339,10 +340,10 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
       g.experts = {ex.wi.defined() ? grads.of(ex.wi) : Tensor(),
                    ex.wi_0.defined() ? grads.of(ex.wi_0) : Tensor(),
                    ex.wi_1.defined() ? grads.of(ex.wi_1) : Tensor(), grads.of(ex.wo)};
-      d_normed =
-          switch_ffn_backward(b.switch_ffn, config_, c.ffn_normed, c.switch_out, dy, 1.0,
-                              c.group_size, ctx, random_site(st, blk, SiteKind::kRouterJitter),
-                              random_site(st, blk, SiteKind::kFeedForwardInner), g);
+      d_normed = switch_ffn_backward(b.switch_ffn, config_, c.ffn_normed, c.switch_out, dy,
+                                     scales.aux, scales.z, c.group_size, ctx,
+                                     random_site(st, blk, SiteKind::kRouterJitter),
+                                     random_site(st, blk, SiteKind::kFeedForwardInner), g);
     }
     ops::add_(dh, ops::rms_norm_backward(d_normed.view(dh.shape()), c.ffn_input, b.ffn_norm,
                                          c.ffn_inv_rms, grads.of(b.ffn_norm)));
@@ -400,7 +401,7 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
 
 ForwardOutput SwitchTransformer::forward_backward(
     const Batch& batch, const ForwardOptions& options,
-    std::vector<std::pair<std::string, Tensor>>& gradients) const {
+    std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales) const {
   SW_CHECK(device_.is_cpu(), Status::kUnsupported, "forward_backward: cpu models only for now");
   SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "forward_backward: aux_loss_mode AUX_HF_CONCAT has no backward yet");
@@ -433,12 +434,12 @@ ForwardOutput SwitchTransformer::forward_backward(
   out.loss = out.ce_loss + out.aux_loss + out.z_loss;
 
   GradientBuffer grads;
-  const Tensor d_logits = ops::cross_entropy_backward(flat_logits, flat_labels);
+  const Tensor d_logits = ops::cross_entropy_backward(flat_logits, flat_labels, scales.ce);
   ops::linear_backward_weight(d_logits, dec.view({rows, config_.d_model()}), grads.of(head), true);
   Tensor d_dec = ops::linear_backward_input(d_logits, head).view(dec.shape());
   if (tied) ops::scale_(d_dec, rescale);
-  const Tensor d_memory = backward_stack(decoder_, dec_in, ctx, dec_cache, d_dec, grads);
-  backward_stack(encoder_, enc_in, ctx, enc_cache, d_memory, grads);
+  const Tensor d_memory = backward_stack(decoder_, dec_in, ctx, dec_cache, d_dec, scales, grads);
+  backward_stack(encoder_, enc_in, ctx, enc_cache, d_memory, scales, grads);
   gradients = grads.by_name(params_);
   return out;
 }

@@ -23,6 +23,13 @@ struct ForwardOptions {
   bool keep_block_outputs = false;  // fill ForwardOutput::block_outputs (validation)
 };
 
+// Weights of the loss terms in a gradient: 1 each for loss = ce + aux + z. Accumulating
+// micro-batches weighs each one's means by its share of the whole batch's label tokens
+// (ce), routing groups (aux) and routed tokens (z).
+struct LossScales {
+  double ce = 1.0, aux = 1.0, z = 1.0;
+};
+
 struct BlockOutput {
   Stack stack = Stack::kEncoder;
   int64_t block = 0;
@@ -73,7 +80,8 @@ class SwitchTransformer {
   // The forward and the gradient of loss = ce + aux + z (labels required) w.r.t. every
   // parameter, by name in parameters() order. CPU, AUX_PER_LAYER.
   ForwardOutput forward_backward(const Batch& batch, const ForwardOptions& options,
-                                 std::vector<std::pair<std::string, Tensor>>& gradients) const;
+                                 std::vector<std::pair<std::string, Tensor>>& gradients,
+                                 const LossScales& scales = {}) const;
 
   const ModelConfig& config() const { return config_; }
   ParameterStore& parameters() { return params_; }
@@ -128,7 +136,8 @@ class SwitchTransformer {
   // Backward of one stack from d(output); returns d(memory) for the encoder's output
   // (decoder) and accumulates parameter gradients.
   Tensor backward_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
-                        const StackCache& cache, Tensor d_out, GradientBuffer& grads) const;
+                        const StackCache& cache, Tensor d_out, const LossScales& scales,
+                        GradientBuffer& grads) const;
   Tensor position_bias_for(const StackWeights& s, int64_t length) const;
   void validate_batch(const Batch& batch) const;
 

@@ -74,7 +74,7 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
   const SwitchOutput fwd = switch_ffn(w, c, x, group, ctx, 1, 2);
   ASSERT_GT(fwd.assignment.dropped, 0);  // dropped tokens are part of the check
   SwitchGradients g;
-  const Tensor dx = switch_ffn_backward(w, c, x, fwd, r, scale, group, ctx, 1, 2, g);
+  const Tensor dx = switch_ffn_backward(w, c, x, fwd, r, scale, scale, group, ctx, 1, 2, g);
   EXPECT_LE(gradient_error(x, loss, dx), 1e-6);
   EXPECT_LE(gradient_error(w.router, loss, g.router), 1e-6);
   EXPECT_LE(gradient_error(w.experts.wo, loss, g.experts.wo), 1e-6);

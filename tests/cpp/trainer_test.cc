@@ -1,0 +1,83 @@
+// The trainer: accumulation over micro-batches equals one large batch, training lowers the
+// loss, and bad input is refused.
+#include "core/train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include "core/data/byte_tokenizer.h"
+#include "test_util.h"
+
+namespace sw {
+namespace {
+
+Batch rows(const Batch& b, int64_t begin, int64_t end) {
+  Batch out;
+  for (auto [dst, src] : {std::pair{&out.input_ids, &b.input_ids},
+                          {&out.attention_mask, &b.attention_mask},
+                          {&out.decoder_input_ids, &b.decoder_input_ids},
+                          {&out.decoder_attention_mask, &b.decoder_attention_mask},
+                          {&out.labels, &b.labels}})
+    if (src->defined()) *dst = src->slice(begin, end);
+  return out;
+}
+
+const char* kText =
+    "The experts of a Switch Transformer each see a share of the tokens; the router decides "
+    "which, and the auxiliary loss keeps the shares even.";
+
+TEST(Trainer, MicroBatchesAccumulateToTheWholeBatch) {
+  const ModelConfig c = config_from_text(R"(
+    vocab_size: 300 d_model: 16 d_ff: 24 d_kv: 4 num_heads: 4 num_encoder_layers: 2
+    num_decoder_layers: 2 num_experts: 4 encoder_sparse_step: 1 decoder_sparse_step: 2
+    capacity_mode: CAPACITY_FACTOR train_capacity_factor: 1.0 min_capacity: 1
+    dropout_rate: 0 expert_dropout_rate: 0 router_jitter_eps: 0 aux_loss_coef: 0.1
+    z_loss_coef: 0.01 init_scheme: INIT_HF)");
+  SwitchTransformer m(c, 2, DType::f64);
+  Batch b = make_continuation_batch(kText, 4, 12, 6, c);
+  b.labels.data<int32_t>()[2] = b.labels.data<int32_t>()[3] = -100;  // unequal label counts
+  const Trainer t(m, {});
+  TrainMetrics whole_m, split_m;
+  const auto whole = t.accumulate({b}, whole_m);
+  const auto split = t.accumulate({rows(b, 0, 1), rows(b, 1, 4)}, split_m);
+  EXPECT_NEAR(split_m.loss, whole_m.loss, 1e-12);
+  ASSERT_EQ(whole.size(), split.size());
+  for (size_t i = 0; i < whole.size(); ++i)
+    EXPECT_LE(testing::max_relative_error(split[i].second, whole[i].second), 1e-10)
+        << whole[i].first;
+}
+
+TEST(Trainer, TrainingLowersTheLoss) {
+  const ModelConfig c = preset("tiny");
+  SwitchTransformer m(c, 1);
+  const Batch b = make_continuation_batch(kText, 4, 48, 16, c);
+  TrainOptions o;
+  o.schedule.kind = LearningRateSchedule::Kind::kConstant;
+  o.schedule.base = 0.01;
+  Trainer t(m, o);
+  const TrainMetrics first = t.step({b});
+  TrainMetrics last;
+  for (int i = 0; i < 40; ++i) last = t.step({b});
+  EXPECT_EQ(last.step, 41);
+  EXPECT_DOUBLE_EQ(last.learning_rate, 0.01);
+  EXPECT_GT(first.grad_norm, 0);
+  EXPECT_LT(last.loss, 0.7 * first.loss) << "first " << first.loss << ", last " << last.loss;
+}
+
+TEST(Trainer, BadInputIsRefused) {
+  const ModelConfig c = preset("tiny");
+  SwitchTransformer m(c, 1);
+  Trainer t(m, {});
+  EXPECT_THROW(t.step(std::vector<Batch>{}), Error);
+  Batch b = make_continuation_batch(kText, 2, 8, 4, c);
+  b.labels = Tensor();
+  EXPECT_THROW(t.step({b}), Error);
+  b = make_continuation_batch(kText, 2, 8, 4, c);
+  b.labels.fill(-100);
+  EXPECT_THROW(t.step({b}), Error);
+  TrainOptions bad;
+  bad.grad_clip_norm = -1;
+  EXPECT_THROW(Trainer(m, bad), Error);
+}
+
+}  // namespace
+}  // namespace sw
