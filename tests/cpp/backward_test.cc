@@ -18,35 +18,13 @@
 namespace sw {
 namespace {
 
+using testing::gradient_error;
 using testing::random_tensor;
 
 double weighted_sum(const Tensor& y, const Tensor& r) {
   double s = 0;
   for (int64_t i = 0; i < y.numel(); ++i) s += y.item(i) * r.item(i);
   return s;
-}
-
-// ||numeric - analytic|| / max(||numeric||, ||analytic||), the numeric gradient of
-// loss() w.r.t. x taken by perturbing x in place.
-double gradient_error(Tensor& x, const std::function<double()>& loss, const Tensor& analytic) {
-  EXPECT_EQ(x.shape(), analytic.shape());
-  const double h = 1e-6;
-  double diff = 0, norm_num = 0, norm_ana = 0;
-  double* p = x.data<double>();
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const double saved = p[i];
-    p[i] = saved + h;
-    const double up = loss();
-    p[i] = saved - h;
-    const double down = loss();
-    p[i] = saved;
-    const double numeric = (up - down) / (2 * h), a = analytic.item(i);
-    diff += (numeric - a) * (numeric - a);
-    norm_num += numeric * numeric;
-    norm_ana += a * a;
-  }
-  const double scale = std::sqrt(std::max(norm_num, norm_ana));
-  return scale > 0 ? std::sqrt(diff) / scale : std::sqrt(diff);
 }
 
 constexpr double kTolerance = 1e-6;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -33,6 +34,29 @@ inline Tensor random_tensor(const Shape& shape, DType dtype, uint32_t seed, doub
   Tensor t = Tensor::empty(shape, DType::f64);
   for (int64_t i = 0; i < t.numel(); ++i) t.data<double>()[i] = dist(gen);
   return t.to(dtype);
+}
+
+// Central-difference gradient check: ||numeric - analytic|| / max(||numeric||, ||analytic||)
+// for dL/dx, perturbing the f64 tensor x in place (and restoring it) by +-h per element.
+inline double gradient_error(Tensor& x, const std::function<double()>& loss, const Tensor& analytic,
+                             double h = 1e-6) {
+  EXPECT_EQ(x.shape(), analytic.shape());
+  double diff = 0, norm_num = 0, norm_ana = 0;
+  double* p = x.data<double>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double saved = p[i];
+    p[i] = saved + h;
+    const double up = loss();
+    p[i] = saved - h;
+    const double down = loss();
+    p[i] = saved;
+    const double numeric = (up - down) / (2 * h), a = analytic.item(i);
+    diff += (numeric - a) * (numeric - a);
+    norm_num += numeric * numeric;
+    norm_ana += a * a;
+  }
+  const double scale = std::sqrt(std::max(norm_num, norm_ana));
+  return scale > 0 ? std::sqrt(diff) / scale : std::sqrt(diff);
 }
 
 }  // namespace sw::testing
