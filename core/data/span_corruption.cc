@@ -34,6 +34,15 @@ std::vector<int64_t> random_segmentation(int64_t items, int64_t segments, const 
 
 }  // namespace
 
+NoiseCounts noise_counts(int64_t length, double noise_density, double mean_noise_span_length) {
+  int64_t noise = std::llround(static_cast<double>(length) * noise_density);
+  noise = std::min(std::max<int64_t>(noise, 1), length - 1);
+  const int64_t spans =
+      std::max<int64_t>(1, std::llround(static_cast<double>(noise) / mean_noise_span_length));
+  // There must be room for `spans` non-empty spans of each kind.
+  return {noise, std::min({spans, noise, length - noise})};
+}
+
 std::vector<bool> random_spans_noise_mask(int64_t length, double noise_density,
                                           double mean_noise_span_length, const RandomStream& rng) {
   SW_CHECK_ARG(length >= 2, "span corruption: a sequence needs at least 2 tokens, got ", length);
@@ -42,12 +51,8 @@ std::vector<bool> random_spans_noise_mask(int64_t length, double noise_density,
   SW_CHECK_ARG(mean_noise_span_length >= 1,
                "span corruption: mean_noise_span_length must be >= 1, got ",
                mean_noise_span_length);
-  int64_t noise = std::llround(static_cast<double>(length) * noise_density);
-  noise = std::min(std::max<int64_t>(noise, 1), length - 1);
-  const int64_t spans =
-      std::max<int64_t>(1, std::llround(static_cast<double>(noise) / mean_noise_span_length));
-  // There must be room for `spans` non-empty spans of each kind.
-  const int64_t span_count = std::min({spans, noise, length - noise});
+  const NoiseCounts counts = noise_counts(length, noise_density, mean_noise_span_length);
+  const int64_t noise = counts.noise, span_count = counts.spans;
   const std::vector<int64_t> noise_lengths = random_segmentation(noise, span_count, rng, 0);
   const std::vector<int64_t> clean_lengths =
       random_segmentation(length - noise, span_count, rng, static_cast<uint64_t>(length));

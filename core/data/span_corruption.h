@@ -25,6 +25,13 @@ struct CorruptedExample {
   std::vector<bool> noise_mask;  // over the original tokens
 };
 
+// How many of `length` tokens are noise, and in how many spans (each kind of span
+// non-empty): the counts random_spans_noise_mask draws a mask for.
+struct NoiseCounts {
+  int64_t noise = 0, spans = 0;
+};
+NoiseCounts noise_counts(int64_t length, double noise_density, double mean_noise_span_length);
+
 // The noise mask of T5's random_spans_noise_mask: round(length * density) noise tokens
 // (at least 1, at most length - 1) in round(noise / mean span) spans (at least 1), the
 // noise and non-noise lengths each a uniformly random composition, non-noise first.
