@@ -7,17 +7,19 @@
 //                  [--routing-csv FILE]
 //       run one forward pass on a batch of real text and print losses and per-layer routing
 //       (and write it as CSV for scripts/plot_routing.py)
-//   switch train [--preset P | --config F] [--text FILE] [--steps N] [--lr X]
-//                [--optimizer adafactor|adamw] [--micro-batches K] [--log-every K]
-//                [--loss-csv FILE] [--routing-csv FILE] [batch options as for forward]
-//       train on windows of the text (byte tokens, continuation targets), the last tenth
-//       held out for evaluation; prints a line every --log-every steps
+//   switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
+//       span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
+//       the tiny preset on the fortunes corpus): a progress bar (or a line every
+//       log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
+//       tokenizer and the resolved config; --examples N shows greedy span infilling
 //   switch validate [--preset P | --config F] [--device cuda:0] [--dtype f32|bf16]
 //                   [--tolerance X] [--min-agreement F] [batch options as for forward]
 //       the same batch through the cpu f32 reference and the device: per-block max and mean
 //       relative differences, routing agreement; exit status 3 when outside tolerance
 #include <omp.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,9 +31,10 @@
 #include <vector>
 
 #include "core/data/byte_tokenizer.h"
+#include "core/infer/greedy.h"
 #include "core/model/switch_transformer.h"
 #include "core/model/validate.h"
-#include "core/train/trainer.h"
+#include "core/train/pretraining_run.h"
 
 namespace {
 
@@ -49,18 +52,16 @@ const char* kUsage =
     "  --threads T        CPU threads (default: all)\n"
     "  --train            training-mode forward (dropout, jitter, train capacity)\n"
     "  --routing-csv FILE write per-layer, per-expert routing counts as CSV\n"
-    "  --steps N          train: optimizer steps (default 200)\n"
-    "  --lr X             train: constant learning rate (default 0.01; Adafactor as T5)\n"
-    "  --optimizer O      train: adafactor (default) or adamw\n"
-    "  --micro-batches K  train: split each batch into K accumulated micro-batches\n"
-    "  --log-every K      train: a progress line every K steps (default 20)\n"
-    "  --loss-csv FILE    train: the loss curve as CSV for scripts/plot_training.py\n"
+    "  --config FILE      train: a TrainConfig in protobuf text format\n"
+    "  --set KEY=VALUE    train: override a TrainConfig field (repeatable; model.FIELD too)\n"
+    "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
+    "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
     "  --dtype T          validate: f32 (default, TF32 off) or bf16\n"
     "  --tolerance X      validate: largest max relative difference (default 1e-4, bf16 5e-2)\n"
     "  --min-agreement F  validate: routing agreement per layer (default 1, bf16 0.95)\n";
 
-Args parse_args(int argc, char** argv) {
+Args parse_args(int argc, char** argv, std::vector<std::string>& overrides) {
   Args args;
   for (int i = 2; i < argc; ++i) {
     std::string key = argv[i];
@@ -69,6 +70,9 @@ Args parse_args(int argc, char** argv) {
     key = key.substr(2);
     if (key == "train") {
       args[key] = "1";
+    } else if (key == "set") {
+      if (i + 1 >= argc) throw sw::Error(sw::Status::kInvalidArgument, "--set needs key=value");
+      overrides.push_back(argv[++i]);
     } else {
       if (i + 1 >= argc)
         throw sw::Error(sw::Status::kInvalidArgument, "--" + key + " needs a value");
@@ -169,84 +173,133 @@ void report_routing(const std::vector<sw::LayerRouting>& routing, const Args& a)
   }
 }
 
-// Evaluation loss (eval mode) on evenly spaced windows of the held-out text.
-double evaluate(const sw::SwitchTransformer& model, const std::string& held_out, const Args& a) {
-  const sw::Batch b =
-      sw::make_continuation_batch(held_out, int_arg(a, "batch", 8), int_arg(a, "input-len", 128),
-                                  int_arg(a, "target-len", 32), model.config());
-  return model.forward(b).loss;
+// A progress bar when stdout is a terminal, a line every log_interval steps otherwise.
+void report_step(const sw::TrainMetrics& m, int64_t steps, int64_t log_interval,
+                 double tokens_per_second, bool terminal) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "step %5lld/%lld  loss %.4f (ce %.4f aux %.4f z %.4f)  |g| %.3f  lr %.3g  "
+                "dropped %4.1f%%  %.0f tok/s",
+                static_cast<long long>(m.step), static_cast<long long>(steps), m.loss, m.ce, m.aux,
+                m.z, m.grad_norm, m.learning_rate, 100 * m.dropped_fraction, tokens_per_second);
+  if (terminal) {
+    constexpr int kWidth = 24;
+    const int filled = static_cast<int>(kWidth * m.step / steps);
+    std::printf("\r[%s%s] %s", std::string(filled, '#').c_str(),
+                std::string(kWidth - filled, '.').c_str(), line);
+    if (m.step == steps) std::printf("\n");
+    std::fflush(stdout);
+  } else if (m.step % log_interval == 0 || m.step == steps) {
+    std::printf("%s\n", line);
+    std::fflush(stdout);
+  }
 }
 
-void run_train(const sw::ModelConfig& config, const Args& a) {
-  const std::string text = read_file(arg(a, "text", "/usr/share/common-licenses/GPL-3"));
-  const size_t split = text.size() * 9 / 10;
-  const std::string train_text = text.substr(0, split), held_out = text.substr(split);
-  const int64_t steps = int_arg(a, "steps", 200),
-                log_every = std::max<int64_t>(1, int_arg(a, "log-every", 20));
-  const int64_t batch = int_arg(a, "batch", 8), input_len = int_arg(a, "input-len", 128),
-                target_len = int_arg(a, "target-len", 32), micro = int_arg(a, "micro-batches", 1);
-  if (micro < 1 || batch % micro != 0)
-    throw sw::Error(sw::Status::kInvalidArgument, "--micro-batches: must divide --batch");
-  sw::SwitchTransformer model(config, static_cast<uint64_t>(int_arg(a, "seed", 0)));
-  sw::TrainOptions options;
-  options.schedule.kind = sw::LearningRateSchedule::Kind::kConstant;
-  options.schedule.base = double_arg(a, "lr", 0.01);
-  const std::string optimizer = arg(a, "optimizer", "adafactor");
-  if (optimizer == "adamw")
-    options.optimizer = sw::TrainOptions::OptimizerKind::kAdamW;
-  else if (optimizer != "adafactor")
-    throw sw::Error(sw::Status::kInvalidArgument,
-                    "--optimizer: adafactor or adamw, got " + optimizer);
-  sw::Trainer trainer(model, options);
-  std::printf(
-      "training %s (%.1fM parameters, %s, lr %g) on %zu bytes of text, batch %lld x (%lld + "
-      "%lld)\n",
-      config.name().c_str(), model.parameters().num_elements() / 1e6, optimizer.c_str(),
-      options.schedule.base, train_text.size(), static_cast<long long>(batch),
-      static_cast<long long>(input_len), static_cast<long long>(target_len));
-  std::printf("held-out loss before training: %.4f\n", evaluate(model, held_out, a));
-  std::ofstream csv;
-  if (a.count("loss-csv")) {
-    csv.open(a.at("loss-csv"));
-    csv << "step,loss,ce,aux,z,grad_norm,dropped_fraction\n";
+void report_eval(const sw::EvalMetrics& e, int64_t step, bool terminal) {
+  std::printf("%seval @ step %lld: loss %.4f (ce %.4f aux %.4f z %.4f), dropped %.1f%%\n",
+              terminal ? "\n" : "", static_cast<long long>(step), e.loss, e.ce, e.aux, e.z,
+              100 * e.dropped_fraction);
+}
+
+// Greedy span infilling on held-out examples: input, the model's answer and the truth.
+std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
+  const sw::Batch& b = run.eval_batches().front();
+  count = std::min<int64_t>(count, b.input_ids.dim(0));
+  const sw::Tensor ids = b.input_ids.slice(0, count), mask = b.attention_mask.slice(0, count);
+  const auto answers =
+      sw::greedy_decode(run.model(), ids, mask, b.labels.dim(1), run.tokenizer().vocab_size());
+  std::string text;
+  for (int64_t s = 0; s < count; ++s) {
+    auto row = [&](const sw::Tensor& t) {
+      std::vector<int32_t> v;
+      for (int64_t i = 0; i < t.dim(1); ++i)
+        if (t.data<int32_t>()[s * t.dim(1) + i] >= 0)
+          v.push_back(t.data<int32_t>()[s * t.dim(1) + i]);
+      return v;
+    };
+    text += "input:  " + run.tokenizer().decode(row(ids)) + "\n";
+    text += "model:  " + run.tokenizer().decode(answers[s]) + "\n";
+    text += "truth:  " + run.tokenizer().decode(row(b.labels)) + "\n\n";
   }
-  // Each step reads windows from a different stretch of the text (Philox-chosen).
-  const size_t span = static_cast<size_t>(batch * (input_len + target_len) * 4);
-  const sw::RandomStream order(static_cast<uint64_t>(int_arg(a, "seed", 0)),
-                               sw::RandomPurpose::kData, 0, 0);
+  return text;
+}
+
+int run_train(const Args& a, const std::vector<std::string>& overrides) {
+  sw::TrainConfig config =
+      a.count("config") ? sw::train_config_from_text(read_file(a.at("config"))) : sw::TrainConfig();
+  if (a.count("preset")) config.set_model_preset(a.at("preset"));
+  for (const std::string& o : overrides) sw::apply_override(config, o);
+  const std::string out = arg(a, "out", "runs/train");
+  const bool terminal = isatty(fileno(stdout));
+  std::printf("preparing: corpus %s, tokenizer, data (output in %s)...\n", config.corpus().c_str(),
+              out.c_str());
+  std::fflush(stdout);
+  const auto start = std::chrono::steady_clock::now();
+  sw::PretrainingRun run(config, out);
+  const sw::TrainConfig& c = run.config();
+  std::printf(
+      "%lld train / %lld held-out documents, %lld train tokens (SentencePiece %lld pieces + "
+      "%lld sentinels), %lld examples per epoch (%lld raw tokens -> %lld inputs, %lld targets)\n",
+      static_cast<long long>(run.train_documents()),
+      static_cast<long long>(run.validation_documents()),
+      static_cast<long long>(run.train_tokens()),
+      static_cast<long long>(run.tokenizer().piece_count()),
+      static_cast<long long>(run.tokenizer().num_sentinels()),
+      static_cast<long long>(run.train_data().examples_per_epoch()),
+      static_cast<long long>(run.train_data().lengths().raw),
+      static_cast<long long>(run.train_data().lengths().inputs),
+      static_cast<long long>(run.train_data().lengths().targets));
+  std::printf(
+      "training %s: %.2fM parameters, %lld experts, batch %lld x (%lld + %lld), %lld steps\n",
+      c.model().name().c_str(), run.model().parameters().num_elements() / 1e6,
+      static_cast<long long>(c.model().num_experts()), static_cast<long long>(c.batch_size()),
+      static_cast<long long>(c.input_length()), static_cast<long long>(c.target_length()),
+      static_cast<long long>(c.steps()));
+  report_eval(run.evaluate(), 0, false);
   double seconds = 0, tokens = 0;
-  for (int64_t s = 1; s <= steps; ++s) {
-    const size_t start = train_text.size() > span ? order.bits(s) % (train_text.size() - span) : 0;
-    const sw::Batch b = sw::make_continuation_batch(train_text.substr(start, span), batch,
-                                                    input_len, target_len, config);
-    std::vector<sw::Batch> parts;
-    for (int64_t k = 0; k < micro; ++k) {
-      const int64_t lo = k * batch / micro, hi = (k + 1) * batch / micro;
-      sw::Batch p;
-      p.input_ids = b.input_ids.slice(lo, hi);
-      p.attention_mask = b.attention_mask.slice(lo, hi);
-      p.decoder_input_ids = b.decoder_input_ids.slice(lo, hi);
-      p.decoder_attention_mask = b.decoder_attention_mask.slice(lo, hi);
-      p.labels = b.labels.slice(lo, hi);
-      parts.push_back(p);
-    }
-    const sw::TrainMetrics m = trainer.step(parts);
+  sw::EvalMetrics last_eval;
+  sw::TrainMetrics m;
+  for (int64_t s = 1; s <= c.steps(); ++s) {
+    m = run.step();
     seconds += m.seconds;
     tokens += static_cast<double>(m.tokens);
-    if (csv)
-      csv << m.step << ',' << m.loss << ',' << m.ce << ',' << m.aux << ',' << m.z << ','
-          << m.grad_norm << ',' << m.dropped_fraction << '\n';
-    if (s % log_every == 0 || s == steps)
-      std::printf(
-          "step %5lld/%lld  loss %.4f (ce %.4f aux %.4f z %.4f)  |g| %.3f  dropped %4.1f%%  %.0f "
-          "tokens/s\n",
-          static_cast<long long>(m.step), static_cast<long long>(steps), m.loss, m.ce, m.aux, m.z,
-          m.grad_norm, 100 * m.dropped_fraction, tokens / seconds);
+    report_step(m, c.steps(), c.log_interval(), tokens / seconds, terminal);
+    for (const sw::LayerLoad& l : m.layers)
+      if (l.max_share() > c.collapse_warning_share() &&
+          (s % c.log_interval() == 0 || s == c.steps()))
+        std::printf(
+            "%swarning: router collapse? %s block %lld sends %.0f%% of its tokens to expert %lld\n",
+            terminal ? "\n" : "", sw::stack_name(l.stack), static_cast<long long>(l.block),
+            100 * l.max_share(), static_cast<long long>(l.busiest_expert()));
+    if ((c.eval_interval() > 0 && s % c.eval_interval() == 0) || s == c.steps()) {
+      last_eval = run.evaluate();
+      report_eval(last_eval, s, terminal && s != c.steps());
+    }
   }
-  std::printf("held-out loss after %lld steps: %.4f\n", static_cast<long long>(steps),
-              evaluate(model, held_out, a));
-  std::printf("\nrouting of the trained model (eval) on a batch of the text:\n");
-  report_routing(model.forward(text_batch(config, a)).routing, a);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "final eval loss %.4f (ce %.4f), train tokens/s %.0f, dropped %.1f%% (train) %.1f%% (eval), "
+      "%.0f s in all\n",
+      last_eval.loss, last_eval.ce, tokens / seconds, 100 * m.dropped_fraction,
+      100 * last_eval.dropped_fraction, wall);
+  std::ofstream(out + "/summary.json")
+      << "{\"model\": \"" << c.model().name() << "\", \"experts\": " << c.model().num_experts()
+      << ", \"sparse\": "
+      << (c.model().encoder_sparse_step() || c.model().decoder_sparse_step() ? "true" : "false")
+      << ", \"parameters\": " << run.model().parameters().num_elements()
+      << ", \"steps\": " << c.steps() << ", \"final_eval_loss\": " << last_eval.loss
+      << ", \"final_eval_ce\": " << last_eval.ce << ", \"tokens_per_s\": " << tokens / seconds
+      << ", \"train_dropped\": " << m.dropped_fraction
+      << ", \"eval_dropped\": " << last_eval.dropped_fraction << ", \"seconds\": " << wall << "}\n";
+  const int64_t examples = int_arg(a, "examples", 0);
+  if (examples > 0) {
+    const std::string text = infill_examples(run, examples);
+    std::ofstream(out + "/infill_examples.txt") << text;
+    std::printf("\nspan infilling on held-out text (greedy):\n\n%s", text.c_str());
+  }
+  std::printf("metrics in %s/metrics.jsonl\n", out.c_str());
+  return 0;
 }
 
 // Returns the exit status: 0 within tolerance, 3 outside.
@@ -303,7 +356,8 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   try {
-    const Args a = parse_args(argc, argv);
+    std::vector<std::string> overrides;
+    const Args a = parse_args(argc, argv, overrides);
     if (a.count("threads")) {
       const int64_t threads = int_arg(a, "threads", 1);
       if (threads < 1 || threads > 4096)
@@ -319,7 +373,7 @@ int main(int argc, char** argv) {
     } else if (command == "forward") {
       print_forward(load_config(a), a);
     } else if (command == "train") {
-      run_train(load_config(a), a);
+      return run_train(a, overrides);
     } else if (command == "validate") {
       return run_validate(load_config(a), a);
     } else {

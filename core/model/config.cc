@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "core/tensor/error.h"
 
@@ -47,49 +48,68 @@ constexpr int64_t kMaxIds = int64_t{1} << 31;  // token ids and expert indices a
 
 }  // namespace
 
-ModelConfig config_from_text(const std::string& text) {
-  ModelConfig config;
+void parse_text(const std::string& text, google::protobuf::Message& message, const char* what) {
   google::protobuf::TextFormat::Parser parser;
   ParseErrors errors;
   parser.RecordErrorsTo(&errors);
-  SW_CHECK_ARG(parser.ParseFromString(text, &config), "model config text: ", errors.text());
-  validate(config);
-  return config;
+  SW_CHECK_ARG(parser.ParseFromString(text, &message), what, " text: ", errors.text());
 }
 
-std::string config_to_text(const ModelConfig& config) {
-  ModelConfig full = config;
-  // Set every field explicitly so the printer writes defaults too.
-  const auto* descriptor = full.GetDescriptor();
-  const auto* reflection = full.GetReflection();
+void set_defaults_explicitly(google::protobuf::Message& message) {
+  const auto* descriptor = message.GetDescriptor();
+  const auto* reflection = message.GetReflection();
+  using FD = google::protobuf::FieldDescriptor;
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const auto* field = descriptor->field(i);
-    if (reflection->HasField(full, field)) continue;
-    using FD = google::protobuf::FieldDescriptor;
+    if (field->is_repeated()) continue;
+    if (field->cpp_type() == FD::CPPTYPE_MESSAGE) {  // only messages already present
+      if (reflection->HasField(message, field))
+        set_defaults_explicitly(*reflection->MutableMessage(&message, field));
+      continue;
+    }
+    if (reflection->HasField(message, field)) continue;
     switch (field->cpp_type()) {
       case FD::CPPTYPE_INT64:
-        reflection->SetInt64(&full, field, field->default_value_int64());
+        reflection->SetInt64(&message, field, field->default_value_int64());
+        break;
+      case FD::CPPTYPE_UINT64:
+        reflection->SetUInt64(&message, field, field->default_value_uint64());
         break;
       case FD::CPPTYPE_DOUBLE:
-        reflection->SetDouble(&full, field, field->default_value_double());
+        reflection->SetDouble(&message, field, field->default_value_double());
         break;
       case FD::CPPTYPE_BOOL:
-        reflection->SetBool(&full, field, field->default_value_bool());
+        reflection->SetBool(&message, field, field->default_value_bool());
         break;
       case FD::CPPTYPE_ENUM:
-        reflection->SetEnum(&full, field, field->default_value_enum());
+        reflection->SetEnum(&message, field, field->default_value_enum());
         break;
       case FD::CPPTYPE_STRING:
-        reflection->SetString(&full, field, field->default_value_string());
+        reflection->SetString(&message, field, field->default_value_string());
         break;
       default:
         break;
     }
   }
+}
+
+std::string text_with_defaults(const google::protobuf::Message& message) {
+  std::unique_ptr<google::protobuf::Message> full(message.New());
+  full->CopyFrom(message);
+  set_defaults_explicitly(*full);
   std::string text;
-  google::protobuf::TextFormat::PrintToString(full, &text);
+  google::protobuf::TextFormat::PrintToString(*full, &text);
   return text;
 }
+
+ModelConfig config_from_text(const std::string& text) {
+  ModelConfig config;
+  parse_text(text, config, "model config");
+  validate(config);
+  return config;
+}
+
+std::string config_to_text(const ModelConfig& config) { return text_with_defaults(config); }
 
 ModelConfig preset(const std::string& name) {
   for (const auto& [preset_name, text] : embedded_presets())

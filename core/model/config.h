@@ -19,6 +19,11 @@ ModelConfig config_from_text(const std::string& text);
 // Protobuf text of every field, defaults included, so the text says exactly what runs.
 std::string config_to_text(const ModelConfig& config);
 
+// The same for any message of libswitch.proto: parse text ("what" names it in errors),
+// and print every field, defaults included (sub-messages that are present).
+void parse_text(const std::string& text, google::protobuf::Message& message, const char* what);
+std::string text_with_defaults(const google::protobuf::Message& message);
+
 // A preset compiled into the library ("tiny", "switch-base-8", ...); unknown names are
 // a not-found error listing the known ones.
 ModelConfig preset(const std::string& name);

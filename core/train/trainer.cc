@@ -1,10 +1,63 @@
 #include "core/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/ops/elementwise.h"
 
 namespace sw {
+namespace {
+
+// Sums a micro-batch's routing into the step's per-layer loads (entropy weighted by tokens).
+void add_layer_loads(const std::vector<LayerRouting>& routing, std::vector<LayerLoad>& loads) {
+  if (loads.empty()) {
+    for (const LayerRouting& r : routing) {
+      LayerLoad l;
+      l.stack = r.stack;
+      l.block = r.block;
+      l.tokens_per_expert.assign(r.stats.tokens_per_expert.size(), 0);
+      l.kept_per_expert.assign(r.stats.kept_per_expert.size(), 0);
+      loads.push_back(l);
+    }
+  }
+  SW_CHECK(loads.size() == routing.size(), Status::kInternal, "trainer: sparse layer count");
+  for (size_t i = 0; i < routing.size(); ++i) {
+    int64_t tokens = 0;
+    for (size_t e = 0; e < routing[i].stats.tokens_per_expert.size(); ++e) {
+      loads[i].tokens_per_expert[e] += routing[i].stats.tokens_per_expert[e];
+      loads[i].kept_per_expert[e] += routing[i].stats.kept_per_expert[e];
+      tokens += routing[i].stats.tokens_per_expert[e];
+    }
+    // Summed weighted by tokens here, divided by the total in finish_layer_loads.
+    loads[i].router_entropy += routing[i].stats.router_entropy * static_cast<double>(tokens);
+  }
+}
+
+void finish_layer_loads(std::vector<LayerLoad>& loads) {
+  for (LayerLoad& l : loads) {
+    int64_t tokens = 0, kept = 0;
+    for (size_t e = 0; e < l.tokens_per_expert.size(); ++e)
+      tokens += l.tokens_per_expert[e], kept += l.kept_per_expert[e];
+    if (tokens == 0) continue;
+    l.router_entropy /= static_cast<double>(tokens);
+    l.dropped_fraction = 1.0 - static_cast<double>(kept) / static_cast<double>(tokens);
+  }
+}
+
+}  // namespace
+
+double LayerLoad::max_share() const {
+  int64_t tokens = 0;
+  for (int64_t n : tokens_per_expert) tokens += n;
+  return tokens ? static_cast<double>(tokens_per_expert[busiest_expert()]) /
+                      static_cast<double>(tokens)
+                : 0.0;
+}
+
+int64_t LayerLoad::busiest_expert() const {
+  return std::max_element(tokens_per_expert.begin(), tokens_per_expert.end()) -
+         tokens_per_expert.begin();
+}
 
 Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
     : model_(model), options_(options) {
@@ -47,6 +100,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     metrics.tokens += b.input_ids.numel() + b.decoder_input_ids.numel();
     for (const LayerRouting& r : out.routing) metrics.dropped_fraction += r.stats.dropped_fraction;
     sparse_layers += static_cast<int64_t>(out.routing.size());
+    add_layer_loads(out.routing, metrics.layers);
     if (total.empty()) {
       total = std::move(grads);
     } else {
@@ -55,7 +109,31 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
   }
   metrics.loss = metrics.ce + metrics.aux + metrics.z;
   if (sparse_layers) metrics.dropped_fraction /= static_cast<double>(sparse_layers);
+  finish_layer_loads(metrics.layers);
   return total;
+}
+
+EvalMetrics Trainer::evaluate(const std::vector<Batch>& batches) const {
+  SW_CHECK_ARG(!batches.empty(), "evaluate: no batches");
+  EvalMetrics e;
+  double ce_sum = 0;
+  int64_t layers = 0;
+  for (const Batch& b : batches) {
+    SW_CHECK_ARG(b.labels.defined(), "evaluate: every batch needs labels");
+    const ForwardOutput out = model_.forward(b);  // eval mode
+    ce_sum += out.ce_loss * static_cast<double>(out.label_tokens);
+    e.label_tokens += out.label_tokens;
+    e.aux += out.aux_loss / static_cast<double>(batches.size());
+    e.z += out.z_loss / static_cast<double>(batches.size());
+    e.tokens += b.input_ids.numel() + b.decoder_input_ids.numel();
+    for (const LayerRouting& r : out.routing) e.dropped_fraction += r.stats.dropped_fraction;
+    layers += static_cast<int64_t>(out.routing.size());
+  }
+  SW_CHECK_ARG(e.label_tokens > 0, "evaluate: the batches have no label that is not ignored");
+  e.ce = ce_sum / static_cast<double>(e.label_tokens);
+  e.loss = e.ce + e.aux + e.z;
+  if (layers) e.dropped_fraction /= static_cast<double>(layers);
+  return e;
 }
 
 TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {

@@ -23,6 +23,19 @@ struct TrainOptions {
   double grad_clip_norm = 1.0;    // global L2 norm; 0 turns clipping off
 };
 
+// One sparse layer's routing over a step (summed over its micro-batches).
+struct LayerLoad {
+  Stack stack = Stack::kEncoder;
+  int64_t block = 0;
+  std::vector<int64_t> tokens_per_expert;  // argmax counts, before capacity
+  std::vector<int64_t> kept_per_expert;
+  double dropped_fraction = 0;
+  double router_entropy = 0;  // mean over tokens
+  // The largest share of the layer's tokens one expert received, and which expert.
+  double max_share() const;
+  int64_t busiest_expert() const;
+};
+
 struct TrainMetrics {
   int64_t step = 0;
   double loss = 0, ce = 0, aux = 0, z = 0;  // weighted over the micro-batches
@@ -31,6 +44,14 @@ struct TrainMetrics {
   double dropped_fraction = 0;  // mean over sparse layers and micro-batches
   int64_t tokens = 0;           // encoder + decoder tokens
   double seconds = 0;
+  std::vector<LayerLoad> layers;  // one per sparse block, encoder first
+};
+
+// Evaluation (eval mode: no dropout or jitter, the eval capacity factor).
+struct EvalMetrics {
+  double loss = 0, ce = 0, aux = 0, z = 0;  // ce weighted by label tokens
+  double dropped_fraction = 0;
+  int64_t tokens = 0, label_tokens = 0;
 };
 
 class Trainer {
@@ -46,6 +67,9 @@ class Trainer {
   // micro-batches, i.e. not GROUP_BATCH; dropout masks are drawn per micro-batch).
   std::vector<std::pair<std::string, Tensor>> accumulate(const std::vector<Batch>& micro_batches,
                                                          TrainMetrics& metrics) const;
+
+  // The model's losses on held-out batches (each with labels), nothing updated.
+  EvalMetrics evaluate(const std::vector<Batch>& batches) const;
 
   int64_t steps_done() const { return steps_; }
   const Optimizer& optimizer() const { return *optimizer_; }

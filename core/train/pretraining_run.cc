@@ -1,0 +1,148 @@
+#include "core/train/pretraining_run.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/data/corpus.h"
+#include "core/tensor/error.h"
+
+namespace sw {
+namespace {
+
+std::vector<int32_t> encode_all(const SentencePieceTokenizer& t,
+                                const std::vector<std::string>& documents) {
+  std::vector<int32_t> stream;
+  for (const std::string& d : documents) {
+    const std::vector<int32_t> ids = t.encode(d);
+    stream.insert(stream.end(), ids.begin(), ids.end());
+  }
+  return stream;
+}
+
+std::vector<Batch> split_micro_batches(const Batch& b, int64_t parts) {
+  const int64_t n = b.input_ids.dim(0);
+  std::vector<Batch> out;
+  for (int64_t k = 0; k < parts; ++k) {
+    const int64_t lo = k * n / parts, hi = (k + 1) * n / parts;
+    out.push_back({b.input_ids.slice(lo, hi), b.attention_mask.slice(lo, hi),
+                   b.decoder_input_ids.slice(lo, hi), b.decoder_attention_mask.slice(lo, hi),
+                   b.labels.slice(lo, hi)});
+  }
+  return out;
+}
+
+nlohmann::json layer_json(const LayerLoad& l) {
+  int64_t tokens = 0;
+  for (int64_t n : l.tokens_per_expert) tokens += n;
+  std::vector<double> load;
+  for (int64_t n : l.tokens_per_expert)
+    load.push_back(tokens ? static_cast<double>(n) / static_cast<double>(tokens) : 0.0);
+  return {{"stack", stack_name(l.stack)},
+          {"block", l.block},
+          {"load", load},
+          {"dropped", l.dropped_fraction},
+          {"entropy", l.router_entropy}};
+}
+
+}  // namespace
+
+std::string metrics_json(const TrainMetrics& m) {
+  nlohmann::json j = {{"kind", "train"},
+                      {"step", m.step},
+                      {"loss", m.loss},
+                      {"ce", m.ce},
+                      {"aux", m.aux},
+                      {"z", m.z},
+                      {"grad_norm", m.grad_norm},
+                      {"lr", m.learning_rate},
+                      {"tokens", m.tokens},
+                      {"seconds", m.seconds},
+                      {"tokens_per_s", m.seconds > 0 ? m.tokens / m.seconds : 0.0},
+                      {"dropped", m.dropped_fraction}};
+  j["layers"] = nlohmann::json::array();
+  for (const LayerLoad& l : m.layers) j["layers"].push_back(layer_json(l));
+  return j.dump();
+}
+
+std::string metrics_json(const EvalMetrics& m, int64_t step) {
+  return nlohmann::json({{"kind", "eval"},
+                         {"step", step},
+                         {"loss", m.loss},
+                         {"ce", m.ce},
+                         {"aux", m.aux},
+                         {"z", m.z},
+                         {"dropped", m.dropped_fraction},
+                         {"tokens", m.tokens}})
+      .dump();
+}
+
+PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir)
+    : config_(config), out_dir_(out_dir) {
+  validate(config_);
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  SW_CHECK(!ec, Status::kIo, "train: cannot create ", out_dir, ": ", ec.message());
+
+  const CorpusSplit split = split_documents(read_documents(config_.corpus()),
+                                            config_.validation_fraction(), config_.seed());
+  train_documents_ = static_cast<int64_t>(split.train.size());
+  validation_documents_ = static_cast<int64_t>(split.validation.size());
+  if (config_.tokenizer_model().empty()) {
+    SentencePieceOptions o;
+    o.vocab_size = config_.tokenizer_vocab_size();
+    o.num_sentinels = config_.num_sentinels();
+    tokenizer_ =
+        std::make_unique<SentencePieceTokenizer>(SentencePieceTokenizer::train(split.train, o));
+  } else {
+    tokenizer_ = std::make_unique<SentencePieceTokenizer>(
+        SentencePieceTokenizer::load(config_.tokenizer_model(), config_.num_sentinels()));
+  }
+  tokenizer_->save(out_dir + "/tokenizer.model");
+
+  PretrainingDataOptions data;
+  data.input_length = config_.input_length();
+  data.target_length = config_.target_length();
+  data.noise_density = config_.noise_density();
+  data.mean_noise_span_length = config_.mean_noise_span_length();
+  data.seed = config_.seed();
+  std::vector<int32_t> stream = encode_all(*tokenizer_, split.train);
+  train_tokens_ = static_cast<int64_t>(stream.size());
+  train_data_ = std::make_unique<SpanCorruptionData>(std::move(stream), tokenizer_->vocab_size(),
+                                                     tokenizer_->num_sentinels(), data);
+
+  *config_.mutable_model() = resolve_model(config_, tokenizer_->vocab_size());
+  // Held-out examples in stream order; a small split is cycled to fill the eval batches.
+  data.shuffle = false;
+  const SpanCorruptionData held_out(encode_all(*tokenizer_, split.validation),
+                                    tokenizer_->vocab_size(), tokenizer_->num_sentinels(), data);
+  for (int64_t b = 0; b < config_.eval_batches(); ++b) {
+    std::vector<Seq2SeqExample> examples;
+    for (int64_t i = 0; i < config_.batch_size(); ++i)
+      examples.push_back(
+          held_out.example({0, (b * config_.batch_size() + i) % held_out.examples_per_epoch()}));
+    eval_batches_.push_back(
+        make_seq2seq_batch(examples, data.input_length, data.target_length, config_.model()));
+  }
+
+  model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed());
+  trainer_ = std::make_unique<Trainer>(*model_, train_options(config_));
+
+  std::ofstream(out_dir + "/train_config.textproto") << train_config_to_text(config_);
+  metrics_.open(out_dir + "/metrics.jsonl", std::ios::trunc);
+  SW_CHECK(metrics_, Status::kIo, "train: cannot write ", out_dir, "/metrics.jsonl");
+}
+
+TrainMetrics PretrainingRun::step() {
+  const Batch batch = train_data_->next_batch(config_.batch_size(), config_.model());
+  const TrainMetrics m = trainer_->step(split_micro_batches(batch, config_.micro_batches()));
+  metrics_ << metrics_json(m) << '\n' << std::flush;
+  return m;
+}
+
+EvalMetrics PretrainingRun::evaluate() {
+  const EvalMetrics e = trainer_->evaluate(eval_batches_);
+  metrics_ << metrics_json(e, steps_done()) << '\n' << std::flush;
+  return e;
+}
+
+}  // namespace sw

@@ -1,0 +1,54 @@
+// A span-corruption pre-training run from a TrainConfig: the corpus split into train and
+// held-out documents, a SentencePiece tokenizer (trained on the train side unless one is
+// given), the packed and shuffled data streams, the model and its trainer. Each step and
+// each evaluation is appended to `<out>/metrics.jsonl`; the resolved config and the
+// tokenizer are written beside it. Nothing is printed: the caller reports progress.
+#pragma once
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/data/pretraining_data.h"
+#include "core/data/sentencepiece_tokenizer.h"
+#include "core/train/train_config.h"
+
+namespace sw {
+
+class PretrainingRun {
+ public:
+  PretrainingRun(const TrainConfig& config, const std::string& out_dir);
+
+  // One optimizer step on the next batch.
+  TrainMetrics step();
+  // The held-out loss on the same eval_batches batches every time (eval mode).
+  EvalMetrics evaluate();
+
+  const TrainConfig& config() const { return config_; }  // model resolved inline
+  const SwitchTransformer& model() const { return *model_; }
+  const SentencePieceTokenizer& tokenizer() const { return *tokenizer_; }
+  const SpanCorruptionData& train_data() const { return *train_data_; }
+  const std::vector<Batch>& eval_batches() const { return eval_batches_; }
+  int64_t steps_done() const { return trainer_->steps_done(); }
+  int64_t train_documents() const { return train_documents_; }
+  int64_t validation_documents() const { return validation_documents_; }
+  int64_t train_tokens() const { return train_tokens_; }
+
+ private:
+  TrainConfig config_;
+  std::string out_dir_;
+  std::unique_ptr<SentencePieceTokenizer> tokenizer_;
+  std::unique_ptr<SpanCorruptionData> train_data_;
+  std::vector<Batch> eval_batches_;
+  std::unique_ptr<SwitchTransformer> model_;
+  std::unique_ptr<Trainer> trainer_;
+  std::ofstream metrics_;
+  int64_t train_documents_ = 0, validation_documents_ = 0, train_tokens_ = 0;
+};
+
+// The JSON lines of metrics.jsonl (one object each, no newline).
+std::string metrics_json(const TrainMetrics& m);
+std::string metrics_json(const EvalMetrics& m, int64_t step);
+
+}  // namespace sw

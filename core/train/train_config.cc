@@ -1,0 +1,155 @@
+#include "core/train/train_config.h"
+
+#include <google/protobuf/descriptor.h>
+
+#include <cmath>
+
+#include "core/tensor/error.h"
+
+namespace sw {
+
+TrainConfig train_config_from_text(const std::string& text) {
+  TrainConfig config;
+  parse_text(text, config, "train config");
+  validate(config);
+  return config;
+}
+
+std::string train_config_to_text(const TrainConfig& config) { return text_with_defaults(config); }
+
+void apply_override(TrainConfig& config, const std::string& key_equals_value) {
+  const size_t eq = key_equals_value.find('=');
+  SW_CHECK_ARG(eq != std::string::npos && eq > 0, "override \"", key_equals_value,
+               "\": expected key=value");
+  const std::string key = key_equals_value.substr(0, eq);
+  std::string value = key_equals_value.substr(eq + 1);
+  // "a.b.c=v" becomes the text "a { b { c: v } }", merged over the config.
+  const google::protobuf::Descriptor* message = config.GetDescriptor();
+  std::string open, close;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = key.find('.', start);
+    const std::string name = key.substr(start, dot == std::string::npos ? dot : dot - start);
+    const google::protobuf::FieldDescriptor* field =
+        message ? message->FindFieldByName(name) : nullptr;
+    SW_CHECK_ARG(field, "override \"", key_equals_value, "\": no field \"", name, "\" in ",
+                 message ? message->name() : std::string("a scalar"));
+    if (dot == std::string::npos) {
+      if (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+          (value.empty() || value.front() != '"')) {
+        std::string quoted = "\"";
+        for (char c : value)
+          quoted += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+        value = quoted + "\"";
+      }
+      open += name + ": " + value;
+      break;
+    }
+    SW_CHECK_ARG(field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE, "override \"",
+                 key_equals_value, "\": \"", name, "\" is not a message");
+    open += name + " { ";
+    close += " }";
+    message = field->message_type();
+    start = dot + 1;
+  }
+  TrainConfig patch;
+  parse_text(open + close, patch, ("override \"" + key_equals_value + "\"").c_str());
+  TrainConfig merged = config;
+  merged.MergeFrom(patch);
+  validate(merged);
+  config = merged;
+}
+
+namespace {
+
+void require(bool ok, const char* field, const std::string& rule) {
+  SW_CHECK_ARG(ok, field, ": ", rule);
+}
+
+}  // namespace
+
+void validate(const TrainConfig& c) {
+  require(c.steps() >= 1, "steps", detail::concat("must be >= 1, got ", c.steps()));
+  require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));
+  require(c.micro_batches() >= 1 && c.batch_size() % c.micro_batches() == 0, "micro_batches",
+          detail::concat("must divide batch_size ", c.batch_size(), ", got ", c.micro_batches()));
+  require(c.input_length() >= 4 && c.input_length() <= (1 << 20), "input_length",
+          detail::concat("must be in [4, 2^20], got ", c.input_length()));
+  require(c.target_length() >= 3 && c.target_length() <= (1 << 20), "target_length",
+          detail::concat("must be in [3, 2^20], got ", c.target_length()));
+  require(std::isfinite(c.learning_rate()) && c.learning_rate() > 0, "learning_rate",
+          detail::concat("must be > 0, got ", c.learning_rate()));
+  require(c.warmup_steps() >= 0, "warmup_steps",
+          detail::concat("must be >= 0, got ", c.warmup_steps()));
+  require(std::isfinite(c.grad_clip_norm()) && c.grad_clip_norm() >= 0, "grad_clip_norm",
+          detail::concat("must be >= 0, got ", c.grad_clip_norm()));
+  require(c.validation_fraction() > 0 && c.validation_fraction() < 1, "validation_fraction",
+          detail::concat("must be in (0, 1), got ", c.validation_fraction()));
+  require(c.tokenizer_vocab_size() >= 300 && c.tokenizer_vocab_size() <= (1 << 20),
+          "tokenizer_vocab_size",
+          detail::concat("must be in [300, 2^20] (byte fallback takes 259 ids), got ",
+                         c.tokenizer_vocab_size()));
+  require(c.num_sentinels() >= 1 && c.num_sentinels() <= 10000, "num_sentinels",
+          detail::concat("must be in [1, 10000], got ", c.num_sentinels()));
+  require(c.noise_density() > 0 && c.noise_density() < 1, "noise_density",
+          detail::concat("must be in (0, 1), got ", c.noise_density()));
+  require(c.mean_noise_span_length() >= 1, "mean_noise_span_length",
+          detail::concat("must be >= 1, got ", c.mean_noise_span_length()));
+  require(c.eval_interval() >= 0, "eval_interval",
+          detail::concat("must be >= 0, got ", c.eval_interval()));
+  require(c.eval_batches() >= 1, "eval_batches",
+          detail::concat("must be >= 1, got ", c.eval_batches()));
+  require(c.log_interval() >= 1, "log_interval",
+          detail::concat("must be >= 1, got ", c.log_interval()));
+  require(c.collapse_warning_share() > 0 && c.collapse_warning_share() <= 1,
+          "collapse_warning_share",
+          detail::concat("must be in (0, 1], got ", c.collapse_warning_share()));
+  require(!c.corpus().empty(), "corpus", "must name a file or directory");
+  train_options(c).schedule.validate();
+}
+
+ModelConfig resolve_model(const TrainConfig& c, int64_t tokenizer_vocab_size) {
+  ModelConfig model = preset(c.model_preset());
+  model.MergeFrom(c.model());
+  const int64_t padded = (tokenizer_vocab_size + 127) / 128 * 128;
+  if (c.model().has_vocab_size()) {
+    SW_CHECK_ARG(c.model().vocab_size() >= tokenizer_vocab_size,
+                 "model.vocab_size: ", c.model().vocab_size(), " cannot hold the tokenizer's ",
+                 tokenizer_vocab_size, " ids");
+  } else {
+    model.set_vocab_size(padded);
+  }
+  validate(model);
+  return model;
+}
+
+TrainOptions train_options(const TrainConfig& c) {
+  TrainOptions o;
+  o.optimizer = c.optimizer() == TrainConfig::ADAMW ? TrainOptions::OptimizerKind::kAdamW
+                                                    : TrainOptions::OptimizerKind::kAdafactor;
+  o.adafactor.decay_rate = c.adafactor_decay_rate();
+  o.adafactor.multiply_by_parameter_scale = c.adafactor_multiply_by_parameter_scale();
+  o.adafactor.weight_decay = c.weight_decay();
+  o.adamw.beta1 = c.adamw_beta1();
+  o.adamw.beta2 = c.adamw_beta2();
+  o.adamw.weight_decay = c.weight_decay();
+  o.grad_clip_norm = c.grad_clip_norm();
+  o.schedule.base = c.learning_rate();
+  o.schedule.warmup_steps = c.warmup_steps();
+  o.schedule.min_rate = c.min_learning_rate();
+  o.schedule.total_steps = c.steps();
+  switch (c.schedule()) {
+    case TrainConfig::INVERSE_SQRT:
+      o.schedule.kind = LearningRateSchedule::Kind::kInverseSqrt;
+      break;
+    case TrainConfig::CONSTANT:
+      o.schedule.kind = LearningRateSchedule::Kind::kConstant;
+      break;
+    case TrainConfig::WARMUP_COSINE:
+      o.schedule.kind = LearningRateSchedule::Kind::kWarmupCosine;
+      break;
+  }
+  return o;
+}
+
+}  // namespace sw

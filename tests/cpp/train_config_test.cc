@@ -1,0 +1,124 @@
+// TrainConfig: text, overrides, validation, the model it resolves to; and a short
+// pre-training run end to end (tokenizer, packed data, steps, evaluation, metrics file).
+#include "core/train/train_config.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "core/data/sentencepiece_tokenizer.h"
+#include "core/tensor/error.h"
+#include "core/train/pretraining_run.h"
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const sw::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TrainConfig, OverridesReachScalarsEnumsStringsAndTheModel) {
+  sw::TrainConfig c;
+  sw::apply_override(c, "steps=250");
+  sw::apply_override(c, "optimizer=ADAMW");
+  sw::apply_override(c, "corpus=/tmp/some text.txt");
+  sw::apply_override(c, "model.num_experts=16");
+  sw::apply_override(c, "model.name=my-model");
+  EXPECT_EQ(c.steps(), 250);
+  EXPECT_EQ(c.optimizer(), sw::TrainConfig::ADAMW);
+  EXPECT_EQ(c.corpus(), "/tmp/some text.txt");
+  EXPECT_EQ(c.model().num_experts(), 16);
+  const sw::TrainConfig again = sw::train_config_from_text(sw::train_config_to_text(c));
+  EXPECT_EQ(sw::train_config_to_text(again), sw::train_config_to_text(c));
+
+  EXPECT_NE(error_of([&] { sw::apply_override(c, "nosuch=1"); }).find("no field \"nosuch\""),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { sw::apply_override(c, "steps=many"); }).find("steps=many"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { sw::apply_override(c, "steps"); }).find("key=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { sw::apply_override(c, "steps.x=1"); }).find("not a message"),
+            std::string::npos);
+  // A rejected override leaves the config as it was.
+  EXPECT_NE(error_of([&] { sw::apply_override(c, "batch_size=0"); }).find("batch_size"),
+            std::string::npos);
+  EXPECT_EQ(c.batch_size(), 16);
+}
+
+TEST(TrainConfig, ValidationNamesTheField) {
+  EXPECT_NE(error_of([] {
+              sw::train_config_from_text("micro_batches: 3");
+            }).find("micro_batches: must divide batch_size 16, got 3"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { sw::train_config_from_text("learning_rate: -1"); }).find("learning_rate"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              sw::train_config_from_text("schedule: WARMUP_COSINE warmup_steps: 5000");
+            }).find("total_steps"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { sw::train_config_from_text("steps: 10\nbogus: 1"); }).find("line 2"),
+            std::string::npos);
+}
+
+TEST(TrainConfig, TheModelTakesTheTokenizersPaddedVocabulary) {
+  sw::TrainConfig c;
+  sw::apply_override(c, "model.num_experts=4");
+  const sw::ModelConfig m = sw::resolve_model(c, 2100);
+  EXPECT_EQ(m.vocab_size(), 2176);
+  EXPECT_EQ(m.num_experts(), 4);
+  EXPECT_EQ(m.d_model(), sw::preset("tiny").d_model());
+  sw::apply_override(c, "model.vocab_size=1000");
+  EXPECT_NE(error_of([&] { sw::resolve_model(c, 2100); }).find("model.vocab_size"),
+            std::string::npos);
+}
+
+TEST(PretrainingRun, TrainsEvaluatesAndWritesMetricsDeterministically) {
+  std::string why;
+  if (!sw::sentencepiece_available(&why)) GTEST_SKIP() << why;
+  sw::TrainConfig c;
+  for (const char* o : {"corpus=/usr/share/common-licenses/GPL-3", "tokenizer_vocab_size=400",
+                        "steps=3", "batch_size=4", "micro_batches=2", "input_length=32",
+                        "target_length=12", "eval_batches=1", "validation_fraction=0.1"})
+    sw::apply_override(c, o);
+  const std::string dir = ::testing::TempDir() + "sw_pretraining_run";
+  std::filesystem::remove_all(dir);
+  std::vector<double> losses[2];
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    sw::PretrainingRun run(c, dir);
+    EXPECT_EQ(run.config().model().vocab_size(), 512);  // 400 + 100 sentinels, padded
+    const double before = run.evaluate().loss;
+    for (int s = 0; s < 3; ++s) {
+      const sw::TrainMetrics m = run.step();
+      EXPECT_EQ(m.step, s + 1);
+      EXPECT_EQ(m.layers.size(), 4u);  // tiny: 2 sparse blocks per stack
+      EXPECT_GT(m.layers[0].router_entropy, 0);
+      losses[attempt].push_back(m.loss);
+    }
+    const sw::EvalMetrics after = run.evaluate();
+    EXPECT_TRUE(std::isfinite(after.loss));
+    EXPECT_LT(after.loss, before);
+    EXPECT_EQ(run.train_data().position().example, 12);
+  }
+  EXPECT_EQ(losses[0], losses[1]);  // same seed, same run, bit for bit
+  std::ifstream metrics(dir + "/metrics.jsonl");
+  int lines = 0, evals = 0;
+  for (std::string line; std::getline(metrics, line); ++lines)
+    evals += line.find("\"kind\":\"eval\"") != std::string::npos;
+  EXPECT_EQ(lines, 5);
+  EXPECT_EQ(evals, 2);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/tokenizer.model"));
+  const sw::TrainConfig written = [&] {
+    std::ifstream in(dir + "/train_config.textproto");
+    return sw::train_config_from_text(std::string(std::istreambuf_iterator<char>(in), {}));
+  }();
+  EXPECT_EQ(written.model().vocab_size(), 512);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
