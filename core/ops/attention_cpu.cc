@@ -80,8 +80,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
           if (pprobs) std::copy(S.data(), S.data() + Tq * Tk, pprobs + (b * heads + h) * Tq * Tk);
           if (in.dropout.active()) {
             const uint64_t base = static_cast<uint64_t>((b * heads + h) * Tq * Tk);
-            for (int64_t e = 0; e < Tq * Tk; ++e)
-              S.data()[e] = in.dropout.keeps(base + e) ? S.data()[e] * keep_scale : T(0);
+            in.dropout.for_each_keep(base, Tq * Tk, [&](int64_t e, bool keep) {
+              S.data()[e] = keep ? S.data()[e] * keep_scale : T(0);
+            });
           }
           O.noalias() = S * V;
         } catch (...) {
@@ -137,9 +138,9 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
           // The weights the forward multiplied V by: P with the dropout mask applied.
           RowMatrix<T> mask = RowMatrix<T>::Ones(Tq, Tk);
           if (in.dropout.active())
-            for (int64_t e = 0; e < Tq * Tk; ++e)
-              mask.data()[e] =
-                  in.dropout.keeps(static_cast<uint64_t>(base + e)) ? keep_scale : T(0);
+            in.dropout.for_each_keep(
+                static_cast<uint64_t>(base), Tq * Tk,
+                [&](int64_t e, bool keep) { mask.data()[e] = keep ? keep_scale : T(0); });
           dV.noalias() = P.cwiseProduct(mask).transpose() * dO;
           RowMatrix<T> dP = (dO * V.transpose()).cwiseProduct(mask);
           Eigen::Map<RowMatrix<T>> dS(ds_all.data<T>() + base, Tq, Tk);

@@ -24,8 +24,9 @@ void apply_dropout(Tensor& x, const DropoutSpec& spec, int64_t rows, int64_t wid
 #pragma omp parallel for if (rows * width > 65536)
     for (int64_t r = 0; r < rows; ++r) {
       const uint64_t base = static_cast<uint64_t>(stream_row(r)) * width;
-      for (int64_t j = 0; j < width; ++j)
-        p[r * width + j] = spec.keeps(base + j) ? p[r * width + j] * scale : T(0);
+      T* row = p + r * width;
+      spec.for_each_keep(base, width,
+                         [&](int64_t j, bool keep) { row[j] = keep ? row[j] * scale : T(0); });
     }
   });
 }

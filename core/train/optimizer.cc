@@ -73,10 +73,28 @@ class OptimizerBase : public Optimizer {
   std::vector<Slots> slots_;
 };
 
+// Sums f(block) over fixed blocks of kBlock elements: the blocks run in parallel and their
+// partial sums are added in order, so the result is the same for any thread count.
+constexpr int64_t kBlock = 1 << 14;
+
+template <typename F>
+double block_sum(int64_t n, F f) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(blocks, 0.0);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) partial[b] = f(b * kBlock, std::min(n, (b + 1) * kBlock));
+  double total = 0;
+  for (double x : partial) total += x;
+  return total;
+}
+
 template <typename T>
 double mean_square(const T* x, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  const double s = block_sum(n, [&](int64_t lo, int64_t hi) {
+    double a = 0;
+    for (int64_t i = lo; i < hi; ++i) a += static_cast<double>(x[i]) * x[i];
+    return a;
+  });
   return n ? s / static_cast<double>(n) : 0.0;
 }
 
@@ -121,65 +139,83 @@ class Adafactor final : public OptimizerBase {
  private:
   static bool factored(const Tensor& p) { return p.ndim() >= 2; }
 
+  // Three passes, none of which stores the update: the second-moment statistics, the
+  // update's RMS (for clipping), then the parameter step; each recomputes the unclipped
+  // update u = g / sqrt(v_hat) elementwise, which costs less than writing it out.
   template <typename T>
   void update(ParameterGradient& pg, Slots& s, double lr, double beta2) {
+    using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
     T* p = pg.parameter.data<T>();
     const T* g = pg.gradient.data<T>();
     const int64_t n = pg.parameter.numel();
     double rate = lr;
     if (o_.multiply_by_parameter_scale) rate *= std::max(o_.eps2, std::sqrt(mean_square(p, n)));
-    std::vector<double> u(n);
-    if (factored(pg.parameter)) {
-      const int64_t cols = pg.parameter.dim(-1), rows = pg.parameter.dim(-2),
-                    batch = n / (rows * cols);
-      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-      S* row = s.get("row").data<S>();
-      S* col = s.get("col").data<S>();
+    const bool is_factored = factored(pg.parameter);
+    const int64_t cols = is_factored ? pg.parameter.dim(-1) : n;
+    const int64_t rows = is_factored ? pg.parameter.dim(-2) : 1;
+    const int64_t batch = n / (rows * cols);
+    S* row = is_factored ? s.get("row").data<S>() : nullptr;
+    S* col = is_factored ? s.get("col").data<S>() : nullptr;
+    S* v = is_factored ? nullptr : s.get("v").data<S>();
+    std::vector<double> row_scale(is_factored ? batch * rows : 0);  // row[r] / mean(row)
+    if (is_factored) {
       for (int64_t b = 0; b < batch; ++b) {
         const T* gb = g + b * rows * cols;
         S* rb = row + b * rows;
         S* cb = col + b * cols;
-        std::vector<double> row_mean(rows, 0.0), col_mean(cols, 0.0);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < cols; ++c) {
-            const double sq = static_cast<double>(gb[r * cols + c]) * gb[r * cols + c] + o_.eps1;
-            row_mean[r] += sq / cols;
-            col_mean[c] += sq / rows;
+        // Column means over fixed row blocks, reduced in order (thread-count independent).
+        const int64_t row_block = std::max<int64_t>(1, kBlock / cols);
+        const int64_t blocks = (rows + row_block - 1) / row_block;
+        std::vector<double> col_partial(blocks * cols, 0.0);
+#pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < blocks; ++k) {
+          double* cp = col_partial.data() + k * cols;
+          for (int64_t r = k * row_block; r < std::min(rows, (k + 1) * row_block); ++r) {
+            double row_sum = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              const double sq = static_cast<double>(gb[r * cols + c]) * gb[r * cols + c] + o_.eps1;
+              row_sum += sq;
+              cp[c] += sq;
+            }
+            rb[r] = static_cast<S>(beta2 * rb[r] + (1 - beta2) * (row_sum / cols));
           }
-        double row_avg = 0;
-        for (int64_t r = 0; r < rows; ++r) {
-          rb[r] = static_cast<S>(beta2 * rb[r] + (1 - beta2) * row_mean[r]);
-          row_avg += static_cast<double>(rb[r]) / rows;
         }
-        for (int64_t c = 0; c < cols; ++c)
-          cb[c] = static_cast<S>(beta2 * cb[c] + (1 - beta2) * col_mean[c]);
-        // v_hat[r, c] = row[r] * col[c] / mean(row): the rank-1 estimate of E[g^2].
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < cols; ++c)
-            u[b * rows * cols + r * cols + c] =
-                gb[r * cols + c] / std::sqrt(static_cast<double>(rb[r]) / row_avg * cb[c]);
+        for (int64_t c = 0; c < cols; ++c) {
+          double col_sum = 0;
+          for (int64_t k = 0; k < blocks; ++k) col_sum += col_partial[k * cols + c];
+          cb[c] = static_cast<S>(beta2 * cb[c] + (1 - beta2) * (col_sum / rows));
+        }
+        double row_avg = 0;
+        for (int64_t r = 0; r < rows; ++r) row_avg += static_cast<double>(rb[r]) / rows;
+        for (int64_t r = 0; r < rows; ++r) row_scale[b * rows + r] = rb[r] / row_avg;
       }
     } else {
-      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-      S* v = s.get("v").data<S>();
-      for (int64_t i = 0; i < n; ++i) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i)
         v[i] = static_cast<S>(beta2 * v[i] +
                               (1 - beta2) * (static_cast<double>(g[i]) * g[i] + o_.eps1));
-        u[i] = g[i] / std::sqrt(static_cast<double>(v[i]));
-      }
     }
+    // v_hat = row[r] * col[c] / mean(row), the rank-1 estimate of E[g^2] (or v itself).
+    auto unclipped = [&](int64_t i) {
+      if (!is_factored) return g[i] / std::sqrt(static_cast<double>(v[i]));
+      const int64_t c = i % cols, br = i / cols, b = br / rows;
+      return g[i] / std::sqrt(row_scale[br] * static_cast<double>(col[b * cols + c]));
+    };
     // Update clipping: the update's RMS is at most clip_threshold.
-    const double rms = std::sqrt(mean_square(u.data(), n));
+    const double sum_sq = block_sum(n, [&](int64_t lo, int64_t hi) {
+      double a = 0;
+      for (int64_t i = lo; i < hi; ++i) a += unclipped(i) * unclipped(i);
+      return a;
+    });
+    const double rms = std::sqrt(n ? sum_sq / static_cast<double>(n) : 0.0);
     const double shrink = std::max(1.0, rms / o_.clip_threshold);
-    for (double& x : u) x /= shrink;
-    if (o_.beta1 > 0) {
-      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-      S* m = s.get("m").data<S>();
-      for (int64_t i = 0; i < n; ++i)
-        u[i] = m[i] = static_cast<S>(o_.beta1 * m[i] + (1 - o_.beta1) * u[i]);
+    S* m = o_.beta1 > 0 ? s.get("m").data<S>() : nullptr;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      double u = unclipped(i) / shrink;
+      if (m) u = m[i] = static_cast<S>(o_.beta1 * m[i] + (1 - o_.beta1) * u);
+      p[i] = static_cast<T>(p[i] - rate * o_.weight_decay * p[i] - rate * u);
     }
-    for (int64_t i = 0; i < n; ++i)
-      p[i] = static_cast<T>(p[i] - rate * o_.weight_decay * p[i] - rate * u[i]);
   }
 
   AdafactorOptions o_;
@@ -213,7 +249,9 @@ class AdamW final : public OptimizerBase {
         const T* g = grads[i].gradient.data<T>();
         S* m = slots_[i].get("m").data<S>();
         S* v = slots_[i].get("v").data<S>();
-        for (int64_t j = 0; j < grads[i].parameter.numel(); ++j) {
+        const int64_t n = grads[i].parameter.numel();
+#pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < n; ++j) {
           m[j] = static_cast<S>(o_.beta1 * m[j] + (1 - o_.beta1) * g[j]);
           v[j] =
               static_cast<S>(o_.beta2 * v[j] + (1 - o_.beta2) * static_cast<double>(g[j]) * g[j]);
@@ -243,7 +281,9 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
       with_pair(pg, "clip_gradient_norm", [&](auto zero) {
         using T = decltype(zero);
         T* g = pg.gradient.data<T>();
-        for (int64_t i = 0; i < pg.gradient.numel(); ++i) g[i] = static_cast<T>(g[i] * scale);
+        const int64_t n = pg.gradient.numel();
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) g[i] = static_cast<T>(g[i] * scale);
       });
   }
   return norm;

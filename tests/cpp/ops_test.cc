@@ -296,3 +296,21 @@ TEST_P(OpsTest, DropoutIsSeededAndUnbiased) {
 
 }  // namespace
 }  // namespace sw
+
+namespace {
+
+// The blocked mask walk draws exactly the per-element masks, from any offset.
+TEST(Dropout, BlockedMaskWalkEqualsPerElementMasks) {
+  sw::ops::DropoutSpec spec{0.3, sw::RandomStream(7, sw::RandomPurpose::kDropout, 2, 5)};
+  for (uint64_t first : {0ull, 1ull, 2ull, 3ull, 4ull, 1001ull})
+    for (int64_t count : {0, 1, 3, 4, 5, 17}) {
+      int64_t visited = 0;
+      spec.for_each_keep(first, count, [&](int64_t j, bool keep) {
+        EXPECT_EQ(j, visited++);
+        EXPECT_EQ(keep, spec.keeps(first + j)) << first << " + " << j;
+      });
+      EXPECT_EQ(visited, count);
+    }
+}
+
+}  // namespace
