@@ -62,16 +62,6 @@ namespace {
 
 // The expert weight gradients: for each expert e, d_weight[e] (+)= dy_e^T @ x_e over its
 // block of rows.
-void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
-                             Tensor& d_weight) {
-  for (int64_t e = 0; e + 1 < static_cast<int64_t>(offsets.size()); ++e) {
-    if (offsets[e + 1] == offsets[e]) continue;
-    Tensor slice = d_weight.slice(e, e + 1).view({d_weight.dim(1), d_weight.dim(2)});
-    ops::matmul(dy.slice(offsets[e], offsets[e + 1]), true, x.slice(offsets[e], offsets[e + 1]),
-                false, slice, 1.0, 1.0);
-  }
-}
-
 Tensor& gradient_slot(Tensor& slot, const Tensor& like) {
   if (!slot.defined()) slot = Tensor::zeros(like.shape(), like.dtype());
   return slot;
@@ -134,8 +124,8 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     return result;
   };
   Tensor d_hidden = project_back(d_expert_out, w.experts.wo);
-  grouped_weight_gradient(d_expert_out, fwd.hidden, layout.expert_offset,
-                          gradient_slot(grads.experts.wo, w.experts.wo));
+  ops::grouped_weight_gradient(d_expert_out, fwd.hidden, layout.expert_offset,
+                               gradient_slot(grads.experts.wo, w.experts.wo));
   const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
   if (expert_dropout.active()) ops::dropout_rows_(d_hidden, expert_dropout, layout.token_of_row());
   Tensor d_buffer;
@@ -144,17 +134,17 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     ops::gated_gelu_backward(d_hidden, fwd.pre_activation, fwd.pre_linear, d_pre, d_linear);
     d_buffer = project_back(d_pre, w.experts.wi_0);
     ops::add_(d_buffer, project_back(d_linear, w.experts.wi_1));
-    grouped_weight_gradient(d_pre, fwd.buffer, layout.expert_offset,
-                            gradient_slot(grads.experts.wi_0, w.experts.wi_0));
-    grouped_weight_gradient(d_linear, fwd.buffer, layout.expert_offset,
-                            gradient_slot(grads.experts.wi_1, w.experts.wi_1));
+    ops::grouped_weight_gradient(d_pre, fwd.buffer, layout.expert_offset,
+                                 gradient_slot(grads.experts.wi_0, w.experts.wi_0));
+    ops::grouped_weight_gradient(d_linear, fwd.buffer, layout.expert_offset,
+                                 gradient_slot(grads.experts.wi_1, w.experts.wi_1));
   } else {
     const Tensor d_pre = config.activation() == ModelConfig::RELU
                              ? ops::relu_backward(d_hidden, fwd.pre_activation)
                              : ops::gelu_backward(d_hidden, fwd.pre_activation);
     d_buffer = project_back(d_pre, w.experts.wi);
-    grouped_weight_gradient(d_pre, fwd.buffer, layout.expert_offset,
-                            gradient_slot(grads.experts.wi, w.experts.wi));
+    ops::grouped_weight_gradient(d_pre, fwd.buffer, layout.expert_offset,
+                                 gradient_slot(grads.experts.wi, w.experts.wi));
   }
   // The router: logits = router_input @ W^T, probs = softmax(logits), plus the z-loss
   // coef * mean_t lse_t^2, whose gradient is coef * 2 lse_t p_t / N.

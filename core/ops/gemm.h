@@ -30,4 +30,9 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
                     const std::vector<int64_t>& offsets);
 
+// Its weight gradient, accumulated: dw[g] += dy[rows of g]^T @ x[rows of g] for dy [R, n],
+// x [R, k], dw [G, n, k]. Groups without rows are left alone.
+void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
+                             Tensor& dw);
+
 }  // namespace sw::ops

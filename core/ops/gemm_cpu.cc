@@ -124,6 +124,14 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   });
 }
 
+// Below this many rows per group on average, groups run one per thread.
+constexpr int64_t kSmallGroupRows = 256;
+
+bool many_small_groups(const std::vector<int64_t>& offsets) {
+  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
+  return groups >= 4 && offsets.back() < kSmallGroupRows * groups;
+}
+
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
                     const std::vector<int64_t>& offsets) {
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 3 && c.ndim() == 2,
@@ -145,11 +153,51 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
     require_cpu(*t, "grouped_matmul");
   dispatch_float(a.dtype(), "grouped_matmul", [&](auto zero) {
     using T = decltype(zero);
+    // Many small groups (many experts): one thread per group, Eigen single-threaded inside,
+    // beats Eigen threading each small GEMM (a parallel region per expert).
+#pragma omp parallel for schedule(dynamic, 1) if (many_small_groups(offsets))
     for (int64_t g = 0; g < groups; ++g) {
       GemmDims dg = d;
       dg.m = offsets[g + 1] - offsets[g];
       gemm_2d<T>(a.data<T>() + offsets[g] * d.k, false, b.data<T>() + g * d.k * d.n, tb,
                  c.data<T>() + offsets[g] * d.n, dg, T(1), T(0));
+    }
+  });
+}
+
+void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
+                             Tensor& dw) {
+  SW_CHECK_ARG(dy.ndim() == 2 && x.ndim() == 2 && dw.ndim() == 3 && dy.dim(0) == x.dim(0) &&
+                   dw.dim(1) == dy.dim(1) && dw.dim(2) == x.dim(1) &&
+                   static_cast<int64_t>(offsets.size()) == dw.dim(0) + 1 &&
+                   offsets.back() == x.dim(0),
+               "grouped_weight_gradient: expected dy [R, n], x [R, k], dw [G, n, k] and G + 1 "
+               "offsets ending at R, got ",
+               dy.str(), ", ", x.str(), ", ", dw.str(), ", ", offsets.size(), " offsets");
+  SW_CHECK_ARG(dy.dtype() == x.dtype() && x.dtype() == dw.dtype(),
+               "grouped_weight_gradient: dtypes differ");
+  const int64_t groups = dw.dim(0), n = dw.dim(1), k = dw.dim(2);
+#ifdef SW_WITH_CUDA
+  if (on_cuda(dw)) {
+    for (int64_t g = 0; g < groups; ++g) {
+      if (offsets[g + 1] == offsets[g]) continue;
+      Tensor slice = dw.slice(g, g + 1).view({n, k});
+      matmul(dy.slice(offsets[g], offsets[g + 1]), true, x.slice(offsets[g], offsets[g + 1]), false,
+             slice, 1.0, 1.0);
+    }
+    return;
+  }
+#endif
+  for (const Tensor* t : {&dy, &x, static_cast<const Tensor*>(&dw)})
+    require_cpu(*t, "grouped_weight_gradient");
+  dispatch_float(dw.dtype(), "grouped_weight_gradient", [&](auto zero) {
+    using T = decltype(zero);
+#pragma omp parallel for schedule(dynamic, 1) if (many_small_groups(offsets))
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t rows = offsets[g + 1] - offsets[g];
+      if (rows == 0) continue;
+      gemm_2d<T>(dy.data<T>() + offsets[g] * n, true, x.data<T>() + offsets[g] * k, false,
+                 dw.data<T>() + g * n * k, GemmDims{n, rows, k}, T(1), T(1));
     }
   });
 }

@@ -104,6 +104,36 @@ TEST_P(OpsTest, GroupedMatmulOverVariableBlocks) {
   EXPECT_THROW(ops::grouped_matmul(a, b, true, c, {0, 3, 3, 8}), Error);  // past the rows
 }
 
+// Many small groups take the one-thread-per-group path; the weight gradient accumulates.
+TEST_P(OpsTest, GroupedMatmulAndWeightGradientOverManySmallGroups) {
+  const std::vector<int64_t> offsets = {0, 2, 2, 5, 6, 6, 9, 10};
+  const int64_t groups = 7, rows = 10;
+  const Tensor a = random({rows, 5}, 20), b = random({groups, 4, 5}, 21);
+  Tensor c = random({rows, 4}, 22);
+  ops::grouped_matmul(a, b, true, c, offsets);
+  Tensor dw = random({groups, 4, 5}, 23);
+  const Tensor dw_before = dw.clone();
+  ops::grouped_weight_gradient(c, a, offsets, dw);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t n = offsets[g + 1] - offsets[g];
+    const Tensor dw_g = dw.slice(g, g + 1).view({4, 5}),
+                 before_g = dw_before.slice(g, g + 1).view({4, 5});
+    if (n == 0) {
+      EXPECT_EQ(max_relative_error(dw_g, before_g), 0.0) << "empty group " << g << " changed";
+      continue;
+    }
+    const Tensor expected_c =
+        naive_matmul(a.slice(offsets[g], offsets[g + 1]), false, b.slice(g, g + 1).view({4, 5}),
+                     true, Tensor::zeros({n, 4}, DType::f64), 1, 0);
+    EXPECT_LE(max_relative_error(c.slice(offsets[g], offsets[g + 1]), expected_c), tolerance());
+    EXPECT_LE(max_relative_error(dw_g, naive_matmul(c.slice(offsets[g], offsets[g + 1]), true,
+                                                    a.slice(offsets[g], offsets[g + 1]), false,
+                                                    before_g.to(DType::f64), 1, 1)),
+              tolerance());
+  }
+  EXPECT_THROW(ops::grouped_weight_gradient(c, a, {0, 10}, dw), Error);
+}
+
 TEST_P(OpsTest, RmsNorm) {
   const Tensor x = random({3, 4, 16}, 10, 3.0), w = random({16}, 11);
   Tensor inv;
