@@ -3,11 +3,12 @@
 
 usage: plot_runs.py OUT_DIR LABEL=RUN_DIR [LABEL=RUN_DIR ...]
 
-Writes OUT_DIR/loss.png (held-out loss vs step, train loss faint behind it),
+Writes OUT_DIR/loss.png (held-out cross-entropy vs step, train CE faint behind it),
 OUT_DIR/expert_load.png (for every sparse layer of each sparse run: the share of tokens
 each expert received at each step, a heatmap over training) and OUT_DIR/summary.md, and
 prints the side-by-side summary. The first run is the one compared against the others:
-the step at which it first reached each other run's final held-out loss.
+the step at which it first reached each other run's final held-out cross-entropy (the
+language-modelling quality; the aux and z losses are training aids, reported apart).
 """
 import json
 import os
@@ -41,7 +42,7 @@ def smooth(values, window=10):
 
 def first_step_reaching(evals, target):
     for record in evals:
-        if record["step"] > 0 and record["loss"] <= target:
+        if record["step"] > 0 and record["ce"] <= target:
             return record["step"]
     return None
 
@@ -60,13 +61,13 @@ def main():
     for i, (label, train, evals, _) in enumerate(runs):
         color = f"C{i}"
         steps = [r["step"] for r in train]
-        ax.plot(steps[9:] if len(steps) >= 10 else steps, smooth([r["loss"] for r in train]),
+        ax.plot(steps[9:] if len(steps) >= 10 else steps, smooth([r["ce"] for r in train]),
                 color=color, alpha=0.3, lw=1)
-        ax.plot([r["step"] for r in evals], [r["loss"] for r in evals], color=color, lw=2,
+        ax.plot([r["step"] for r in evals], [r["ce"] for r in evals], color=color, lw=2,
                 marker="o", ms=3, label=f"{label} (held-out)")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (faint: train, 10-step mean)")
-    ax.set_title("Span-corruption loss vs step")
+    ax.set_ylabel("cross-entropy (faint: train, 10-step mean)")
+    ax.set_title("Span-corruption cross-entropy vs step")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -93,10 +94,10 @@ def main():
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, "expert_load.png"), dpi=120)
 
-    rows = [("model", "parameters", "final held-out loss", "train tokens/s",
+    rows = [("model", "parameters", "held-out CE (+ aux + z)", "train tokens/s",
              "dropped (train / eval)")]
     for label, train, evals, s in runs:
-        rows.append((label, f"{s['parameters'] / 1e6:.2f}M", f"{s['final_eval_loss']:.4f}",
+        rows.append((label, f"{s['parameters'] / 1e6:.2f}M", f"{s['final_eval_ce']:.4f} ({s['final_eval_loss']:.4f})",
                      f"{s['tokens_per_s']:.0f}",
                      f"{100 * s['train_dropped']:.1f}% / {100 * s['eval_dropped']:.1f}%"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
@@ -104,13 +105,13 @@ def main():
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     label0, _, evals0, s0 = runs[0]
     for label, _, _, s in runs[1:]:
-        step = first_step_reaching(evals0, s["final_eval_loss"])
+        step = first_step_reaching(evals0, s["final_eval_ce"])
         if step is None:
-            lines.append(f"\n{label0} did not reach {label}'s final held-out loss "
-                         f"{s['final_eval_loss']:.4f} in {s0['steps']} steps.")
+            lines.append(f"\n{label0} did not reach {label}'s final held-out CE "
+                         f"{s['final_eval_ce']:.4f} in {s0['steps']} steps.")
         else:
-            lines.append(f"\n{label0} reached {label}'s final held-out loss "
-                         f"({s['final_eval_loss']:.4f} at step {s['steps']}) at step {step}: "
+            lines.append(f"\n{label0} reached {label}'s final held-out CE "
+                         f"({s['final_eval_ce']:.4f} at step {s['steps']}) at step {step}: "
                          f"a {s['steps'] / step:.1f}x step speedup (the paper: 7.5x for "
                          f"Switch-Base vs T5-Base).")
     text = "\n".join(lines) + "\n"
