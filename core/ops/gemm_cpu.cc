@@ -126,6 +126,36 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
 
 // Below this many rows per group on average, groups run one per thread.
 constexpr int64_t kSmallGroupRows = 256;
+// At most this many rows, a group's GEMM streams the weight once instead of packing it
+// (Eigen's GEMM repacks the whole weight: ~3x the memory traffic for a handful of rows).
+constexpr int64_t kFewRows = 16;
+
+// c [m, n] = a [m, k] @ op(b), m <= kFewRows: every weight row read once, the few rows of
+// a and c staying in cache.
+template <typename T>
+void few_rows_matmul(const T* a, const T* b, bool tb, T* c, int64_t m, int64_t k, int64_t n) {
+  ConstMatrixMap<T> A(a, m, k);
+  MatrixMap<T> C(c, m, n);
+  if (tb) {  // b [n, k]: one dot product per output element, b row by row
+    ConstMatrixMap<T> B(b, n, k);
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < m; ++i) C(i, j) = A.row(i).dot(B.row(j));
+  } else {  // b [k, n]: c += a[:, kk] b[kk, :], b row by row
+    ConstMatrixMap<T> B(b, k, n);
+    C.setZero();
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int64_t i = 0; i < m; ++i) C.row(i) += A(i, kk) * B.row(kk);
+  }
+}
+
+// dw [n, k] += dy [m, n]^T @ x [m, k], m <= kFewRows: each row of dw read and written once.
+template <typename T>
+void few_rows_weight_gradient(const T* dy, const T* x, T* dw, int64_t m, int64_t n, int64_t k) {
+  ConstMatrixMap<T> DY(dy, m, n), X(x, m, k);
+  MatrixMap<T> DW(dw, n, k);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < m; ++i) DW.row(j) += DY(i, j) * X.row(i);
+}
 
 bool many_small_groups(const std::vector<int64_t>& offsets) {
   const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
@@ -159,8 +189,13 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
     for (int64_t g = 0; g < groups; ++g) {
       GemmDims dg = d;
       dg.m = offsets[g + 1] - offsets[g];
-      gemm_2d<T>(a.data<T>() + offsets[g] * d.k, false, b.data<T>() + g * d.k * d.n, tb,
-                 c.data<T>() + offsets[g] * d.n, dg, T(1), T(0));
+      const T* ag = a.data<T>() + offsets[g] * d.k;
+      const T* bg = b.data<T>() + g * d.k * d.n;
+      T* cg = c.data<T>() + offsets[g] * d.n;
+      if (dg.m > 0 && dg.m <= kFewRows)
+        few_rows_matmul(ag, bg, tb, cg, dg.m, d.k, d.n);
+      else
+        gemm_2d<T>(ag, false, bg, tb, cg, dg, T(1), T(0));
     }
   });
 }
@@ -196,8 +231,13 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t rows = offsets[g + 1] - offsets[g];
       if (rows == 0) continue;
-      gemm_2d<T>(dy.data<T>() + offsets[g] * n, true, x.data<T>() + offsets[g] * k, false,
-                 dw.data<T>() + g * n * k, GemmDims{n, rows, k}, T(1), T(1));
+      const T* dyg = dy.data<T>() + offsets[g] * n;
+      const T* xg = x.data<T>() + offsets[g] * k;
+      T* dwg = dw.data<T>() + g * n * k;
+      if (rows <= kFewRows)
+        few_rows_weight_gradient(dyg, xg, dwg, rows, n, k);
+      else
+        gemm_2d<T>(dyg, true, xg, false, dwg, GemmDims{n, rows, k}, T(1), T(1));
     }
   });
 }

@@ -132,6 +132,19 @@ TEST_P(OpsTest, GroupedMatmulAndWeightGradientOverManySmallGroups) {
               tolerance());
   }
   EXPECT_THROW(ops::grouped_weight_gradient(c, a, {0, 10}, dw), Error);
+  // b not transposed ([G, k, n]).
+  const Tensor b_kn = random({groups, 5, 4}, 24);
+  Tensor c_kn = random({rows, 4}, 25);
+  ops::grouped_matmul(a, b_kn, false, c_kn, offsets);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t n = offsets[g + 1] - offsets[g];
+    if (n == 0) continue;
+    EXPECT_LE(max_relative_error(c_kn.slice(offsets[g], offsets[g + 1]),
+                                 naive_matmul(a.slice(offsets[g], offsets[g + 1]), false,
+                                              b_kn.slice(g, g + 1).view({5, 4}), false,
+                                              Tensor::zeros({n, 4}, DType::f64), 1, 0)),
+              tolerance());
+  }
 }
 
 TEST_P(OpsTest, RmsNorm) {
