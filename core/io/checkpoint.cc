@@ -1,0 +1,277 @@
+#include "core/io/checkpoint.h"
+
+#include <fcntl.h>
+#include <isa-l/crc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/tensor/error.h"
+
+namespace sw {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kManifest = "manifest.pb";
+constexpr const char* kLatest = "latest";
+constexpr const char* kStepPrefix = "step-";
+constexpr const char* kTemporaryPrefix = ".tmp-";
+constexpr const char* kOptimizerPrefix = "optimizer/";
+
+uint32_t crc32c(const void* data, size_t n) {
+  // ISA-L's crc32_iscsi is CRC-32C without the final inversion; int-sized chunks.
+  uint32_t state = 0xFFFFFFFFu;
+  const auto* p = static_cast<const unsigned char*>(data);
+  while (n > 0) {
+    const size_t chunk = std::min<size_t>(n, size_t{1} << 30);
+    state = crc32_iscsi(const_cast<unsigned char*>(p), static_cast<int>(chunk), state);
+    p += chunk;
+    n -= chunk;
+  }
+  return ~state;
+}
+
+std::string step_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%s%08lld", kStepPrefix, static_cast<long long>(step));
+  return name;
+}
+
+void fsync_path(const fs::path& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  SW_CHECK(fd >= 0, Status::kIo, "checkpoint: cannot open ", path.string(), " to sync it");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  SW_CHECK(rc == 0, Status::kIo, "checkpoint: fsync of ", path.string(), " failed");
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  SW_CHECK(out, Status::kIo, "checkpoint: cannot write ", path.string());
+  fsync_path(path, false);
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  SW_CHECK(in, Status::kNotFound, "checkpoint: cannot read ", path.string());
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+// Step directories under root, oldest first.
+std::vector<std::pair<int64_t, fs::path>> step_directories(const fs::path& root) {
+  std::vector<std::pair<int64_t, fs::path>> steps;
+  for (const fs::directory_entry& e : fs::directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind(kStepPrefix, 0) != 0) continue;
+    char* end = nullptr;
+    const long long step = std::strtoll(name.c_str() + std::strlen(kStepPrefix), &end, 10);
+    if (*end == '\0') steps.push_back({step, e.path()});
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+void add_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                 const std::string& prefix, proto::Manifest& manifest, const fs::path& dir,
+                 const SaveOptions& options, int& shard_index, std::ofstream& shard,
+                 int64_t& shard_size) {
+  auto open_shard = [&] {
+    if (shard.is_open()) {
+      shard.close();
+      SW_CHECK(shard, Status::kIo, "checkpoint: cannot write a shard in ", dir.string());
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "shard-%05d.bin", shard_index++);
+    shard.open(dir / name, std::ios::binary | std::ios::trunc);
+    SW_CHECK(shard, Status::kIo, "checkpoint: cannot create ", (dir / name).string());
+    shard_size = 0;
+  };
+  for (const auto& [name, tensor] : tensors) {
+    SW_CHECK_ARG(tensor.defined(), "checkpoint: tensor ", name, " is undefined");
+    const Tensor host = tensor.device().is_cpu() ? tensor : tensor.to(Device::cpu());
+    const int64_t bytes = static_cast<int64_t>(host.nbytes());
+    if (!shard.is_open() || (shard_size > 0 && shard_size + bytes > options.shard_bytes))
+      open_shard();
+    proto::Manifest::TensorEntry* entry = manifest.add_tensors();
+    entry->set_name(prefix + name);
+    entry->set_dtype(static_cast<proto::Manifest::TensorEntry::DType>(host.dtype()));
+    for (int64_t d : host.shape()) entry->add_shape(d);
+    char shard_name[32];
+    std::snprintf(shard_name, sizeof shard_name, "shard-%05d.bin", shard_index - 1);
+    entry->set_shard(shard_name);
+    entry->set_offset(shard_size);
+    entry->set_length(bytes);
+    entry->set_crc32c(crc32c(host.raw(), static_cast<size_t>(bytes)));
+    shard.write(static_cast<const char*>(host.raw()), bytes);
+    SW_CHECK(shard, Status::kIo, "checkpoint: cannot write tensor ", name, " to ", dir.string());
+    shard_size += bytes;
+  }
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
+                            const SaveOptions& options) {
+  SW_CHECK_ARG(options.keep_last >= 1, "checkpoint: keep_last must be >= 1, got ",
+               options.keep_last);
+  SW_CHECK_ARG(options.shard_bytes >= 1, "checkpoint: shard_bytes must be >= 1");
+  SW_CHECK_ARG(c.step >= 0, "checkpoint: step must be >= 0, got ", c.step);
+  const fs::path root(root_path);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  SW_CHECK(!ec, Status::kIo, "checkpoint: cannot create ", root.string(), ": ", ec.message());
+  // Leftovers of a save that was interrupted: never referenced by `latest`.
+  for (const fs::directory_entry& e : fs::directory_iterator(root))
+    if (e.path().filename().string().rfind(kTemporaryPrefix, 0) == 0) fs::remove_all(e.path());
+
+  const std::string name = step_name(c.step);
+  const fs::path temporary = root / (kTemporaryPrefix + name + "-" + std::to_string(::getpid()));
+  fs::create_directory(temporary);
+  proto::Manifest manifest;
+  manifest.set_format_version(kCheckpointFormatVersion);
+  manifest.set_step(c.step);
+  *manifest.mutable_model() = c.model;
+  if (c.train.ByteSizeLong() > 0) *manifest.mutable_train() = c.train;
+  manifest.set_seed(c.seed);
+  manifest.set_data_epoch(c.data.epoch);
+  manifest.set_data_example(c.data.example);
+  int shard_index = 0;
+  int64_t shard_size = 0;
+  std::ofstream shard;
+  add_tensors(c.parameters, "", manifest, temporary, options, shard_index, shard, shard_size);
+  add_tensors(c.optimizer_state, kOptimizerPrefix, manifest, temporary, options, shard_index, shard,
+              shard_size);
+  if (shard.is_open()) {
+    shard.close();
+    SW_CHECK(shard, Status::kIo, "checkpoint: cannot write a shard in ", temporary.string());
+  }
+  for (const fs::directory_entry& e : fs::directory_iterator(temporary))
+    fsync_path(e.path(), false);
+  write_file(temporary / kManifest, manifest.SerializeAsString());
+  fsync_path(temporary, true);
+
+  // Into place: an older directory of the same step moves aside first and goes last.
+  const fs::path final_dir = root / name;
+  const fs::path replaced = root / (std::string(kTemporaryPrefix) + "old-" + name);
+  if (fs::exists(final_dir)) fs::rename(final_dir, replaced);
+  fs::rename(temporary, final_dir);
+  fsync_path(root, true);
+  const fs::path latest_temporary = root / (std::string(kTemporaryPrefix) + kLatest);
+  write_file(latest_temporary, name + "\n");
+  fs::rename(latest_temporary, root / kLatest);
+  fsync_path(root, true);
+  fs::remove_all(replaced, ec);
+
+  // Retention: the newest keep_last step directories stay, the one `latest` names always.
+  const auto steps = step_directories(root);
+  for (size_t i = 0; i + static_cast<size_t>(options.keep_last) < steps.size(); ++i)
+    if (steps[i].second.filename() != name) fs::remove_all(steps[i].second, ec);
+  return final_dir.string();
+}
+
+std::string latest_checkpoint(const std::string& root) {
+  const fs::path pointer = fs::path(root) / kLatest;
+  SW_CHECK(fs::exists(pointer), Status::kNotFound, "checkpoint: no ", pointer.string(),
+           " (no checkpoint saved under ", root, ")");
+  std::string name = read_file(pointer);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  SW_CHECK(!name.empty() && name.find('/') == std::string::npos, Status::kCorrupt,
+           "checkpoint: ", pointer.string(), " does not name a checkpoint directory");
+  const fs::path dir = fs::path(root) / name;
+  SW_CHECK(fs::is_directory(dir), Status::kNotFound, "checkpoint: ", pointer.string(), " names ",
+           name, ", which does not exist");
+  return dir.string();
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  fs::path dir(path);
+  if (!fs::exists(dir / kManifest) && fs::exists(dir / kLatest)) dir = latest_checkpoint(path);
+  const fs::path manifest_path = dir / kManifest;
+  SW_CHECK(fs::exists(manifest_path), Status::kNotFound, "checkpoint: no ", kManifest, " in ",
+           dir.string());
+  proto::Manifest manifest;
+  SW_CHECK(manifest.ParseFromString(read_file(manifest_path)), Status::kCorrupt,
+           "checkpoint: ", manifest_path.string(), " does not parse as a Manifest");
+  SW_CHECK(manifest.format_version() >= 1 && manifest.format_version() <= kCheckpointFormatVersion,
+           Status::kUnsupported, "checkpoint: ", manifest_path.string(), " has format version ",
+           manifest.format_version(), "; this libswitch reads 1 to ", kCheckpointFormatVersion);
+  Checkpoint c;
+  c.step = manifest.step();
+  c.model = manifest.model();
+  validate(c.model);
+  if (manifest.has_train()) c.train = manifest.train();
+  c.seed = manifest.seed();
+  c.data = {manifest.data_epoch(), manifest.data_example()};
+  std::map<std::string, std::string> shards;  // read once each
+  for (const proto::Manifest::TensorEntry& e : manifest.tensors()) {
+    const fs::path shard_path = dir / e.shard();
+    auto where = [&] { return "tensor " + e.name() + " in " + shard_path.string(); };
+    SW_CHECK(!e.shard().empty() && e.shard().find('/') == std::string::npos, Status::kCorrupt,
+             "checkpoint: ", where(), ": bad shard name");
+    if (!shards.count(e.shard())) {
+      SW_CHECK(fs::exists(shard_path), Status::kNotFound, "checkpoint: ", where(),
+               ": the shard is missing");
+      shards[e.shard()] = read_file(shard_path);
+    }
+    const std::string& bytes = shards[e.shard()];
+    SW_CHECK(e.dtype() >= 0 && e.dtype() <= proto::Manifest::TensorEntry::I64, Status::kCorrupt,
+             "checkpoint: ", where(), ": unknown dtype");
+    Shape shape(e.shape().begin(), e.shape().end());
+    Tensor t = Tensor::empty(shape, static_cast<DType>(e.dtype()));
+    SW_CHECK(e.length() == static_cast<int64_t>(t.nbytes()), Status::kCorrupt,
+             "checkpoint: ", where(), ": ", e.length(), " bytes for ", dtype_name(t.dtype()), " ",
+             shape_str(shape), " (", t.nbytes(), " expected)");
+    SW_CHECK(e.offset() >= 0 && e.offset() + e.length() <= static_cast<int64_t>(bytes.size()),
+             Status::kCorrupt, "checkpoint: ", where(), ": the shard is truncated (", bytes.size(),
+             " bytes, the tensor ends at ", e.offset() + e.length(), ")");
+    const char* data = bytes.data() + e.offset();
+    SW_CHECK(crc32c(data, static_cast<size_t>(e.length())) == e.crc32c(), Status::kCorrupt,
+             "checkpoint: ", where(), ": checksum mismatch (the bytes changed after saving)");
+    std::copy(data, data + e.length(), static_cast<char*>(t.raw()));
+    if (e.name().rfind(kOptimizerPrefix, 0) == 0)
+      c.optimizer_state.push_back({e.name().substr(std::strlen(kOptimizerPrefix)), t});
+    else
+      c.parameters.push_back({e.name(), t});
+  }
+  return c;
+}
+
+void restore_tensors(const std::vector<std::pair<std::string, Tensor>>& saved,
+                     const std::vector<std::pair<std::string, Tensor>>& targets, bool strict,
+                     const std::string& what) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : saved) by_name[name] = &t;
+  std::vector<std::pair<Tensor, const Tensor*>> copies;
+  for (const auto& [name, target] : targets) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      SW_CHECK(!strict, Status::kNotFound, "checkpoint: ", what, " ", name,
+               " is missing from the checkpoint");
+      continue;
+    }
+    const Tensor& t = *it->second;
+    SW_CHECK(t.shape() == target.shape() && t.dtype() == target.dtype(), Status::kInvalidArgument,
+             "checkpoint: ", what, " ", name, " is ", dtype_name(t.dtype()), " ",
+             shape_str(t.shape()), " in the checkpoint, ", dtype_name(target.dtype()), " ",
+             shape_str(target.shape()), " here");
+    copies.push_back({target, &t});
+    by_name.erase(it);
+  }
+  if (strict && !by_name.empty())
+    throw Error(Status::kInvalidArgument, "checkpoint: unexpected " + what + " " +
+                                              by_name.begin()->first + " (and " +
+                                              std::to_string(by_name.size() - 1) + " more)");
+  for (auto& [target, source] : copies) target.copy_from(*source);
+}
+
+}  // namespace sw

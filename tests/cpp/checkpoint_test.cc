@@ -1,0 +1,190 @@
+// Checkpoints: round trip, the latest pointer and retention, and every kind of damage a
+// load must name — a flipped byte, a truncated or missing shard, a manifest that does not
+// parse or comes from a newer format — with nothing restored when a check fails.
+#include "core/io/checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "core/model/switch_transformer.h"
+#include "core/tensor/error.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::pair<std::string, sw::Tensor>> named_parameters(const sw::SwitchTransformer& m) {
+  std::vector<std::pair<std::string, sw::Tensor>> out;
+  for (const auto& e : m.parameters().entries()) out.push_back({e.name, e.tensor});
+  return out;
+}
+
+sw::Checkpoint make_checkpoint(const sw::SwitchTransformer& model, int64_t step) {
+  sw::Checkpoint c;
+  c.step = step;
+  c.model = model.config();
+  c.seed = 7;
+  c.data = {2, 13};
+  c.parameters = named_parameters(model);
+  c.optimizer_state.push_back({"shared.weight/row", sw::Tensor::full({4}, sw::DType::f32, 0.5)});
+  return c;
+}
+
+bool same_bytes(const sw::Tensor& a, const sw::Tensor& b) {
+  return a.nbytes() == b.nbytes() && std::equal(static_cast<const char*>(a.raw()),
+                                                static_cast<const char*>(a.raw()) + a.nbytes(),
+                                                static_cast<const char*>(b.raw()));
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const sw::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) / ("sw_ckpt_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  fs::path root_;
+  sw::SwitchTransformer model_{sw::preset("tiny"), 3};
+};
+
+TEST_F(CheckpointTest, RoundTripsEveryByteAcrossShards) {
+  sw::SaveOptions o;
+  o.shard_bytes = 100000;  // several shards
+  const std::string dir = sw::save_checkpoint(root_.string(), make_checkpoint(model_, 12), o);
+  EXPECT_EQ(fs::path(dir).filename(), "step-00000012");
+  int shards = 0;
+  for (const auto& e : fs::directory_iterator(dir)) shards += e.path().extension() == ".bin";
+  EXPECT_GT(shards, 3);
+  const sw::Checkpoint c = sw::load_checkpoint(root_.string());  // through `latest`
+  EXPECT_EQ(c.step, 12);
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.data, (sw::DataPosition{2, 13}));
+  EXPECT_EQ(sw::config_to_text(c.model), sw::config_to_text(model_.config()));
+  const auto params = named_parameters(model_);
+  ASSERT_EQ(c.parameters.size(), params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(c.parameters[i].first, params[i].first);
+    EXPECT_TRUE(same_bytes(c.parameters[i].second, params[i].second)) << params[i].first;
+  }
+  ASSERT_EQ(c.optimizer_state.size(), 1u);
+  EXPECT_EQ(c.optimizer_state[0].first, "shared.weight/row");
+
+  // Restoring into a differently seeded model makes it identical.
+  sw::SwitchTransformer other(sw::preset("tiny"), 4);
+  sw::restore_tensors(c.parameters, named_parameters(other), true, "parameter");
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(same_bytes(named_parameters(other)[i].second, params[i].second));
+}
+
+TEST_F(CheckpointTest, LatestMovesAndRetentionKeepsTheNewest) {
+  for (int64_t step : {1, 2, 3, 4, 5}) {
+    sw::SaveOptions o;
+    o.keep_last = 2;
+    sw::save_checkpoint(root_.string(), make_checkpoint(model_, step), o);
+    EXPECT_EQ(fs::path(sw::latest_checkpoint(root_.string())).filename(),
+              "step-0000000" + std::to_string(step));
+  }
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(root_)) left.push_back(e.path().filename());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"latest", "step-00000004", "step-00000005"}));
+  // A leftover of an interrupted save is cleaned up by the next one.
+  fs::create_directory(root_ / ".tmp-step-00000006-123");
+  sw::save_checkpoint(root_.string(), make_checkpoint(model_, 6));
+  EXPECT_FALSE(fs::exists(root_ / ".tmp-step-00000006-123"));
+  // Saving a step again replaces it.
+  sw::save_checkpoint(root_.string(), make_checkpoint(model_, 6));
+  EXPECT_EQ(sw::load_checkpoint(root_.string()).step, 6);
+}
+
+TEST_F(CheckpointTest, DamageIsNamedAndNothingIsRestored) {
+  const std::string dir = sw::save_checkpoint(root_.string(), make_checkpoint(model_, 1));
+  const fs::path shard = fs::path(dir) / "shard-00000.bin";
+  const std::string original = [&] {
+    std::ifstream in(shard, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  auto write_shard = [&](const std::string& bytes) {
+    std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  // A flipped byte inside the first tensor: its name and the shard are in the message.
+  std::string flipped = original;
+  flipped[5] ^= 0x40;
+  write_shard(flipped);
+  std::string e = error_of([&] { sw::load_checkpoint(dir); });
+  EXPECT_NE(e.find("checksum mismatch"), std::string::npos) << e;
+  EXPECT_NE(e.find(model_.parameters().entries()[0].name), std::string::npos) << e;
+  EXPECT_NE(e.find("shard-00000.bin"), std::string::npos) << e;
+  // Truncated.
+  write_shard(original.substr(0, original.size() / 2));
+  e = error_of([&] { sw::load_checkpoint(dir); });
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  // Missing.
+  fs::remove(shard);
+  e = error_of([&] { sw::load_checkpoint(dir); });
+  EXPECT_NE(e.find("missing"), std::string::npos) << e;
+  write_shard(original);
+  EXPECT_NO_THROW(sw::load_checkpoint(dir));
+  // A manifest that does not parse, and one from a newer format.
+  const fs::path manifest = fs::path(dir) / "manifest.pb";
+  const std::string good = [&] {
+    std::ifstream in(manifest, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  std::ofstream(manifest, std::ios::binary | std::ios::trunc) << "\xff\xff\xff garbage";
+  e = error_of([&] { sw::load_checkpoint(dir); });
+  EXPECT_NE(e.find("does not parse"), std::string::npos) << e;
+  sw::proto::Manifest newer;
+  newer.ParseFromString(good);
+  newer.set_format_version(sw::kCheckpointFormatVersion + 1);
+  std::ofstream(manifest, std::ios::binary | std::ios::trunc) << newer.SerializeAsString();
+  e = error_of([&] { sw::load_checkpoint(dir); });
+  EXPECT_NE(e.find("format version"), std::string::npos) << e;
+  std::ofstream(manifest, std::ios::binary | std::ios::trunc) << good;
+
+  // Restore: a wrong shape, a missing and an unexpected tensor each refuse, changing nothing.
+  sw::Checkpoint c = sw::load_checkpoint(dir);
+  sw::SwitchTransformer target(sw::preset("tiny"), 9);
+  const sw::Tensor before = target.parameters().entries()[0].tensor.clone();
+  auto wrong_shape = c.parameters;
+  wrong_shape.back().second = sw::Tensor::zeros({3}, sw::DType::f32);
+  e = error_of(
+      [&] { sw::restore_tensors(wrong_shape, named_parameters(target), true, "parameter"); });
+  EXPECT_NE(e.find(c.parameters.back().first), std::string::npos) << e;
+  auto missing = c.parameters;
+  missing.pop_back();
+  e = error_of([&] { sw::restore_tensors(missing, named_parameters(target), true, "parameter"); });
+  EXPECT_NE(e.find("missing"), std::string::npos) << e;
+  auto unexpected = c.parameters;
+  unexpected.push_back({"encoder.block.99.extra", sw::Tensor::zeros({1}, sw::DType::f32)});
+  e = error_of(
+      [&] { sw::restore_tensors(unexpected, named_parameters(target), true, "parameter"); });
+  EXPECT_NE(e.find("unexpected parameter encoder.block.99.extra"), std::string::npos) << e;
+  EXPECT_TRUE(same_bytes(target.parameters().entries()[0].tensor, before));
+  // Partial: the unexpected and missing ones are ignored, the rest restored.
+  sw::restore_tensors(unexpected, named_parameters(target), false, "parameter");
+  EXPECT_TRUE(same_bytes(target.parameters().entries()[0].tensor, c.parameters[0].second));
+}
+
+TEST_F(CheckpointTest, NoCheckpointIsNotFound) {
+  fs::create_directories(root_);
+  EXPECT_NE(error_of([&] { sw::load_checkpoint(root_.string()); }).find("no manifest.pb"),
+            std::string::npos);
+  EXPECT_THROW(sw::latest_checkpoint(root_.string()), sw::Error);
+}
+
+}  // namespace
