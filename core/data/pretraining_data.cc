@@ -82,11 +82,15 @@ Batch SpanCorruptionData::next_batch(int64_t batch_size, const ModelConfig& conf
 }
 
 void SpanCorruptionData::set_position(const DataPosition& p) {
+  check_position(p);
+  position_ = p;
+}
+
+void SpanCorruptionData::check_position(const DataPosition& p) const {
   SW_CHECK(p.epoch >= 0 && p.example >= 0 && p.example < examples_per_epoch_, Status::kOutOfRange,
            "pre-training data: saved position (epoch ", p.epoch, ", example ", p.example,
            ") is outside this data's ", examples_per_epoch_,
            " examples per epoch: the data changed since it was saved");
-  position_ = p;
 }
 
 }  // namespace sw

@@ -58,6 +58,8 @@ class SpanCorruptionData {
   // A position from a checkpoint; one outside this data (example past the epoch) is an
   // error, since it means the data changed under the run.
   void set_position(const DataPosition& position);
+  // The same check, changing nothing.
+  void check_position(const DataPosition& position) const;
 
  private:
   int64_t segment_of(const DataPosition& position) const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <type_traits>
 
 namespace sw {
@@ -55,11 +56,13 @@ class OptimizerBase : public Optimizer {
   }
 
  protected:
-  // The slots of every parameter, made by `create` on the first step and checked after.
-  template <typename Create>
-  void bind(const std::vector<ParameterGradient>& grads, Create create) {
+  // A parameter's state tensors, zero, as its first step needs them.
+  virtual Slots make_slots(const std::string& name, const Tensor& parameter) const = 0;
+
+  // The slots of every parameter, made on the first step and checked after.
+  void bind(const std::vector<ParameterGradient>& grads) {
     if (slots_.empty()) {
-      for (const ParameterGradient& g : grads) slots_.push_back(create(g));
+      for (const ParameterGradient& g : grads) slots_.push_back(make_slots(g.name, g.parameter));
       return;
     }
     SW_CHECK_ARG(grads.size() == slots_.size(), "optimizer: ", grads.size(),
@@ -70,6 +73,35 @@ class OptimizerBase : public Optimizer {
                    shape_str(grads[i].parameter.shape()), ", was ", slots_[i].name, " ",
                    shape_str(slots_[i].shape));
   }
+
+ public:
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& parameters,
+                  const std::vector<std::pair<std::string, Tensor>>& state) override {
+    std::map<std::string, const Tensor*> saved;
+    for (const auto& [name, t] : state) saved[name] = &t;
+    std::vector<Slots> slots;
+    for (const auto& [name, parameter] : parameters) {
+      Slots s = make_slots(name, parameter);
+      for (auto& [slot, tensor] : s.tensors) {
+        const std::string key = name + "/" + slot;
+        const auto it = saved.find(key);
+        SW_CHECK(it != saved.end(), Status::kNotFound, "optimizer state: ", key,
+                 " is missing from the checkpoint");
+        SW_CHECK(it->second->shape() == tensor.shape() && it->second->dtype() == tensor.dtype(),
+                 Status::kInvalidArgument, "optimizer state: ", key, " is ", it->second->str(),
+                 " in the checkpoint, ", tensor.str(), " here");
+        tensor.copy_from(*it->second);
+        saved.erase(it);
+      }
+      slots.push_back(std::move(s));
+    }
+    SW_CHECK(saved.empty(), Status::kInvalidArgument, "optimizer state: unexpected ",
+             saved.empty() ? std::string() : saved.begin()->first, " in the checkpoint (",
+             saved.size(), " unexpected in all)");
+    slots_ = std::move(slots);  // only now: a failed load changes nothing
+  }
+
+ protected:
   std::vector<Slots> slots_;
 };
 
@@ -114,26 +146,29 @@ class Adafactor final : public OptimizerBase {
 
   void step(std::vector<ParameterGradient>& grads, double lr, int64_t step) override {
     SW_CHECK_ARG(step >= 1, "adafactor: steps count from 1, got ", step);
-    bind(grads, [&](const ParameterGradient& g) {
-      Slots s{g.name, g.parameter.shape(), {}};
-      const DType dt = state_dtype(g.parameter);
-      if (factored(g.parameter)) {
-        // Second moments factored over the last two dimensions: per row and per column.
-        const Shape& sh = g.parameter.shape();
-        Shape rows(sh.begin(), sh.end() - 1), cols(sh.begin(), sh.end() - 2);
-        cols.push_back(sh.back());
-        s.tensors.push_back({"row", Tensor::zeros(rows, dt)});
-        s.tensors.push_back({"col", Tensor::zeros(cols, dt)});
-      } else {
-        s.tensors.push_back({"v", Tensor::zeros(g.parameter.shape(), dt)});
-      }
-      if (o_.beta1 > 0) s.tensors.push_back({"m", Tensor::zeros(g.parameter.shape(), dt)});
-      return s;
-    });
+    bind(grads);
     const double beta2 = 1.0 - std::pow(static_cast<double>(step), -o_.decay_rate);
     for (size_t i = 0; i < grads.size(); ++i)
       with_pair(grads[i], "adafactor",
                 [&](auto zero) { update<decltype(zero)>(grads[i], slots_[i], lr, beta2); });
+  }
+
+ protected:
+  Slots make_slots(const std::string& name, const Tensor& parameter) const override {
+    Slots s{name, parameter.shape(), {}};
+    const DType dt = state_dtype(parameter);
+    if (factored(parameter)) {
+      // Second moments factored over the last two dimensions: per row and per column.
+      const Shape& sh = parameter.shape();
+      Shape rows(sh.begin(), sh.end() - 1), cols(sh.begin(), sh.end() - 2);
+      cols.push_back(sh.back());
+      s.tensors.push_back({"row", Tensor::zeros(rows, dt)});
+      s.tensors.push_back({"col", Tensor::zeros(cols, dt)});
+    } else {
+      s.tensors.push_back({"v", Tensor::zeros(parameter.shape(), dt)});
+    }
+    if (o_.beta1 > 0) s.tensors.push_back({"m", Tensor::zeros(parameter.shape(), dt)});
+    return s;
   }
 
  private:
@@ -232,13 +267,7 @@ class AdamW final : public OptimizerBase {
 
   void step(std::vector<ParameterGradient>& grads, double lr, int64_t step) override {
     SW_CHECK_ARG(step >= 1, "adamw: steps count from 1, got ", step);
-    bind(grads, [&](const ParameterGradient& g) {
-      const DType dt = state_dtype(g.parameter);
-      return Slots{g.name,
-                   g.parameter.shape(),
-                   {{"m", Tensor::zeros(g.parameter.shape(), dt)},
-                    {"v", Tensor::zeros(g.parameter.shape(), dt)}}};
-    });
+    bind(grads);
     const double c1 = 1 - std::pow(o_.beta1, static_cast<double>(step));
     const double c2 = 1 - std::pow(o_.beta2, static_cast<double>(step));
     for (size_t i = 0; i < grads.size(); ++i)
@@ -259,6 +288,15 @@ class AdamW final : public OptimizerBase {
           p[j] = static_cast<T>(p[j] - lr * (step_dir + o_.weight_decay * p[j]));
         }
       });
+  }
+
+ protected:
+  Slots make_slots(const std::string& name, const Tensor& parameter) const override {
+    const DType dt = state_dtype(parameter);
+    return Slots{
+        name,
+        parameter.shape(),
+        {{"m", Tensor::zeros(parameter.shape(), dt)}, {"v", Tensor::zeros(parameter.shape(), dt)}}};
   }
 
  private:

@@ -43,8 +43,14 @@ class Optimizer {
   // One update at 1-based `step` with learning rate `lr`. The first call fixes the set of
   // parameters: later calls must pass the same names and shapes in the same order.
   virtual void step(std::vector<ParameterGradient>& grads, double lr, int64_t step) = 0;
-  // The state tensors by "<parameter>/<slot>" (for checkpoints and tests).
+  // The state tensors by "<parameter>/<slot>" (for checkpoints and tests); empty before
+  // the first step.
   virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+  // Replaces the state with saved tensors ("<parameter>/<slot>", as state() names them)
+  // for these parameters (names and shapes in step order). A missing, unexpected or
+  // mis-shaped tensor is an error naming it, and then nothing changes.
+  virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& parameters,
+                          const std::vector<std::pair<std::string, Tensor>>& state) = 0;
 };
 
 std::unique_ptr<Optimizer> make_adafactor(const AdafactorOptions& options);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/data/corpus.h"
+#include "core/io/checkpoint.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -76,7 +77,7 @@ std::string metrics_json(const EvalMetrics& m, int64_t step) {
       .dump();
 }
 
-PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir)
+PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume)
     : config_(config), out_dir_(out_dir) {
   validate(config_);
   std::error_code ec;
@@ -87,6 +88,10 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
                                             config_.validation_fraction(), config_.seed());
   train_documents_ = static_cast<int64_t>(split.train.size());
   validation_documents_ = static_cast<int64_t>(split.validation.size());
+  const bool resuming =
+      resume && std::filesystem::exists(std::filesystem::path(checkpoint_root()) / "latest");
+  if (resuming && config_.tokenizer_model().empty())
+    config_.set_tokenizer_model(out_dir + "/tokenizer.model");
   if (config_.tokenizer_model().empty()) {
     SentencePieceOptions o;
     o.vocab_size = config_.tokenizer_vocab_size();
@@ -97,7 +102,7 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     tokenizer_ = std::make_unique<SentencePieceTokenizer>(
         SentencePieceTokenizer::load(config_.tokenizer_model(), config_.num_sentinels()));
   }
-  tokenizer_->save(out_dir + "/tokenizer.model");
+  if (!resuming) tokenizer_->save(out_dir + "/tokenizer.model");
 
   PretrainingDataOptions data;
   data.input_length = config_.input_length();
@@ -127,8 +132,20 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed());
   trainer_ = std::make_unique<Trainer>(*model_, train_options(config_));
 
+  if (resuming) {
+    const Checkpoint saved = load_checkpoint(checkpoint_root());
+    SW_CHECK(config_to_text(saved.model) == config_to_text(config_.model()),
+             Status::kInvalidArgument, "resume: the checkpoint under ", checkpoint_root(),
+             " holds another model than this config's (", saved.model.name(), ")");
+    SW_CHECK(saved.seed == config_.seed(), Status::kInvalidArgument,
+             "resume: the checkpoint's seed ", saved.seed, " is not the config's ", config_.seed());
+    train_data_->check_position(saved.data);
+    restore_tensors(saved.parameters, named_parameters(), true, "parameter");
+    trainer_->restore(saved.step, saved.optimizer_state);
+    train_data_->set_position(saved.data);
+  }
   std::ofstream(out_dir + "/train_config.textproto") << train_config_to_text(config_);
-  metrics_.open(out_dir + "/metrics.jsonl", std::ios::trunc);
+  metrics_.open(out_dir + "/metrics.jsonl", resuming ? std::ios::app : std::ios::trunc);
   SW_CHECK(metrics_, Status::kIo, "train: cannot write ", out_dir, "/metrics.jsonl");
 }
 
@@ -137,6 +154,26 @@ TrainMetrics PretrainingRun::step() {
   const TrainMetrics m = trainer_->step(split_micro_batches(batch, config_.micro_batches()));
   metrics_ << metrics_json(m) << '\n' << std::flush;
   return m;
+}
+
+std::vector<std::pair<std::string, Tensor>> PretrainingRun::named_parameters() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& e : model_->parameters().entries()) out.push_back({e.name, e.tensor});
+  return out;
+}
+
+std::string PretrainingRun::save_checkpoint() {
+  Checkpoint c;
+  c.step = steps_done();
+  c.model = config_.model();
+  c.train = config_;
+  c.seed = config_.seed();
+  c.data = train_data_->position();
+  c.parameters = named_parameters();
+  c.optimizer_state = trainer_->optimizer().state();
+  SaveOptions o;
+  o.keep_last = config_.keep_checkpoints();
+  return sw::save_checkpoint(checkpoint_root(), c, o);
 }
 
 EvalMetrics PretrainingRun::evaluate() {

@@ -18,7 +18,14 @@ namespace sw {
 
 class PretrainingRun {
  public:
-  PretrainingRun(const TrainConfig& config, const std::string& out_dir);
+  // With `resume`, a run continues from the latest checkpoint under <out>/checkpoints when
+  // there is one (its model must be the config's), appending to metrics.jsonl; the
+  // continued run is bit-identical to one that never stopped.
+  PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume = false);
+
+  // Saves the model, optimizer state, step and data position under <out>/checkpoints.
+  std::string save_checkpoint();
+  std::string checkpoint_root() const { return out_dir_ + "/checkpoints"; }
 
   // One optimizer step on the next batch.
   TrainMetrics step();
@@ -36,6 +43,8 @@ class PretrainingRun {
   int64_t train_tokens() const { return train_tokens_; }
 
  private:
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+
   TrainConfig config_;
   std::string out_dir_;
   std::unique_ptr<SentencePieceTokenizer> tokenizer_;

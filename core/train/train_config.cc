@@ -105,6 +105,10 @@ void validate(const TrainConfig& c) {
           "collapse_warning_share",
           detail::concat("must be in (0, 1], got ", c.collapse_warning_share()));
   require(!c.corpus().empty(), "corpus", "must name a file or directory");
+  require(c.checkpoint_interval() >= 0, "checkpoint_interval",
+          detail::concat("must be >= 0, got ", c.checkpoint_interval()));
+  require(c.keep_checkpoints() >= 1, "keep_checkpoints",
+          detail::concat("must be >= 1, got ", c.keep_checkpoints()));
   train_options(c).schedule.validate();
 }
 

@@ -136,6 +136,16 @@ EvalMetrics Trainer::evaluate(const std::vector<Batch>& batches) const {
   return e;
 }
 
+void Trainer::restore(int64_t steps_done,
+                      const std::vector<std::pair<std::string, Tensor>>& state) {
+  SW_CHECK_ARG(steps_done >= 0, "trainer: steps_done must be >= 0, got ", steps_done);
+  std::vector<std::pair<std::string, Tensor>> parameters;
+  for (const auto& e : model_.parameters().entries()) parameters.push_back({e.name, e.tensor});
+  // A run saved before its first step has no optimizer state yet.
+  if (!state.empty() || steps_done > 0) optimizer_->load_state(parameters, state);
+  steps_ = steps_done;
+}
+
 TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   const auto start = std::chrono::steady_clock::now();
   TrainMetrics m;

@@ -71,6 +71,9 @@ class Trainer {
   // The model's losses on held-out batches (each with labels), nothing updated.
   EvalMetrics evaluate(const std::vector<Batch>& batches) const;
 
+  // Continues a run from a checkpoint: the steps it had taken and its optimizer state.
+  void restore(int64_t steps_done, const std::vector<std::pair<std::string, Tensor>>& state);
+
   int64_t steps_done() const { return steps_; }
   const Optimizer& optimizer() const { return *optimizer_; }
 

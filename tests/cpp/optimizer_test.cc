@@ -133,6 +133,43 @@ TEST(Optimizer, MismatchedParametersAreErrors) {
   EXPECT_THROW(make_adafactor(negative), Error);
 }
 
+// State saved from one optimizer continues in another exactly; bad state is refused whole.
+TEST(Optimizer, LoadStateContinuesExactlyAndRefusesBadState) {
+  for (bool adamw : {false, true}) {
+    auto make = [&] { return adamw ? make_adamw({}) : make_adafactor({}); };
+    const Tensor g = random_tensor({4, 3}, DType::f32, 5), b = random_tensor({3}, DType::f32, 6);
+    Tensor w1 = random_tensor({4, 3}, DType::f32, 7), v1 = random_tensor({3}, DType::f32, 8);
+    Tensor w2 = w1.clone(), v2 = v1.clone();
+    auto first = make();
+    std::vector<ParameterGradient> grads = {{"w", w1, g}, {"v", v1, b}};
+    first->step(grads, 0.1, 1);
+    w2.copy_from(w1);
+    v2.copy_from(v1);
+    auto second = make();
+    second->load_state({{"w", w2}, {"v", v2}}, first->state());
+    first->step(grads, 0.1, 2);
+    std::vector<ParameterGradient> grads2 = {{"w", w2, g}, {"v", v2, b}};
+    second->step(grads2, 0.1, 2);
+    for (int64_t i = 0; i < w1.numel(); ++i) EXPECT_EQ(w1.item(i), w2.item(i));
+    for (int64_t i = 0; i < v1.numel(); ++i) EXPECT_EQ(v1.item(i), v2.item(i));
+
+    auto third = make();
+    auto missing = first->state();
+    const std::string dropped = missing.back().first;
+    missing.pop_back();
+    try {
+      third->load_state({{"w", w2}, {"v", v2}}, missing);
+      FAIL() << "missing state loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(dropped), std::string::npos) << e.what();
+    }
+    auto extra = first->state();
+    extra.push_back({"u/v", Tensor::zeros({2}, DType::f32)});
+    EXPECT_THROW(third->load_state({{"w", w2}, {"v", v2}}, extra), Error);
+    EXPECT_TRUE(third->state().empty());  // nothing loaded
+  }
+}
+
 TEST(Optimizer, GlobalGradientNormClipping) {
   Tensor p1 = Tensor::zeros({2}, DType::f32), p2 = Tensor::zeros({1}, DType::f32);
   std::vector<ParameterGradient> grads = {{"a", p1, Tensor::from_vector<float>({3, 0}, {2})},

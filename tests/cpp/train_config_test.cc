@@ -121,4 +121,58 @@ TEST(PretrainingRun, TrainsEvaluatesAndWritesMetricsDeterministically) {
   std::filesystem::remove_all(dir);
 }
 
+sw::TrainConfig small_run_config() {
+  sw::TrainConfig c;
+  for (const char* o : {"corpus=/usr/share/common-licenses/GPL-3", "tokenizer_vocab_size=400",
+                        "steps=4", "batch_size=4", "input_length=32", "target_length=12",
+                        "eval_batches=1", "validation_fraction=0.1"})
+    sw::apply_override(c, o);
+  return c;
+}
+
+std::vector<std::string> parameter_bytes(const sw::SwitchTransformer& m) {
+  std::vector<std::string> out;
+  for (const auto& e : m.parameters().entries())
+    out.emplace_back(static_cast<const char*>(e.tensor.raw()), e.tensor.nbytes());
+  return out;
+}
+
+// Dropout, expert dropout and jitter are on (the tiny preset's rates), so every random
+// stream must continue where it stopped.
+TEST(PretrainingRun, ResumeIsBitIdenticalToRunningStraight) {
+  std::string why;
+  if (!sw::sentencepiece_available(&why)) GTEST_SKIP() << why;
+  const sw::TrainConfig c = small_run_config();
+  ASSERT_GT(sw::preset("tiny").dropout_rate(), 0);
+  ASSERT_GT(sw::preset("tiny").router_jitter_eps(), 0);
+  const std::string straight_dir = ::testing::TempDir() + "sw_run_straight",
+                    resumed_dir = ::testing::TempDir() + "sw_run_resumed";
+  std::filesystem::remove_all(straight_dir);
+  std::filesystem::remove_all(resumed_dir);
+  std::vector<double> straight_losses, resumed_losses;
+  std::vector<std::string> straight_params;
+  {
+    sw::PretrainingRun run(c, straight_dir);
+    for (int s = 0; s < 4; ++s) straight_losses.push_back(run.step().loss);
+    straight_params = parameter_bytes(run.model());
+  }
+  {
+    sw::PretrainingRun run(c, resumed_dir, true);  // nothing to resume yet: a fresh start
+    for (int s = 0; s < 2; ++s) resumed_losses.push_back(run.step().loss);
+    run.save_checkpoint();
+  }
+  sw::PretrainingRun run(c, resumed_dir, true);
+  EXPECT_EQ(run.steps_done(), 2);
+  for (int s = 0; s < 2; ++s) resumed_losses.push_back(run.step().loss);
+  EXPECT_EQ(resumed_losses, straight_losses);
+  EXPECT_EQ(parameter_bytes(run.model()), straight_params);
+
+  sw::TrainConfig other = c;
+  sw::apply_override(other, "model.num_experts=4");
+  EXPECT_NE(error_of([&] { sw::PretrainingRun(other, resumed_dir, true); }).find("another model"),
+            std::string::npos);
+  std::filesystem::remove_all(straight_dir);
+  std::filesystem::remove_all(resumed_dir);
+}
+
 }  // namespace
