@@ -2,16 +2,21 @@
 //   switch presets                         list the compiled-in presets
 //   switch config  [--preset P | --config F]   print a config with every field
 //   switch inspect [--preset P | --config F]   parameters and sparse blocks
+//   switch inspect DIR                     a checkpoint (or the latest under a root): model,
+//                                          step, tensors and bytes, per-expert weight norms
 //   switch forward [--preset P | --config F] [--text FILE] [--batch B]
 //                  [--input-len N] [--target-len M] [--seed S] [--threads T] [--train]
 //                  [--routing-csv FILE]
 //       run one forward pass on a batch of real text and print losses and per-layer routing
 //       (and write it as CSV for scripts/plot_routing.py)
 //   switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
+//                [--resume]
 //       span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
 //       the tiny preset on the fortunes corpus): a progress bar (or a line every
 //       log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
-//       tokenizer and the resolved config; --examples N shows greedy span infilling
+//       tokenizer and the resolved config, checkpoints under <out>/checkpoints (every
+//       checkpoint_interval steps and at the end); --resume continues the latest one bit for
+//       bit; --examples N shows greedy span infilling
 //   switch validate [--preset P | --config F] [--device cuda:0] [--dtype f32|bf16]
 //                   [--tolerance X] [--min-agreement F] [batch options as for forward]
 //       the same batch through the cpu f32 reference and the device: per-block max and mean
@@ -21,6 +26,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -32,6 +38,7 @@
 
 #include "core/data/byte_tokenizer.h"
 #include "core/infer/greedy.h"
+#include "core/io/checkpoint.h"
 #include "core/model/switch_transformer.h"
 #include "core/model/validate.h"
 #include "core/train/pretraining_run.h"
@@ -56,6 +63,7 @@ const char* kUsage =
     "  --set KEY=VALUE    train: override a TrainConfig field (repeatable; model.FIELD too)\n"
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
+    "  --resume           train: continue from the latest checkpoint under --out, if any\n"
     "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
     "  --dtype T          validate: f32 (default, TF32 off) or bf16\n"
     "  --tolerance X      validate: largest max relative difference (default 1e-4, bf16 5e-2)\n"
@@ -65,10 +73,16 @@ Args parse_args(int argc, char** argv, std::vector<std::string>& overrides) {
   Args args;
   for (int i = 2; i < argc; ++i) {
     std::string key = argv[i];
-    if (key.rfind("--", 0) != 0)
+    if (key.rfind("--", 0) != 0) {
+      // `switch inspect DIR`: the one positional argument there is a checkpoint.
+      if (std::string(argv[1]) == "inspect" && !args.count("ckpt")) {
+        args["ckpt"] = key;
+        continue;
+      }
       throw sw::Error(sw::Status::kInvalidArgument, "unexpected argument " + key);
+    }
     key = key.substr(2);
-    if (key == "train") {
+    if (key == "train" || key == "resume") {
       args[key] = "1";
     } else if (key == "set") {
       if (i + 1 >= argc) throw sw::Error(sw::Status::kInvalidArgument, "--set needs key=value");
@@ -118,6 +132,45 @@ void print_inspect(const sw::ModelConfig& config) {
                 static_cast<long long>(sw::num_layers(config, s)));
     for (int64_t i = 0; i < sw::num_layers(config, s); ++i)
       if (sw::is_sparse_block(config, s, i)) std::printf(" %lld", static_cast<long long>(i));
+    std::printf("\n");
+  }
+}
+
+// A checkpoint: what it holds, and each expert's weight norms per sparse layer (an expert
+// that never trains keeps its initial norm; one that dominates grows).
+void print_checkpoint(const std::string& path) {
+  const sw::Checkpoint c = sw::load_checkpoint(path);
+  auto bytes = [](const std::vector<std::pair<std::string, sw::Tensor>>& tensors) {
+    size_t n = 0;
+    for (const auto& t : tensors) n += t.second.nbytes();
+    return n;
+  };
+  std::printf("checkpoint %s: model %s, step %lld, seed %llu, data at epoch %lld example %lld\n",
+              path.c_str(), c.model.name().c_str(), static_cast<long long>(c.step),
+              static_cast<unsigned long long>(c.seed), static_cast<long long>(c.data.epoch),
+              static_cast<long long>(c.data.example));
+  std::printf("  %zu parameter tensors (%.2f MB), %zu optimizer state tensors (%.2f MB)\n",
+              c.parameters.size(), bytes(c.parameters) / 1e6, c.optimizer_state.size(),
+              bytes(c.optimizer_state) / 1e6);
+  std::map<std::string, std::vector<double>> norms;  // "<layer> <projection>" -> per expert
+  const std::string marker = ".experts.expert_";
+  for (const auto& [name, t] : c.parameters) {
+    const size_t at = name.find(marker);
+    if (at == std::string::npos) continue;
+    const size_t dot = name.find('.', at + marker.size());
+    const int64_t expert = std::stoll(name.substr(at + marker.size(), dot - at - marker.size()));
+    const std::string key = name.substr(0, at) + " " + name.substr(dot + 1);
+    const sw::Tensor f = t.to(sw::DType::f64);
+    double sq = 0;
+    for (int64_t i = 0; i < f.numel(); ++i) sq += f.data<double>()[i] * f.data<double>()[i];
+    auto& v = norms[key];
+    if (static_cast<int64_t>(v.size()) <= expert) v.resize(expert + 1);
+    v[expert] = std::sqrt(sq);
+  }
+  if (!norms.empty()) std::printf("  expert weight norms (Frobenius), expert 0 first:\n");
+  for (const auto& [key, v] : norms) {
+    std::printf("    %-48s", key.c_str());
+    for (double n : v) std::printf(" %7.3f", n);
     std::printf("\n");
   }
 }
@@ -235,7 +288,12 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
               out.c_str());
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
-  sw::PretrainingRun run(config, out);
+  const bool resume = a.count("resume") != 0;
+  sw::PretrainingRun run(config, out, resume);
+  if (run.steps_done() > 0)
+    std::printf("resumed from %s at step %lld\n",
+                sw::latest_checkpoint(run.checkpoint_root()).c_str(),
+                static_cast<long long>(run.steps_done()));
   const sw::TrainConfig& c = run.config();
   std::printf(
       "%lld train / %lld held-out documents, %lld train tokens (SentencePiece %lld pieces + "
@@ -255,11 +313,11 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
       static_cast<long long>(c.model().num_experts()), static_cast<long long>(c.batch_size()),
       static_cast<long long>(c.input_length()), static_cast<long long>(c.target_length()),
       static_cast<long long>(c.steps()));
-  report_eval(run.evaluate(), 0, false);
+  if (run.steps_done() == 0) report_eval(run.evaluate(), 0, false);
   double seconds = 0, tokens = 0;
   sw::EvalMetrics last_eval;
   sw::TrainMetrics m;
-  for (int64_t s = 1; s <= c.steps(); ++s) {
+  for (int64_t s = run.steps_done() + 1; s <= c.steps(); ++s) {
     m = run.step();
     seconds += m.seconds;
     tokens += static_cast<double>(m.tokens);
@@ -275,7 +333,16 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
       last_eval = run.evaluate();
       report_eval(last_eval, s, terminal && s != c.steps());
     }
+    if ((c.checkpoint_interval() > 0 && s % c.checkpoint_interval() == 0) || s == c.steps()) {
+      const std::string dir = run.save_checkpoint();
+      if (s != c.steps() && !terminal) std::printf("checkpoint %s\n", dir.c_str());
+    }
   }
+  if (run.steps_done() >= c.steps() && m.step == 0)
+    throw sw::Error(sw::Status::kInvalidArgument,
+                    "train: the run under " + out + " has already taken " +
+                        std::to_string(run.steps_done()) + " of its " + std::to_string(c.steps()) +
+                        " steps (raise steps to continue)");
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
@@ -298,7 +365,8 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
     std::ofstream(out + "/infill_examples.txt") << text;
     std::printf("\nspan infilling on held-out text (greedy):\n\n%s", text.c_str());
   }
-  std::printf("metrics in %s/metrics.jsonl\n", out.c_str());
+  std::printf("metrics in %s/metrics.jsonl, checkpoint %s\n", out.c_str(),
+              sw::latest_checkpoint(run.checkpoint_root()).c_str());
   return 0;
 }
 
@@ -369,7 +437,10 @@ int main(int argc, char** argv) {
     } else if (command == "config") {
       std::fputs(sw::config_to_text(load_config(a)).c_str(), stdout);
     } else if (command == "inspect") {
-      print_inspect(load_config(a));
+      if (a.count("ckpt"))
+        print_checkpoint(a.at("ckpt"));
+      else
+        print_inspect(load_config(a));
     } else if (command == "forward") {
       print_forward(load_config(a), a);
     } else if (command == "train") {
