@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <isa-l/crc.h>
+#include <stdio.h>  // renameat2
 #include <unistd.h>
 
 #include <algorithm>
@@ -160,17 +161,22 @@ std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
   write_file(temporary / kManifest, manifest.SerializeAsString());
   fsync_path(temporary, true);
 
-  // Into place: an older directory of the same step moves aside first and goes last.
+  // Into place. An older directory of the same step is swapped out atomically
+  // (RENAME_EXCHANGE), so at no moment does `latest` name a missing or partial directory.
   const fs::path final_dir = root / name;
-  const fs::path replaced = root / (std::string(kTemporaryPrefix) + "old-" + name);
-  if (fs::exists(final_dir)) fs::rename(final_dir, replaced);
-  fs::rename(temporary, final_dir);
+  if (fs::exists(final_dir)) {
+    SW_CHECK(
+        ::renameat2(AT_FDCWD, temporary.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0,
+        Status::kIo, "checkpoint: cannot swap ", temporary.string(), " into ", final_dir.string());
+  } else {
+    fs::rename(temporary, final_dir);
+  }
   fsync_path(root, true);
   const fs::path latest_temporary = root / (std::string(kTemporaryPrefix) + kLatest);
   write_file(latest_temporary, name + "\n");
   fs::rename(latest_temporary, root / kLatest);
   fsync_path(root, true);
-  fs::remove_all(replaced, ec);
+  fs::remove_all(temporary, ec);  // the replaced directory of the same step, if any
 
   // Retention: the newest keep_last step directories stay, the one `latest` names always.
   const auto steps = step_directories(root);

@@ -4,6 +4,8 @@
 #include "core/io/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -178,6 +180,47 @@ TEST_F(CheckpointTest, DamageIsNamedAndNothingIsRestored) {
   // Partial: the unexpected and missing ones are ignored, the rest restored.
   sw::restore_tensors(unexpected, named_parameters(target), false, "parameter");
   EXPECT_TRUE(same_bytes(target.parameters().entries()[0].tensor, c.parameters[0].second));
+}
+
+// SIGKILL at random moments of a save, again and again: `latest` always names a complete
+// checkpoint that loads and verifies, and leftovers go at the next save.
+TEST_F(CheckpointTest, KilledSavesNeverLoseTheLatestCheckpoint) {
+  sw::Checkpoint c = make_checkpoint(model_, 0);
+  sw::SaveOptions o;
+  o.keep_last = 2;
+  o.shard_bytes = 1 << 20;
+  const sw::RandomStream delays(11, sw::RandomPurpose::kData, 9, 0);
+  int64_t step = 0, loaded = 0, interrupted = 0;
+  for (int round = 0; round < 40; ++round) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {  // save forever, a new step each time (and now and then the same one)
+      for (int64_t s = step + 1;; ++s) {
+        c.step = s % 5 == 0 ? s - 1 : s;
+        sw::save_checkpoint(root_.string(), c, o);
+      }
+    }
+    ::usleep(2000 + delays.bits(round) % 30000);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the saving child died on its own";
+    for (const auto& e : fs::directory_iterator(root_))
+      if (e.path().filename().string().rfind(".tmp-", 0) == 0) {
+        ++interrupted;  // killed in the middle of a save
+        break;
+      }
+    if (!fs::exists(root_ / "latest")) continue;  // killed before the first save finished
+    const sw::Checkpoint back = sw::load_checkpoint(root_.string());  // throws if damaged
+    EXPECT_EQ(back.parameters.size(), c.parameters.size());
+    step = back.step + 1000;
+    ++loaded;
+  }
+  EXPECT_GT(loaded, 20);
+  EXPECT_GT(interrupted, 5) << "the kills should land inside saves";
+  sw::save_checkpoint(root_.string(), c, o);
+  for (const auto& e : fs::directory_iterator(root_))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
 }
 
 TEST_F(CheckpointTest, NoCheckpointIsNotFound) {
