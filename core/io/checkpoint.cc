@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <isa-l/crc.h>
 #include <stdio.h>  // renameat2
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +25,18 @@ constexpr const char* kLatest = "latest";
 constexpr const char* kStepPrefix = "step-";
 constexpr const char* kTemporaryPrefix = ".tmp-";
 constexpr const char* kOptimizerPrefix = "optimizer/";
+
+// An open shard, closed when the load is done (or fails).
+struct ShardFile {
+  int fd = -1;
+  int64_t size = 0;
+  ShardFile() = default;
+  ShardFile(const ShardFile&) = delete;
+  ShardFile& operator=(const ShardFile&) = delete;
+  ~ShardFile() {
+    if (fd >= 0) ::close(fd);
+  }
+};
 
 uint32_t crc32c(const void* data, size_t n) {
   // ISA-L's crc32_iscsi is CRC-32C without the final inversion; int-sized chunks.
@@ -218,18 +231,21 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (manifest.has_train()) c.train = manifest.train();
   c.seed = manifest.seed();
   c.data = {manifest.data_epoch(), manifest.data_example()};
-  std::map<std::string, std::string> shards;  // read once each
+  std::map<std::string, ShardFile> shards;  // opened once each
   for (const proto::Manifest::TensorEntry& e : manifest.tensors()) {
     const fs::path shard_path = dir / e.shard();
     auto where = [&] { return "tensor " + e.name() + " in " + shard_path.string(); };
     SW_CHECK(!e.shard().empty() && e.shard().find('/') == std::string::npos, Status::kCorrupt,
              "checkpoint: ", where(), ": bad shard name");
-    if (!shards.count(e.shard())) {
-      SW_CHECK(fs::exists(shard_path), Status::kNotFound, "checkpoint: ", where(),
-               ": the shard is missing");
-      shards[e.shard()] = read_file(shard_path);
+    ShardFile& shard = shards[e.shard()];
+    if (shard.fd < 0) {
+      shard.fd = ::open(shard_path.c_str(), O_RDONLY);
+      SW_CHECK(shard.fd >= 0, Status::kNotFound, "checkpoint: ", where(), ": the shard is missing");
+      struct stat st {};
+      SW_CHECK(::fstat(shard.fd, &st) == 0, Status::kIo, "checkpoint: cannot stat ",
+               shard_path.string());
+      shard.size = st.st_size;
     }
-    const std::string& bytes = shards[e.shard()];
     SW_CHECK(e.dtype() >= 0 && e.dtype() <= proto::Manifest::TensorEntry::I64, Status::kCorrupt,
              "checkpoint: ", where(), ": unknown dtype");
     Shape shape(e.shape().begin(), e.shape().end());
@@ -237,13 +253,19 @@ Checkpoint load_checkpoint(const std::string& path) {
     SW_CHECK(e.length() == static_cast<int64_t>(t.nbytes()), Status::kCorrupt,
              "checkpoint: ", where(), ": ", e.length(), " bytes for ", dtype_name(t.dtype()), " ",
              shape_str(shape), " (", t.nbytes(), " expected)");
-    SW_CHECK(e.offset() >= 0 && e.offset() + e.length() <= static_cast<int64_t>(bytes.size()),
-             Status::kCorrupt, "checkpoint: ", where(), ": the shard is truncated (", bytes.size(),
+    SW_CHECK(e.offset() >= 0 && e.offset() + e.length() <= shard.size, Status::kCorrupt,
+             "checkpoint: ", where(), ": the shard is truncated (", shard.size,
              " bytes, the tensor ends at ", e.offset() + e.length(), ")");
-    const char* data = bytes.data() + e.offset();
+    // Straight into the tensor: no staging copy of the shard.
+    char* data = static_cast<char*>(t.raw());
+    for (int64_t done = 0; done < e.length();) {
+      const ssize_t n =
+          ::pread(shard.fd, data + done, static_cast<size_t>(e.length() - done), e.offset() + done);
+      SW_CHECK(n > 0, Status::kIo, "checkpoint: cannot read ", where());
+      done += n;
+    }
     SW_CHECK(crc32c(data, static_cast<size_t>(e.length())) == e.crc32c(), Status::kCorrupt,
              "checkpoint: ", where(), ": checksum mismatch (the bytes changed after saving)");
-    std::copy(data, data + e.length(), static_cast<char*>(t.raw()));
     if (e.name().rfind(kOptimizerPrefix, 0) == 0)
       c.optimizer_state.push_back({e.name().substr(std::strlen(kOptimizerPrefix)), t});
     else
