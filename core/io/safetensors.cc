@@ -1,5 +1,6 @@
 #include "core/io/safetensors.h"
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -80,6 +81,46 @@ SafetensorsFile read_safetensors(const std::string& path) {
     }
   }
   return file;
+}
+
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  static const std::map<DType, const char*> kNames = {{DType::f32, "F32"},
+                                                      {DType::f64, "F64"},
+                                                      {DType::bf16, "BF16"},
+                                                      {DType::i32, "I32"},
+                                                      {DType::i64, "I64"}};
+  nlohmann::ordered_json header;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    SW_CHECK_ARG(t.defined(), "safetensors: tensor ", name, " is undefined");
+    header[name] = {{"dtype", kNames.at(t.dtype())},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + t.nbytes()}}};
+    offset += t.nbytes();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    SW_CHECK(out, Status::kIo, "safetensors: cannot write ", temporary);
+    const uint64_t n = text.size();
+    unsigned char length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(n >> (8 * i));
+    out.write(reinterpret_cast<const char*>(length), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const auto& [name, t] : tensors) {
+      const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu());
+      out.write(static_cast<const char*>(host.raw()), static_cast<std::streamsize>(host.nbytes()));
+    }
+    out.close();
+    SW_CHECK(out, Status::kIo, "safetensors: cannot write ", temporary);
+  }
+  SW_CHECK(std::rename(temporary.c_str(), path.c_str()) == 0, Status::kIo,
+           "safetensors: cannot rename ", temporary, " to ", path);
 }
 
 }  // namespace sw

@@ -5,6 +5,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/tensor/tensor.h"
 
@@ -20,5 +22,11 @@ struct SafetensorsFile {
 // header, or offsets that do not match the shape or lie outside the data are corrupt-data
 // errors. Each names the file and the tensor.
 SafetensorsFile read_safetensors(const std::string& path);
+
+// Writes tensors (in this order) and metadata; the header is padded to 8 bytes as the
+// reference implementation does. Written to a temporary name and renamed.
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace sw

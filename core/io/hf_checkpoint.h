@@ -1,0 +1,36 @@
+// HuggingFace SwitchTransformers checkpoints (the format of google/switch-base-8 ...
+// switch-c-2048): config.json and safetensors weights, in and out. Parameter names are
+// the HF names already, so weights map one to one; the config maps to a ModelConfig with
+// HF's semantics: a fixed expert_capacity per sequence, HF placement of the sparse blocks,
+// the aux loss over each stack's concatenated layers, jitter that reaches the experts,
+// HF initialisation.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/model/switch_transformer.h"
+
+namespace sw {
+
+// config.json text → ModelConfig. Unsupported HF settings (router_bias, padding tokens
+// ignored by the router, an activation other than relu/gelu) are errors naming the field.
+// With num_sparse_*_layers 0 the stack is dense (HF's "HACK" step would make block 1
+// sparse; the released checkpoints never rely on it).
+ModelConfig config_from_hf_json(const std::string& json_text);
+std::string config_to_hf_json(const ModelConfig& config);
+
+// Weights from a .safetensors file, a sharded model.safetensors.index.json, or a directory
+// holding either; a PyTorch .bin is an error saying to convert it. Names as in the files.
+std::vector<std::pair<std::string, Tensor>> read_hf_weights(const std::string& path);
+
+// A model from config.json and its weights (strict: every parameter present with its shape;
+// HF's tied copies — encoder/decoder embed_tokens and lm_head when tied — must equal
+// shared.weight and are otherwise ignored). Converted to f32 on the CPU.
+SwitchTransformer import_hf(const std::string& config_json_path, const std::string& weights_path);
+
+// config.json and model.safetensors into dir (created if needed).
+void export_hf(const SwitchTransformer& model, const std::string& dir);
+
+}  // namespace sw

@@ -1,0 +1,180 @@
+// HF SwitchTransformers checkpoints: config.json semantics, export -> import identity (every
+// weight byte and the forward), sharded indexes, HF's tied copies, and the refusals.
+#include "core/io/hf_checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "core/io/safetensors.h"
+#include "core/tensor/error.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const sw::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// google/switch-base-8's config.json, as published.
+constexpr const char* kSwitchBase8 = R"({
+  "_name_or_path": "google/switch-base-8", "architectures": ["SwitchTransformersForConditionalGeneration"],
+  "d_ff": 3072, "d_kv": 64, "d_model": 768, "decoder_start_token_id": 0, "dense_act_fn": "relu",
+  "dropout_rate": 0.1, "eos_token_id": 1, "expert_capacity": 64, "initializer_factor": 1.0,
+  "is_encoder_decoder": true, "is_gated_act": false, "layer_norm_epsilon": 1e-06,
+  "model_type": "switch_transformers", "num_decoder_layers": 12, "num_experts": 8,
+  "num_heads": 12, "num_layers": 12, "num_sparse_decoder_layers": 6,
+  "num_sparse_encoder_layers": 6, "pad_token_id": 0, "relative_attention_max_distance": 128,
+  "relative_attention_num_buckets": 32, "router_aux_loss_coef": 0.001, "router_bias": false,
+  "router_dtype": "float32", "router_ignore_padding_tokens": false, "router_jitter_noise": 0.01,
+  "router_z_loss_coef": 0.001, "torch_dtype": "float32", "transformers_version": "4.24.0",
+  "use_cache": true, "vocab_size": 32128})";
+
+sw::ModelConfig small_hf_config() {
+  sw::ModelConfig c = sw::config_from_hf_json(kSwitchBase8);
+  c.set_vocab_size(256);
+  c.set_d_model(32);
+  c.set_d_ff(64);
+  c.set_d_kv(8);
+  c.set_num_heads(4);
+  c.set_num_encoder_layers(4);
+  c.set_num_decoder_layers(4);
+  c.set_num_experts(4);
+  c.set_expert_capacity(3);
+  return c;
+}
+
+class HfCheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("sw_hf_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(HfCheckpointTest, SwitchBase8ConfigHasHfSemantics) {
+  const sw::ModelConfig c = sw::config_from_hf_json(kSwitchBase8);
+  EXPECT_EQ(c.name(), "google/switch-base-8");
+  EXPECT_EQ(c.d_ff(), 3072);
+  EXPECT_EQ(c.encoder_sparse_step(), 2);
+  EXPECT_TRUE(sw::is_sparse_block(c, sw::Stack::kEncoder, 1));
+  EXPECT_FALSE(sw::is_sparse_block(c, sw::Stack::kEncoder, 0));
+  EXPECT_EQ(c.capacity_mode(), sw::ModelConfig::CAPACITY_FIXED);
+  EXPECT_EQ(c.expert_capacity(), 64);
+  EXPECT_EQ(c.routing_group(), sw::ModelConfig::GROUP_SEQUENCE);
+  EXPECT_EQ(c.aux_loss_mode(), sw::ModelConfig::AUX_HF_CONCAT);
+  EXPECT_TRUE(c.jitter_reaches_experts());
+  EXPECT_EQ(c.init_scheme(), sw::ModelConfig::INIT_HF);
+  EXPECT_DOUBLE_EQ(c.expert_dropout_rate(), 0.1);
+  EXPECT_EQ(sw::count_parameters(c), sw::count_parameters(sw::preset("switch-base-8")));
+  // Written back and read again: the same config.
+  EXPECT_EQ(sw::config_to_text(sw::config_from_hf_json(sw::config_to_hf_json(c))),
+            sw::config_to_text(c));
+}
+
+TEST_F(HfCheckpointTest, BadConfigsAreNamed) {
+  EXPECT_NE(error_of([] { sw::config_from_hf_json("{not json"); }).find("not JSON"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([] { sw::config_from_hf_json(R"({"router_bias": true})"); }).find("router_bias"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([] { sw::config_from_hf_json(R"({"dense_act_fn": "silu"})"); }).find("dense_act_fn"),
+      std::string::npos);
+  EXPECT_NE(error_of([] { sw::config_from_hf_json(R"({"model_type": "t5"})"); }).find("model_type"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([] { sw::config_from_hf_json(R"({"num_experts": "eight"})"); }).find("num_experts"),
+      std::string::npos);
+}
+
+TEST_F(HfCheckpointTest, ExportThenImportIsIdentical) {
+  const sw::SwitchTransformer model(small_hf_config(), 5);
+  sw::export_hf(model, dir_.string());
+  const sw::SwitchTransformer back =
+      sw::import_hf((dir_ / "config.json").string(), (dir_ / "model.safetensors").string());
+  const auto& a = model.parameters().entries();
+  const auto& b = back.parameters().entries();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(0, std::memcmp(a[i].tensor.raw(), b[i].tensor.raw(), a[i].tensor.nbytes()))
+        << a[i].name;
+  }
+  sw::Batch batch;
+  batch.input_ids = sw::Tensor::from_vector<int32_t>({5, 9, 17, 1, 33, 8, 2, 1}, {2, 4});
+  batch.decoder_input_ids = sw::Tensor::from_vector<int32_t>({0, 5, 9, 0, 33, 8}, {2, 3});
+  const sw::Tensor la = model.forward(batch).logits, lb = back.forward(batch).logits;
+  EXPECT_EQ(0, std::memcmp(la.raw(), lb.raw(), la.nbytes()));
+  // A directory works as the weights path; so does the same model sharded in two files.
+  EXPECT_NO_THROW(sw::import_hf((dir_ / "config.json").string(), dir_.string()));
+  const sw::SafetensorsFile whole = sw::read_safetensors((dir_ / "model.safetensors").string());
+  std::vector<std::pair<std::string, sw::Tensor>> first, second;
+  std::string index = R"({"metadata": {}, "weight_map": {)";
+  bool comma = false;
+  for (const auto& [name, t] : whole.tensors) {
+    const bool in_first = name.rfind("encoder", 0) == 0;
+    (in_first ? first : second).push_back({name, t});
+    index += std::string(comma ? ", " : "") + "\"" + name + "\": \"" +
+             (in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors") +
+             "\"";
+    comma = true;
+  }
+  index += "}}";
+  const fs::path sharded = dir_ / "sharded";
+  fs::create_directories(sharded);
+  sw::write_safetensors((sharded / "model-00001-of-00002.safetensors").string(), first);
+  sw::write_safetensors((sharded / "model-00002-of-00002.safetensors").string(), second);
+  std::ofstream(sharded / "model.safetensors.index.json") << index;
+  const sw::SwitchTransformer from_shards =
+      sw::import_hf((dir_ / "config.json").string(), sharded.string());
+  const sw::Tensor ls = from_shards.forward(batch).logits;
+  EXPECT_EQ(0, std::memcmp(la.raw(), ls.raw(), la.nbytes()));
+}
+
+TEST_F(HfCheckpointTest, TiedCopiesMissingWeightsAndBinFilesAreHandled) {
+  const sw::SwitchTransformer model(small_hf_config(), 6);
+  sw::export_hf(model, dir_.string());
+  sw::SafetensorsFile f = sw::read_safetensors((dir_ / "model.safetensors").string());
+  std::vector<std::pair<std::string, sw::Tensor>> tensors(f.tensors.begin(), f.tensors.end());
+  const std::string config = (dir_ / "config.json").string(),
+                    weights = (dir_ / "w.safetensors").string();
+  // HF's tied copies, equal to shared.weight: accepted.
+  tensors.push_back({"encoder.embed_tokens.weight", f.tensors.at("shared.weight")});
+  tensors.push_back({"lm_head.weight", f.tensors.at("shared.weight")});
+  sw::write_safetensors(weights, tensors);
+  EXPECT_NO_THROW(sw::import_hf(config, weights));
+  // A copy that differs: refused.
+  tensors.back().second = sw::Tensor::zeros(f.tensors.at("shared.weight").shape(), sw::DType::f32);
+  sw::write_safetensors(weights, tensors);
+  EXPECT_NE(error_of([&] { sw::import_hf(config, weights); }).find("lm_head.weight differs"),
+            std::string::npos);
+  // A missing expert weight is named.
+  tensors.pop_back();
+  const std::string gone = "decoder.block.3.layer.2.mlp.experts.expert_2.wo.weight";
+  tensors.erase(
+      std::find_if(tensors.begin(), tensors.end(), [&](const auto& t) { return t.first == gone; }));
+  sw::write_safetensors(weights, tensors);
+  EXPECT_NE(error_of([&] { sw::import_hf(config, weights); }).find(gone), std::string::npos);
+  // PyTorch pickles are refused with the way out.
+  std::ofstream(dir_ / "pytorch_model.bin") << "pickle";
+  EXPECT_NE(error_of([&] {
+              sw::import_hf(config, (dir_ / "pytorch_model.bin").string());
+            }).find("convert it to safetensors"),
+            std::string::npos);
+}
+
+}  // namespace
