@@ -17,6 +17,9 @@
 //       tokenizer and the resolved config, checkpoints under <out>/checkpoints (every
 //       checkpoint_interval steps and at the end); --resume continues the latest one bit for
 //       bit; --examples N shows greedy span infilling
+//   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
+//       an HF SwitchTransformers checkpoint into a libswitch checkpoint (HF semantics)
+//   switch export-hf DIR --out HFDIR       a libswitch checkpoint as config.json + safetensors
 //   switch validate [--preset P | --config F] [--device cuda:0] [--dtype f32|bf16]
 //                   [--tolerance X] [--min-agreement F] [batch options as for forward]
 //       the same batch through the cpu f32 reference and the device: per-block max and mean
@@ -39,6 +42,7 @@
 #include "core/data/byte_tokenizer.h"
 #include "core/infer/greedy.h"
 #include "core/io/checkpoint.h"
+#include "core/io/hf_checkpoint.h"
 #include "core/model/switch_transformer.h"
 #include "core/model/validate.h"
 #include "core/train/pretraining_run.h"
@@ -48,7 +52,8 @@ namespace {
 using Args = std::map<std::string, std::string>;
 
 const char* kUsage =
-    "usage: switch <presets | config | inspect | forward | train | validate> [options]\n"
+    "usage: switch <presets | config | inspect | forward | train | import-hf | export-hf |\n"
+    "               validate> [options]\n"
     "  --preset NAME      a compiled-in preset (default tiny)\n"
     "  --config FILE      a ModelConfig in protobuf text format (overrides --preset)\n"
     "  --text FILE        text for the forward batch (default /usr/share/common-licenses/GPL-3)\n"
@@ -64,6 +69,8 @@ const char* kUsage =
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --resume           train: continue from the latest checkpoint under --out, if any\n"
+    "  --weights PATH     import-hf: model.safetensors, a sharded index, or their directory\n"
+    "                     (with --config config.json and --out DIR)\n"
     "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
     "  --dtype T          validate: f32 (default, TF32 off) or bf16\n"
     "  --tolerance X      validate: largest max relative difference (default 1e-4, bf16 5e-2)\n"
@@ -74,8 +81,9 @@ Args parse_args(int argc, char** argv, std::vector<std::string>& overrides) {
   for (int i = 2; i < argc; ++i) {
     std::string key = argv[i];
     if (key.rfind("--", 0) != 0) {
-      // `switch inspect DIR`: the one positional argument there is a checkpoint.
-      if (std::string(argv[1]) == "inspect" && !args.count("ckpt")) {
+      // `switch inspect DIR`, `switch export-hf DIR`: the positional argument is a checkpoint.
+      const std::string command = argv[1];
+      if ((command == "inspect" || command == "export-hf") && !args.count("ckpt")) {
         args["ckpt"] = key;
         continue;
       }
@@ -173,6 +181,42 @@ void print_checkpoint(const std::string& path) {
     for (double n : v) std::printf(" %7.3f", n);
     std::printf("\n");
   }
+}
+
+// HF checkpoint → a libswitch checkpoint directory (step 0, no optimizer state).
+void run_import_hf(const Args& a) {
+  for (const char* required : {"config", "weights", "out"})
+    if (!a.count(required))
+      throw sw::Error(sw::Status::kInvalidArgument,
+                      std::string("import-hf: --") + required + " is required");
+  const sw::SwitchTransformer model = sw::import_hf(a.at("config"), a.at("weights"));
+  sw::Checkpoint c;
+  c.model = model.config();
+  for (const auto& e : model.parameters().entries()) c.parameters.push_back({e.name, e.tensor});
+  const std::string dir = sw::save_checkpoint(a.at("out"), c);
+  std::printf("imported %s (%.1fM parameters) into %s\n", model.config().name().c_str(),
+              model.parameters().num_elements() / 1e6, dir.c_str());
+}
+
+// A libswitch checkpoint (or the latest under a root) → config.json + model.safetensors.
+void run_export_hf(const Args& a) {
+  if (!a.count("ckpt") || !a.count("out"))
+    throw sw::Error(sw::Status::kInvalidArgument,
+                    "export-hf: usage: switch export-hf DIR --out HFDIR");
+  const sw::Checkpoint c = sw::load_checkpoint(a.at("ckpt"));
+  sw::SwitchTransformer model(c.model, 0);
+  std::vector<std::pair<std::string, sw::Tensor>> targets;
+  for (const auto& e : model.parameters().entries()) targets.push_back({e.name, e.tensor});
+  sw::restore_tensors(c.parameters, targets, true, "parameter");
+  sw::export_hf(model, a.at("out"));
+  // Settings HF has no field for come back as HF's: say which.
+  std::istringstream ours(sw::config_to_text(c.model)),
+      theirs(sw::config_to_text(sw::config_from_hf_json(sw::config_to_hf_json(c.model))));
+  for (std::string mine, hf; std::getline(ours, mine) && std::getline(theirs, hf);)
+    if (mine != hf && mine.rfind("name:", 0) != 0)
+      std::printf("note: HF runs it with %s (here %s)\n", hf.c_str(), mine.c_str());
+  std::printf("exported %s (step %lld) to %s/config.json and model.safetensors\n",
+              c.model.name().c_str(), static_cast<long long>(c.step), a.at("out").c_str());
 }
 
 sw::Batch text_batch(const sw::ModelConfig& config, const Args& a) {
@@ -445,6 +489,10 @@ int main(int argc, char** argv) {
       print_forward(load_config(a), a);
     } else if (command == "train") {
       return run_train(a, overrides);
+    } else if (command == "import-hf") {
+      run_import_hf(a);
+    } else if (command == "export-hf") {
+      run_export_hf(a);
     } else if (command == "validate") {
       return run_validate(load_config(a), a);
     } else {
