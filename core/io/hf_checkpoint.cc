@@ -91,7 +91,9 @@ ModelConfig config_from_hf_json(const std::string& json_text) {
   c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
   c.set_expert_capacity(field<int64_t>(j, "expert_capacity", 64));
   c.set_routing_group(ModelConfig::GROUP_SEQUENCE);
-  c.set_aux_loss_mode(ModelConfig::AUX_HF_CONCAT);
+  // The load-balancing loss as transformers 5 computes it (4.x counted a dropped token as
+  // expert 0: AUX_HF_CONCAT).
+  c.set_aux_loss_mode(ModelConfig::AUX_HF_CONCAT_ARGMAX);
   c.set_aux_loss_coef(field<double>(j, "router_aux_loss_coef", 0.001));
   c.set_z_loss_coef(field<double>(j, "router_z_loss_coef", 0.001));
   c.set_dropout_rate(field<double>(j, "dropout_rate", 0.1));

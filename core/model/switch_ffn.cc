@@ -74,9 +74,8 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
                            double z_scale, int64_t group_size, const RunContext& ctx,
                            uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads) {
   SW_CHECK(x.device().is_cpu(), Status::kUnsupported, "switch_ffn backward: cpu only for now");
-  SW_CHECK(
-      config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
-      "switch_ffn backward: aux_loss_mode AUX_HF_CONCAT has no backward yet (use AUX_PER_LAYER)");
+  SW_CHECK(config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
+           "switch_ffn backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   check_shape(dy, x.shape(), "switch_ffn backward: dy");
   const ops::CapacityAssignment& layout = fwd.layout;
   const int64_t n = x.dim(0), d = x.dim(1), experts = config.num_experts(), rows = layout.kept();

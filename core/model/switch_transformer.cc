@@ -200,7 +200,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
   const int64_t heads = config_.num_heads(), experts = config_.num_experts();
   const double eps = config_.norm_epsilon(), rate = config_.dropout_rate();
-  const bool hf_concat = config_.aux_loss_mode() == ModelConfig::AUX_HF_CONCAT;
+  const bool hf_concat = config_.aux_loss_mode() != ModelConfig::AUX_PER_LAYER;
 
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
@@ -263,7 +263,9 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
       r.expert_index = sw.router.expert_index;
       const double z = ops::router_z_loss(sw.router.logits);
       if (hf_concat) {
-        stack_balance.add(sw.router.probs, post_capacity_experts(sw.router, sw.assignment));
+        stack_balance.add(sw.router.probs, config_.aux_loss_mode() == ModelConfig::AUX_HF_CONCAT
+                                               ? post_capacity_experts(sw.router, sw.assignment)
+                                               : sw.router.expert_index.to(Device::cpu()));
         stack_z_sum += z * static_cast<double>(batch * length);
         stack_z_tokens += batch * length;
       } else {
@@ -404,7 +406,7 @@ ForwardOutput SwitchTransformer::forward_backward(
     std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales) const {
   SW_CHECK(device_.is_cpu(), Status::kUnsupported, "forward_backward: cpu models only for now");
   SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
-           "forward_backward: aux_loss_mode AUX_HF_CONCAT has no backward yet");
+           "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(batch.labels.defined(), "forward_backward: labels are required");
   validate_batch(batch);
   RunContext ctx;

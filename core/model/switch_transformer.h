@@ -43,7 +43,7 @@ struct LayerRouting {
   int64_t group_size = 0;
   ops::RoutingStats stats;
   Tensor expert_index;  // i32 [B*T], the argmax expert of each token
-  // This layer's terms of the totals under AUX_PER_LAYER; 0 under AUX_HF_CONCAT, whose
+  // This layer's terms of the totals under AUX_PER_LAYER; 0 under the HF modes, whose
   // terms belong to a whole stack.
   double aux_loss = 0.0;
   double z_loss = 0.0;

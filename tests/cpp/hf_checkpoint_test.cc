@@ -75,7 +75,7 @@ TEST_F(HfCheckpointTest, SwitchBase8ConfigHasHfSemantics) {
   EXPECT_EQ(c.capacity_mode(), sw::ModelConfig::CAPACITY_FIXED);
   EXPECT_EQ(c.expert_capacity(), 64);
   EXPECT_EQ(c.routing_group(), sw::ModelConfig::GROUP_SEQUENCE);
-  EXPECT_EQ(c.aux_loss_mode(), sw::ModelConfig::AUX_HF_CONCAT);
+  EXPECT_EQ(c.aux_loss_mode(), sw::ModelConfig::AUX_HF_CONCAT_ARGMAX);
   EXPECT_TRUE(c.jitter_reaches_experts());
   EXPECT_EQ(c.init_scheme(), sw::ModelConfig::INIT_HF);
   EXPECT_DOUBLE_EQ(c.expert_dropout_rate(), 0.1);

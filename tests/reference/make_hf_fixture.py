@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Writes the HF parity fixture: a tiny random SwitchTransformers model as HF saves it
+(config.json + model.safetensors), a batch, and what HF computes on it in eval mode
+(logits, cross-entropy, the aux and z losses of each stack). Run by hand, with PyPI's
+torch, transformers and safetensors; the output is checked in and read by
+tests/cpp/hf_parity_test.cc, which imports the model and must match.
+
+usage: make_hf_fixture.py [OUT_DIR]   (default: tests/reference/hf_fixture)
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import safetensors.numpy
+import torch
+import transformers
+from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "hf_fixture")
+    torch.manual_seed(0)
+    config = SwitchTransformersConfig(
+        vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_heads=4,
+        num_layers=4, num_decoder_layers=4, num_sparse_encoder_layers=2,
+        num_sparse_decoder_layers=2, num_experts=4,
+        expert_capacity=3,  # 12 tokens per sequence over 4 experts: some are dropped
+        router_jitter_noise=0.01, dropout_rate=0.1,
+        router_z_loss_coef=0.001, router_aux_loss_coef=0.001, decoder_start_token_id=0)
+    model = SwitchTransformersForConditionalGeneration(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+
+    input_ids = torch.randint(2, 128, (2, 12))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 9:] = 0  # padding in the second sequence
+    labels = torch.randint(2, 128, (2, 6))
+    labels[1, 4:] = -100
+    decoder_input_ids = model._shift_right(labels)
+    with torch.no_grad():
+        o = model(input_ids=input_ids, attention_mask=attention_mask,
+                  decoder_input_ids=decoder_input_ids, labels=labels,
+                  output_router_logits=True, return_dict=True)
+        ce = torch.nn.functional.cross_entropy(
+            o.logits.reshape(-1, config.vocab_size), labels.reshape(-1), ignore_index=-100)
+    safetensors.numpy.save_file(
+        {"input_ids": input_ids.numpy().astype(np.int32),
+         "attention_mask": attention_mask.numpy().astype(np.int32),
+         "decoder_input_ids": decoder_input_ids.numpy().astype(np.int32),
+         "labels": labels.numpy().astype(np.int32),
+         "logits": o.logits.numpy().astype(np.float32)},
+        os.path.join(out, "expected.safetensors"))
+    expected = {
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "loss": o.loss.item(),
+        "ce": ce.item(),
+        "encoder_aux_loss": o.encoder_aux_loss.item(),
+        "decoder_aux_loss": o.decoder_aux_loss.item(),
+        "encoder_z_loss": o.encoder_z_loss.item(),
+        "decoder_z_loss": o.decoder_z_loss.item(),
+        "router_aux_loss_coef": config.router_aux_loss_coef,
+        "router_z_loss_coef": config.router_z_loss_coef,
+    }
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=2)
+        f.write("\n")
+    print(json.dumps(expected, indent=2))
+
+
+if __name__ == "__main__":
+    main()
