@@ -7,7 +7,6 @@
 //   DenseGemm             Eigen's plain GEMM doing the same expert FLOPs: the ceiling the
 //                         Switch FFN is compared against
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 
 #include <Eigen/Core>
 #include <cmath>
@@ -17,41 +16,22 @@
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
 #include "core/ops/norm.h"
+#include "tests/bench/bench_util.h"
 
 namespace {
 
 constexpr int64_t kBatch = 8, kEncoderLen = 512, kDecoderLen = 128;
 
-double peak_rss_gib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB
-}
-
-sw::Batch random_batch(const sw::ModelConfig& c) {
-  sw::Batch b;
-  b.input_ids = sw::Tensor::empty({kBatch, kEncoderLen}, sw::DType::i32);
-  b.decoder_input_ids = sw::Tensor::empty({kBatch, kDecoderLen}, sw::DType::i32);
-  const sw::RandomStream s(9, sw::RandomPurpose::kData, 0, 0);
-  for (int64_t i = 0; i < b.input_ids.numel(); ++i)
-    b.input_ids.data<int32_t>()[i] = static_cast<int32_t>(s.bits(i) % c.vocab_size());
-  for (int64_t i = 0; i < b.decoder_input_ids.numel(); ++i)
-    b.decoder_input_ids.data<int32_t>()[i] =
-        static_cast<int32_t>(s.bits(1 << 30 | i) % c.vocab_size());
-  b.labels = b.decoder_input_ids.clone();
-  return b;
-}
-
 void Forward(benchmark::State& state, const char* preset) {
   const sw::ModelConfig c = sw::preset(preset);
   const sw::SwitchTransformer model(c, 0);
-  const sw::Batch b = random_batch(c);
+  const sw::Batch b = sw::bench::random_batch(c, kBatch, kEncoderLen, kDecoderLen);
   for (auto _ : state) benchmark::DoNotOptimize(model.forward(b).loss);
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(kBatch * (kEncoderLen + kDecoderLen)),
                          benchmark::Counter::kIsIterationInvariantRate);
   state.counters["params_M"] = model.parameters().num_elements() / 1e6;
-  state.counters["peak_rss_GiB"] = peak_rss_gib();
+  state.counters["peak_rss_GiB"] = sw::bench::peak_rss_gib();
 }
 BENCHMARK_CAPTURE(Forward, tiny, "tiny")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(Forward, switch_base_8, "switch-base-8")

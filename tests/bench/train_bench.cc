@@ -32,7 +32,6 @@
 // Switch layer at 62.5% of dense speed, i.e. 1.6x), time(E) / time(8) (constant FLOPs per
 // token: ideally flat in E) and the layer's GFLOP/s against Eigen's.
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 
 #include <Eigen/Core>
 #include <cmath>
@@ -45,36 +44,17 @@
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
 #include "core/train/trainer.h"
+#include "tests/bench/bench_util.h"
 
 namespace {
-
-double peak_rss_gib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB
-}
-
-sw::Batch random_batch(const sw::ModelConfig& c, int64_t batch, int64_t encoder_len,
-                       int64_t decoder_len) {
-  sw::Batch b;
-  b.input_ids = sw::Tensor::empty({batch, encoder_len}, sw::DType::i32);
-  b.decoder_input_ids = sw::Tensor::empty({batch, decoder_len}, sw::DType::i32);
-  const sw::RandomStream s(9, sw::RandomPurpose::kData, 0, 0);
-  for (int64_t i = 0; i < b.input_ids.numel(); ++i)
-    b.input_ids.data<int32_t>()[i] = static_cast<int32_t>(s.bits(i) % c.vocab_size());
-  for (int64_t i = 0; i < b.decoder_input_ids.numel(); ++i)
-    b.decoder_input_ids.data<int32_t>()[i] =
-        static_cast<int32_t>(s.bits(1 << 30 | i) % c.vocab_size());
-  b.labels = b.decoder_input_ids.clone();
-  return b;
-}
 
 void TrainStep(benchmark::State& state, const char* preset, int64_t batch) {
   constexpr int64_t kEncoderLen = 128, kDecoderLen = 32;
   const sw::ModelConfig c = sw::preset(preset);
   sw::SwitchTransformer model(c, 0);
   sw::Trainer trainer(model, {});
-  const std::vector<sw::Batch> micro_batches{random_batch(c, batch, kEncoderLen, kDecoderLen)};
+  const std::vector<sw::Batch> micro_batches{
+      sw::bench::random_batch(c, batch, kEncoderLen, kDecoderLen)};
   // One step outside the timing: it allocates the optimizer state.
   sw::TrainMetrics metrics = trainer.step(micro_batches);
   for (auto _ : state) {
@@ -84,7 +64,7 @@ void TrainStep(benchmark::State& state, const char* preset, int64_t batch) {
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(metrics.tokens),
                                                   benchmark::Counter::kIsIterationInvariantRate);
   state.counters["params_M"] = model.parameters().num_elements() / 1e6;
-  state.counters["peak_rss_GiB"] = peak_rss_gib();
+  state.counters["peak_rss_GiB"] = sw::bench::peak_rss_gib();
 }
 BENCHMARK_CAPTURE(TrainStep, tiny, "tiny", 8)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(TrainStep, switch_base_8, "switch-base-8", 2)

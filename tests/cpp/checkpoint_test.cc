@@ -15,6 +15,7 @@
 
 #include "core/model/switch_transformer.h"
 #include "core/tensor/error.h"
+#include "test_util.h"
 
 namespace {
 
@@ -43,14 +44,7 @@ bool same_bytes(const sw::Tensor& a, const sw::Tensor& b) {
                                                 static_cast<const char*>(b.raw()));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sw::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sw::testing::error_of;
 
 class CheckpointTest : public ::testing::Test {
  protected:

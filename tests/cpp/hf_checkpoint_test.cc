@@ -13,19 +13,13 @@
 
 #include "core/io/safetensors.h"
 #include "core/tensor/error.h"
+#include "test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sw::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sw::testing::error_of;
 
 // google/switch-base-8's config.json, as published.
 constexpr const char* kSwitchBase8 = R"({

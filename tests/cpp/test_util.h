@@ -9,9 +9,20 @@
 #include <random>
 #include <string>
 
+#include "core/tensor/error.h"
 #include "core/tensor/tensor.h"
 
 namespace sw::testing {
+
+// The message of the sw::Error f throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // max |a - b| / max |b|: the relative error the tests state tolerances in.
 inline double max_relative_error(const Tensor& a, const Tensor& b) {

@@ -12,17 +12,11 @@
 #include "core/data/sentencepiece_tokenizer.h"
 #include "core/tensor/error.h"
 #include "core/train/pretraining_run.h"
+#include "test_util.h"
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sw::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sw::testing::error_of;
 
 TEST(TrainConfig, OverridesReachScalarsEnumsStringsAndTheModel) {
   sw::TrainConfig c;
