@@ -52,6 +52,7 @@ const Plugin& plugin() {
     auto entry = reinterpret_cast<Entry>(dlsym(handle, "sw_sentencepiece_api"));
     if (!entry || !entry() || entry()->version != SW_SENTENCEPIECE_API_VERSION) {
       p.error = path + " is not a SentencePiece plugin of this libswitch version";
+      dlclose(handle);
       return p;
     }
     p.api = entry();
@@ -183,17 +184,23 @@ int32_t SentencePieceTokenizer::sentinel_id(int64_t k) const {
   return static_cast<int32_t>(vocab_size() - 1 - k);
 }
 
+std::vector<int32_t> SentencePieceTokenizer::encode_text(const std::string& text) const {
+  if (text.empty()) return {};
+  int32_t* out = nullptr;
+  size_t count = 0;
+  char* error = nullptr;
+  check(api().encode(processor_.get(), text.data(), text.size(), &out, &count, &error), error,
+        "encoding");
+  std::vector<int32_t> ids(out, out + count);
+  api().release(out);
+  return ids;
+}
+
 std::vector<int32_t> SentencePieceTokenizer::encode(const std::string& text) const {
   std::vector<int32_t> ids;
   auto encode_plain = [&](const std::string& part) {
-    if (part.empty()) return;
-    int32_t* out = nullptr;
-    size_t count = 0;
-    char* error = nullptr;
-    check(api().encode(processor_.get(), part.data(), part.size(), &out, &count, &error), error,
-          "encoding");
-    ids.insert(ids.end(), out, out + count);
-    api().release(out);
+    const std::vector<int32_t> piece_ids = encode_text(part);
+    ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
   };
   const std::string open = "<extra_id_";
   size_t start = 0, from = 0;  // text from `start` is not yet encoded; search from `from`

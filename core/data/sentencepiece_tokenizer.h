@@ -34,6 +34,8 @@ class SentencePieceTokenizer {
 
   // "<extra_id_k>" in the text becomes sentinel k.
   std::vector<int32_t> encode(const std::string& text) const;
+  // Plain text only (corpus data): "<extra_id_k>" stays text, no sentinel is produced.
+  std::vector<int32_t> encode_text(const std::string& text) const;
   // pad and eos are skipped; sentinels come back as "<extra_id_k>"; an id outside the
   // tokenizer's vocabulary is an error naming it.
   std::string decode(const std::vector<int32_t>& ids) const;

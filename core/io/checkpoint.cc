@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -33,8 +35,10 @@ struct ShardFile {
   ShardFile() = default;
   ShardFile(const ShardFile&) = delete;
   ShardFile& operator=(const ShardFile&) = delete;
-  ~ShardFile() {
+  ~ShardFile() { reset(); }
+  void reset() {
     if (fd >= 0) ::close(fd);
+    fd = -1;
   }
 };
 
@@ -227,35 +231,51 @@ Checkpoint load_checkpoint(const std::string& path) {
   Checkpoint c;
   c.step = manifest.step();
   c.model = manifest.model();
-  validate(c.model);
+  try {
+    validate(c.model);
+  } catch (const Error& e) {
+    throw Error(Status::kCorrupt, "checkpoint: " + manifest_path.string() + ": " + e.what());
+  }
   if (manifest.has_train()) c.train = manifest.train();
   c.seed = manifest.seed();
   c.data = {manifest.data_epoch(), manifest.data_example()};
-  std::map<std::string, ShardFile> shards;  // opened once each
+  ShardFile shard;  // tensors are stored shard by shard: one open at a time
+  std::string shard_name;
   for (const proto::Manifest::TensorEntry& e : manifest.tensors()) {
     const fs::path shard_path = dir / e.shard();
     auto where = [&] { return "tensor " + e.name() + " in " + shard_path.string(); };
     SW_CHECK(!e.shard().empty() && e.shard().find('/') == std::string::npos, Status::kCorrupt,
              "checkpoint: ", where(), ": bad shard name");
-    ShardFile& shard = shards[e.shard()];
-    if (shard.fd < 0) {
+    if (e.shard() != shard_name) {
+      shard.reset();
       shard.fd = ::open(shard_path.c_str(), O_RDONLY);
-      SW_CHECK(shard.fd >= 0, Status::kNotFound, "checkpoint: ", where(), ": the shard is missing");
+      SW_CHECK(shard.fd >= 0, errno == ENOENT ? Status::kNotFound : Status::kIo,
+               "checkpoint: ", where(), ": ",
+               errno == ENOENT ? "the shard is missing" : std::strerror(errno));
       struct stat st {};
       SW_CHECK(::fstat(shard.fd, &st) == 0, Status::kIo, "checkpoint: cannot stat ",
                shard_path.string());
       shard.size = st.st_size;
+      shard_name = e.shard();
     }
     SW_CHECK(e.dtype() >= 0 && e.dtype() <= proto::Manifest::TensorEntry::I64, Status::kCorrupt,
              "checkpoint: ", where(), ": unknown dtype");
-    Shape shape(e.shape().begin(), e.shape().end());
-    Tensor t = Tensor::empty(shape, static_cast<DType>(e.dtype()));
-    SW_CHECK(e.length() == static_cast<int64_t>(t.nbytes()), Status::kCorrupt,
-             "checkpoint: ", where(), ": ", e.length(), " bytes for ", dtype_name(t.dtype()), " ",
-             shape_str(shape), " (", t.nbytes(), " expected)");
-    SW_CHECK(e.offset() >= 0 && e.offset() + e.length() <= shard.size, Status::kCorrupt,
-             "checkpoint: ", where(), ": the shard is truncated (", shard.size,
-             " bytes, the tensor ends at ", e.offset() + e.length(), ")");
+    const DType dtype = static_cast<DType>(e.dtype());
+    const Shape shape(e.shape().begin(), e.shape().end());
+    // Sizes are checked against the file before anything is allocated.
+    size_t bytes = 0;
+    try {
+      bytes = shape_bytes(shape, dtype);
+    } catch (const Error& x) {
+      throw Error(Status::kCorrupt, "checkpoint: " + where() + ": " + x.what());
+    }
+    SW_CHECK(e.length() == static_cast<int64_t>(bytes), Status::kCorrupt, "checkpoint: ", where(),
+             ": ", e.length(), " bytes for ", dtype_name(dtype), " ", shape_str(shape), " (", bytes,
+             " expected)");
+    SW_CHECK(e.offset() >= 0 && e.length() <= shard.size && e.offset() <= shard.size - e.length(),
+             Status::kCorrupt, "checkpoint: ", where(), ": the shard is truncated (", shard.size,
+             " bytes; the tensor needs ", e.length(), " at offset ", e.offset(), ")");
+    Tensor t = Tensor::empty(shape, dtype);
     // Straight into the tensor: no staging copy of the shard.
     char* data = static_cast<char*>(t.raw());
     for (int64_t done = 0; done < e.length();) {

@@ -38,7 +38,9 @@ T field(const json& j, const char* name, T fallback) {
 int64_t sparse_step(int64_t layers, int64_t sparse_layers, const char* name) {
   SW_CHECK_ARG(sparse_layers >= 0 && sparse_layers <= layers, "HF config: ", name, " is ",
                sparse_layers, " for ", layers, " layers");
-  return sparse_layers > 0 ? layers / sparse_layers : 0;
+  // As HF: with no sparse layer the step is the layer count, which (HF's "HACK") still
+  // makes block 1 sparse; the weights HF saves then include that block's experts.
+  return sparse_layers > 0 ? layers / sparse_layers : layers;
 }
 
 }  // namespace
@@ -162,10 +164,16 @@ std::vector<std::pair<std::string, Tensor>> read_hf_weights(const std::string& p
       p /= "model.safetensors.index.json";
     else if (fs::exists(p / "model.safetensors"))
       p /= "model.safetensors";
+    else if (fs::exists(p / "pytorch_model.bin"))
+      throw Error(Status::kUnsupported,
+                  "HF import: " + path +
+                      " holds pytorch_model.bin; convert it to safetensors first (e.g. "
+                      "model.save_pretrained(dir, safe_serialization=True))");
     else
-      SW_CHECK(!fs::exists(p / "pytorch_model.bin"), Status::kUnsupported, "HF import: ", path,
-               " holds pytorch_model.bin; convert it to safetensors first (e.g. "
-               "model.save_pretrained(dir, safe_serialization=True))");
+      throw Error(Status::kNotFound,
+                  "HF import: no model.safetensors or "
+                  "model.safetensors.index.json in " +
+                      path);
   }
   const std::string name = p.filename().string();
   SW_CHECK(name.size() < 4 || name.substr(name.size() - 4) != ".bin", Status::kUnsupported,
@@ -183,8 +191,11 @@ std::vector<std::pair<std::string, Tensor>> read_hf_weights(const std::string& p
     SW_CHECK(index.contains("weight_map") && index["weight_map"].is_object(), Status::kCorrupt,
              "HF import: ", p.string(), " has no weight_map");
     std::map<std::string, std::vector<std::string>> by_file;
-    for (const auto& [tensor, file] : index["weight_map"].items())
+    for (const auto& [tensor, file] : index["weight_map"].items()) {
+      SW_CHECK(file.is_string(), Status::kCorrupt, "HF import: ", p.string(), ": the file of ",
+               tensor, " is not a string");
       by_file[file.get<std::string>()].push_back(tensor);
+    }
     for (const auto& [file, names] : by_file) {
       SafetensorsFile f = read_safetensors((p.parent_path() / file).string());
       for (const std::string& n : names) {
@@ -237,7 +248,8 @@ void export_hf(const SwitchTransformer& model, const std::string& dir) {
   fs::create_directories(dir, ec);
   SW_CHECK(!ec, Status::kIo, "HF export: cannot create ", dir, ": ", ec.message());
   const std::string config = config_to_hf_json(model.config());
-  // HF places sparse blocks from a count per stack; refuse a placement it would not rebuild.
+  // HF places sparse blocks from a count per stack; refuse a placement it would not rebuild
+  // (a dense stack among them: HF turns a count of 0 into one sparse block).
   const ModelConfig as_hf = config_from_hf_json(config);
   for (Stack s : {Stack::kEncoder, Stack::kDecoder})
     for (int64_t i = 0; i < num_layers(as_hf, s); ++i)

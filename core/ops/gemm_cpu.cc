@@ -212,6 +212,10 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
   SW_CHECK_ARG(dy.dtype() == x.dtype() && x.dtype() == dw.dtype(),
                "grouped_weight_gradient: dtypes differ");
   const int64_t groups = dw.dim(0), n = dw.dim(1), k = dw.dim(2);
+  SW_CHECK_ARG(offsets.front() == 0, "grouped_weight_gradient: offsets must start at 0");
+  for (int64_t g = 0; g < groups; ++g)
+    SW_CHECK_ARG(offsets[g] <= offsets[g + 1],
+                 "grouped_weight_gradient: offsets decrease at group ", g);
 #ifdef SW_WITH_CUDA
   if (on_cuda(dw)) {
     for (int64_t g = 0; g < groups; ++g) {

@@ -14,7 +14,7 @@ std::vector<int32_t> encode_all(const SentencePieceTokenizer& t,
                                 const std::vector<std::string>& documents) {
   std::vector<int32_t> stream;
   for (const std::string& d : documents) {
-    const std::vector<int32_t> ids = t.encode(d);
+    const std::vector<int32_t> ids = t.encode_text(d);
     stream.insert(stream.end(), ids.begin(), ids.end());
   }
   return stream;

@@ -150,6 +150,15 @@ TEST_F(CheckpointTest, DamageIsNamedAndNothingIsRestored) {
   std::ofstream(manifest, std::ios::binary | std::ios::trunc) << newer.SerializeAsString();
   e = error_of([&] { sw::load_checkpoint(dir); });
   EXPECT_NE(e.find("format version"), std::string::npos) << e;
+  // A shape the shard cannot hold is refused before anything is allocated.
+  sw::proto::Manifest huge;
+  huge.ParseFromString(good);
+  huge.mutable_tensors(0)->clear_shape();
+  huge.mutable_tensors(0)->add_shape(int64_t{1} << 40);
+  huge.mutable_tensors(0)->add_shape(int64_t{1} << 40);
+  std::ofstream(manifest, std::ios::binary | std::ios::trunc) << huge.SerializeAsString();
+  e = error_of([&] { sw::load_checkpoint(dir); });
+  EXPECT_NE(e.find(huge.tensors(0).name()), std::string::npos) << e;
   std::ofstream(manifest, std::ios::binary | std::ios::trunc) << good;
 
   // Restore: a wrong shape, a missing and an unexpected tensor each refuse, changing nothing.

@@ -95,6 +95,23 @@ TEST_F(HfCheckpointTest, BadConfigsAreNamed) {
       std::string::npos);
 }
 
+// HF turns "no sparse layers" into a step equal to the layer count, which still makes
+// block 1 sparse: imports mirror it, and a dense stack cannot be exported.
+TEST_F(HfCheckpointTest, HfsZeroSparseLayersQuirk) {
+  const sw::ModelConfig c = sw::config_from_hf_json(
+      R"({"num_layers": 4, "num_sparse_encoder_layers": 0, "num_decoder_layers": 1,
+          "num_sparse_decoder_layers": 0})");
+  EXPECT_TRUE(sw::is_sparse_block(c, sw::Stack::kEncoder, 1));
+  EXPECT_FALSE(sw::is_sparse_block(c, sw::Stack::kEncoder, 0));
+  EXPECT_FALSE(sw::is_sparse_block(c, sw::Stack::kEncoder, 2));
+  EXPECT_TRUE(sw::is_sparse_block(c, sw::Stack::kDecoder, 0));  // step 1: every block
+  sw::ModelConfig dense_decoder = small_hf_config();
+  dense_decoder.set_decoder_sparse_step(0);
+  const sw::SwitchTransformer model(dense_decoder, 1);
+  EXPECT_NE(error_of([&] { sw::export_hf(model, dir_.string()); }).find("decoder block 1"),
+            std::string::npos);
+}
+
 TEST_F(HfCheckpointTest, ExportThenImportIsIdentical) {
   const sw::SwitchTransformer model(small_hf_config(), 5);
   sw::export_hf(model, dir_.string());
