@@ -1,7 +1,9 @@
 #include "core/train/pretraining_run.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/data/corpus.h"
 #include "core/io/checkpoint.h"
@@ -43,6 +45,45 @@ nlohmann::json layer_json(const LayerLoad& l) {
           {"load", load},
           {"dropped", l.dropped_fraction},
           {"entropy", l.router_entropy}};
+}
+
+// A checkpoint continues only the run that wrote it: every setting that shapes the data,
+// the model or the updates must match (steps, intervals and logging may change).
+void check_same_run(const TrainConfig& saved, const TrainConfig& now) {
+  auto essentials = [](TrainConfig c) {
+    c.clear_steps();
+    c.clear_eval_interval();
+    c.clear_eval_batches();
+    c.clear_log_interval();
+    c.clear_checkpoint_interval();
+    c.clear_keep_checkpoints();
+    c.clear_collapse_warning_share();
+    c.clear_tokenizer_model();  // resume reads the run's own tokenizer.model
+    return train_config_to_text(c);
+  };
+  std::istringstream a(essentials(saved)), b(essentials(now));
+  for (std::string x, y; std::getline(a, x) && std::getline(b, y);)
+    SW_CHECK(x == y, Status::kInvalidArgument, "resume: the checkpoint was trained with ", x,
+             ", this config says ", y);
+}
+
+// Resuming at step n: lines of later steps (logged after the checkpoint) would repeat.
+void drop_metrics_after(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept;
+  for (std::string line; std::getline(in, line);) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t{0}) > step) continue;
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a line cut short by the crash
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  std::ofstream(path + ".tmp", std::ios::trunc) << kept;
+  SW_CHECK(std::rename((path + ".tmp").c_str(), path.c_str()) == 0, Status::kIo,
+           "resume: cannot rewrite ", path);
 }
 
 }  // namespace
@@ -90,6 +131,10 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   validation_documents_ = static_cast<int64_t>(split.validation.size());
   const bool resuming =
       resume && std::filesystem::exists(std::filesystem::path(checkpoint_root()) / "latest");
+  SW_CHECK(
+      resuming || !std::filesystem::exists(std::filesystem::path(checkpoint_root()) / "latest"),
+      Status::kInvalidArgument, "train: ", out_dir,
+      " already holds a run's checkpoints; continue it with --resume or use another --out");
   if (resuming && config_.tokenizer_model().empty())
     config_.set_tokenizer_model(out_dir + "/tokenizer.model");
   if (config_.tokenizer_model().empty()) {
@@ -139,12 +184,14 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
              " holds another model than this config's (", saved.model.name(), ")");
     SW_CHECK(saved.seed == config_.seed(), Status::kInvalidArgument,
              "resume: the checkpoint's seed ", saved.seed, " is not the config's ", config_.seed());
+    check_same_run(saved.train, config_);
     train_data_->check_position(saved.data);
     restore_tensors(saved.parameters, named_parameters(), true, "parameter");
     trainer_->restore(saved.step, saved.optimizer_state);
     train_data_->set_position(saved.data);
   }
   std::ofstream(out_dir + "/train_config.textproto") << train_config_to_text(config_);
+  if (resuming) drop_metrics_after(out_dir + "/metrics.jsonl", steps_done());
   metrics_.open(out_dir + "/metrics.jsonl", resuming ? std::ios::app : std::ios::trunc);
   SW_CHECK(metrics_, Status::kIo, "train: cannot write ", out_dir, "/metrics.jsonl");
 }

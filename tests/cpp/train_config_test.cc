@@ -154,12 +154,28 @@ TEST(PretrainingRun, ResumeIsBitIdenticalToRunningStraight) {
     sw::PretrainingRun run(c, resumed_dir, true);  // nothing to resume yet: a fresh start
     for (int s = 0; s < 2; ++s) resumed_losses.push_back(run.step().loss);
     run.save_checkpoint();
+    run.step();  // logged after the checkpoint, then "killed": resume drops this line
   }
+  // A fresh run would overwrite the tokenizer and metrics of the saved one: refused.
+  EXPECT_NE(error_of([&] { sw::PretrainingRun(c, resumed_dir); }).find("--resume"),
+            std::string::npos);
+  // Settings that shape the data must match the checkpoint's.
+  sw::TrainConfig noisier = c;
+  sw::apply_override(noisier, "noise_density=0.3");
+  EXPECT_NE(error_of([&] { sw::PretrainingRun(noisier, resumed_dir, true); }).find("noise_density"),
+            std::string::npos);
   sw::PretrainingRun run(c, resumed_dir, true);
   EXPECT_EQ(run.steps_done(), 2);
   for (int s = 0; s < 2; ++s) resumed_losses.push_back(run.step().loss);
   EXPECT_EQ(resumed_losses, straight_losses);
   EXPECT_EQ(parameter_bytes(run.model()), straight_params);
+  std::ifstream metrics(resumed_dir + "/metrics.jsonl");
+  std::vector<std::string> steps;
+  for (std::string line; std::getline(metrics, line);)
+    if (line.find("\"kind\":\"train\"") != std::string::npos)
+      steps.push_back(line.substr(line.find("\"step\":"), 9));
+  EXPECT_EQ(steps,
+            (std::vector<std::string>{"\"step\":1,", "\"step\":2,", "\"step\":3,", "\"step\":4,"}));
 
   sw::TrainConfig other = c;
   sw::apply_override(other, "model.num_experts=4");
