@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <isa-l/crc.h>
+#include <signal.h>
 #include <stdio.h>  // renameat2
 #include <sys/stat.h>
 #include <unistd.h>
@@ -136,25 +137,8 @@ void add_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
   }
 }
 
-}  // namespace
-
-std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
-                            const SaveOptions& options) {
-  SW_CHECK_ARG(options.keep_last >= 1, "checkpoint: keep_last must be >= 1, got ",
-               options.keep_last);
-  SW_CHECK_ARG(options.shard_bytes >= 1, "checkpoint: shard_bytes must be >= 1");
-  SW_CHECK_ARG(c.step >= 0, "checkpoint: step must be >= 0, got ", c.step);
-  const fs::path root(root_path);
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  SW_CHECK(!ec, Status::kIo, "checkpoint: cannot create ", root.string(), ": ", ec.message());
-  // Leftovers of a save that was interrupted: never referenced by `latest`.
-  for (const fs::directory_entry& e : fs::directory_iterator(root))
-    if (e.path().filename().string().rfind(kTemporaryPrefix, 0) == 0) fs::remove_all(e.path());
-
-  const std::string name = step_name(c.step);
-  const fs::path temporary = root / (kTemporaryPrefix + name + "-" + std::to_string(::getpid()));
-  fs::create_directory(temporary);
+// Shards and manifest of a checkpoint, written and synced into an empty directory.
+void write_directory(const fs::path& temporary, const Checkpoint& c, const SaveOptions& options) {
   proto::Manifest manifest;
   manifest.set_format_version(kCheckpointFormatVersion);
   manifest.set_step(c.step);
@@ -177,6 +161,45 @@ std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
     fsync_path(e.path(), false);
   write_file(temporary / kManifest, manifest.SerializeAsString());
   fsync_path(temporary, true);
+}
+
+// ".tmp-<anything>-<pid>" whose process is gone (or a name without a pid).
+bool is_abandoned_temporary(const std::string& name) {
+  if (name.rfind(kTemporaryPrefix, 0) != 0) return false;
+  const size_t dash = name.rfind('-');
+  char* end = nullptr;
+  const long pid = std::strtol(name.c_str() + dash + 1, &end, 10);
+  if (dash + 1 >= name.size() || *end != '\0' || pid <= 0) return true;
+  return pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
+                            const SaveOptions& options) {
+  SW_CHECK_ARG(options.keep_last >= 1, "checkpoint: keep_last must be >= 1, got ",
+               options.keep_last);
+  SW_CHECK_ARG(options.shard_bytes >= 1, "checkpoint: shard_bytes must be >= 1");
+  SW_CHECK_ARG(c.step >= 0, "checkpoint: step must be >= 0, got ", c.step);
+  const fs::path root(root_path);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  SW_CHECK(!ec, Status::kIo, "checkpoint: cannot create ", root.string(), ": ", ec.message());
+  // Leftovers of saves whose process died (never referenced by `latest`); another live
+  // process's save in progress is left alone.
+  for (const fs::directory_entry& e : fs::directory_iterator(root))
+    if (is_abandoned_temporary(e.path().filename().string())) fs::remove_all(e.path(), ec);
+
+  const std::string name = step_name(c.step);
+  const std::string pid = std::to_string(::getpid());
+  const fs::path temporary = root / (kTemporaryPrefix + name + "-" + pid);
+  fs::create_directory(temporary);
+  try {
+    write_directory(temporary, c, options);
+  } catch (...) {
+    fs::remove_all(temporary, ec);  // a failed save leaves nothing behind
+    throw;
+  }
 
   // Into place. An older directory of the same step is swapped out atomically
   // (RENAME_EXCHANGE), so at no moment does `latest` name a missing or partial directory.
@@ -189,7 +212,7 @@ std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
     fs::rename(temporary, final_dir);
   }
   fsync_path(root, true);
-  const fs::path latest_temporary = root / (std::string(kTemporaryPrefix) + kLatest);
+  const fs::path latest_temporary = root / (std::string(kTemporaryPrefix) + kLatest + "-" + pid);
   write_file(latest_temporary, name + "\n");
   fs::rename(latest_temporary, root / kLatest);
   fsync_path(root, true);

@@ -99,9 +99,19 @@ TEST_F(CheckpointTest, LatestMovesAndRetentionKeepsTheNewest) {
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"latest", "step-00000004", "step-00000005"}));
   // A leftover of an interrupted save is cleaned up by the next one.
-  fs::create_directory(root_ / ".tmp-step-00000006-123");
+  const pid_t gone = ::fork();  // a process that has exited: its leftovers are abandoned
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  const fs::path leftover = root_ / (".tmp-step-00000006-" + std::to_string(gone));
+  fs::create_directory(leftover);
   sw::save_checkpoint(root_.string(), make_checkpoint(model_, 6));
-  EXPECT_FALSE(fs::exists(root_ / ".tmp-step-00000006-123"));
+  EXPECT_FALSE(fs::exists(leftover));
+  // A save in progress in another live process is not touched.
+  const fs::path in_progress = root_ / (".tmp-step-00000007-" + std::to_string(::getppid()));
+  fs::create_directory(in_progress);
+  sw::save_checkpoint(root_.string(), make_checkpoint(model_, 7));
+  EXPECT_TRUE(fs::exists(in_progress));
+  fs::remove_all(in_progress);
   // Saving a step again replaces it.
   sw::save_checkpoint(root_.string(), make_checkpoint(model_, 6));
   EXPECT_EQ(sw::load_checkpoint(root_.string()).step, 6);
