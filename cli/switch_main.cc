@@ -166,7 +166,13 @@ void print_checkpoint(const std::string& path) {
     const size_t at = name.find(marker);
     if (at == std::string::npos) continue;
     const size_t dot = name.find('.', at + marker.size());
-    const int64_t expert = std::stoll(name.substr(at + marker.size(), dot - at - marker.size()));
+    if (dot == std::string::npos) continue;
+    char* end = nullptr;
+    const long long expert = std::strtoll(name.c_str() + at + marker.size(), &end, 10);
+    if (end != name.c_str() + dot || expert < 0 || expert >= c.model.num_experts()) {
+      std::printf("  (skipping %s: not an expert of this model)\n", name.c_str());
+      continue;
+    }
     const std::string key = name.substr(0, at) + " " + name.substr(dot + 1);
     const sw::Tensor f = t.to(sw::DType::f64);
     double sq = 0;

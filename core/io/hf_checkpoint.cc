@@ -262,7 +262,16 @@ void export_hf(const SwitchTransformer& model, const std::string& dir) {
     tensors.push_back(
         {e.name, e.tensor.dtype() == DType::f32 ? e.tensor : e.tensor.to(DType::f32)});
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-  std::ofstream(fs::path(dir) / "config.json") << config;
+  // config.json last, atomically: a directory with it is complete.
+  const fs::path config_path = fs::path(dir) / "config.json",
+                 temporary = config_path.string() + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << config;
+    out.close();
+    SW_CHECK(out, Status::kIo, "HF export: cannot write ", temporary.string());
+  }
+  fs::rename(temporary, config_path);
 }
 
 }  // namespace sw

@@ -1,5 +1,8 @@
 #include "core/io/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -83,6 +86,19 @@ SafetensorsFile read_safetensors(const std::string& path) {
   return file;
 }
 
+namespace {
+
+// fsync a file or directory, so a rename after it cannot expose an empty file.
+void sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  SW_CHECK(fd >= 0, Status::kIo, "safetensors: cannot open ", path, " to sync it");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  SW_CHECK(rc == 0, Status::kIo, "safetensors: fsync of ", path, " failed");
+}
+
+}  // namespace
+
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
@@ -96,6 +112,8 @@ void write_safetensors(const std::string& path,
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     SW_CHECK_ARG(t.defined(), "safetensors: tensor ", name, " is undefined");
+    SW_CHECK_ARG(name != "__metadata__" && !header.contains(name), "safetensors: tensor name ",
+                 name, " is reserved or given twice");
     header[name] = {{"dtype", kNames.at(t.dtype())},
                     {"shape", t.shape()},
                     {"data_offsets", {offset, offset + t.nbytes()}}};
@@ -104,7 +122,7 @@ void write_safetensors(const std::string& path,
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   const std::string temporary = path + ".tmp";
-  {
+  try {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     SW_CHECK(out, Status::kIo, "safetensors: cannot write ", temporary);
     const uint64_t n = text.size();
@@ -118,9 +136,15 @@ void write_safetensors(const std::string& path,
     }
     out.close();
     SW_CHECK(out, Status::kIo, "safetensors: cannot write ", temporary);
+    sync_file(temporary);
+    SW_CHECK(std::rename(temporary.c_str(), path.c_str()) == 0, Status::kIo,
+             "safetensors: cannot rename ", temporary, " to ", path);
+  } catch (...) {
+    std::remove(temporary.c_str());
+    throw;
   }
-  SW_CHECK(std::rename(temporary.c_str(), path.c_str()) == 0, Status::kIo,
-           "safetensors: cannot rename ", temporary, " to ", path);
+  const size_t slash = path.rfind('/');
+  sync_file(slash == std::string::npos ? "." : path.substr(0, slash + 1));
 }
 
 }  // namespace sw

@@ -180,6 +180,11 @@ TEST_F(HfCheckpointTest, TiedCopiesMissingWeightsAndBinFilesAreHandled) {
       std::find_if(tensors.begin(), tensors.end(), [&](const auto& t) { return t.first == gone; }));
   sw::write_safetensors(weights, tensors);
   EXPECT_NE(error_of([&] { sw::import_hf(config, weights); }).find(gone), std::string::npos);
+  // A name given twice would leave orphaned bytes: refused.
+  EXPECT_NE(error_of([&] {
+              sw::write_safetensors(weights, {{"a", tensors[0].second}, {"a", tensors[0].second}});
+            }).find("given twice"),
+            std::string::npos);
   // PyTorch pickles are refused with the way out.
   std::ofstream(dir_ / "pytorch_model.bin") << "pickle";
   EXPECT_NE(error_of([&] {
