@@ -17,6 +17,8 @@
 //       tokenizer and the resolved config, checkpoints under <out>/checkpoints (every
 //       checkpoint_interval steps and at the end); --resume continues the latest one bit for
 //       bit; --examples N shows greedy span infilling
+//   switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
+//       greedy generation from a checkpoint (the prefix recomputed each step; no KV cache yet)
 //   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
 //       an HF SwitchTransformers checkpoint into a libswitch checkpoint (HF semantics)
 //   switch export-hf DIR --out HFDIR       a libswitch checkpoint as config.json + safetensors
@@ -32,6 +34,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -40,6 +43,7 @@
 #include <vector>
 
 #include "core/data/byte_tokenizer.h"
+#include "core/data/sentencepiece_tokenizer.h"
 #include "core/infer/greedy.h"
 #include "core/io/checkpoint.h"
 #include "core/io/hf_checkpoint.h"
@@ -52,8 +56,8 @@ namespace {
 using Args = std::map<std::string, std::string>;
 
 const char* kUsage =
-    "usage: switch <presets | config | inspect | forward | train | import-hf | export-hf |\n"
-    "               validate> [options]\n"
+    "usage: switch <presets | config | inspect | forward | train | generate | import-hf |\n"
+    "               export-hf | validate> [options]\n"
     "  --preset NAME      a compiled-in preset (default tiny)\n"
     "  --config FILE      a ModelConfig in protobuf text format (overrides --preset)\n"
     "  --text FILE        text for the forward batch (default /usr/share/common-licenses/GPL-3)\n"
@@ -69,6 +73,11 @@ const char* kUsage =
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --resume           train: continue from the latest checkpoint under --out, if any\n"
+    "  --ckpt DIR         generate: a checkpoint (or the latest under a root)\n"
+    "  --input TEXT       generate: one input (<extra_id_0> marks a span to fill)\n"
+    "  --file FILE        generate: one input per line\n"
+    "  --spm FILE         generate: the SentencePiece model (default: the run's tokenizer.model)\n"
+    "  --max-new-tokens N generate: at most N output tokens (default 32)\n"
     "  --weights PATH     import-hf: model.safetensors, a sharded index, or their directory\n"
     "                     (with --config config.json and --out DIR)\n"
     "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
@@ -223,6 +232,47 @@ void run_export_hf(const Args& a) {
       std::printf("note: HF runs it with %s (here %s)\n", hf.c_str(), mine.c_str());
   std::printf("exported %s (step %lld) to %s/config.json and model.safetensors\n",
               c.model.name().c_str(), static_cast<long long>(c.step), a.at("out").c_str());
+}
+
+// Greedy generation from a checkpoint: each input line encoded with the run's
+// SentencePiece model (or --spm), decoded back to text.
+void run_generate(const Args& a) {
+  if (!a.count("ckpt"))
+    throw sw::Error(sw::Status::kInvalidArgument, "generate: --ckpt DIR is required");
+  const sw::Checkpoint c = sw::load_checkpoint(a.at("ckpt"));
+  sw::SwitchTransformer model(c.model, 0);
+  std::vector<std::pair<std::string, sw::Tensor>> targets;
+  for (const auto& e : model.parameters().entries()) targets.push_back({e.name, e.tensor});
+  sw::restore_tensors(c.parameters, targets, true, "parameter");
+  // A run's tokenizer sits beside its checkpoints directory.
+  std::string spm = arg(a, "spm", "");
+  if (spm.empty()) {
+    std::filesystem::path p = std::filesystem::absolute(a.at("ckpt"));
+    while (!p.empty() && p != p.root_path() && !std::filesystem::exists(p / "tokenizer.model"))
+      p = p.parent_path();
+    spm = (p / "tokenizer.model").string();
+  }
+  const sw::SentencePieceTokenizer tokenizer = sw::SentencePieceTokenizer::load(
+      spm, c.train.has_num_sentinels() ? c.train.num_sentinels() : 100);
+  std::vector<std::string> inputs;
+  if (a.count("input")) inputs.push_back(a.at("input"));
+  if (a.count("file")) {
+    std::istringstream lines(read_file(a.at("file")));
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty()) inputs.push_back(line);
+  }
+  if (inputs.empty())
+    throw sw::Error(sw::Status::kInvalidArgument, "generate: give --input TEXT or --file FILE");
+  const int64_t max_new = int_arg(a, "max-new-tokens", 32);
+  for (const std::string& text : inputs) {
+    std::vector<int32_t> ids = tokenizer.encode(text);
+    ids.push_back(static_cast<int32_t>(c.model.eos_token_id()));
+    const sw::Tensor input =
+        sw::Tensor::from_vector<int32_t>(ids, {1, static_cast<int64_t>(ids.size())});
+    const sw::Tensor mask = sw::Tensor::full({1, input.dim(1)}, sw::DType::i32, 1);
+    const auto out = sw::greedy_decode(model, input, mask, max_new, tokenizer.vocab_size());
+    std::printf("input:  %s\noutput: %s\n\n", text.c_str(), tokenizer.decode(out[0]).c_str());
+  }
 }
 
 sw::Batch text_batch(const sw::ModelConfig& config, const Args& a) {
@@ -495,6 +545,8 @@ int main(int argc, char** argv) {
       print_forward(load_config(a), a);
     } else if (command == "train") {
       return run_train(a, overrides);
+    } else if (command == "generate") {
+      run_generate(a);
     } else if (command == "import-hf") {
       run_import_hf(a);
     } else if (command == "export-hf") {
