@@ -219,10 +219,7 @@ void run_export_hf(const Args& a) {
     throw sw::Error(sw::Status::kInvalidArgument,
                     "export-hf: usage: switch export-hf DIR --out HFDIR");
   const sw::Checkpoint c = sw::load_checkpoint(a.at("ckpt"));
-  sw::SwitchTransformer model(c.model, 0);
-  std::vector<std::pair<std::string, sw::Tensor>> targets;
-  for (const auto& e : model.parameters().entries()) targets.push_back({e.name, e.tensor});
-  sw::restore_tensors(c.parameters, targets, true, "parameter");
+  const sw::SwitchTransformer model = sw::model_from_checkpoint(c);
   sw::export_hf(model, a.at("out"));
   // Settings HF has no field for come back as HF's: say which.
   std::istringstream ours(sw::config_to_text(c.model)),
@@ -240,10 +237,7 @@ void run_generate(const Args& a) {
   if (!a.count("ckpt"))
     throw sw::Error(sw::Status::kInvalidArgument, "generate: --ckpt DIR is required");
   const sw::Checkpoint c = sw::load_checkpoint(a.at("ckpt"));
-  sw::SwitchTransformer model(c.model, 0);
-  std::vector<std::pair<std::string, sw::Tensor>> targets;
-  for (const auto& e : model.parameters().entries()) targets.push_back({e.name, e.tensor});
-  sw::restore_tensors(c.parameters, targets, true, "parameter");
+  const sw::SwitchTransformer model = sw::model_from_checkpoint(c);
   // A run's tokenizer sits beside its checkpoints directory.
   std::string spm = arg(a, "spm", "");
   if (spm.empty()) {

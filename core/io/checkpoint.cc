@@ -345,4 +345,12 @@ void restore_tensors(const std::vector<std::pair<std::string, Tensor>>& saved,
   for (auto& [target, source] : copies) target.copy_from(*source);
 }
 
+SwitchTransformer model_from_checkpoint(const Checkpoint& checkpoint) {
+  SwitchTransformer model(checkpoint.model, 0);
+  std::vector<std::pair<std::string, Tensor>> targets;
+  for (const auto& e : model.parameters().entries()) targets.push_back({e.name, e.tensor});
+  restore_tensors(checkpoint.parameters, targets, true, "parameter");
+  return model;
+}
+
 }  // namespace sw

@@ -14,6 +14,7 @@
 
 #include "core/data/pretraining_data.h"
 #include "core/model/config.h"
+#include "core/model/switch_transformer.h"
 #include "core/tensor/tensor.h"
 #include "core/train/train_config.h"
 
@@ -51,6 +52,9 @@ std::string latest_checkpoint(const std::string& root);
 // unknown format version, a missing or truncated shard, a length that does not match the
 // dtype and shape, a checksum mismatch. Tensors come back on the CPU.
 Checkpoint load_checkpoint(const std::string& path);
+
+// The model a checkpoint holds (its config, its parameters restored strictly), on the CPU.
+SwitchTransformer model_from_checkpoint(const Checkpoint& checkpoint);
 
 // Copies saved tensors into `targets` by name only after checking them all: strict (the
 // default) refuses missing and unexpected names; partial copies what matches by name and
