@@ -157,6 +157,16 @@ void few_rows_weight_gradient(const T* dy, const T* x, T* dw, int64_t m, int64_t
     for (int64_t i = 0; i < m; ++i) DW.row(j) += DY(i, j) * X.row(i);
 }
 
+// Group g holds rows [offsets[g], offsets[g + 1]): G + 1 non-decreasing offsets, 0 to R.
+void check_group_offsets(const std::vector<int64_t>& offsets, int64_t groups, int64_t rows,
+                         const char* op) {
+  SW_CHECK_ARG(static_cast<int64_t>(offsets.size()) == groups + 1 && offsets.front() == 0 &&
+                   offsets.back() == rows,
+               op, ": offsets must run from 0 to ", rows, " in ", groups + 1, " entries");
+  for (int64_t g = 0; g < groups; ++g)
+    SW_CHECK_ARG(offsets[g] <= offsets[g + 1], op, ": offsets decrease at group ", g);
+}
+
 bool many_small_groups(const std::vector<int64_t>& offsets) {
   const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
   return groups >= 4 && offsets.back() < kSmallGroupRows * groups;
@@ -169,11 +179,7 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
                b.str(), ", ", c.str());
   SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "grouped_matmul: dtypes differ");
   const int64_t groups = b.dim(0), rows = a.dim(0);
-  SW_CHECK_ARG(static_cast<int64_t>(offsets.size()) == groups + 1 && offsets.front() == 0 &&
-                   offsets.back() == rows,
-               "grouped_matmul: offsets must run from 0 to ", rows, " in ", groups + 1, " entries");
-  for (int64_t g = 0; g < groups; ++g)
-    SW_CHECK_ARG(offsets[g] <= offsets[g + 1], "grouped_matmul: offsets decrease at group ", g);
+  check_group_offsets(offsets, groups, rows, "grouped_matmul");
   const GemmDims d = gemm_dims({rows, a.dim(1)}, false, {b.dim(1), b.dim(2)}, tb, "grouped_matmul");
   check_shape(c, {rows, d.n}, "grouped_matmul: output");
 #ifdef SW_WITH_CUDA
@@ -203,19 +209,13 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
                              Tensor& dw) {
   SW_CHECK_ARG(dy.ndim() == 2 && x.ndim() == 2 && dw.ndim() == 3 && dy.dim(0) == x.dim(0) &&
-                   dw.dim(1) == dy.dim(1) && dw.dim(2) == x.dim(1) &&
-                   static_cast<int64_t>(offsets.size()) == dw.dim(0) + 1 &&
-                   offsets.back() == x.dim(0),
-               "grouped_weight_gradient: expected dy [R, n], x [R, k], dw [G, n, k] and G + 1 "
-               "offsets ending at R, got ",
-               dy.str(), ", ", x.str(), ", ", dw.str(), ", ", offsets.size(), " offsets");
+                   dw.dim(1) == dy.dim(1) && dw.dim(2) == x.dim(1),
+               "grouped_weight_gradient: expected dy [R, n], x [R, k], dw [G, n, k], got ",
+               dy.str(), ", ", x.str(), ", ", dw.str());
   SW_CHECK_ARG(dy.dtype() == x.dtype() && x.dtype() == dw.dtype(),
                "grouped_weight_gradient: dtypes differ");
   const int64_t groups = dw.dim(0), n = dw.dim(1), k = dw.dim(2);
-  SW_CHECK_ARG(offsets.front() == 0, "grouped_weight_gradient: offsets must start at 0");
-  for (int64_t g = 0; g < groups; ++g)
-    SW_CHECK_ARG(offsets[g] <= offsets[g + 1],
-                 "grouped_weight_gradient: offsets decrease at group ", g);
+  check_group_offsets(offsets, groups, x.dim(0), "grouped_weight_gradient");
 #ifdef SW_WITH_CUDA
   if (on_cuda(dw)) {
     for (int64_t g = 0; g < groups; ++g) {
