@@ -392,15 +392,15 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
   std::printf(
       "%lld train / %lld held-out documents, %lld train tokens (SentencePiece %lld pieces + "
       "%lld sentinels), %lld examples per epoch (%lld raw tokens -> %lld inputs, %lld targets)\n",
-      static_cast<long long>(run.train_documents()),
-      static_cast<long long>(run.validation_documents()),
-      static_cast<long long>(run.train_tokens()),
+      static_cast<long long>(run.data().train_documents()),
+      static_cast<long long>(run.data().validation_documents()),
+      static_cast<long long>(run.data().train_tokens()),
       static_cast<long long>(run.tokenizer().piece_count()),
       static_cast<long long>(run.tokenizer().num_sentinels()),
-      static_cast<long long>(run.train_data().examples_per_epoch()),
-      static_cast<long long>(run.train_data().lengths().raw),
-      static_cast<long long>(run.train_data().lengths().inputs),
-      static_cast<long long>(run.train_data().lengths().targets));
+      static_cast<long long>(run.data().train_data().examples_per_epoch()),
+      static_cast<long long>(run.data().train_data().lengths().raw),
+      static_cast<long long>(run.data().train_data().lengths().inputs),
+      static_cast<long long>(run.data().train_data().lengths().targets));
   std::printf(
       "training %s: %.2fM parameters, %lld experts, batch %lld x (%lld + %lld), %lld steps\n",
       c.model().name().c_str(), run.model().parameters().num_elements() / 1e6,

@@ -1,17 +1,7 @@
-# `cmake --install`: libswitch.so, its headers under include/libswitch, a
+# `cmake --install`: libswitch.so and its C and C++ headers (capi/CMakeLists.txt), a
 # find_package(libswitch) config exporting libswitch::switch, and libswitch.pc.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
-
-install(TARGETS switch EXPORT libswitchTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-# Public headers: everything under core/ except the op implementations' internal helper.
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/libswitch/core
-  FILES_MATCHING PATTERN "*.h" PATTERN "dispatch.h" EXCLUDE)
-install(FILES ${PROJECT_BINARY_DIR}/core/proto/libswitch.pb.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/libswitch/core/proto)
 
 install(EXPORT libswitchTargets NAMESPACE libswitch::
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libswitch)

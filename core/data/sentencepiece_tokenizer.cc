@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -17,16 +18,20 @@ namespace {
 
 constexpr const char* kPluginName = "libswitch_spm.so";
 
-// Next to libswitch.so unless SW_SENTENCEPIECE_PLUGIN names another file.
+// SW_SENTENCEPIECE_PLUGIN, else the first that exists of: next to the object holding this
+// code (libswitch.so), and <folder of that object>/../lib or ../<install libdir> (a
+// program linking the core, in the build tree or installed).
 std::string plugin_path() {
   if (const char* env = std::getenv("SW_SENTENCEPIECE_PLUGIN")) return env;
   Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&sentencepiece_available), &info) && info.dli_fname) {
-    const std::string self = info.dli_fname;
-    const size_t slash = self.rfind('/');
-    if (slash != std::string::npos) return self.substr(0, slash + 1) + kPluginName;
-  }
-  return kPluginName;
+  if (!dladdr(reinterpret_cast<void*>(&sentencepiece_available), &info) || !info.dli_fname)
+    return kPluginName;
+  const std::filesystem::path folder = std::filesystem::path(info.dli_fname).parent_path();
+  std::error_code ec;
+  for (const std::filesystem::path& dir :
+       {folder, folder / ".." / "lib", folder / ".." / SW_INSTALL_LIBDIR})
+    if (std::filesystem::exists(dir / kPluginName, ec)) return (dir / kPluginName).string();
+  return (folder / kPluginName).string();  // named in the error that follows
 }
 
 struct Plugin {

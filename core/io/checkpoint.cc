@@ -346,7 +346,7 @@ void restore_tensors(const std::vector<std::pair<std::string, Tensor>>& saved,
 }
 
 SwitchTransformer model_from_checkpoint(const Checkpoint& checkpoint) {
-  SwitchTransformer model(checkpoint.model, 0);
+  SwitchTransformer model(checkpoint.model, checkpoint.seed);
   std::vector<std::pair<std::string, Tensor>> targets;
   for (const auto& e : model.parameters().entries()) targets.push_back({e.name, e.tensor});
   restore_tensors(checkpoint.parameters, targets, true, "parameter");

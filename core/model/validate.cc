@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 namespace sw {
 namespace {
@@ -35,10 +36,27 @@ std::string block_name(Stack stack, int64_t block) {
 
 ValidationReport validate_devices(const ModelConfig& config, uint64_t seed, const Batch& batch,
                                   const ValidationOptions& options) {
+  return validate_devices(SwitchTransformer(config, seed, DType::f32, Device::cpu()), batch,
+                          options);
+}
+
+ValidationReport validate_devices(const SwitchTransformer& model, const Batch& batch,
+                                  const ValidationOptions& options) {
   SW_CHECK_ARG(!options.device.is_cpu(), "validate: the device to validate must not be the cpu");
   SW_CHECK_ARG(options.tolerance > 0, "validate: tolerance must be > 0, got ", options.tolerance);
-  const SwitchTransformer reference(config, seed, DType::f32, Device::cpu());
-  const SwitchTransformer candidate(config, seed, options.dtype, options.device);
+  // Both sides get the model's parameters, whatever its own device and dtype.
+  auto copy_of = [&](DType dtype, Device device) {
+    SwitchTransformer m(model.config(), model.seed(), dtype, device);
+    for (const auto& e : model.parameters().entries())
+      m.parameters().set(e.name, e.tensor.to(Device::cpu()));
+    return m;
+  };
+  const bool model_is_reference = model.device().is_cpu() && model.dtype() == DType::f32;
+  std::unique_ptr<SwitchTransformer> own_reference;
+  if (!model_is_reference)
+    own_reference = std::make_unique<SwitchTransformer>(copy_of(DType::f32, Device::cpu()));
+  const SwitchTransformer& reference = model_is_reference ? model : *own_reference;
+  const SwitchTransformer candidate = copy_of(options.dtype, options.device);
   ForwardOptions run;
   run.keep_block_outputs = true;
   const ForwardOutput ref = reference.forward(batch, run);

@@ -37,5 +37,8 @@ struct ValidationReport {
 // compares every block's output, the logits, the losses and the routing decisions.
 ValidationReport validate_devices(const ModelConfig& config, uint64_t seed, const Batch& batch,
                                   const ValidationOptions& options);
+// The same for a model's own parameters (trained or loaded), on whatever device it lives.
+ValidationReport validate_devices(const SwitchTransformer& model, const Batch& batch,
+                                  const ValidationOptions& options);
 
 }  // namespace sw

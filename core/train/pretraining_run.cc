@@ -5,34 +5,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/data/corpus.h"
 #include "core/io/checkpoint.h"
 #include "core/tensor/error.h"
 
 namespace sw {
 namespace {
-
-std::vector<int32_t> encode_all(const SentencePieceTokenizer& t,
-                                const std::vector<std::string>& documents) {
-  std::vector<int32_t> stream;
-  for (const std::string& d : documents) {
-    const std::vector<int32_t> ids = t.encode_text(d);
-    stream.insert(stream.end(), ids.begin(), ids.end());
-  }
-  return stream;
-}
-
-std::vector<Batch> split_micro_batches(const Batch& b, int64_t parts) {
-  const int64_t n = b.input_ids.dim(0);
-  std::vector<Batch> out;
-  for (int64_t k = 0; k < parts; ++k) {
-    const int64_t lo = k * n / parts, hi = (k + 1) * n / parts;
-    out.push_back({b.input_ids.slice(lo, hi), b.attention_mask.slice(lo, hi),
-                   b.decoder_input_ids.slice(lo, hi), b.decoder_attention_mask.slice(lo, hi),
-                   b.labels.slice(lo, hi)});
-  }
-  return out;
-}
 
 nlohmann::json layer_json(const LayerLoad& l) {
   int64_t tokens = 0;
@@ -124,11 +101,6 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   SW_CHECK(!ec, Status::kIo, "train: cannot create ", out_dir, ": ", ec.message());
-
-  const CorpusSplit split = split_documents(read_documents(config_.corpus()),
-                                            config_.validation_fraction(), config_.seed());
-  train_documents_ = static_cast<int64_t>(split.train.size());
-  validation_documents_ = static_cast<int64_t>(split.validation.size());
   const bool resuming =
       resume && std::filesystem::exists(std::filesystem::path(checkpoint_root()) / "latest");
   SW_CHECK(
@@ -137,43 +109,11 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
       " already holds a run's checkpoints; continue it with --resume or use another --out");
   if (resuming && config_.tokenizer_model().empty())
     config_.set_tokenizer_model(out_dir + "/tokenizer.model");
-  if (config_.tokenizer_model().empty()) {
-    SentencePieceOptions o;
-    o.vocab_size = config_.tokenizer_vocab_size();
-    o.num_sentinels = config_.num_sentinels();
-    tokenizer_ =
-        std::make_unique<SentencePieceTokenizer>(SentencePieceTokenizer::train(split.train, o));
-  } else {
-    tokenizer_ = std::make_unique<SentencePieceTokenizer>(
-        SentencePieceTokenizer::load(config_.tokenizer_model(), config_.num_sentinels()));
-  }
-  if (!resuming) tokenizer_->save(out_dir + "/tokenizer.model");
 
-  PretrainingDataOptions data;
-  data.input_length = config_.input_length();
-  data.target_length = config_.target_length();
-  data.noise_density = config_.noise_density();
-  data.mean_noise_span_length = config_.mean_noise_span_length();
-  data.seed = config_.seed();
-  std::vector<int32_t> stream = encode_all(*tokenizer_, split.train);
-  train_tokens_ = static_cast<int64_t>(stream.size());
-  train_data_ = std::make_unique<SpanCorruptionData>(std::move(stream), tokenizer_->vocab_size(),
-                                                     tokenizer_->num_sentinels(), data);
-
-  *config_.mutable_model() = resolve_model(config_, tokenizer_->vocab_size());
-  // Held-out examples in stream order; a small split is cycled to fill the eval batches.
-  data.shuffle = false;
-  const SpanCorruptionData held_out(encode_all(*tokenizer_, split.validation),
-                                    tokenizer_->vocab_size(), tokenizer_->num_sentinels(), data);
-  for (int64_t b = 0; b < config_.eval_batches(); ++b) {
-    std::vector<Seq2SeqExample> examples;
-    for (int64_t i = 0; i < config_.batch_size(); ++i)
-      examples.push_back(
-          held_out.example({0, (b * config_.batch_size() + i) % held_out.examples_per_epoch()}));
-    eval_batches_.push_back(
-        make_seq2seq_batch(examples, data.input_length, data.target_length, config_.model()));
-  }
-
+  data_ = std::make_unique<PretrainingPipeline>(config_);
+  if (!resuming) data_->tokenizer().save(out_dir + "/tokenizer.model");
+  *config_.mutable_model() = resolve_model(config_, data_->tokenizer().vocab_size());
+  eval_batches_ = data_->eval_batches(config_.model());
   model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed());
   trainer_ = std::make_unique<Trainer>(*model_, train_options(config_));
 
@@ -185,10 +125,10 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     SW_CHECK(saved.seed == config_.seed(), Status::kInvalidArgument,
              "resume: the checkpoint's seed ", saved.seed, " is not the config's ", config_.seed());
     check_same_run(saved.train, config_);
-    train_data_->check_position(saved.data);
+    data_->train_data().check_position(saved.data);
     restore_tensors(saved.parameters, named_parameters(), true, "parameter");
     trainer_->restore(saved.step, saved.optimizer_state);
-    train_data_->set_position(saved.data);
+    data_->train_data().set_position(saved.data);
   }
   std::ofstream(out_dir + "/train_config.textproto") << train_config_to_text(config_);
   if (resuming) drop_metrics_after(out_dir + "/metrics.jsonl", steps_done());
@@ -197,7 +137,7 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
 }
 
 TrainMetrics PretrainingRun::step() {
-  const Batch batch = train_data_->next_batch(config_.batch_size(), config_.model());
+  const Batch batch = data_->next_batch(config_.model());
   const TrainMetrics m = trainer_->step(split_micro_batches(batch, config_.micro_batches()));
   metrics_ << metrics_json(m) << '\n' << std::flush;
   return m;
@@ -215,7 +155,7 @@ std::string PretrainingRun::save_checkpoint() {
   c.model = config_.model();
   c.train = config_;
   c.seed = config_.seed();
-  c.data = train_data_->position();
+  c.data = data_->train_data().position();
   c.parameters = named_parameters();
   c.optimizer_state = trainer_->optimizer().state();
   SaveOptions o;

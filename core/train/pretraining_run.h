@@ -10,8 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/data/pretraining_data.h"
-#include "core/data/sentencepiece_tokenizer.h"
+#include "core/train/pretraining_pipeline.h"
 #include "core/train/train_config.h"
 
 namespace sw {
@@ -34,26 +33,21 @@ class PretrainingRun {
 
   const TrainConfig& config() const { return config_; }  // model resolved inline
   const SwitchTransformer& model() const { return *model_; }
-  const SentencePieceTokenizer& tokenizer() const { return *tokenizer_; }
-  const SpanCorruptionData& train_data() const { return *train_data_; }
+  const PretrainingPipeline& data() const { return *data_; }
+  const SentencePieceTokenizer& tokenizer() const { return data_->tokenizer(); }
   const std::vector<Batch>& eval_batches() const { return eval_batches_; }
   int64_t steps_done() const { return trainer_->steps_done(); }
-  int64_t train_documents() const { return train_documents_; }
-  int64_t validation_documents() const { return validation_documents_; }
-  int64_t train_tokens() const { return train_tokens_; }
 
  private:
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
 
   TrainConfig config_;
   std::string out_dir_;
-  std::unique_ptr<SentencePieceTokenizer> tokenizer_;
-  std::unique_ptr<SpanCorruptionData> train_data_;
+  std::unique_ptr<PretrainingPipeline> data_;
   std::vector<Batch> eval_batches_;
   std::unique_ptr<SwitchTransformer> model_;
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
-  int64_t train_documents_ = 0, validation_documents_ = 0, train_tokens_ = 0;
 };
 
 // The JSON lines of metrics.jsonl (one object each, no newline).

@@ -146,6 +146,21 @@ void Trainer::restore(int64_t steps_done,
   steps_ = steps_done;
 }
 
+std::vector<Batch> split_micro_batches(const Batch& b, int64_t parts) {
+  const int64_t n = b.input_ids.dim(0);
+  SW_CHECK_ARG(parts >= 1 && parts <= n, "micro_batches: ", parts,
+               " cannot split a batch of ", n, " sequences");
+  std::vector<Batch> out;
+  for (int64_t k = 0; k < parts; ++k) {
+    const int64_t lo = k * n / parts, hi = (k + 1) * n / parts;
+    // Masks and labels are optional: an absent one stays absent.
+    auto rows = [&](const Tensor& t) { return t.defined() ? t.slice(lo, hi) : Tensor(); };
+    out.push_back({rows(b.input_ids), rows(b.attention_mask), rows(b.decoder_input_ids),
+                   rows(b.decoder_attention_mask), rows(b.labels)});
+  }
+  return out;
+}
+
 TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   const auto start = std::chrono::steady_clock::now();
   TrainMetrics m;

@@ -54,6 +54,9 @@ struct EvalMetrics {
   int64_t tokens = 0, label_tokens = 0;
 };
 
+// A batch cut into `parts` micro-batches of (nearly) equal numbers of sequences.
+std::vector<Batch> split_micro_batches(const Batch& batch, int64_t parts);
+
 class Trainer {
  public:
   Trainer(SwitchTransformer& model, const TrainOptions& options);

@@ -97,7 +97,7 @@ TEST(PretrainingRun, TrainsEvaluatesAndWritesMetricsDeterministically) {
     const sw::EvalMetrics after = run.evaluate();
     EXPECT_TRUE(std::isfinite(after.loss));
     EXPECT_LT(after.loss, before);
-    EXPECT_EQ(run.train_data().position().example, 12);
+    EXPECT_EQ(run.data().train_data().position().example, 12);
   }
   EXPECT_EQ(losses[0], losses[1]);  // same seed, same run, bit for bit
   std::ifstream metrics(dir + "/metrics.jsonl");

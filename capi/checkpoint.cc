@@ -1,0 +1,72 @@
+// Checkpoints and HuggingFace import/export for models (trainers save their own state in
+// trainer.cc).
+#include "capi/internal.h"
+#include "core/io/checkpoint.h"
+#include "core/io/hf_checkpoint.h"
+
+using namespace sw::capi;  // NOLINT: this file implements the namespace's C face
+
+extern "C" {
+
+sw_status sw_model_save(const sw_model* model, const char* root) {
+  return guard(__func__, [&] {
+    ModelState& s = model_state(model);
+    const std::string dir = string_arg(root, "root");
+    std::shared_lock lock(s.mutex);
+    sw::Checkpoint c;
+    c.model = s.model.config();
+    c.seed = s.model.seed();
+    for (const auto& e : s.model.parameters().entries())
+      c.parameters.push_back({e.name, e.tensor.to(sw::Device::cpu())});
+    sw::save_checkpoint(dir, c);
+  });
+}
+
+sw_status sw_model_load(const char* path, const char* device, sw_model** out) {
+  return guard(__func__, [&] {
+    sw_model** target = &deref(out, "out");
+    const std::string dir = string_arg(path, "path");
+    string_arg(device, "device");
+    const sw::Checkpoint c = sw::load_checkpoint(dir);
+    *target = new_model_handle(make_model_state(sw::model_from_checkpoint(c), device));
+  });
+}
+
+sw_status sw_model_load_parameters(sw_model* model, const char* path, int strict) {
+  return guard(__func__, [&] {
+    ModelState& s = model_state(model);
+    const sw::Checkpoint c = sw::load_checkpoint(string_arg(path, "path"));
+    std::unique_lock lock(s.mutex);
+    std::vector<std::pair<std::string, sw::Tensor>> targets;
+    for (const auto& e : s.model.parameters().entries()) targets.push_back({e.name, e.tensor});
+    sw::restore_tensors(c.parameters, targets, strict != 0, "parameter");
+  });
+}
+
+sw_status sw_checkpoint_latest(const char* root, char* buf, size_t cap, size_t* needed) {
+  return guard(__func__, [&] {
+    write_string(sw::latest_checkpoint(string_arg(root, "root")), buf, cap, needed, "buf");
+  });
+}
+
+sw_status sw_model_import_hf(const char* config_json_path, const char* weights_path,
+                             const char* device, sw_model** out) {
+  return guard(__func__, [&] {
+    sw_model** target = &deref(out, "out");
+    const std::string config = string_arg(config_json_path, "config_json_path");
+    const std::string weights = string_arg(weights_path, "weights_path");
+    string_arg(device, "device");
+    *target = new_model_handle(make_model_state(sw::import_hf(config, weights), device));
+  });
+}
+
+sw_status sw_model_export_hf(const sw_model* model, const char* dir) {
+  return guard(__func__, [&] {
+    ModelState& s = model_state(model);
+    const std::string out = string_arg(dir, "dir");
+    std::shared_lock lock(s.mutex);
+    sw::export_hf(s.model, out);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,343 @@
+/* libswitch.h: the stable C ABI of libswitch, a library for building, training,
+ * checkpointing and running Switch Transformers (sparse mixture-of-experts models with
+ * top-1 routing).
+ *
+ * Conventions
+ * - Every fallible function returns an sw_status; SW_OK (0) is success. On failure,
+ *   sw_last_error() gives a message naming the argument or field and the bad value. Out
+ *   parameters are written only on success.
+ * - Objects are opaque handles made by sw_<type>_create-like functions and released by
+ *   sw_<type>_destroy, which accepts NULL. Every handle an out parameter returns is owned
+ *   by the caller, who destroys it. An object that needs another keeps it alive: a trainer
+ *   holds its model, so destroying the model handle first is safe.
+ * - Strings passed in are NUL-terminated UTF-8 and borrowed for the call. Strings passed
+ *   out are written into caller buffers: (buf, cap, needed) writes at most cap bytes
+ *   including the NUL and sets *needed (when not NULL) to the full size including the
+ *   NUL; a buffer too small (or NULL with cap 0) is SW_ERR_INVALID_ARGUMENT, *needed is
+ *   still set, so a caller may ask for the size first.
+ * - Arrays are caller buffers with their length in elements; a length that does not match
+ *   what the call needs is SW_ERR_INVALID_ARGUMENT naming both numbers.
+ * - Public structs start with uint32_t struct_size, which the caller sets to sizeof of the
+ *   struct as it knows it (SW_INIT_STRUCT does both); the library reads and writes only
+ *   that many bytes, so a program built against an older header keeps working.
+ * - Token ids and masks are int32, row-major [batch, length]. Labels of -100 are ignored.
+ *
+ * Thread safety
+ * - sw_config: not synchronised; do not use one config from two threads while either
+ *   changes it. Reading one config from several threads is safe.
+ * - sw_model: every function may be called from any thread at any time. Forward passes
+ *   without gradients run concurrently; calls that change the model (set_parameter,
+ *   load_parameters, a forward with gradients, a trainer step) wait for the others.
+ * - sw_result: immutable; safe to read from many threads.
+ * - sw_trainer: one thread at a time per trainer (its calls are serialised internally,
+ *   so misuse is slow, not unsafe).
+ * - sw_last_error() is per thread.
+ *
+ * ABI: functions and enum values are only ever appended; struct fields only appended.
+ * SW_ABI_VERSION changes (and with it the SONAME libswitch.so.N) on any break.
+ */
+#ifndef LIBSWITCH_H_
+#define LIBSWITCH_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define SW_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define SW_API __attribute__((visibility("default")))
+#else
+#define SW_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SW_VERSION_MAJOR 0
+#define SW_VERSION_MINOR 1
+#define SW_VERSION_PATCH 0
+#define SW_ABI_VERSION 1
+
+/* Sets struct_size and zeroes the rest: `sw_batch b; SW_INIT_STRUCT(&b);`. */
+#define SW_INIT_STRUCT(p)                                                        \
+  do {                                                                           \
+    unsigned char* sw_init_bytes_ = (unsigned char*)(p);                         \
+    size_t sw_init_i_;                                                           \
+    for (sw_init_i_ = 0; sw_init_i_ < sizeof(*(p)); ++sw_init_i_)               \
+      sw_init_bytes_[sw_init_i_] = 0;                                            \
+    (p)->struct_size = (uint32_t)sizeof(*(p));                                   \
+  } while (0)
+
+/* ---------------------------------------------------------------- status, version */
+
+typedef enum sw_status { /* append-only */
+                         SW_OK = 0,
+                         SW_ERR_INVALID_ARGUMENT = 1, /* NULL handle, short buffer, bad field */
+                         SW_ERR_OUT_OF_RANGE = 2,     /* token id >= vocab, layer index, ... */
+                         SW_ERR_NOT_FOUND = 3,        /* parameter name, preset, file */
+                         SW_ERR_IO = 4,
+                         SW_ERR_CORRUPT = 5,     /* checksum, truncated shard, bad manifest */
+                         SW_ERR_UNSUPPORTED = 6, /* e.g. "cuda:0" in a build without CUDA */
+                         SW_ERR_DEVICE = 7,      /* CUDA / cuBLAS failure */
+                         SW_ERR_OUT_OF_MEMORY = 8,
+                         SW_ERR_DISTRIBUTED = 9, /* MPI / NCCL failure */
+                         SW_ERR_NUMERIC = 10,    /* NaN / Inf */
+                         SW_ERR_INTERNAL = 11
+} sw_status;
+
+/* "SW_OK", "SW_ERR_INVALID_ARGUMENT", ...; "SW_ERR_UNKNOWN" for other values. Static. */
+SW_API const char* sw_status_string(sw_status status);
+/* The message of this thread's last failed call ("" if none). Valid until this thread's
+ * next sw_ call. */
+SW_API const char* sw_last_error(void);
+/* "0.1.0": the library's version (static string). */
+SW_API const char* sw_version(void);
+/* The ABI version the library was built with; compare with SW_ABI_VERSION. */
+SW_API int sw_abi_version(void);
+
+/* ---------------------------------------------------------------- devices */
+
+/* 1 when the library was built with CUDA, else 0. */
+SW_API int sw_cuda_built(void);
+/* CUDA devices visible (0 without CUDA or without a device). */
+SW_API sw_status sw_cuda_device_count(int* out);
+
+/* ---------------------------------------------------------------- configs */
+
+/* A ModelConfig or a TrainConfig (core/proto/libswitch.proto). */
+typedef struct sw_config sw_config;
+typedef enum sw_config_kind { SW_CONFIG_MODEL = 0, SW_CONFIG_TRAIN = 1 } sw_config_kind;
+typedef enum sw_field_type {
+  SW_FIELD_INT = 0,
+  SW_FIELD_DOUBLE = 1,
+  SW_FIELD_STRING = 2,
+  SW_FIELD_BOOL = 3,
+  SW_FIELD_ENUM = 4, /* get/set as a string (value name) or an int (value number) */
+  SW_FIELD_MESSAGE = 5
+} sw_field_type;
+
+/* A model preset compiled into the library ("tiny", "switch-base-8", ...). Unknown:
+ * SW_ERR_NOT_FOUND listing the known names. */
+SW_API sw_status sw_config_preset(const char* name, sw_config** out);
+/* Number of presets, and the i-th name. */
+SW_API sw_status sw_config_preset_count(int64_t* out);
+SW_API sw_status sw_config_preset_name(int64_t index, char* buf, size_t cap, size_t* needed);
+/* Protobuf text over the defaults, validated. Syntax errors name line and column. */
+SW_API sw_status sw_config_from_text(sw_config_kind kind, const char* text, sw_config** out);
+/* A TrainConfig of defaults (model_preset "tiny"). */
+SW_API sw_status sw_config_train_default(sw_config** out);
+SW_API sw_status sw_config_clone(const sw_config* config, sw_config** out);
+SW_API sw_status sw_config_kind_of(const sw_config* config, sw_config_kind* out);
+/* Every field as protobuf text, defaults included. */
+SW_API sw_status sw_config_to_text(const sw_config* config, char* buf, size_t cap, size_t* needed);
+/* SW_OK, or SW_ERR_INVALID_ARGUMENT naming the field and the rule it breaks. */
+SW_API sw_status sw_config_validate(const sw_config* config);
+/* Typed field access by name; nested fields by path ("model.num_experts"). Setters do not
+ * validate (a config may pass through invalid states); sw_config_validate and every
+ * consumer of a config do. A wrong type, unknown name or out-of-range value changes
+ * nothing. */
+SW_API sw_status sw_config_field_type(const sw_config* config, const char* field,
+                                      sw_field_type* out);
+SW_API sw_status sw_config_get_int(const sw_config* config, const char* field, int64_t* out);
+SW_API sw_status sw_config_get_double(const sw_config* config, const char* field, double* out);
+SW_API sw_status sw_config_get_bool(const sw_config* config, const char* field, int* out);
+SW_API sw_status sw_config_get_string(const sw_config* config, const char* field, char* buf,
+                                      size_t cap, size_t* needed);
+SW_API sw_status sw_config_set_int(sw_config* config, const char* field, int64_t value);
+SW_API sw_status sw_config_set_double(sw_config* config, const char* field, double value);
+SW_API sw_status sw_config_set_bool(sw_config* config, const char* field, int value);
+SW_API sw_status sw_config_set_string(sw_config* config, const char* field, const char* value);
+SW_API void sw_config_destroy(sw_config* config);
+
+/* ---------------------------------------------------------------- batches */
+
+/* Caller-owned views, read during the call only. Masks may be NULL (all ones); labels
+ * may be NULL (no loss). Ids must lie in [0, vocab_size). */
+typedef struct sw_batch {
+  uint32_t struct_size;
+  int64_t batch;      /* sequences */
+  int64_t input_len;  /* encoder tokens per sequence */
+  int64_t target_len; /* decoder tokens per sequence */
+  const int32_t* input_ids;              /* [batch, input_len] */
+  const int32_t* attention_mask;         /* [batch, input_len], 1 token / 0 padding */
+  const int32_t* decoder_input_ids;      /* [batch, target_len] */
+  const int32_t* decoder_attention_mask; /* [batch, target_len] */
+  const int32_t* labels;                 /* [batch, target_len], -100 ignored */
+} sw_batch;
+
+/* ---------------------------------------------------------------- models */
+
+typedef struct sw_model sw_model;
+
+/* A new model of config (SW_CONFIG_MODEL), parameters initialised from seed (SPEC §4),
+ * on device "cpu" or "cuda:N" (SW_ERR_UNSUPPORTED in a build without CUDA). */
+SW_API sw_status sw_model_create(const sw_config* config, const char* device, uint64_t seed,
+                                 sw_model** out);
+/* Another handle to the same model (both must be destroyed). */
+SW_API sw_status sw_model_retain(sw_model* model, sw_model** out);
+SW_API void sw_model_destroy(sw_model* model);
+/* A copy of the model's config (caller destroys). */
+SW_API sw_status sw_model_config(const sw_model* model, sw_config** out);
+SW_API sw_status sw_model_seed(const sw_model* model, uint64_t* out);
+SW_API sw_status sw_model_device(const sw_model* model, char* buf, size_t cap, size_t* needed);
+/* CPU threads this model's calls use (0: every core, the default). Applies to calls made
+ * afterwards from any thread. */
+SW_API sw_status sw_model_set_threads(sw_model* model, int threads);
+SW_API sw_status sw_model_threads(const sw_model* model, int* out);
+
+/* Scalars in all parameters, and the number of named parameter tensors. */
+SW_API sw_status sw_model_parameter_count(const sw_model* model, int64_t* out);
+SW_API sw_status sw_model_num_parameters(const sw_model* model, int64_t* out);
+/* The i-th parameter's name (HF naming: "encoder.block.1.layer.1.mlp.router.classifier.weight"). */
+SW_API sw_status sw_model_parameter_name(const sw_model* model, int64_t index, char* buf,
+                                         size_t cap, size_t* needed);
+/* The shape of a named parameter: *ndim is set; dims gets min(*ndim, cap) sizes. */
+SW_API sw_status sw_model_parameter_shape(const sw_model* model, const char* name, int64_t* dims,
+                                          int cap, int* ndim);
+/* Read / write a parameter as f32 (converted from and to the model's dtype); len must be
+ * its element count. SW_ERR_NOT_FOUND for an unknown name. */
+SW_API sw_status sw_model_get_parameter(const sw_model* model, const char* name, float* buf,
+                                        size_t len);
+SW_API sw_status sw_model_set_parameter(sw_model* model, const char* name, const float* buf,
+                                        size_t len);
+
+/* The outputs of one forward pass. */
+typedef struct sw_result sw_result;
+
+/* One forward pass. train: dropout, jitter and the train capacity factor (else eval
+ * mode). compute_gradients: also the gradient of the loss w.r.t. every parameter
+ * (labels required; CPU models), kept on the model for sw_model_get_gradient until the
+ * next forward with gradients. */
+SW_API sw_status sw_model_forward(sw_model* model, const sw_batch* batch, int train,
+                                  int compute_gradients, sw_result** out);
+/* The gradient of the last forward with compute_gradients, as f32; len its element count.
+ * SW_ERR_NOT_FOUND when none has run. */
+SW_API sw_status sw_model_get_gradient(const sw_model* model, const char* name, float* buf,
+                                       size_t len);
+
+/* Logits [batch, target_len, vocab_size] as f32: dims gets the three sizes. */
+SW_API sw_status sw_result_logits_shape(const sw_result* result, int64_t dims[3]);
+SW_API sw_status sw_result_logits(const sw_result* result, float* buf, size_t len);
+/* loss = ce + aux + z (aux and z with their coefficients); ce is 0 without labels. Any
+ * pointer may be NULL. */
+SW_API sw_status sw_result_losses(const sw_result* result, double* loss, double* ce, double* aux,
+                                  double* z);
+
+typedef enum sw_stack { SW_ENCODER = 0, SW_DECODER = 1 } sw_stack;
+/* One sparse layer's routing in a forward pass. */
+typedef struct sw_routing_stats {
+  uint32_t struct_size;
+  int32_t stack; /* sw_stack */
+  int64_t block;
+  int64_t num_experts;
+  int64_t capacity;   /* per expert per routing group */
+  int64_t group_size; /* tokens per routing group */
+  int64_t tokens;     /* routed tokens */
+  double dropped_fraction;
+  double router_entropy; /* mean over tokens */
+  double aux_loss;       /* this layer's terms (AUX_PER_LAYER), coefficient included */
+  double z_loss;
+} sw_routing_stats;
+/* Sparse layers in the result (encoder first). */
+SW_API sw_status sw_result_num_routing_layers(const sw_result* result, int64_t* out);
+/* Layer `layer`'s statistics; tokens_per_expert (may be NULL) gets num_experts argmax
+ * counts before capacity, len must then be num_experts. */
+SW_API sw_status sw_result_routing(const sw_result* result, int64_t layer, sw_routing_stats* out,
+                                   int64_t* tokens_per_expert, size_t len);
+SW_API void sw_result_destroy(sw_result* result);
+
+/* ---------------------------------------------------------------- checkpoints, HF */
+
+/* Saves the model (no optimizer state) as a checkpoint step directory under root. */
+SW_API sw_status sw_model_save(const sw_model* model, const char* root);
+/* A model from a checkpoint directory, or from the latest one under a root, onto device.
+ * Every byte is verified: a corrupt checkpoint is SW_ERR_CORRUPT naming the tensor. */
+SW_API sw_status sw_model_load(const char* path, const char* device, sw_model** out);
+/* Parameters from a checkpoint into an existing model. strict: every parameter present and
+ * nothing else; else only those whose names match (shapes must still agree). All or
+ * nothing: the model is unchanged on error. */
+SW_API sw_status sw_model_load_parameters(sw_model* model, const char* path, int strict);
+/* The step directory `latest` points to under root; SW_ERR_NOT_FOUND when none. */
+SW_API sw_status sw_checkpoint_latest(const char* root, char* buf, size_t cap, size_t* needed);
+/* HuggingFace SwitchTransformers: config.json and safetensors (a file, a sharded index or
+ * a directory holding either). */
+SW_API sw_status sw_model_import_hf(const char* config_json_path, const char* weights_path,
+                                    const char* device, sw_model** out);
+/* config.json and model.safetensors into dir (created if needed). */
+SW_API sw_status sw_model_export_hf(const sw_model* model, const char* dir);
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct sw_trainer sw_trainer;
+
+typedef struct sw_metrics {
+  uint32_t struct_size;
+  int64_t step;          /* optimizer steps taken */
+  double loss, ce, aux, z;
+  double grad_norm;      /* before clipping (0 for evaluation) */
+  double learning_rate;  /* of the step (0 for evaluation) */
+  double dropped_fraction;
+  int64_t tokens;        /* encoder + decoder tokens */
+  double seconds;
+  double tokens_per_second;
+} sw_metrics;
+
+/* A trainer for model with train_config (SW_CONFIG_TRAIN: optimizer, schedule, batch,
+ * data). The config's model_preset and model fields are not used: the trainer trains the
+ * model it is given, and keeps it alive. */
+SW_API sw_status sw_trainer_create(sw_model* model, const sw_config* train_config,
+                                   sw_trainer** out);
+/* One optimizer step on batch (labels required; split into the config's micro_batches),
+ * or, with batch NULL, on the next batch of the built-in span-corruption pipeline (the
+ * config's corpus and tokenizer, prepared at the first such call). out may be NULL. */
+SW_API sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out);
+/* The loss on batch, or with NULL on the pipeline's held-out batches; nothing updated. */
+SW_API sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out);
+/* Saves model, optimizer state, step and data position as a checkpoint under root (and
+ * the pipeline's tokenizer as root/tokenizer.model); sw_checkpoint_latest(root) then
+ * names it. Keeps the config's keep_checkpoints newest checkpoints under root. */
+SW_API sw_status sw_trainer_save(sw_trainer* trainer, const char* root);
+/* A trainer continuing a checkpoint written by sw_trainer_save (or `switch train`): its
+ * model on device, optimizer state, step and data position. */
+SW_API sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** out);
+/* A new handle to the trainer's model (caller destroys it). */
+SW_API sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out);
+SW_API void sw_trainer_destroy(sw_trainer* trainer);
+
+/* ---------------------------------------------------------------- running, validating */
+
+typedef struct sw_generate_options {
+  uint32_t struct_size;
+  int64_t max_new_tokens; /* >= 1 */
+  int64_t num_beams;      /* 1 (greedy); beam search is not in this version */
+  int64_t top_k;          /* 0; sampling is not in this version */
+  double top_p;           /* 0 or 1 */
+  double temperature;     /* 0 (greedy) */
+  double length_penalty;
+  uint64_t seed;
+  int32_t vocab_limit; /* choose ids below it only (e.g. the tokenizer's size); 0: all */
+} sw_generate_options;
+
+/* Generates for each sequence of inputs (input_ids and attention_mask used): out_ids is
+ * [batch, max_new_tokens], each row's tokens then 0 (pad); lengths [batch] gets each row's
+ * count (eos ends a row and is not included). Eval mode. */
+SW_API sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
+                                   const sw_generate_options* options, int32_t* out_ids,
+                                   size_t out_len, int64_t* lengths, size_t lengths_len);
+
+/* The same batch through the CPU f32 reference and device ("cuda:0") in dtype ("f32" or
+ * "bf16") with this model's parameters: per-block max and mean relative differences of
+ * the outputs and routing agreement, as a table in report. *within_tolerance is 1 when
+ * every block is within tolerance (<= 0: 1e-4 for f32, 2e-2 for bf16) and every token is
+ * routed alike. */
+SW_API sw_status sw_model_validate(const sw_model* model, const sw_batch* batch,
+                                   const char* device, const char* dtype, double tolerance,
+                                   char* report, size_t cap, size_t* needed,
+                                   int* within_tolerance);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* LIBSWITCH_H_ */

@@ -1,0 +1,186 @@
+// sw_trainer: optimizer steps on caller batches or the built-in span-corruption data,
+// evaluation, and checkpoints that a later process continues bit for bit.
+#include <filesystem>
+
+#include "capi/internal.h"
+#include "core/io/checkpoint.h"
+
+namespace sw::capi {
+namespace {
+
+sw_trainer& trainer_arg(sw_trainer* t) {
+  sw_trainer& trainer = deref(t, "trainer");
+  SW_CHECK(trainer.model && trainer.trainer, Status::kInternal, "trainer: empty handle");
+  return trainer;
+}
+
+// The built-in data, prepared on first use (the tokenizer may be trained then).
+PretrainingPipeline& pipeline(sw_trainer& t) {
+  if (!t.data) {
+    auto data = std::make_unique<PretrainingPipeline>(t.config);
+    data->check_model(t.model->model.config());
+    data->train_data().set_position(t.resume_position);
+    t.eval_batches = data->eval_batches(t.model->model.config());
+    t.data = std::move(data);
+  }
+  return *t.data;
+}
+
+sw_metrics to_metrics(const TrainMetrics& m) {
+  sw_metrics out{};
+  out.step = m.step;
+  out.loss = m.loss;
+  out.ce = m.ce;
+  out.aux = m.aux;
+  out.z = m.z;
+  out.grad_norm = m.grad_norm;
+  out.learning_rate = m.learning_rate;
+  out.dropped_fraction = m.dropped_fraction;
+  out.tokens = m.tokens;
+  out.seconds = m.seconds;
+  out.tokens_per_second = m.seconds > 0 ? static_cast<double>(m.tokens) / m.seconds : 0.0;
+  return out;
+}
+
+sw_metrics to_metrics(const EvalMetrics& m, int64_t step) {
+  sw_metrics out{};
+  out.step = step;
+  out.loss = m.loss;
+  out.ce = m.ce;
+  out.aux = m.aux;
+  out.z = m.z;
+  out.dropped_fraction = m.dropped_fraction;
+  out.tokens = m.tokens;
+  return out;
+}
+
+// A checkpoint's root: the folder above a step directory, or the path itself.
+std::filesystem::path checkpoint_root_of(const std::string& path) {
+  const std::filesystem::path p(path);
+  return std::filesystem::exists(p / "manifest.pb") ? p.parent_path() : p;
+}
+
+sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
+  validate(config);
+  *config.mutable_model() = model->model.config();
+  auto t = std::make_unique<sw_trainer>();
+  t->trainer = std::make_unique<Trainer>(model->model, train_options(config));
+  t->model = std::move(model);
+  t->config = std::move(config);
+  return t.release();
+}
+
+}  // namespace
+}  // namespace sw::capi
+
+using namespace sw::capi;  // NOLINT: this file implements the namespace's C face
+
+extern "C" {
+
+sw_status sw_trainer_create(sw_model* model, const sw_config* train_config, sw_trainer** out) {
+  return guard(__func__, [&] {
+    sw_trainer** target = &deref(out, "out");
+    model_state(model);
+    *target = new_trainer(model->state, train_config_arg(train_config));
+  });
+}
+
+sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    if (out) check_struct_size(out->struct_size, sizeof(sw_metrics), "out");
+    std::lock_guard trainer_lock(t.mutex);
+    const sw::Batch b = batch ? to_batch(batch, true)
+                              : pipeline(t).next_batch(t.model->model.config());
+    std::unique_lock lock(t.model->mutex);
+    ScopedThreads threads(t.model->threads);
+    const sw::TrainMetrics m =
+        t.trainer->step(sw::split_micro_batches(b, t.config.micro_batches()));
+    if (out) write_struct(out, to_metrics(m), "out");
+  });
+}
+
+sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    deref(out, "out");
+    std::lock_guard trainer_lock(t.mutex);
+    std::vector<sw::Batch> batches;
+    if (batch) {
+      batches.push_back(to_batch(batch, true));
+    } else {
+      pipeline(t);
+      batches = t.eval_batches;
+    }
+    std::shared_lock lock(t.model->mutex);
+    ScopedThreads threads(t.model->threads);
+    const sw::EvalMetrics m = t.trainer->evaluate(batches);
+    write_struct(out, to_metrics(m, t.trainer->steps_done()), "out");
+  });
+}
+
+sw_status sw_trainer_save(sw_trainer* trainer, const char* root) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    const std::string dir = string_arg(root, "root");
+    std::lock_guard trainer_lock(t.mutex);
+    std::shared_lock lock(t.model->mutex);
+    sw::Checkpoint c;
+    c.step = t.trainer->steps_done();
+    c.model = t.model->model.config();
+    c.train = t.config;
+    c.seed = t.model->model.seed();
+    c.data = t.data ? t.data->train_data().position() : t.resume_position;
+    for (const auto& e : t.model->model.parameters().entries())
+      c.parameters.push_back({e.name, e.tensor.to(sw::Device::cpu())});
+    c.optimizer_state = t.trainer->optimizer().state();
+    // The tokenizer first: a checkpoint that `latest` names always has its tokenizer.
+    if (t.data && t.config.tokenizer_model().empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      SW_CHECK(!ec, sw::Status::kIo, "cannot create ", dir, ": ", ec.message());
+      t.data->tokenizer().save(dir + "/tokenizer.model");
+    }
+    sw::SaveOptions options;
+    options.keep_last = t.config.keep_checkpoints();
+    sw::save_checkpoint(dir, c, options);
+  });
+}
+
+sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** out) {
+  return guard(__func__, [&] {
+    sw_trainer** target = &deref(out, "out");
+    const std::string where = string_arg(path, "path");
+    string_arg(device, "device");
+    const sw::Checkpoint c = sw::load_checkpoint(where);
+    SW_CHECK_ARG(c.train.ByteSizeLong() > 0, "path: ", where,
+                 " holds a model saved without a trainer (load it with sw_model_load)");
+    sw::TrainConfig config = c.train;
+    // A trained tokenizer lives beside the checkpoints (sw_trainer_save) or beside their
+    // folder (`switch train --out DIR`: DIR/tokenizer.model, DIR/checkpoints/...).
+    if (config.tokenizer_model().empty()) {
+      const std::filesystem::path root = checkpoint_root_of(where);
+      for (const auto& candidate : {root / "tokenizer.model", root / ".." / "tokenizer.model"})
+        if (std::filesystem::exists(candidate)) {
+          config.set_tokenizer_model(candidate.string());
+          break;
+        }
+    }
+    auto state = make_model_state(sw::model_from_checkpoint(c), device);
+    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), config));
+    t->trainer->restore(c.step, c.optimizer_state);
+    t->resume_position = c.data;
+    *target = t.release();
+  });
+}
+
+sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    deref(out, "out") = new_model_handle(t.model);
+  });
+}
+
+void sw_trainer_destroy(sw_trainer* trainer) { delete trainer; }
+
+}  // extern "C"
