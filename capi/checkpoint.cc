@@ -1,7 +1,8 @@
 // Checkpoints and HuggingFace import/export for models (trainers save their own state in
 // trainer.cc).
-#include "capi/internal.h"
 #include "core/io/checkpoint.h"
+
+#include "capi/internal.h"
 #include "core/io/hf_checkpoint.h"
 
 using namespace sw::capi;  // NOLINT: this file implements the namespace's C face

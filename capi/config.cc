@@ -1,6 +1,7 @@
 // sw_config: a ModelConfig or a TrainConfig behind typed, by-name field access.
-#include "capi/internal.h"
 #include "core/model/config.h"
+
+#include "capi/internal.h"
 #include "core/model/config_fields.h"
 #include "core/train/train_config.h"
 
@@ -32,17 +33,21 @@ void validate_config(const sw_config& c) {
 
 const ModelConfig& model_config_arg(const sw_config* c) {
   const sw_config& config = config_arg(c);
-  SW_CHECK_ARG(config.kind == SW_CONFIG_MODEL, "config: a model config is needed, got a train config");
+  SW_CHECK_ARG(config.kind == SW_CONFIG_MODEL,
+               "config: a model config is needed, got a train config");
   return static_cast<const ModelConfig&>(*config.message);
 }
 
 const TrainConfig& train_config_arg(const sw_config* c) {
   const sw_config& config = config_arg(c);
-  SW_CHECK_ARG(config.kind == SW_CONFIG_TRAIN, "train_config: a train config is needed, got a model config");
+  SW_CHECK_ARG(config.kind == SW_CONFIG_TRAIN,
+               "train_config: a train config is needed, got a model config");
   return static_cast<const TrainConfig&>(*config.message);
 }
 
-sw_config* new_model_config(const ModelConfig& config) { return new_config(SW_CONFIG_MODEL, config); }
+sw_config* new_model_config(const ModelConfig& config) {
+  return new_config(SW_CONFIG_MODEL, config);
+}
 
 }  // namespace sw::capi
 
@@ -51,15 +56,13 @@ using namespace sw::capi;  // NOLINT: this file implements the namespace's C fac
 extern "C" {
 
 sw_status sw_config_preset(const char* name, sw_config** out) {
-  return guard(__func__, [&] {
-    deref(out, "out") = new_model_config(sw::preset(string_arg(name, "name")));
-  });
+  return guard(__func__,
+               [&] { deref(out, "out") = new_model_config(sw::preset(string_arg(name, "name"))); });
 }
 
 sw_status sw_config_preset_count(int64_t* out) {
-  return guard(__func__, [&] {
-    deref(out, "out") = static_cast<int64_t>(sw::embedded_presets().size());
-  });
+  return guard(__func__,
+               [&] { deref(out, "out") = static_cast<int64_t>(sw::embedded_presets().size()); });
 }
 
 sw_status sw_config_preset_name(int64_t index, char* buf, size_t cap, size_t* needed) {
@@ -143,8 +146,8 @@ sw_status sw_config_get_bool(const sw_config* config, const char* field, int* ou
 sw_status sw_config_get_string(const sw_config* config, const char* field, char* buf, size_t cap,
                                size_t* needed) {
   return guard(__func__, [&] {
-    write_string(sw::get_string_field(*config_arg(config).message, string_arg(field, "field")),
-                 buf, cap, needed, "buf");
+    write_string(sw::get_string_field(*config_arg(config).message, string_arg(field, "field")), buf,
+                 cap, needed, "buf");
   });
 }
 

@@ -26,7 +26,7 @@ struct ModelState {
   // Shared by forward passes that change nothing; exclusive for anything that writes the
   // parameters or the gradients.
   mutable std::shared_mutex mutex;
-  int threads = 0;  // guarded by mutex; 0 = OpenMP's default
+  int threads = 0;                                        // guarded by mutex; 0 = OpenMP's default
   std::vector<std::pair<std::string, Tensor>> gradients;  // of the last forward with them
 };
 

@@ -69,9 +69,8 @@ sw_status sw_model_retain(sw_model* model, sw_model** out) {
 void sw_model_destroy(sw_model* model) { delete model; }
 
 sw_status sw_model_config(const sw_model* model, sw_config** out) {
-  return guard(__func__, [&] {
-    deref(out, "out") = new_model_config(model_state(model).model.config());
-  });
+  return guard(__func__,
+               [&] { deref(out, "out") = new_model_config(model_state(model).model.config()); });
 }
 
 sw_status sw_model_seed(const sw_model* model, uint64_t* out) {
@@ -102,14 +101,14 @@ sw_status sw_model_threads(const sw_model* model, int* out) {
 }
 
 sw_status sw_model_parameter_count(const sw_model* model, int64_t* out) {
-  return guard(__func__, [&] {
-    deref(out, "out") = model_state(model).model.parameters().num_elements();
-  });
+  return guard(__func__,
+               [&] { deref(out, "out") = model_state(model).model.parameters().num_elements(); });
 }
 
 sw_status sw_model_num_parameters(const sw_model* model, int64_t* out) {
   return guard(__func__, [&] {
-    deref(out, "out") = static_cast<int64_t>(model_state(model).model.parameters().entries().size());
+    deref(out, "out") =
+        static_cast<int64_t>(model_state(model).model.parameters().entries().size());
   });
 }
 
@@ -155,8 +154,8 @@ sw_status sw_model_set_parameter(sw_model* model, const char* name, const float*
   });
 }
 
-sw_status sw_model_forward(sw_model* model, const sw_batch* batch, int train,
-                           int compute_gradients, sw_result** out) {
+sw_status sw_model_forward(sw_model* model, const sw_batch* batch, int train, int compute_gradients,
+                           sw_result** out) {
   return guard(__func__, [&] {
     ModelState& s = model_state(model);
     sw_result** target = &deref(out, "out");
@@ -204,9 +203,8 @@ sw_status sw_result_logits_shape(const sw_result* result, int64_t dims[3]) {
 }
 
 sw_status sw_result_logits(const sw_result* result, float* buf, size_t len) {
-  return guard(__func__, [&] {
-    copy_out_f32(deref(result, "result").output.logits, buf, len, "buf");
-  });
+  return guard(__func__,
+               [&] { copy_out_f32(deref(result, "result").output.logits, buf, len, "buf"); });
 }
 
 sw_status sw_result_losses(const sw_result* result, double* loss, double* ce, double* aux,
@@ -265,16 +263,16 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
     check_struct_size(o.struct_size, sizeof(sw_generate_options), "options");
     SW_CHECK_ARG(o.max_new_tokens >= 1, "options->max_new_tokens must be >= 1, got ",
                  o.max_new_tokens);
-    SW_CHECK(o.num_beams <= 1 && o.top_k == 0 && (o.top_p == 0 || o.top_p == 1) &&
-                 o.temperature == 0,
-             sw::Status::kUnsupported,
-             "only greedy decoding is in this version (num_beams 1, top_k 0, top_p 0 or 1, "
-             "temperature 0)");
+    SW_CHECK(
+        o.num_beams <= 1 && o.top_k == 0 && (o.top_p == 0 || o.top_p == 1) && o.temperature == 0,
+        sw::Status::kUnsupported,
+        "only greedy decoding is in this version (num_beams 1, top_k 0, top_p 0 or 1, "
+        "temperature 0)");
     SW_CHECK_ARG(o.vocab_limit >= 0, "options->vocab_limit must be >= 0, got ", o.vocab_limit);
     const sw_batch& in = deref(inputs, "inputs");
     check_struct_size(in.struct_size, sizeof(sw_batch), "inputs");
-    SW_CHECK_ARG(in.batch >= 1 && in.input_len >= 1, "inputs: batch and input_len must be >= 1, got ",
-                 in.batch, " and ", in.input_len);
+    SW_CHECK_ARG(in.batch >= 1 && in.input_len >= 1,
+                 "inputs: batch and input_len must be >= 1, got ", in.batch, " and ", in.input_len);
     check_length(out_len, in.batch * o.max_new_tokens, "out_ids");
     check_length(lengths_len, in.batch, "lengths");
     SW_CHECK_ARG(out_ids != nullptr && lengths != nullptr, "out_ids and lengths must not be NULL");

@@ -70,8 +70,8 @@ void check_length(size_t given, int64_t expected, const char* name) {
 }
 
 void check_struct_size(uint32_t struct_size, size_t v1_size, const char* name) {
-  SW_CHECK_ARG(struct_size >= v1_size, name, "->struct_size is ", struct_size, ", expected >= ",
-               v1_size, " (set it with SW_INIT_STRUCT)");
+  SW_CHECK_ARG(struct_size >= v1_size, name, "->struct_size is ", struct_size,
+               ", expected >= ", v1_size, " (set it with SW_INIT_STRUCT)");
 }
 
 Batch to_batch(const sw_batch* b, bool labels_required) {

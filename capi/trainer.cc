@@ -90,8 +90,8 @@ sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics
     sw_trainer& t = trainer_arg(trainer);
     if (out) check_struct_size(out->struct_size, sizeof(sw_metrics), "out");
     std::lock_guard trainer_lock(t.mutex);
-    const sw::Batch b = batch ? to_batch(batch, true)
-                              : pipeline(t).next_batch(t.model->model.config());
+    const sw::Batch b =
+        batch ? to_batch(batch, true) : pipeline(t).next_batch(t.model->model.config());
     std::unique_lock lock(t.model->mutex);
     ScopedThreads threads(t.model->threads);
     const sw::TrainMetrics m =

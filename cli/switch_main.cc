@@ -22,7 +22,7 @@
 //   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
 //       an HF SwitchTransformers checkpoint into a libswitch checkpoint (HF semantics)
 //   switch export-hf DIR --out HFDIR       a libswitch checkpoint as config.json + safetensors
-//   switch validate [--preset P | --config F] [--device cuda:0] [--dtype f32|bf16]
+//   switch validate [--preset P | --config F | --ckpt DIR] [--device cuda:0] [--dtype f32|bf16]
 //                   [--tolerance X] [--min-agreement F] [batch options as for forward]
 //       the same batch through the cpu f32 reference and the device: per-block max and mean
 //       relative differences, routing agreement; exit status 3 when outside tolerance
@@ -73,7 +73,7 @@ const char* kUsage =
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --resume           train: continue from the latest checkpoint under --out, if any\n"
-    "  --ckpt DIR         generate: a checkpoint (or the latest under a root)\n"
+    "  --ckpt DIR         generate, validate: a checkpoint (or the latest under a root)\n"
     "  --input TEXT       generate: one input (<extra_id_0> marks a span to fill)\n"
     "  --file FILE        generate: one input per line\n"
     "  --spm FILE         generate: the SentencePiece model (default: the run's tokenizer.model)\n"
@@ -465,7 +465,8 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
 }
 
 // Returns the exit status: 0 within tolerance, 3 outside.
-int run_validate(const sw::ModelConfig& config, const Args& a) {
+// The model is the checkpoint's (--ckpt) or a fresh one of the config and --seed.
+int run_validate(const Args& a) {
   sw::ValidationOptions options;
   options.device = sw::Device::parse(arg(a, "device", "cuda:0"));
   const std::string dtype = arg(a, "dtype", "f32");
@@ -475,11 +476,15 @@ int run_validate(const sw::ModelConfig& config, const Args& a) {
   options.dtype = bf16 ? sw::DType::bf16 : sw::DType::f32;
   options.tolerance = double_arg(a, "tolerance", bf16 ? 5e-2 : 1e-4);
   options.min_routing_agreement = double_arg(a, "min-agreement", bf16 ? 0.95 : 1.0);
-  const sw::Batch b = text_batch(config, a);
-  std::printf("validating %s on %s in %s against the cpu in f32...\n", config.name().c_str(),
+  const sw::SwitchTransformer model =
+      a.count("ckpt")
+          ? sw::model_from_checkpoint(sw::load_checkpoint(a.at("ckpt")))
+          : sw::SwitchTransformer(load_config(a), static_cast<uint64_t>(int_arg(a, "seed", 0)));
+  const sw::Batch b = text_batch(model.config(), a);
+  std::printf("validating %s%s on %s in %s against the cpu in f32...\n",
+              model.config().name().c_str(), a.count("ckpt") ? " (checkpoint)" : "",
               options.device.str().c_str(), dtype.c_str());
-  const sw::ValidationReport report =
-      sw::validate_devices(config, static_cast<uint64_t>(int_arg(a, "seed", 0)), b, options);
+  const sw::ValidationReport report = sw::validate_devices(model, b, options);
   std::fputs(report.text(options).c_str(), stdout);
   return report.within_tolerance ? 0 : 3;
 }
@@ -546,7 +551,7 @@ int main(int argc, char** argv) {
     } else if (command == "export-hf") {
       run_export_hf(a);
     } else if (command == "validate") {
-      return run_validate(load_config(a), a);
+      return run_validate(a);
     } else {
       std::fprintf(stderr, "switch: unknown command \"%s\"\n%s", command.c_str(), kUsage);
       return 2;

@@ -60,30 +60,30 @@ extern "C" {
 #define SW_ABI_VERSION 1
 
 /* Sets struct_size and zeroes the rest: `sw_batch b; SW_INIT_STRUCT(&b);`. */
-#define SW_INIT_STRUCT(p)                                                        \
-  do {                                                                           \
-    unsigned char* sw_init_bytes_ = (unsigned char*)(p);                         \
-    size_t sw_init_i_;                                                           \
-    for (sw_init_i_ = 0; sw_init_i_ < sizeof(*(p)); ++sw_init_i_)               \
-      sw_init_bytes_[sw_init_i_] = 0;                                            \
-    (p)->struct_size = (uint32_t)sizeof(*(p));                                   \
+#define SW_INIT_STRUCT(p)                                                                         \
+  do {                                                                                            \
+    unsigned char* sw_init_bytes_ = (unsigned char*)(p);                                          \
+    size_t sw_init_i_;                                                                            \
+    for (sw_init_i_ = 0; sw_init_i_ < sizeof(*(p)); ++sw_init_i_) sw_init_bytes_[sw_init_i_] = 0; \
+    (p)->struct_size = (uint32_t)sizeof(*(p));                                                    \
   } while (0)
 
 /* ---------------------------------------------------------------- status, version */
 
-typedef enum sw_status { /* append-only */
-                         SW_OK = 0,
-                         SW_ERR_INVALID_ARGUMENT = 1, /* NULL handle, short buffer, bad field */
-                         SW_ERR_OUT_OF_RANGE = 2,     /* token id >= vocab, layer index, ... */
-                         SW_ERR_NOT_FOUND = 3,        /* parameter name, preset, file */
-                         SW_ERR_IO = 4,
-                         SW_ERR_CORRUPT = 5,     /* checksum, truncated shard, bad manifest */
-                         SW_ERR_UNSUPPORTED = 6, /* e.g. "cuda:0" in a build without CUDA */
-                         SW_ERR_DEVICE = 7,      /* CUDA / cuBLAS failure */
-                         SW_ERR_OUT_OF_MEMORY = 8,
-                         SW_ERR_DISTRIBUTED = 9, /* MPI / NCCL failure */
-                         SW_ERR_NUMERIC = 10,    /* NaN / Inf */
-                         SW_ERR_INTERNAL = 11
+/* Append-only: values never change meaning. */
+typedef enum sw_status {
+  SW_OK = 0,
+  SW_ERR_INVALID_ARGUMENT = 1, /* NULL handle, short buffer, bad field or value */
+  SW_ERR_OUT_OF_RANGE = 2,     /* token id >= vocab, layer index, enum value, ... */
+  SW_ERR_NOT_FOUND = 3,        /* parameter name, preset, file, checkpoint */
+  SW_ERR_IO = 4,
+  SW_ERR_CORRUPT = 5,     /* checksum, truncated shard, unparsable manifest */
+  SW_ERR_UNSUPPORTED = 6, /* e.g. "cuda:0" in a build without CUDA */
+  SW_ERR_DEVICE = 7,      /* CUDA / cuBLAS failure */
+  SW_ERR_OUT_OF_MEMORY = 8,
+  SW_ERR_DISTRIBUTED = 9, /* MPI / NCCL failure */
+  SW_ERR_NUMERIC = 10,    /* NaN / Inf */
+  SW_ERR_INTERNAL = 11
 } sw_status;
 
 /* "SW_OK", "SW_ERR_INVALID_ARGUMENT", ...; "SW_ERR_UNKNOWN" for other values. Static. */
@@ -156,9 +156,9 @@ SW_API void sw_config_destroy(sw_config* config);
  * may be NULL (no loss). Ids must lie in [0, vocab_size). */
 typedef struct sw_batch {
   uint32_t struct_size;
-  int64_t batch;      /* sequences */
-  int64_t input_len;  /* encoder tokens per sequence */
-  int64_t target_len; /* decoder tokens per sequence */
+  int64_t batch;                         /* sequences */
+  int64_t input_len;                     /* encoder tokens per sequence */
+  int64_t target_len;                    /* decoder tokens per sequence */
   const int32_t* input_ids;              /* [batch, input_len] */
   const int32_t* attention_mask;         /* [batch, input_len], 1 token / 0 padding */
   const int32_t* decoder_input_ids;      /* [batch, target_len] */
@@ -273,12 +273,12 @@ typedef struct sw_trainer sw_trainer;
 
 typedef struct sw_metrics {
   uint32_t struct_size;
-  int64_t step;          /* optimizer steps taken */
+  int64_t step; /* optimizer steps taken */
   double loss, ce, aux, z;
-  double grad_norm;      /* before clipping (0 for evaluation) */
-  double learning_rate;  /* of the step (0 for evaluation) */
+  double grad_norm;     /* before clipping (0 for evaluation) */
+  double learning_rate; /* of the step (0 for evaluation) */
   double dropped_fraction;
-  int64_t tokens;        /* encoder + decoder tokens */
+  int64_t tokens; /* encoder + decoder tokens */
   double seconds;
   double tokens_per_second;
 } sw_metrics;
@@ -331,10 +331,9 @@ SW_API sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
  * the outputs and routing agreement, as a table in report. *within_tolerance is 1 when
  * every block is within tolerance (<= 0: 1e-4 for f32, 2e-2 for bf16) and every token is
  * routed alike. */
-SW_API sw_status sw_model_validate(const sw_model* model, const sw_batch* batch,
-                                   const char* device, const char* dtype, double tolerance,
-                                   char* report, size_t cap, size_t* needed,
-                                   int* within_tolerance);
+SW_API sw_status sw_model_validate(const sw_model* model, const sw_batch* batch, const char* device,
+                                   const char* dtype, double tolerance, char* report, size_t cap,
+                                   size_t* needed, int* within_tolerance);
 
 #ifdef __cplusplus
 } /* extern "C" */

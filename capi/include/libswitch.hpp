@@ -74,8 +74,7 @@ inline std::string version() { return sw_version(); }
 // labels mean no loss. The views handed to the C ABI point into these vectors.
 struct Batch {
   int64_t batch = 0, input_len = 0, target_len = 0;
-  std::vector<int32_t> input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
-      labels;
+  std::vector<int32_t> input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, labels;
 
   sw_batch view() const {
     sw_batch b;
@@ -355,8 +354,9 @@ class Trainer {
   // Saves under root; returns the checkpoint directory written.
   std::string save(const std::string& root) {
     detail::check(sw_trainer_save(get(), root.c_str()));
-    return detail::read_string(
-        [&](char* b, size_t cap, size_t* n) { return sw_checkpoint_latest(root.c_str(), b, cap, n); });
+    return detail::read_string([&](char* b, size_t cap, size_t* n) {
+      return sw_checkpoint_latest(root.c_str(), b, cap, n);
+    });
   }
   Model model() {
     sw_model* m = nullptr;

@@ -62,9 +62,9 @@ FieldType type_of(const FieldDescriptor* f) {
 }
 
 [[noreturn]] void wrong_type(const std::string& path, const FieldDescriptor* f, const char* asked) {
-  throw Error(Status::kInvalidArgument, detail::concat("config field \"", path, "\" is ",
-                                                       field_type_name(type_of(f)), ", not ",
-                                                       asked));
+  throw Error(Status::kInvalidArgument,
+              detail::concat("config field \"", path, "\" is ", field_type_name(type_of(f)),
+                             ", not ", asked));
 }
 
 template <typename T>
@@ -112,8 +112,8 @@ int64_t get_int_field(const Message& root, const std::string& path) {
       return r->GetUInt32(*m, f);
     case FieldDescriptor::CPPTYPE_UINT64: {
       const uint64_t v = r->GetUInt64(*m, f);
-      SW_CHECK(v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-               Status::kOutOfRange, "config field \"", path, "\": ", v, " does not fit an int64");
+      SW_CHECK(v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), Status::kOutOfRange,
+               "config field \"", path, "\": ", v, " does not fit an int64");
       return static_cast<int64_t>(v);
     }
     case FieldDescriptor::CPPTYPE_ENUM:

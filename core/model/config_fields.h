@@ -5,10 +5,10 @@
 // of the wrong type is an invalid-argument error naming the path.
 #pragma once
 
+#include <google/protobuf/message.h>
+
 #include <cstdint>
 #include <string>
-
-#include <google/protobuf/message.h>
 
 namespace sw {
 

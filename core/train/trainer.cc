@@ -148,8 +148,8 @@ void Trainer::restore(int64_t steps_done,
 
 std::vector<Batch> split_micro_batches(const Batch& b, int64_t parts) {
   const int64_t n = b.input_ids.dim(0);
-  SW_CHECK_ARG(parts >= 1 && parts <= n, "micro_batches: ", parts,
-               " cannot split a batch of ", n, " sequences");
+  SW_CHECK_ARG(parts >= 1 && parts <= n, "micro_batches: ", parts, " cannot split a batch of ", n,
+               " sequences");
   std::vector<Batch> out;
   for (int64_t k = 0; k < parts; ++k) {
     const int64_t lo = k * n / parts, hi = (k + 1) * n / parts;

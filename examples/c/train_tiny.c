@@ -14,14 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(call)                                                                   \
-  do {                                                                                \
-    sw_status status_ = (call);                                                       \
-    if (status_ != SW_OK) {                                                           \
-      fprintf(stderr, "%s failed: %s: %s\n", #call, sw_status_string(status_),        \
-              sw_last_error());                                                       \
-      exit(1);                                                                        \
-    }                                                                                 \
+#define CHECK(call)                                                                              \
+  do {                                                                                           \
+    sw_status status_ = (call);                                                                  \
+    if (status_ != SW_OK) {                                                                      \
+      fprintf(stderr, "%s failed: %s: %s\n", #call, sw_status_string(status_), sw_last_error()); \
+      exit(1);                                                                                   \
+    }                                                                                            \
   } while (0)
 
 static char* read_file(const char* path) {
@@ -116,8 +115,8 @@ int main(int argc, char** argv) {
     CHECK(sw_trainer_step(trainer, NULL, &metrics));
     if (step == 1 || step % 10 == 0)
       printf("step %3lld  loss %.4f  ce %.4f  aux %.5f  lr %.4f  %.0f tokens/s\n",
-             (long long)metrics.step, metrics.loss, metrics.ce, metrics.aux,
-             metrics.learning_rate, metrics.tokens_per_second);
+             (long long)metrics.step, metrics.loss, metrics.ce, metrics.aux, metrics.learning_rate,
+             metrics.tokens_per_second);
   }
   SW_INIT_STRUCT(&eval);
   CHECK(sw_trainer_evaluate(trainer, NULL, &eval));

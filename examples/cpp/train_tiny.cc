@@ -7,10 +7,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <libswitch.hpp>
 #include <sstream>
 #include <string>
-
-#include <libswitch.hpp>
 
 int main(int argc, char** argv) try {
   const std::string config_path = argc > 1 ? argv[1] : "examples/train/demo-switch.textproto";

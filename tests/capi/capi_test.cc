@@ -22,11 +22,11 @@ namespace {
 namespace fs = std::filesystem;
 
 // A status and this thread's message, checked together.
-#define EXPECT_STATUS(call, status, fragment)                                        \
-  do {                                                                               \
-    const sw_status s_ = (call);                                                     \
-    EXPECT_EQ(s_, status) << #call << ": " << sw_last_error();                       \
-    EXPECT_NE(std::string(sw_last_error()).find(fragment), std::string::npos)        \
+#define EXPECT_STATUS(call, status, fragment)                                             \
+  do {                                                                                    \
+    const sw_status s_ = (call);                                                          \
+    EXPECT_EQ(s_, status) << #call << ": " << sw_last_error();                            \
+    EXPECT_NE(std::string(sw_last_error()).find(fragment), std::string::npos)             \
         << #call << " said: " << sw_last_error() << " (expected \"" << fragment << "\")"; \
   } while (0)
 #define ASSERT_SW_OK(call) ASSERT_EQ((call), SW_OK) << #call << ": " << sw_last_error()
@@ -256,8 +256,10 @@ TEST(CApiBadInput, NullHandlesAndOutPointers) {
       {"model", [&] { return sw_model_export_hf(nullptr, "/tmp"); }},
       {"model", [&] { return sw_model_load_parameters(nullptr, "/tmp", 1); }},
       {"model", [&] { return sw_model_generate(nullptr, &b.view, &g, ids, 4, &i64, 1); }},
-      {"model", [&] { return sw_model_validate(nullptr, &b.view, "cuda:0", "f32", 0, buf, 16,
-                                               nullptr, &i); }},
+      {"model",
+       [&] {
+         return sw_model_validate(nullptr, &b.view, "cuda:0", "f32", 0, buf, 16, nullptr, &i);
+       }},
       {"model", [&] { return sw_trainer_create(nullptr, nullptr, &t); }},
       {"result", [&] { return sw_result_losses(nullptr, &d, &d, &d, &d); }},
       {"result", [&] { return sw_result_logits(nullptr, f, 4); }},
@@ -302,8 +304,8 @@ TEST_F(CApi, ParametersByName) {
     total += n;
   }
   EXPECT_EQ(total, scalars);
-  EXPECT_STATUS(sw_model_parameter_name(model_, tensors, nullptr, 0, nullptr),
-                SW_ERR_OUT_OF_RANGE, "index");
+  EXPECT_STATUS(sw_model_parameter_name(model_, tensors, nullptr, 0, nullptr), SW_ERR_OUT_OF_RANGE,
+                "index");
 
   const char* name = "encoder.block.1.layer.1.mlp.router.classifier.weight";  // [E, d]
   int64_t dims[2];
@@ -322,8 +324,8 @@ TEST_F(CApi, ParametersByName) {
                 SW_ERR_INVALID_ARGUMENT, "length " + std::to_string(back.size() - 1));
   EXPECT_STATUS(sw_model_set_parameter(model_, "no.such.weight", w.data(), w.size()),
                 SW_ERR_NOT_FOUND, "no.such.weight");
-  EXPECT_STATUS(sw_model_get_parameter(model_, name, nullptr, back.size()),
-                SW_ERR_INVALID_ARGUMENT, "NULL");
+  EXPECT_STATUS(sw_model_get_parameter(model_, name, nullptr, back.size()), SW_ERR_INVALID_ARGUMENT,
+                "NULL");
 }
 
 TEST_F(CApi, DevicesAndThreads) {
@@ -530,11 +532,9 @@ TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
 
   TinyBatch unlabelled;
   unlabelled.view.labels = nullptr;
-  EXPECT_STATUS(sw_trainer_step(trainer, &unlabelled.view, &m), SW_ERR_INVALID_ARGUMENT,
-                "labels");
+  EXPECT_STATUS(sw_trainer_step(trainer, &unlabelled.view, &m), SW_ERR_INVALID_ARGUMENT, "labels");
   m.struct_size = 3;
-  EXPECT_STATUS(sw_trainer_step(trainer, &batch_.view, &m), SW_ERR_INVALID_ARGUMENT,
-                "struct_size");
+  EXPECT_STATUS(sw_trainer_step(trainer, &batch_.view, &m), SW_ERR_INVALID_ARGUMENT, "struct_size");
   sw_model* trained = nullptr;
   ASSERT_SW_OK(sw_trainer_model(trainer, &trained));
   sw_trainer_destroy(trainer);
@@ -615,8 +615,8 @@ TEST_F(CApi, GreedyGeneration) {
   o.num_beams = 1;
   std::vector<int32_t> ids(10, -1);
   std::vector<int64_t> lengths(2, -1);
-  ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), ids.size(),
-                                 lengths.data(), lengths.size()));
+  ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), ids.size(), lengths.data(),
+                                 lengths.size()));
   for (size_t row = 0; row < 2; ++row) {
     ASSERT_GE(lengths[row], 0);
     ASSERT_LE(lengths[row], 5);
@@ -645,16 +645,16 @@ TEST_F(CApi, ValidateSaysWhyWithoutADevice) {
   ASSERT_SW_OK(sw_cuda_device_count(&devices));
   if (devices > 0) GTEST_SKIP() << "a CUDA device is present (the parity tests cover it)";
   int within = -1;
-  const sw_status s = sw_model_validate(model_, &batch_.view, "cuda:0", "f32", 0, nullptr, 0,
-                                        nullptr, &within);
+  const sw_status s =
+      sw_model_validate(model_, &batch_.view, "cuda:0", "f32", 0, nullptr, 0, nullptr, &within);
   EXPECT_NE(s, SW_OK);
   EXPECT_EQ(within, -1);
-  EXPECT_STATUS(sw_model_validate(model_, &batch_.view, "cuda:0", "f16", 0, nullptr, 0, nullptr,
-                                  &within),
-                SW_ERR_INVALID_ARGUMENT, "dtype");
-  EXPECT_STATUS(sw_model_validate(model_, &batch_.view, "cpu", "f32", 0, nullptr, 0, nullptr,
-                                  &within),
-                SW_ERR_INVALID_ARGUMENT, "must not be the cpu");
+  EXPECT_STATUS(
+      sw_model_validate(model_, &batch_.view, "cuda:0", "f16", 0, nullptr, 0, nullptr, &within),
+      SW_ERR_INVALID_ARGUMENT, "dtype");
+  EXPECT_STATUS(
+      sw_model_validate(model_, &batch_.view, "cpu", "f32", 0, nullptr, 0, nullptr, &within),
+      SW_ERR_INVALID_ARGUMENT, "must not be the cpu");
 }
 
 // The built-in data pipeline, a checkpoint, and a trainer restored from it that continues

@@ -24,6 +24,6 @@ int sw_header_check(void) {
   SW_INIT_STRUCT(&metrics);
   SW_INIT_STRUCT(&stats);
   SW_INIT_STRUCT(&options);
-  return (int)status + (int)batch.struct_size + (int)metrics.struct_size +
-         (int)stats.struct_size + (int)options.struct_size;
+  return (int)status + (int)batch.struct_size + (int)metrics.struct_size + (int)stats.struct_size +
+         (int)options.struct_size;
 }
