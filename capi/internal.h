@@ -2,6 +2,9 @@
 // firewall, and the checks that turn caller pointers and buffers into core values.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -26,7 +29,9 @@ struct ModelState {
   // Shared by forward passes that change nothing; exclusive for anything that writes the
   // parameters or the gradients.
   mutable std::shared_mutex mutex;
-  int threads = 0;                                        // guarded by mutex; 0 = OpenMP's default
+  int threads = 0;  // guarded by mutex; 0 = OpenMP's default
+  // Keys the random streams of train-mode forward passes, so each draws new noise.
+  std::atomic<uint64_t> train_forwards{0};
   std::vector<std::pair<std::string, Tensor>> gradients;  // of the last forward with them
 };
 
@@ -43,9 +48,10 @@ class ScopedThreads {
   int previous_ = 0;
 };
 
-// Records `message` as this thread's last error and returns its status.
-sw_status fail(Status status, const std::string& message);
-void clear_error();
+// Records "<function>: <what>" as this thread's last error and returns the status; never
+// throws (without memory for the message, the status alone says what happened).
+sw_status fail(Status status, const char* function, const char* what) noexcept;
+void clear_error() noexcept;
 
 // The exception firewall every C entry point goes through: the body's exceptions become
 // a status and a thread-local message prefixed with the function's name.
@@ -56,13 +62,13 @@ sw_status guard(const char* function, Body&& body) noexcept {
     clear_error();
     return SW_OK;
   } catch (const Error& e) {
-    return fail(e.status(), std::string(function) + ": " + e.what());
+    return fail(e.status(), function, e.what());
   } catch (const std::bad_alloc&) {
-    return fail(Status::kOutOfMemory, std::string(function) + ": out of memory");
+    return fail(Status::kOutOfMemory, function, "out of memory");
   } catch (const std::exception& e) {
-    return fail(Status::kInternal, std::string(function) + ": " + e.what());
+    return fail(Status::kInternal, function, e.what());
   } catch (...) {
-    return fail(Status::kInternal, std::string(function) + ": unknown exception");
+    return fail(Status::kInternal, function, "unknown exception");
   }
 }
 
@@ -80,13 +86,42 @@ void write_string(const std::string& value, char* buf, size_t cap, size_t* neede
 // An element count given by the caller that must equal what the call needs.
 void check_length(size_t given, int64_t expected, const char* name);
 
-// struct_size as the caller set it: at least this version's first layout.
-void check_struct_size(uint32_t struct_size, size_t v1_size, const char* name);
+// Each public struct's size in the first ABI version: a caller built against that header
+// passes it, and a later version that appends fields must keep accepting it.
+template <typename S>
+constexpr size_t v1_size();
+template <>
+constexpr size_t v1_size<sw_batch>() {
+  return offsetof(sw_batch, labels) + sizeof(const int32_t*);
+}
+template <>
+constexpr size_t v1_size<sw_routing_stats>() {
+  return offsetof(sw_routing_stats, z_loss) + sizeof(double);
+}
+template <>
+constexpr size_t v1_size<sw_metrics>() {
+  return offsetof(sw_metrics, tokens_per_second) + sizeof(double);
+}
+template <>
+constexpr size_t v1_size<sw_generate_options>() {
+  return offsetof(sw_generate_options, vocab_limit) + sizeof(int32_t);
+}
+
+void check_struct_size(uint32_t struct_size, size_t minimum, const char* name);
+// The caller's struct as this version knows it: fields beyond its struct_size read as 0.
+template <typename S>
+S read_struct(const S* in, const char* name) {
+  const S& given = deref(in, name);
+  check_struct_size(given.struct_size, v1_size<S>(), name);
+  S local{};
+  std::memcpy(&local, &given, std::min<size_t>(given.struct_size, sizeof(S)));
+  return local;
+}
 // Copies `value` into the caller's struct, no more than its struct_size bytes.
 template <typename S>
 void write_struct(S* out, S value, const char* name) {
   S& target = deref(out, name);
-  check_struct_size(target.struct_size, sizeof(S), name);
+  check_struct_size(target.struct_size, v1_size<S>(), name);
   value.struct_size = target.struct_size;
   std::memcpy(&target, &value, std::min<size_t>(target.struct_size, sizeof(S)));
 }
@@ -121,7 +156,10 @@ struct sw_result {
 
 struct sw_trainer {
   std::shared_ptr<sw::capi::ModelState> model;
-  sw::TrainConfig config;  // its model is the trained model's config
+  sw::TrainConfig config;  // as given (its model is the trained model's config)
+  // Where the pipeline's tokenizer comes from when the config names none: a restored
+  // run's own tokenizer.model (absolute path); empty: train one.
+  std::string tokenizer_path;
   std::unique_ptr<sw::Trainer> trainer;
   // The built-in data: made at the first step or evaluation that asks for it.
   std::unique_ptr<sw::PretrainingPipeline> data;

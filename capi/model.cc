@@ -162,6 +162,7 @@ sw_status sw_model_forward(sw_model* model, const sw_batch* batch, int train, in
     const sw::Batch b = to_batch(batch, compute_gradients != 0);
     sw::ForwardOptions options;
     options.train = train != 0;
+    if (options.train) options.step = s.train_forwards.fetch_add(1);
     auto result = std::make_unique<sw_result>();
     result->num_experts = s.model.config().num_experts();
     if (compute_gradients) {
@@ -259,8 +260,7 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
                             int64_t* lengths, size_t lengths_len) {
   return guard(__func__, [&] {
     ModelState& s = model_state(model);
-    const sw_generate_options& o = deref(options, "options");
-    check_struct_size(o.struct_size, sizeof(sw_generate_options), "options");
+    const sw_generate_options o = read_struct(options, "options");
     SW_CHECK_ARG(o.max_new_tokens >= 1, "options->max_new_tokens must be >= 1, got ",
                  o.max_new_tokens);
     SW_CHECK(
@@ -269,11 +269,13 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
         "only greedy decoding is in this version (num_beams 1, top_k 0, top_p 0 or 1, "
         "temperature 0)");
     SW_CHECK_ARG(o.vocab_limit >= 0, "options->vocab_limit must be >= 0, got ", o.vocab_limit);
-    const sw_batch& in = deref(inputs, "inputs");
-    check_struct_size(in.struct_size, sizeof(sw_batch), "inputs");
+    const sw_batch in = read_struct(inputs, "inputs");
     SW_CHECK_ARG(in.batch >= 1 && in.input_len >= 1,
                  "inputs: batch and input_len must be >= 1, got ", in.batch, " and ", in.input_len);
-    check_length(out_len, in.batch * o.max_new_tokens, "out_ids");
+    int64_t out_count = 0;
+    SW_CHECK_ARG(!__builtin_mul_overflow(in.batch, o.max_new_tokens, &out_count), "out_ids: batch ",
+                 in.batch, " x max_new_tokens ", o.max_new_tokens, " overflows");
+    check_length(out_len, out_count, "out_ids");
     check_length(lengths_len, in.batch, "lengths");
     SW_CHECK_ARG(out_ids != nullptr && lengths != nullptr, "out_ids and lengths must not be NULL");
     // Only the encoder side is used: a one-token decoder stands in for the rest.
@@ -293,7 +295,11 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
                                     o.vocab_limit);
     }
     std::fill(out_ids, out_ids + out_len, 0);
+    SW_CHECK(generated.size() == static_cast<size_t>(in.batch), sw::Status::kInternal,
+             "generation returned ", generated.size(), " rows for ", in.batch);
     for (size_t i = 0; i < generated.size(); ++i) {
+      SW_CHECK(generated[i].size() <= static_cast<size_t>(o.max_new_tokens), sw::Status::kInternal,
+               "generation returned too many tokens");
       std::copy(generated[i].begin(), generated[i].end(),
                 out_ids + i * static_cast<size_t>(o.max_new_tokens));
       lengths[i] = static_cast<int64_t>(generated[i].size());

@@ -8,9 +8,9 @@
 #include "core/tensor/dtype.h"
 
 // The public structs' layouts are ABI: a field moved by mistake fails the build.
-static_assert(sizeof(void*) != 8 || sizeof(sw_batch) == 72, "sw_batch layout changed");
-static_assert(offsetof(sw_batch, batch) == 8 && offsetof(sw_batch, input_ids) == 32 &&
-                  offsetof(sw_batch, labels) == 64,
+static_assert(sizeof(void*) != 8 ||
+                  (sizeof(sw_batch) == 72 && offsetof(sw_batch, batch) == 8 &&
+                   offsetof(sw_batch, input_ids) == 32 && offsetof(sw_batch, labels) == 64),
               "sw_batch layout changed");
 static_assert(sizeof(sw_routing_stats) == 80 && offsetof(sw_routing_stats, block) == 8 &&
                   offsetof(sw_routing_stats, dropped_fraction) == 48 &&
@@ -34,16 +34,16 @@ namespace {
 thread_local std::string last_error;
 }  // namespace
 
-sw_status fail(Status status, const std::string& message) {
+sw_status fail(Status status, const char* function, const char* what) noexcept {
   try {
-    last_error = message;
+    last_error.assign(function).append(": ").append(what);
   } catch (...) {
-    // No memory for the message: the status still says what happened.
+    last_error.clear();  // no memory for the message: the status still says what happened
   }
   return static_cast<sw_status>(status);
 }
 
-void clear_error() { last_error.clear(); }
+void clear_error() noexcept { last_error.clear(); }
 
 ScopedThreads::ScopedThreads(int threads) : previous_(omp_get_max_threads()) {
   if (threads > 0) omp_set_num_threads(threads);
@@ -69,14 +69,13 @@ void check_length(size_t given, int64_t expected, const char* name) {
                expected, " needed");
 }
 
-void check_struct_size(uint32_t struct_size, size_t v1_size, const char* name) {
-  SW_CHECK_ARG(struct_size >= v1_size, name, "->struct_size is ", struct_size,
-               ", expected >= ", v1_size, " (set it with SW_INIT_STRUCT)");
+void check_struct_size(uint32_t struct_size, size_t minimum, const char* name) {
+  SW_CHECK_ARG(struct_size >= minimum, name, "->struct_size is ", struct_size,
+               ", expected >= ", minimum, " (set it with SW_INIT_STRUCT)");
 }
 
 Batch to_batch(const sw_batch* b, bool labels_required) {
-  const sw_batch& batch = deref(b, "batch");
-  check_struct_size(batch.struct_size, sizeof(sw_batch), "batch");
+  const sw_batch batch = read_struct(b, "batch");
   SW_CHECK_ARG(batch.batch >= 1, "batch->batch must be >= 1, got ", batch.batch);
   SW_CHECK_ARG(batch.input_len >= 1, "batch->input_len must be >= 1, got ", batch.input_len);
   SW_CHECK_ARG(batch.target_len >= 1, "batch->target_len must be >= 1, got ", batch.target_len);

@@ -17,7 +17,9 @@ sw_trainer& trainer_arg(sw_trainer* t) {
 // The built-in data, prepared on first use (the tokenizer may be trained then).
 PretrainingPipeline& pipeline(sw_trainer& t) {
   if (!t.data) {
-    auto data = std::make_unique<PretrainingPipeline>(t.config);
+    TrainConfig config = t.config;
+    if (config.tokenizer_model().empty()) config.set_tokenizer_model(t.tokenizer_path);
+    auto data = std::make_unique<PretrainingPipeline>(config);
     data->check_model(t.model->model.config());
     data->train_data().set_position(t.resume_position);
     t.eval_batches = data->eval_batches(t.model->model.config());
@@ -62,6 +64,13 @@ std::filesystem::path checkpoint_root_of(const std::string& path) {
 
 sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
   validate(config);
+  SW_CHECK(model->model.device().is_cpu(), Status::kUnsupported,
+           "training runs on CPU models in this version; the model is on ",
+           model->model.device().str());
+  SW_CHECK(model->model.config().aux_loss_mode() == ModelConfig::AUX_PER_LAYER,
+           Status::kUnsupported, "training needs aux_loss_mode AUX_PER_LAYER (the HF modes ",
+           "have no backward); the model has ",
+           ModelConfig::AuxLossMode_Name(model->model.config().aux_loss_mode()));
   *config.mutable_model() = model->model.config();
   auto t = std::make_unique<sw_trainer>();
   t->trainer = std::make_unique<Trainer>(model->model, train_options(config));
@@ -88,14 +97,25 @@ sw_status sw_trainer_create(sw_model* model, const sw_config* train_config, sw_t
 sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out) {
   return guard(__func__, [&] {
     sw_trainer& t = trainer_arg(trainer);
-    if (out) check_struct_size(out->struct_size, sizeof(sw_metrics), "out");
+    if (out) check_struct_size(out->struct_size, v1_size<sw_metrics>(), "out");
     std::lock_guard trainer_lock(t.mutex);
-    const sw::Batch b =
-        batch ? to_batch(batch, true) : pipeline(t).next_batch(t.model->model.config());
+    sw::Batch b;
+    sw::DataPosition before;
+    if (batch) {
+      b = to_batch(batch, true);
+    } else {
+      before = pipeline(t).train_data().position();
+      b = t.data->next_batch(t.model->model.config());
+    }
     std::unique_lock lock(t.model->mutex);
     ScopedThreads threads(t.model->threads);
-    const sw::TrainMetrics m =
-        t.trainer->step(sw::split_micro_batches(b, t.config.micro_batches()));
+    sw::TrainMetrics m;
+    try {
+      m = t.trainer->step(sw::split_micro_batches(b, t.config.micro_batches()));
+    } catch (...) {
+      if (!batch) t.data->train_data().set_position(before);  // the batch comes again
+      throw;
+    }
     if (out) write_struct(out, to_metrics(m), "out");
   });
 }
@@ -135,7 +155,7 @@ sw_status sw_trainer_save(sw_trainer* trainer, const char* root) {
       c.parameters.push_back({e.name, e.tensor.to(sw::Device::cpu())});
     c.optimizer_state = t.trainer->optimizer().state();
     // The tokenizer first: a checkpoint that `latest` names always has its tokenizer.
-    if (t.data && t.config.tokenizer_model().empty()) {
+    if (t.data) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       SW_CHECK(!ec, sw::Status::kIo, "cannot create ", dir, ": ", ec.message());
@@ -155,19 +175,16 @@ sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** 
     const sw::Checkpoint c = sw::load_checkpoint(where);
     SW_CHECK_ARG(c.train.ByteSizeLong() > 0, "path: ", where,
                  " holds a model saved without a trainer (load it with sw_model_load)");
-    sw::TrainConfig config = c.train;
-    // A trained tokenizer lives beside the checkpoints (sw_trainer_save) or beside their
-    // folder (`switch train --out DIR`: DIR/tokenizer.model, DIR/checkpoints/...).
-    if (config.tokenizer_model().empty()) {
-      const std::filesystem::path root = checkpoint_root_of(where);
-      for (const auto& candidate : {root / "tokenizer.model", root / ".." / "tokenizer.model"})
-        if (std::filesystem::exists(candidate)) {
-          config.set_tokenizer_model(candidate.string());
-          break;
-        }
-    }
     auto state = make_model_state(sw::model_from_checkpoint(c), device);
-    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), config));
+    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), c.train));
+    // The run's tokenizer lives beside the checkpoints (sw_trainer_save) or beside their
+    // folder (`switch train --out DIR`: DIR/tokenizer.model, DIR/checkpoints/...).
+    const std::filesystem::path root = std::filesystem::canonical(checkpoint_root_of(where));
+    for (const auto& candidate : {root / "tokenizer.model", root.parent_path() / "tokenizer.model"})
+      if (std::filesystem::exists(candidate)) {
+        t->tokenizer_path = std::filesystem::canonical(candidate).string();
+        break;
+      }
     t->trainer->restore(c.step, c.optimizer_state);
     t->resume_position = c.data;
     *target = t.release();

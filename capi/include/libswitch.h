@@ -22,15 +22,17 @@
  *   that many bytes, so a program built against an older header keeps working.
  * - Token ids and masks are int32, row-major [batch, length]. Labels of -100 are ignored.
  *
- * Thread safety
+ * Thread safety (no handle may be destroyed while a call on it is in flight; give each
+ * thread its own handle with sw_model_retain when lifetimes are unclear)
  * - sw_config: not synchronised; do not use one config from two threads while either
  *   changes it. Reading one config from several threads is safe.
- * - sw_model: every function may be called from any thread at any time. Forward passes
- *   without gradients run concurrently; calls that change the model (set_parameter,
- *   load_parameters, a forward with gradients, a trainer step) wait for the others.
+ * - sw_model: its functions may be called from several threads at once. Calls that only
+ *   read (forward without gradients, generate, get_parameter, save, export) run
+ *   concurrently; calls that change the model (set_parameter, load_parameters, a forward
+ *   with gradients, a trainer step) run alone, after the reads in flight. Each call uses
+ *   the model's thread count (sw_model_set_threads), so N concurrent calls use N times it.
  * - sw_result: immutable; safe to read from many threads.
- * - sw_trainer: one thread at a time per trainer (its calls are serialised internally,
- *   so misuse is slow, not unsafe).
+ * - sw_trainer: its calls are serialised internally; use it from one thread at a time.
  * - sw_last_error() is per thread.
  *
  * ABI: functions and enum values are only ever appended; struct fields only appended.
@@ -42,8 +44,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32)
+#if defined(_WIN32) && defined(SW_BUILDING_LIBRARY)
 #define SW_API __declspec(dllexport)
+#elif defined(_WIN32)
+#define SW_API __declspec(dllimport)
 #elif defined(__GNUC__)
 #define SW_API __attribute__((visibility("default")))
 #else
@@ -156,6 +160,7 @@ SW_API void sw_config_destroy(sw_config* config);
  * may be NULL (no loss). Ids must lie in [0, vocab_size). */
 typedef struct sw_batch {
   uint32_t struct_size;
+  uint32_t reserved;                     /* zero; keeps the layout the same on every ABI */
   int64_t batch;                         /* sequences */
   int64_t input_len;                     /* encoder tokens per sequence */
   int64_t target_len;                    /* decoder tokens per sequence */
@@ -181,8 +186,8 @@ SW_API void sw_model_destroy(sw_model* model);
 SW_API sw_status sw_model_config(const sw_model* model, sw_config** out);
 SW_API sw_status sw_model_seed(const sw_model* model, uint64_t* out);
 SW_API sw_status sw_model_device(const sw_model* model, char* buf, size_t cap, size_t* needed);
-/* CPU threads this model's calls use (0: every core, the default). Applies to calls made
- * afterwards from any thread. */
+/* CPU threads each of this model's calls uses; 0 (the default) leaves the calling
+ * thread's OpenMP setting (OMP_NUM_THREADS, else every core). Applies to later calls. */
 SW_API sw_status sw_model_set_threads(sw_model* model, int threads);
 SW_API sw_status sw_model_threads(const sw_model* model, int* out);
 
@@ -205,8 +210,9 @@ SW_API sw_status sw_model_set_parameter(sw_model* model, const char* name, const
 /* The outputs of one forward pass. */
 typedef struct sw_result sw_result;
 
-/* One forward pass. train: dropout, jitter and the train capacity factor (else eval
- * mode). compute_gradients: also the gradient of the loss w.r.t. every parameter
+/* One forward pass. train: dropout, jitter and the train capacity factor, with new noise
+ * at every call (a per-model counter keys the random streams); else eval mode, which is
+ * deterministic. compute_gradients: also the gradient of the loss w.r.t. every parameter
  * (labels required; CPU models), kept on the model for sw_model_get_gradient until the
  * next forward with gradients. */
 SW_API sw_status sw_model_forward(sw_model* model, const sw_batch* batch, int train,
@@ -273,7 +279,8 @@ typedef struct sw_trainer sw_trainer;
 
 typedef struct sw_metrics {
   uint32_t struct_size;
-  int64_t step; /* optimizer steps taken */
+  uint32_t reserved; /* zero; keeps the layout the same on every ABI */
+  int64_t step;      /* optimizer steps taken */
   double loss, ce, aux, z;
   double grad_norm;     /* before clipping (0 for evaluation) */
   double learning_rate; /* of the step (0 for evaluation) */
@@ -285,21 +292,25 @@ typedef struct sw_metrics {
 
 /* A trainer for model with train_config (SW_CONFIG_TRAIN: optimizer, schedule, batch,
  * data). The config's model_preset and model fields are not used: the trainer trains the
- * model it is given, and keeps it alive. */
+ * model it is given, and keeps it alive. Training runs on CPU models with the per-layer
+ * aux loss (AUX_PER_LAYER) in this version: others are SW_ERR_UNSUPPORTED. */
 SW_API sw_status sw_trainer_create(sw_model* model, const sw_config* train_config,
                                    sw_trainer** out);
 /* One optimizer step on batch (labels required; split into the config's micro_batches),
  * or, with batch NULL, on the next batch of the built-in span-corruption pipeline (the
- * config's corpus and tokenizer, prepared at the first such call). out may be NULL. */
+ * config's corpus and tokenizer, prepared at the first such call). A failed step changes
+ * nothing: the pipeline stays on the same batch. out may be NULL. */
 SW_API sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out);
 /* The loss on batch, or with NULL on the pipeline's held-out batches; nothing updated. */
 SW_API sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out);
-/* Saves model, optimizer state, step and data position as a checkpoint under root (and
- * the pipeline's tokenizer as root/tokenizer.model); sw_checkpoint_latest(root) then
- * names it. Keeps the config's keep_checkpoints newest checkpoints under root. */
+/* Saves model, optimizer state, step and data position as a checkpoint under root, and,
+ * once the built-in pipeline is in use, its tokenizer as root/tokenizer.model;
+ * sw_checkpoint_latest(root) then names the checkpoint. Keeps the config's
+ * keep_checkpoints newest checkpoints under root. */
 SW_API sw_status sw_trainer_save(sw_trainer* trainer, const char* root);
 /* A trainer continuing a checkpoint written by sw_trainer_save (or `switch train`): its
- * model on device, optimizer state, step and data position. */
+ * model, optimizer state, step and data position; the tokenizer from root/tokenizer.model
+ * (or root/../tokenizer.model, the layout of `switch train --out`). device: "cpu". */
 SW_API sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** out);
 /* A new handle to the trainer's model (caller destroys it). */
 SW_API sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out);
@@ -309,6 +320,7 @@ SW_API void sw_trainer_destroy(sw_trainer* trainer);
 
 typedef struct sw_generate_options {
   uint32_t struct_size;
+  uint32_t reserved;      /* zero; keeps the layout the same on every ABI */
   int64_t max_new_tokens; /* >= 1 */
   int64_t num_beams;      /* 1 (greedy); beam search is not in this version */
   int64_t top_k;          /* 0; sampling is not in this version */
@@ -330,7 +342,8 @@ SW_API sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
  * "bf16") with this model's parameters: per-block max and mean relative differences of
  * the outputs and routing agreement, as a table in report. *within_tolerance is 1 when
  * every block is within tolerance (<= 0: 1e-4 for f32, 2e-2 for bf16) and every token is
- * routed alike. */
+ * routed alike. The comparison runs again for each call: give a report buffer of a few KiB
+ * rather than asking for the size first. */
 SW_API sw_status sw_model_validate(const sw_model* model, const sw_batch* batch, const char* device,
                                    const char* dtype, double tolerance, char* report, size_t cap,
                                    size_t* needed, int* within_tolerance);

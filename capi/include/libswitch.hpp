@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,16 +32,20 @@ inline void check(sw_status status) {
     throw Error(status, std::string(sw_status_string(status)) + ": " + sw_last_error());
 }
 
-// The (buf, cap, needed) protocol: ask for the size, then fill.
+// The (buf, cap, needed) protocol: ask for the size, then fill (again if it grew).
 template <typename Call>
 std::string read_string(Call&& call) {
-  size_t needed = 0;
-  sw_status first = call(nullptr, 0, &needed);
-  if (first != SW_OK && needed == 0) check(first);
-  std::string out(needed, '\0');
-  check(call(out.data(), out.size(), &needed));
-  out.resize(needed - 1);
-  return out;
+  std::string out(256, '\0');
+  while (true) {
+    size_t needed = 0;
+    const sw_status status = call(out.data(), out.size(), &needed);
+    if (status == SW_OK) {
+      out.resize(needed - 1);
+      return out;
+    }
+    if (needed <= out.size()) check(status);  // failed for another reason than the size
+    out.assign(needed, '\0');
+  }
 }
 
 // A move-only owner of one C handle.
@@ -76,7 +81,23 @@ struct Batch {
   int64_t batch = 0, input_len = 0, target_len = 0;
   std::vector<int32_t> input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, labels;
 
+  // Throws unless every non-empty vector holds exactly its [batch, length] ids.
   sw_batch view() const {
+    if (batch < 1 || input_len < 1 || target_len < 1)
+      throw Error(SW_ERR_INVALID_ARGUMENT, "Batch: batch, input_len and target_len must be >= 1");
+    const size_t in = static_cast<size_t>(batch) * static_cast<size_t>(input_len);
+    const size_t out = static_cast<size_t>(batch) * static_cast<size_t>(target_len);
+    auto expect = [](const std::vector<int32_t>& v, size_t n, const char* name, bool required) {
+      if ((required || !v.empty()) && v.size() != n)
+        throw Error(SW_ERR_INVALID_ARGUMENT, std::string("Batch: ") + name + " holds " +
+                                                 std::to_string(v.size()) + " ids, expected " +
+                                                 std::to_string(n));
+    };
+    expect(input_ids, in, "input_ids", true);
+    expect(attention_mask, in, "attention_mask", false);
+    expect(decoder_input_ids, out, "decoder_input_ids", true);
+    expect(decoder_attention_mask, out, "decoder_attention_mask", false);
+    expect(labels, out, "labels", false);
     sw_batch b;
     SW_INIT_STRUCT(&b);
     b.batch = batch;
@@ -143,11 +164,17 @@ class Config {
       return sw_config_get_string(get(), field.c_str(), b, cap, n);
     });
   }
-  Config& set(const std::string& field, int64_t v) {
-    detail::check(sw_config_set_int(get(), field.c_str(), v));
+  // Any integer type (bool excepted) sets an integer or enum field.
+  template <typename Int,
+            typename = std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>>>
+  Config& set(const std::string& field, Int v) {
+    if constexpr (std::is_unsigned_v<Int>) {
+      if (static_cast<uint64_t>(v) > static_cast<uint64_t>(INT64_MAX))
+        throw Error(SW_ERR_OUT_OF_RANGE, field + ": " + std::to_string(v) + " does not fit int64");
+    }
+    detail::check(sw_config_set_int(get(), field.c_str(), static_cast<int64_t>(v)));
     return *this;
   }
-  Config& set(const std::string& field, int v) { return set(field, static_cast<int64_t>(v)); }
   Config& set(const std::string& field, double v) {
     detail::check(sw_config_set_double(get(), field.c_str(), v));
     return *this;
@@ -268,10 +295,11 @@ class Model {
     return names;
   }
   std::vector<int64_t> parameter_shape(const std::string& name) const {
-    int64_t dims[8];
     int ndim = 0;
-    detail::check(sw_model_parameter_shape(get(), name.c_str(), dims, 8, &ndim));
-    return std::vector<int64_t>(dims, dims + ndim);
+    detail::check(sw_model_parameter_shape(get(), name.c_str(), nullptr, 0, &ndim));
+    std::vector<int64_t> dims(static_cast<size_t>(ndim));
+    detail::check(sw_model_parameter_shape(get(), name.c_str(), dims.data(), ndim, &ndim));
+    return dims;
   }
   std::vector<float> get_parameter(const std::string& name) const {
     std::vector<float> out(numel(parameter_shape(name)));
@@ -297,12 +325,14 @@ class Model {
   // Greedy generation: one vector of new ids per input sequence.
   std::vector<std::vector<int32_t>> generate(const Batch& inputs, int64_t max_new_tokens,
                                              int32_t vocab_limit = 0) {
+    if (max_new_tokens < 1 || max_new_tokens > (int64_t{1} << 20))
+      throw Error(SW_ERR_INVALID_ARGUMENT, "generate: max_new_tokens must be in [1, 2^20]");
+    const sw_batch b = inputs.view();
     sw_generate_options o;
     SW_INIT_STRUCT(&o);
     o.max_new_tokens = max_new_tokens;
     o.num_beams = 1;
     o.vocab_limit = vocab_limit;
-    const sw_batch b = inputs.view();
     std::vector<int32_t> ids(static_cast<size_t>(inputs.batch * max_new_tokens));
     std::vector<int64_t> lengths(static_cast<size_t>(inputs.batch));
     detail::check(

@@ -1,5 +1,6 @@
 #include "core/model/config_fields.h"
 
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <type_traits>
@@ -74,6 +75,12 @@ T in_range(const std::string& path, int64_t value) {
                                  static_cast<uint64_t>(std::numeric_limits<T>::max())),
            Status::kOutOfRange, "config field \"", path, "\": ", value, " is out of range");
   return static_cast<T>(value);
+}
+
+float to_float(const std::string& path, double value) {
+  SW_CHECK(!(std::fabs(value) > std::numeric_limits<float>::max()), Status::kOutOfRange,
+           "config field \"", path, "\": ", value, " does not fit a float");
+  return static_cast<float>(value);
 }
 
 }  // namespace
@@ -175,7 +182,7 @@ void set_int_field(Message& root, const std::string& path, int64_t value) {
       r->SetDouble(m, f, static_cast<double>(value));
       break;
     case FieldDescriptor::CPPTYPE_FLOAT:
-      r->SetFloat(m, f, static_cast<float>(value));
+      r->SetFloat(m, f, to_float(path, static_cast<double>(value)));
       break;
     default:
       wrong_type(path, f, "an integer");
@@ -190,7 +197,7 @@ void set_double_field(Message& root, const std::string& path, double value) {
   if (f->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE)
     m->GetReflection()->SetDouble(m, f, value);
   else if (f->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT)
-    m->GetReflection()->SetFloat(m, f, static_cast<float>(value));
+    m->GetReflection()->SetFloat(m, f, to_float(path, value));
   else
     wrong_type(path, f, "a number");
   root.CopyFrom(*copy);

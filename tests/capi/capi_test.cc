@@ -4,6 +4,8 @@
 // forward passes on one model.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -501,6 +503,74 @@ TEST_F(CApi, ConcurrentForwardPassesOnOneModel) {
   for (const auto& g : got) EXPECT_EQ(g, expected);
 }
 
+// A writer between readers: every forward sees the old parameters or the new, never a mix.
+TEST_F(CApi, ParameterWritesAreAtomicForConcurrentReaders) {
+  const char* name = "shared.weight";
+  std::vector<float> a(384 * 64), b;
+  ASSERT_SW_OK(sw_model_get_parameter(model_, name, a.data(), a.size()));
+  b = a;
+  for (float& x : b) x *= 0.5f;
+  const std::vector<float> logits_a = logits(model_, batch_.view);
+  ASSERT_SW_OK(sw_model_set_parameter(model_, name, b.data(), b.size()));
+  const std::vector<float> logits_b = logits(model_, batch_.view);
+  ASSERT_NE(logits_a, logits_b);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 20; ++i)
+      EXPECT_EQ(sw_model_set_parameter(model_, name, (i % 2 ? b : a).data(), a.size()), SW_OK);
+    done = true;
+  });
+  std::vector<std::thread> readers;
+  std::atomic<int> mixed{0}, reads{0};
+  for (int r = 0; r < 2; ++r)
+    readers.emplace_back([&] {
+      while (!done) {
+        const std::vector<float> got = logits(model_, batch_.view);
+        mixed += got != logits_a && got != logits_b;
+        ++reads;
+      }
+    });
+  writer.join();
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(mixed, 0) << "of " << reads << " reads";
+}
+
+// Structs from a newer caller (larger struct_size) work, and nothing past this version's
+// fields is written; train-mode forwards draw new noise each call.
+TEST_F(CApi, StructSizesAndTrainModeNoise) {
+  struct Newer {
+    sw_routing_stats stats;
+    unsigned char extra[16];
+  } newer;
+  std::memset(&newer, 0xab, sizeof newer);
+  newer.stats.struct_size = sizeof newer;
+  sw_result* r = nullptr;
+  ASSERT_SW_OK(sw_model_forward(model_, &batch_.view, 0, 0, &r));
+  ASSERT_SW_OK(sw_result_routing(r, 0, &newer.stats, nullptr, 0));
+  EXPECT_EQ(newer.stats.struct_size, sizeof newer);
+  EXPECT_EQ(newer.stats.num_experts, 8);
+  for (unsigned char c : newer.extra) EXPECT_EQ(c, 0xab);
+  sw_result_destroy(r);
+
+  sw_config* noisy = nullptr;
+  ASSERT_SW_OK(sw_config_preset("tiny", &noisy));  // dropout 0.1
+  sw_model* m = nullptr;
+  ASSERT_SW_OK(sw_model_create(noisy, "cpu", 1, &m));
+  double first = 0, second = 0, eval1 = 0, eval2 = 0;
+  ASSERT_SW_OK(sw_model_forward(m, &batch_.view, 1, 0, &r));
+  sw_result_losses(r, &first, nullptr, nullptr, nullptr);
+  sw_result_destroy(r);
+  ASSERT_SW_OK(sw_model_forward(m, &batch_.view, 1, 0, &r));
+  sw_result_losses(r, &second, nullptr, nullptr, nullptr);
+  sw_result_destroy(r);
+  EXPECT_NE(first, second);
+  eval1 = loss(m, batch_.view);
+  eval2 = loss(m, batch_.view);
+  EXPECT_EQ(eval1, eval2);
+  sw_model_destroy(m);
+  sw_config_destroy(noisy);
+}
+
 TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
   sw_config* train = nullptr;
   ASSERT_SW_OK(sw_config_from_text(
@@ -509,6 +579,14 @@ TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
   sw_trainer* trainer = nullptr;
   EXPECT_STATUS(sw_trainer_create(model_, config_, &trainer), SW_ERR_INVALID_ARGUMENT,
                 "a train config is needed");
+  sw_config* hf = nullptr;
+  ASSERT_SW_OK(sw_config_clone(config_, &hf));
+  ASSERT_SW_OK(sw_config_set_string(hf, "aux_loss_mode", "AUX_HF_CONCAT"));
+  sw_model* hf_model = nullptr;
+  ASSERT_SW_OK(sw_model_create(hf, "cpu", 0, &hf_model));
+  EXPECT_STATUS(sw_trainer_create(hf_model, train, &trainer), SW_ERR_UNSUPPORTED, "AUX_PER_LAYER");
+  sw_model_destroy(hf_model);
+  sw_config_destroy(hf);
   ASSERT_SW_OK(sw_trainer_create(model_, train, &trainer));
   // The trainer keeps the model alive: this handle may go.
   sw_model_destroy(model_);
@@ -635,6 +713,10 @@ TEST_F(CApi, GreedyGeneration) {
   EXPECT_EQ(again, ids);
   EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 9, lengths.data(), 2),
                 SW_ERR_INVALID_ARGUMENT, "out_ids: length 9 given, 10 needed");
+  o.max_new_tokens = INT64_MAX / 2 + 1;  // x 2 sequences overflows
+  EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
+                SW_ERR_INVALID_ARGUMENT, "overflows");
+  o.max_new_tokens = 5;
   o.num_beams = 4;
   EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
                 SW_ERR_UNSUPPORTED, "greedy");
@@ -692,6 +774,11 @@ TEST(CApiTrainer, RestoredTrainerContinuesBitForBit) {
   }
   EXPECT_EQ(resumed, straight);
   EXPECT_GT(trainer.evaluate().loss, 0);
+  // Saved again elsewhere, the run carries its tokenizer along.
+  TempDir again;
+  trainer.save(again.path);
+  EXPECT_TRUE(fs::exists(again.path + "/tokenizer.model"));
+  EXPECT_EQ(libswitch::Trainer::restore(again.path).step().step, 5);
 
   // A model saved without a trainer cannot be continued as a training run.
   TempDir model_only;
