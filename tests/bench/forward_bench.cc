@@ -1,7 +1,7 @@
 // CPU benchmarks (Google Benchmark), reported as rates and as ratios to a reference
 // measured in the same run:
 //   Forward/<preset>      forward tokens/s at batch 8, encoder 512, decoder 128, and the
-//                         process's peak resident memory
+//                         process's peak resident memory; Forward/tiny_small at 1 x (16 + 4)
 //   SwitchFfn             the Switch FFN forward of the switch-base-8 layer shape (router,
 //                         capacity, dispatch, 8 expert FFNs, combine) in GFLOP/s
 //   DenseGemm             Eigen's plain GEMM doing the same expert FLOPs: the ceiling the
@@ -22,18 +22,23 @@ namespace {
 
 constexpr int64_t kBatch = 8, kEncoderLen = 512, kDecoderLen = 128;
 
-void Forward(benchmark::State& state, const char* preset) {
+void Forward(benchmark::State& state, const char* preset, int64_t batch = kBatch,
+             int64_t encoder_len = kEncoderLen, int64_t decoder_len = kDecoderLen) {
   const sw::ModelConfig c = sw::preset(preset);
   const sw::SwitchTransformer model(c, 0);
-  const sw::Batch b = sw::bench::random_batch(c, kBatch, kEncoderLen, kDecoderLen);
+  const sw::Batch b = sw::bench::random_batch(c, batch, encoder_len, decoder_len);
   for (auto _ : state) benchmark::DoNotOptimize(model.forward(b).loss);
   state.counters["tokens/s"] =
-      benchmark::Counter(static_cast<double>(kBatch * (kEncoderLen + kDecoderLen)),
+      benchmark::Counter(static_cast<double>(batch * (encoder_len + decoder_len)),
                          benchmark::Counter::kIsIterationInvariantRate);
   state.counters["params_M"] = model.parameters().num_elements() / 1e6;
   state.counters["peak_rss_GiB"] = sw::bench::peak_rss_gib();
 }
 BENCHMARK_CAPTURE(Forward, tiny, "tiny")->Unit(benchmark::kMillisecond)->UseRealTime();
+// The shape capi_bench.cc's CApiForward/tiny_small runs through the C ABI.
+BENCHMARK_CAPTURE(Forward, tiny_small, "tiny", 1, 16, 4)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(Forward, switch_base_8, "switch-base-8")
     ->Unit(benchmark::kSecond)
     ->UseRealTime()
