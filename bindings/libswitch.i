@@ -1,0 +1,446 @@
+/* libswitch.i: the one SWIG interface of every binding (Python, Java, Go), over the C ABI
+ * in capi/include/libswitch.h.
+ *
+ * The C ABI returns handles, numbers and strings through out parameters, which SWIG maps
+ * differently in every language. So this interface adds a few `swb_` helpers that return
+ * them instead, recording the call's status in a per-thread slot read by swb_status():
+ * every language's thin layer checks it (or a returned sw_status) after each call and
+ * turns a failure into its own error (libswitch.Error, LibSwitchException, error).
+ * Arrays cross as (pointer, length) pairs mapped per language to numpy buffers, Java
+ * arrays and Go slices; a NULL/None/nil/empty array is "absent" (masks, labels).
+ */
+%module libswitch_raw
+
+%{
+#include <stdlib.h>
+#include <string.h>
+
+#include "libswitch.h"
+
+/* The status of this thread's last swb_ helper call. */
+static __thread sw_status swb_last_status = SW_OK;
+
+static int swb_record(sw_status s) {
+  swb_last_status = s;
+  return s == SW_OK;
+}
+
+/* A string from a (buf, cap, needed) call, malloc'ed (the bindings free it), or NULL. */
+typedef sw_status (*swb_string_call)(const void* a, const void* b, int64_t i, char* buf,
+                                     size_t cap, size_t* needed);
+static char* swb_read_string(swb_string_call call, const void* a, const void* b, int64_t i) {
+  size_t needed = 0;
+  char* out;
+  call(a, b, i, NULL, 0, &needed);
+  if (needed == 0) { /* failed for another reason than the size: record why */
+    swb_record(call(a, b, i, NULL, 0, &needed));
+    return NULL;
+  }
+  out = (char*)malloc(needed);
+  if (!out) {
+    swb_last_status = SW_ERR_OUT_OF_MEMORY;
+    return NULL;
+  }
+  if (!swb_record(call(a, b, i, out, needed, &needed))) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+static sw_status swb_config_to_text_call(const void* c, const void* unused, int64_t i, char* buf,
+                                         size_t cap, size_t* needed) {
+  (void)unused;
+  (void)i;
+  return sw_config_to_text((const sw_config*)c, buf, cap, needed);
+}
+static sw_status swb_config_get_string_call(const void* c, const void* field, int64_t i,
+                                            char* buf, size_t cap, size_t* needed) {
+  (void)i;
+  return sw_config_get_string((const sw_config*)c, (const char*)field, buf, cap, needed);
+}
+static sw_status swb_preset_name_call(const void* unused, const void* unused2, int64_t i,
+                                      char* buf, size_t cap, size_t* needed) {
+  (void)unused;
+  (void)unused2;
+  return sw_config_preset_name(i, buf, cap, needed);
+}
+static sw_status swb_parameter_name_call(const void* m, const void* unused, int64_t i, char* buf,
+                                         size_t cap, size_t* needed) {
+  (void)unused;
+  return sw_model_parameter_name((const sw_model*)m, i, buf, cap, needed);
+}
+static sw_status swb_device_call(const void* m, const void* unused, int64_t i, char* buf,
+                                 size_t cap, size_t* needed) {
+  (void)unused;
+  (void)i;
+  return sw_model_device((const sw_model*)m, buf, cap, needed);
+}
+static sw_status swb_latest_call(const void* root, const void* unused, int64_t i, char* buf,
+                                 size_t cap, size_t* needed) {
+  (void)unused;
+  (void)i;
+  return sw_checkpoint_latest((const char*)root, buf, cap, needed);
+}
+
+/* A batch from (pointer, length) arrays: length 0 means absent; a length that does not
+ * match its shape is the C ABI's error to report, so it is checked here first. */
+static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t target_len,
+                     const int32_t* input_ids, size_t n_input_ids, const int32_t* attention_mask,
+                     size_t n_attention_mask, const int32_t* decoder_input_ids,
+                     size_t n_decoder_input_ids, const int32_t* decoder_attention_mask,
+                     size_t n_decoder_attention_mask, const int32_t* labels, size_t n_labels) {
+  const size_t in = (size_t)(batch > 0 && input_len > 0 ? batch * input_len : 0);
+  const size_t out = (size_t)(batch > 0 && target_len > 0 ? batch * target_len : 0);
+  SW_INIT_STRUCT(b);
+  b->batch = batch;
+  b->input_len = input_len;
+  b->target_len = target_len;
+  if ((n_input_ids && n_input_ids != in) || (n_attention_mask && n_attention_mask != in) ||
+      (n_decoder_input_ids && n_decoder_input_ids != out) ||
+      (n_decoder_attention_mask && n_decoder_attention_mask != out) ||
+      (n_labels && n_labels != out)) {
+    swb_last_status = SW_ERR_INVALID_ARGUMENT;
+    return 0;
+  }
+  b->input_ids = n_input_ids ? input_ids : NULL;
+  b->attention_mask = n_attention_mask ? attention_mask : NULL;
+  b->decoder_input_ids = n_decoder_input_ids ? decoder_input_ids : NULL;
+  b->decoder_attention_mask = n_decoder_attention_mask ? decoder_attention_mask : NULL;
+  b->labels = n_labels ? labels : NULL;
+  return 1;
+}
+%}
+
+%include <stdint.i>
+
+/* ------------------------------------------------------------------ arrays, per language */
+#if defined(SWIGPYTHON)
+%include "python/typemaps.i"
+#elif defined(SWIGJAVA)
+%include "java/typemaps.i"
+#elif defined(SWIGGO)
+%include "go/typemaps.i"
+#endif
+
+%newobject swb_config_to_text;
+%newobject swb_config_get_string;
+%newobject swb_preset_name;
+%newobject swb_parameter_name;
+%newobject swb_model_device;
+%newobject swb_checkpoint_latest;
+%typemap(newfree) char* "free($1);";
+
+/* ------------------------------------------------------------------ the C ABI itself */
+/* Functions whose arguments and results need no helper are wrapped as they are; the
+ * others get a swb_ helper below. */
+%ignore sw_config_preset;
+%ignore sw_config_preset_count;
+%ignore sw_config_preset_name;
+%ignore sw_config_from_text;
+%ignore sw_config_train_default;
+%ignore sw_config_clone;
+%ignore sw_config_kind_of;
+%ignore sw_config_to_text;
+%ignore sw_config_field_type;
+%ignore sw_config_get_int;
+%ignore sw_config_get_double;
+%ignore sw_config_get_bool;
+%ignore sw_config_get_string;
+%ignore sw_cuda_device_count;
+%ignore sw_model_create;
+%ignore sw_model_retain;
+%ignore sw_model_config;
+%ignore sw_model_seed;
+%ignore sw_model_device;
+%ignore sw_model_threads;
+%ignore sw_model_parameter_count;
+%ignore sw_model_num_parameters;
+%ignore sw_model_parameter_name;
+%ignore sw_model_parameter_shape;
+%ignore sw_model_get_parameter;
+%ignore sw_model_set_parameter;
+%ignore sw_model_forward;
+%ignore sw_model_get_gradient;
+%ignore sw_result_logits_shape;
+%ignore sw_result_logits;
+%ignore sw_result_losses;
+%ignore sw_result_num_routing_layers;
+%ignore sw_result_routing;
+%ignore sw_model_load;
+%ignore sw_checkpoint_latest;
+%ignore sw_model_import_hf;
+%ignore sw_trainer_create;
+%ignore sw_trainer_step;
+%ignore sw_trainer_evaluate;
+%ignore sw_trainer_restore;
+%ignore sw_trainer_model;
+%ignore sw_model_generate;
+%ignore sw_model_validate;
+%ignore sw_batch;
+%ignore sw_generate_options;
+#define SW_API
+%include "libswitch.h"
+
+/* The per-language typemaps are written for these parameter names. */
+%apply (float* OUT_F32, size_t LEN) { (float* values, size_t len) };
+%apply (const float* IN_F32, size_t LEN) { (const float* values, size_t len) };
+%apply (const int32_t* IN_I32, size_t LEN) {
+  (const int32_t* input_ids, size_t n_input_ids),
+  (const int32_t* attention_mask, size_t n_attention_mask),
+  (const int32_t* decoder_input_ids, size_t n_decoder_input_ids),
+  (const int32_t* decoder_attention_mask, size_t n_decoder_attention_mask),
+  (const int32_t* labels, size_t n_labels)
+};
+%apply (int32_t* OUT_I32, size_t LEN) { (int32_t* out_ids, size_t n_out_ids) };
+%apply (int64_t* OUT_I64, size_t LEN) {
+  (int64_t* counts, size_t n_counts),
+  (int64_t* lengths, size_t n_lengths)
+};
+
+/* ------------------------------------------------------------------ helpers */
+%inline %{
+/* SW_OK when the last swb_ call on this thread succeeded, else its status. */
+int swb_status(void) { return swb_last_status; }
+
+int64_t swb_preset_count(void) {
+  int64_t n = 0;
+  swb_record(sw_config_preset_count(&n));
+  return n;
+}
+char* swb_preset_name(int64_t index) { return swb_read_string(swb_preset_name_call, NULL, NULL, index); }
+
+sw_config* swb_config_preset(const char* name) {
+  sw_config* c = NULL;
+  swb_record(sw_config_preset(name, &c));
+  return c;
+}
+sw_config* swb_config_from_text(int kind, const char* text) {
+  sw_config* c = NULL;
+  swb_record(sw_config_from_text((sw_config_kind)kind, text, &c));
+  return c;
+}
+sw_config* swb_config_train_default(void) {
+  sw_config* c = NULL;
+  swb_record(sw_config_train_default(&c));
+  return c;
+}
+sw_config* swb_config_clone(const sw_config* config) {
+  sw_config* c = NULL;
+  swb_record(sw_config_clone(config, &c));
+  return c;
+}
+int swb_config_kind(const sw_config* config) {
+  sw_config_kind kind = SW_CONFIG_MODEL;
+  swb_record(sw_config_kind_of(config, &kind));
+  return (int)kind;
+}
+char* swb_config_to_text(const sw_config* config) {
+  return swb_read_string(swb_config_to_text_call, config, NULL, 0);
+}
+int swb_config_field_type(const sw_config* config, const char* field) {
+  sw_field_type t = SW_FIELD_INT;
+  swb_record(sw_config_field_type(config, field, &t));
+  return (int)t;
+}
+int64_t swb_config_get_int(const sw_config* config, const char* field) {
+  int64_t v = 0;
+  swb_record(sw_config_get_int(config, field, &v));
+  return v;
+}
+double swb_config_get_double(const sw_config* config, const char* field) {
+  double v = 0;
+  swb_record(sw_config_get_double(config, field, &v));
+  return v;
+}
+int swb_config_get_bool(const sw_config* config, const char* field) {
+  int v = 0;
+  swb_record(sw_config_get_bool(config, field, &v));
+  return v;
+}
+char* swb_config_get_string(const sw_config* config, const char* field) {
+  return swb_read_string(swb_config_get_string_call, config, field, 0);
+}
+
+int swb_cuda_device_count(void) {
+  int n = 0;
+  swb_record(sw_cuda_device_count(&n));
+  return n;
+}
+
+sw_model* swb_model_create(const sw_config* config, const char* device, uint64_t seed) {
+  sw_model* m = NULL;
+  swb_record(sw_model_create(config, device, seed, &m));
+  return m;
+}
+sw_model* swb_model_retain(sw_model* model) {
+  sw_model* m = NULL;
+  swb_record(sw_model_retain(model, &m));
+  return m;
+}
+sw_model* swb_model_load(const char* path, const char* device) {
+  sw_model* m = NULL;
+  swb_record(sw_model_load(path, device, &m));
+  return m;
+}
+sw_model* swb_model_import_hf(const char* config_json_path, const char* weights_path,
+                              const char* device) {
+  sw_model* m = NULL;
+  swb_record(sw_model_import_hf(config_json_path, weights_path, device, &m));
+  return m;
+}
+sw_config* swb_model_config(const sw_model* model) {
+  sw_config* c = NULL;
+  swb_record(sw_model_config(model, &c));
+  return c;
+}
+uint64_t swb_model_seed(const sw_model* model) {
+  uint64_t s = 0;
+  swb_record(sw_model_seed(model, &s));
+  return s;
+}
+char* swb_model_device(const sw_model* model) {
+  return swb_read_string(swb_device_call, model, NULL, 0);
+}
+int swb_model_threads(const sw_model* model) {
+  int n = 0;
+  swb_record(sw_model_threads(model, &n));
+  return n;
+}
+int64_t swb_model_parameter_count(const sw_model* model) {
+  int64_t n = 0;
+  swb_record(sw_model_parameter_count(model, &n));
+  return n;
+}
+int64_t swb_model_num_parameters(const sw_model* model) {
+  int64_t n = 0;
+  swb_record(sw_model_num_parameters(model, &n));
+  return n;
+}
+char* swb_parameter_name(const sw_model* model, int64_t index) {
+  return swb_read_string(swb_parameter_name_call, model, NULL, index);
+}
+/* Dimension i of a parameter (i = -1: the number of dimensions). */
+int64_t swb_parameter_dim(const sw_model* model, const char* name, int i) {
+  int64_t dims[8];
+  int ndim = 0;
+  if (!swb_record(sw_model_parameter_shape(model, name, dims, 8, &ndim))) return 0;
+  if (i < 0) return ndim;
+  if (i >= ndim || i >= 8) {
+    swb_last_status = SW_ERR_OUT_OF_RANGE;
+    return 0;
+  }
+  return dims[i];
+}
+int swb_get_parameter(const sw_model* model, const char* name, float* values, size_t len) {
+  return swb_record(sw_model_get_parameter(model, name, values, len));
+}
+int swb_set_parameter(sw_model* model, const char* name, const float* values, size_t len) {
+  return swb_record(sw_model_set_parameter(model, name, values, len));
+}
+int swb_get_gradient(const sw_model* model, const char* name, float* values, size_t len) {
+  return swb_record(sw_model_get_gradient(model, name, values, len));
+}
+
+sw_result* swb_model_forward(sw_model* model, int64_t batch, int64_t input_len,
+                             int64_t target_len, const int32_t* input_ids, size_t n_input_ids,
+                             const int32_t* attention_mask, size_t n_attention_mask,
+                             const int32_t* decoder_input_ids, size_t n_decoder_input_ids,
+                             const int32_t* decoder_attention_mask,
+                             size_t n_decoder_attention_mask, const int32_t* labels,
+                             size_t n_labels, int train,
+                             int compute_gradients) {
+  sw_batch b;
+  sw_result* r = NULL;
+  if (!swb_batch(&b, batch, input_len, target_len, input_ids, n_input_ids, attention_mask, n_attention_mask,
+                 decoder_input_ids, n_decoder_input_ids, decoder_attention_mask,
+                 n_decoder_attention_mask, labels, n_labels))
+    return NULL;
+  swb_record(sw_model_forward(model, &b, train, compute_gradients, &r));
+  return r;
+}
+int64_t swb_result_logits_dim(const sw_result* result, int i) {
+  int64_t dims[3] = {0, 0, 0};
+  if (!swb_record(sw_result_logits_shape(result, dims))) return 0;
+  return dims[i < 0 || i > 2 ? 0 : i];
+}
+int swb_result_logits(const sw_result* result, float* values, size_t len) {
+  return swb_record(sw_result_logits(result, values, len));
+}
+/* which: 0 loss, 1 ce, 2 aux, 3 z. */
+double swb_result_loss(const sw_result* result, int which) {
+  double v[4] = {0, 0, 0, 0};
+  swb_record(sw_result_losses(result, &v[0], &v[1], &v[2], &v[3]));
+  return v[which < 0 || which > 3 ? 0 : which];
+}
+int64_t swb_result_num_routing_layers(const sw_result* result) {
+  int64_t n = 0;
+  swb_record(sw_result_num_routing_layers(result, &n));
+  return n;
+}
+sw_routing_stats swb_result_routing(const sw_result* result, int64_t layer, int64_t* counts,
+                                    size_t n_counts) {
+  sw_routing_stats s;
+  SW_INIT_STRUCT(&s);
+  swb_record(sw_result_routing(result, layer, &s, n_counts ? counts : NULL, n_counts));
+  return s;
+}
+
+char* swb_checkpoint_latest(const char* root) {
+  return swb_read_string(swb_latest_call, root, NULL, 0);
+}
+
+sw_trainer* swb_trainer_create(sw_model* model, const sw_config* train_config) {
+  sw_trainer* t = NULL;
+  swb_record(sw_trainer_create(model, train_config, &t));
+  return t;
+}
+sw_trainer* swb_trainer_restore(const char* path, const char* device) {
+  sw_trainer* t = NULL;
+  swb_record(sw_trainer_restore(path, device, &t));
+  return t;
+}
+sw_model* swb_trainer_model(sw_trainer* trainer) {
+  sw_model* m = NULL;
+  swb_record(sw_trainer_model(trainer, &m));
+  return m;
+}
+/* A step (evaluate 0) or an evaluation (1) on the given batch, or, with batch 0, on the
+ * built-in data. */
+sw_metrics swb_trainer_run(sw_trainer* trainer, int evaluate, int64_t batch, int64_t input_len,
+                           int64_t target_len, const int32_t* input_ids, size_t n_input_ids,
+                             const int32_t* attention_mask, size_t n_attention_mask,
+                             const int32_t* decoder_input_ids, size_t n_decoder_input_ids,
+                             const int32_t* decoder_attention_mask,
+                             size_t n_decoder_attention_mask, const int32_t* labels,
+                             size_t n_labels) {
+  sw_metrics m;
+  sw_batch b;
+  SW_INIT_STRUCT(&m);
+  if (batch != 0 && !swb_batch(&b, batch, input_len, target_len, input_ids, n_input_ids, attention_mask, n_attention_mask,
+                 decoder_input_ids, n_decoder_input_ids, decoder_attention_mask,
+                 n_decoder_attention_mask, labels, n_labels))
+    return m;
+  swb_record(evaluate ? sw_trainer_evaluate(trainer, batch ? &b : NULL, &m)
+                      : sw_trainer_step(trainer, batch ? &b : NULL, &m));
+  return m;
+}
+
+/* Greedy generation: out is [batch, max_new_tokens], lengths [batch]. */
+int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
+                       const int32_t* input_ids, size_t n_input_ids,
+                       const int32_t* attention_mask, size_t n_attention_mask,
+                       int64_t max_new_tokens, int32_t vocab_limit, int32_t* out_ids,
+                       size_t n_out_ids, int64_t* lengths, size_t n_lengths) {
+  sw_batch b;
+  sw_generate_options o;
+  SW_INIT_STRUCT(&o);
+  o.max_new_tokens = max_new_tokens;
+  o.num_beams = 1;
+  o.vocab_limit = vocab_limit;
+  if (!swb_batch(&b, batch, input_len, 1, input_ids, n_input_ids, attention_mask,
+                 n_attention_mask, NULL, 0, NULL, 0, NULL, 0))
+    return 0;
+  return swb_record(sw_model_generate(model, &b, &o, out_ids, n_out_ids, lengths, n_lengths));
+}
+%}

@@ -1,0 +1,533 @@
+"""libswitch: Switch Transformers (sparse mixture-of-experts, top-1 routing) from Python.
+
+A thin layer over the library's C ABI (SWIG module ``libswitch.libswitch_raw``): numpy
+arrays in and out, exceptions for errors, context managers for the objects that hold
+native memory::
+
+    import libswitch as sw
+    cfg = sw.Config.preset("tiny")
+    cfg["num_experts"] = 16
+    with sw.Model(cfg, device="cpu", seed=0) as m:
+        out = m.forward(input_ids, decoder_input_ids, labels=labels)
+        print(out.loss, out.logits.shape, out.routing[0].tokens_per_expert)
+
+Every failure raises :class:`Error` (a subclass per status, e.g. :class:`InvalidArgumentError`,
+also a ``ValueError``) with the library's message, which names the bad argument.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import libswitch_raw as _raw
+
+__version__ = _raw.sw_version()
+ABI_VERSION = _raw.sw_abi_version()
+
+# ---------------------------------------------------------------------------- errors
+
+
+class Error(Exception):
+    """A libswitch call failed; ``status`` is the C ABI's ``sw_status`` name."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = _raw.sw_status_string(status)
+        self.code = status
+
+
+class InvalidArgumentError(Error, ValueError):
+    """A NULL handle, a wrong shape or length, a bad field or value."""
+
+
+class OutOfRangeError(Error, IndexError):
+    """A token id outside the vocabulary, an index past the end, an enum value."""
+
+
+class NotFoundError(Error, LookupError):
+    """An unknown parameter name or preset, a missing file or checkpoint."""
+
+
+class IOError(Error, OSError):  # noqa: A001 - the library's own I/O error
+    """Reading or writing a file failed."""
+
+
+class CorruptError(Error):
+    """A checkpoint or file failed its checks (checksum, truncation, manifest)."""
+
+
+class UnsupportedError(Error, NotImplementedError):
+    """Not in this build or version (e.g. "cuda:0" without CUDA, beam search)."""
+
+
+class DeviceError(Error):
+    """A CUDA or cuBLAS failure, or no device."""
+
+
+class OutOfMemoryError(Error, MemoryError):
+    """An allocation failed."""
+
+
+class DistributedError(Error):
+    """An MPI or NCCL failure."""
+
+
+class NumericError(Error, ArithmeticError):
+    """NaN or Inf."""
+
+
+class InternalError(Error):
+    """A bug in libswitch."""
+
+
+_ERRORS = {
+    _raw.SW_ERR_INVALID_ARGUMENT: InvalidArgumentError,
+    _raw.SW_ERR_OUT_OF_RANGE: OutOfRangeError,
+    _raw.SW_ERR_NOT_FOUND: NotFoundError,
+    _raw.SW_ERR_IO: IOError,
+    _raw.SW_ERR_CORRUPT: CorruptError,
+    _raw.SW_ERR_UNSUPPORTED: UnsupportedError,
+    _raw.SW_ERR_DEVICE: DeviceError,
+    _raw.SW_ERR_OUT_OF_MEMORY: OutOfMemoryError,
+    _raw.SW_ERR_DISTRIBUTED: DistributedError,
+    _raw.SW_ERR_NUMERIC: NumericError,
+    _raw.SW_ERR_INTERNAL: InternalError,
+}
+
+
+def _raise(status: int):
+    message = _raw.sw_last_error() or _raw.sw_status_string(status)
+    raise _ERRORS.get(status, Error)(status, message)
+
+
+def _check(status: int) -> None:
+    """Raises for a non-OK sw_status returned by a call."""
+    if status != _raw.SW_OK:
+        _raise(status)
+
+
+def _checked(value):
+    """A helper's result, once the helper's recorded status says it succeeded."""
+    status = _raw.swb_status()
+    if status != _raw.SW_OK:
+        _raise(status)
+    return value
+
+
+def cuda_built() -> bool:
+    """Whether this libswitch was built with CUDA."""
+    return bool(_raw.sw_cuda_built())
+
+
+def cuda_device_count() -> int:
+    return _checked(_raw.swb_cuda_device_count())
+
+
+def presets() -> List[str]:
+    """The names of the presets compiled into the library."""
+    n = _checked(_raw.swb_preset_count())
+    return [_checked(_raw.swb_preset_name(i)) for i in range(n)]
+
+
+def latest_checkpoint(root: str) -> str:
+    """The checkpoint directory ``latest`` points to under root."""
+    return _checked(_raw.swb_checkpoint_latest(str(root)))
+
+
+# ---------------------------------------------------------------------------- handles
+
+
+class _Handle:
+    """Owns one native object; ``close()`` (or leaving a ``with`` block) releases it."""
+
+    _destroy = None
+
+    def __init__(self, ptr):
+        if ptr is None:
+            raise InternalError(_raw.SW_ERR_INTERNAL, "no native object")
+        self._ptr = ptr
+
+    def close(self) -> None:
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr is not None:
+            type(self)._destroy(ptr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    @property
+    def _handle(self):
+        if self._ptr is None:
+            raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                       f"this {type(self).__name__} is closed")
+        return self._ptr
+
+
+# ---------------------------------------------------------------------------- configs
+
+_FIELD_INT, _FIELD_DOUBLE, _FIELD_STRING, _FIELD_BOOL, _FIELD_ENUM, _FIELD_MESSAGE = range(6)
+
+
+class _ConfigBase(_Handle):
+    _destroy = staticmethod(_raw.sw_config_destroy)
+
+    def __getitem__(self, field: str):
+        """A field by name or dotted path ("model.num_experts"); enums as their names."""
+        kind = _checked(_raw.swb_config_field_type(self._handle, field))
+        if kind == _FIELD_INT:
+            return _checked(_raw.swb_config_get_int(self._handle, field))
+        if kind == _FIELD_DOUBLE:
+            return _checked(_raw.swb_config_get_double(self._handle, field))
+        if kind == _FIELD_BOOL:
+            return bool(_checked(_raw.swb_config_get_bool(self._handle, field)))
+        if kind in (_FIELD_STRING, _FIELD_ENUM):
+            return _checked(_raw.swb_config_get_string(self._handle, field))
+        raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                   f"config field \"{field}\" is a message: read its fields")
+
+    def __setitem__(self, field: str, value) -> None:
+        """Sets a field; a bad name, type or value raises and changes nothing."""
+        if isinstance(value, bool):
+            _check(_raw.sw_config_set_bool(self._handle, field, int(value)))
+        elif isinstance(value, (int, np.integer)):
+            _check(_raw.sw_config_set_int(self._handle, field, int(value)))
+        elif isinstance(value, (float, np.floating)):
+            _check(_raw.sw_config_set_double(self._handle, field, float(value)))
+        elif isinstance(value, str):
+            _check(_raw.sw_config_set_string(self._handle, field, value))
+        else:
+            raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                       f"config field \"{field}\": cannot set a "
+                                       f"{type(value).__name__}")
+
+    def to_text(self) -> str:
+        """Protobuf text of every field, defaults included."""
+        return _checked(_raw.swb_config_to_text(self._handle))
+
+    def validate(self) -> None:
+        _check(_raw.sw_config_validate(self._handle))
+
+    def copy(self):
+        return type(self)(_ptr=_checked(_raw.swb_config_clone(self._handle)))
+
+    def __repr__(self):
+        return f"{type(self).__name__}(\n{self.to_text()})"
+
+
+class Config(_ConfigBase):
+    """A model config (ModelConfig): a preset or protobuf text, fields by name."""
+
+    def __init__(self, text: Optional[str] = None, *, _ptr=None):
+        if _ptr is None:
+            _ptr = _checked(_raw.swb_config_from_text(_raw.SW_CONFIG_MODEL, text or ""))
+        super().__init__(_ptr)
+
+    @classmethod
+    def preset(cls, name: str) -> "Config":
+        return cls(_ptr=_checked(_raw.swb_config_preset(name)))
+
+    @classmethod
+    def from_text(cls, text: str) -> "Config":
+        return cls(text)
+
+
+class TrainConfig(_ConfigBase):
+    """A training config (TrainConfig): optimizer, schedule, batch, data."""
+
+    def __init__(self, text: Optional[str] = None, *, _ptr=None):
+        if _ptr is None:
+            _ptr = _checked(_raw.swb_config_from_text(_raw.SW_CONFIG_TRAIN, text or ""))
+        super().__init__(_ptr)
+
+    @classmethod
+    def from_text(cls, text: str) -> "TrainConfig":
+        return cls(text)
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def _ids(array, name: str, shape=None) -> Optional[np.ndarray]:
+    """int32, C-contiguous, 2-D (a 1-D array is one sequence); None stays None."""
+    if array is None:
+        return None
+    a = np.asarray(array)
+    if a.dtype.kind not in "iub":
+        raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                   f"{name}: expected integers (ids or a 0/1 mask), got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                   f"{name}: expected [batch, length], got shape {a.shape}")
+    if shape is not None and a.shape != shape:
+        raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                   f"{name}: shape {a.shape} differs from {shape}")
+    if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
+        raise OutOfRangeError(_raw.SW_ERR_OUT_OF_RANGE, f"{name}: ids do not fit int32")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _batch_args(input_ids, decoder_input_ids, attention_mask=None, decoder_attention_mask=None,
+                labels=None):
+    """The flat (batch, lengths, arrays...) arguments of the raw batch helpers."""
+    inputs = _ids(input_ids, "input_ids")
+    decoder = _ids(decoder_input_ids, "decoder_input_ids")
+    if decoder.shape[0] != inputs.shape[0]:
+        raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                   f"decoder_input_ids: batch {decoder.shape[0]} differs from "
+                                   f"input_ids' {inputs.shape[0]}")
+    return (inputs.shape[0], inputs.shape[1], decoder.shape[1], inputs,
+            _ids(attention_mask, "attention_mask", inputs.shape), decoder,
+            _ids(decoder_attention_mask, "decoder_attention_mask", decoder.shape),
+            _ids(labels, "labels", decoder.shape))
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class LayerRouting:
+    """One sparse layer's routing in a forward pass."""
+    stack: str  # "encoder" or "decoder"
+    block: int
+    num_experts: int
+    capacity: int
+    group_size: int
+    tokens: int
+    dropped_fraction: float
+    router_entropy: float
+    aux_loss: float
+    z_loss: float
+    tokens_per_expert: np.ndarray  # int64 [num_experts], argmax counts before capacity
+
+
+@dataclass
+class ForwardOutput:
+    logits: np.ndarray  # float32 [batch, target_len, vocab]
+    loss: float
+    ce_loss: float
+    aux_loss: float
+    z_loss: float
+    routing: List[LayerRouting]
+
+
+def _forward_output(result) -> ForwardOutput:
+    try:
+        dims = tuple(_checked(_raw.swb_result_logits_dim(result, i)) for i in range(3))
+        logits = np.empty(dims, dtype=np.float32)
+        _checked(_raw.swb_result_logits(result, logits))
+        losses = [_checked(_raw.swb_result_loss(result, i)) for i in range(4)]
+        routing = []
+        for layer in range(_checked(_raw.swb_result_num_routing_layers(result))):
+            first = _checked(_raw.swb_result_routing(result, layer, None))
+            counts = np.zeros(first.num_experts, dtype=np.int64)
+            s = _checked(_raw.swb_result_routing(result, layer, counts))
+            routing.append(LayerRouting(
+                "encoder" if s.stack == _raw.SW_ENCODER else "decoder", s.block, s.num_experts,
+                s.capacity, s.group_size, s.tokens, s.dropped_fraction, s.router_entropy,
+                s.aux_loss, s.z_loss, counts))
+        return ForwardOutput(logits, *losses, routing)
+    finally:
+        _raw.sw_result_destroy(result)
+
+
+@dataclass
+class Metrics:
+    """One training step's (or an evaluation's) numbers."""
+    step: int
+    loss: float
+    ce: float
+    aux: float
+    z: float
+    grad_norm: float
+    learning_rate: float
+    dropped_fraction: float
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+
+
+def _metrics(m) -> Metrics:
+    return Metrics(m.step, m.loss, m.ce, m.aux, m.z, m.grad_norm, m.learning_rate,
+                   m.dropped_fraction, m.tokens, m.seconds, m.tokens_per_second)
+
+
+# ---------------------------------------------------------------------------- models
+
+
+class Model(_Handle):
+    """A Switch Transformer on a device ("cpu", "cuda:N"). Thread-safe: forward passes
+    from several threads run concurrently (the GIL is released during native calls)."""
+
+    _destroy = staticmethod(_raw.sw_model_destroy)
+
+    def __init__(self, config: Config, device: str = "cpu", seed: int = 0, *, _ptr=None):
+        if _ptr is None:
+            if not isinstance(config, Config):
+                raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                           "config: expected a libswitch.Config")
+            _ptr = _checked(_raw.swb_model_create(config._handle, device, int(seed)))
+        super().__init__(_ptr)
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> "Model":
+        """A model from a checkpoint directory (or the latest under a root), verified."""
+        return cls(None, _ptr=_checked(_raw.swb_model_load(str(path), device)))
+
+    @classmethod
+    def import_hf(cls, config_json: str, weights: str, device: str = "cpu") -> "Model":
+        """A HuggingFace SwitchTransformers checkpoint (config.json + safetensors)."""
+        return cls(None, _ptr=_checked(_raw.swb_model_import_hf(str(config_json), str(weights),
+                                                                 device)))
+
+    def save(self, root: str) -> str:
+        """Saves the parameters as a checkpoint under root; returns its directory."""
+        _check(_raw.sw_model_save(self._handle, str(root)))
+        return latest_checkpoint(root)
+
+    def load_parameters(self, path: str, strict: bool = True) -> None:
+        _check(_raw.sw_model_load_parameters(self._handle, str(path), int(strict)))
+
+    def export_hf(self, directory: str) -> None:
+        _check(_raw.sw_model_export_hf(self._handle, str(directory)))
+
+    @property
+    def config(self) -> Config:
+        return Config(_ptr=_checked(_raw.swb_model_config(self._handle)))
+
+    @property
+    def seed(self) -> int:
+        return _checked(_raw.swb_model_seed(self._handle))
+
+    @property
+    def device(self) -> str:
+        return _checked(_raw.swb_model_device(self._handle))
+
+    @property
+    def threads(self) -> int:
+        return _checked(_raw.swb_model_threads(self._handle))
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        _check(_raw.sw_model_set_threads(self._handle, int(n)))
+
+    def num_parameters(self) -> int:
+        """Scalars in all parameters."""
+        return _checked(_raw.swb_model_parameter_count(self._handle))
+
+    def parameter_names(self) -> List[str]:
+        n = _checked(_raw.swb_model_num_parameters(self._handle))
+        return [_checked(_raw.swb_parameter_name(self._handle, i)) for i in range(n)]
+
+    def parameter_shape(self, name: str) -> tuple:
+        ndim = _checked(_raw.swb_parameter_dim(self._handle, name, -1))
+        return tuple(_checked(_raw.swb_parameter_dim(self._handle, name, i)) for i in range(ndim))
+
+    def get_parameter(self, name: str) -> np.ndarray:
+        """A copy of the parameter as float32."""
+        out = np.empty(self.parameter_shape(name), dtype=np.float32)
+        _checked(_raw.swb_get_parameter(self._handle, name, out))
+        return out
+
+    def set_parameter(self, name: str, values) -> None:
+        shape = self.parameter_shape(name)
+        a = np.ascontiguousarray(values, dtype=np.float32)
+        if a.shape != shape:
+            raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                       f"parameter {name}: expected shape {shape}, got {a.shape}")
+        _checked(_raw.swb_set_parameter(self._handle, name, a))
+
+    def gradient(self, name: str) -> np.ndarray:
+        """The gradient from the last forward with ``compute_gradients=True``."""
+        out = np.empty(self.parameter_shape(name), dtype=np.float32)
+        _checked(_raw.swb_get_gradient(self._handle, name, out))
+        return out
+
+    def forward(self, input_ids, decoder_input_ids, attention_mask=None,
+                decoder_attention_mask=None, labels=None, train: bool = False,
+                compute_gradients: bool = False) -> ForwardOutput:
+        """One forward pass; logits, the losses and per-layer routing come back."""
+        args = _batch_args(input_ids, decoder_input_ids, attention_mask, decoder_attention_mask,
+                           labels)
+        result = _checked(_raw.swb_model_forward(self._handle, *args, int(train),
+                                                 int(compute_gradients)))
+        return _forward_output(result)
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32,
+                 num_beams: int = 1, vocab_limit: int = 0) -> List[np.ndarray]:
+        """Greedy generation: one int32 array of new ids per input sequence (eos ends it)."""
+        if num_beams != 1:
+            raise UnsupportedError(_raw.SW_ERR_UNSUPPORTED,
+                                   "generate: only greedy decoding (num_beams=1) in this version")
+        inputs = _ids(input_ids, "input_ids")
+        mask = _ids(attention_mask, "attention_mask", inputs.shape)
+        out = np.zeros((inputs.shape[0], int(max_new_tokens)), dtype=np.int32)
+        lengths = np.zeros(inputs.shape[0], dtype=np.int64)
+        _checked(_raw.swb_model_generate(self._handle, inputs.shape[0], inputs.shape[1], inputs,
+                                         mask, int(max_new_tokens), int(vocab_limit), out,
+                                         lengths))
+        return [out[i, :lengths[i]].copy() for i in range(inputs.shape[0])]
+
+
+# ---------------------------------------------------------------------------- training
+
+
+class Trainer(_Handle):
+    """Optimizer steps on batches (dicts of arrays) or on the built-in span-corruption
+    data; evaluation; checkpoints that a new process continues bit for bit."""
+
+    _destroy = staticmethod(_raw.sw_trainer_destroy)
+
+    def __init__(self, model: Model, train_config: TrainConfig, *, _ptr=None):
+        if _ptr is None:
+            _ptr = _checked(_raw.swb_trainer_create(model._handle, train_config._handle))
+        super().__init__(_ptr)
+
+    @classmethod
+    def restore(cls, path: str, device: str = "cpu") -> "Trainer":
+        return cls(None, None, _ptr=_checked(_raw.swb_trainer_restore(str(path), device)))
+
+    @property
+    def model(self) -> Model:
+        """The model being trained (another handle to it)."""
+        return Model(None, _ptr=_checked(_raw.swb_trainer_model(self._handle)))
+
+    def _run(self, evaluate: int, batch: Optional[Dict]) -> Metrics:
+        if batch is None:
+            args = (0, 0, 0, None, None, None, None, None)
+        else:
+            args = _batch_args(batch["input_ids"], batch["decoder_input_ids"],
+                               batch.get("attention_mask"), batch.get("decoder_attention_mask"),
+                               batch.get("labels"))
+        return _metrics(_checked(_raw.swb_trainer_run(self._handle, evaluate, *args)))
+
+    def step(self, batch: Optional[Dict] = None) -> Metrics:
+        """One optimizer step on ``batch`` (input_ids, decoder_input_ids, labels, optional
+        masks), or on the next built-in batch when None."""
+        return self._run(0, batch)
+
+    def evaluate(self, batch: Optional[Dict] = None) -> Metrics:
+        """The loss on ``batch``, or on the built-in held-out batches when None."""
+        return self._run(1, batch)
+
+    def save(self, root: str) -> str:
+        """A checkpoint under root (model, optimizer, step, data position); its directory."""
+        _check(_raw.sw_trainer_save(self._handle, str(root)))
+        return latest_checkpoint(root)
+
+
+__all__ = [
+    "__version__", "ABI_VERSION", "Config", "TrainConfig", "Model", "Trainer", "ForwardOutput",
+    "LayerRouting", "Metrics", "Error", "InvalidArgumentError", "OutOfRangeError",
+    "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
+    "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "cuda_built",
+    "cuda_device_count", "presets", "latest_checkpoint",
+]

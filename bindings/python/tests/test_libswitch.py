@@ -1,0 +1,241 @@
+"""The Python binding: configs, forward passes equal to the C ABI's bit for bit, errors,
+training, checkpoints, generation, threads, and no native memory growth."""
+
+import os
+import resource
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+import libswitch as sw
+
+# The batch tests/capi/forward_dump.c runs through the C ABI.
+INPUT_IDS = (3 + (7 * np.arange(16)) % 300).reshape(2, 8)
+ATTENTION_MASK = np.array([[1] * 7 + [0]] * 2)
+DECODER_INPUT_IDS = np.array([[0, 10, 11, 12], [0, 20, 21, 22]])
+LABELS = np.array([[10, 11, 12, 1], [20, 21, 22, 1]])
+GPL = "/usr/share/common-licenses/GPL-3"
+
+
+def tiny(seed=0, **fields):
+    config = sw.Config.preset("tiny")
+    config["dropout_rate"] = 0.0
+    for name, value in fields.items():
+        config[name] = value
+    return sw.Model(config, seed=seed)
+
+
+def forward(model, **kw):
+    return model.forward(INPUT_IDS, DECODER_INPUT_IDS, attention_mask=ATTENTION_MASK,
+                         labels=LABELS, **kw)
+
+
+def test_version_and_presets():
+    assert sw.__version__.count(".") == 2
+    assert sw.ABI_VERSION == 1
+    assert "tiny" in sw.presets() and "switch-base-8" in sw.presets()
+    if not sw.cuda_built():
+        assert sw.cuda_device_count() == 0
+
+
+def test_config_round_trip_and_typed_fields():
+    c = sw.Config.preset("switch-base-8")
+    assert c["num_experts"] == 8 and c["activation"] == "RELU"
+    c["num_experts"] = 16
+    c["aux_loss_coef"] = 0.02
+    c["capacity_mode"] = "CAPACITY_FIXED"
+    c["tie_word_embeddings"] = False
+    assert (c["num_experts"], c["aux_loss_coef"], c["capacity_mode"]) == (16, 0.02,
+                                                                          "CAPACITY_FIXED")
+    assert c["tie_word_embeddings"] is False
+    text = c.to_text()
+    assert sw.Config.from_text(text).to_text() == text
+    t = sw.TrainConfig("steps: 7")
+    t["model.num_experts"] = 4
+    assert t["steps"] == 7 and t["model.num_experts"] == 4 and t["optimizer"] == "ADAFACTOR"
+
+
+def test_config_errors_name_the_problem_and_change_nothing():
+    c = sw.Config.preset("tiny")
+    before = c.to_text()
+    with pytest.raises(sw.InvalidArgumentError, match='no field "nope"'):
+        c["nope"] = 1
+    with pytest.raises(sw.InvalidArgumentError, match="is an integer, not a string"):
+        c["num_experts"] = "8"
+    with pytest.raises(sw.OutOfRangeError, match='"SWISH" is not a value'):
+        c["activation"] = "SWISH"
+    with pytest.raises(sw.InvalidArgumentError, match="cannot set a list"):
+        c["num_experts"] = [1]
+    assert c.to_text() == before
+    c["num_experts"] = 0
+    with pytest.raises(sw.InvalidArgumentError, match="num_experts"):
+        c.validate()
+    with pytest.raises(sw.InvalidArgumentError, match="num_experts"):
+        sw.Model(c)
+    with pytest.raises(sw.InvalidArgumentError, match="line 1"):
+        sw.Config.from_text("num_experts: [")
+    with pytest.raises(sw.NotFoundError, match="no-such-model"):
+        sw.Config.preset("no-such-model")
+
+
+def test_forward_equals_the_c_abi_bit_for_bit(tmp_path):
+    dump = os.environ.get("SW_FORWARD_DUMP")
+    if not dump:
+        pytest.skip("SW_FORWARD_DUMP (tests/capi/forward_dump.c) not given")
+    reference = subprocess.run([dump, "5", str(tmp_path / "logits")], check=True,
+                               capture_output=True, text=True).stdout.split()
+    with tiny(seed=5) as m:
+        out = forward(m)
+    expected = np.fromfile(tmp_path / "logits", dtype=np.float32).reshape(out.logits.shape)
+    assert out.logits.tobytes() == expected.tobytes()
+    assert [out.loss, out.ce_loss, out.aux_loss, out.z_loss] == [float(x) for x in reference]
+
+
+def test_forward_outputs_and_routing():
+    with tiny() as m:
+        out = forward(m)
+        assert out.logits.shape == (2, 4, 384) and out.logits.dtype == np.float32
+        assert out.loss == pytest.approx(out.ce_loss + out.aux_loss + out.z_loss)
+        assert len(out.routing) == 4
+        for layer in out.routing:
+            assert layer.tokens_per_expert.sum() == layer.tokens
+            assert layer.num_experts == 8 and layer.stack in ("encoder", "decoder")
+        assert sum(layer.aux_loss for layer in out.routing) == pytest.approx(out.aux_loss)
+        no_labels = m.forward(INPUT_IDS, DECODER_INPUT_IDS)
+        assert no_labels.ce_loss == 0.0
+
+
+def test_bad_input_raises_with_the_argument_named():
+    with tiny() as m:
+        bad = INPUT_IDS.copy()
+        bad[0, 3] = 384
+        with pytest.raises(sw.OutOfRangeError, match="input_ids: token id 384"):
+            m.forward(bad, DECODER_INPUT_IDS)
+        with pytest.raises(sw.InvalidArgumentError, match="expected integers"):
+            m.forward(INPUT_IDS.astype(np.float32), DECODER_INPUT_IDS)
+        with pytest.raises(sw.InvalidArgumentError, match="attention_mask: shape"):
+            m.forward(INPUT_IDS, DECODER_INPUT_IDS, attention_mask=np.ones((2, 7), dtype=int))
+        with pytest.raises(sw.InvalidArgumentError, match="batch 1 differs"):
+            m.forward(INPUT_IDS, DECODER_INPUT_IDS[:1])
+        with pytest.raises(sw.InvalidArgumentError, match="attention_mask"):
+            m.forward(INPUT_IDS, DECODER_INPUT_IDS, attention_mask=np.full((2, 8), 3))
+        with pytest.raises(sw.NotFoundError, match="no.such"):
+            m.get_parameter("no.such.weight")
+        with pytest.raises(sw.InvalidArgumentError, match="expected shape"):
+            m.set_parameter("shared.weight", np.zeros((3, 3)))
+        with pytest.raises(sw.NotFoundError, match="no gradients yet"):
+            m.gradient("shared.weight")
+        with pytest.raises(sw.InvalidArgumentError, match="tpu"):
+            sw.Model(sw.Config.preset("tiny"), device="tpu")
+        if not sw.cuda_built():
+            with pytest.raises(sw.UnsupportedError, match="built without CUDA"):
+                sw.Model(sw.Config.preset("tiny"), device="cuda:0")
+    with pytest.raises(sw.InvalidArgumentError, match="closed"):
+        m.forward(INPUT_IDS, DECODER_INPUT_IDS)
+
+
+def test_parameters_and_gradients():
+    with tiny() as m:
+        names = m.parameter_names()
+        assert sum(int(np.prod(m.parameter_shape(n))) for n in names) == m.num_parameters()
+        w = m.get_parameter("shared.weight")
+        m.set_parameter("shared.weight", w * 2)
+        np.testing.assert_array_equal(m.get_parameter("shared.weight"), w * 2)
+        forward(m, compute_gradients=True)
+        g = m.gradient("encoder.block.1.layer.1.mlp.router.classifier.weight")
+        assert g.shape == (8, 64) and np.isfinite(g).all() and np.abs(g).max() > 0
+
+
+def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
+    with tiny() as m:
+        train = sw.TrainConfig("optimizer: ADAMW learning_rate: 0.003 batch_size: 2")
+        batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,
+                 "labels": LABELS, "attention_mask": ATTENTION_MASK}
+        with sw.Trainer(m, train) as t:
+            first = t.step(batch)
+            for _ in range(9):
+                last = t.step(batch)
+            assert last.step == 10 and last.loss < first.loss - 0.5
+            assert t.evaluate(batch).loss < first.loss
+            saved = t.save(tmp_path / "run")
+            assert saved.endswith("step-00000010")
+        before = forward(m).logits
+        path = m.save(tmp_path / "model")
+    with sw.Model.load(path) as loaded:
+        np.testing.assert_array_equal(forward(loaded).logits, before)
+    with sw.Trainer.restore(tmp_path / "run") as t:
+        assert t.step(batch).step == 11
+    # One flipped byte in a shard: refused, naming the checksum.
+    shard = next(p for p in os.scandir(path) if p.name != "manifest.pb")
+    with open(shard.path, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(sw.CorruptError, match="checksum"):
+        sw.Model.load(path)
+
+
+def test_built_in_data_training():
+    text = (f'corpus: "{GPL}" tokenizer_vocab_size: 400 batch_size: 2 input_length: 32 '
+            'target_length: 12 eval_batches: 1')
+    with tiny(vocab_size=512) as m, sw.Trainer(m, sw.TrainConfig(text)) as t:
+        losses = [t.step().loss for _ in range(3)]
+        assert all(np.isfinite(losses))
+        assert t.evaluate().tokens > 0
+
+
+def test_hf_round_trip(tmp_path):
+    with tiny() as m:
+        m.export_hf(tmp_path)
+        with sw.Model.import_hf(tmp_path / "config.json", tmp_path) as imported:
+            np.testing.assert_array_equal(forward(imported).logits, forward(m).logits)
+
+
+def test_generate():
+    with tiny() as m:
+        out = m.generate(INPUT_IDS, attention_mask=ATTENTION_MASK, max_new_tokens=5)
+        assert len(out) == 2 and all(len(o) <= 5 and (o != 1).all() for o in out)
+        again = m.generate(INPUT_IDS, attention_mask=ATTENTION_MASK, max_new_tokens=5)
+        assert all((a == b).all() for a, b in zip(out, again))
+        with pytest.raises(sw.UnsupportedError, match="greedy"):
+            m.generate(INPUT_IDS, num_beams=4)
+
+
+def test_concurrent_forwards_from_python_threads():
+    with tiny() as m:
+        expected = forward(m).logits
+        results = [None] * 4
+
+        def run(i):
+            results[i] = forward(m).logits
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for r in results:
+            np.testing.assert_array_equal(r, expected)
+
+
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def test_create_destroy_1000_times_does_not_grow():
+    config = sw.Config.preset("tiny")
+    config["num_encoder_layers"] = 1
+    config["num_decoder_layers"] = 1
+    for _ in range(100):  # warm the allocators
+        sw.Model(config).close()
+    before = rss_mib()
+    for _ in range(1000):
+        with sw.Model(config) as m:
+            m.forward(INPUT_IDS, DECODER_INPUT_IDS)
+        sw.Config.preset("tiny").close()
+    growth = rss_mib() - before
+    assert growth < 8, f"resident memory grew {growth:.1f} MiB over 1000 models"
