@@ -1,0 +1,156 @@
+package org.libswitch;
+
+import java.math.BigInteger;
+import java.util.ArrayList;
+import java.util.List;
+import org.libswitch.raw.SWIGTYPE_p_sw_model;
+import org.libswitch.raw.SWIGTYPE_p_sw_result;
+import org.libswitch.raw.libswitch_raw;
+import org.libswitch.raw.sw_stack;
+import org.libswitch.raw.sw_routing_stats;
+
+/**
+ * A Switch Transformer on a device ("cpu", "cuda:N"). Thread-safe: forward passes from
+ * several threads run concurrently; changes to the parameters run alone.
+ */
+public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
+  Model(SWIGTYPE_p_sw_model pointer) {
+    super(pointer, libswitch_raw::sw_model_destroy);
+  }
+
+  /** A new model of config, parameters initialised from seed. */
+  public Model(Config config, String device, long seed) {
+    this(LibSwitch.checked(
+        libswitch_raw.swb_model_create(config.handle(), device, BigInteger.valueOf(seed))));
+  }
+
+  /** A model from a checkpoint directory (or the latest under a root), verified. */
+  public static Model load(String path, String device) {
+    LibSwitch.load();
+    return new Model(LibSwitch.checked(libswitch_raw.swb_model_load(path, device)));
+  }
+
+  /** A HuggingFace SwitchTransformers checkpoint: config.json and safetensors. */
+  public static Model importHf(String configJson, String weights, String device) {
+    LibSwitch.load();
+    return new Model(LibSwitch.checked(libswitch_raw.swb_model_import_hf(configJson, weights, device)));
+  }
+
+  /** Saves the parameters as a checkpoint under root; returns its directory. */
+  public String save(String root) {
+    LibSwitch.check(libswitch_raw.sw_model_save(handle(), root));
+    return LibSwitch.latestCheckpoint(root);
+  }
+
+  public void loadParameters(String path, boolean strict) {
+    LibSwitch.check(libswitch_raw.sw_model_load_parameters(handle(), path, strict ? 1 : 0));
+  }
+
+  public void exportHf(String directory) {
+    LibSwitch.check(libswitch_raw.sw_model_export_hf(handle(), directory));
+  }
+
+  public Config config() {
+    return new Config(LibSwitch.checked(libswitch_raw.swb_model_config(handle())));
+  }
+
+  public String device() {
+    return LibSwitch.checked(libswitch_raw.swb_model_device(handle()));
+  }
+
+  public void setThreads(int threads) {
+    LibSwitch.check(libswitch_raw.sw_model_set_threads(handle(), threads));
+  }
+
+  /** Scalars in all parameters. */
+  public long numParameters() {
+    return LibSwitch.checked(libswitch_raw.swb_model_parameter_count(handle()));
+  }
+
+  public List<String> parameterNames() {
+    long n = LibSwitch.checked(libswitch_raw.swb_model_num_parameters(handle()));
+    List<String> names = new ArrayList<>();
+    for (long i = 0; i < n; ++i) names.add(LibSwitch.checked(libswitch_raw.swb_parameter_name(handle(), i)));
+    return names;
+  }
+
+  public long[] parameterShape(String name) {
+    int ndim = (int) (long) LibSwitch.checked(libswitch_raw.swb_parameter_dim(handle(), name, -1));
+    long[] shape = new long[ndim];
+    for (int i = 0; i < ndim; ++i) shape[i] = LibSwitch.checked(libswitch_raw.swb_parameter_dim(handle(), name, i));
+    return shape;
+  }
+
+  private int numel(String name) {
+    long n = 1;
+    for (long d : parameterShape(name)) n *= d;
+    return Math.toIntExact(n);
+  }
+
+  /** A copy of the parameter as float32, row-major. */
+  public float[] getParameter(String name) {
+    float[] values = new float[numel(name)];
+    LibSwitch.checked(libswitch_raw.swb_get_parameter(handle(), name, values));
+    return values;
+  }
+
+  public void setParameter(String name, float[] values) {
+    LibSwitch.checked(libswitch_raw.swb_set_parameter(handle(), name, values));
+  }
+
+  /** The gradient from the last forward with computeGradients. */
+  public float[] gradient(String name) {
+    float[] values = new float[numel(name)];
+    LibSwitch.checked(libswitch_raw.swb_get_gradient(handle(), name, values));
+    return values;
+  }
+
+  public ForwardOutput forward(Batch b) {
+    return forward(b, false, false);
+  }
+
+  /** One forward pass; train: dropout and jitter; computeGradients: keep gradients. */
+  public ForwardOutput forward(Batch b, boolean train, boolean computeGradients) {
+    SWIGTYPE_p_sw_result result = LibSwitch.checked(libswitch_raw.swb_model_forward(handle(),
+        b.batch, b.inputLen, b.targetLen, b.inputIds, b.attentionMask, b.decoderInputIds,
+        b.decoderAttentionMask, b.labels, train ? 1 : 0, computeGradients ? 1 : 0));
+    try {
+      long[] shape = new long[3];
+      for (int i = 0; i < 3; ++i) shape[i] = LibSwitch.checked(libswitch_raw.swb_result_logits_dim(result, i));
+      float[] logits = new float[Math.toIntExact(shape[0] * shape[1] * shape[2])];
+      LibSwitch.checked(libswitch_raw.swb_result_logits(result, logits));
+      double[] losses = new double[4];
+      for (int i = 0; i < 4; ++i) losses[i] = LibSwitch.checked(libswitch_raw.swb_result_loss(result, i));
+      List<ForwardOutput.LayerRouting> routing = new ArrayList<>();
+      long layers = LibSwitch.checked(libswitch_raw.swb_result_num_routing_layers(result));
+      for (long l = 0; l < layers; ++l) {
+        sw_routing_stats first = LibSwitch.checked(libswitch_raw.swb_result_routing(result, l, null));
+        long[] counts = new long[(int) first.getNum_experts()];
+        first.delete();
+        sw_routing_stats s = LibSwitch.checked(libswitch_raw.swb_result_routing(result, l, counts));
+        routing.add(new ForwardOutput.LayerRouting(
+            s.getStack() == sw_stack.SW_ENCODER ? "encoder" : "decoder", s.getBlock(),
+            s.getNum_experts(), s.getCapacity(), s.getGroup_size(), s.getTokens(),
+            s.getDropped_fraction(), s.getRouter_entropy(), s.getAux_loss(), s.getZ_loss(), counts));
+        s.delete();
+      }
+      return new ForwardOutput(logits, shape, losses[0], losses[1], losses[2], losses[3], routing);
+    } finally {
+      libswitch_raw.sw_result_destroy(result);
+    }
+  }
+
+  /** Greedy generation: new ids per input row (eos ends a row and is not included). */
+  public int[][] generate(int[][] inputIds, int maxNewTokens) {
+    Batch b = new Batch(inputIds, new int[inputIds.length][1]);
+    int[] out = new int[b.batch * maxNewTokens];
+    long[] lengths = new long[b.batch];
+    LibSwitch.checked(libswitch_raw.swb_model_generate(handle(), b.batch, b.inputLen, b.inputIds,
+        null, maxNewTokens, 0, out, lengths));
+    int[][] rows = new int[b.batch][];
+    for (int i = 0; i < b.batch; ++i) {
+      rows[i] = java.util.Arrays.copyOfRange(out, i * maxNewTokens, i * maxNewTokens + (int) lengths[i]);
+    }
+    return rows;
+  }
+}

@@ -1,0 +1,64 @@
+package org.libswitch;
+
+import org.libswitch.raw.SWIGTYPE_p_sw_trainer;
+import org.libswitch.raw.libswitch_raw;
+
+/**
+ * Optimizer steps on caller batches or the built-in span-corruption data, evaluation,
+ * and checkpoints a new process continues bit for bit. One thread at a time.
+ */
+public final class Trainer extends NativeHandle<SWIGTYPE_p_sw_trainer> {
+  private Trainer(SWIGTYPE_p_sw_trainer pointer) {
+    super(pointer, libswitch_raw::sw_trainer_destroy);
+  }
+
+  public Trainer(Model model, TrainConfig config) {
+    this(LibSwitch.checked(libswitch_raw.swb_trainer_create(model.handle(), config.handle())));
+  }
+
+  /** A trainer continuing a checkpoint (its model, optimizer state, step, data position). */
+  public static Trainer restore(String path, String device) {
+    LibSwitch.load();
+    return new Trainer(LibSwitch.checked(libswitch_raw.swb_trainer_restore(path, device)));
+  }
+
+  /** The model being trained (another handle to it; close it too). */
+  public Model model() {
+    return new Model(LibSwitch.checked(libswitch_raw.swb_trainer_model(handle())));
+  }
+
+  /** One step on the next built-in batch. */
+  public Metrics step() {
+    return run(0, null);
+  }
+
+  /** One step on batch (labels required). */
+  public Metrics step(Batch batch) {
+    return run(0, batch);
+  }
+
+  /** The loss on the built-in held-out batches. */
+  public Metrics evaluate() {
+    return run(1, null);
+  }
+
+  public Metrics evaluate(Batch batch) {
+    return run(1, batch);
+  }
+
+  /** A checkpoint under root; returns its directory. */
+  public String save(String root) {
+    LibSwitch.check(libswitch_raw.sw_trainer_save(handle(), root));
+    return LibSwitch.latestCheckpoint(root);
+  }
+
+  private Metrics run(int evaluate, Batch b) {
+    if (b == null) {
+      return Metrics.of(LibSwitch.checked(libswitch_raw.swb_trainer_run(handle(), evaluate, 0, 0, 0,
+          null, null, null, null, null)));
+    }
+    return Metrics.of(LibSwitch.checked(libswitch_raw.swb_trainer_run(handle(), evaluate, b.batch,
+        b.inputLen, b.targetLen, b.inputIds, b.attentionMask, b.decoderInputIds,
+        b.decoderAttentionMask, b.labels)));
+  }
+}

@@ -1,0 +1,236 @@
+package org.libswitch;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNotEquals;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
+import java.util.List;
+import org.junit.After;
+import org.junit.Before;
+import org.junit.Test;
+
+/** The Java binding: configs, forward passes equal to the C ABI's, errors, training. */
+public class LibSwitchTest {
+  // The batch tests/capi/forward_dump.c runs through the C ABI.
+  static int[][] inputIds() {
+    int[][] ids = new int[2][8];
+    for (int i = 0; i < 16; ++i) ids[i / 8][i % 8] = 3 + (7 * i) % 300;
+    return ids;
+  }
+
+  static final int[][] MASK = {{1, 1, 1, 1, 1, 1, 1, 0}, {1, 1, 1, 1, 1, 1, 1, 0}};
+  static final int[][] DECODER = {{0, 10, 11, 12}, {0, 20, 21, 22}};
+  static final int[][] LABELS = {{10, 11, 12, 1}, {20, 21, 22, 1}};
+
+  static Batch batch() {
+    return new Batch(inputIds(), DECODER).attentionMask(MASK).labels(LABELS);
+  }
+
+  static Model tiny(long seed) {
+    try (Config c = Config.preset("tiny")) {
+      c.set("dropout_rate", 0.0);
+      return new Model(c, "cpu", seed);
+    }
+  }
+
+  Path dir;
+
+  @Before
+  public void makeDir() throws IOException {
+    dir = Files.createTempDirectory("libswitch_java_test");
+  }
+
+  @After
+  public void removeDir() throws IOException {
+    try (var paths = Files.walk(dir)) {
+      paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+  }
+
+  static LibSwitchException expect(Status status, String fragment, Runnable call) {
+    try {
+      call.run();
+    } catch (LibSwitchException e) {
+      assertEquals(e.getMessage(), status, e.status());
+      assertTrue(e.getMessage() + " should mention " + fragment, e.getMessage().contains(fragment));
+      return e;
+    }
+    fail("expected " + status + " (" + fragment + ")");
+    return null;
+  }
+
+  @Test
+  public void versionAndPresets() {
+    assertEquals(1, LibSwitch.abiVersion());
+    assertTrue(LibSwitch.version().matches("\\d+\\.\\d+\\.\\d+"));
+    List<String> presets = LibSwitch.presets();
+    assertTrue(presets.contains("tiny") && presets.contains("switch-base-8"));
+  }
+
+  @Test
+  public void configRoundTripAndTypedFields() {
+    try (Config c = Config.preset("switch-base-8")) {
+      assertEquals(8, c.getInt("num_experts"));
+      assertEquals("RELU", c.getString("activation"));
+      c.set("num_experts", 16).set("aux_loss_coef", 0.02).set("capacity_mode", "CAPACITY_FIXED");
+      assertEquals(16, c.getInt("num_experts"));
+      assertEquals(0.02, c.getDouble("aux_loss_coef"), 0);
+      String text = c.toText();
+      try (Config back = Config.fromText(text)) {
+        assertEquals(text, back.toText());
+      }
+      String before = c.toText();
+      expect(Status.INVALID_ARGUMENT, "no field \"nope\"", () -> c.set("nope", 1));
+      expect(Status.OUT_OF_RANGE, "\"SWISH\" is not a value", () -> c.set("activation", "SWISH"));
+      assertEquals(before, c.toText());
+    }
+    try (TrainConfig t = TrainConfig.fromText("steps: 7")) {
+      t.set("model.num_experts", 4);
+      assertEquals(4, t.getInt("model.num_experts"));
+      assertEquals("ADAFACTOR", t.getString("optimizer"));
+    }
+    expect(Status.NOT_FOUND, "no-such-model", () -> Config.preset("no-such-model"));
+  }
+
+  @Test
+  public void forwardEqualsTheCAbiBitForBit() throws Exception {
+    String dump = System.getenv("SW_FORWARD_DUMP");
+    if (dump == null) return;  // only under ctest
+    Path logitsFile = dir.resolve("logits");
+    Process p = new ProcessBuilder(dump, "5", logitsFile.toString()).start();
+    String[] losses = new String(p.getInputStream().readAllBytes()).trim().split(" ");
+    assertEquals(0, p.waitFor());
+    try (Model m = tiny(5)) {
+      ForwardOutput out = m.forward(batch());
+      ByteBuffer bytes = ByteBuffer.wrap(Files.readAllBytes(logitsFile)).order(ByteOrder.nativeOrder());
+      float[] expected = new float[out.logits().length];
+      bytes.asFloatBuffer().get(expected);
+      assertArrayEquals(expected, out.logits(), 0.0f);
+      assertEquals(Double.parseDouble(losses[0]), out.loss(), 0.0);
+      assertEquals(Double.parseDouble(losses[3]), out.zLoss(), 0.0);
+    }
+  }
+
+  @Test
+  public void forwardOutputsAndRouting() {
+    try (Model m = tiny(0)) {
+      ForwardOutput out = m.forward(batch());
+      assertArrayEquals(new long[] {2, 4, 384}, out.logitsShape());
+      assertEquals(out.ceLoss() + out.auxLoss() + out.zLoss(), out.loss(), 1e-12);
+      assertEquals(4, out.routing().size());
+      for (ForwardOutput.LayerRouting r : out.routing()) {
+        long sum = 0;
+        for (long n : r.tokensPerExpert()) sum += n;
+        assertEquals(r.tokens(), sum);
+      }
+    }
+  }
+
+  @Test
+  public void badInputThrowsNamingTheArgument() {
+    try (Model m = tiny(0)) {
+      int[][] bad = inputIds();
+      bad[0][3] = 384;
+      expect(Status.OUT_OF_RANGE, "input_ids: token id 384", () -> m.forward(new Batch(bad, DECODER)));
+      expect(Status.INVALID_ARGUMENT, "row 1 has 3 ids", () -> new Batch(inputIds(), new int[][] {{0, 1, 2, 3}, {0, 1, 2}}));
+      expect(Status.INVALID_ARGUMENT, "attention_mask",
+          () -> m.forward(new Batch(inputIds(), DECODER).attentionMask(new int[][] {{7, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1}})));
+      expect(Status.NOT_FOUND, "no.such.weight", () -> m.getParameter("no.such.weight"));
+      expect(Status.INVALID_ARGUMENT, "length 3 given", () -> m.setParameter("shared.weight", new float[3]));
+      expect(Status.NOT_FOUND, "no gradients yet", () -> m.gradient("shared.weight"));
+      if (!LibSwitch.cudaBuilt()) {
+        try (Config c = Config.preset("tiny")) {
+          expect(Status.UNSUPPORTED, "built without CUDA", () -> new Model(c, "cuda:0", 0));
+        }
+      }
+      m.close();
+      expect(Status.INVALID_ARGUMENT, "closed", () -> m.forward(batch()));
+    }
+  }
+
+  @Test
+  public void trainingLowersTheLossAndCheckpointsRoundTrip() throws IOException {
+    try (Model m = tiny(0);
+        TrainConfig t = TrainConfig.fromText("optimizer: ADAMW learning_rate: 0.003 batch_size: 2");
+        Trainer trainer = new Trainer(m, t)) {
+      Metrics first = trainer.step(batch());
+      Metrics last = first;
+      for (int i = 0; i < 9; ++i) last = trainer.step(batch());
+      assertEquals(10, last.step());
+      assertTrue(last.loss() < first.loss() - 0.5);
+      assertTrue(trainer.save(dir.resolve("run").toString()).endsWith("step-00000010"));
+      float[] before = m.forward(batch()).logits();
+      String path = m.save(dir.resolve("model").toString());
+      try (Model loaded = Model.load(path, "cpu")) {
+        assertArrayEquals(before, loaded.forward(batch()).logits(), 0.0f);
+      }
+      try (Trainer restored = Trainer.restore(dir.resolve("run").toString(), "cpu")) {
+        assertEquals(11, restored.step(batch()).step());
+      }
+      // One flipped byte in a shard: refused, naming the checksum.
+      Path shard;
+      try (var files = Files.list(Path.of(path))) {
+        shard = files.filter(f -> !f.getFileName().toString().equals("manifest.pb")).findFirst().get();
+      }
+      try (RandomAccessFile f = new RandomAccessFile(shard.toFile(), "rw")) {
+        f.seek(100);
+        int b = f.read();
+        f.seek(100);
+        f.write(b ^ 0xff);
+      }
+      expect(Status.CORRUPT, "checksum", () -> Model.load(path, "cpu"));
+    }
+  }
+
+  @Test
+  public void generateIsGreedyAndRepeatable() {
+    try (Model m = tiny(0)) {
+      int[][] a = m.generate(inputIds(), 5);
+      int[][] b = m.generate(inputIds(), 5);
+      assertEquals(2, a.length);
+      for (int i = 0; i < 2; ++i) {
+        assertTrue(a[i].length <= 5);
+        assertArrayEquals(a[i], b[i]);
+      }
+    }
+  }
+
+  static long residentMiB() throws IOException {
+    String[] statm = Files.readString(Path.of("/proc/self/statm")).trim().split(" ");
+    return Long.parseLong(statm[1]) * 4096 / (1 << 20);
+  }
+
+  @Test
+  public void createDestroy1000TimesDoesNotGrow() throws IOException {
+    try (Config c = Config.preset("tiny")) {
+      c.set("num_encoder_layers", 1).set("num_decoder_layers", 1);
+      for (int i = 0; i < 100; ++i) new Model(c, "cpu", 0).close();
+      long before = residentMiB();
+      for (int i = 0; i < 1000; ++i) {
+        try (Model m = new Model(c, "cpu", 0)) {
+          m.forward(new Batch(inputIds(), DECODER));
+        }
+      }
+      long growth = residentMiB() - before;
+      assertTrue("resident memory grew " + growth + " MiB over 1000 models", growth < 16);
+    }
+  }
+
+  @Test
+  public void distinctSeedsGiveDistinctModels() {
+    try (Model a = tiny(1); Model b = tiny(2)) {
+      assertNotEquals(a.forward(batch()).loss(), b.forward(batch()).loss(), 0.0);
+      assertFalse(a.parameterNames().isEmpty());
+    }
+  }
+}
