@@ -1,0 +1,3 @@
+module libswitch
+
+go 1.19

@@ -1,0 +1,460 @@
+// Package libswitch runs and trains Switch Transformers (sparse mixture-of-experts, top-1
+// routing) from Go: a thin layer over the library's C ABI (SWIG package libswitch/raw).
+//
+// Every failing call returns an *Error carrying the C ABI's status and a message naming
+// the bad argument. Objects own native memory: Close them (defer m.Close()); a finalizer
+// releases forgotten ones as a backstop only.
+package libswitch
+
+import (
+	"fmt"
+	"runtime"
+
+	raw "libswitch/raw"
+)
+
+// Status is the C ABI's sw_status.
+type Status int
+
+const (
+	OK              Status = 0
+	InvalidArgument Status = 1
+	OutOfRange      Status = 2
+	NotFound        Status = 3
+	IO              Status = 4
+	Corrupt         Status = 5
+	Unsupported     Status = 6
+	Device          Status = 7
+	OutOfMemory     Status = 8
+	Distributed     Status = 9
+	Numeric         Status = 10
+	Internal        Status = 11
+)
+
+// Error is a failed libswitch call.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func errorOf(status int) error {
+	if status == 0 {
+		return nil
+	}
+	message := raw.Sw_last_error()
+	if message == "" {
+		message = raw.Sw_status_string(raw.Enum_SS_sw_status(status))
+	}
+	return &Error{Status(status), message}
+}
+
+// call runs f and reads the status it left, on one OS thread: the C ABI's error state
+// is per thread, and a goroutine may otherwise move between the two.
+func call[T any](f func() T) (T, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	v := f()
+	return v, errorOf(raw.Swb_status())
+}
+
+// check runs a call that returns an sw_status itself.
+func check(f func() int) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return errorOf(f())
+}
+
+func invalid(format string, args ...any) error {
+	return &Error{InvalidArgument, fmt.Sprintf(format, args...)}
+}
+
+// Version is the library's version ("0.1.0").
+func Version() string { return raw.Sw_version() }
+
+// CUDABuilt says whether the library was built with CUDA.
+func CUDABuilt() bool { return raw.Sw_cuda_built() != 0 }
+
+// Presets lists the model presets compiled into the library.
+func Presets() ([]string, error) {
+	n, err := call(raw.Swb_preset_count)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, n)
+	for i := int64(0); i < n; i++ {
+		name, err := call(func() string { return raw.Swb_preset_name(i) })
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// LatestCheckpoint is the checkpoint directory `latest` names under root.
+func LatestCheckpoint(root string) (string, error) {
+	return call(func() string { return raw.Swb_checkpoint_latest(root) })
+}
+
+// ---------------------------------------------------------------------------- configs
+
+// Config is a model config (ModelConfig) or a training config (TrainConfig), with typed
+// fields by name or dotted path ("model.num_experts"); enums as their value names.
+type Config struct{ ptr raw.Struct_SS_sw_config }
+
+func newConfig(ptr raw.Struct_SS_sw_config, err error) (*Config, error) {
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{ptr}
+	runtime.SetFinalizer(c, (*Config).Close)
+	return c, nil
+}
+
+// Preset is a model config compiled into the library ("tiny", "switch-base-8", ...).
+func Preset(name string) (*Config, error) {
+	return newConfig(call(func() raw.Struct_SS_sw_config { return raw.Swb_config_preset(name) }))
+}
+
+// ModelConfigFromText parses a ModelConfig in protobuf text format.
+func ModelConfigFromText(text string) (*Config, error) {
+	return newConfig(call(func() raw.Struct_SS_sw_config {
+		return raw.Swb_config_from_text(int(raw.SW_CONFIG_MODEL), text)
+	}))
+}
+
+// TrainConfigFromText parses a TrainConfig in protobuf text format.
+func TrainConfigFromText(text string) (*Config, error) {
+	return newConfig(call(func() raw.Struct_SS_sw_config {
+		return raw.Swb_config_from_text(int(raw.SW_CONFIG_TRAIN), text)
+	}))
+}
+
+// Close releases the config; later calls on it fail.
+func (c *Config) Close() {
+	if c.ptr != nil {
+		raw.Sw_config_destroy(c.ptr)
+		c.ptr = nil
+	}
+}
+
+func (c *Config) Int(field string) (int64, error) {
+	return call(func() int64 { return raw.Swb_config_get_int(c.ptr, field) })
+}
+
+func (c *Config) Float(field string) (float64, error) {
+	return call(func() float64 { return raw.Swb_config_get_double(c.ptr, field) })
+}
+
+// String reads a string field, or an enum field's value name.
+func (c *Config) String(field string) (string, error) {
+	return call(func() string { return raw.Swb_config_get_string(c.ptr, field) })
+}
+
+// Set sets a field from an int, int64, float64, bool or string (enums by name); a bad
+// name, type or value changes nothing.
+func (c *Config) Set(field string, value any) error {
+	switch v := value.(type) {
+	case int:
+		return check(func() int { return int(raw.Sw_config_set_int(c.ptr, field, int64(v))) })
+	case int64:
+		return check(func() int { return int(raw.Sw_config_set_int(c.ptr, field, v)) })
+	case float64:
+		return check(func() int { return int(raw.Sw_config_set_double(c.ptr, field, v)) })
+	case bool:
+		b := 0
+		if v {
+			b = 1
+		}
+		return check(func() int { return int(raw.Sw_config_set_bool(c.ptr, field, b)) })
+	case string:
+		return check(func() int { return int(raw.Sw_config_set_string(c.ptr, field, v)) })
+	}
+	return invalid("config field %q: cannot set a %T", field, value)
+}
+
+// Text is the config in protobuf text format, defaults included.
+func (c *Config) Text() (string, error) {
+	return call(func() string { return raw.Swb_config_to_text(c.ptr) })
+}
+
+// ---------------------------------------------------------------------------- batches
+
+// Batch holds row-major [Batch, length] token ids; masks and labels may be nil.
+type Batch struct {
+	Batch, InputLen, TargetLen                    int64
+	InputIDs, AttentionMask                       []int32
+	DecoderInputIDs, DecoderAttentionMask, Labels []int32
+}
+
+func (b *Batch) check() error {
+	in, out := b.Batch*b.InputLen, b.Batch*b.TargetLen
+	for _, a := range []struct {
+		name     string
+		ids      []int32
+		n        int64
+		required bool
+	}{
+		{"InputIDs", b.InputIDs, in, true}, {"AttentionMask", b.AttentionMask, in, false},
+		{"DecoderInputIDs", b.DecoderInputIDs, out, true},
+		{"DecoderAttentionMask", b.DecoderAttentionMask, out, false}, {"Labels", b.Labels, out, false},
+	} {
+		if (a.required || len(a.ids) > 0) && int64(len(a.ids)) != a.n {
+			return invalid("batch: %s holds %d ids, expected %d", a.name, len(a.ids), a.n)
+		}
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------- models
+
+// Model is a Switch Transformer on a device ("cpu", "cuda:N"). Its methods may be called
+// from several goroutines at once.
+type Model struct{ ptr raw.Struct_SS_sw_model }
+
+func newModel(ptr raw.Struct_SS_sw_model, err error) (*Model, error) {
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{ptr}
+	runtime.SetFinalizer(m, (*Model).Close)
+	return m, nil
+}
+
+// NewModel builds a model of config with parameters initialised from seed.
+func NewModel(config *Config, device string, seed uint64) (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_create(config.ptr, device, seed) }))
+}
+
+// LoadModel loads a checkpoint directory (or the latest under a root), verified.
+func LoadModel(path, device string) (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_load(path, device) }))
+}
+
+// ImportHF loads a HuggingFace SwitchTransformers checkpoint (config.json + safetensors).
+func ImportHF(configJSON, weights, device string) (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_import_hf(configJSON, weights, device) }))
+}
+
+// Close releases the model; later calls on it fail.
+func (m *Model) Close() {
+	if m.ptr != nil {
+		raw.Sw_model_destroy(m.ptr)
+		m.ptr = nil
+	}
+}
+
+// Save writes the parameters as a checkpoint under root and returns its directory.
+func (m *Model) Save(root string) (string, error) {
+	if err := check(func() int { return int(raw.Sw_model_save(m.ptr, root)) }); err != nil {
+		return "", err
+	}
+	return LatestCheckpoint(root)
+}
+
+// NumParameters is the number of scalars in all parameters.
+func (m *Model) NumParameters() (int64, error) {
+	return call(func() int64 { return raw.Swb_model_parameter_count(m.ptr) })
+}
+
+func (m *Model) ParameterShape(name string) ([]int64, error) {
+	ndim, err := call(func() int64 { return raw.Swb_parameter_dim(m.ptr, name, -1) })
+	if err != nil {
+		return nil, err
+	}
+	shape := make([]int64, ndim)
+	for i := range shape {
+		if shape[i], err = call(func() int64 { return raw.Swb_parameter_dim(m.ptr, name, i) }); err != nil {
+			return nil, err
+		}
+	}
+	return shape, nil
+}
+
+// Parameter is a copy of a parameter as float32, row-major.
+func (m *Model) Parameter(name string) ([]float32, error) {
+	shape, err := m.ParameterShape(name)
+	if err != nil {
+		return nil, err
+	}
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	values := make([]float32, n)
+	_, err = call(func() int { return raw.Swb_get_parameter(m.ptr, name, values) })
+	return values, err
+}
+
+// SetParameter overwrites a parameter from float32 values of its size.
+func (m *Model) SetParameter(name string, values []float32) error {
+	_, err := call(func() int { return raw.Swb_set_parameter(m.ptr, name, values) })
+	return err
+}
+
+// LayerRouting is one sparse layer's routing in a forward pass.
+type LayerRouting struct {
+	Stack                                          string // "encoder" or "decoder"
+	Block, NumExperts, Capacity, GroupSize, Tokens int64
+	DroppedFraction, RouterEntropy, AuxLoss, ZLoss float64
+	TokensPerExpert                                []int64 // argmax counts before capacity
+}
+
+// ForwardOutput is one forward pass: logits [batch, target_len, vocab] row-major, the
+// losses (Loss = CE + Aux + Z) and each sparse layer's routing, encoder first.
+type ForwardOutput struct {
+	Logits                   []float32
+	LogitsShape              [3]int64
+	Loss, CE, AuxLoss, ZLoss float64
+	Routing                  []LayerRouting
+}
+
+// Forward runs one forward pass (train: dropout and jitter).
+func (m *Model) Forward(b *Batch, train bool) (*ForwardOutput, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	t := 0
+	if train {
+		t = 1
+	}
+	result, err := call(func() raw.Struct_SS_sw_result {
+		return raw.Swb_model_forward(m.ptr, b.Batch, b.InputLen, b.TargetLen, b.InputIDs,
+			b.AttentionMask, b.DecoderInputIDs, b.DecoderAttentionMask, b.Labels, t, 0)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Sw_result_destroy(result)
+	out := &ForwardOutput{}
+	for i := range out.LogitsShape {
+		if out.LogitsShape[i], err = call(func() int64 { return raw.Swb_result_logits_dim(result, i) }); err != nil {
+			return nil, err
+		}
+	}
+	out.Logits = make([]float32, out.LogitsShape[0]*out.LogitsShape[1]*out.LogitsShape[2])
+	if _, err = call(func() int { return raw.Swb_result_logits(result, out.Logits) }); err != nil {
+		return nil, err
+	}
+	losses := [4]*float64{&out.Loss, &out.CE, &out.AuxLoss, &out.ZLoss}
+	for i, l := range losses {
+		if *l, err = call(func() float64 { return raw.Swb_result_loss(result, i) }); err != nil {
+			return nil, err
+		}
+	}
+	layers, err := call(func() int64 { return raw.Swb_result_num_routing_layers(result) })
+	if err != nil {
+		return nil, err
+	}
+	for l := int64(0); l < layers; l++ {
+		first, err := call(func() raw.Sw_routing_stats { return raw.Swb_result_routing(result, l, nil) })
+		if err != nil {
+			return nil, err
+		}
+		counts := make([]int64, first.GetNum_experts())
+		raw.DeleteSw_routing_stats(first)
+		s, err := call(func() raw.Sw_routing_stats { return raw.Swb_result_routing(result, l, counts) })
+		if err != nil {
+			return nil, err
+		}
+		stack := "decoder"
+		if s.GetStack() == int(raw.SW_ENCODER) {
+			stack = "encoder"
+		}
+		out.Routing = append(out.Routing, LayerRouting{stack, s.GetBlock(), s.GetNum_experts(),
+			s.GetCapacity(), s.GetGroup_size(), s.GetTokens(), s.GetDropped_fraction(),
+			s.GetRouter_entropy(), s.GetAux_loss(), s.GetZ_loss(), counts})
+		raw.DeleteSw_routing_stats(s)
+	}
+	return out, nil
+}
+
+// Generate decodes greedily: up to maxNewTokens new ids per input row of
+// inputIDs ([batch, inputLen] row-major); eos ends a row and is not included.
+func (m *Model) Generate(inputIDs []int32, batch, inputLen, maxNewTokens int64) ([][]int32, error) {
+	if batch < 1 || inputLen < 1 || int64(len(inputIDs)) != batch*inputLen {
+		return nil, invalid("generate: %d ids for %d x %d", len(inputIDs), batch, inputLen)
+	}
+	out := make([]int32, batch*maxNewTokens)
+	lengths := make([]int64, batch)
+	if _, err := call(func() int {
+		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, nil, maxNewTokens, 0, out, lengths)
+	}); err != nil {
+		return nil, err
+	}
+	rows := make([][]int32, batch)
+	for i := range rows {
+		rows[i] = out[int64(i)*maxNewTokens : int64(i)*maxNewTokens+lengths[i]]
+	}
+	return rows, nil
+}
+
+// ---------------------------------------------------------------------------- training
+
+// Metrics are one training step's (or an evaluation's) numbers.
+type Metrics struct {
+	Step                                     int64
+	Loss, CE, Aux, Z, GradNorm, LearningRate float64
+	DroppedFraction                          float64
+	Tokens                                   int64
+	Seconds, TokensPerSecond                 float64
+}
+
+// Trainer runs optimizer steps on batches or on the built-in span-corruption data.
+type Trainer struct{ ptr raw.Struct_SS_sw_trainer }
+
+// NewTrainer makes a trainer for model with a training config.
+func NewTrainer(model *Model, config *Config) (*Trainer, error) {
+	ptr, err := call(func() raw.Struct_SS_sw_trainer { return raw.Swb_trainer_create(model.ptr, config.ptr) })
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{ptr}
+	runtime.SetFinalizer(t, (*Trainer).Close)
+	return t, nil
+}
+
+// Close releases the trainer (the model stays usable through its own handle).
+func (t *Trainer) Close() {
+	if t.ptr != nil {
+		raw.Sw_trainer_destroy(t.ptr)
+		t.ptr = nil
+	}
+}
+
+func (t *Trainer) run(evaluate int, b *Batch) (Metrics, error) {
+	var empty Batch
+	if b == nil {
+		b = &empty
+	} else if err := b.check(); err != nil {
+		return Metrics{}, err
+	}
+	m, err := call(func() raw.Sw_metrics {
+		return raw.Swb_trainer_run(t.ptr, evaluate, b.Batch, b.InputLen, b.TargetLen, b.InputIDs,
+			b.AttentionMask, b.DecoderInputIDs, b.DecoderAttentionMask, b.Labels)
+	})
+	defer raw.DeleteSw_metrics(m)
+	if err != nil {
+		return Metrics{}, err
+	}
+	return Metrics{m.GetStep(), m.GetLoss(), m.GetCe(), m.GetAux(), m.GetZ(), m.GetGrad_norm(),
+		m.GetLearning_rate(), m.GetDropped_fraction(), m.GetTokens(), m.GetSeconds(),
+		m.GetTokens_per_second()}, nil
+}
+
+// Step takes one optimizer step on b (labels required), or on the next built-in batch
+// when b is nil.
+func (t *Trainer) Step(b *Batch) (Metrics, error) { return t.run(0, b) }
+
+// Evaluate is the loss on b, or on the built-in held-out batches when b is nil.
+func (t *Trainer) Evaluate(b *Batch) (Metrics, error) { return t.run(1, b) }
+
+// Save writes a checkpoint under root and returns its directory.
+func (t *Trainer) Save(root string) (string, error) {
+	if err := check(func() int { return int(raw.Sw_trainer_save(t.ptr, root)) }); err != nil {
+		return "", err
+	}
+	return LatestCheckpoint(root)
+}

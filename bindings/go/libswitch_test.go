@@ -1,0 +1,270 @@
+package libswitch
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The batch tests/capi/forward_dump.c runs through the C ABI.
+func testBatch() *Batch {
+	b := &Batch{Batch: 2, InputLen: 8, TargetLen: 4,
+		DecoderInputIDs: []int32{0, 10, 11, 12, 0, 20, 21, 22},
+		Labels:          []int32{10, 11, 12, 1, 20, 21, 22, 1}}
+	for i := 0; i < 16; i++ {
+		b.InputIDs = append(b.InputIDs, int32(3+(7*i)%300))
+		mask := int32(1)
+		if i%8 == 7 {
+			mask = 0
+		}
+		b.AttentionMask = append(b.AttentionMask, mask)
+	}
+	return b
+}
+
+func tiny(t *testing.T, seed uint64) *Model {
+	t.Helper()
+	c, err := Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set("dropout_rate", 0.0); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewModel(c, "cpu", seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func wantError(t *testing.T, err error, status Status, fragment string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("expected a libswitch error (%s), got %v", fragment, err)
+	}
+	if e.Status != status || !strings.Contains(e.Message, fragment) {
+		t.Fatalf("expected status %d mentioning %q, got %d: %s", status, fragment, e.Status, e.Message)
+	}
+}
+
+func TestConfigRoundTrip(t *testing.T) {
+	c, err := Preset("switch-base-8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, _ := c.Int("num_experts"); n != 8 {
+		t.Fatalf("num_experts %d", n)
+	}
+	if err := c.Set("num_experts", 16); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("capacity_mode", "CAPACITY_FIXED"); err != nil {
+		t.Fatal(err)
+	}
+	text, _ := c.Text()
+	back, err := ModelConfigFromText(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if again, _ := back.Text(); again != text {
+		t.Fatal("text round trip differs")
+	}
+	wantError(t, c.Set("nope", 1), InvalidArgument, `no field "nope"`)
+	wantError(t, c.Set("activation", "SWISH"), OutOfRange, `"SWISH" is not a value`)
+	wantError(t, c.Set("num_experts", []int{1}), InvalidArgument, "cannot set")
+	if after, _ := c.Text(); after != text {
+		t.Fatal("a failed Set changed the config")
+	}
+	_, err = Preset("no-such-model")
+	wantError(t, err, NotFound, "no-such-model")
+	names, err := Presets()
+	if err != nil || len(names) < 2 {
+		t.Fatal(names, err)
+	}
+}
+
+func TestForwardEqualsTheCABIBitForBit(t *testing.T) {
+	dump := os.Getenv("SW_FORWARD_DUMP")
+	if dump == "" {
+		t.Skip("SW_FORWARD_DUMP not given")
+	}
+	file := filepath.Join(t.TempDir(), "logits")
+	text, err := exec.Command(dump, "5", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tiny(t, 5)
+	defer m.Close()
+	out, err := m.Forward(testBatch(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(file)
+	expected := make([]float32, len(out.Logits))
+	if err := binary.Read(bytes.NewReader(data), binary.LittleEndian, expected); err != nil {
+		t.Fatal(err)
+	}
+	for i := range expected {
+		if math.Float32bits(expected[i]) != math.Float32bits(out.Logits[i]) {
+			t.Fatalf("logit %d: %v through Go, %v through C", i, out.Logits[i], expected[i])
+		}
+	}
+	losses := strings.Fields(string(text))
+	if want, _ := strconv.ParseFloat(losses[0], 64); want != out.Loss {
+		t.Fatalf("loss %v, C says %v", out.Loss, want)
+	}
+}
+
+func TestForwardRoutingAndBadInput(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	out, err := m.Forward(testBatch(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.LogitsShape != [3]int64{2, 4, 384} || len(out.Routing) != 4 {
+		t.Fatal(out.LogitsShape, len(out.Routing))
+	}
+	for _, r := range out.Routing {
+		sum := int64(0)
+		for _, n := range r.TokensPerExpert {
+			sum += n
+		}
+		if sum != r.Tokens {
+			t.Fatal("routing counts do not cover the tokens")
+		}
+	}
+	bad := testBatch()
+	bad.InputIDs[3] = 384
+	_, err = m.Forward(bad, false)
+	wantError(t, err, OutOfRange, "input_ids: token id 384")
+	short := testBatch()
+	short.Labels = short.Labels[:3]
+	_, err = m.Forward(short, false)
+	wantError(t, err, InvalidArgument, "Labels holds 3 ids")
+	_, err = m.Parameter("no.such.weight")
+	wantError(t, err, NotFound, "no.such.weight")
+	wantError(t, m.SetParameter("shared.weight", make([]float32, 3)), InvalidArgument, "length 3 given")
+	if !CUDABuilt() {
+		c, _ := Preset("tiny")
+		defer c.Close()
+		_, err = NewModel(c, "cuda:0", 0)
+		wantError(t, err, Unsupported, "built without CUDA")
+	}
+}
+
+func TestTrainingAndCheckpoints(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	config, err := TrainConfigFromText("optimizer: ADAMW learning_rate: 0.003 batch_size: 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer config.Close()
+	trainer, err := NewTrainer(m, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trainer.Close()
+	first, err := trainer.Step(testBatch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := first
+	for i := 0; i < 9; i++ {
+		if last, err = trainer.Step(testBatch()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last.Step != 10 || last.Loss > first.Loss-0.5 {
+		t.Fatalf("10 steps: loss %v -> %v", first.Loss, last.Loss)
+	}
+	dir := t.TempDir()
+	path, err := m.Save(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadModel(path, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	a, _ := m.Forward(testBatch(), false)
+	b, _ := loaded.Forward(testBatch(), false)
+	for i := range a.Logits {
+		if a.Logits[i] != b.Logits[i] {
+			t.Fatal("a reloaded model gives other logits")
+		}
+	}
+	_, err = LoadModel(filepath.Join(dir, "nothing-here"), "cpu")
+	wantError(t, err, NotFound, "nothing-here")
+}
+
+func TestConcurrentForwards(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	want, _ := m.Forward(testBatch(), false)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			out, err := m.Forward(testBatch(), false)
+			if err == nil && out.Loss != want.Loss {
+				err = errors.New("a concurrent forward differs")
+			}
+			errs[g] = err
+		}(g)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func residentMiB() float64 {
+	data, _ := os.ReadFile("/proc/self/statm")
+	pages, _ := strconv.ParseFloat(strings.Fields(string(data))[1], 64)
+	return pages * float64(os.Getpagesize()) / (1 << 20)
+}
+
+func TestCreateDestroy1000TimesDoesNotGrow(t *testing.T) {
+	c, _ := Preset("tiny")
+	defer c.Close()
+	c.Set("num_encoder_layers", 1)
+	c.Set("num_decoder_layers", 1)
+	for i := 0; i < 100; i++ {
+		m, _ := NewModel(c, "cpu", 0)
+		m.Close()
+	}
+	before := residentMiB()
+	for i := 0; i < 1000; i++ {
+		m, err := NewModel(c, "cpu", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Forward(testBatch(), false); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+	}
+	if growth := residentMiB() - before; growth > 16 {
+		t.Fatalf("resident memory grew %.1f MiB over 1000 models", growth)
+	}
+}
