@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/dist/data_parallel.h"
 #include "core/ops/elementwise.h"
 
 namespace sw {
@@ -44,6 +45,34 @@ void finish_layer_loads(std::vector<LayerLoad>& loads) {
   }
 }
 
+// Sums this replica's share of the step's numbers with the others' (before the averages
+// and ratios are taken), so every replica reports the global batch.
+void reduce_metrics(Communicator& dp, TrainMetrics& m, int64_t& sparse_layers) {
+  std::vector<double> v = {m.ce,
+                           m.aux,
+                           m.z,
+                           m.dropped_fraction,
+                           static_cast<double>(m.tokens),
+                           static_cast<double>(sparse_layers)};
+  for (const LayerLoad& l : m.layers) {
+    for (int64_t n : l.tokens_per_expert) v.push_back(static_cast<double>(n));
+    for (int64_t n : l.kept_per_expert) v.push_back(static_cast<double>(n));
+    v.push_back(l.router_entropy);
+  }
+  Tensor sums = Tensor::from_vector<double>(v, {static_cast<int64_t>(v.size())});
+  dp.all_reduce_sum(sums);
+  const double* s = sums.data<double>();
+  m.ce = s[0], m.aux = s[1], m.z = s[2], m.dropped_fraction = s[3];
+  m.tokens = static_cast<int64_t>(s[4]);
+  sparse_layers = static_cast<int64_t>(s[5]);
+  size_t i = 6;
+  for (LayerLoad& l : m.layers) {
+    for (int64_t& n : l.tokens_per_expert) n = static_cast<int64_t>(s[i++]);
+    for (int64_t& n : l.kept_per_expert) n = static_cast<int64_t>(s[i++]);
+    l.router_entropy = s[i++];
+  }
+}
+
 }  // namespace
 
 double LayerLoad::max_share() const {
@@ -79,6 +108,13 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
       label_tokens += b.labels.data<int32_t>()[i] != -100;
     sequences += b.input_ids.defined() ? b.input_ids.dim(0) : 0;
   }
+  Communicator* dp = options_.data_parallel;
+  if (dp && dp->size() > 1) {  // shares of the global batch
+    Tensor counts = Tensor::from_vector<int64_t>({label_tokens, sequences}, {2});
+    dp->all_reduce_sum(counts);
+    label_tokens = counts.data<int64_t>()[0];
+    sequences = counts.data<int64_t>()[1];
+  }
   SW_CHECK_ARG(label_tokens > 0, "trainer: the batch has no label that is not ignored");
   ForwardOptions run;
   run.train = true;
@@ -106,6 +142,10 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     } else {
       for (size_t i = 0; i < total.size(); ++i) ops::add_(total[i].second, grads[i].second);
     }
+  }
+  if (dp && dp->size() > 1) {
+    all_reduce_buckets(*dp, total);
+    reduce_metrics(*dp, metrics, sparse_layers);
   }
   metrics.loss = metrics.ce + metrics.aux + metrics.z;
   if (sparse_layers) metrics.dropped_fraction /= static_cast<double>(sparse_layers);

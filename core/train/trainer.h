@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/dist/communicator.h"
 #include "core/model/switch_transformer.h"
 #include "core/train/optimizer.h"
 #include "core/train/schedule.h"
@@ -21,6 +22,10 @@ struct TrainOptions {
   AdamWOptions adamw;
   LearningRateSchedule schedule;  // T5's inverse square root by default
   double grad_clip_norm = 1.0;    // global L2 norm; 0 turns clipping off
+  // Data parallelism: the replicas this one's gradients, losses and routing counts are
+  // summed with (not owned; null: a single process). Each replica steps on its shard of
+  // the global batch and all take the same update.
+  Communicator* data_parallel = nullptr;
 };
 
 // One sparse layer's routing over a step (summed over its micro-batches).
@@ -67,7 +72,9 @@ class Trainer {
   // The gradient of the whole batch's loss from its micro-batches: CE weighted by each
   // micro-batch's share of label tokens, aux and z by its share of sequences (equal to the
   // whole batch's gradient when routing groups do not span sequences of different
-  // micro-batches, i.e. not GROUP_BATCH; dropout masks are drawn per micro-batch).
+  // micro-batches, i.e. not GROUP_BATCH; dropout masks are drawn per micro-batch). With
+  // data parallelism the shares are of the global batch and the result is summed over the
+  // replicas: every replica returns the global batch's gradient and metrics.
   std::vector<std::pair<std::string, Tensor>> accumulate(const std::vector<Batch>& micro_batches,
                                                          TrainMetrics& metrics) const;
 

@@ -1,0 +1,75 @@
+#include "core/dist/communicator.h"
+
+#include <cstdlib>
+
+#include "core/tensor/error.h"
+
+namespace sw {
+namespace {
+
+class LocalCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string backend() const override { return "local"; }
+  void all_reduce_sum(Tensor&) override {}
+  Tensor all_gather(const Tensor& in) override { return in.clone(); }
+  Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
+                      const std::vector<int64_t>& recv_rows) override {
+    check_all_to_all(*this, send, send_rows, recv_rows);
+    SW_CHECK_ARG(send_rows[0] == recv_rows[0], "all_to_all_v: a single rank sends itself ",
+                 send_rows[0], " rows but expects ", recv_rows[0]);
+    return send.clone();
+  }
+  void broadcast(Tensor&, int root) override {
+    SW_CHECK_ARG(root == 0, "broadcast: root ", root, " is not a rank of a 1-rank communicator");
+  }
+  void barrier() override {}
+  std::unique_ptr<Communicator> split(int, int) override { return local_communicator(); }
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> local_communicator() { return std::make_unique<LocalCommunicator>(); }
+
+bool launched_by_mpi() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"})
+    if (std::getenv(name)) return true;
+  return false;
+}
+
+std::vector<int64_t> exchange_counts(Communicator& comm, const std::vector<int64_t>& counts) {
+  SW_CHECK_ARG(static_cast<int>(counts.size()) == comm.size(), "exchange_counts: ", counts.size(),
+               " counts for ", comm.size(), " ranks");
+  const Tensor send = Tensor::from_vector<int64_t>(counts, {comm.size(), 1});
+  const std::vector<int64_t> ones(static_cast<size_t>(comm.size()), 1);
+  const Tensor recv = comm.all_to_all_v(send, ones, ones);
+  return std::vector<int64_t>(recv.data<int64_t>(), recv.data<int64_t>() + recv.numel());
+}
+
+void check_all_to_all(const Communicator& comm, const Tensor& send,
+                      const std::vector<int64_t>& send_rows,
+                      const std::vector<int64_t>& recv_rows) {
+  SW_CHECK_ARG(static_cast<int>(send_rows.size()) == comm.size() &&
+                   static_cast<int>(recv_rows.size()) == comm.size(),
+               "all_to_all_v: ", send_rows.size(), " send and ", recv_rows.size(),
+               " receive counts for ", comm.size(), " ranks");
+  SW_CHECK_ARG(send.ndim() >= 1, "all_to_all_v: the tensor needs a row dimension");
+  int64_t rows = 0;
+  for (size_t r = 0; r < send_rows.size(); ++r) {
+    SW_CHECK_ARG(send_rows[r] >= 0 && recv_rows[r] >= 0, "all_to_all_v: negative count for rank ",
+                 r);
+    rows += send_rows[r];
+  }
+  SW_CHECK_ARG(rows == send.dim(0), "all_to_all_v: counts send ", rows, " rows of ", send.dim(0));
+}
+
+#ifndef SW_WITH_MPI
+bool mpi_built() { return false; }
+std::unique_ptr<Communicator> mpi_world() {
+  throw Error(Status::kUnsupported,
+              "libswitch was built without MPI (install libopenmpi-dev and rebuild)");
+}
+#endif
+
+}  // namespace sw

@@ -1,0 +1,63 @@
+// Communicator: the one interface the parallel algorithms talk to (DESIGN.md,
+// Distributed). Backends: local (a single rank), MPI (host tensors; also what bootstraps
+// NCCL), NCCL (device tensors). The algorithms are written once against this, so
+// `mpirun -np 4` on the CPU runs exactly the code a GPU cluster runs over NCCL.
+//
+// Every collective is called by every rank of the communicator in the same order, with
+// tensors of the same dtype (and, where it says so, the same shape). A failure (a peer
+// lost, a mismatched call the backend detects) is an sw::Error with Status::kDistributed
+// naming the call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace sw {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;  // "local", "mpi", "nccl"
+
+  // Elementwise sum over ranks, in place (f32, f64, i32, i64).
+  virtual void all_reduce_sum(Tensor& t) = 0;
+  // Every rank's `in` (same shape everywhere) stacked along dim 0 in rank order.
+  virtual Tensor all_gather(const Tensor& in) = 0;
+  // Rows of `send` (dim 0) in consecutive blocks, send_rows[r] of them to rank r; returns
+  // the rows received, rank 0's first, recv_rows[r] from rank r (known from
+  // exchange_counts). Row shapes and dtypes agree on every rank.
+  virtual Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
+                              const std::vector<int64_t>& recv_rows) = 0;
+  // Root's tensor into every rank's (same shape and dtype), in place.
+  virtual void broadcast(Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+  // Ranks passing the same color form a new communicator, ordered by key (collective).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+};
+
+// A communicator of one rank: every collective is the identity.
+std::unique_ptr<Communicator> local_communicator();
+
+// MPI_COMM_WORLD, MPI initialised on first use (finalised at exit). A build without MPI
+// says so (Status::kUnsupported).
+std::unique_ptr<Communicator> mpi_world();
+bool mpi_built();
+// Whether this process was started by an MPI launcher (mpirun, srun): its environment
+// names a rank. Checked before initialising MPI.
+bool launched_by_mpi();
+
+// One int64 per peer: counts[r] goes to rank r; returns what each rank sent this one.
+std::vector<int64_t> exchange_counts(Communicator& comm, const std::vector<int64_t>& counts);
+
+// Checks a send/recv layout against the tensor and the communicator's size.
+void check_all_to_all(const Communicator& comm, const Tensor& send,
+                      const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows);
+
+}  // namespace sw

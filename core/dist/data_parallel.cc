@@ -1,0 +1,52 @@
+#include "core/dist/data_parallel.h"
+
+#include <cstring>
+
+#include "core/tensor/error.h"
+
+namespace sw {
+
+void all_reduce_buckets(Communicator& comm, std::vector<std::pair<std::string, Tensor>>& tensors,
+                        size_t bucket_bytes) {
+  if (comm.size() == 1) return;
+  size_t begin = 0;
+  while (begin < tensors.size()) {
+    // The next bucket: consecutive tensors of one dtype up to bucket_bytes (at least one).
+    const DType dtype = tensors[begin].second.dtype();
+    size_t end = begin;
+    int64_t elements = 0;
+    size_t bytes = 0;
+    while (end < tensors.size() && tensors[end].second.dtype() == dtype &&
+           (end == begin || bytes + tensors[end].second.nbytes() <= bucket_bytes)) {
+      elements += tensors[end].second.numel();
+      bytes += tensors[end].second.nbytes();
+      ++end;
+    }
+    Tensor bucket = Tensor::empty({elements}, dtype);
+    char* packed = static_cast<char*>(bucket.raw());
+    for (size_t i = begin; i < end; ++i) {
+      std::memcpy(packed, tensors[i].second.raw(), tensors[i].second.nbytes());
+      packed += tensors[i].second.nbytes();
+    }
+    comm.all_reduce_sum(bucket);
+    packed = static_cast<char*>(bucket.raw());
+    for (size_t i = begin; i < end; ++i) {
+      std::memcpy(tensors[i].second.raw(), packed, tensors[i].second.nbytes());
+      packed += tensors[i].second.nbytes();
+    }
+    begin = end;
+  }
+}
+
+Batch shard_batch(const Batch& global, int rank, int size) {
+  const int64_t n = global.input_ids.dim(0);
+  SW_CHECK_ARG(size >= 1 && rank >= 0 && rank < size, "shard_batch: rank ", rank, " of ", size);
+  SW_CHECK_ARG(n % size == 0, "data parallel: a global batch of ", n,
+               " sequences does not split over ", size, " replicas");
+  const int64_t lo = n / size * rank, hi = n / size * (rank + 1);
+  auto rows = [&](const Tensor& t) { return t.defined() ? t.slice(lo, hi) : Tensor(); };
+  return {rows(global.input_ids), rows(global.attention_mask), rows(global.decoder_input_ids),
+          rows(global.decoder_attention_mask), rows(global.labels)};
+}
+
+}  // namespace sw

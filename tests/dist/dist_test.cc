@@ -1,0 +1,197 @@
+// The distributed code under `mpirun -np N` (N = 2 or 4; ctest runs both): the MPI
+// communicator's collectives, sub-communicators, and data-parallel training against a
+// single process taking the same global batch. Every rank runs every test; only rank 0
+// prints. Run without a launcher, the tests use a 1-rank world.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "core/dist/communicator.h"
+#include "core/dist/data_parallel.h"
+#include "core/model/switch_transformer.h"
+#include "core/tensor/philox.h"
+#include "core/train/trainer.h"
+
+namespace sw {
+namespace {
+
+Communicator& world() {
+  static std::unique_ptr<Communicator> comm =
+      launched_by_mpi() ? mpi_world() : local_communicator();
+  return *comm;
+}
+
+TEST(Communicator, AllReduceGatherBroadcast) {
+  Communicator& c = world();
+  const int r = c.rank(), n = c.size();
+  Tensor x = Tensor::from_vector<float>({1.0f * r, 2.0f, -0.5f * r}, {3});
+  c.all_reduce_sum(x);
+  const float ranks = n * (n - 1) / 2.0f;
+  EXPECT_EQ(x.data<float>()[0], ranks);
+  EXPECT_EQ(x.data<float>()[1], 2.0f * n);
+  EXPECT_EQ(x.data<float>()[2], -0.5f * ranks);
+  Tensor i64 = Tensor::from_vector<int64_t>({int64_t{1} << 40}, {1});
+  c.all_reduce_sum(i64);
+  EXPECT_EQ(i64.data<int64_t>()[0], n * (int64_t{1} << 40));
+
+  const Tensor gathered = c.all_gather(Tensor::from_vector<int32_t>({r, 10 * r}, {1, 2}));
+  ASSERT_EQ(gathered.shape(), (Shape{n, 2}));
+  for (int k = 0; k < n; ++k) {
+    EXPECT_EQ(gathered.data<int32_t>()[2 * k], k);
+    EXPECT_EQ(gathered.data<int32_t>()[2 * k + 1], 10 * k);
+  }
+  Tensor b = Tensor::full({4}, DType::f64, r == n - 1 ? 7.0 : -1.0);
+  c.broadcast(b, n - 1);
+  for (int k = 0; k < 4; ++k) EXPECT_EQ(b.data<double>()[k], 7.0);
+}
+
+// Rank r sends (r + 1) * (d + 1) rows to rank d, each row [r, d, i]: uneven counts, and
+// every row arrives where and in the order it should.
+TEST(Communicator, AllToAllVWithUnevenCounts) {
+  Communicator& c = world();
+  const int r = c.rank(), n = c.size();
+  std::vector<int64_t> send_rows(n);
+  std::vector<int32_t> data;
+  for (int d = 0; d < n; ++d) {
+    send_rows[d] = (r + 1) * (d + 1);
+    for (int i = 0; i < send_rows[d]; ++i) data.insert(data.end(), {r, d, i});
+  }
+  const std::vector<int64_t> recv_rows = exchange_counts(c, send_rows);
+  for (int s = 0; s < n; ++s) EXPECT_EQ(recv_rows[s], (s + 1) * (r + 1));
+  const Tensor got =
+      c.all_to_all_v(Tensor::from_vector<int32_t>(data, {static_cast<int64_t>(data.size() / 3), 3}),
+                     send_rows, recv_rows);
+  int64_t row = 0;
+  for (int s = 0; s < n; ++s)
+    for (int i = 0; i < recv_rows[s]; ++i, ++row) {
+      EXPECT_EQ(got.data<int32_t>()[3 * row], s);
+      EXPECT_EQ(got.data<int32_t>()[3 * row + 1], r);
+      EXPECT_EQ(got.data<int32_t>()[3 * row + 2], i);
+    }
+  EXPECT_EQ(row, got.dim(0));
+  // A count that does not add up is refused before any communication.
+  std::vector<int64_t> wrong = send_rows;
+  wrong[0] += 1;
+  EXPECT_THROW(c.all_to_all_v(Tensor::zeros({1, 3}, DType::i32), wrong, recv_rows), Error);
+}
+
+TEST(Communicator, SplitIntoGroups) {
+  Communicator& c = world();
+  const int r = c.rank(), n = c.size();
+  // Two groups when there are two or more ranks: even and odd ranks.
+  const std::unique_ptr<Communicator> group = c.split(r % 2, r);
+  EXPECT_EQ(group->size(), n == 1 ? 1 : (n - r % 2 + 1) / 2);
+  EXPECT_EQ(group->rank(), r / 2);
+  Tensor x = Tensor::from_vector<int64_t>({r}, {1});
+  group->all_reduce_sum(x);
+  int64_t expected = 0;
+  for (int k = r % 2; k < n; k += 2) expected += k;
+  EXPECT_EQ(x.data<int64_t>()[0], expected);
+}
+
+Batch global_batch(const ModelConfig& c, int64_t batch) {
+  Batch b;
+  b.input_ids = Tensor::empty({batch, 12}, DType::i32);
+  b.decoder_input_ids = Tensor::empty({batch, 5}, DType::i32);
+  const RandomStream s(3, RandomPurpose::kData, 0, 0);
+  for (int64_t i = 0; i < b.input_ids.numel(); ++i)
+    b.input_ids.data<int32_t>()[i] = 2 + static_cast<int32_t>(s.bits(i) % (c.vocab_size() - 2));
+  for (int64_t i = 0; i < b.decoder_input_ids.numel(); ++i)
+    b.decoder_input_ids.data<int32_t>()[i] =
+        2 + static_cast<int32_t>(s.bits(1 << 20 | i) % (c.vocab_size() - 2));
+  b.labels = b.decoder_input_ids.clone();
+  b.labels.data<int32_t>()[3] = -100;  // unequal label counts per shard
+  return b;
+}
+
+double max_relative_difference(const Tensor& a, const Tensor& b) {
+  double diff = 0, ref = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    diff = std::max(diff, std::fabs(a.item(i) - b.item(i)));
+    ref = std::max(ref, std::fabs(b.item(i)));
+  }
+  return ref > 0 ? diff / ref : diff;
+}
+
+// Data-parallel steps over the world equal one process stepping on the global batch cut
+// into as many micro-batches (the same shares, the same dropout streams): losses and
+// every updated parameter within 1e-5.
+void expect_data_parallel_equals_single_process(bool dropout) {
+  Communicator& c = world();
+  ModelConfig config = preset("tiny");
+  if (!dropout) {
+    config.set_dropout_rate(0);
+    config.set_expert_dropout_rate(0);
+  }
+  const int64_t global = 4 * c.size();
+  const Batch batch = global_batch(config, global);
+  TrainOptions options;
+  options.optimizer = TrainOptions::OptimizerKind::kAdamW;
+  options.schedule.kind = LearningRateSchedule::Kind::kConstant;
+  options.schedule.base = 1e-3;
+
+  SwitchTransformer single_model(config, 11);
+  Trainer single(single_model, options);
+  SwitchTransformer replica_model(config, 11);
+  options.data_parallel = &c;
+  Trainer replica(replica_model, options);
+  for (int step = 0; step < 3; ++step) {
+    const TrainMetrics a = single.step(split_micro_batches(batch, c.size()));
+    const TrainMetrics b = replica.step({shard_batch(batch, c.rank(), c.size())});
+    EXPECT_NEAR(b.loss, a.loss, 1e-5 * std::fabs(a.loss)) << "step " << step;
+    EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-5 * a.grad_norm) << "step " << step;
+    EXPECT_EQ(b.tokens, a.tokens);
+    ASSERT_EQ(b.layers.size(), a.layers.size());
+    for (size_t l = 0; l < a.layers.size(); ++l)
+      EXPECT_EQ(b.layers[l].tokens_per_expert, a.layers[l].tokens_per_expert);
+  }
+  const auto& want = single_model.parameters().entries();
+  const auto& got = replica_model.parameters().entries();
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_LE(max_relative_difference(got[i].tensor, want[i].tensor), 1e-5) << want[i].name;
+}
+
+TEST(DataParallel, EqualsASingleProcessWithoutDropout) {
+  expect_data_parallel_equals_single_process(false);
+}
+
+TEST(DataParallel, EqualsASingleProcessWithDropout) {
+  expect_data_parallel_equals_single_process(true);
+}
+
+TEST(DataParallel, ReplicasStayIdentical) {
+  Communicator& c = world();
+  ModelConfig config = preset("tiny");
+  SwitchTransformer model(config, 5);
+  TrainOptions options;
+  options.data_parallel = &c;
+  Trainer trainer(model, options);
+  const Batch batch = global_batch(config, 2 * c.size());
+  trainer.step({shard_batch(batch, c.rank(), c.size())});
+  // Every replica's parameters equal rank 0's, bit for bit.
+  for (const auto& e : model.parameters().entries()) {
+    Tensor mine = e.tensor.clone(), root = e.tensor.clone();
+    c.broadcast(root, 0);
+    ASSERT_EQ(0, std::memcmp(mine.raw(), root.raw(), mine.nbytes())) << e.name;
+  }
+}
+
+}  // namespace
+}  // namespace sw
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (sw::world().rank() != 0) {  // one report, from rank 0
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int failed = RUN_ALL_TESTS();
+  // Any rank's failure fails every rank, so mpirun's status says it.
+  sw::Tensor status = sw::Tensor::from_vector<int32_t>({failed ? 1 : 0}, {1});
+  sw::world().all_reduce_sum(status);
+  return status.data<int32_t>()[0] ? 1 : 0;
+}
