@@ -10,13 +10,15 @@
 //       run one forward pass on a batch of real text and print losses and per-layer routing
 //       (and write it as CSV for scripts/plot_routing.py)
 //   switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
-//                [--resume]
+//                [--resume] [--parallel dp=N]
 //       span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
 //       the tiny preset on the fortunes corpus): a progress bar (or a line every
 //       log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
 //       tokenizer and the resolved config, checkpoints under <out>/checkpoints (every
 //       checkpoint_interval steps and at the end); --resume continues the latest one bit for
-//       bit; --examples N shows greedy span infilling
+//       bit; --examples N shows greedy span infilling. Under mpirun (or srun), --parallel
+//       dp=N trains N data-parallel replicas (N = the number of ranks): each steps on its
+//       shard of the global batch; rank 0 prints and writes
 //   switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
 //       greedy generation from a checkpoint (the prefix recomputed each step; no KV cache yet)
 //   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
@@ -38,12 +40,14 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/data/byte_tokenizer.h"
 #include "core/data/sentencepiece_tokenizer.h"
+#include "core/dist/communicator.h"
 #include "core/infer/greedy.h"
 #include "core/io/checkpoint.h"
 #include "core/io/hf_checkpoint.h"
@@ -73,6 +77,7 @@ const char* kUsage =
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --resume           train: continue from the latest checkpoint under --out, if any\n"
+    "  --parallel L       train: the layout over the MPI ranks, dp=N (ep, mp: not yet)\n"
     "  --ckpt DIR         generate, validate: a checkpoint (or the latest under a root)\n"
     "  --input TEXT       generate: one input (<extra_id_0> marks a span to fill)\n"
     "  --file FILE        generate: one input per line\n"
@@ -371,7 +376,64 @@ std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
   return text;
 }
 
+// The --parallel layout ("dp=2", "dp=2,ep=2") over the ranks of the launch.
+struct ParallelLayout {
+  int64_t dp = 1, ep = 1, mp = 1;
+};
+
+ParallelLayout parse_parallel(const std::string& text, int world_size) {
+  ParallelLayout p;
+  bool dp_given = false;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    char* end = nullptr;
+    const long long value =
+        eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &end, 10);
+    if (eq == std::string::npos || *end != '\0' || value < 1 ||
+        (key != "dp" && key != "ep" && key != "mp"))
+      throw sw::Error(sw::Status::kInvalidArgument,
+                      "--parallel: expected dp=N[,ep=N][,mp=N], got \"" + text + "\"");
+    (key == "dp" ? p.dp : key == "ep" ? p.ep : p.mp) = value;
+    dp_given |= key == "dp";
+  }
+  if (!dp_given) p.dp = world_size / (p.ep * p.mp);
+  if (p.ep > 1 || p.mp > 1)
+    throw sw::Error(sw::Status::kUnsupported,
+                    "--parallel: expert (ep) and model (mp) parallelism are not in this version; "
+                    "use dp");
+  if (p.dp * p.ep * p.mp != world_size)
+    throw sw::Error(sw::Status::kInvalidArgument,
+                    "--parallel " + text + " needs " + std::to_string(p.dp * p.ep * p.mp) +
+                        " ranks, the launch has " + std::to_string(world_size));
+  return p;
+}
+
+int run_train_on(sw::Communicator& world, const Args& a, const std::vector<std::string>& overrides);
+
+// Training under a launcher: every rank runs run_train_on; an error on any rank ends all
+// of them (the others would wait in their next collective).
 int run_train(const Args& a, const std::vector<std::string>& overrides) {
+  const std::unique_ptr<sw::Communicator> world =
+      sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator();
+  if (world->size() == 1) return run_train_on(*world, a, overrides);
+  if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+    throw sw::Error(sw::Status::kIo, "cannot silence rank " + std::to_string(world->rank()));
+  try {
+    return run_train_on(*world, a, overrides);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "switch train: rank %d of %d: %s\n", world->rank(), world->size(),
+                 e.what());
+    world->abort(1);
+  }
+  return 1;  // not reached: abort ends the process
+}
+
+int run_train_on(sw::Communicator& world, const Args& a,
+                 const std::vector<std::string>& overrides) {
+  const ParallelLayout layout =
+      parse_parallel(arg(a, "parallel", "dp=" + std::to_string(world.size())), world.size());
   sw::TrainConfig config =
       a.count("config") ? sw::train_config_from_text(read_file(a.at("config"))) : sw::TrainConfig();
   if (a.count("preset")) config.set_model_preset(a.at("preset"));
@@ -383,7 +445,9 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
   const bool resume = a.count("resume") != 0;
-  sw::PretrainingRun run(config, out, resume);
+  sw::PretrainingRun run(config, out, resume, layout.dp > 1 ? &world : nullptr);
+  if (layout.dp > 1)
+    std::printf("data parallel over %lld ranks\n", static_cast<long long>(layout.dp));
   if (run.steps_done() > 0)
     std::printf("resumed from %s at step %lld\n",
                 sw::latest_checkpoint(run.checkpoint_root()).c_str(),
@@ -437,6 +501,7 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
                     "train: the run under " + out + " has already taken " +
                         std::to_string(run.steps_done()) + " of its " + std::to_string(c.steps()) +
                         " steps (raise steps to continue)");
+  if (world.rank() != 0) return 0;  // rank 0 reports and writes the summary
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(

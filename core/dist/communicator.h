@@ -40,6 +40,9 @@ class Communicator {
   virtual void barrier() = 0;
   // Ranks passing the same color form a new communicator, ordered by key (collective).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+  // Ends every rank's process with this exit code: what a rank that hits an error calls,
+  // so that the others do not wait forever in their next collective.
+  [[noreturn]] virtual void abort(int code) = 0;
 };
 
 // A communicator of one rank: every collective is the identity.

@@ -2,12 +2,13 @@
 
 #include <cstring>
 
+#include "core/ops/elementwise.h"
 #include "core/tensor/error.h"
 
 namespace sw {
 
 void all_reduce_buckets(Communicator& comm, std::vector<std::pair<std::string, Tensor>>& tensors,
-                        size_t bucket_bytes) {
+                        Reduction reduction, size_t bucket_bytes) {
   if (comm.size() == 1) return;
   size_t begin = 0;
   while (begin < tensors.size()) {
@@ -28,7 +29,13 @@ void all_reduce_buckets(Communicator& comm, std::vector<std::pair<std::string, T
       std::memcpy(packed, tensors[i].second.raw(), tensors[i].second.nbytes());
       packed += tensors[i].second.nbytes();
     }
-    comm.all_reduce_sum(bucket);
+    if (reduction == Reduction::kAllReduce) {
+      comm.all_reduce_sum(bucket);
+    } else {
+      const Tensor all = comm.all_gather(bucket.view({1, elements}));
+      bucket.copy_from(all.slice(0, 1).view({elements}));
+      for (int r = 1; r < comm.size(); ++r) ops::add_(bucket, all.slice(r, r + 1).view({elements}));
+    }
     packed = static_cast<char*>(bucket.raw());
     for (size_t i = begin; i < end; ++i) {
       std::memcpy(tensors[i].second.raw(), packed, tensors[i].second.nbytes());

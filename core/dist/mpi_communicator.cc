@@ -141,6 +141,11 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+  [[noreturn]] void abort(int code) override {
+    MPI_Abort(comm_, code);
+    std::_Exit(code);  // MPI_Abort does not return; this says so to the compiler
+  }
+
   std::unique_ptr<Communicator> split(int color, int key) override {
     SW_CHECK_ARG(color >= 0, "split: color must be >= 0, got ", color);
     MPI_Comm sub;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/dist/data_parallel.h"
 #include "core/io/checkpoint.h"
 #include "core/tensor/error.h"
 
@@ -95,9 +96,17 @@ std::string metrics_json(const EvalMetrics& m, int64_t step) {
       .dump();
 }
 
-PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume)
-    : config_(config), out_dir_(out_dir) {
+PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume,
+                               Communicator* data_parallel)
+    : config_(config),
+      out_dir_(out_dir),
+      data_parallel_(data_parallel),
+      writer_(!data_parallel || data_parallel->rank() == 0) {
   validate(config_);
+  const int64_t replicas = data_parallel ? data_parallel->size() : 1;
+  SW_CHECK_ARG(config_.batch_size() % (replicas * config_.micro_batches()) == 0, "batch_size ",
+               config_.batch_size(), " does not split into ", replicas, " replicas x ",
+               config_.micro_batches(), " micro-batches");
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   SW_CHECK(!ec, Status::kIo, "train: cannot create ", out_dir, ": ", ec.message());
@@ -111,11 +120,13 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     config_.set_tokenizer_model(out_dir + "/tokenizer.model");
 
   data_ = std::make_unique<PretrainingPipeline>(config_);
-  if (!resuming) data_->tokenizer().save(out_dir + "/tokenizer.model");
+  if (!resuming && writer_) data_->tokenizer().save(out_dir + "/tokenizer.model");
   *config_.mutable_model() = resolve_model(config_, data_->tokenizer().vocab_size());
   eval_batches_ = data_->eval_batches(config_.model());
   model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed());
-  trainer_ = std::make_unique<Trainer>(*model_, train_options(config_));
+  TrainOptions options = train_options(config_);
+  options.data_parallel = data_parallel;
+  trainer_ = std::make_unique<Trainer>(*model_, options);
 
   if (resuming) {
     const Checkpoint saved = load_checkpoint(checkpoint_root());
@@ -130,6 +141,7 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     trainer_->restore(saved.step, saved.optimizer_state);
     data_->train_data().set_position(saved.data);
   }
+  if (!writer_) return;
   std::ofstream(out_dir + "/train_config.textproto") << train_config_to_text(config_);
   if (resuming) drop_metrics_after(out_dir + "/metrics.jsonl", steps_done());
   metrics_.open(out_dir + "/metrics.jsonl", resuming ? std::ios::app : std::ios::trunc);
@@ -137,9 +149,10 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
 }
 
 TrainMetrics PretrainingRun::step() {
-  const Batch batch = data_->next_batch(config_.model());
+  Batch batch = data_->next_batch(config_.model());  // the global batch, on every rank
+  if (data_parallel_) batch = shard_batch(batch, data_parallel_->rank(), data_parallel_->size());
   const TrainMetrics m = trainer_->step(split_micro_batches(batch, config_.micro_batches()));
-  metrics_ << metrics_json(m) << '\n' << std::flush;
+  if (writer_) metrics_ << metrics_json(m) << '\n' << std::flush;
   return m;
 }
 
@@ -150,6 +163,7 @@ std::vector<std::pair<std::string, Tensor>> PretrainingRun::named_parameters() c
 }
 
 std::string PretrainingRun::save_checkpoint() {
+  if (!writer_) return "";  // the replicas hold the same state as rank 0
   Checkpoint c;
   c.step = steps_done();
   c.model = config_.model();
@@ -165,7 +179,7 @@ std::string PretrainingRun::save_checkpoint() {
 
 EvalMetrics PretrainingRun::evaluate() {
   const EvalMetrics e = trainer_->evaluate(eval_batches_);
-  metrics_ << metrics_json(e, steps_done()) << '\n' << std::flush;
+  if (writer_) metrics_ << metrics_json(e, steps_done()) << '\n' << std::flush;
   return e;
 }
 

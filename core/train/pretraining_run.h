@@ -19,10 +19,14 @@ class PretrainingRun {
  public:
   // With `resume`, a run continues from the latest checkpoint under <out>/checkpoints when
   // there is one (its model must be the config's), appending to metrics.jsonl; the
-  // continued run is bit-identical to one that never stopped.
-  PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume = false);
+  // continued run is bit-identical to one that never stopped. With a data-parallel
+  // communicator, each rank runs this with the same config: every rank draws the same
+  // global batch and steps on its shard; rank 0 alone writes files and checkpoints.
+  PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume = false,
+                 Communicator* data_parallel = nullptr);
 
-  // Saves the model, optimizer state, step and data position under <out>/checkpoints.
+  // Saves the model, optimizer state, step and data position under <out>/checkpoints
+  // (rank 0; other ranks save nothing and return "").
   std::string save_checkpoint();
   std::string checkpoint_root() const { return out_dir_ + "/checkpoints"; }
 
@@ -48,6 +52,8 @@ class PretrainingRun {
   std::unique_ptr<SwitchTransformer> model_;
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
+  Communicator* data_parallel_ = nullptr;
+  bool writer_ = true;  // rank 0 (or a single process) writes the run's files
 };
 
 // The JSON lines of metrics.jsonl (one object each, no newline).

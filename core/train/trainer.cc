@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "core/dist/data_parallel.h"
 #include "core/ops/elementwise.h"
 
 namespace sw {
@@ -144,7 +143,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     }
   }
   if (dp && dp->size() > 1) {
-    all_reduce_buckets(*dp, total);
+    all_reduce_buckets(*dp, total, options_.gradient_reduction);
     reduce_metrics(*dp, metrics, sparse_layers);
   }
   metrics.loss = metrics.ce + metrics.aux + metrics.z;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/dist/communicator.h"
+#include "core/dist/data_parallel.h"
 #include "core/model/switch_transformer.h"
 #include "core/train/optimizer.h"
 #include "core/train/schedule.h"
@@ -26,6 +27,9 @@ struct TrainOptions {
   // summed with (not owned; null: a single process). Each replica steps on its shard of
   // the global batch and all take the same update.
   Communicator* data_parallel = nullptr;
+  // How the replicas' gradients are summed (data_parallel.h): rank-ordered by default, so
+  // a data-parallel run is bit for bit the single-process run with as many micro-batches.
+  Reduction gradient_reduction = Reduction::kRankOrdered;
 };
 
 // One sparse layer's routing over a step (summed over its micro-batches).
