@@ -177,6 +177,9 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_trainer_model;
 %ignore sw_model_generate;
 %ignore sw_model_validate;
+%ignore sw_communicator_from_env;
+%ignore sw_communicator_rank;
+%ignore sw_communicator_size;
 %ignore sw_batch;
 %ignore sw_generate_options;
 #define SW_API
@@ -424,6 +427,22 @@ sw_metrics swb_trainer_run(sw_trainer* trainer, int evaluate, int64_t batch, int
   swb_record(evaluate ? sw_trainer_evaluate(trainer, batch ? &b : NULL, &m)
                       : sw_trainer_step(trainer, batch ? &b : NULL, &m));
   return m;
+}
+
+sw_communicator* swb_communicator_from_env(void) {
+  sw_communicator* c = NULL;
+  swb_record(sw_communicator_from_env(&c));
+  return c;
+}
+int swb_communicator_rank(const sw_communicator* comm) {
+  int r = 0;
+  swb_record(sw_communicator_rank(comm, &r));
+  return r;
+}
+int swb_communicator_size(const sw_communicator* comm) {
+  int n = 0;
+  swb_record(sw_communicator_size(comm, &n));
+  return n;
 }
 
 /* Greedy generation: out is [batch, max_new_tokens], lengths [batch]. */

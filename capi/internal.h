@@ -154,6 +154,10 @@ struct sw_result {
   int64_t num_experts = 0;
 };
 
+struct sw_communicator {
+  std::shared_ptr<sw::Communicator> comm;
+};
+
 struct sw_trainer {
   std::shared_ptr<sw::capi::ModelState> model;
   sw::TrainConfig config;  // as given (its model is the trained model's config)
@@ -165,5 +169,7 @@ struct sw_trainer {
   std::unique_ptr<sw::PretrainingPipeline> data;
   sw::DataPosition resume_position;  // where a restored run's data continues
   std::vector<sw::Batch> eval_batches;
+  std::shared_ptr<sw::Communicator> data_parallel;  // null: a single process
+  bool stepped = false;                             // a step has been taken by this object
   std::mutex mutex;
 };

@@ -1,8 +1,10 @@
 // sw_trainer: optimizer steps on caller batches or the built-in span-corruption data,
 // evaluation, and checkpoints that a later process continues bit for bit.
+#include <cstdlib>
 #include <filesystem>
 
 #include "capi/internal.h"
+#include "core/dist/data_parallel.h"
 #include "core/io/checkpoint.h"
 
 namespace sw::capi {
@@ -106,6 +108,7 @@ sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics
     } else {
       before = pipeline(t).train_data().position();
       b = t.data->next_batch(t.model->model.config());
+      if (t.data_parallel) b = sw::shard_batch(b, t.data_parallel->rank(), t.data_parallel->size());
     }
     std::unique_lock lock(t.model->mutex);
     ScopedThreads threads(t.model->threads);
@@ -116,6 +119,7 @@ sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics
       if (!batch) t.data->train_data().set_position(before);  // the batch comes again
       throw;
     }
+    t.stepped = true;
     if (out) write_struct(out, to_metrics(m), "out");
   });
 }
@@ -199,5 +203,43 @@ sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out) {
 }
 
 void sw_trainer_destroy(sw_trainer* trainer) { delete trainer; }
+
+sw_status sw_communicator_from_env(sw_communicator** out) {
+  return guard(__func__, [&] {
+    sw_communicator** target = &deref(out, "out");
+    std::shared_ptr<sw::Communicator> comm =
+        sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator();
+    *target = new sw_communicator{std::move(comm)};
+  });
+}
+
+sw_status sw_communicator_rank(const sw_communicator* comm, int* out) {
+  return guard(__func__, [&] { deref(out, "out") = deref(comm, "comm").comm->rank(); });
+}
+
+sw_status sw_communicator_size(const sw_communicator* comm, int* out) {
+  return guard(__func__, [&] { deref(out, "out") = deref(comm, "comm").comm->size(); });
+}
+
+void sw_communicator_abort(sw_communicator* comm, int code) {
+  if (comm && comm->comm) comm->comm->abort(code);
+  std::_Exit(code);
+}
+
+void sw_communicator_destroy(sw_communicator* comm) { delete comm; }
+
+sw_status sw_trainer_set_data_parallel(sw_trainer* trainer, sw_communicator* comm) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    const sw_communicator& c = deref(comm, "comm");
+    std::lock_guard trainer_lock(t.mutex);
+    SW_CHECK_ARG(!t.stepped, "data parallelism is set before this trainer's first step");
+    SW_CHECK_ARG(t.config.batch_size() % (c.comm->size() * t.config.micro_batches()) == 0,
+                 "batch_size ", t.config.batch_size(), " does not split into ", c.comm->size(),
+                 " replicas x ", t.config.micro_batches(), " micro-batches");
+    t.data_parallel = c.comm;
+    t.trainer->set_data_parallel(t.data_parallel.get());
+  });
+}
 
 }  // extern "C"

@@ -348,6 +348,31 @@ SW_API sw_status sw_model_validate(const sw_model* model, const sw_batch* batch,
                                    const char* dtype, double tolerance, char* report, size_t cap,
                                    size_t* needed, int* within_tolerance);
 
+/* ---------------------------------------------------------------- distributed */
+
+/* The ranks of a launch (mpirun, srun) that train together. */
+typedef struct sw_communicator sw_communicator;
+
+/* The world of the launch: MPI's when the process was started by an MPI launcher (its
+ * environment names a rank; MPI is initialised here), else a single rank. A launch under
+ * MPI in a build without it is SW_ERR_UNSUPPORTED. */
+SW_API sw_status sw_communicator_from_env(sw_communicator** out);
+SW_API sw_status sw_communicator_rank(const sw_communicator* comm, int* out);
+SW_API sw_status sw_communicator_size(const sw_communicator* comm, int* out);
+/* Ends every rank with this exit code (after an error on one rank, so that the others do
+ * not wait forever). Does not return. */
+SW_API void sw_communicator_abort(sw_communicator* comm, int code);
+SW_API void sw_communicator_destroy(sw_communicator* comm);
+
+/* Makes the trainer one data-parallel replica among the communicator's ranks (all ranks
+ * call it with the same config, model seed and order of calls): each step's gradients,
+ * losses and routing counts are summed over the replicas in rank order, so every
+ * replica takes the single-process step on the global batch, bit for bit. sw_trainer_step
+ * with a caller batch takes this rank's shard; with NULL, every rank draws the global
+ * built-in batch and steps on its shard (batch_size must split over the ranks and
+ * micro_batches). The trainer keeps the communicator alive. Before the first step only. */
+SW_API sw_status sw_trainer_set_data_parallel(sw_trainer* trainer, sw_communicator* comm);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -88,6 +88,9 @@ class Trainer {
   // Continues a run from a checkpoint: the steps it had taken and its optimizer state.
   void restore(int64_t steps_done, const std::vector<std::pair<std::string, Tensor>>& state);
 
+  // Joins data-parallel replicas (options' data_parallel) after construction.
+  void set_data_parallel(Communicator* replicas) { options_.data_parallel = replicas; }
+
   int64_t steps_done() const { return steps_; }
   const Optimizer& optimizer() const { return *optimizer_; }
 

@@ -477,6 +477,36 @@ class Model(_Handle):
         return [out[i, :lengths[i]].copy() for i in range(inputs.shape[0])]
 
 
+# ---------------------------------------------------------------------------- distributed
+
+
+class Communicator(_Handle):
+    """The ranks of a launch (``mpirun -np N python3 train.py``): MPI's world when started
+    by an MPI launcher, else a single rank."""
+
+    _destroy = staticmethod(_raw.sw_communicator_destroy)
+
+    def __init__(self, *, _ptr=None):
+        super().__init__(_ptr if _ptr is not None else
+                         _checked(_raw.swb_communicator_from_env()))
+
+    @classmethod
+    def from_env(cls) -> "Communicator":
+        return cls()
+
+    @property
+    def rank(self) -> int:
+        return _checked(_raw.swb_communicator_rank(self._handle))
+
+    @property
+    def size(self) -> int:
+        return _checked(_raw.swb_communicator_size(self._handle))
+
+    def abort(self, code: int = 1) -> None:
+        """Ends every rank's process (after an error on this one)."""
+        _raw.sw_communicator_abort(self._handle, int(code))
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -523,11 +553,16 @@ class Trainer(_Handle):
         _check(_raw.sw_trainer_save(self._handle, str(root)))
         return latest_checkpoint(root)
 
+    def set_data_parallel(self, comm: Communicator) -> None:
+        """Makes this trainer one data-parallel replica over comm's ranks (before its first
+        step): each rank steps on its shard; all take the global batch's step."""
+        _check(_raw.sw_trainer_set_data_parallel(self._handle, comm._handle))
+
 
 __all__ = [
     "__version__", "ABI_VERSION", "Config", "TrainConfig", "Model", "Trainer", "ForwardOutput",
     "LayerRouting", "Metrics", "Error", "InvalidArgumentError", "OutOfRangeError",
     "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
     "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "cuda_built",
-    "cuda_device_count", "presets", "latest_checkpoint",
+    "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
 ]
