@@ -65,6 +65,14 @@ void check_all_to_all(const Communicator& comm, const Tensor& send,
   SW_CHECK_ARG(rows == send.dim(0), "all_to_all_v: counts send ", rows, " rows of ", send.dim(0));
 }
 
+#ifndef SW_WITH_NCCL
+bool nccl_built() { return false; }
+std::unique_ptr<Communicator> nccl_communicator(Communicator&, int) {
+  throw Error(Status::kUnsupported,
+              "libswitch was built without NCCL (it needs CUDA and NCCL; SW_ENABLE_NCCL)");
+}
+#endif
+
 #ifndef SW_WITH_MPI
 bool mpi_built() { return false; }
 std::unique_ptr<Communicator> mpi_world() {

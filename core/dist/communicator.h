@@ -52,6 +52,11 @@ std::unique_ptr<Communicator> local_communicator();
 // says so (Status::kUnsupported).
 std::unique_ptr<Communicator> mpi_world();
 bool mpi_built();
+// NCCL over this process's CUDA device, one rank per bootstrap rank (the bootstrap, e.g.
+// mpi_world(), carries the unique id). A build without NCCL says so (kUnsupported).
+std::unique_ptr<Communicator> nccl_communicator(Communicator& bootstrap, int device);
+bool nccl_built();
+
 // Whether this process was started by an MPI launcher (mpirun, srun): its environment
 // names a rank. Checked before initialising MPI.
 bool launched_by_mpi();
