@@ -9,7 +9,7 @@ namespace sw {
 Tensor ParameterStore::add(const std::string& name, const Tensor& tensor, const InitRule& init) {
   SW_CHECK(!index_.count(name), Status::kInternal, "parameter ", name, " registered twice");
   index_[name] = entries_.size();
-  entries_.push_back({name, tensor, init});
+  entries_.push_back({name, tensor, init, next_site_++});
   return tensor;
 }
 
@@ -102,14 +102,13 @@ void fill_normal(T* p, int64_t n, double std, uint64_t seed, uint32_t site, bool
 
 void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double init_scale,
                 uint64_t seed) {
-  uint32_t site = 0;
   for (const auto& e : store.entries()) {
     // Drawn on the host in f32 or f64; a GPU or bf16 parameter receives a converted copy.
     const bool direct = e.tensor.device().is_cpu() &&
                         (e.tensor.dtype() == DType::f32 || e.tensor.dtype() == DType::f64);
     Tensor t = direct ? e.tensor : Tensor::empty(e.tensor.shape(), DType::f32);
     const InitRule& r = e.init;
-    ++site;
+    const uint32_t site = e.site;
     if (r.kind == InitRule::Kind::kOnes) {
       t.fill(1.0);
     } else {

@@ -2,6 +2,7 @@
 // (`encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight`).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -28,10 +29,16 @@ class ParameterStore {
     std::string name;
     Tensor tensor;
     InitRule init;
+    // Addresses the parameter's init stream: its place among all the model's parameters,
+    // including those another rank holds (expert parallelism), so every rank draws the
+    // numbers a single process would.
+    uint32_t site = 0;
   };
 
   // Registers a parameter; a duplicate name is an internal error.
   Tensor add(const std::string& name, const Tensor& tensor, const InitRule& init);
+  // Takes the init site of a parameter another rank holds.
+  void skip() { ++next_site_; }
 
   // The parameter called name; an unknown name is a not-found error.
   const Tensor& get(const std::string& name) const;
@@ -45,6 +52,7 @@ class ParameterStore {
  private:
   std::vector<Entry> entries_;
   std::unordered_map<std::string, size_t> index_;
+  uint32_t next_site_ = 1;
 };
 
 // Gradients shaped like the parameters they belong to, zero until first written. Keyed by

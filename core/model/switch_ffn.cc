@@ -12,7 +12,7 @@ namespace sw {
 
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                         int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
-                        uint32_t dropout_site) {
+                        uint32_t dropout_site, Communicator* expert_group) {
   const int64_t experts = config.num_experts();
   SwitchOutput out;
   Tensor jittered;
@@ -22,6 +22,9 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   out.assignment = ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
+  const bool parallel = expert_group && expert_group->size() > 1;
+  SW_CHECK(!parallel || x.device().is_cpu(), Status::kUnsupported,
+           "expert parallelism runs on the CPU path in this version");
   // On the GPU, the paper's padded [E, rows, d] layout runs each projection as one
   // strided-batched GEMM, about 3x the rate of cuBLAS's grouped GEMM (docs/PERF.md); it
   // is worth up to twice the kept rows. Dropless or collapsed routing keeps the grouped
@@ -32,29 +35,47 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   if (padded) layout = layout.padded(out.router.expert_index, rows);
   out.router_input = jittered;
   out.expert_input = expert_input;
-  const Tensor buffer = ops::dispatch(expert_input, layout);
+  out.layout = layout;
+  const Tensor dispatched = ops::dispatch(expert_input, layout);
+  if (parallel) {
+    // Every rank's rows for this rank's experts, and the tokens they stand for.
+    auto plan = std::make_shared<ExpertExchange>(
+        plan_expert_exchange(*expert_group, layout.kept_per_expert));
+    const std::vector<int64_t> tokens = layout.token_of_row();
+    out.buffer = send_to_experts(*expert_group, *plan, dispatched);
+    const Tensor ids = send_to_experts(
+        *expert_group, *plan,
+        Tensor::from_vector<int64_t>(tokens, {static_cast<int64_t>(tokens.size()), 1}));
+    out.expert_tokens.assign(ids.data<int64_t>(), ids.data<int64_t>() + ids.numel());
+    out.expert_offset = plan->local_offset;
+    out.expert_group = expert_group;
+    out.exchange = std::move(plan);
+  } else {
+    out.buffer = dispatched;
+    out.expert_offset = layout.expert_offset;
+    out.expert_tokens = layout.token_of_row();
+  }
   auto project = [&](const Tensor& input, const Tensor& weight) {
     const int64_t width = weight.dim(1);
-    Tensor result = Tensor::empty({layout.kept(), width}, x.dtype(), x.device());
+    Tensor result = Tensor::empty({input.dim(0), width}, x.dtype(), x.device());
     if (padded) {
       Tensor batched = result.view({experts, rows, width});
       ops::batched_matmul(input.view({experts, rows, input.dim(1)}), false, weight, true, batched);
     } else {
-      ops::grouped_matmul(input, weight, true, result, layout.expert_offset);
+      ops::grouped_matmul(input, weight, true, result, out.expert_offset);
     }
     return result;
   };
-  Tensor hidden = ffn_hidden(
-      config.activation(), w.experts, [&](const Tensor& weight) { return project(buffer, weight); },
-      &out.pre_activation, &out.pre_linear);
+  out.hidden = ffn_hidden(
+      config.activation(), w.experts,
+      [&](const Tensor& weight) { return project(out.buffer, weight); }, &out.pre_activation,
+      &out.pre_linear);
   const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
-  if (expert_dropout.active()) ops::dropout_rows_(hidden, expert_dropout, layout.token_of_row());
-  const Tensor expert_out = project(hidden, w.experts.wo);
-  out.y = ops::combine(expert_out, out.router.gate, layout);
-  out.layout = layout;
-  out.buffer = buffer;
-  out.hidden = hidden;
-  out.expert_out = expert_out;
+  if (expert_dropout.active()) ops::dropout_rows_(out.hidden, expert_dropout, out.expert_tokens);
+  const Tensor expert_rows_out = project(out.hidden, w.experts.wo);
+  out.expert_out = parallel ? return_from_experts(*expert_group, *out.exchange, expert_rows_out)
+                            : expert_rows_out;
+  out.y = ops::combine(out.expert_out, out.router.gate, layout);
   return out;
 }
 
@@ -116,35 +137,40 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
       }
     }
   });
-  // The experts, backwards: wo, expert dropout, activation, wi.
+  // The experts, backwards (on their owners' rows with expert parallelism): wo, expert
+  // dropout, activation, wi.
+  const Tensor d_rows = fwd.exchange ? send_to_experts(*fwd.expert_group, *fwd.exchange, d_expert_out)
+                                     : d_expert_out;
+  const std::vector<int64_t>& offset = fwd.expert_offset;
   auto project_back = [&](const Tensor& grad_out, const Tensor& weight) {  // grad_out @ W_e
-    Tensor result = Tensor::empty({rows, weight.dim(2)}, x.dtype());
-    ops::grouped_matmul(grad_out, weight, false, result, layout.expert_offset);
+    Tensor result = Tensor::empty({grad_out.dim(0), weight.dim(2)}, x.dtype());
+    ops::grouped_matmul(grad_out, weight, false, result, offset);
     return result;
   };
-  Tensor d_hidden = project_back(d_expert_out, w.experts.wo);
-  ops::grouped_weight_gradient(d_expert_out, fwd.hidden, layout.expert_offset,
+  Tensor d_hidden = project_back(d_rows, w.experts.wo);
+  ops::grouped_weight_gradient(d_rows, fwd.hidden, offset,
                                gradient_slot(grads.experts.wo, w.experts.wo));
   const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
-  if (expert_dropout.active()) ops::dropout_rows_(d_hidden, expert_dropout, layout.token_of_row());
+  if (expert_dropout.active()) ops::dropout_rows_(d_hidden, expert_dropout, fwd.expert_tokens);
   Tensor d_buffer;
   if (gated) {
     Tensor d_pre, d_linear;
     ops::gated_gelu_backward(d_hidden, fwd.pre_activation, fwd.pre_linear, d_pre, d_linear);
     d_buffer = project_back(d_pre, w.experts.wi_0);
     ops::add_(d_buffer, project_back(d_linear, w.experts.wi_1));
-    ops::grouped_weight_gradient(d_pre, fwd.buffer, layout.expert_offset,
+    ops::grouped_weight_gradient(d_pre, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi_0, w.experts.wi_0));
-    ops::grouped_weight_gradient(d_linear, fwd.buffer, layout.expert_offset,
+    ops::grouped_weight_gradient(d_linear, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi_1, w.experts.wi_1));
   } else {
     const Tensor d_pre = config.activation() == ModelConfig::RELU
                              ? ops::relu_backward(d_hidden, fwd.pre_activation)
                              : ops::gelu_backward(d_hidden, fwd.pre_activation);
     d_buffer = project_back(d_pre, w.experts.wi);
-    ops::grouped_weight_gradient(d_pre, fwd.buffer, layout.expert_offset,
+    ops::grouped_weight_gradient(d_pre, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi, w.experts.wi));
   }
+  if (fwd.exchange) d_buffer = return_from_experts(*fwd.expert_group, *fwd.exchange, d_buffer);
   // The router: logits = router_input @ W^T, probs = softmax(logits), plus the z-loss
   // coef * mean_t lse_t^2, whose gradient is coef * 2 lse_t p_t / N.
   Tensor d_logits = ops::softmax_backward(d_probs, fwd.router.probs);

@@ -4,6 +4,10 @@
 // is keyed by (token, feature), so its mask does not depend on the buffer layout.
 #pragma once
 
+#include <memory>
+#include <vector>
+
+#include "core/dist/expert_parallel.h"
 #include "core/model/config.h"
 #include "core/model/feed_forward.h"
 #include "core/model/run_context.h"
@@ -26,12 +30,19 @@ struct SwitchOutput {
   // What the backward needs (filled on every call; tensors share storage, no copies).
   Tensor router_input;             // [N, d] the (jittered) router input
   Tensor expert_input;             // [N, d] what the experts read
-  ops::CapacityAssignment layout;  // the buffer layout the experts ran on
-  Tensor buffer;                   // [rows, d] dispatched tokens
-  Tensor pre_activation;           // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU)
-  Tensor pre_linear;               // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
-  Tensor hidden;                   // [rows, d_ff] after activation and expert dropout
-  Tensor expert_out;               // [rows, d]
+  ops::CapacityAssignment layout;  // this rank's tokens in the dispatched layout
+  Tensor expert_out;               // [layout rows, d] the experts' outputs in that layout
+  // The rows the local experts ran on: this rank's dispatched tokens or, with expert
+  // parallelism, every rank's tokens for this rank's experts, grouped by local expert.
+  Tensor buffer;                       // [rows, d]
+  std::vector<int64_t> expert_offset;  // [local experts + 1] each expert's block of rows
+  std::vector<int64_t> expert_tokens;  // each row's token in its sender's batch (dropout)
+  Tensor pre_activation;               // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU)
+  Tensor pre_linear;                   // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
+  Tensor hidden;                       // [rows, d_ff] after activation and expert dropout
+  // Expert parallelism: the group (not owned) and this call's exchange plan; null without.
+  Communicator* expert_group = nullptr;
+  std::shared_ptr<const ExpertExchange> exchange;
 };
 
 struct SwitchGradients {
@@ -40,16 +51,19 @@ struct SwitchGradients {
 };
 
 // x [N, d], the normed sublayer input, N = groups * group_size in token order.
-// jitter_site / dropout_site address this layer's random streams.
+// jitter_site / dropout_site address this layer's random streams. With an expert group of
+// n > 1 ranks, w.experts holds this rank's E / n experts (core/dist/expert_parallel.h) and
+// every rank of the group calls this for the layer together (CPU).
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                         int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
-                        uint32_t dropout_site);
+                        uint32_t dropout_site, Communicator* expert_group = nullptr);
 
 // Backward of y and of this layer's loss terms (AUX_PER_LAYER): aux_scale and z_scale
 // multiply the layer's aux and z losses in the total (1 for the plain sum). The gradient reaches
 // the router through the gates, the aux loss's mean probabilities P_i and the z-loss; routing
 // decisions and capacity are constants; dropped tokens give their expert nothing. Returns
-// dx; `grads` accumulates the weight gradients (allocated on first use). CPU only.
+// dx; `grads` accumulates the weight gradients (allocated on first use); with expert
+// parallelism, the local experts' gradients from every rank's tokens. CPU only.
 Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                            const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
                            double z_scale, int64_t group_size, const RunContext& ctx,

@@ -57,8 +57,12 @@ void check_mask(const Tensor& mask, const Tensor& ids, const char* what) {
 }  // namespace
 
 SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype,
-                                     Device device)
-    : config_(config), seed_(seed), dtype_(dtype), device_(device) {
+                                     Device device, Communicator* expert_group)
+    : config_(config),
+      seed_(seed),
+      dtype_(dtype),
+      device_(device),
+      expert_group_(expert_group && expert_group->size() > 1 ? expert_group : nullptr) {
   validate(config_);
   if (device.is_cpu())
     SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
@@ -144,13 +148,24 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       b.switch_ffn.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
       // Each projection is one [E, rows, cols] tensor (for the batched GEMM); every expert's
       // slice is registered under its HF name.
+      // With expert parallelism only this rank's experts are held (the others' init
+      // sites are skipped, so every expert starts as in a single process).
+      const ExpertShard shard =
+          expert_group_ ? expert_shard(experts, expert_group_->rank(), expert_group_->size())
+                        : ExpertShard{0, experts};
       auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols,
                                int64_t fan_in) {
-        Tensor all = Tensor::empty({experts, rows, cols}, dtype_, device_);
-        for (int64_t e = 0; e < experts; ++e)
+        Tensor local = Tensor::empty({shard.count, rows, cols}, dtype_, device_);
+        for (int64_t e = 0; e < experts; ++e) {
+          const int64_t j = e - shard.first;
+          if (j < 0 || j >= shard.count) {
+            params_.skip();
+            continue;
+          }
           params_.add(mlp + "experts.expert_" + std::to_string(e) + "." + proj + ".weight",
-                      all.slice(e, e + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt));
-        return all;
+                      local.slice(j, j + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt));
+        }
+        return local;
       };
       FeedForwardWeights& ex = b.switch_ffn.experts;
       if (gated) {
@@ -253,7 +268,8 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
       const int64_t group_size = routing_group_size(config_, batch, length);
       SwitchOutput sw = switch_ffn(b.switch_ffn, config_, normed, group_size, ctx,
                                    random_site(st, blk, SiteKind::kRouterJitter),
-                                   random_site(st, blk, SiteKind::kFeedForwardInner));
+                                   random_site(st, blk, SiteKind::kFeedForwardInner),
+                                   expert_group_);
       LayerRouting r;
       r.stack = s.stack;
       r.block = blk;

@@ -66,8 +66,12 @@ class SwitchTransformer {
   // Builds and initialises the parameters (SPEC §4) from `seed`, on `device`. dtype: f32,
   // or f64 for gradient checks on the cpu, bf16 on a GPU (the router stays f32). The
   // parameters are drawn on the host, so every device starts from the same numbers.
+  // With an expert group of n > 1 ranks (expert parallelism, core/dist/expert_parallel.h),
+  // this rank holds only its E / n experts of every sparse layer (named by their global
+  // index, initialised as a single process would) and the group's ranks run every
+  // forward and backward together.
   explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0, DType dtype = DType::f32,
-                             Device device = Device::cpu());
+                             Device device = Device::cpu(), Communicator* expert_group = nullptr);
 
   // Parameters share storage with their tensors: a copy would alias every weight.
   SwitchTransformer(const SwitchTransformer&) = delete;
@@ -89,6 +93,7 @@ class SwitchTransformer {
   uint64_t seed() const { return seed_; }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
+  Communicator* expert_group() const { return expert_group_; }
 
  private:
   struct Block {
@@ -145,6 +150,7 @@ class SwitchTransformer {
   uint64_t seed_;
   DType dtype_;
   Device device_;
+  Communicator* expert_group_ = nullptr;  // not owned
   ParameterStore params_;
   Tensor shared_;   // [V, d]
   Tensor lm_head_;  // [V, d] when embeddings are not tied
