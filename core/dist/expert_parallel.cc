@@ -28,10 +28,15 @@ Tensor permute_rows(const Tensor& in, const std::vector<int64_t>& order, bool in
 }  // namespace
 
 ExpertShard expert_shard(int64_t num_experts, int group_rank, int group_size) {
-  SW_CHECK_ARG(group_size >= 1 && num_experts % group_size == 0, "expert parallelism: ",
-               num_experts, " experts do not split over ", group_size, " ranks");
+  SW_CHECK_ARG(group_size >= 1 && num_experts % group_size == 0,
+               "expert parallelism: ", num_experts, " experts do not split over ", group_size,
+               " ranks");
   const int64_t count = num_experts / group_size;
   return {group_rank * count, count};
+}
+
+bool is_expert_parameter(const std::string& name) {
+  return name.find(".mlp.experts.expert_") != std::string::npos;
 }
 
 ExpertExchange plan_expert_exchange(Communicator& group,
@@ -64,8 +69,7 @@ ExpertExchange plan_expert_exchange(Communicator& group,
 }
 
 Tensor send_to_experts(Communicator& group, const ExpertExchange& plan, const Tensor& rows) {
-  return permute_rows(group.all_to_all_v(rows, plan.send_rows, plan.recv_rows), plan.order,
-                      false);
+  return permute_rows(group.all_to_all_v(rows, plan.send_rows, plan.recv_rows), plan.order, false);
 }
 
 Tensor return_from_experts(Communicator& group, const ExpertExchange& plan,

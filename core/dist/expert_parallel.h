@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/dist/communicator.h"
@@ -22,6 +23,8 @@ struct ExpertShard {
 };
 // E experts over the group; an error unless the group's size divides E.
 ExpertShard expert_shard(int64_t num_experts, int group_rank, int group_size);
+// Whether a parameter is an expert's (sharded under expert parallelism), by its HF name.
+bool is_expert_parameter(const std::string& name);
 
 // The plan of one layer's exchange, from this rank's kept tokens per (global) expert.
 struct ExpertExchange {

@@ -139,8 +139,8 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   });
   // The experts, backwards (on their owners' rows with expert parallelism): wo, expert
   // dropout, activation, wi.
-  const Tensor d_rows = fwd.exchange ? send_to_experts(*fwd.expert_group, *fwd.exchange, d_expert_out)
-                                     : d_expert_out;
+  const Tensor d_rows =
+      fwd.exchange ? send_to_experts(*fwd.expert_group, *fwd.exchange, d_expert_out) : d_expert_out;
   const std::vector<int64_t>& offset = fwd.expert_offset;
   auto project_back = [&](const Tensor& grad_out, const Tensor& weight) {  // grad_out @ W_e
     Tensor result = Tensor::empty({grad_out.dim(0), weight.dim(2)}, x.dtype());

@@ -266,10 +266,10 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
                        c ? &c->ffn : nullptr);
     } else {
       const int64_t group_size = routing_group_size(config_, batch, length);
-      SwitchOutput sw = switch_ffn(b.switch_ffn, config_, normed, group_size, ctx,
-                                   random_site(st, blk, SiteKind::kRouterJitter),
-                                   random_site(st, blk, SiteKind::kFeedForwardInner),
-                                   expert_group_);
+      SwitchOutput sw =
+          switch_ffn(b.switch_ffn, config_, normed, group_size, ctx,
+                     random_site(st, blk, SiteKind::kRouterJitter),
+                     random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
       LayerRouting r;
       r.stack = s.stack;
       r.block = blk;

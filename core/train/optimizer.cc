@@ -5,6 +5,8 @@
 #include <map>
 #include <type_traits>
 
+#include "core/dist/expert_parallel.h"
+
 namespace sw {
 namespace {
 
@@ -305,14 +307,21 @@ class AdamW final : public OptimizerBase {
 
 }  // namespace
 
-double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm) {
-  double sum_sq = 0;
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm,
+                          Communicator* expert_group) {
+  const bool sharded = expert_group && expert_group->size() > 1;
+  Tensor sum_sq = Tensor::zeros({2}, DType::f64);  // [replicated, sharded]
   for (const ParameterGradient& pg : grads)
     with_pair(pg, "clip_gradient_norm", [&](auto zero) {
       using T = decltype(zero);
-      sum_sq += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
+      sum_sq.data<double>()[sharded && is_expert_parameter(pg.name)] +=
+          mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
     });
-  const double norm = std::sqrt(sum_sq);
+  if (sharded) {
+    Tensor experts = sum_sq.slice(1, 2);
+    expert_group->all_reduce_sum(experts);
+  }
+  const double norm = std::sqrt(sum_sq.data<double>()[0] + sum_sq.data<double>()[1]);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / norm;
     for (ParameterGradient& pg : grads)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dist/communicator.h"
 #include "core/tensor/tensor.h"
 
 namespace sw {
@@ -20,7 +21,10 @@ struct ParameterGradient {
 
 // Scales every gradient by max_norm / norm when the global L2 norm exceeds max_norm
 // (max_norm <= 0: no clipping). Returns the norm before clipping (accumulated in f64).
-double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm);
+// With an expert group (expert parallelism), the experts' gradients are split over its
+// ranks: their squares are summed over the group, the rest counted once.
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm,
+                          Communicator* expert_group = nullptr);
 
 struct AdafactorOptions {
   double beta1 = 0.0;                        // 0: no first moment (T5 / the paper)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
 
 namespace sw {
@@ -143,7 +144,17 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     }
   }
   if (dp && dp->size() > 1) {
-    all_reduce_buckets(*dp, total, options_.gradient_reduction);
+    Communicator* ep = options_.expert_parallel;
+    if (ep && ep->size() > 1) {
+      // Experts: over the replicas of this rank's shard; the rest: over every rank.
+      if (!expert_replicas_) expert_replicas_ = dp->split(ep->rank(), dp->rank());
+      std::vector<std::pair<std::string, Tensor>> shared, experts;
+      for (auto& g : total) (is_expert_parameter(g.first) ? experts : shared).push_back(g);
+      all_reduce_buckets(*dp, shared, options_.gradient_reduction);
+      all_reduce_buckets(*expert_replicas_, experts, options_.gradient_reduction);
+    } else {
+      all_reduce_buckets(*dp, total, options_.gradient_reduction);
+    }
     reduce_metrics(*dp, metrics, sparse_layers);
   }
   metrics.loss = metrics.ce + metrics.aux + metrics.z;
@@ -208,7 +219,7 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   const auto& entries = model_.parameters().entries();
   for (size_t i = 0; i < grads.size(); ++i)
     pairs.push_back({grads[i].first, entries[i].tensor, grads[i].second});
-  m.grad_norm = clip_gradient_norm(pairs, options_.grad_clip_norm);
+  m.grad_norm = clip_gradient_norm(pairs, options_.grad_clip_norm, options_.expert_parallel);
   m.step = ++steps_;
   m.learning_rate = options_.schedule.rate(m.step);
   optimizer_->step(pairs, m.learning_rate, m.step);

@@ -30,6 +30,10 @@ struct TrainOptions {
   // How the replicas' gradients are summed (data_parallel.h): rank-ordered by default, so
   // a data-parallel run is bit for bit the single-process run with as many micro-batches.
   Reduction gradient_reduction = Reduction::kRankOrdered;
+  // Expert parallelism: the group the model's experts are split over (the model's
+  // expert_group()), a subgroup of data_parallel. Expert gradients are then summed only
+  // over the ranks holding the same experts; every other gradient over data_parallel.
+  Communicator* expert_parallel = nullptr;
 };
 
 // One sparse layer's routing over a step (summed over its micro-batches).
@@ -99,6 +103,8 @@ class Trainer {
   TrainOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t steps_ = 0;
+  // The data-parallel ranks that hold this rank's experts (made at the first step).
+  mutable std::unique_ptr<Communicator> expert_replicas_;
 };
 
 }  // namespace sw

@@ -12,6 +12,8 @@
 
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
+#include "core/dist/expert_parallel.h"
+#include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/philox.h"
 #include "core/train/trainer.h"
@@ -91,6 +93,14 @@ TEST(Communicator, SplitIntoGroups) {
   int64_t expected = 0;
   for (int k = r % 2; k < n; k += 2) expected += k;
   EXPECT_EQ(x.data<int64_t>()[0], expected);
+}
+
+Tensor testing_random(const Shape& shape, uint32_t seed, double std) {
+  const RandomStream s(seed, RandomPurpose::kData, 0, 0);
+  Tensor t = Tensor::empty(shape, DType::f32);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data<float>()[i] = static_cast<float>(std * (2.0 * s.uniform(i) - 1.0));
+  return t;
 }
 
 Batch global_batch(const ModelConfig& c, int64_t batch) {
@@ -190,6 +200,128 @@ TEST(DataParallel, ReplicasStayIdentical) {
     c.broadcast(root, 0);
     ASSERT_EQ(0, std::memcmp(mine.raw(), root.raw(), mine.nbytes())) << e.name;
   }
+}
+
+// ---------------------------------------------------------------- expert parallelism
+
+Tensor experts_slice(const Tensor& all, const ExpertShard& shard) {
+  return all.slice(shard.first, shard.first + shard.count).clone();
+}
+
+// One Switch layer with its experts over the world against the same layer in one process
+// on every rank's own tokens: outputs, input gradients and router gradients per rank;
+// each local expert's gradient equals the sum over ranks of the single-process gradients
+// of that expert (it saw every rank's tokens). Train mode: jitter and expert dropout on.
+void expect_expert_parallel_layer_matches(ModelConfig::Activation activation) {
+  Communicator& c = world();
+  ModelConfig config = preset("tiny");
+  config.set_num_experts(8);
+  config.set_d_model(16);
+  config.set_d_ff(32);
+  config.set_activation(activation);
+  config.set_expert_dropout_rate(0.2);
+  config.set_router_jitter_eps(0.05);
+  config.set_train_capacity_factor(1.0);  // capacity 1 per group: tokens are dropped
+  config.set_min_capacity(1);
+  const int64_t experts = 8, d = 16, d_ff = 32, group = 8, n = 2 * group;
+  const ExpertShard shard = expert_shard(experts, c.rank(), c.size());
+  SwitchWeights full;
+  full.router = testing_random({experts, d}, 1, 0.5);
+  const bool gated = activation == ModelConfig::GATED_GELU;
+  if (gated) {
+    full.experts.wi_0 = testing_random({experts, d_ff, d}, 2, 0.3);
+    full.experts.wi_1 = testing_random({experts, d_ff, d}, 3, 0.3);
+  } else {
+    full.experts.wi = testing_random({experts, d_ff, d}, 2, 0.3);
+  }
+  full.experts.wo = testing_random({experts, d, d_ff}, 4, 0.3);
+  SwitchWeights local = full;
+  if (gated) {
+    local.experts.wi_0 = experts_slice(full.experts.wi_0, shard);
+    local.experts.wi_1 = experts_slice(full.experts.wi_1, shard);
+  } else {
+    local.experts.wi = experts_slice(full.experts.wi, shard);
+  }
+  local.experts.wo = experts_slice(full.experts.wo, shard);
+  const Tensor x = testing_random({n, d}, 100 + static_cast<uint32_t>(c.rank()), 1.0);
+  const Tensor dy = testing_random({n, d}, 200 + static_cast<uint32_t>(c.rank()), 1.0);
+  RunContext ctx;
+  ctx.train = true;
+  ctx.seed = 7;
+  ctx.step = 3;
+
+  const SwitchOutput want = switch_ffn(full, config, x, group, ctx, 1, 2);
+  SwitchGradients want_grads;
+  const Tensor want_dx =
+      switch_ffn_backward(full, config, x, want, dy, 1.0, 1.0, group, ctx, 1, 2, want_grads);
+  const SwitchOutput got = switch_ffn(local, config, x, group, ctx, 1, 2, &c);
+  SwitchGradients grads;
+  const Tensor dx =
+      switch_ffn_backward(local, config, x, got, dy, 1.0, 1.0, group, ctx, 1, 2, grads);
+
+  EXPECT_GT(want.assignment.dropped, 0);
+  EXPECT_LE(max_relative_difference(got.y, want.y), 1e-5);
+  EXPECT_LE(max_relative_difference(dx, want_dx), 1e-5);
+  EXPECT_LE(max_relative_difference(grads.router, want_grads.router), 1e-5);
+  for (auto [mine, all] : {std::pair{grads.experts.wo, want_grads.experts.wo},
+                           std::pair{grads.experts.wi, want_grads.experts.wi},
+                           std::pair{grads.experts.wi_0, want_grads.experts.wi_0},
+                           std::pair{grads.experts.wi_1, want_grads.experts.wi_1}}) {
+    if (!all.defined()) continue;
+    Tensor summed = all.clone();
+    c.all_reduce_sum(summed);
+    EXPECT_LE(max_relative_difference(mine, experts_slice(summed, shard)), 1e-5);
+  }
+}
+
+TEST(ExpertParallel, LayerMatchesOneProcessRelu) {
+  expect_expert_parallel_layer_matches(ModelConfig::RELU);
+}
+
+TEST(ExpertParallel, LayerMatchesOneProcessGatedGelu) {
+  expect_expert_parallel_layer_matches(ModelConfig::GATED_GELU);
+}
+
+// A model whose experts are split over the world holds only its share, initialised as
+// the single-process model's, and trains like it: every replica's batch shard is one
+// micro-batch of the single process. Non-expert gradients are summed over all ranks,
+// expert gradients come from the owners (no replicas of an expert when dp = 1).
+TEST(ExpertParallel, TrainingMatchesOneProcess) {
+  Communicator& c = world();
+  ModelConfig config = preset("tiny");  // 8 experts
+  config.set_dropout_rate(0);
+  config.set_expert_dropout_rate(0);
+  const Batch batch = global_batch(config, 2 * c.size());
+  TrainOptions options;
+  options.schedule.kind = LearningRateSchedule::Kind::kConstant;
+  options.schedule.base = 1e-2;
+  SwitchTransformer single_model(config, 11);
+  Trainer single(single_model, options);
+  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), &c);
+  // Only this rank's experts, initialised as in the single process.
+  const ExpertShard shard = expert_shard(8, c.rank(), c.size());
+  for (const auto& e : sharded.parameters().entries()) {
+    ASSERT_TRUE(single_model.parameters().contains(e.name)) << e.name;
+    EXPECT_EQ(0, std::memcmp(e.tensor.raw(), single_model.parameters().get(e.name).raw(),
+                             e.tensor.nbytes()))
+        << e.name;
+  }
+  EXPECT_FALSE(sharded.parameters().contains("encoder.block.1.layer.1.mlp.experts.expert_" +
+                                             std::to_string((shard.first + shard.count) % 8) +
+                                             ".wo.weight") &&
+               c.size() > 1);
+  options.data_parallel = &c;
+  options.expert_parallel = &c;
+  Trainer trainer(sharded, options);
+  for (int step = 0; step < 3; ++step) {
+    const TrainMetrics a = single.step(split_micro_batches(batch, c.size()));
+    const TrainMetrics b = trainer.step({shard_batch(batch, c.rank(), c.size())});
+    EXPECT_NEAR(b.loss, a.loss, 1e-5 * a.loss) << "step " << step;
+    EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-5 * a.grad_norm) << "step " << step;
+  }
+  for (const auto& e : sharded.parameters().entries())
+    EXPECT_LE(max_relative_difference(e.tensor, single_model.parameters().get(e.name)), 1e-5)
+        << e.name;
 }
 
 }  // namespace
