@@ -17,8 +17,9 @@
 //       tokenizer and the resolved config, checkpoints under <out>/checkpoints (every
 //       checkpoint_interval steps and at the end); --resume continues the latest one bit for
 //       bit; --examples N shows greedy span infilling. Under mpirun (or srun), --parallel
-//       dp=N trains N data-parallel replicas (N = the number of ranks): each steps on its
-//       shard of the global batch; rank 0 prints and writes
+//       dp=N,ep=M trains over N x M ranks: each steps on its shard of the global batch,
+//       each group of M ranks splits every sparse layer's experts; rank 0 prints and
+//       writes checkpoints of the whole model, which continue at any layout
 //   switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
 //       greedy generation from a checkpoint (the prefix recomputed each step; no KV cache yet)
 //   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
@@ -77,7 +78,7 @@ const char* kUsage =
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --resume           train: continue from the latest checkpoint under --out, if any\n"
-    "  --parallel L       train: the layout over the MPI ranks, dp=N (ep, mp: not yet)\n"
+    "  --parallel L       train: the layout over the MPI ranks, dp=N,ep=M (mp: not yet)\n"
     "  --ckpt DIR         generate, validate: a checkpoint (or the latest under a root)\n"
     "  --input TEXT       generate: one input (<extra_id_0> marks a span to fill)\n"
     "  --file FILE        generate: one input per line\n"
@@ -399,10 +400,9 @@ ParallelLayout parse_parallel(const std::string& text, int world_size) {
     dp_given |= key == "dp";
   }
   if (!dp_given) p.dp = world_size / (p.ep * p.mp);
-  if (p.ep > 1 || p.mp > 1)
+  if (p.mp > 1)
     throw sw::Error(sw::Status::kUnsupported,
-                    "--parallel: expert (ep) and model (mp) parallelism are not in this version; "
-                    "use dp");
+                    "--parallel: model parallelism (mp) is not in this version; use dp and ep");
   if (p.dp * p.ep * p.mp != world_size)
     throw sw::Error(sw::Status::kInvalidArgument,
                     "--parallel " + text + " needs " + std::to_string(p.dp * p.ep * p.mp) +
@@ -445,9 +445,21 @@ int run_train_on(sw::Communicator& world, const Args& a,
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
   const bool resume = a.count("resume") != 0;
-  sw::PretrainingRun run(config, out, resume, layout.dp > 1 ? &world : nullptr);
-  if (layout.dp > 1)
-    std::printf("data parallel over %lld ranks\n", static_cast<long long>(layout.dp));
+  // Ranks r = dp_index * ep + ep_index: each group of ep consecutive ranks splits the
+  // experts; all ranks split the global batch.
+  sw::ParallelGroups groups;
+  std::unique_ptr<sw::Communicator> expert_group;
+  if (world.size() > 1) {
+    groups.data_parallel = &world;
+    if (layout.ep > 1) {
+      expert_group = world.split(static_cast<int>(world.rank() / layout.ep),
+                                 static_cast<int>(world.rank() % layout.ep));
+      groups.expert_parallel = expert_group.get();
+    }
+    std::printf("%d ranks: data parallel %lld x expert parallel %lld\n", world.size(),
+                static_cast<long long>(layout.dp), static_cast<long long>(layout.ep));
+  }
+  sw::PretrainingRun run(config, out, resume, groups);
   if (run.steps_done() > 0)
     std::printf("resumed from %s at step %lld\n",
                 sw::latest_checkpoint(run.checkpoint_root()).c_str(),

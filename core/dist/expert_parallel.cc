@@ -1,6 +1,9 @@
 #include "core/dist/expert_parallel.h"
 
+#include <cctype>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "core/tensor/error.h"
 
@@ -37,6 +40,92 @@ ExpertShard expert_shard(int64_t num_experts, int group_rank, int group_size) {
 
 bool is_expert_parameter(const std::string& name) {
   return name.find(".mlp.experts.expert_") != std::string::npos;
+}
+
+namespace {
+
+// "…experts.expert_12.wo.weight…" -> ("…experts.expert_{}.wo.weight…", 12); -1 for others.
+std::pair<std::string, int64_t> expert_family(const std::string& name) {
+  static const std::string kMarker = ".mlp.experts.expert_";
+  const size_t at = name.find(kMarker);
+  if (at == std::string::npos) return {name, -1};
+  const size_t digits = at + kMarker.size();
+  size_t end = digits;
+  while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+  return {name.substr(0, digits) + "{}" + name.substr(end),
+          std::stoll(name.substr(digits, end - digits))};
+}
+
+std::string expert_name(const std::string& family, int64_t index) {
+  const size_t at = family.find("{}");
+  return family.substr(0, at) + std::to_string(index) + family.substr(at + 2);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> gather_experts(
+    Communicator& group, const std::vector<std::pair<std::string, Tensor>>& local) {
+  // Families in order of first appearance (the same on every rank: the same model), each
+  // with its members in this rank's (ascending) expert order.
+  std::vector<std::pair<std::string, std::vector<size_t>>> items;  // family ("" : plain)
+  std::map<std::string, size_t> family_item;
+  for (size_t i = 0; i < local.size(); ++i) {
+    const auto [family, index] = expert_family(local[i].first);
+    if (index < 0) {
+      items.push_back({"", {i}});
+    } else if (const auto it = family_item.find(family); it != family_item.end()) {
+      items[it->second].second.push_back(i);
+    } else {
+      family_item[family] = items.size();
+      items.push_back({family, {i}});
+    }
+  }
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [family, members] : items) {
+    if (family.empty()) {
+      out.push_back(local[members[0]]);
+      continue;
+    }
+    const Tensor& first = local[members[0]].second;
+    Shape one = first.shape();
+    one.insert(one.begin(), 1);
+    Shape stacked = one;
+    stacked[0] = static_cast<int64_t>(members.size());
+    Tensor mine = Tensor::empty(stacked, first.dtype());
+    for (size_t m = 0; m < members.size(); ++m) {
+      Tensor row = mine.slice(static_cast<int64_t>(m), static_cast<int64_t>(m) + 1);
+      row.copy_from(local[members[m]].second.view(one));
+    }
+    const Tensor all = group.all_gather(mine);  // experts in rank order = global order
+    for (int64_t e = 0; e < all.dim(0); ++e)
+      out.push_back({expert_name(family, e), all.slice(e, e + 1).view(first.shape())});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> select_tensors(
+    const std::vector<std::pair<std::string, Tensor>>& saved,
+    const std::vector<std::string>& wanted, int64_t num_experts, const std::string& what) {
+  std::map<std::string, std::vector<int>> seen;  // family -> times each index appears
+  for (const auto& [name, tensor] : saved) {
+    const auto [family, index] = expert_family(name);
+    if (index < 0) continue;
+    std::vector<int>& count = seen[family];
+    if (count.empty()) count.assign(static_cast<size_t>(num_experts), 0);
+    SW_CHECK(index < num_experts, Status::kCorrupt, what, " ", name, ": expert ", index,
+             " of a model of ", num_experts, " experts");
+    ++count[static_cast<size_t>(index)];
+  }
+  for (const auto& [family, count] : seen)
+    for (int64_t e = 0; e < num_experts; ++e)
+      SW_CHECK(count[static_cast<size_t>(e)] == 1, Status::kCorrupt, what, " ",
+               expert_name(family, e), " appears ", count[static_cast<size_t>(e)],
+               " times (expected once)");
+  const std::set<std::string> keep(wanted.begin(), wanted.end());
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& entry : saved)
+    if (keep.count(entry.first)) out.push_back(entry);
+  return out;
 }
 
 ExpertExchange plan_expert_exchange(Communicator& group,

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dist/communicator.h"
@@ -39,6 +40,19 @@ struct ExpertExchange {
 // Collective over the group: exchanges the per-expert counts.
 ExpertExchange plan_expert_exchange(Communicator& group,
                                     const std::vector<int64_t>& kept_per_expert);
+
+// Named tensors (parameters, optimizer state) of a model whose experts are split over the
+// group -> the whole model's: each expert tensor family (the same name but for
+// "expert_<i>") is gathered from the group's ranks in expert order; the rest is passed
+// through. Collective; every rank returns the whole set.
+std::vector<std::pair<std::string, Tensor>> gather_experts(
+    Communicator& group, const std::vector<std::pair<std::string, Tensor>>& local);
+
+// The subset of a whole model's saved tensors a rank holds (the names in `wanted`), after
+// checking that every expert family is complete: each index 0..E-1 present exactly once.
+std::vector<std::pair<std::string, Tensor>> select_tensors(
+    const std::vector<std::pair<std::string, Tensor>>& saved,
+    const std::vector<std::string>& wanted, int64_t num_experts, const std::string& what);
 
 // Rows in this rank's layout [kept, ...] -> the owners, regrouped by local expert.
 Tensor send_to_experts(Communicator& group, const ExpertExchange& plan, const Tensor& rows);

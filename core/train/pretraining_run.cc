@@ -3,9 +3,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "core/dist/data_parallel.h"
+#include "core/dist/expert_parallel.h"
 #include "core/io/checkpoint.h"
 #include "core/tensor/error.h"
 
@@ -26,7 +28,8 @@ nlohmann::json layer_json(const LayerLoad& l) {
 }
 
 // A checkpoint continues only the run that wrote it: every setting that shapes the data,
-// the model or the updates must match (steps, intervals and logging may change).
+// the model or the updates must match (steps, intervals, logging and the cut of a step
+// into micro-batches may change).
 void check_same_run(const TrainConfig& saved, const TrainConfig& now) {
   auto essentials = [](TrainConfig c) {
     c.clear_steps();
@@ -36,6 +39,9 @@ void check_same_run(const TrainConfig& saved, const TrainConfig& now) {
     c.clear_checkpoint_interval();
     c.clear_keep_checkpoints();
     c.clear_collapse_warning_share();
+    // How a step is cut (micro-batches, like the parallel layout) may change; what is
+    // computed may not.
+    c.clear_micro_batches();
     c.clear_tokenizer_model();  // resume reads the run's own tokenizer.model
     return train_config_to_text(c);
   };
@@ -97,13 +103,13 @@ std::string metrics_json(const EvalMetrics& m, int64_t step) {
 }
 
 PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume,
-                               Communicator* data_parallel)
+                               const ParallelGroups& groups)
     : config_(config),
       out_dir_(out_dir),
-      data_parallel_(data_parallel),
-      writer_(!data_parallel || data_parallel->rank() == 0) {
+      groups_(groups),
+      writer_(!groups.data_parallel || groups.data_parallel->rank() == 0) {
   validate(config_);
-  const int64_t replicas = data_parallel ? data_parallel->size() : 1;
+  const int64_t replicas = groups.data_parallel ? groups.data_parallel->size() : 1;
   SW_CHECK_ARG(config_.batch_size() % (replicas * config_.micro_batches()) == 0, "batch_size ",
                config_.batch_size(), " does not split into ", replicas, " replicas x ",
                config_.micro_batches(), " micro-batches");
@@ -123,9 +129,11 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   if (!resuming && writer_) data_->tokenizer().save(out_dir + "/tokenizer.model");
   *config_.mutable_model() = resolve_model(config_, data_->tokenizer().vocab_size());
   eval_batches_ = data_->eval_batches(config_.model());
-  model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed());
+  model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed(), DType::f32,
+                                               Device::cpu(), groups.expert_parallel);
   TrainOptions options = train_options(config_);
-  options.data_parallel = data_parallel;
+  options.data_parallel = groups.data_parallel;
+  options.expert_parallel = groups.expert_parallel;
   trainer_ = std::make_unique<Trainer>(*model_, options);
 
   if (resuming) {
@@ -137,8 +145,18 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
              "resume: the checkpoint's seed ", saved.seed, " is not the config's ", config_.seed());
     check_same_run(saved.train, config_);
     data_->train_data().check_position(saved.data);
-    restore_tensors(saved.parameters, named_parameters(), true, "parameter");
-    trainer_->restore(saved.step, saved.optimizer_state);
+    // The checkpoint holds the whole model; this rank takes its share.
+    std::vector<std::string> mine, my_state;
+    for (const auto& p : named_parameters()) mine.push_back(p.first);
+    const std::set<std::string> held(mine.begin(), mine.end());
+    for (const auto& s : saved.optimizer_state)
+      if (held.count(s.first.substr(0, s.first.rfind('/'))))  // "<parameter>/<slot>"
+        my_state.push_back(s.first);
+    const int64_t experts = config_.model().num_experts();
+    restore_tensors(select_tensors(saved.parameters, mine, experts, "parameter"),
+                    named_parameters(), true, "parameter");
+    trainer_->restore(saved.step,
+                      select_tensors(saved.optimizer_state, my_state, experts, "optimizer state"));
     data_->train_data().set_position(saved.data);
   }
   if (!writer_) return;
@@ -150,7 +168,8 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
 
 TrainMetrics PretrainingRun::step() {
   Batch batch = data_->next_batch(config_.model());  // the global batch, on every rank
-  if (data_parallel_) batch = shard_batch(batch, data_parallel_->rank(), data_parallel_->size());
+  if (groups_.data_parallel)
+    batch = shard_batch(batch, groups_.data_parallel->rank(), groups_.data_parallel->size());
   const TrainMetrics m = trainer_->step(split_micro_batches(batch, config_.micro_batches()));
   if (writer_) metrics_ << metrics_json(m) << '\n' << std::flush;
   return m;
@@ -163,15 +182,22 @@ std::vector<std::pair<std::string, Tensor>> PretrainingRun::named_parameters() c
 }
 
 std::string PretrainingRun::save_checkpoint() {
-  if (!writer_) return "";  // the replicas hold the same state as rank 0
+  std::vector<std::pair<std::string, Tensor>> parameters = named_parameters(),
+                                              state = trainer_->optimizer().state();
+  Communicator* ep = groups_.expert_parallel;
+  if (ep && ep->size() > 1) {  // the whole model, experts gathered from their owners
+    parameters = gather_experts(*ep, parameters);
+    state = gather_experts(*ep, state);
+  }
+  if (!writer_) return "";  // the other ranks' state is rank 0's or gathered into it
   Checkpoint c;
   c.step = steps_done();
   c.model = config_.model();
   c.train = config_;
   c.seed = config_.seed();
   c.data = data_->train_data().position();
-  c.parameters = named_parameters();
-  c.optimizer_state = trainer_->optimizer().state();
+  c.parameters = std::move(parameters);
+  c.optimizer_state = std::move(state);
   SaveOptions o;
   o.keep_last = config_.keep_checkpoints();
   return sw::save_checkpoint(checkpoint_root(), c, o);

@@ -15,18 +15,26 @@
 
 namespace sw {
 
+// The communicators of a distributed run (none: a single process).
+struct ParallelGroups {
+  Communicator* data_parallel = nullptr;    // every rank: the global batch is split over them
+  Communicator* expert_parallel = nullptr;  // the ranks this one's experts are split over
+};
+
 class PretrainingRun {
  public:
   // With `resume`, a run continues from the latest checkpoint under <out>/checkpoints when
   // there is one (its model must be the config's), appending to metrics.jsonl; the
-  // continued run is bit-identical to one that never stopped. With a data-parallel
-  // communicator, each rank runs this with the same config: every rank draws the same
-  // global batch and steps on its shard; rank 0 alone writes files and checkpoints.
+  // continued run is bit-identical to one that never stopped. Distributed (`groups`),
+  // each rank runs this with the same config: every rank draws the same global batch and
+  // steps on its shard; with expert parallelism each holds its share of the experts.
+  // Rank 0 alone writes files; checkpoints hold the whole model (the experts gathered),
+  // so a run continues at any layout.
   PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume = false,
-                 Communicator* data_parallel = nullptr);
+                 const ParallelGroups& groups = {});
 
   // Saves the model, optimizer state, step and data position under <out>/checkpoints
-  // (rank 0; other ranks save nothing and return "").
+  // (collective; rank 0 writes, the other ranks return "").
   std::string save_checkpoint();
   std::string checkpoint_root() const { return out_dir_ + "/checkpoints"; }
 
@@ -52,7 +60,7 @@ class PretrainingRun {
   std::unique_ptr<SwitchTransformer> model_;
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
-  Communicator* data_parallel_ = nullptr;
+  ParallelGroups groups_;
   bool writer_ = true;  // rank 0 (or a single process) writes the run's files
 };
 

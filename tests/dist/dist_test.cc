@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include "core/dist/communicator.h"
@@ -313,6 +314,17 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
   options.data_parallel = &c;
   options.expert_parallel = &c;
   Trainer trainer(sharded, options);
+  // The gradient of the global batch, every parameter this rank holds, within 1e-5.
+  TrainMetrics ma, mb;
+  const auto want_grads = single.accumulate(split_micro_batches(batch, c.size()), ma);
+  const auto got_grads = trainer.accumulate({shard_batch(batch, c.rank(), c.size())}, mb);
+  std::map<std::string, Tensor> want_by_name(want_grads.begin(), want_grads.end());
+  ASSERT_EQ(got_grads.size(), sharded.parameters().entries().size());
+  for (const auto& [name, g] : got_grads)
+    EXPECT_LE(max_relative_difference(g, want_by_name.at(name)), 1e-5) << name;
+  // Steps: the same losses within 1e-5; the parameters within 1e-4 after 3 Adafactor steps
+  // (the updates are divided by the gradients' own RMS, which turns the last-bit
+  // differences of near-zero gradients into ~1e-5 of the weights).
   for (int step = 0; step < 3; ++step) {
     const TrainMetrics a = single.step(split_micro_batches(batch, c.size()));
     const TrainMetrics b = trainer.step({shard_batch(batch, c.rank(), c.size())});
@@ -320,7 +332,7 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
     EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-5 * a.grad_norm) << "step " << step;
   }
   for (const auto& e : sharded.parameters().entries())
-    EXPECT_LE(max_relative_difference(e.tensor, single_model.parameters().get(e.name)), 1e-5)
+    EXPECT_LE(max_relative_difference(e.tensor, single_model.parameters().get(e.name)), 1e-4)
         << e.name;
 }
 
