@@ -445,17 +445,27 @@ int swb_communicator_size(const sw_communicator* comm) {
   return n;
 }
 
-/* Greedy generation: out is [batch, max_new_tokens], lengths [batch]. */
+/* Generation (sw_model_generate's options): out is [batch, max_new_tokens], lengths
+ * [batch]. */
 int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
                        const int32_t* input_ids, size_t n_input_ids,
                        const int32_t* attention_mask, size_t n_attention_mask,
                        int64_t max_new_tokens, int32_t vocab_limit, int32_t* out_ids,
-                       size_t n_out_ids, int64_t* lengths, size_t n_lengths) {
+                       size_t n_out_ids, int64_t* lengths, size_t n_lengths, int64_t num_beams,
+                       double temperature, int64_t top_k, double top_p, uint64_t seed,
+                       int64_t min_new_tokens, double length_penalty, int dropless) {
   sw_batch b;
   sw_generate_options o;
   SW_INIT_STRUCT(&o);
   o.max_new_tokens = max_new_tokens;
-  o.num_beams = 1;
+  o.num_beams = num_beams;
+  o.temperature = temperature;
+  o.top_k = top_k;
+  o.top_p = top_p;
+  o.seed = seed;
+  o.min_new_tokens = min_new_tokens;
+  o.length_penalty = length_penalty;
+  o.dropless = dropless;
   o.vocab_limit = vocab_limit;
   if (!swb_batch(&b, batch, input_len, 1, input_ids, n_input_ids, attention_mask,
                  n_attention_mask, NULL, 0, NULL, 0, NULL, 0))

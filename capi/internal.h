@@ -104,7 +104,7 @@ constexpr size_t v1_size<sw_metrics>() {
 }
 template <>
 constexpr size_t v1_size<sw_generate_options>() {
-  return offsetof(sw_generate_options, vocab_limit) + sizeof(int32_t);
+  return offsetof(sw_generate_options, min_new_tokens) + sizeof(int64_t);
 }
 
 void check_struct_size(uint32_t struct_size, size_t minimum, const char* name);

@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "capi/internal.h"
-#include "core/infer/greedy.h"
+#include "core/infer/generate.h"
 #include "core/model/validate.h"
 
 namespace sw::capi {
@@ -261,19 +261,24 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
   return guard(__func__, [&] {
     ModelState& s = model_state(model);
     const sw_generate_options o = read_struct(options, "options");
-    SW_CHECK_ARG(o.max_new_tokens >= 1, "options->max_new_tokens must be >= 1, got ",
-                 o.max_new_tokens);
-    SW_CHECK(
-        o.num_beams <= 1 && o.top_k == 0 && (o.top_p == 0 || o.top_p == 1) && o.temperature == 0,
-        sw::Status::kUnsupported,
-        "only greedy decoding is in this version (num_beams 1, top_k 0, top_p 0 or 1, "
-        "temperature 0)");
-    SW_CHECK_ARG(o.vocab_limit >= 0, "options->vocab_limit must be >= 0, got ", o.vocab_limit);
+    sw::GenerateOptions g;
+    g.max_new_tokens = o.max_new_tokens;
+    g.min_new_tokens = o.min_new_tokens;
+    g.num_beams = std::max<int64_t>(o.num_beams, 1);
+    g.length_penalty = o.length_penalty;
+    g.early_stopping = o.early_stopping != 0;
+    g.temperature = o.temperature;
+    g.top_k = o.top_k;
+    g.top_p = o.top_p == 0 ? 1.0 : o.top_p;
+    g.seed = o.seed;
+    g.vocab_limit = o.vocab_limit;
+    g.dropless = o.dropless != 0;
+    sw::validate(g);
     const sw_batch in = read_struct(inputs, "inputs");
     SW_CHECK_ARG(in.batch >= 1 && in.input_len >= 1,
                  "inputs: batch and input_len must be >= 1, got ", in.batch, " and ", in.input_len);
     int64_t out_count = 0;
-    SW_CHECK_ARG(!__builtin_mul_overflow(in.batch, o.max_new_tokens, &out_count), "out_ids: batch ",
+    SW_CHECK_ARG(!__builtin_mul_overflow(in.batch, g.max_new_tokens, &out_count), "out_ids: batch ",
                  in.batch, " x max_new_tokens ", o.max_new_tokens, " overflows");
     check_length(out_len, out_count, "out_ids");
     check_length(lengths_len, in.batch, "lengths");
@@ -291,8 +296,7 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
     {
       std::shared_lock lock(s.mutex);
       ScopedThreads threads(s.threads);
-      generated = sw::greedy_decode(s.model, b.input_ids, b.attention_mask, o.max_new_tokens,
-                                    o.vocab_limit);
+      generated = sw::generate(s.model, b.input_ids, b.attention_mask, g);
     }
     std::fill(out_ids, out_ids + out_len, 0);
     SW_CHECK(generated.size() == static_cast<size_t>(in.batch), sw::Status::kInternal,

@@ -20,10 +20,11 @@ static_assert(sizeof(sw_metrics) == 96 && offsetof(sw_metrics, step) == 8 &&
                   offsetof(sw_metrics, grad_norm) == 48 && offsetof(sw_metrics, tokens) == 72 &&
                   offsetof(sw_metrics, tokens_per_second) == 88,
               "sw_metrics layout changed");
-static_assert(sizeof(sw_generate_options) == 72 &&
+static_assert(sizeof(sw_generate_options) == 88 &&
                   offsetof(sw_generate_options, max_new_tokens) == 8 &&
                   offsetof(sw_generate_options, seed) == 56 &&
-                  offsetof(sw_generate_options, vocab_limit) == 64,
+                  offsetof(sw_generate_options, vocab_limit) == 64 &&
+                  offsetof(sw_generate_options, min_new_tokens) == 80,
               "sw_generate_options layout changed");
 static_assert(static_cast<int>(SW_ERR_INTERNAL) == static_cast<int>(sw::Status::kInternal) &&
                   static_cast<int>(SW_ERR_NUMERIC) == static_cast<int>(sw::Status::kNumeric),

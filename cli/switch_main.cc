@@ -21,7 +21,10 @@
 //       each group of M ranks splits every sparse layer's experts; rank 0 prints and
 //       writes checkpoints of the whole model, which continue at any layout
 //   switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
-//       greedy generation from a checkpoint (the prefix recomputed each step; no KV cache yet)
+//                   [--min-new-tokens N] [--num-beams N] [--length-penalty X]
+//                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--dropless]
+//       generation from a checkpoint with the decoder's key/value cache: greedy, beam
+//       search, or sampling (temperature > 0)
 //   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
 //       an HF SwitchTransformers checkpoint into a libswitch checkpoint (HF semantics)
 //   switch export-hf DIR --out HFDIR       a libswitch checkpoint as config.json + safetensors
@@ -49,7 +52,7 @@
 #include "core/data/byte_tokenizer.h"
 #include "core/data/sentencepiece_tokenizer.h"
 #include "core/dist/communicator.h"
-#include "core/infer/greedy.h"
+#include "core/infer/generate.h"
 #include "core/io/checkpoint.h"
 #include "core/io/hf_checkpoint.h"
 #include "core/model/switch_transformer.h"
@@ -84,6 +87,12 @@ const char* kUsage =
     "  --file FILE        generate: one input per line\n"
     "  --spm FILE         generate: the SentencePiece model (default: the run's tokenizer.model)\n"
     "  --max-new-tokens N generate: at most N output tokens (default 32)\n"
+    "  --min-new-tokens N generate: eos not before N tokens (default 0)\n"
+    "  --num-beams N      generate: beam search with N beams (default 1: greedy)\n"
+    "  --length-penalty X generate: beams ranked by sum(log p) / length^X (default 1)\n"
+    "  --temperature T    generate: sample at temperature T (default 0: greedy)\n"
+    "  --top-k K, --top-p P  generate: sample among the top K / top-p tokens\n"
+    "  --dropless         generate: no token dropped by expert capacity\n"
     "  --weights PATH     import-hf: model.safetensors, a sharded index, or their directory\n"
     "                     (with --config config.json and --out DIR)\n"
     "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
@@ -105,7 +114,7 @@ Args parse_args(int argc, char** argv, std::vector<std::string>& overrides) {
       throw sw::Error(sw::Status::kInvalidArgument, "unexpected argument " + key);
     }
     key = key.substr(2);
-    if (key == "train" || key == "resume") {
+    if (key == "train" || key == "resume" || key == "dropless") {
       args[key] = "1";
     } else if (key == "set") {
       if (i + 1 >= argc) throw sw::Error(sw::Status::kInvalidArgument, "--set needs key=value");
@@ -239,6 +248,16 @@ void run_export_hf(const Args& a) {
 
 // Greedy generation from a checkpoint: each input line encoded with the run's
 // SentencePiece model (or --spm), decoded back to text.
+double double_arg(const Args& a, const std::string& key, double fallback) {
+  const std::string v = arg(a, key, "");
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (*end != '\0')
+    throw sw::Error(sw::Status::kInvalidArgument, "--" + key + ": not a number: " + v);
+  return x;
+}
+
 void run_generate(const Args& a) {
   if (!a.count("ckpt"))
     throw sw::Error(sw::Status::kInvalidArgument, "generate: --ckpt DIR is required");
@@ -263,14 +282,25 @@ void run_generate(const Args& a) {
   }
   if (inputs.empty())
     throw sw::Error(sw::Status::kInvalidArgument, "generate: give --input TEXT or --file FILE");
-  const int64_t max_new = int_arg(a, "max-new-tokens", 32);
+  sw::GenerateOptions options;
+  options.max_new_tokens = int_arg(a, "max-new-tokens", 32);
+  options.min_new_tokens = int_arg(a, "min-new-tokens", 0);
+  options.num_beams = int_arg(a, "num-beams", 1);
+  options.length_penalty = double_arg(a, "length-penalty", 1.0);
+  options.temperature = double_arg(a, "temperature", 0.0);
+  options.top_k = int_arg(a, "top-k", 0);
+  options.top_p = double_arg(a, "top-p", 1.0);
+  options.seed = static_cast<uint64_t>(int_arg(a, "seed", 0));
+  options.dropless = a.count("dropless") != 0;
+  options.vocab_limit = tokenizer.vocab_size();
+  sw::validate(options);
   for (const std::string& text : inputs) {
     std::vector<int32_t> ids = tokenizer.encode(text);
     ids.push_back(static_cast<int32_t>(c.model.eos_token_id()));
     const sw::Tensor input =
         sw::Tensor::from_vector<int32_t>(ids, {1, static_cast<int64_t>(ids.size())});
     const sw::Tensor mask = sw::Tensor::full({1, input.dim(1)}, sw::DType::i32, 1);
-    const auto out = sw::greedy_decode(model, input, mask, max_new, tokenizer.vocab_size());
+    const auto out = sw::generate(model, input, mask, options);
     std::printf("input:  %s\noutput: %s\n\n", text.c_str(), tokenizer.decode(out[0]).c_str());
   }
 }
@@ -279,16 +309,6 @@ sw::Batch text_batch(const sw::ModelConfig& config, const Args& a) {
   return sw::make_continuation_batch(read_file(arg(a, "text", "/usr/share/common-licenses/GPL-3")),
                                      int_arg(a, "batch", 8), int_arg(a, "input-len", 128),
                                      int_arg(a, "target-len", 32), config);
-}
-
-double double_arg(const Args& a, const std::string& key, double fallback) {
-  const std::string v = arg(a, key, "");
-  if (v.empty()) return fallback;
-  char* end = nullptr;
-  const double x = std::strtod(v.c_str(), &end);
-  if (*end != '\0')
-    throw sw::Error(sw::Status::kInvalidArgument, "--" + key + ": not a number: " + v);
-  return x;
 }
 
 void write_routing_csv(const std::string& path, const std::vector<sw::LayerRouting>& routing) {
@@ -359,8 +379,10 @@ std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
   const sw::Batch& b = run.eval_batches().front();
   count = std::min<int64_t>(count, b.input_ids.dim(0));
   const sw::Tensor ids = b.input_ids.slice(0, count), mask = b.attention_mask.slice(0, count);
-  const auto answers =
-      sw::greedy_decode(run.model(), ids, mask, b.labels.dim(1), run.tokenizer().vocab_size());
+  sw::GenerateOptions options;
+  options.max_new_tokens = b.labels.dim(1);
+  options.vocab_limit = run.tokenizer().vocab_size();
+  const auto answers = sw::generate(run.model(), ids, mask, options);
   std::string text;
   for (int64_t s = 0; s < count; ++s) {
     auto row = [&](const sw::Tensor& t) {

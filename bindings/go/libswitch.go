@@ -380,7 +380,8 @@ func (m *Model) Generate(inputIDs []int32, batch, inputLen, maxNewTokens int64) 
 	out := make([]int32, batch*maxNewTokens)
 	lengths := make([]int64, batch)
 	if _, err := call(func() int {
-		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, nil, maxNewTokens, 0, out, lengths)
+		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, nil, maxNewTokens, 0, out,
+			lengths, 1, 0, 0, 1, 0, 0, 1, 0)
 	}); err != nil {
 		return nil, err
 	}

@@ -318,22 +318,28 @@ SW_API void sw_trainer_destroy(sw_trainer* trainer);
 
 /* ---------------------------------------------------------------- running, validating */
 
+/* Zero-initialised (SW_INIT_STRUCT) and max_new_tokens set: greedy decoding. */
 typedef struct sw_generate_options {
   uint32_t struct_size;
   uint32_t reserved;      /* zero; keeps the layout the same on every ABI */
   int64_t max_new_tokens; /* >= 1 */
-  int64_t num_beams;      /* 1 (greedy); beam search is not in this version */
-  int64_t top_k;          /* 0; sampling is not in this version */
-  double top_p;           /* 0 or 1 */
-  double temperature;     /* 0 (greedy) */
-  double length_penalty;
-  uint64_t seed;
-  int32_t vocab_limit; /* choose ids below it only (e.g. the tokenizer's size); 0: all */
+  int64_t num_beams;      /* 0 or 1: greedy or sampling; > 1: beam search */
+  int64_t top_k;          /* sampling: the k most likely tokens only; 0: all */
+  double top_p;           /* sampling: the smallest set reaching this probability; 0: 1 */
+  double temperature;     /* > 0: sampling at this temperature; 0: greedy or beams */
+  double length_penalty;  /* beams: scores sum(log p) / length^penalty (0: plain sum) */
+  uint64_t seed;          /* sampling: the Philox stream's seed */
+  int32_t vocab_limit;    /* choose ids below it only (e.g. the tokenizer's size); 0: all */
+  int32_t dropless;       /* 1: no token dropped by expert capacity while generating */
+  int32_t early_stopping; /* beams: stop once num_beams hypotheses are finished */
+  int32_t reserved2;      /* zero */
+  int64_t min_new_tokens; /* eos cannot end a row before this many new tokens */
 } sw_generate_options;
 
-/* Generates for each sequence of inputs (input_ids and attention_mask used): out_ids is
- * [batch, max_new_tokens], each row's tokens then 0 (pad); lengths [batch] gets each row's
- * count (eos ends a row and is not included). Eval mode. */
+/* Generates for each sequence of inputs (input_ids and attention_mask used) with the
+ * decoder's key/value cache: out_ids is [batch, max_new_tokens], each row's tokens then 0
+ * (pad); lengths [batch] gets each row's count (eos ends a row and is not included). Eval
+ * mode; CPU models. */
 SW_API sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
                                    const sw_generate_options* options, int32_t* out_ids,
                                    size_t out_len, int64_t* lengths, size_t lengths_len);

@@ -1,6 +1,7 @@
 #include "core/model/switch_transformer.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "core/ops/dispatch.h"
@@ -506,6 +507,152 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
   }
   out.loss = out.ce_loss + out.aux_loss + out.z_loss;
   return out;
+}
+
+namespace {
+
+// Rows `rows` of t's first dimension, copied in that order.
+Tensor take_rows(const Tensor& t, const std::vector<int64_t>& rows) {
+  if (!t.defined()) return t;
+  Shape shape = t.shape();
+  shape[0] = static_cast<int64_t>(rows.size());
+  Tensor out = Tensor::empty(shape, t.dtype());
+  const size_t row_bytes = t.nbytes() / static_cast<size_t>(t.dim(0));
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(static_cast<char*>(out.raw()) + i * row_bytes,
+                static_cast<const char*>(t.raw()) + static_cast<size_t>(rows[i]) * row_bytes,
+                row_bytes);
+  return out;
+}
+
+// cache [B, t, D] (or undefined) followed by step [B, 1, D]: [B, t + 1, D].
+Tensor append_position(const Tensor& cache, const Tensor& step) {
+  const int64_t batch = step.dim(0), width = step.dim(2), t = cache.defined() ? cache.dim(1) : 0;
+  Tensor out = Tensor::empty({batch, t + 1, width}, step.dtype());
+  const size_t elem = dtype_size(step.dtype());
+  const size_t past = static_cast<size_t>(t * width) * elem,
+               row = static_cast<size_t>(width) * elem;
+  for (int64_t b = 0; b < batch; ++b) {
+    char* dst = static_cast<char*>(out.raw()) + static_cast<size_t>(b) * (past + row);
+    if (t)
+      std::memcpy(dst, static_cast<const char*>(cache.raw()) + static_cast<size_t>(b) * past, past);
+    std::memcpy(dst + past, static_cast<const char*>(step.raw()) + static_cast<size_t>(b) * row,
+                row);
+  }
+  return out;
+}
+
+}  // namespace
+
+void DecoderState::select_rows(const std::vector<int64_t>& rows) {
+  for (int64_t r : rows)
+    SW_CHECK_ARG(r >= 0 && r < batch(), "select_rows: row ", r, " of a batch of ", batch());
+  encoder_output = take_rows(encoder_output, rows);
+  encoder_mask = take_rows(encoder_mask, rows);
+  for (auto* list : {&self_k, &self_v, &cross_k, &cross_v})
+    for (Tensor& t : *list) t = take_rows(t, rows);
+}
+
+DecoderState SwitchTransformer::start_decoding(const Tensor& input_ids,
+                                               const Tensor& attention_mask) const {
+  SW_CHECK(device_.is_cpu(), Status::kUnsupported,
+           "cached decoding runs on the CPU path in this version");
+  check_ids(input_ids, "input_ids");
+  ops::check_token_ids(input_ids, config_.vocab_size(), "input_ids");
+  check_mask(attention_mask, input_ids, "attention_mask");
+  DecoderState state;
+  RunContext ctx;  // eval
+  ctx.seed = seed_;
+  ForwardOutput out;
+  const Tensor* mask = attention_mask.defined() ? &attention_mask : nullptr;
+  state.encoder_output = run_stack(encoder_, {&input_ids, mask, nullptr, nullptr}, ctx, out);
+  state.encoder_mask = attention_mask;
+  state.encoder_routing = std::move(out.routing);
+  for (const Block& b : decoder_.blocks) {
+    state.cross_k.push_back(ops::linear(state.encoder_output, b.cross_attn.k));
+    state.cross_v.push_back(ops::linear(state.encoder_output, b.cross_attn.v));
+  }
+  state.self_k.resize(decoder_.blocks.size());
+  state.self_v.resize(decoder_.blocks.size());
+  return state;
+}
+
+Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
+                                      bool dropless) const {
+  SW_CHECK(device_.is_cpu(), Status::kUnsupported,
+           "cached decoding runs on the CPU path in this version");
+  const int64_t batch = state.batch(), d = config_.d_model(), heads = config_.num_heads();
+  SW_CHECK_ARG(tokens.defined() && tokens.dtype() == DType::i32 && tokens.numel() == batch,
+               "decode_step: tokens must be i32 [", batch, "], got ", tokens.str());
+  const Tensor ids = tokens.view({batch, 1});
+  ops::check_token_ids(ids, config_.vocab_size(), "decode_step tokens");
+  ModelConfig step_config = config_;
+  if (dropless) step_config.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  RunContext ctx;  // eval
+  ctx.seed = seed_;
+  const double eps = config_.norm_epsilon();
+  const int64_t position = state.length;
+  // The position bias of this query against every key so far: the last row of the table.
+  const Tensor full_bias = position_bias_for(decoder_, position + 1);
+  Tensor bias = Tensor::empty({heads, 1, position + 1}, full_bias.dtype());
+  for (int64_t h = 0; h < heads; ++h)
+    std::memcpy(static_cast<char*>(bias.raw()) +
+                    static_cast<size_t>(h * (position + 1)) * dtype_size(bias.dtype()),
+                static_cast<const char*>(full_bias.raw()) +
+                    static_cast<size_t>((h * (position + 1) + position) * (position + 1)) *
+                        dtype_size(bias.dtype()),
+                static_cast<size_t>(position + 1) * dtype_size(bias.dtype()));
+  const Tensor* memory_mask = state.encoder_mask.defined() ? &state.encoder_mask : nullptr;
+  const int st = static_cast<int>(Stack::kDecoder);
+  state.routing.clear();
+
+  Tensor h = ops::embedding(shared_, ids);
+  for (size_t i = 0; i < decoder_.blocks.size(); ++i) {
+    const Block& b = decoder_.blocks[i];
+    const int64_t blk = static_cast<int64_t>(i);
+    Tensor normed = ops::rms_norm(h, b.self_norm, eps);
+    const Tensor q = ops::linear(normed, b.self_attn.q);
+    state.self_k[i] = append_position(state.self_k[i], ops::linear(normed, b.self_attn.k));
+    state.self_v[i] = append_position(state.self_v[i], ops::linear(normed, b.self_attn.v));
+    ops::AttentionInputs self;
+    self.bias = &bias;
+    ops::add_(h, ops::linear(ops::attention(q, state.self_k[i], state.self_v[i], heads, self),
+                             b.self_attn.o));
+    normed = ops::rms_norm(h, b.cross_norm, eps);
+    ops::AttentionInputs cross;
+    cross.key_mask = memory_mask;
+    ops::add_(h, ops::linear(ops::attention(ops::linear(normed, b.cross_attn.q), state.cross_k[i],
+                                            state.cross_v[i], heads, cross),
+                             b.cross_attn.o));
+    normed = ops::rms_norm(h, b.ffn_norm, eps).view({batch, d});
+    Tensor y;
+    if (!b.sparse) {
+      y = feed_forward(b.ffn, config_.activation(), normed, ctx.dropout(0, 0.0));
+    } else {
+      const int64_t group_size = routing_group_size(step_config, batch, 1);
+      SwitchOutput sw =
+          switch_ffn(b.switch_ffn, step_config, normed, group_size, ctx,
+                     random_site(st, blk, SiteKind::kRouterJitter),
+                     random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
+      LayerRouting r;
+      r.stack = Stack::kDecoder;
+      r.block = blk;
+      r.capacity = sw.assignment.capacity;
+      r.group_size = group_size;
+      r.stats = ops::routing_stats(sw.router, sw.assignment);
+      r.expert_index = sw.router.expert_index;
+      state.routing.push_back(std::move(r));
+      y = sw.y;
+    }
+    ops::add_(h, y.view({batch, 1, d}));
+  }
+  ++state.length;
+  Tensor dec = ops::rms_norm(h, decoder_.final_norm, eps).view({batch, d});
+  if (config_.tie_word_embeddings()) {
+    ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(d)));
+    return ops::linear(dec, shared_).to(DType::f32);
+  }
+  return ops::linear(dec, lm_head_).to(DType::f32);
 }
 
 }  // namespace sw

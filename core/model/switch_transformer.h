@@ -61,6 +61,21 @@ struct ForwardOutput {
   std::vector<BlockOutput> block_outputs;  // when asked for, encoder first
 };
 
+// Incremental decoding (eval mode): the encoder's output and every decoder block's cached
+// keys and values. Made by SwitchTransformer::start_decoding, advanced by decode_step.
+struct DecoderState {
+  Tensor encoder_output;                      // [B, Te, d]
+  Tensor encoder_mask;                        // i32 [B, Te]; undefined: no padding
+  int64_t length = 0;                         // decoder positions fed so far
+  std::vector<Tensor> self_k, self_v;         // per decoder block [B, length, H*d_kv]
+  std::vector<Tensor> cross_k, cross_v;       // per decoder block [B, Te, H*d_kv]
+  std::vector<LayerRouting> encoder_routing;  // one per sparse encoder block
+  std::vector<LayerRouting> routing;          // the last step's, per sparse decoder block
+  int64_t batch() const { return encoder_output.dim(0); }
+  // Keeps rows `rows` of the batch, in that order (finished sequences leave; beams move).
+  void select_rows(const std::vector<int64_t>& rows);
+};
+
 class SwitchTransformer {
  public:
   // Builds and initialises the parameters (SPEC §4) from `seed`, on `device`. dtype: f32,
@@ -86,6 +101,15 @@ class SwitchTransformer {
   ForwardOutput forward_backward(const Batch& batch, const ForwardOptions& options,
                                  std::vector<std::pair<std::string, Tensor>>& gradients,
                                  const LossScales& scales = {}) const;
+
+  // Runs the encoder once (input_ids [B, Te] and its mask on the host; the mask may be
+  // undefined) and computes every decoder block's cross-attention keys and values. CPU.
+  DecoderState start_decoding(const Tensor& input_ids, const Tensor& attention_mask) const;
+  // Feeds tokens (i32 [B] on the host) at position state.length and returns the next
+  // position's logits [B, V] (f32, host): the last row of a full forward over the whole
+  // prefix, computed from the cache. Routing groups are this step's tokens; with
+  // `dropless` no token is ever dropped by capacity.
+  Tensor decode_step(DecoderState& state, const Tensor& tokens, bool dropless = false) const;
 
   const ModelConfig& config() const { return config_; }
   ParameterStore& parameters() { return params_; }

@@ -717,9 +717,17 @@ TEST_F(CApi, GreedyGeneration) {
   EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
                 SW_ERR_INVALID_ARGUMENT, "overflows");
   o.max_new_tokens = 5;
-  o.num_beams = 4;
+  o.num_beams = 4;  // beam search
+  ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2));
+  o.num_beams = 1;
+  o.temperature = 0.8;  // sampling: the same seed, the same tokens
+  o.seed = 5;
+  ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2));
+  ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, again.data(), 10, lengths.data(), 2));
+  EXPECT_EQ(again, ids);
+  o.temperature = -1;
   EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
-                SW_ERR_UNSUPPORTED, "greedy");
+                SW_ERR_INVALID_ARGUMENT, "temperature");
 }
 
 TEST_F(CApi, ValidateSaysWhyWithoutADevice) {

@@ -10,7 +10,7 @@
 typedef char sw_check_batch[(sizeof(sw_batch) == 72 && offsetof(sw_batch, labels) == 64) ? 1 : -1];
 typedef char sw_check_routing[(sizeof(sw_routing_stats) == 80) ? 1 : -1];
 typedef char sw_check_metrics[(sizeof(sw_metrics) == 96) ? 1 : -1];
-typedef char sw_check_generate[(sizeof(sw_generate_options) == 72) ? 1 : -1];
+typedef char sw_check_generate[(sizeof(sw_generate_options) == 88) ? 1 : -1];
 #endif
 
 int sw_header_check(void);

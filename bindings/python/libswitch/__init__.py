@@ -462,18 +462,23 @@ class Model(_Handle):
         return _forward_output(result)
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32,
-                 num_beams: int = 1, vocab_limit: int = 0) -> List[np.ndarray]:
-        """Greedy generation: one int32 array of new ids per input sequence (eos ends it)."""
-        if num_beams != 1:
-            raise UnsupportedError(_raw.SW_ERR_UNSUPPORTED,
-                                   "generate: only greedy decoding (num_beams=1) in this version")
+                 num_beams: int = 1, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int = 0, min_new_tokens: int = 0,
+                 length_penalty: float = 1.0, vocab_limit: int = 0,
+                 dropless: bool = False) -> List[np.ndarray]:
+        """Generation with the decoder's key/value cache: greedy (the default), beam search
+        (``num_beams > 1``) or sampling (``temperature > 0``, with ``top_k``/``top_p``,
+        reproducible per ``seed``). One int32 array of new ids per input sequence; eos ends
+        a sequence and is not included."""
         inputs = _ids(input_ids, "input_ids")
         mask = _ids(attention_mask, "attention_mask", inputs.shape)
         out = np.zeros((inputs.shape[0], int(max_new_tokens)), dtype=np.int32)
         lengths = np.zeros(inputs.shape[0], dtype=np.int64)
         _checked(_raw.swb_model_generate(self._handle, inputs.shape[0], inputs.shape[1], inputs,
                                          mask, int(max_new_tokens), int(vocab_limit), out,
-                                         lengths))
+                                         lengths, int(num_beams), float(temperature), int(top_k),
+                                         float(top_p), int(seed), int(min_new_tokens),
+                                         float(length_penalty), int(dropless)))
         return [out[i, :lengths[i]].copy() for i in range(inputs.shape[0])]
 
 

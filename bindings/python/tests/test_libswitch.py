@@ -200,8 +200,14 @@ def test_generate():
         assert len(out) == 2 and all(len(o) <= 5 and (o != 1).all() for o in out)
         again = m.generate(INPUT_IDS, attention_mask=ATTENTION_MASK, max_new_tokens=5)
         assert all((a == b).all() for a, b in zip(out, again))
-        with pytest.raises(sw.UnsupportedError, match="greedy"):
-            m.generate(INPUT_IDS, num_beams=4)
+        beams = m.generate(INPUT_IDS, attention_mask=ATTENTION_MASK, max_new_tokens=5,
+                           num_beams=4)
+        assert len(beams) == 2 and all(len(b) <= 5 for b in beams)
+        sampled = m.generate(INPUT_IDS, max_new_tokens=5, temperature=0.9, top_k=20, seed=3)
+        again = m.generate(INPUT_IDS, max_new_tokens=5, temperature=0.9, top_k=20, seed=3)
+        assert all((a == b).all() for a, b in zip(sampled, again))
+        with pytest.raises(sw.InvalidArgumentError, match="top_p"):
+            m.generate(INPUT_IDS, temperature=1.0, top_p=2.0)
 
 
 def test_concurrent_forwards_from_python_threads():

@@ -146,7 +146,7 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
     int[] out = new int[b.batch * maxNewTokens];
     long[] lengths = new long[b.batch];
     LibSwitch.checked(libswitch_raw.swb_model_generate(handle(), b.batch, b.inputLen, b.inputIds,
-        null, maxNewTokens, 0, out, lengths));
+        null, maxNewTokens, 0, out, lengths, 1, 0.0, 0, 1.0, BigInteger.ZERO, 0, 1.0, 0));
     int[][] rows = new int[b.batch][];
     for (int i = 0; i < b.batch; ++i) {
       rows[i] = java.util.Arrays.copyOfRange(out, i * maxNewTokens, i * maxNewTokens + (int) lengths[i]);

@@ -1,0 +1,45 @@
+// Generation with the decoder's KV cache (SwitchTransformer::start_decoding/decode_step):
+// the encoder runs once, each step feeds one token per live sequence, and sequences that
+// finish leave the batch so they stop costing work. Greedy, sampling (temperature, top-k,
+// top-p from the seeded Philox stream) and beam search (length penalty, early stopping).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/model/switch_transformer.h"
+
+namespace sw {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 32;
+  int64_t min_new_tokens = 0;   // eos cannot be chosen before this many new tokens
+  int64_t num_beams = 1;        // > 1: beam search
+  double length_penalty = 1.0;  // beam hypotheses ranked by sum(log p) / length^penalty
+  bool early_stopping = false;  // beam search ends once num_beams hypotheses are finished
+  // Sampling when temperature > 0: logits / temperature, then the top_k most likely
+  // (0: all), then the smallest set reaching probability top_p, drawn from the Philox
+  // stream of (seed, sequence, step). 0: greedy (or beam search).
+  double temperature = 0.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  int64_t vocab_limit = 0;  // choose ids below it (e.g. the tokenizer's size); 0: all
+  bool dropless = false;    // no token dropped by expert capacity while generating
+};
+
+// Validates the options: an error naming the field.
+void validate(const GenerateOptions& options);
+
+// For each row of input_ids ([B, Te] i32, host; attention_mask may be undefined) the new
+// tokens, eos excluded (it ends the row). Eval mode, CPU. Beam search when num_beams > 1.
+std::vector<std::vector<int32_t>> generate(const SwitchTransformer& model, const Tensor& input_ids,
+                                           const Tensor& attention_mask,
+                                           const GenerateOptions& options);
+
+// Beam search with options.num_beams beams (1 included: it then gives greedy's output).
+std::vector<std::vector<int32_t>> beam_search(const SwitchTransformer& model,
+                                              const Tensor& input_ids, const Tensor& attention_mask,
+                                              const GenerateOptions& options);
+
+}  // namespace sw
