@@ -53,7 +53,13 @@ SW_HOST_DEVICE inline float uniform_from_bits(uint32_t bits) {
 constexpr uint64_t kMaxStreamElements = uint64_t{1} << 34;
 
 // What a stream is for; part of the counter so purposes never share numbers.
-enum class RandomPurpose : uint32_t { kInit = 1, kDropout = 2, kJitter = 3, kData = 4, kSampling = 5 };
+enum class RandomPurpose : uint32_t {
+  kInit = 1,
+  kDropout = 2,
+  kJitter = 3,
+  kData = 4,
+  kSampling = 5
+};
 
 struct RandomStream {
   uint64_t seed = 0;
