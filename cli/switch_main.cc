@@ -535,6 +535,9 @@ int run_train_on(sw::Communicator& world, const Args& a,
                     "train: the run under " + out + " has already taken " +
                         std::to_string(run.steps_done()) + " of its " + std::to_string(c.steps()) +
                         " steps (raise steps to continue)");
+  // Every rank generates (expert-parallel layers need them all); rank 0 reports.
+  const int64_t examples = int_arg(a, "examples", 0);
+  const std::string infill = examples > 0 ? infill_examples(run, examples) : "";
   if (world.rank() != 0) return 0;  // rank 0 reports and writes the summary
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -552,11 +555,9 @@ int run_train_on(sw::Communicator& world, const Args& a,
       << ", \"final_eval_ce\": " << last_eval.ce << ", \"tokens_per_s\": " << tokens / seconds
       << ", \"train_dropped\": " << m.dropped_fraction
       << ", \"eval_dropped\": " << last_eval.dropped_fraction << ", \"seconds\": " << wall << "}\n";
-  const int64_t examples = int_arg(a, "examples", 0);
   if (examples > 0) {
-    const std::string text = infill_examples(run, examples);
-    std::ofstream(out + "/infill_examples.txt") << text;
-    std::printf("\nspan infilling on held-out text (greedy):\n\n%s", text.c_str());
+    std::ofstream(out + "/infill_examples.txt") << infill;
+    std::printf("\nspan infilling on held-out text (greedy):\n\n%s", infill.c_str());
   }
   std::printf("metrics in %s/metrics.jsonl, checkpoint %s\n", out.c_str(),
               sw::latest_checkpoint(run.checkpoint_root()).c_str());
