@@ -100,7 +100,7 @@ constexpr size_t v1_size<sw_routing_stats>() {
 }
 template <>
 constexpr size_t v1_size<sw_metrics>() {
-  return offsetof(sw_metrics, tokens_per_second) + sizeof(double);
+  return offsetof(sw_metrics, skipped_steps) + sizeof(int64_t);
 }
 template <>
 constexpr size_t v1_size<sw_generate_options>() {

@@ -16,9 +16,10 @@ static_assert(sizeof(sw_routing_stats) == 80 && offsetof(sw_routing_stats, block
                   offsetof(sw_routing_stats, dropped_fraction) == 48 &&
                   offsetof(sw_routing_stats, z_loss) == 72,
               "sw_routing_stats layout changed");
-static_assert(sizeof(sw_metrics) == 96 && offsetof(sw_metrics, step) == 8 &&
+static_assert(sizeof(sw_metrics) == 112 && offsetof(sw_metrics, step) == 8 &&
                   offsetof(sw_metrics, grad_norm) == 48 && offsetof(sw_metrics, tokens) == 72 &&
-                  offsetof(sw_metrics, tokens_per_second) == 88,
+                  offsetof(sw_metrics, tokens_per_second) == 88 &&
+                  offsetof(sw_metrics, skipped_steps) == 104,
               "sw_metrics layout changed");
 static_assert(sizeof(sw_generate_options) == 88 &&
                   offsetof(sw_generate_options, max_new_tokens) == 8 &&

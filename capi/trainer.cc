@@ -43,6 +43,8 @@ sw_metrics to_metrics(const TrainMetrics& m) {
   out.tokens = m.tokens;
   out.seconds = m.seconds;
   out.tokens_per_second = m.seconds > 0 ? static_cast<double>(m.tokens) / m.seconds : 0.0;
+  out.skipped = m.skipped ? 1 : 0;
+  out.skipped_steps = m.skipped_steps;
   return out;
 }
 

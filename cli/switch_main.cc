@@ -509,8 +509,17 @@ int run_train_on(sw::Communicator& world, const Args& a,
   double seconds = 0, tokens = 0;
   sw::EvalMetrics last_eval;
   sw::TrainMetrics m;
-  for (int64_t s = run.steps_done() + 1; s <= c.steps(); ++s) {
+  while (run.steps_done() < c.steps()) {
     m = run.step();
+    if (m.skipped) {  // nothing was updated; too many in a row end the run with an error
+      std::printf(
+          "%swarning: a step after step %lld was skipped: its loss or gradient was not "
+          "finite (%lld skipped so far)\n",
+          terminal ? "\n" : "", static_cast<long long>(m.step),
+          static_cast<long long>(m.skipped_steps));
+      continue;
+    }
+    const int64_t s = m.step;
     seconds += m.seconds;
     tokens += static_cast<double>(m.tokens);
     report_step(m, c.steps(), c.log_interval(), tokens / seconds, terminal);

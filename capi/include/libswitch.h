@@ -288,6 +288,9 @@ typedef struct sw_metrics {
   int64_t tokens; /* encoder + decoder tokens */
   double seconds;
   double tokens_per_second;
+  int32_t skipped;       /* the loss or gradient was not finite: nothing was updated */
+  int32_t reserved2;     /* zero */
+  int64_t skipped_steps; /* skipped so far by this trainer (max_bad_steps in a row: an error) */
 } sw_metrics;
 
 /* A trainer for model with train_config (SW_CONFIG_TRAIN: optimizer, schedule, batch,

@@ -84,7 +84,8 @@ std::string metrics_json(const TrainMetrics& m) {
                       {"tokens", m.tokens},
                       {"seconds", m.seconds},
                       {"tokens_per_s", m.seconds > 0 ? m.tokens / m.seconds : 0.0},
-                      {"dropped", m.dropped_fraction}};
+                      {"dropped", m.dropped_fraction},
+                      {"skipped", m.skipped}};
   j["layers"] = nlohmann::json::array();
   for (const LayerLoad& l : m.layers) j["layers"].push_back(layer_json(l));
   return j.dump();

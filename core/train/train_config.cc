@@ -70,6 +70,8 @@ void require(bool ok, const char* field, const std::string& rule) {
 
 void validate(const TrainConfig& c) {
   require(c.steps() >= 1, "steps", detail::concat("must be >= 1, got ", c.steps()));
+  require(c.max_bad_steps() >= 1, "max_bad_steps",
+          detail::concat("must be >= 1, got ", c.max_bad_steps()));
   require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));
   require(c.micro_batches() >= 1 && c.batch_size() % c.micro_batches() == 0, "micro_batches",
           detail::concat("must divide batch_size ", c.batch_size(), ", got ", c.micro_batches()));
@@ -138,6 +140,7 @@ TrainOptions train_options(const TrainConfig& c) {
   o.adamw.beta2 = c.adamw_beta2();
   o.adamw.weight_decay = c.weight_decay();
   o.grad_clip_norm = c.grad_clip_norm();
+  o.max_bad_steps = c.max_bad_steps();
   o.schedule.base = c.learning_rate();
   o.schedule.warmup_steps = c.warmup_steps();
   o.schedule.min_rate = c.min_learning_rate();

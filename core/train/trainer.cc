@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
@@ -220,6 +221,20 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   for (size_t i = 0; i < grads.size(); ++i)
     pairs.push_back({grads[i].first, entries[i].tensor, grads[i].second});
   m.grad_norm = clip_gradient_norm(pairs, options_.grad_clip_norm, options_.expert_parallel);
+  if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
+    // Nothing is updated: the parameters, the optimizer state and the step count stay.
+    m.skipped = true;
+    m.skipped_steps = ++skipped_;
+    m.step = steps_;
+    SW_CHECK(++bad_in_a_row_ < options_.max_bad_steps, Status::kNumeric,
+             "training stopped: ", bad_in_a_row_, " steps in a row after step ", steps_,
+             " had a non-finite loss or gradient (loss ", m.loss, ", gradient norm ", m.grad_norm,
+             "); the parameters are those of step ", steps_);
+    m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return m;
+  }
+  bad_in_a_row_ = 0;
+  m.skipped_steps = skipped_;
   m.step = ++steps_;
   m.learning_rate = options_.schedule.rate(m.step);
   optimizer_->step(pairs, m.learning_rate, m.step);

@@ -23,6 +23,9 @@ struct TrainOptions {
   AdamWOptions adamw;
   LearningRateSchedule schedule;  // T5's inverse square root by default
   double grad_clip_norm = 1.0;    // global L2 norm; 0 turns clipping off
+  // A step with a non-finite loss or gradient norm changes nothing and is counted; this
+  // many in a row end training with a Status::kNumeric error.
+  int64_t max_bad_steps = 3;
   // Data parallelism: the replicas this one's gradients, losses and routing counts are
   // summed with (not owned; null: a single process). Each replica steps on its shard of
   // the global batch and all take the same update.
@@ -57,6 +60,8 @@ struct TrainMetrics {
   double dropped_fraction = 0;  // mean over sparse layers and micro-batches
   int64_t tokens = 0;           // encoder + decoder tokens
   double seconds = 0;
+  bool skipped = false;           // the loss or the gradient was not finite: nothing updated
+  int64_t skipped_steps = 0;      // skipped so far by this trainer
   std::vector<LayerLoad> layers;  // one per sparse block, encoder first
 };
 
@@ -75,6 +80,8 @@ class Trainer {
   Trainer(SwitchTransformer& model, const TrainOptions& options);
 
   // One optimizer step on a batch given as micro-batches (at least one, each with labels).
+  // A non-finite loss or gradient skips the update (metrics.skipped); max_bad_steps such
+  // steps in a row throw a Status::kNumeric error, the model as it was before them.
   TrainMetrics step(const std::vector<Batch>& micro_batches);
 
   // The gradient of the whole batch's loss from its micro-batches: CE weighted by each
@@ -103,6 +110,7 @@ class Trainer {
   TrainOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t steps_ = 0;
+  int64_t skipped_ = 0, bad_in_a_row_ = 0;
   // The data-parallel ranks that hold this rank's experts (made at the first step).
   mutable std::unique_ptr<Communicator> expert_replicas_;
 };

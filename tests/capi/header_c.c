@@ -9,7 +9,7 @@
 #if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
 typedef char sw_check_batch[(sizeof(sw_batch) == 72 && offsetof(sw_batch, labels) == 64) ? 1 : -1];
 typedef char sw_check_routing[(sizeof(sw_routing_stats) == 80) ? 1 : -1];
-typedef char sw_check_metrics[(sizeof(sw_metrics) == 96) ? 1 : -1];
+typedef char sw_check_metrics[(sizeof(sw_metrics) == 112) ? 1 : -1];
 typedef char sw_check_generate[(sizeof(sw_generate_options) == 88) ? 1 : -1];
 #endif
 

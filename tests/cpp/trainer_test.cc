@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+
 #include "core/data/byte_tokenizer.h"
 #include "test_util.h"
 
@@ -61,6 +64,50 @@ TEST(Trainer, TrainingLowersTheLoss) {
   EXPECT_DOUBLE_EQ(last.learning_rate, 0.01);
   EXPECT_GT(first.grad_norm, 0);
   EXPECT_LT(last.loss, 0.7 * first.loss) << "first " << first.loss << ", last " << last.loss;
+}
+
+// A NaN in a weight makes the loss NaN: the step is skipped with nothing updated (every
+// parameter and every optimizer slot as before), counted, and max_bad_steps in a row stop
+// training with a numeric error; once the weight is finite again training goes on.
+TEST(Trainer, NonFiniteStepsAreSkippedThenStopTraining) {
+  const ModelConfig c = preset("tiny");
+  SwitchTransformer m(c, 1);
+  const Batch b = make_continuation_batch(kText, 2, 16, 8, c);
+  TrainOptions o;
+  o.max_bad_steps = 3;
+  Trainer t(m, o);
+  ASSERT_FALSE(t.step({b}).skipped);
+  auto snapshot = [&] {
+    std::vector<Tensor> all;
+    for (const auto& e : m.parameters().entries()) all.push_back(e.tensor.clone());
+    for (const auto& s : t.optimizer().state()) all.push_back(s.second.clone());
+    return all;
+  };
+  const std::string name = "decoder.block.0.layer.2.mlp.wo.weight";
+  const Tensor good = m.parameters().get(name).clone();
+  Tensor poisoned = good.clone();
+  poisoned.data<float>()[5] = NAN;
+  m.parameters().set(name, poisoned);
+  const std::vector<Tensor> before = snapshot();
+  for (int k = 1; k <= 2; ++k) {
+    const TrainMetrics bad = t.step({b});
+    EXPECT_TRUE(bad.skipped);
+    EXPECT_EQ(bad.skipped_steps, k);
+    EXPECT_EQ(bad.step, 1);
+    EXPECT_EQ(t.steps_done(), 1);
+  }
+  const std::vector<Tensor> after = snapshot();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(before[i].raw(), after[i].raw(), before[i].nbytes())) << i;
+  const std::string error = testing::error_of([&] { t.step({b}); });
+  EXPECT_NE(error.find("3 steps in a row after step 1 had a non-finite loss"), std::string::npos)
+      << error;
+  m.parameters().set(name, good);
+  const TrainMetrics resumed = t.step({b});
+  EXPECT_FALSE(resumed.skipped);
+  EXPECT_EQ(resumed.step, 2);
+  EXPECT_EQ(resumed.skipped_steps, 3);
 }
 
 TEST(Trainer, BadInputIsRefused) {
