@@ -30,25 +30,9 @@ PretrainingPipeline& pipeline(sw_trainer& t) {
   return *t.data;
 }
 
-sw_metrics to_metrics(const TrainMetrics& m) {
-  sw_metrics out{};
-  out.step = m.step;
-  out.loss = m.loss;
-  out.ce = m.ce;
-  out.aux = m.aux;
-  out.z = m.z;
-  out.grad_norm = m.grad_norm;
-  out.learning_rate = m.learning_rate;
-  out.dropped_fraction = m.dropped_fraction;
-  out.tokens = m.tokens;
-  out.seconds = m.seconds;
-  out.tokens_per_second = m.seconds > 0 ? static_cast<double>(m.tokens) / m.seconds : 0.0;
-  out.skipped = m.skipped ? 1 : 0;
-  out.skipped_steps = m.skipped_steps;
-  return out;
-}
-
-sw_metrics to_metrics(const EvalMetrics& m, int64_t step) {
+// The fields a training step and an evaluation share.
+template <typename M>
+sw_metrics losses_of(const M& m, int64_t step) {
   sw_metrics out{};
   out.step = step;
   out.loss = m.loss;
@@ -57,6 +41,19 @@ sw_metrics to_metrics(const EvalMetrics& m, int64_t step) {
   out.z = m.z;
   out.dropped_fraction = m.dropped_fraction;
   out.tokens = m.tokens;
+  return out;
+}
+
+sw_metrics to_metrics(const EvalMetrics& m, int64_t step) { return losses_of(m, step); }
+
+sw_metrics to_metrics(const TrainMetrics& m) {
+  sw_metrics out = losses_of(m, m.step);
+  out.grad_norm = m.grad_norm;
+  out.learning_rate = m.learning_rate;
+  out.seconds = m.seconds;
+  out.tokens_per_second = m.seconds > 0 ? static_cast<double>(m.tokens) / m.seconds : 0.0;
+  out.skipped = m.skipped ? 1 : 0;
+  out.skipped_steps = m.skipped_steps;
   return out;
 }
 
