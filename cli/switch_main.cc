@@ -10,7 +10,7 @@
 //       run one forward pass on a batch of real text and print losses and per-layer routing
 //       (and write it as CSV for scripts/plot_routing.py)
 //   switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
-//                [--resume] [--parallel dp=N]
+//                [--resume] [--parallel dp=N[,ep=M|,mp=M]]
 //       span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
 //       the tiny preset on the fortunes corpus): a progress bar (or a line every
 //       log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
@@ -18,8 +18,9 @@
 //       checkpoint_interval steps and at the end); --resume continues the latest one bit for
 //       bit; --examples N shows greedy span infilling. Under mpirun (or srun), --parallel
 //       dp=N,ep=M trains over N x M ranks: each steps on its shard of the global batch,
-//       each group of M ranks splits every sparse layer's experts; rank 0 prints and
-//       writes checkpoints of the whole model, which continue at any layout
+//       each group of M ranks splits every sparse layer's experts; dp=N,mp=M: each group
+//       of M ranks splits the attention heads and d_ff and shares one batch shard; rank 0
+//       prints and writes checkpoints of the whole model, which continue at any layout
 //   switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
 //                   [--min-new-tokens N] [--num-beams N] [--length-penalty X]
 //                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--dropless]
@@ -81,7 +82,7 @@ const char* kUsage =
     "  --out DIR          train: where metrics.jsonl and the rest go (default runs/train)\n"
     "  --examples N       train: greedy span infilling on N held-out examples at the end\n"
     "  --resume           train: continue from the latest checkpoint under --out, if any\n"
-    "  --parallel L       train: the layout over the MPI ranks, dp=N,ep=M (mp: not yet)\n"
+    "  --parallel L       train: the layout over the MPI ranks, dp=N,ep=M or dp=N,mp=M\n"
     "  --ckpt DIR         generate, validate: a checkpoint (or the latest under a root)\n"
     "  --input TEXT       generate: one input (<extra_id_0> marks a span to fill)\n"
     "  --file FILE        generate: one input per line\n"
@@ -422,9 +423,10 @@ ParallelLayout parse_parallel(const std::string& text, int world_size) {
     dp_given |= key == "dp";
   }
   if (!dp_given) p.dp = world_size / (p.ep * p.mp);
-  if (p.mp > 1)
+  if (p.mp > 1 && p.ep > 1)
     throw sw::Error(sw::Status::kUnsupported,
-                    "--parallel: model parallelism (mp) is not in this version; use dp and ep");
+                    "--parallel: model parallelism (mp) with expert parallelism (ep) is not in "
+                    "this version; use dp with ep or dp with mp");
   if (p.dp * p.ep * p.mp != world_size)
     throw sw::Error(sw::Status::kInvalidArgument,
                     "--parallel " + text + " needs " + std::to_string(p.dp * p.ep * p.mp) +
@@ -468,18 +470,30 @@ int run_train_on(sw::Communicator& world, const Args& a,
   const auto start = std::chrono::steady_clock::now();
   const bool resume = a.count("resume") != 0;
   // Ranks r = dp_index * ep + ep_index: each group of ep consecutive ranks splits the
-  // experts; all ranks split the global batch.
+  // experts; all ranks split the global batch. With mp, r = dp_index * mp + mp_index: each
+  // group of mp consecutive ranks splits the heads and d_ff and sees the same batch; the
+  // ranks with the same mp_index split the global batch.
   sw::ParallelGroups groups;
-  std::unique_ptr<sw::Communicator> expert_group;
+  std::unique_ptr<sw::Communicator> expert_group, model_group, replicas;
   if (world.size() > 1) {
     groups.data_parallel = &world;
+    const int rank = world.rank();
     if (layout.ep > 1) {
-      expert_group = world.split(static_cast<int>(world.rank() / layout.ep),
-                                 static_cast<int>(world.rank() % layout.ep));
+      expert_group =
+          world.split(static_cast<int>(rank / layout.ep), static_cast<int>(rank % layout.ep));
       groups.expert_parallel = expert_group.get();
     }
-    std::printf("%d ranks: data parallel %lld x expert parallel %lld\n", world.size(),
-                static_cast<long long>(layout.dp), static_cast<long long>(layout.ep));
+    if (layout.mp > 1) {
+      model_group =
+          world.split(static_cast<int>(rank / layout.mp), static_cast<int>(rank % layout.mp));
+      replicas =
+          world.split(static_cast<int>(rank % layout.mp), static_cast<int>(rank / layout.mp));
+      groups.model_parallel = model_group.get();
+      groups.data_parallel = replicas.get();
+    }
+    std::printf("%d ranks: data parallel %lld x expert parallel %lld x model parallel %lld\n",
+                world.size(), static_cast<long long>(layout.dp), static_cast<long long>(layout.ep),
+                static_cast<long long>(layout.mp));
   }
   sw::PretrainingRun run(config, out, resume, groups);
   if (run.steps_done() > 0)

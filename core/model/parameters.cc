@@ -6,10 +6,11 @@
 
 namespace sw {
 
-Tensor ParameterStore::add(const std::string& name, const Tensor& tensor, const InitRule& init) {
+Tensor ParameterStore::add(const std::string& name, const Tensor& tensor, const InitRule& init,
+                           const Split& split) {
   SW_CHECK(!index_.count(name), Status::kInternal, "parameter ", name, " registered twice");
   index_[name] = entries_.size();
-  entries_.push_back({name, tensor, init, next_site_++});
+  entries_.push_back({name, tensor, init, next_site_++, split});
   return tensor;
 }
 
@@ -104,9 +105,10 @@ void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double in
                 uint64_t seed) {
   for (const auto& e : store.entries()) {
     // Drawn on the host in f32 or f64; a GPU or bf16 parameter receives a converted copy.
-    const bool direct = e.tensor.device().is_cpu() &&
+    const bool direct = e.tensor.device().is_cpu() && e.split.whole() &&
                         (e.tensor.dtype() == DType::f32 || e.tensor.dtype() == DType::f64);
-    Tensor t = direct ? e.tensor : Tensor::empty(e.tensor.shape(), DType::f32);
+    const DType draw = e.tensor.dtype() == DType::f64 ? DType::f64 : DType::f32;
+    Tensor t = direct ? e.tensor : Tensor::empty(e.split.full_shape(e.tensor.shape()), draw);
     const InitRule& r = e.init;
     const uint32_t site = e.site;
     if (r.kind == InitRule::Kind::kOnes) {
@@ -122,7 +124,7 @@ void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double in
       else
         fill_normal(t.data<double>(), t.numel(), std, seed, site, paper);
     }
-    if (!direct) Tensor(e.tensor).copy_from(t.to(e.tensor.dtype()));
+    if (!direct) Tensor(e.tensor).copy_from(take_part(t, e.split).to(e.tensor.dtype()));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/dist/model_parallel.h"
 #include "core/model/config.h"
 #include "core/tensor/tensor.h"
 
@@ -33,10 +34,14 @@ class ParameterStore {
     // including those another rank holds (expert parallelism), so every rank draws the
     // numbers a single process would.
     uint32_t site = 0;
+    // Model parallelism: the part of the parameter this rank holds (whole by default).
+    Split split;
   };
 
-  // Registers a parameter; a duplicate name is an internal error.
-  Tensor add(const std::string& name, const Tensor& tensor, const InitRule& init);
+  // Registers a parameter (or this rank's part of it); a duplicate name is an internal
+  // error.
+  Tensor add(const std::string& name, const Tensor& tensor, const InitRule& init,
+             const Split& split = {});
   // Takes the init site of a parameter another rank holds.
   void skip() { ++next_site_; }
 
@@ -75,6 +80,7 @@ class GradientBuffer {
 
 // Fills every parameter from its InitRule under the config's scheme; the numbers come
 // from the Philox stream (seed, init, parameter index), so they do not depend on threads.
+// A rank holding part of a parameter draws the whole and keeps its part.
 void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double init_scale,
                 uint64_t seed);
 

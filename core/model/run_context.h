@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "core/dist/communicator.h"
 #include "core/ops/dropout.h"
 #include "core/ops/routing.h"
 
@@ -34,6 +35,19 @@ struct RunContext {
   bool keep_block_outputs = false;  // for validation: every block's output hidden state
   uint64_t seed = 0;
   uint64_t step = 0;
+  // Model parallelism (core/dist/model_parallel.h): the group this rank's partial sums are
+  // completed over; null: a single rank holds the whole model.
+  Communicator* model_group = nullptr;
+
+  // Completes a model-parallel partial sum (in place); a no-op without model parallelism.
+  void reduce_partial(Tensor& t) const {
+    if (model_group) model_group->all_reduce_sum(t);
+  }
+  // A dropout spec for this rank's part of a tensor whose rows are split over the model
+  // group, `width` elements of each row here.
+  ops::DropoutSpec dropout_part(const ops::DropoutSpec& spec, int64_t width) const {
+    return model_group ? spec.part(width, model_group->size(), model_group->rank()) : spec;
+  }
 
   // Dropout at `rate` for a site; inactive in eval.
   ops::DropoutSpec dropout(uint32_t site, double rate) const {

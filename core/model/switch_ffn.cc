@@ -70,9 +70,13 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
       config.activation(), w.experts,
       [&](const Tensor& weight) { return project(out.buffer, weight); }, &out.pre_activation,
       &out.pre_linear);
-  const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
+  const ops::DropoutSpec expert_dropout =
+      ctx.dropout_part(ctx.dropout(dropout_site, config.expert_dropout_rate()), out.hidden.dim(1));
   if (expert_dropout.active()) ops::dropout_rows_(out.hidden, expert_dropout, out.expert_tokens);
-  const Tensor expert_rows_out = project(out.hidden, w.experts.wo);
+  // Under model parallelism each rank's experts hold a slice of d_ff: a partial sum, which
+  // is completed before the combine (whose backward needs the whole output).
+  Tensor expert_rows_out = project(out.hidden, w.experts.wo);
+  ctx.reduce_partial(expert_rows_out);
   out.expert_out = parallel ? return_from_experts(*expert_group, *out.exchange, expert_rows_out)
                             : expert_rows_out;
   out.y = ops::combine(out.expert_out, out.router.gate, layout);
@@ -150,7 +154,8 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   Tensor d_hidden = project_back(d_rows, w.experts.wo);
   ops::grouped_weight_gradient(d_rows, fwd.hidden, offset,
                                gradient_slot(grads.experts.wo, w.experts.wo));
-  const ops::DropoutSpec expert_dropout = ctx.dropout(dropout_site, config.expert_dropout_rate());
+  const ops::DropoutSpec expert_dropout =
+      ctx.dropout_part(ctx.dropout(dropout_site, config.expert_dropout_rate()), d_hidden.dim(1));
   if (expert_dropout.active()) ops::dropout_rows_(d_hidden, expert_dropout, fwd.expert_tokens);
   Tensor d_buffer;
   if (gated) {
@@ -171,6 +176,7 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
                                  gradient_slot(grads.experts.wi, w.experts.wi));
   }
   if (fwd.exchange) d_buffer = return_from_experts(*fwd.expert_group, *fwd.exchange, d_buffer);
+  ctx.reduce_partial(d_buffer);  // model parallelism: each rank's d_ff slice contributed
   // The router: logits = router_input @ W^T, probs = softmax(logits), plus the z-loss
   // coef * mean_t lse_t^2, whose gradient is coef * 2 lse_t p_t / N.
   Tensor d_logits = ops::softmax_backward(d_probs, fwd.router.probs);

@@ -58,13 +58,31 @@ void check_mask(const Tensor& mask, const Tensor& ids, const char* what) {
 }  // namespace
 
 SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype,
-                                     Device device, Communicator* expert_group)
+                                     Device device, Communicator* expert_group,
+                                     Communicator* model_group)
     : config_(config),
       seed_(seed),
       dtype_(dtype),
       device_(device),
-      expert_group_(expert_group && expert_group->size() > 1 ? expert_group : nullptr) {
+      expert_group_(expert_group && expert_group->size() > 1 ? expert_group : nullptr),
+      model_group_(model_group && model_group->size() > 1 ? model_group : nullptr) {
   validate(config_);
+  heads_ = config_.num_heads();
+  d_ff_ = config_.d_ff();
+  if (model_group_) {
+    const int n = model_group_->size();
+    SW_CHECK(!expert_group_, Status::kUnsupported,
+             "model parallelism together with expert parallelism is not supported in this "
+             "version (use mp with dp, or ep with dp)");
+    SW_CHECK(device.is_cpu(), Status::kUnsupported,
+             "model parallelism runs on the CPU path in this version");
+    SW_CHECK_ARG(heads_ % n == 0, "model parallelism: num_heads ", heads_, " does not split over ",
+                 n, " ranks");
+    SW_CHECK_ARG(d_ff_ % n == 0, "model parallelism: d_ff ", d_ff_, " does not split over ", n,
+                 " ranks");
+    heads_ /= n;
+    d_ff_ /= n;
+  }
   if (device.is_cpu())
     SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
              dtype_name(dtype), ": the cpu model runs in f32 or f64");
@@ -94,23 +112,30 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
   const int64_t inner = heads * config_.d_kv(), experts = config_.num_experts();
   const double d_inv_sqrt = 1.0 / std::sqrt(static_cast<double>(d));
   const bool gated = config_.activation() == ModelConfig::GATED_GELU;
-  auto add = [&](const std::string& name, const Shape& shape, const InitRule& rule) {
+  // Under model parallelism the first projections are split by rows (axis 0), the second
+  // by columns (axis 1); the init rules keep the whole tensor's fan-in.
+  const int parts = model_group_ ? model_group_->size() : 1;
+  const int part = model_group_ ? model_group_->rank() : 0;
+  auto add = [&](const std::string& name, Shape shape, const InitRule& rule, int split_axis = -1) {
     // The router runs in f32 whatever the model's dtype (SPEC §2).
     const bool router = name.find(".router.") != std::string::npos;
+    const Split split{parts > 1 ? split_axis : -1, parts, part};
+    if (!split.whole()) shape[split.axis] /= parts;
     return params_.add(
         name, Tensor::empty(shape, router && dtype_ == DType::bf16 ? DType::f32 : dtype_, device_),
-        rule);
+        rule, split);
   };
   // q carries T5's missing 1/sqrt(d_kv) in its init (SPEC §1).
   auto attention = [&](const std::string& prefix) {
     AttentionWeights w;
     w.q = add(prefix + ".q.weight", {inner, d},
               weight(d, 1.0 / std::sqrt(static_cast<double>(d * config_.d_kv())),
-                     1.0 / std::sqrt(static_cast<double>(config_.d_kv()))));
-    w.k = add(prefix + ".k.weight", {inner, d}, weight(d, d_inv_sqrt));
-    w.v = add(prefix + ".v.weight", {inner, d}, weight(d, d_inv_sqrt));
+                     1.0 / std::sqrt(static_cast<double>(config_.d_kv()))),
+              0);
+    w.k = add(prefix + ".k.weight", {inner, d}, weight(d, d_inv_sqrt), 0);
+    w.v = add(prefix + ".v.weight", {inner, d}, weight(d, d_inv_sqrt), 0);
     w.o = add(prefix + ".o.weight", {d, inner},
-              weight(inner, 1.0 / std::sqrt(static_cast<double>(inner))));
+              weight(inner, 1.0 / std::sqrt(static_cast<double>(inner))), 1);
     return w;
   };
 
@@ -139,12 +164,12 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       const InitRule in_rule = weight(d, d_inv_sqrt),
                      out_rule = weight(d_ff, 1.0 / std::sqrt(static_cast<double>(d_ff)));
       if (gated) {
-        b.ffn.wi_0 = add(mlp + "wi_0.weight", {d_ff, d}, in_rule);
-        b.ffn.wi_1 = add(mlp + "wi_1.weight", {d_ff, d}, in_rule);
+        b.ffn.wi_0 = add(mlp + "wi_0.weight", {d_ff, d}, in_rule, 0);
+        b.ffn.wi_1 = add(mlp + "wi_1.weight", {d_ff, d}, in_rule, 0);
       } else {
-        b.ffn.wi = add(mlp + "wi.weight", {d_ff, d}, in_rule);
+        b.ffn.wi = add(mlp + "wi.weight", {d_ff, d}, in_rule, 0);
       }
-      b.ffn.wo = add(mlp + "wo.weight", {d, d_ff}, out_rule);
+      b.ffn.wo = add(mlp + "wo.weight", {d, d_ff}, out_rule, 1);
     } else {
       b.switch_ffn.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
       // Each projection is one [E, rows, cols] tensor (for the batched GEMM); every expert's
@@ -154,8 +179,11 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       const ExpertShard shard =
           expert_group_ ? expert_shard(experts, expert_group_->rank(), expert_group_->size())
                         : ExpertShard{0, experts};
-      auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols,
-                               int64_t fan_in) {
+      // Under model parallelism each expert's d_ff is split like a dense feed-forward's.
+      auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols, int64_t fan_in,
+                               int split_axis) {
+        const Split split{parts > 1 ? split_axis : -1, parts, part};
+        if (!split.whole()) (split.axis == 0 ? rows : cols) /= parts;
         Tensor local = Tensor::empty({shard.count, rows, cols}, dtype_, device_);
         for (int64_t e = 0; e < experts; ++e) {
           const int64_t j = e - shard.first;
@@ -164,18 +192,18 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
             continue;
           }
           params_.add(mlp + "experts.expert_" + std::to_string(e) + "." + proj + ".weight",
-                      local.slice(j, j + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt));
+                      local.slice(j, j + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt), split);
         }
         return local;
       };
       FeedForwardWeights& ex = b.switch_ffn.experts;
       if (gated) {
-        ex.wi_0 = expert_tensor("wi_0", d_ff, d, d);
-        ex.wi_1 = expert_tensor("wi_1", d_ff, d, d);
+        ex.wi_0 = expert_tensor("wi_0", d_ff, d, d, 0);
+        ex.wi_1 = expert_tensor("wi_1", d_ff, d, d, 0);
       } else {
-        ex.wi = expert_tensor("wi", d_ff, d, d);
+        ex.wi = expert_tensor("wi", d_ff, d, d, 0);
       }
-      ex.wo = expert_tensor("wo", d, d_ff, d_ff);
+      ex.wo = expert_tensor("wo", d, d_ff, d_ff, 1);
     }
     b.ffn_norm = add(p + std::to_string(ffn_layer) + ".layer_norm.weight", {d}, ones());
     s.blocks.push_back(std::move(b));
@@ -203,9 +231,22 @@ Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t lengt
   // Computed on the host (a tiny table lookup), in f32 for a GPU model.
   const Tensor table =
       device_.is_cpu() ? s.relative_bias : s.relative_bias.to(Device::cpu()).to(DType::f32);
-  const Tensor bias = ops::position_bias(table, length, length, s.stack == Stack::kEncoder,
-                                         config_.relative_attention_max_distance());
+  Tensor bias = ops::position_bias(table, length, length, s.stack == Stack::kEncoder,
+                                   config_.relative_attention_max_distance());
+  if (model_group_) {  // this rank's heads
+    const int64_t first = model_group_->rank() * heads_;
+    bias = bias.slice(first, first + heads_);
+  }
   return device_.is_cpu() ? bias : bias.to(device_);
+}
+
+RunContext SwitchTransformer::context(bool train, uint64_t step) const {
+  RunContext ctx;
+  ctx.train = train;
+  ctx.seed = seed_;
+  ctx.step = step;
+  ctx.model_group = model_group_;
+  return ctx;
 }
 
 Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in,
@@ -214,7 +255,8 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
   const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
-  const int64_t heads = config_.num_heads(), experts = config_.num_experts();
+  const int64_t heads = heads_, experts = config_.num_experts();
+  const int64_t memory_length = decoder ? in.memory->dim(1) : 0;
   const double eps = config_.norm_epsilon(), rate = config_.dropout_rate();
   const bool hf_concat = config_.aux_loss_mode() != ModelConfig::AUX_PER_LAYER;
 
@@ -237,22 +279,28 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
     self.bias = &bias;
     self.key_mask = in.mask;
     self.causal = decoder;
-    self.dropout = ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate);
+    self.dropout =
+        ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate),
+                         heads * length * length);
     if (c) c->self_input = h.clone();
     Tensor normed = ops::rms_norm(h, b.self_norm, eps, c ? &c->self_inv_rms : nullptr);
     if (c) c->self_normed = normed;
     Tensor y = attention_layer(b.self_attn, normed, normed, heads, self, c ? &c->self : nullptr);
+    ctx.reduce_partial(y);
     ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionOut), rate));
     ops::add_(h, y);
     // Cross-attention sublayer (decoder).
     if (decoder) {
       ops::AttentionInputs cross;
       cross.key_mask = in.memory_mask;
-      cross.dropout = ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate);
+      cross.dropout =
+          ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate),
+                           heads * length * memory_length);
       if (c) c->cross_input = h.clone();
       normed = ops::rms_norm(h, b.cross_norm, eps, c ? &c->cross_inv_rms : nullptr);
       if (c) c->cross_normed = normed;
       y = attention_layer(b.cross_attn, normed, *in.memory, heads, cross, c ? &c->cross : nullptr);
+      ctx.reduce_partial(y);
       ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionOut), rate));
       ops::add_(h, y);
     }
@@ -262,9 +310,12 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
         ops::rms_norm(h, b.ffn_norm, eps, c ? &c->ffn_inv_rms : nullptr).view({batch * length, d});
     if (c) c->ffn_normed = normed;
     if (!b.sparse) {
-      y = feed_forward(b.ffn, config_.activation(), normed,
-                       ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate),
-                       c ? &c->ffn : nullptr);
+      y = feed_forward(
+          b.ffn, config_.activation(), normed,
+          ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate),
+                           d_ff_),
+          c ? &c->ffn : nullptr);
+      ctx.reduce_partial(y);
     } else {
       const int64_t group_size = routing_group_size(config_, batch, length);
       SwitchOutput sw =
@@ -323,7 +374,8 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
   const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
-  const int64_t heads = config_.num_heads();
+  const int64_t heads = heads_;
+  const int64_t memory_length = decoder ? in.memory->dim(1) : 0;
   const double rate = config_.dropout_rate();
   // Dropout is linear with a fixed mask: its backward applies the same spec to the grad.
   ops::dropout_(d_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
@@ -343,8 +395,8 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
     ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardOut), rate));
     dy = dy.view({batch * length, d});
     Tensor d_normed;
-    const ops::DropoutSpec inner =
-        ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate);
+    const ops::DropoutSpec inner = ctx.dropout_part(
+        ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate), d_ff_);
     if (!b.sparse) {
       FeedForwardWeights g{b.ffn.wi.defined() ? grads.of(b.ffn.wi) : Tensor(),
                            b.ffn.wi_0.defined() ? grads.of(b.ffn.wi_0) : Tensor(),
@@ -352,6 +404,7 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
                            grads.of(b.ffn.wo)};
       d_normed =
           feed_forward_backward(b.ffn, config_.activation(), c.ffn_normed, inner, c.ffn, dy, g);
+      ctx.reduce_partial(d_normed);
     } else {
       const FeedForwardWeights& ex = b.switch_ffn.experts;
       SwitchGradients g;
@@ -372,11 +425,14 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
       ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionOut), rate));
       ops::AttentionInputs cross;
       cross.key_mask = in.memory_mask;
-      cross.dropout = ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate);
+      cross.dropout =
+          ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate),
+                           heads * length * memory_length);
       AttentionWeights g = grads_of(b.cross_attn);
-      const AttentionGradients a = attention_layer_backward(
-          b.cross_attn, c.cross_normed, *in.memory, heads, cross, c.cross, dy, g);
-      ops::add_(d_memory, a.dmemory);
+      AttentionGradients a = attention_layer_backward(b.cross_attn, c.cross_normed, *in.memory,
+                                                      heads, cross, c.cross, dy, g);
+      ops::add_(d_memory, a.dmemory);  // a partial sum under mp, completed after the loop
+      ctx.reduce_partial(a.dx);
       ops::add_(dh, ops::rms_norm_backward(a.dx, c.cross_input, b.cross_norm, c.cross_inv_rms,
                                            grads.of(b.cross_norm)));
     }
@@ -387,31 +443,42 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
     self.bias = &bias;
     self.key_mask = in.mask;
     self.causal = decoder;
-    self.dropout = ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate);
+    self.dropout =
+        ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate),
+                         heads * length * length);
     AttentionWeights g = grads_of(b.self_attn);
     const AttentionGradients a = attention_layer_backward(b.self_attn, c.self_normed, c.self_normed,
                                                           heads, self, c.self, dy, g);
     ops::add_(d_bias, a.dbias);
     Tensor d_self_normed = a.dx;
     ops::add_(d_self_normed, a.dmemory);
+    ctx.reduce_partial(d_self_normed);
     ops::add_(dh, ops::rms_norm_backward(d_self_normed, c.self_input, b.self_norm, c.self_inv_rms,
                                          grads.of(b.self_norm)));
   }
-  // The shared bias table: bias[h, i, j] = table[bucket(j - i), h].
+  if (decoder) ctx.reduce_partial(d_memory);
+  // The shared bias table: bias[h, i, j] = table[bucket(j - i), h]. Under mp this rank's
+  // heads are columns [first, first + heads) and the table's gradient is summed over the
+  // group.
   Tensor& d_table = grads.of(s.relative_bias);
+  const int64_t all_heads = config_.num_heads();
+  const int64_t first = model_group_ ? model_group_->rank() * heads : 0;
+  Tensor d_table_here = Tensor::zeros(d_table.shape(), d_table.dtype());
   ops::dispatch_float(d_table.dtype(), "position bias backward", [&](auto zero) {
     using T = decltype(zero);
     const T* db = d_bias.data<T>();
-    T* dt = d_table.data<T>();
+    T* dt = d_table_here.data<T>();
     const int64_t buckets = s.relative_bias.dim(0);
     for (int64_t i = 0; i < length; ++i)
       for (int64_t j = 0; j < length; ++j) {
         const int32_t bucket = ops::relative_position_bucket(
             j - i, !decoder, buckets, config_.relative_attention_max_distance());
         for (int64_t hh = 0; hh < heads; ++hh)
-          dt[bucket * heads + hh] += db[(hh * length + i) * length + j];
+          dt[bucket * all_heads + first + hh] += db[(hh * length + i) * length + j];
       }
   });
+  ctx.reduce_partial(d_table_here);
+  ops::add_(d_table, d_table_here);
   // Embedding (dropout first): rows of the shared table.
   ops::dropout_(dh, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   ops::embedding_backward(dh, *in.ids, grads.of(shared_));
@@ -426,10 +493,7 @@ ForwardOutput SwitchTransformer::forward_backward(
            "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(batch.labels.defined(), "forward_backward: labels are required");
   validate_batch(batch);
-  RunContext ctx;
-  ctx.train = options.train;
-  ctx.seed = seed_;
-  ctx.step = options.step;
+  const RunContext ctx = context(options.train, options.step);
   const Tensor* enc_mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
   const Tensor* dec_mask =
       batch.decoder_attention_mask.defined() ? &batch.decoder_attention_mask : nullptr;
@@ -477,10 +541,7 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
     for (Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.decoder_input_ids,
                       &batch.decoder_attention_mask})
       if (t->defined()) *t = t->to(device_);
-  RunContext ctx;
-  ctx.train = options.train;
-  ctx.seed = seed_;
-  ctx.step = options.step;
+  RunContext ctx = context(options.train, options.step);
   ctx.keep_block_outputs = options.keep_block_outputs;
   const Tensor* enc_mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
   const Tensor* dec_mask =
@@ -561,8 +622,7 @@ DecoderState SwitchTransformer::start_decoding(const Tensor& input_ids,
   ops::check_token_ids(input_ids, config_.vocab_size(), "input_ids");
   check_mask(attention_mask, input_ids, "attention_mask");
   DecoderState state;
-  RunContext ctx;  // eval
-  ctx.seed = seed_;
+  const RunContext ctx = context(false, 0);
   ForwardOutput out;
   const Tensor* mask = attention_mask.defined() ? &attention_mask : nullptr;
   state.encoder_output = run_stack(encoder_, {&input_ids, mask, nullptr, nullptr}, ctx, out);
@@ -581,15 +641,14 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
                                       bool dropless) const {
   SW_CHECK(device_.is_cpu(), Status::kUnsupported,
            "cached decoding runs on the CPU path in this version");
-  const int64_t batch = state.batch(), d = config_.d_model(), heads = config_.num_heads();
+  const int64_t batch = state.batch(), d = config_.d_model(), heads = heads_;
   SW_CHECK_ARG(tokens.defined() && tokens.dtype() == DType::i32 && tokens.numel() == batch,
                "decode_step: tokens must be i32 [", batch, "], got ", tokens.str());
   const Tensor ids = tokens.view({batch, 1});
   ops::check_token_ids(ids, config_.vocab_size(), "decode_step tokens");
   ModelConfig step_config = config_;
   if (dropless) step_config.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
-  RunContext ctx;  // eval
-  ctx.seed = seed_;
+  const RunContext ctx = context(false, 0);
   const double eps = config_.norm_epsilon();
   const int64_t position = state.length;
   // The position bias of this query against every key so far: the last row of the table.
@@ -616,18 +675,22 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
     state.self_v[i] = append_position(state.self_v[i], ops::linear(normed, b.self_attn.v));
     ops::AttentionInputs self;
     self.bias = &bias;
-    ops::add_(h, ops::linear(ops::attention(q, state.self_k[i], state.self_v[i], heads, self),
-                             b.self_attn.o));
+    Tensor y = ops::linear(ops::attention(q, state.self_k[i], state.self_v[i], heads, self),
+                           b.self_attn.o);
+    ctx.reduce_partial(y);
+    ops::add_(h, y);
     normed = ops::rms_norm(h, b.cross_norm, eps);
     ops::AttentionInputs cross;
     cross.key_mask = memory_mask;
-    ops::add_(h, ops::linear(ops::attention(ops::linear(normed, b.cross_attn.q), state.cross_k[i],
-                                            state.cross_v[i], heads, cross),
-                             b.cross_attn.o));
+    y = ops::linear(ops::attention(ops::linear(normed, b.cross_attn.q), state.cross_k[i],
+                                   state.cross_v[i], heads, cross),
+                    b.cross_attn.o);
+    ctx.reduce_partial(y);
+    ops::add_(h, y);
     normed = ops::rms_norm(h, b.ffn_norm, eps).view({batch, d});
-    Tensor y;
     if (!b.sparse) {
       y = feed_forward(b.ffn, config_.activation(), normed, ctx.dropout(0, 0.0));
+      ctx.reduce_partial(y);
     } else {
       const int64_t group_size = routing_group_size(step_config, batch, 1);
       SwitchOutput sw =

@@ -85,8 +85,14 @@ class SwitchTransformer {
   // this rank holds only its E / n experts of every sparse layer (named by their global
   // index, initialised as a single process would) and the group's ranks run every
   // forward and backward together.
+  // With a model group of n > 1 ranks (model parallelism, core/dist/model_parallel.h),
+  // this rank holds 1/n of every attention sublayer's heads and of every feed-forward's
+  // d_ff (each expert's too), again drawn as a single process would draw the whole; the
+  // group's ranks see the same tokens and run every forward and backward together. CPU;
+  // not combined with expert parallelism in this version.
   explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0, DType dtype = DType::f32,
-                             Device device = Device::cpu(), Communicator* expert_group = nullptr);
+                             Device device = Device::cpu(), Communicator* expert_group = nullptr,
+                             Communicator* model_group = nullptr);
 
   // Parameters share storage with their tensors: a copy would alias every weight.
   SwitchTransformer(const SwitchTransformer&) = delete;
@@ -118,6 +124,7 @@ class SwitchTransformer {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   Communicator* expert_group() const { return expert_group_; }
+  Communicator* model_group() const { return model_group_; }
 
  private:
   struct Block {
@@ -167,7 +174,9 @@ class SwitchTransformer {
   Tensor backward_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
                         const StackCache& cache, Tensor d_out, const LossScales& scales,
                         GradientBuffer& grads) const;
+  // The position bias [H, length, length] of this rank's heads.
   Tensor position_bias_for(const StackWeights& s, int64_t length) const;
+  RunContext context(bool train, uint64_t step) const;
   void validate_batch(const Batch& batch) const;
 
   ModelConfig config_;
@@ -175,6 +184,9 @@ class SwitchTransformer {
   DType dtype_;
   Device device_;
   Communicator* expert_group_ = nullptr;  // not owned
+  Communicator* model_group_ = nullptr;   // not owned
+  int64_t heads_ = 0;                     // attention heads held here (all but under mp)
+  int64_t d_ff_ = 0;                      // d_ff held here
   ParameterStore params_;
   Tensor shared_;   // [V, d]
   Tensor lm_head_;  // [V, d] when embeddings are not tied

@@ -3,6 +3,7 @@
 // function of the stream, so the backward (and the GPU) can rebuild it exactly.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "core/tensor/philox.h"
@@ -13,18 +14,49 @@ namespace sw::ops {
 struct DropoutSpec {
   double rate = 0.0;
   RandomStream stream;
+  // Model parallelism: the tensor is one part of a wider one, so its element i draws the
+  // wider tensor's stream element: i's row of `window` elements sits `offset` elements into
+  // a row of `stride` (window 0: the tensor is the whole).
+  uint64_t window = 0, stride = 0, offset = 0;
+
   bool active() const { return rate > 0.0; }
+  // Part `index` of `parts` equal parts of every row (of width * parts elements).
+  DropoutSpec part(int64_t width, int parts, int index) const {
+    DropoutSpec s = *this;
+    s.window = static_cast<uint64_t>(width);
+    s.stride = s.window * static_cast<uint64_t>(parts);
+    s.offset = s.window * static_cast<uint64_t>(index);
+    return s;
+  }
+  // The stream element behind element i.
+  uint64_t element(uint64_t i) const {
+    return window ? i / window * stride + offset + i % window : i;
+  }
   // Whether element i survives; callers scale survivors by 1 / (1 - rate).
-  bool keeps(uint64_t i) const { return stream.uniform(i) >= static_cast<float>(rate); }
+  bool keeps(uint64_t i) const { return stream.uniform(element(i)) >= static_cast<float>(rate); }
   // f(j, keeps(first + j)) for j in [0, count), one Philox block per four elements
   // instead of one per element.
   template <typename F>
   void for_each_keep(uint64_t first, int64_t count, F f) const {
-    const float threshold = static_cast<float>(rate);
+    if (!window) return keeps_in_stream(first, 0, count, f);
+    // Each run inside one row of the window is contiguous in the stream.
     for (int64_t j = 0; j < count;) {
       const uint64_t i = first + static_cast<uint64_t>(j);
+      const int64_t run = std::min<int64_t>(count - j, static_cast<int64_t>(window - i % window));
+      keeps_in_stream(element(i), j, j + run, f);
+      j += run;
+    }
+  }
+
+ private:
+  // f(j, keep of stream element first + j - begin) for j in [begin, end).
+  template <typename F>
+  void keeps_in_stream(uint64_t first, int64_t begin, int64_t end, F& f) const {
+    const float threshold = static_cast<float>(rate);
+    for (int64_t j = begin; j < end;) {
+      const uint64_t i = first + static_cast<uint64_t>(j - begin);
       const Philox4x32 block = stream.block(static_cast<uint32_t>(i >> 2));
-      for (uint64_t k = i & 3; k < 4 && j < count; ++k, ++j)
+      for (uint64_t k = i & 3; k < 4 && j < end; ++k, ++j)
         f(j, uniform_from_bits(block.v[k]) >= threshold);
     }
   }

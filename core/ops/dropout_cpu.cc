@@ -40,6 +40,7 @@ void dropout_(Tensor& x, const DropoutSpec& spec) {
 #ifdef SW_WITH_CUDA
   if (on_cuda(x)) {
     SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
+    SW_CHECK(!spec.window, Status::kUnsupported, "dropout: model-parallel parts run on the cpu");
     return kernels::dropout(x, spec);
   }
 #endif
@@ -57,6 +58,7 @@ void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t
 #ifdef SW_WITH_CUDA
   if (on_cuda(x)) {
     SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
+    SW_CHECK(!spec.window, Status::kUnsupported, "dropout: model-parallel parts run on the cpu");
     const Tensor rows = Tensor::from_vector<int64_t>(stream_rows, {x.dim(0)}).to(x.device());
     return kernels::dropout_rows(x, spec.rate, spec.stream, rows);
   }

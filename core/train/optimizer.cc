@@ -5,8 +5,6 @@
 #include <map>
 #include <type_traits>
 
-#include "core/dist/expert_parallel.h"
-
 namespace sw {
 namespace {
 
@@ -179,18 +177,39 @@ class Adafactor final : public OptimizerBase {
   // Three passes, none of which stores the update: the second-moment statistics, the
   // update's RMS (for clipping), then the parameter step; each recomputes the unclipped
   // update u = g / sqrt(v_hat) elementwise, which costs less than writing it out.
+  // A model-parallel part (pg.split_axis) sums its statistics over the group: the row
+  // (split by columns) or column (split by rows) second moments, the mean row moment and
+  // the update's and parameter's RMS, so every part takes its share of the whole's step.
   template <typename T>
   void update(ParameterGradient& pg, Slots& s, double lr, double beta2) {
     using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
     T* p = pg.parameter.data<T>();
     const T* g = pg.gradient.data<T>();
     const int64_t n = pg.parameter.numel();
+    const bool split = pg.shard_group && pg.split_axis >= 0 && pg.shard_group->size() > 1;
+    const int parts = split ? pg.shard_group->size() : 1;
+    // Sums over every part (one f64 all-reduce when split).
+    auto sum_over_parts = [&](Tensor sums) {
+      if (split) pg.shard_group->all_reduce_sum(sums);
+      return sums;
+    };
+    auto total = [&](double local) {
+      return sum_over_parts(Tensor::from_vector<double>({local}, {1})).item(0);
+    };
+    const double n_total = static_cast<double>(n) * parts;
     double rate = lr;
-    if (o_.multiply_by_parameter_scale) rate *= std::max(o_.eps2, std::sqrt(mean_square(p, n)));
+    if (o_.multiply_by_parameter_scale) {
+      const double ms = mean_square(p, n);
+      rate *= std::max(o_.eps2, std::sqrt(split ? total(ms * n) / n_total : ms));
+    }
     const bool is_factored = factored(pg.parameter);
     const int64_t cols = is_factored ? pg.parameter.dim(-1) : n;
     const int64_t rows = is_factored ? pg.parameter.dim(-2) : 1;
     const int64_t batch = n / (rows * cols);
+    const bool split_cols = split && pg.split_axis == pg.parameter.ndim() - 1;
+    const bool split_rows = split && pg.split_axis == pg.parameter.ndim() - 2;
+    const double all_cols = static_cast<double>(cols) * (split_cols ? parts : 1);
+    const double all_rows = static_cast<double>(rows) * (split_rows ? parts : 1);
     S* row = is_factored ? s.get("row").data<S>() : nullptr;
     S* col = is_factored ? s.get("col").data<S>() : nullptr;
     S* v = is_factored ? nullptr : s.get("v").data<S>();
@@ -200,7 +219,11 @@ class Adafactor final : public OptimizerBase {
         const T* gb = g + b * rows * cols;
         S* rb = row + b * rows;
         S* cb = col + b * cols;
-        // Column means over fixed row blocks, reduced in order (thread-count independent).
+        // Row sums, and column sums over fixed row blocks reduced in order (thread-count
+        // independent).
+        Tensor row_sums = Tensor::zeros({rows}, DType::f64),
+               col_sums = Tensor::zeros({cols}, DType::f64);
+        double* rs = row_sums.data<double>();
         const int64_t row_block = std::max<int64_t>(1, kBlock / cols);
         const int64_t blocks = (rows + row_block - 1) / row_block;
         std::vector<double> col_partial(blocks * cols, 0.0);
@@ -214,16 +237,21 @@ class Adafactor final : public OptimizerBase {
               row_sum += sq;
               cp[c] += sq;
             }
-            rb[r] = static_cast<S>(beta2 * rb[r] + (1 - beta2) * (row_sum / cols));
+            rs[r] = row_sum;
           }
         }
-        for (int64_t c = 0; c < cols; ++c) {
-          double col_sum = 0;
-          for (int64_t k = 0; k < blocks; ++k) col_sum += col_partial[k * cols + c];
-          cb[c] = static_cast<S>(beta2 * cb[c] + (1 - beta2) * (col_sum / rows));
-        }
+        double* cs = col_sums.data<double>();
+        for (int64_t c = 0; c < cols; ++c)
+          for (int64_t k = 0; k < blocks; ++k) cs[c] += col_partial[k * cols + c];
+        if (split_cols) row_sums = sum_over_parts(row_sums), rs = row_sums.data<double>();
+        if (split_rows) col_sums = sum_over_parts(col_sums), cs = col_sums.data<double>();
+        for (int64_t r = 0; r < rows; ++r)
+          rb[r] = static_cast<S>(beta2 * rb[r] + (1 - beta2) * (rs[r] / all_cols));
+        for (int64_t c = 0; c < cols; ++c)
+          cb[c] = static_cast<S>(beta2 * cb[c] + (1 - beta2) * (cs[c] / all_rows));
         double row_avg = 0;
-        for (int64_t r = 0; r < rows; ++r) row_avg += static_cast<double>(rb[r]) / rows;
+        for (int64_t r = 0; r < rows; ++r) row_avg += static_cast<double>(rb[r]) / all_rows;
+        if (split_rows) row_avg = total(row_avg);
         for (int64_t r = 0; r < rows; ++r) row_scale[b * rows + r] = rb[r] / row_avg;
       }
     } else {
@@ -239,12 +267,12 @@ class Adafactor final : public OptimizerBase {
       return g[i] / std::sqrt(row_scale[br] * static_cast<double>(col[b * cols + c]));
     };
     // Update clipping: the update's RMS is at most clip_threshold.
-    const double sum_sq = block_sum(n, [&](int64_t lo, int64_t hi) {
+    const double sum_sq = total(block_sum(n, [&](int64_t lo, int64_t hi) {
       double a = 0;
       for (int64_t i = lo; i < hi; ++i) a += unclipped(i) * unclipped(i);
       return a;
-    });
-    const double rms = std::sqrt(n ? sum_sq / static_cast<double>(n) : 0.0);
+    }));
+    const double rms = std::sqrt(n ? sum_sq / n_total : 0.0);
     const double shrink = std::max(1.0, rms / o_.clip_threshold);
     S* m = o_.beta1 > 0 ? s.get("m").data<S>() : nullptr;
 #pragma omp parallel for schedule(static)
@@ -307,21 +335,26 @@ class AdamW final : public OptimizerBase {
 
 }  // namespace
 
-double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm,
-                          Communicator* expert_group) {
-  const bool sharded = expert_group && expert_group->size() > 1;
-  Tensor sum_sq = Tensor::zeros({2}, DType::f64);  // [replicated, sharded]
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm) {
+  // Squares summed per group (in the order groups first appear, the same on every rank),
+  // whole parameters under null.
+  std::vector<Communicator*> groups = {nullptr};
+  std::vector<double> sums = {0.0};
   for (const ParameterGradient& pg : grads)
     with_pair(pg, "clip_gradient_norm", [&](auto zero) {
       using T = decltype(zero);
-      sum_sq.data<double>()[sharded && is_expert_parameter(pg.name)] +=
-          mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
+      Communicator* group = pg.shard_group && pg.shard_group->size() > 1 ? pg.shard_group : nullptr;
+      const size_t at = std::find(groups.begin(), groups.end(), group) - groups.begin();
+      if (at == groups.size()) groups.push_back(group), sums.push_back(0.0);
+      sums[at] += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
     });
-  if (sharded) {
-    Tensor experts = sum_sq.slice(1, 2);
-    expert_group->all_reduce_sum(experts);
+  double sum_sq = sums[0];
+  for (size_t i = 1; i < groups.size(); ++i) {
+    Tensor t = Tensor::from_vector<double>({sums[i]}, {1});
+    groups[i]->all_reduce_sum(t);
+    sum_sq += t.data<double>()[0];
   }
-  const double norm = std::sqrt(sum_sq.data<double>()[0] + sum_sq.data<double>()[1]);
+  const double norm = std::sqrt(sum_sq);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / norm;
     for (ParameterGradient& pg : grads)
@@ -334,6 +367,17 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
       });
   }
   return norm;
+}
+
+int state_split_axis(const std::string& slot, int ndim, int split_axis) {
+  if (split_axis < 0) return -1;
+  // "row" drops the last dimension, "col" the one before it ("m", "v": the parameter's).
+  if (slot == "row") return split_axis == ndim - 1 ? -1 : split_axis;
+  if (slot == "col") {
+    if (split_axis == ndim - 2) return -1;
+    return split_axis == ndim - 1 ? ndim - 2 : split_axis;
+  }
+  return split_axis;
 }
 
 std::unique_ptr<Optimizer> make_adafactor(const AdafactorOptions& options) {

@@ -17,14 +17,24 @@ struct ParameterGradient {
   std::string name;
   Tensor parameter;  // updated in place
   Tensor gradient;   // same shape and dtype
+  // Distributed models: the group whose ranks hold the rest of what this parameter belongs
+  // to (null: it is whole here and the same on every rank). Expert parallelism: the other
+  // experts (split_axis -1); model parallelism: the other parts of this very tensor, split
+  // along split_axis, whose statistics the optimizer then sums over the group so every
+  // part takes the step the whole would.
+  Communicator* shard_group = nullptr;
+  int split_axis = -1;
 };
 
 // Scales every gradient by max_norm / norm when the global L2 norm exceeds max_norm
 // (max_norm <= 0: no clipping). Returns the norm before clipping (accumulated in f64).
-// With an expert group (expert parallelism), the experts' gradients are split over its
-// ranks: their squares are summed over the group, the rest counted once.
-double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm,
-                          Communicator* expert_group = nullptr);
+// Sharded gradients (shard_group) have their squares summed over their group, the rest
+// counted once.
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm);
+
+// The axis along which an optimizer state slot ("m", "v", "row", "col") of a parameter of
+// `ndim` dimensions split along `split_axis` is split (-1: whole, the same on every part).
+int state_split_axis(const std::string& slot, int ndim, int split_axis);
 
 struct AdafactorOptions {
   double beta1 = 0.0;                        // 0: no first moment (T5 / the paper)

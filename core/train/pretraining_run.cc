@@ -8,6 +8,7 @@
 
 #include "core/dist/data_parallel.h"
 #include "core/dist/expert_parallel.h"
+#include "core/dist/model_parallel.h"
 #include "core/io/checkpoint.h"
 #include "core/tensor/error.h"
 
@@ -108,7 +109,8 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     : config_(config),
       out_dir_(out_dir),
       groups_(groups),
-      writer_(!groups.data_parallel || groups.data_parallel->rank() == 0) {
+      writer_((!groups.data_parallel || groups.data_parallel->rank() == 0) &&
+              (!groups.model_parallel || groups.model_parallel->rank() == 0)) {
   validate(config_);
   const int64_t replicas = groups.data_parallel ? groups.data_parallel->size() : 1;
   SW_CHECK_ARG(config_.batch_size() % (replicas * config_.micro_batches()) == 0, "batch_size ",
@@ -131,7 +133,8 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   *config_.mutable_model() = resolve_model(config_, data_->tokenizer().vocab_size());
   eval_batches_ = data_->eval_batches(config_.model());
   model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed(), DType::f32,
-                                               Device::cpu(), groups.expert_parallel);
+                                               Device::cpu(), groups.expert_parallel,
+                                               groups.model_parallel);
   TrainOptions options = train_options(config_);
   options.data_parallel = groups.data_parallel;
   options.expert_parallel = groups.expert_parallel;
@@ -154,10 +157,10 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
       if (held.count(s.first.substr(0, s.first.rfind('/'))))  // "<parameter>/<slot>"
         my_state.push_back(s.first);
     const int64_t experts = config_.model().num_experts();
-    restore_tensors(select_tensors(saved.parameters, mine, experts, "parameter"),
+    restore_tensors(own_parts(select_tensors(saved.parameters, mine, experts, "parameter")),
                     named_parameters(), true, "parameter");
-    trainer_->restore(saved.step,
-                      select_tensors(saved.optimizer_state, my_state, experts, "optimizer state"));
+    trainer_->restore(saved.step, own_parts(select_tensors(saved.optimizer_state, my_state, experts,
+                                                           "optimizer state")));
     data_->train_data().set_position(saved.data);
   }
   if (!writer_) return;
@@ -182,6 +185,29 @@ std::vector<std::pair<std::string, Tensor>> PretrainingRun::named_parameters() c
   return out;
 }
 
+int PretrainingRun::split_axis(const std::string& name) const {
+  // A parameter's own split, or for "<parameter>/<slot>" its optimizer state's.
+  const size_t slash = name.rfind('/');
+  const std::string parameter = slash == std::string::npos ? name : name.substr(0, slash);
+  for (const auto& e : model_->parameters().entries())
+    if (e.name == parameter) {
+      if (e.split.whole() || slash == std::string::npos) return e.split.whole() ? -1 : e.split.axis;
+      return state_split_axis(name.substr(slash + 1), e.tensor.ndim(), e.split.axis);
+    }
+  return -1;
+}
+
+std::vector<std::pair<std::string, Tensor>> PretrainingRun::own_parts(
+    std::vector<std::pair<std::string, Tensor>> whole) const {
+  Communicator* mp = groups_.model_parallel;
+  if (!mp || mp->size() == 1) return whole;
+  for (auto& [name, t] : whole) {
+    const int axis = split_axis(name);
+    if (axis >= 0) t = take_part(t, {axis, mp->size(), mp->rank()});
+  }
+  return whole;
+}
+
 std::string PretrainingRun::save_checkpoint() {
   std::vector<std::pair<std::string, Tensor>> parameters = named_parameters(),
                                               state = trainer_->optimizer().state();
@@ -189,6 +215,12 @@ std::string PretrainingRun::save_checkpoint() {
   if (ep && ep->size() > 1) {  // the whole model, experts gathered from their owners
     parameters = gather_experts(*ep, parameters);
     state = gather_experts(*ep, state);
+  }
+  Communicator* mp = groups_.model_parallel;
+  if (mp && mp->size() > 1) {  // the whole tensors, from every part
+    const auto axis_of = [this](const std::string& name) { return split_axis(name); };
+    parameters = gather_model_parallel(*mp, parameters, axis_of);
+    state = gather_model_parallel(*mp, state, axis_of);
   }
   if (!writer_) return "";  // the other ranks' state is rank 0's or gathered into it
   Checkpoint c;

@@ -17,8 +17,11 @@ namespace sw {
 
 // The communicators of a distributed run (none: a single process).
 struct ParallelGroups {
-  Communicator* data_parallel = nullptr;    // every rank: the global batch is split over them
+  // The replicas the global batch is split over: every rank, or under model parallelism
+  // the ranks holding the same part of the model.
+  Communicator* data_parallel = nullptr;
   Communicator* expert_parallel = nullptr;  // the ranks this one's experts are split over
+  Communicator* model_parallel = nullptr;   // the ranks this one's heads and d_ff are split over
 };
 
 class PretrainingRun {
@@ -27,9 +30,10 @@ class PretrainingRun {
   // there is one (its model must be the config's), appending to metrics.jsonl; the
   // continued run is bit-identical to one that never stopped. Distributed (`groups`),
   // each rank runs this with the same config: every rank draws the same global batch and
-  // steps on its shard; with expert parallelism each holds its share of the experts.
-  // Rank 0 alone writes files; checkpoints hold the whole model (the experts gathered),
-  // so a run continues at any layout.
+  // steps on its shard; with expert parallelism each holds its share of the experts, with
+  // model parallelism its part of every attention sublayer and feed-forward.
+  // Rank 0 alone writes files; checkpoints hold the whole model (the experts and parts
+  // gathered), so a run continues at any layout.
   PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume = false,
                  const ParallelGroups& groups = {});
 
@@ -52,6 +56,11 @@ class PretrainingRun {
 
  private:
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  // Model parallelism: the axis a parameter or optimizer state tensor is split along here
+  // (-1: whole), and this rank's parts of whole tensors.
+  int split_axis(const std::string& name) const;
+  std::vector<std::pair<std::string, Tensor>> own_parts(
+      std::vector<std::pair<std::string, Tensor>> whole) const;
 
   TrainConfig config_;
   std::string out_dir_;

@@ -218,9 +218,18 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   std::vector<std::pair<std::string, Tensor>> grads = accumulate(micro_batches, m);
   std::vector<ParameterGradient> pairs;
   const auto& entries = model_.parameters().entries();
-  for (size_t i = 0; i < grads.size(); ++i)
-    pairs.push_back({grads[i].first, entries[i].tensor, grads[i].second});
-  m.grad_norm = clip_gradient_norm(pairs, options_.grad_clip_norm, options_.expert_parallel);
+  Communicator* ep = options_.expert_parallel;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    ParameterGradient pg{grads[i].first, entries[i].tensor, grads[i].second};
+    if (!entries[i].split.whole()) {  // model parallelism: a part of the tensor
+      pg.shard_group = model_.model_group();
+      pg.split_axis = entries[i].split.axis;
+    } else if (ep && ep->size() > 1 && is_expert_parameter(pg.name)) {
+      pg.shard_group = ep;  // expert parallelism: one of the experts
+    }
+    pairs.push_back(std::move(pg));
+  }
+  m.grad_norm = clip_gradient_norm(pairs, options_.grad_clip_norm);
   if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
     // Nothing is updated: the parameters, the optimizer state and the step count stay.
     m.skipped = true;

@@ -14,6 +14,7 @@
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
 #include "core/dist/expert_parallel.h"
+#include "core/dist/model_parallel.h"
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/philox.h"
@@ -334,6 +335,127 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
   for (const auto& e : sharded.parameters().entries())
     EXPECT_LE(max_relative_difference(e.tensor, single_model.parameters().get(e.name)), 1e-4)
         << e.name;
+}
+
+// ---- Model parallelism ----
+
+TEST(ModelParallel, PartsRoundTrip) {
+  Communicator& c = world();
+  const Tensor full = testing_random({4, 6 * c.size(), 3}, 5, 1.0);
+  for (int axis : {0, 1, 2}) {
+    if (full.dim(axis) % c.size() != 0) continue;
+    const Tensor part = take_part(full, {axis, c.size(), c.rank()});
+    EXPECT_EQ(part.dim(axis), full.dim(axis) / c.size());
+    const Tensor back = gather_parts(c, part, axis);
+    ASSERT_EQ(back.shape(), full.shape());
+    EXPECT_EQ(0, std::memcmp(back.raw(), full.raw(), full.nbytes())) << "axis " << axis;
+  }
+  EXPECT_EQ(state_split_axis("row", 2, 0), 0);  // wi: rows split, so are its row moments
+  EXPECT_EQ(state_split_axis("col", 2, 0), -1);
+  EXPECT_EQ(state_split_axis("row", 2, 1), -1);  // wo: columns split
+  EXPECT_EQ(state_split_axis("col", 2, 1), 0);
+  EXPECT_EQ(state_split_axis("m", 2, 1), 1);
+}
+
+// This rank's part of a single-process tensor named like a model-parallel one's.
+Tensor part_of(const SwitchTransformer& sharded, const std::string& name, const Tensor& whole) {
+  for (const auto& e : sharded.parameters().entries())
+    if (e.name == name) return take_part(whole, e.split);
+  ADD_FAILURE() << "no parameter " << name;
+  return whole;
+}
+
+// Heads and d_ff split over a model-parallel group (`group`; the data-parallel replicas
+// `replicas` each take one micro-batch of the global batch): every rank holds its part of
+// each parameter as the single process initialised it, and the forward, the gradients,
+// the decoding and three Adafactor steps (with dropout: the masks are the single
+// process's) match it within 1e-5 (1e-4 for the parameters after the steps).
+void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
+                                   ModelConfig::Activation activation) {
+  ModelConfig config = preset("tiny");
+  config.set_activation(activation);
+  const int64_t dp = replicas ? replicas->size() : 1;
+  const Batch batch = global_batch(config, 2 * dp);
+  const Batch mine = replicas ? shard_batch(batch, replicas->rank(), replicas->size()) : batch;
+  TrainOptions options;
+  options.schedule.kind = LearningRateSchedule::Kind::kConstant;
+  options.schedule.base = 1e-2;
+  SwitchTransformer single_model(config, 11);
+  Trainer single(single_model, options);
+  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), nullptr, &group);
+  ASSERT_EQ(sharded.parameters().entries().size(), single_model.parameters().entries().size());
+  int64_t split = 0;
+  for (const auto& e : sharded.parameters().entries()) {
+    const Tensor want = part_of(sharded, e.name, single_model.parameters().get(e.name));
+    ASSERT_EQ(e.tensor.shape(), want.shape()) << e.name;
+    EXPECT_EQ(0, std::memcmp(e.tensor.raw(), want.raw(), want.nbytes())) << e.name;
+    split += !e.split.whole();
+  }
+  EXPECT_TRUE(group.size() == 1 || split > 0);
+  // Eval forward (the whole batch) and cached decoding.
+  const ForwardOutput a = single_model.forward(batch), b = sharded.forward(batch);
+  EXPECT_LE(max_relative_difference(b.logits, a.logits), 1e-5);
+  EXPECT_NEAR(b.loss, a.loss, 1e-5 * a.loss);
+  DecoderState sa = single_model.start_decoding(batch.input_ids, Tensor());
+  DecoderState sb = sharded.start_decoding(batch.input_ids, Tensor());
+  Tensor tokens = Tensor::zeros({batch.input_ids.dim(0)}, DType::i32);
+  for (int t = 0; t < 3; ++t) {
+    const Tensor la = single_model.decode_step(sa, tokens), lb = sharded.decode_step(sb, tokens);
+    EXPECT_LE(max_relative_difference(lb, la), 1e-5) << "decode step " << t;
+    for (int64_t i = 0; i < tokens.numel(); ++i) tokens.data<int32_t>()[i] = 2 + t + i;
+  }
+  options.data_parallel = replicas;
+  Trainer trainer(sharded, options);
+  TrainMetrics ma, mb;
+  const auto want_grads = single.accumulate(split_micro_batches(batch, dp), ma);
+  const auto got_grads = trainer.accumulate({mine}, mb);
+  EXPECT_NEAR(mb.loss, ma.loss, 1e-5 * ma.loss);
+  std::map<std::string, Tensor> want_by_name(want_grads.begin(), want_grads.end());
+  for (const auto& [name, g] : got_grads)
+    EXPECT_LE(max_relative_difference(g, part_of(sharded, name, want_by_name.at(name))), 1e-5)
+        << name;
+  for (int step = 0; step < 3; ++step) {
+    const TrainMetrics x = single.step(split_micro_batches(batch, dp));
+    const TrainMetrics y = trainer.step({mine});
+    EXPECT_NEAR(y.loss, x.loss, 1e-5 * x.loss) << "step " << step;
+    EXPECT_NEAR(y.grad_norm, x.grad_norm, 1e-5 * x.grad_norm) << "step " << step;
+  }
+  for (const auto& e : sharded.parameters().entries())
+    EXPECT_LE(max_relative_difference(
+                  e.tensor, part_of(sharded, e.name, single_model.parameters().get(e.name))),
+              1e-4)
+        << e.name;
+}
+
+TEST(ModelParallel, MatchesOneProcessRelu) {
+  expect_model_parallel_matches(world(), nullptr, ModelConfig::RELU);
+}
+
+TEST(ModelParallel, MatchesOneProcessGatedGelu) {
+  expect_model_parallel_matches(world(), nullptr, ModelConfig::GATED_GELU);
+}
+
+// dp x mp = 2 x 2: ranks 2i and 2i + 1 split the model, ranks i and i + 2 the batch.
+TEST(ModelParallel, WithDataParallel) {
+  Communicator& c = world();
+  if (c.size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  const std::unique_ptr<Communicator> model = c.split(c.rank() / 2, c.rank() % 2);
+  const std::unique_ptr<Communicator> replicas = c.split(c.rank() % 2, c.rank() / 2);
+  expect_model_parallel_matches(*model, replicas.get(), ModelConfig::RELU);
+}
+
+TEST(ModelParallel, RefusesWhatItCannotSplit) {
+  Communicator& c = world();
+  if (c.size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  ModelConfig config = preset("tiny");
+  config.set_num_heads(c.size() + 1);
+  try {
+    SwitchTransformer model(config, 1, DType::f32, Device::cpu(), nullptr, &c);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("num_heads"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(SwitchTransformer(preset("tiny"), 1, DType::f32, Device::cpu(), &c, &c), Error);
 }
 
 }  // namespace
