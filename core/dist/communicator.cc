@@ -1,6 +1,8 @@
 #include "core/dist/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/tensor/error.h"
 
@@ -46,6 +48,43 @@ std::vector<int64_t> exchange_counts(Communicator& comm, const std::vector<int64
   const std::vector<int64_t> ones(static_cast<size_t>(comm.size()), 1);
   const Tensor recv = comm.all_to_all_v(send, ones, ones);
   return std::vector<int64_t>(recv.data<int64_t>(), recv.data<int64_t>() + recv.numel());
+}
+
+namespace {
+
+// Bytes packed into i32 words (the last one zero-padded), the length kept apart.
+Tensor pack_bytes(const std::string& bytes, int64_t words) {
+  Tensor t = Tensor::zeros({words}, DType::i32);
+  std::memcpy(t.raw(), bytes.data(), bytes.size());
+  return t;
+}
+
+int64_t words_for(int64_t bytes) { return (bytes + 3) / 4; }
+
+}  // namespace
+
+std::vector<std::string> all_gather_bytes(Communicator& comm, const std::string& bytes) {
+  const Tensor lengths =
+      comm.all_gather(Tensor::from_vector<int64_t>({static_cast<int64_t>(bytes.size())}, {1}));
+  int64_t longest = 0;
+  for (int r = 0; r < comm.size(); ++r) longest = std::max(longest, lengths.data<int64_t>()[r]);
+  const int64_t words = std::max<int64_t>(1, words_for(longest));
+  const Tensor all = comm.all_gather(pack_bytes(bytes, words));  // [size * words]
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.size(); ++r)
+    out.emplace_back(reinterpret_cast<const char*>(all.data<int32_t>() + r * words),
+                     static_cast<size_t>(lengths.data<int64_t>()[r]));
+  return out;
+}
+
+std::string broadcast_bytes(Communicator& comm, const std::string& bytes, int root) {
+  Tensor length = Tensor::from_vector<int64_t>({static_cast<int64_t>(bytes.size())}, {1});
+  comm.broadcast(length, root);
+  const int64_t n = length.data<int64_t>()[0];
+  Tensor words =
+      pack_bytes(comm.rank() == root ? bytes : std::string(), std::max<int64_t>(1, words_for(n)));
+  comm.broadcast(words, root);
+  return std::string(reinterpret_cast<const char*>(words.raw()), static_cast<size_t>(n));
 }
 
 void check_all_to_all(const Communicator& comm, const Tensor& send,

@@ -64,6 +64,11 @@ bool launched_by_mpi();
 // One int64 per peer: counts[r] goes to rank r; returns what each rank sent this one.
 std::vector<int64_t> exchange_counts(Communicator& comm, const std::vector<int64_t>& counts);
 
+// Every rank's bytes, in rank order (collective; lengths may differ).
+std::vector<std::string> all_gather_bytes(Communicator& comm, const std::string& bytes);
+// Root's bytes on every rank (collective; the others' argument is ignored).
+std::string broadcast_bytes(Communicator& comm, const std::string& bytes, int root);
+
 // Checks a send/recv layout against the tensor and the communicator's size.
 void check_all_to_all(const Communicator& comm, const Tensor& send,
                       const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows);

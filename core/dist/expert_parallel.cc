@@ -63,46 +63,6 @@ std::string expert_name(const std::string& family, int64_t index) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, Tensor>> gather_experts(
-    Communicator& group, const std::vector<std::pair<std::string, Tensor>>& local) {
-  // Families in order of first appearance (the same on every rank: the same model), each
-  // with its members in this rank's (ascending) expert order.
-  std::vector<std::pair<std::string, std::vector<size_t>>> items;  // family ("" : plain)
-  std::map<std::string, size_t> family_item;
-  for (size_t i = 0; i < local.size(); ++i) {
-    const auto [family, index] = expert_family(local[i].first);
-    if (index < 0) {
-      items.push_back({"", {i}});
-    } else if (const auto it = family_item.find(family); it != family_item.end()) {
-      items[it->second].second.push_back(i);
-    } else {
-      family_item[family] = items.size();
-      items.push_back({family, {i}});
-    }
-  }
-  std::vector<std::pair<std::string, Tensor>> out;
-  for (const auto& [family, members] : items) {
-    if (family.empty()) {
-      out.push_back(local[members[0]]);
-      continue;
-    }
-    const Tensor& first = local[members[0]].second;
-    Shape one = first.shape();
-    one.insert(one.begin(), 1);
-    Shape stacked = one;
-    stacked[0] = static_cast<int64_t>(members.size());
-    Tensor mine = Tensor::empty(stacked, first.dtype());
-    for (size_t m = 0; m < members.size(); ++m) {
-      Tensor row = mine.slice(static_cast<int64_t>(m), static_cast<int64_t>(m) + 1);
-      row.copy_from(local[members[m]].second.view(one));
-    }
-    const Tensor all = group.all_gather(mine);  // experts in rank order = global order
-    for (int64_t e = 0; e < all.dim(0); ++e)
-      out.push_back({expert_name(family, e), all.slice(e, e + 1).view(first.shape())});
-  }
-  return out;
-}
-
 std::vector<std::pair<std::string, Tensor>> select_tensors(
     const std::vector<std::pair<std::string, Tensor>>& saved,
     const std::vector<std::string>& wanted, int64_t num_experts, const std::string& what) {

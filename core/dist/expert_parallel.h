@@ -41,13 +41,6 @@ struct ExpertExchange {
 ExpertExchange plan_expert_exchange(Communicator& group,
                                     const std::vector<int64_t>& kept_per_expert);
 
-// Named tensors (parameters, optimizer state) of a model whose experts are split over the
-// group -> the whole model's: each expert tensor family (the same name but for
-// "expert_<i>") is gathered from the group's ranks in expert order; the rest is passed
-// through. Collective; every rank returns the whole set.
-std::vector<std::pair<std::string, Tensor>> gather_experts(
-    Communicator& group, const std::vector<std::pair<std::string, Tensor>>& local);
-
 // The subset of a whole model's saved tensors a rank holds (the names in `wanted`), after
 // checking that every expert family is complete: each index 0..E-1 present exactly once.
 std::vector<std::pair<std::string, Tensor>> select_tensors(

@@ -14,8 +14,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
+#include "core/dist/communicator.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -100,17 +102,27 @@ std::vector<std::pair<int64_t, fs::path>> step_directories(const fs::path& root)
   return steps;
 }
 
+// Shard file names: "shard-00000.bin", ... for a single process or rank 0 of a
+// distributed save, "shard-rank3-00000.bin", ... for the other ranks.
+std::string shard_file(int rank, int index) {
+  char name[48];
+  if (rank == 0)
+    std::snprintf(name, sizeof name, "shard-%05d.bin", index);
+  else
+    std::snprintf(name, sizeof name, "shard-rank%d-%05d.bin", rank, index);
+  return name;
+}
+
 void add_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
                  const std::string& prefix, proto::Manifest& manifest, const fs::path& dir,
-                 const SaveOptions& options, int& shard_index, std::ofstream& shard,
+                 const SaveOptions& options, int rank, int& shard_index, std::ofstream& shard,
                  int64_t& shard_size) {
   auto open_shard = [&] {
     if (shard.is_open()) {
       shard.close();
       SW_CHECK(shard, Status::kIo, "checkpoint: cannot write a shard in ", dir.string());
     }
-    char name[32];
-    std::snprintf(name, sizeof name, "shard-%05d.bin", shard_index++);
+    const std::string name = shard_file(rank, shard_index++);
     shard.open(dir / name, std::ios::binary | std::ios::trunc);
     SW_CHECK(shard, Status::kIo, "checkpoint: cannot create ", (dir / name).string());
     shard_size = 0;
@@ -125,9 +137,7 @@ void add_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
     entry->set_name(prefix + name);
     entry->set_dtype(static_cast<proto::Manifest::TensorEntry::DType>(host.dtype()));
     for (int64_t d : host.shape()) entry->add_shape(d);
-    char shard_name[32];
-    std::snprintf(shard_name, sizeof shard_name, "shard-%05d.bin", shard_index - 1);
-    entry->set_shard(shard_name);
+    entry->set_shard(shard_file(rank, shard_index - 1));
     entry->set_offset(shard_size);
     entry->set_length(bytes);
     entry->set_crc32c(crc32c(host.raw(), static_cast<size_t>(bytes)));
@@ -137,9 +147,26 @@ void add_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
   }
 }
 
-// Shards and manifest of a checkpoint, written and synced into an empty directory.
-void write_directory(const fs::path& temporary, const Checkpoint& c, const SaveOptions& options) {
-  proto::Manifest manifest;
+// The tensors of a checkpoint written and synced as `rank`'s shards into a directory;
+// their index entries are added to `manifest`.
+void write_tensors(const fs::path& dir, const Checkpoint& c, const SaveOptions& options, int rank,
+                   proto::Manifest& manifest) {
+  int shard_index = 0;
+  int64_t shard_size = 0;
+  std::ofstream shard;
+  add_tensors(c.parameters, "", manifest, dir, options, rank, shard_index, shard, shard_size);
+  add_tensors(c.optimizer_state, kOptimizerPrefix, manifest, dir, options, rank, shard_index, shard,
+              shard_size);
+  if (shard.is_open()) {
+    shard.close();
+    SW_CHECK(shard, Status::kIo, "checkpoint: cannot write a shard in ", dir.string());
+  }
+  for (int i = 0; i < shard_index; ++i) fsync_path(dir / shard_file(rank, i), false);
+}
+
+// The manifest (the checkpoint's fields and the tensor index), written and synced with
+// the directory.
+void write_manifest(const fs::path& dir, const Checkpoint& c, proto::Manifest manifest) {
   manifest.set_format_version(kCheckpointFormatVersion);
   manifest.set_step(c.step);
   *manifest.mutable_model() = c.model;
@@ -147,20 +174,8 @@ void write_directory(const fs::path& temporary, const Checkpoint& c, const SaveO
   manifest.set_seed(c.seed);
   manifest.set_data_epoch(c.data.epoch);
   manifest.set_data_example(c.data.example);
-  int shard_index = 0;
-  int64_t shard_size = 0;
-  std::ofstream shard;
-  add_tensors(c.parameters, "", manifest, temporary, options, shard_index, shard, shard_size);
-  add_tensors(c.optimizer_state, kOptimizerPrefix, manifest, temporary, options, shard_index, shard,
-              shard_size);
-  if (shard.is_open()) {
-    shard.close();
-    SW_CHECK(shard, Status::kIo, "checkpoint: cannot write a shard in ", temporary.string());
-  }
-  for (const fs::directory_entry& e : fs::directory_iterator(temporary))
-    fsync_path(e.path(), false);
-  write_file(temporary / kManifest, manifest.SerializeAsString());
-  fsync_path(temporary, true);
+  write_file(dir / kManifest, manifest.SerializeAsString());
+  fsync_path(dir, true);
 }
 
 // ".tmp-<anything>-<pid>" whose process is gone (or a name without a pid).
@@ -173,15 +188,13 @@ bool is_abandoned_temporary(const std::string& name) {
   return pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
-}  // namespace
-
-std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
-                            const SaveOptions& options) {
+// Checks the options, creates the root, removes abandoned leftovers and makes the empty
+// temporary directory a save of `step` writes into.
+fs::path prepare_save(const fs::path& root, int64_t step, const SaveOptions& options) {
   SW_CHECK_ARG(options.keep_last >= 1, "checkpoint: keep_last must be >= 1, got ",
                options.keep_last);
   SW_CHECK_ARG(options.shard_bytes >= 1, "checkpoint: shard_bytes must be >= 1");
-  SW_CHECK_ARG(c.step >= 0, "checkpoint: step must be >= 0, got ", c.step);
-  const fs::path root(root_path);
+  SW_CHECK_ARG(step >= 0, "checkpoint: step must be >= 0, got ", step);
   std::error_code ec;
   fs::create_directories(root, ec);
   SW_CHECK(!ec, Status::kIo, "checkpoint: cannot create ", root.string(), ": ", ec.message());
@@ -189,18 +202,21 @@ std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
   // process's save in progress is left alone.
   for (const fs::directory_entry& e : fs::directory_iterator(root))
     if (is_abandoned_temporary(e.path().filename().string())) fs::remove_all(e.path(), ec);
+  const fs::path temporary =
+      root / (kTemporaryPrefix + step_name(step) + "-" + std::to_string(::getpid()));
+  fs::remove_all(temporary, ec);
+  fs::create_directory(temporary, ec);
+  SW_CHECK(!ec, Status::kIo, "checkpoint: cannot create ", temporary.string(), ": ", ec.message());
+  return temporary;
+}
 
-  const std::string name = step_name(c.step);
+// Moves a complete temporary directory into place as step `step`, points `latest` at it
+// and applies retention; returns the step directory.
+std::string publish_save(const fs::path& root, const fs::path& temporary, int64_t step,
+                         const SaveOptions& options) {
+  std::error_code ec;
+  const std::string name = step_name(step);
   const std::string pid = std::to_string(::getpid());
-  const fs::path temporary = root / (kTemporaryPrefix + name + "-" + pid);
-  fs::create_directory(temporary);
-  try {
-    write_directory(temporary, c, options);
-  } catch (...) {
-    fs::remove_all(temporary, ec);  // a failed save leaves nothing behind
-    throw;
-  }
-
   // Into place. An older directory of the same step is swapped out atomically
   // (RENAME_EXCHANGE), so at no moment does `latest` name a missing or partial directory.
   const fs::path final_dir = root / name;
@@ -223,6 +239,82 @@ std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
   for (size_t i = 0; i + static_cast<size_t>(options.keep_last) < steps.size(); ++i)
     if (steps[i].second.filename() != name) fs::remove_all(steps[i].second, ec);
   return final_dir.string();
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& root_path, const Checkpoint& c,
+                            const SaveOptions& options) {
+  const fs::path root(root_path);
+  const fs::path temporary = prepare_save(root, c.step, options);
+  try {
+    proto::Manifest manifest;
+    write_tensors(temporary, c, options, 0, manifest);
+    write_manifest(temporary, c, std::move(manifest));
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(temporary, ec);  // a failed save leaves nothing behind
+    throw;
+  }
+  return publish_save(root, temporary, c.step, options);
+}
+
+std::string save_checkpoint(Communicator& comm, const std::string& root_path,
+                            const Checkpoint& mine, const SaveOptions& options) {
+  if (comm.size() == 1) return save_checkpoint(root_path, mine, options);
+  const fs::path root(root_path);
+  const bool leader = comm.rank() == 0;
+  // Every phase ends with every rank learning whether any failed, so all of them throw
+  // together (none waits in a collective the others left) and rank 0 removes the
+  // temporary directory: a failed save changes nothing on disk.
+  auto fail = [](const std::string& what) { throw Error(Status::kIo, what); };
+  std::string error;
+  fs::path temporary;
+  if (leader) try {
+      temporary = prepare_save(root, mine.step, options);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  const std::string shared =
+      broadcast_bytes(comm, error.empty() ? "+" + temporary.string() : "-" + error, 0);
+  if (shared[0] == '-') fail("checkpoint: rank 0: " + shared.substr(1));
+  temporary = shared.substr(1);
+  proto::Manifest part;
+  try {
+    write_tensors(temporary, mine, options, comm.rank(), part);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const std::vector<std::string> parts =
+      all_gather_bytes(comm, error.empty() ? "+" + part.SerializeAsString() : "-" + error);
+  std::string result;  // rank 0's: "+<directory>" or "-<error>"
+  if (leader) {
+    try {
+      proto::Manifest manifest;
+      std::map<std::string, int> writer;  // each tensor from exactly one rank
+      for (int r = 0; r < comm.size(); ++r) {
+        SW_CHECK(parts[r][0] == '+', Status::kIo, "checkpoint: rank ", r, ": ", parts[r].substr(1));
+        proto::Manifest p;
+        SW_CHECK(p.ParseFromString(parts[r].substr(1)), Status::kInternal, "checkpoint: rank ", r,
+                 "'s index does not parse");
+        for (const proto::Manifest::TensorEntry& e : p.tensors()) {
+          const auto [it, fresh] = writer.emplace(e.name(), r);
+          SW_CHECK(fresh, Status::kInvalidArgument, "checkpoint: tensor ", e.name(),
+                   " written by rank ", it->second, " and rank ", r);
+          *manifest.add_tensors() = e;
+        }
+      }
+      write_manifest(temporary, mine, std::move(manifest));
+      result = "+" + publish_save(root, temporary, mine.step, options);
+    } catch (const std::exception& e) {
+      std::error_code ec;
+      fs::remove_all(temporary, ec);
+      result = std::string("-") + e.what();
+    }
+  }
+  result = broadcast_bytes(comm, result, 0);
+  if (result[0] == '-') fail(result.substr(1));
+  return result.substr(1);
 }
 
 std::string latest_checkpoint(const std::string& root) {
@@ -264,9 +356,12 @@ Checkpoint load_checkpoint(const std::string& path) {
   c.data = {manifest.data_epoch(), manifest.data_example()};
   ShardFile shard;  // tensors are stored shard by shard: one open at a time
   std::string shard_name;
+  std::set<std::string> names;
   for (const proto::Manifest::TensorEntry& e : manifest.tensors()) {
     const fs::path shard_path = dir / e.shard();
     auto where = [&] { return "tensor " + e.name() + " in " + shard_path.string(); };
+    SW_CHECK(names.insert(e.name()).second, Status::kCorrupt,
+             "checkpoint: ", manifest_path.string(), " lists tensor ", e.name(), " twice");
     SW_CHECK(!e.shard().empty() && e.shard().find('/') == std::string::npos, Status::kCorrupt,
              "checkpoint: ", where(), ": bad shard name");
     if (e.shard() != shard_name) {

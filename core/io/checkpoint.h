@@ -4,6 +4,8 @@
 // size. A save writes a temporary directory, fsyncs every file and the directory, renames
 // it into place and only then replaces the root's `latest` pointer, so a crash at any
 // point leaves `latest` on a complete checkpoint; retention never deletes the newest one.
+// Distributed runs may write in parallel: each rank its own shards (its experts), rank 0
+// the manifest that indexes them all.
 // A load checks the manifest and every tensor's bytes before returning anything.
 #pragma once
 
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "core/data/pretraining_data.h"
+#include "core/dist/communicator.h"
 #include "core/model/config.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/tensor.h"
@@ -42,6 +45,16 @@ struct SaveOptions {
 // Leftovers of an interrupted save are removed first. An existing checkpoint of the same
 // step is replaced only once the new one is complete.
 std::string save_checkpoint(const std::string& root, const Checkpoint& checkpoint,
+                            const SaveOptions& options = {});
+
+// A distributed save (collective over comm): every rank passes the tensors it writes
+// (each tensor written by exactly one rank, e.g. the experts by their owners; the other
+// fields are taken from rank 0's) and writes them as its own shards into the directory
+// rank 0 made; rank 0 then writes the manifest indexing every rank's tensors and moves
+// the checkpoint into place. The root must be on a filesystem every rank sees. A failure
+// on any rank (or a tensor two ranks wrote) throws on every rank and leaves what was
+// saved before untouched. Returns the step directory on every rank.
+std::string save_checkpoint(Communicator& comm, const std::string& root, const Checkpoint& mine,
                             const SaveOptions& options = {});
 
 // The checkpoint directory `latest` points to under root; a not-found error when none.

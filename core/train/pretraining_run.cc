@@ -135,6 +135,9 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed(), DType::f32,
                                                Device::cpu(), groups.expert_parallel,
                                                groups.model_parallel);
+  if (groups.expert_parallel && groups.expert_parallel->size() > 1)
+    expert_writers_ =
+        groups.data_parallel->split(groups.expert_parallel->rank(), groups.data_parallel->rank());
   TrainOptions options = train_options(config_);
   options.data_parallel = groups.data_parallel;
   options.expert_parallel = groups.expert_parallel;
@@ -211,18 +214,26 @@ std::vector<std::pair<std::string, Tensor>> PretrainingRun::own_parts(
 std::string PretrainingRun::save_checkpoint() {
   std::vector<std::pair<std::string, Tensor>> parameters = named_parameters(),
                                               state = trainer_->optimizer().state();
-  Communicator* ep = groups_.expert_parallel;
-  if (ep && ep->size() > 1) {  // the whole model, experts gathered from their owners
-    parameters = gather_experts(*ep, parameters);
-    state = gather_experts(*ep, state);
-  }
   Communicator* mp = groups_.model_parallel;
   if (mp && mp->size() > 1) {  // the whole tensors, from every part
     const auto axis_of = [this](const std::string& name) { return split_axis(name); };
     parameters = gather_model_parallel(*mp, parameters, axis_of);
     state = gather_model_parallel(*mp, state, axis_of);
   }
-  if (!writer_) return "";  // the other ranks' state is rank 0's or gathered into it
+  // Expert parallelism: each expert is written by the first replica holding it, in
+  // parallel, the rest by rank 0. Otherwise rank 0 holds (or has gathered) everything.
+  const bool experts_here = expert_writers_ && expert_writers_->rank() == 0;
+  if (!writer_ && !experts_here) parameters.clear(), state.clear();
+  if (expert_writers_) {
+    auto keep_mine = [&](std::vector<std::pair<std::string, Tensor>>& tensors) {
+      std::vector<std::pair<std::string, Tensor>> mine;
+      for (auto& t : tensors)
+        if (is_expert_parameter(t.first) ? experts_here : writer_) mine.push_back(std::move(t));
+      tensors = std::move(mine);
+    };
+    keep_mine(parameters);
+    keep_mine(state);
+  }
   Checkpoint c;
   c.step = steps_done();
   c.model = config_.model();
@@ -233,7 +244,11 @@ std::string PretrainingRun::save_checkpoint() {
   c.optimizer_state = std::move(state);
   SaveOptions o;
   o.keep_last = config_.keep_checkpoints();
-  return sw::save_checkpoint(checkpoint_root(), c, o);
+  if (expert_writers_) {
+    const std::string dir = sw::save_checkpoint(*groups_.data_parallel, checkpoint_root(), c, o);
+    return writer_ ? dir : "";
+  }
+  return writer_ ? sw::save_checkpoint(checkpoint_root(), c, o) : "";
 }
 
 EvalMetrics PretrainingRun::evaluate() {

@@ -32,13 +32,14 @@ class PretrainingRun {
   // each rank runs this with the same config: every rank draws the same global batch and
   // steps on its shard; with expert parallelism each holds its share of the experts, with
   // model parallelism its part of every attention sublayer and feed-forward.
-  // Rank 0 alone writes files; checkpoints hold the whole model (the experts and parts
-  // gathered), so a run continues at any layout.
+  // Rank 0 writes the run's files; checkpoints hold the whole model (each expert written
+  // by one of its owners, model-parallel parts gathered), so a run continues at any
+  // layout.
   PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume = false,
                  const ParallelGroups& groups = {});
 
   // Saves the model, optimizer state, step and data position under <out>/checkpoints
-  // (collective; rank 0 writes, the other ranks return "").
+  // (collective; rank 0 returns the directory, the other ranks "").
   std::string save_checkpoint();
   std::string checkpoint_root() const { return out_dir_ + "/checkpoints"; }
 
@@ -70,6 +71,8 @@ class PretrainingRun {
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
   ParallelGroups groups_;
+  // Expert parallelism: the ranks holding this rank's experts (their rank 0 saves them).
+  std::unique_ptr<Communicator> expert_writers_;
   bool writer_ = true;  // rank 0 (or a single process) writes the run's files
 };
 

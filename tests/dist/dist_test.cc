@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -15,6 +16,7 @@
 #include "core/dist/data_parallel.h"
 #include "core/dist/expert_parallel.h"
 #include "core/dist/model_parallel.h"
+#include "core/io/checkpoint.h"
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/philox.h"
@@ -335,6 +337,73 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
   for (const auto& e : sharded.parameters().entries())
     EXPECT_LE(max_relative_difference(e.tensor, single_model.parameters().get(e.name)), 1e-4)
         << e.name;
+}
+
+// ---- Distributed checkpoints ----
+
+// A directory every rank names (rank 0 makes it), removed by rank 0 at the end.
+struct SharedDirectory {
+  std::string path;
+  explicit SharedDirectory(Communicator& c) : comm(c) {
+    std::string made;
+    if (c.rank() == 0) {
+      char tmpl[] = "/tmp/sw_dist_ckpt_XXXXXX";
+      made = ::mkdtemp(tmpl);
+    }
+    path = broadcast_bytes(c, made, 0);
+  }
+  ~SharedDirectory() {
+    comm.barrier();
+    if (comm.rank() == 0) std::filesystem::remove_all(path);
+  }
+  Communicator& comm;
+};
+
+TEST(DistributedCheckpoint, EveryRankWritesItsShardsRankZeroTheManifest) {
+  Communicator& c = world();
+  SharedDirectory dir(c);
+  Checkpoint mine;
+  mine.step = 7;
+  mine.model = preset("tiny");
+  mine.seed = 3;
+  // Rank r writes "t<r>" (r + 1 elements of value r) and its optimizer slot.
+  const std::string name = "t" + std::to_string(c.rank());
+  mine.parameters = {{name, Tensor::full({c.rank() + 1}, DType::f32, c.rank())}};
+  mine.optimizer_state = {{name + "/v", Tensor::full({2}, DType::f64, 10 + c.rank())}};
+  const std::string saved = save_checkpoint(c, dir.path, mine);
+  EXPECT_EQ(saved, dir.path + "/step-00000007");
+  const Checkpoint back = load_checkpoint(dir.path);
+  EXPECT_EQ(back.step, 7);
+  EXPECT_EQ(back.seed, 3u);
+  ASSERT_EQ(back.parameters.size(), static_cast<size_t>(c.size()));
+  ASSERT_EQ(back.optimizer_state.size(), static_cast<size_t>(c.size()));
+  for (int r = 0; r < c.size(); ++r) {
+    EXPECT_EQ(back.parameters[r].first, "t" + std::to_string(r));
+    EXPECT_EQ(back.parameters[r].second.numel(), r + 1);
+    EXPECT_EQ(back.parameters[r].second.item(r), r);
+    EXPECT_EQ(back.optimizer_state[r].second.item(1), 10 + r);
+  }
+  EXPECT_TRUE(c.size() == 1 || std::filesystem::exists(saved + "/shard-rank1-00000.bin"));
+
+  // A rank that fails (here: a tensor another rank also writes) fails the save on every
+  // rank; the checkpoint saved before stays the latest and nothing else is left behind.
+  if (c.size() > 1) {
+    Checkpoint clash = mine;
+    clash.step = 8;
+    clash.parameters = {{"t0", Tensor::full({1}, DType::f32, 0)}};
+    try {
+      save_checkpoint(c, dir.path, clash);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("t0"), std::string::npos) << e.what();
+    }
+    c.barrier();
+    EXPECT_EQ(latest_checkpoint(dir.path), saved);
+    int entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path))
+      entries += e.path().filename() != "latest";
+    EXPECT_EQ(entries, 1);  // step-00000007 alone
+  }
 }
 
 // ---- Model parallelism ----
