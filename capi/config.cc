@@ -56,8 +56,9 @@ using namespace sw::capi;  // NOLINT: this file implements the namespace's C fac
 extern "C" {
 
 sw_status sw_config_preset(const char* name, sw_config** out) {
-  return guard(__func__,
-               [&] { deref(out, "out") = new_model_config(sw::preset(string_arg(name, "name"))); });
+  return guard(__func__, [&] {
+    put_out(out, [&] { return new_model_config(sw::preset(string_arg(name, "name"))); });
+  });
 }
 
 sw_status sw_config_preset_count(int64_t* out) {
@@ -90,14 +91,14 @@ sw_status sw_config_from_text(sw_config_kind kind, const char* text, sw_config**
 
 sw_status sw_config_train_default(sw_config** out) {
   return guard(__func__, [&] {
-    deref(out, "out") = new_config(SW_CONFIG_TRAIN, sw::train_config_from_text(""));
+    put_out(out, [&] { return new_config(SW_CONFIG_TRAIN, sw::train_config_from_text("")); });
   });
 }
 
 sw_status sw_config_clone(const sw_config* config, sw_config** out) {
   return guard(__func__, [&] {
     const sw_config& c = config_arg(config);
-    deref(out, "out") = new_config(c.kind, *c.message);
+    put_out(out, [&] { return new_config(c.kind, *c.message); });
   });
 }
 

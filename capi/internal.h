@@ -78,6 +78,13 @@ T& deref(T* pointer, const char* name) {
   SW_CHECK_ARG(pointer != nullptr, name, " is NULL");
   return *pointer;
 }
+// Stores make()'s new handle in *out, checking out first: nothing is made (and leaked)
+// when out is NULL.
+template <typename T, typename Make>
+void put_out(T** out, Make make) {
+  T*& slot = deref(out, "out");
+  slot = make();
+}
 std::string string_arg(const char* text, const char* name);
 
 // The (buf, cap, needed) protocol of the header.

@@ -62,15 +62,16 @@ sw_status sw_model_create(const sw_config* config, const char* device, uint64_t 
 sw_status sw_model_retain(sw_model* model, sw_model** out) {
   return guard(__func__, [&] {
     model_state(model);
-    deref(out, "out") = new_model_handle(model->state);
+    put_out(out, [&] { return new_model_handle(model->state); });
   });
 }
 
 void sw_model_destroy(sw_model* model) { delete model; }
 
 sw_status sw_model_config(const sw_model* model, sw_config** out) {
-  return guard(__func__,
-               [&] { deref(out, "out") = new_model_config(model_state(model).model.config()); });
+  return guard(__func__, [&] {
+    put_out(out, [&] { return new_model_config(model_state(model).model.config()); });
+  });
 }
 
 sw_status sw_model_seed(const sw_model* model, uint64_t* out) {

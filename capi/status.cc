@@ -132,6 +132,8 @@ const char* sw_status_string(sw_status status) {
       return "SW_ERR_NUMERIC";
     case SW_ERR_INTERNAL:
       return "SW_ERR_INTERNAL";
+    case SW_STATUS_ENUM_MAX_:
+      break;
   }
   return "SW_ERR_UNKNOWN";
 }

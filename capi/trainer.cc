@@ -197,7 +197,7 @@ sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** 
 sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out) {
   return guard(__func__, [&] {
     sw_trainer& t = trainer_arg(trainer);
-    deref(out, "out") = new_model_handle(t.model);
+    put_out(out, [&] { return new_model_handle(t.model); });
   });
 }
 

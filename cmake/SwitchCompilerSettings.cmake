@@ -30,3 +30,22 @@ function(sw_warnings target)
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU>>:-Wno-maybe-uninitialized>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra -Werror=all-warnings>)
 endfunction()
+
+# Sanitizers for every target, in a build directory of their own (scripts/test-sanitizers
+# builds with SW_SANITIZE=address,undefined): any report stops the program.
+set(SW_SANITIZE "" CACHE STRING "Sanitizers for every target, e.g. address,undefined")
+if(SW_SANITIZE)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX,C>:-fsanitize=${SW_SANITIZE}>
+                      $<$<COMPILE_LANGUAGE:CXX,C>:-fno-omit-frame-pointer>
+                      $<$<COMPILE_LANGUAGE:CXX,C>:-fno-sanitize-recover=all>)
+  add_link_options(-fsanitize=${SW_SANITIZE})
+endif()
+# libFuzzer targets for every parser (tests/fuzz): clang only; every target of ours is
+# instrumented for coverage so the fuzzers see inside the parsers.
+option(SW_BUILD_FUZZERS "Build tests/fuzz as libFuzzer binaries (clang)" OFF)
+if(SW_BUILD_FUZZERS)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "SW_BUILD_FUZZERS needs clang (CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX,C>:-fsanitize=fuzzer-no-link>)
+endif()

@@ -74,7 +74,10 @@ extern "C" {
 
 /* ---------------------------------------------------------------- status, version */
 
-/* Append-only: values never change meaning. */
+/* Append-only: values never change meaning. Every enum of this header ends with a
+ * *_ENUM_MAX_ value that is never used: it makes the enum's range the whole int, so a
+ * caller's out-of-range value (999) reaches the library as a value to refuse, not as
+ * undefined behaviour in C++. */
 typedef enum sw_status {
   SW_OK = 0,
   SW_ERR_INVALID_ARGUMENT = 1, /* NULL handle, short buffer, bad field or value */
@@ -87,7 +90,8 @@ typedef enum sw_status {
   SW_ERR_OUT_OF_MEMORY = 8,
   SW_ERR_DISTRIBUTED = 9, /* MPI / NCCL failure */
   SW_ERR_NUMERIC = 10,    /* NaN / Inf */
-  SW_ERR_INTERNAL = 11
+  SW_ERR_INTERNAL = 11,
+  SW_STATUS_ENUM_MAX_ = 0x7fffffff
 } sw_status;
 
 /* "SW_OK", "SW_ERR_INVALID_ARGUMENT", ...; "SW_ERR_UNKNOWN" for other values. Static. */
@@ -111,14 +115,19 @@ SW_API sw_status sw_cuda_device_count(int* out);
 
 /* A ModelConfig or a TrainConfig (core/proto/libswitch.proto). */
 typedef struct sw_config sw_config;
-typedef enum sw_config_kind { SW_CONFIG_MODEL = 0, SW_CONFIG_TRAIN = 1 } sw_config_kind;
+typedef enum sw_config_kind {
+  SW_CONFIG_MODEL = 0,
+  SW_CONFIG_TRAIN = 1,
+  SW_CONFIG_KIND_ENUM_MAX_ = 0x7fffffff
+} sw_config_kind;
 typedef enum sw_field_type {
   SW_FIELD_INT = 0,
   SW_FIELD_DOUBLE = 1,
   SW_FIELD_STRING = 2,
   SW_FIELD_BOOL = 3,
   SW_FIELD_ENUM = 4, /* get/set as a string (value name) or an int (value number) */
-  SW_FIELD_MESSAGE = 5
+  SW_FIELD_MESSAGE = 5,
+  SW_FIELD_TYPE_ENUM_MAX_ = 0x7fffffff
 } sw_field_type;
 
 /* A model preset compiled into the library ("tiny", "switch-base-8", ...). Unknown:
@@ -230,7 +239,7 @@ SW_API sw_status sw_result_logits(const sw_result* result, float* buf, size_t le
 SW_API sw_status sw_result_losses(const sw_result* result, double* loss, double* ce, double* aux,
                                   double* z);
 
-typedef enum sw_stack { SW_ENCODER = 0, SW_DECODER = 1 } sw_stack;
+typedef enum sw_stack { SW_ENCODER = 0, SW_DECODER = 1, SW_STACK_ENUM_MAX_ = 0x7fffffff } sw_stack;
 /* One sparse layer's routing in a forward pass. */
 typedef struct sw_routing_stats {
   uint32_t struct_size;

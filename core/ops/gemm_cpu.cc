@@ -22,6 +22,13 @@ GemmDims gemm_dims(const Shape& a, bool ta, const Shape& b, bool tb, const char*
   return {m, ka, n};
 }
 
+// The output is cut into fixed tiles computed in parallel, each by Eigen on one thread
+// (the core is built with EIGEN_DONT_PARALLELIZE). The tiling depends only on the shape,
+// so every element is summed in the same order whatever the thread count: Eigen's own
+// threading would pick its blocking, and so the order of the sums over k, from the
+// number of threads.
+constexpr int64_t kTileRows = 64, kTileCols = 256;
+
 template <typename T>
 void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha, T beta) {
   ConstMatrixMap<T> A(a, ta ? d.k : d.m, ta ? d.m : d.k);
@@ -32,14 +39,24 @@ void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha
   else if (beta != T(1))
     C *= beta;
   if (d.m == 0 || d.n == 0 || d.k == 0) return;
-  if (!ta && !tb)
-    C.noalias() += alpha * A * B;
-  else if (ta && !tb)
-    C.noalias() += alpha * A.transpose() * B;
-  else if (!ta && tb)
-    C.noalias() += alpha * A * B.transpose();
-  else
-    C.noalias() += alpha * A.transpose() * B.transpose();
+  const int64_t row_tiles = (d.m + kTileRows - 1) / kTileRows;
+  const int64_t col_tiles = (d.n + kTileCols - 1) / kTileCols;
+  const int64_t tiles = row_tiles * col_tiles;
+#pragma omp parallel for schedule(static) if (tiles > 1 && d.m * d.n * d.k > 65536)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t r0 = t / col_tiles * kTileRows, c0 = t % col_tiles * kTileCols;
+    const int64_t rows = std::min(kTileRows, d.m - r0), cols = std::min(kTileCols, d.n - c0);
+    auto out = C.block(r0, c0, rows, cols);
+    if (!ta && !tb)
+      out.noalias() += alpha * A.middleRows(r0, rows) * B.middleCols(c0, cols);
+    else if (ta && !tb)
+      out.noalias() += alpha * A.middleCols(r0, rows).transpose() * B.middleCols(c0, cols);
+    else if (!ta && tb)
+      out.noalias() += alpha * A.middleRows(r0, rows) * B.middleRows(c0, cols).transpose();
+    else
+      out.noalias() +=
+          alpha * A.middleCols(r0, rows).transpose() * B.middleRows(c0, cols).transpose();
+  }
 }
 
 }  // namespace
@@ -117,7 +134,7 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
     require_cpu(*t, "batched_matmul");
   dispatch_float(a.dtype(), "batched_matmul", [&](auto zero) {
     using T = decltype(zero);
-    // Each product is large; Eigen parallelises inside it.
+    // Each product is large; its tiles run in parallel.
     for (int64_t i = 0; i < batch; ++i)
       gemm_2d<T>(a.data<T>() + i * d.m * d.k, ta, b.data<T>() + i * d.k * d.n, tb,
                  c.data<T>() + i * d.m * d.n, d, T(1), T(0));

@@ -145,8 +145,10 @@ TEST_F(CheckpointTest, DamageIsNamedAndNothingIsRestored) {
   EXPECT_NE(e.find("missing"), std::string::npos) << e;
   write_shard(original);
   EXPECT_NO_THROW(sw::load_checkpoint(dir));
-  // A manifest that does not parse, and one from a newer format.
+  // A manifest that does not parse, and one from a newer format (written without the
+  // manifest's checksum, as checkpoints from before it were, so the parser is reached).
   const fs::path manifest = fs::path(dir) / "manifest.pb";
+  fs::remove(fs::path(dir) / "manifest.crc32c");
   const std::string good = [&] {
     std::ifstream in(manifest, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -193,6 +195,46 @@ TEST_F(CheckpointTest, DamageIsNamedAndNothingIsRestored) {
   // Partial: the unexpected and missing ones are ignored, the rest restored.
   sw::restore_tensors(unexpected, named_parameters(target), false, "parameter");
   EXPECT_TRUE(same_bytes(target.parameters().entries()[0].tensor, c.parameters[0].second));
+}
+
+// Every region of a checkpoint in turn (the manifest, its checksum, the start, middle and
+// end of every tensor in every shard, the `latest` pointer): one flipped byte is an error
+// naming the file, and the load writes nothing.
+TEST_F(CheckpointTest, AFlippedByteAnywhereIsRefused) {
+  sw::SaveOptions small_shards;
+  small_shards.shard_bytes = 200000;  // several shards
+  const std::string dir =
+      sw::save_checkpoint(root_.string(), make_checkpoint(model_, 1), small_shards);
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto write = [](const fs::path& p, const std::string& bytes) {
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  std::vector<fs::path> files = {root_ / "latest"};
+  for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+  ASSERT_GE(files.size(), 5u);  // latest, manifest, its checksum, two shards or more
+  int flips = 0;
+  for (const fs::path& file : files) {
+    const std::string original = read(file);
+    ASSERT_FALSE(original.empty()) << file;
+    // Start, end and 14 places between (every tensor of a shard is hit: each has a CRC).
+    std::vector<size_t> at = {0, original.size() - 1};
+    for (size_t k = 1; k < 15; ++k) at.push_back(original.size() * k / 15);
+    for (size_t i : at) {
+      std::string flipped = original;
+      flipped[i] ^= 0x20;
+      write(file, flipped);
+      const std::string e = error_of([&] { sw::load_checkpoint(root_.string()); });
+      EXPECT_FALSE(e.empty()) << file << " byte " << i << " loaded without an error";
+      EXPECT_EQ(read(file), flipped) << "the load changed " << file;
+      ++flips;
+    }
+    write(file, original);
+  }
+  EXPECT_NO_THROW(sw::load_checkpoint(root_.string()));
+  EXPECT_GE(flips, 80);
 }
 
 // SIGKILL at random moments of a save, again and again: `latest` always names a complete

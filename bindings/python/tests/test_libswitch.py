@@ -168,7 +168,7 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
     with sw.Trainer.restore(tmp_path / "run") as t:
         assert t.step(batch).step == 11
     # One flipped byte in a shard: refused, naming the checksum.
-    shard = next(p for p in os.scandir(path) if p.name != "manifest.pb")
+    shard = next(p for p in os.scandir(path) if p.name.endswith(".bin"))
     with open(shard.path, "r+b") as f:
         f.seek(100)
         byte = f.read(1)
@@ -176,6 +176,38 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(sw.CorruptError, match="checksum"):
         sw.Model.load(path)
+    # The manifest changed after saving: refused too.
+    manifest = os.path.join(path, "manifest.pb")
+    with open(manifest, "r+b") as f:
+        f.seek(10)
+        byte = f.read(1)
+        f.seek(10)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(sw.CorruptError, match="manifest"):
+        sw.Model.load(path)
+
+
+def test_more_bad_input_is_refused_and_changes_nothing(tmp_path):
+    with tiny() as m:
+        before = forward(m).logits
+        # An empty batch, and ids of the wrong dtype.
+        with pytest.raises(sw.InvalidArgumentError, match="batch must be >= 1"):
+            m.forward(INPUT_IDS[:0], DECODER_INPUT_IDS[:0])
+        with pytest.raises(sw.InvalidArgumentError):
+            m.forward(INPUT_IDS.astype(np.complex64), DECODER_INPUT_IDS)
+        with pytest.raises(sw.OutOfRangeError, match="decoder_input_ids"):
+            m.forward(INPUT_IDS, -DECODER_INPUT_IDS - 1)
+        # A checkpoint of another model: strict loading names the mismatch, nothing changes.
+        wider = sw.Config.preset("tiny")
+        wider["d_ff"] = 128
+        with sw.Model(wider) as other:
+            path = other.save(tmp_path / "other")
+        with pytest.raises(sw.Error, match="wi.weight"):
+            m.load_parameters(path)
+        # A parameter set with values of the wrong dtype or shape.
+        with pytest.raises(sw.InvalidArgumentError):
+            m.set_parameter("shared.weight", np.zeros((3,), dtype=np.float32))
+        np.testing.assert_array_equal(forward(m).logits, before)
 
 
 def test_built_in_data_training():

@@ -180,7 +180,7 @@ public class LibSwitchTest {
       // One flipped byte in a shard: refused, naming the checksum.
       Path shard;
       try (var files = Files.list(Path.of(path))) {
-        shard = files.filter(f -> !f.getFileName().toString().equals("manifest.pb")).findFirst().get();
+        shard = files.filter(f -> f.getFileName().toString().endsWith(".bin")).findFirst().get();
       }
       try (RandomAccessFile f = new RandomAccessFile(shard.toFile(), "rw")) {
         f.seek(100);
