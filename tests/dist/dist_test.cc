@@ -287,11 +287,12 @@ TEST(ExpertParallel, LayerMatchesOneProcessGatedGelu) {
   expect_expert_parallel_layer_matches(ModelConfig::GATED_GELU);
 }
 
-// A model whose experts are split over the world holds only its share, initialised as
-// the single-process model's, and trains like it: every replica's batch shard is one
-// micro-batch of the single process. Non-expert gradients are summed over all ranks,
-// expert gradients come from the owners (no replicas of an expert when dp = 1).
-TEST(ExpertParallel, TrainingMatchesOneProcess) {
+// A model whose experts are split over an expert group (the world, or with dp x ep each
+// pair of consecutive ranks) holds only its share, initialised as the single-process
+// model's, and trains like it: every rank's batch shard is one micro-batch of the single
+// process. Non-expert gradients are summed over all ranks, expert gradients over the
+// ranks holding the same experts (none when the group is the world).
+void expect_expert_parallel_training_matches(Communicator& ep) {
   Communicator& c = world();
   ModelConfig config = preset("tiny");  // 8 experts
   config.set_dropout_rate(0);
@@ -302,9 +303,9 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
   options.schedule.base = 1e-2;
   SwitchTransformer single_model(config, 11);
   Trainer single(single_model, options);
-  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), &c);
+  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), &ep);
   // Only this rank's experts, initialised as in the single process.
-  const ExpertShard shard = expert_shard(8, c.rank(), c.size());
+  const ExpertShard shard = expert_shard(8, ep.rank(), ep.size());
   for (const auto& e : sharded.parameters().entries()) {
     ASSERT_TRUE(single_model.parameters().contains(e.name)) << e.name;
     EXPECT_EQ(0, std::memcmp(e.tensor.raw(), single_model.parameters().get(e.name).raw(),
@@ -314,9 +315,9 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
   EXPECT_FALSE(sharded.parameters().contains("encoder.block.1.layer.1.mlp.experts.expert_" +
                                              std::to_string((shard.first + shard.count) % 8) +
                                              ".wo.weight") &&
-               c.size() > 1);
+               ep.size() > 1);
   options.data_parallel = &c;
-  options.expert_parallel = &c;
+  options.expert_parallel = &ep;
   Trainer trainer(sharded, options);
   // The gradient of the global batch, every parameter this rank holds, within 1e-5.
   TrainMetrics ma, mb;
@@ -338,6 +339,19 @@ TEST(ExpertParallel, TrainingMatchesOneProcess) {
   for (const auto& e : sharded.parameters().entries())
     EXPECT_LE(max_relative_difference(e.tensor, single_model.parameters().get(e.name)), 1e-4)
         << e.name;
+}
+
+TEST(ExpertParallel, TrainingMatchesOneProcess) {
+  expect_expert_parallel_training_matches(world());
+}
+
+// dp x ep = 2 x 2: ranks 2i and 2i + 1 split the experts, every rank a shard of the batch,
+// expert gradients summed over ranks i and i + 2.
+TEST(ExpertParallel, WithDataParallelReplicas) {
+  Communicator& c = world();
+  if (c.size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  const std::unique_ptr<Communicator> experts = c.split(c.rank() / 2, c.rank() % 2);
+  expect_expert_parallel_training_matches(*experts);
 }
 
 // ---- Distributed checkpoints ----
