@@ -16,6 +16,7 @@
 namespace sw {
 namespace {
 
+#ifdef SW_WITH_SENTENCEPIECE
 constexpr const char* kPluginName = "libswitch_spm.so";
 
 // SW_SENTENCEPIECE_PLUGIN, else the first that exists of: next to the object holding this
@@ -33,6 +34,7 @@ std::string plugin_path() {
     if (std::filesystem::exists(dir / kPluginName, ec)) return (dir / kPluginName).string();
   return (folder / kPluginName).string();  // named in the error that follows
 }
+#endif
 
 struct Plugin {
   const SwSentencePieceApi* api = nullptr;

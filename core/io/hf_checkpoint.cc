@@ -2,9 +2,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "core/io/checkpoint.h"
 #include "core/io/safetensors.h"
@@ -27,8 +29,19 @@ std::string read_text(const fs::path& path) {
 template <typename T>
 T field(const json& j, const char* name, T fallback) {
   if (!j.contains(name) || j.at(name).is_null()) return fallback;
+  const json& v = j.at(name);
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // An integer field must hold an integer the type can represent (a float such as 1e55
+    // or a huge unsigned value would not convert).
+    SW_CHECK_ARG(v.is_number_integer(), "HF config: ", name, " must be an integer, got ", v.dump());
+    SW_CHECK_ARG(v.is_number_unsigned()
+                     ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                     : v.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                           v.get<int64_t>() <= std::numeric_limits<T>::max(),
+                 "HF config: ", name, " is out of range: ", v.dump());
+  }
   try {
-    return j.at(name).get<T>();
+    return v.get<T>();
   } catch (const json::exception& e) {
     throw Error(Status::kInvalidArgument,
                 std::string("HF config: ") + name + " has the wrong type: " + e.what());

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace sw {
@@ -19,6 +20,29 @@ DType parse_dtype(const std::string& name, const std::string& where) {
   if (name == "I64") return DType::i64;
   throw Error(Status::kUnsupported,
               where + ": dtype \"" + name + "\" is not supported (F32, F64, BF16, I32, I64)");
+}
+
+}  // namespace
+
+namespace {
+
+// A JSON array of integers the type can represent (a float such as 1e55, or a negative
+// offset, would not convert).
+template <typename T>
+std::vector<T> integers(const nlohmann::json& array, const std::string& where, const char* what,
+                        const char* element) {
+  SW_CHECK(array.is_array(), Status::kCorrupt, where, ": ", what, " is not an array");
+  std::vector<T> out;
+  for (const nlohmann::json& v : array) {
+    SW_CHECK(!v.is_number_integer() || v.is_number_unsigned() || v.get<int64_t>() >= 0,
+             Status::kCorrupt, where, ": negative ", element, " ", v.dump(), " in ", what);
+    SW_CHECK(v.is_number_unsigned() &&
+                 v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max()),
+             Status::kCorrupt, where, ": ", what, " holds ", v.dump(), ", not an integer ", element,
+             " in range");
+    out.push_back(static_cast<T>(v.get<uint64_t>()));
+  }
+  return out;
 }
 
 }  // namespace
@@ -58,8 +82,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
         continue;
       }
       const DType dtype = parse_dtype(entry.at("dtype").get<std::string>(), where);
-      const Shape shape = entry.at("shape").get<Shape>();
-      const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
+      const Shape shape = integers<int64_t>(entry.at("shape"), where, "shape", "dimension");
+      const auto offsets =
+          integers<uint64_t>(entry.at("data_offsets"), where, "data_offsets", "offset");
       SW_CHECK(offsets.size() == 2 && offsets[0] <= offsets[1] && offsets[1] <= data_size,
                Status::kCorrupt, where, ": data offsets lie outside the ", data_size,
                " data bytes");

@@ -77,11 +77,12 @@ int main(int argc, char** argv) {
   using namespace sw;
   int64_t bytes = 0;
   CountingCommunicator world(launched_by_mpi() ? mpi_world() : local_communicator(), &bytes);
-  const int64_t ep = flag(argc, argv, "--ep", 1), steps = flag(argc, argv, "--steps", 6),
-                batch = flag(argc, argv, "--batch", 16);
-  if (world.size() % ep != 0 || batch % world.size() != 0) {
-    std::fprintf(stderr, "--ep %lld and --batch %lld must divide the %d ranks' work\n",
-                 static_cast<long long>(ep), static_cast<long long>(batch), world.size());
+  const int64_t ep = flag(argc, argv, "--ep", 1), mp = flag(argc, argv, "--mp", 1),
+                steps = flag(argc, argv, "--steps", 6), batch = flag(argc, argv, "--batch", 16);
+  if (world.size() % (ep * mp) != 0 || batch % (world.size() / mp) != 0 || (ep > 1 && mp > 1)) {
+    std::fprintf(stderr, "--ep %lld or --mp %lld and --batch %lld must divide the %d ranks' work\n",
+                 static_cast<long long>(ep), static_cast<long long>(mp),
+                 static_cast<long long>(batch), world.size());
     return 2;
   }
   ModelConfig config = preset("tiny");
@@ -92,13 +93,22 @@ int main(int argc, char** argv) {
   const std::unique_ptr<Communicator> expert_group =
       ep > 1 ? world.split(static_cast<int>(world.rank() / ep), static_cast<int>(world.rank() % ep))
              : nullptr;
-  SwitchTransformer model(config, 0, DType::f32, Device::cpu(), expert_group.get());
+  // Model parallelism: groups of mp consecutive ranks share a batch shard; the ranks with
+  // the same place in their group are the data-parallel replicas.
+  const int rank = world.rank();
+  const std::unique_ptr<Communicator> model_group =
+      mp > 1 ? world.split(static_cast<int>(rank / mp), static_cast<int>(rank % mp)) : nullptr;
+  const std::unique_ptr<Communicator> replicas =
+      mp > 1 ? world.split(static_cast<int>(rank % mp), static_cast<int>(rank / mp)) : nullptr;
+  Communicator& dp = replicas ? *replicas : static_cast<Communicator&>(world);
+  SwitchTransformer model(config, 0, DType::f32, Device::cpu(), expert_group.get(),
+                          model_group.get());
   TrainOptions options;
-  options.data_parallel = &world;
+  options.data_parallel = &dp;
   options.expert_parallel = expert_group.get();
   Trainer trainer(model, options);
   const Batch global = bench::random_batch(config, batch, 128, 32);
-  const Batch shard = shard_batch(global, world.rank(), world.size());
+  const Batch shard = shard_batch(global, dp.rank(), dp.size());
   std::vector<double> seconds;
   int64_t step_bytes = 0;
   for (int64_t s = 0; s < steps + 1; ++s) {  // the first step warms up
@@ -115,9 +125,10 @@ int main(int argc, char** argv) {
   std::sort(seconds.begin(), seconds.end());
   if (world.rank() == 0)
     std::printf(
-        "ranks %d  dp %lld  ep %lld  step %.3f s  %.1f MB per rank per step  %.0f tokens/s\n",
-        world.size(), static_cast<long long>(world.size() / ep), static_cast<long long>(ep),
-        seconds[seconds.size() / 2], step_bytes / 1e6,
+        "ranks %d  dp %lld  ep %lld  mp %lld  step %.3f s  %.1f MB per rank per step  %.0f "
+        "tokens/s\n",
+        world.size(), static_cast<long long>(world.size() / (ep * mp)), static_cast<long long>(ep),
+        static_cast<long long>(mp), seconds[seconds.size() / 2], step_bytes / 1e6,
         static_cast<double>(batch * (128 + 32)) / seconds[seconds.size() / 2]);
   return 0;
 }

@@ -93,6 +93,16 @@ TEST_F(HfCheckpointTest, BadConfigsAreNamed) {
   EXPECT_NE(
       error_of([] { sw::config_from_hf_json(R"({"num_experts": "eight"})"); }).find("num_experts"),
       std::string::npos);
+  // Found by fuzzing: an integer field holding a float or an integer out of range (once
+  // an undefined conversion) is named.
+  EXPECT_NE(error_of([] {
+              sw::config_from_hf_json(R"({"expert_capacity": 6.4e55})");
+            }).find("expert_capacity must be an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              sw::config_from_hf_json(R"({"d_model": 18446744073709551615})");
+            }).find("d_model is out of range"),
+            std::string::npos);
 }
 
 // HF turns "no sparse layers" into a step equal to the layer count, which still makes
