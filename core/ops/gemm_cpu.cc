@@ -27,7 +27,7 @@ GemmDims gemm_dims(const Shape& a, bool ta, const Shape& b, bool tb, const char*
 // so every element is summed in the same order whatever the thread count: Eigen's own
 // threading would pick its blocking, and so the order of the sums over k, from the
 // number of threads.
-constexpr int64_t kTileRows = 64, kTileCols = 256;
+constexpr int64_t kTileRows = 256, kTileCols = 256;
 
 template <typename T>
 void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha, T beta) {
@@ -42,7 +42,7 @@ void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha
   const int64_t row_tiles = (d.m + kTileRows - 1) / kTileRows;
   const int64_t col_tiles = (d.n + kTileCols - 1) / kTileCols;
   const int64_t tiles = row_tiles * col_tiles;
-#pragma omp parallel for schedule(static) if (tiles > 1 && d.m * d.n * d.k > 65536)
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && d.m * d.n * d.k > 65536)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t r0 = t / col_tiles * kTileRows, c0 = t % col_tiles * kTileCols;
     const int64_t rows = std::min(kTileRows, d.m - r0), cols = std::min(kTileCols, d.n - c0);

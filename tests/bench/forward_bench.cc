@@ -4,17 +4,18 @@
 //                         process's peak resident memory; Forward/tiny_small at 1 x (16 + 4)
 //   SwitchFfn             the Switch FFN forward of the switch-base-8 layer shape (router,
 //                         capacity, dispatch, 8 expert FFNs, combine) in GFLOP/s
-//   DenseGemm             Eigen's plain GEMM doing the same expert FLOPs: the ceiling the
-//                         Switch FFN is compared against
+//   DenseGemm             the library's plain GEMM (ops::matmul: Eigen on fixed tiles, all
+//                         threads) doing the same expert FLOPs: the ceiling the Switch FFN
+//                         is compared against
 #include <benchmark/benchmark.h>
 
-#include <Eigen/Core>
 #include <cmath>
 #include <cstdio>
 
 #include "core/data/byte_tokenizer.h"
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
+#include "core/ops/gemm.h"
 #include "core/ops/norm.h"
 #include "tests/bench/bench_util.h"
 
@@ -77,16 +78,18 @@ void SwitchFfn(benchmark::State& state) {
 }
 BENCHMARK(SwitchFfn)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// Eigen's GEMM on [n, d] x [d, ff] and back: the dense FLOPs of the experts' kept tokens.
+// The plain GEMMs [n, d] x [d, ff] and back: the dense FLOPs of the experts' kept tokens.
 void DenseGemm(benchmark::State& state) {
   const int64_t n = kBatch * kEncoderLen, d = 768, ff = 3072;
-  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(n, d), wi = Eigen::MatrixXf::Random(d, ff),
-                        wo = Eigen::MatrixXf::Random(ff, d);
-  Eigen::MatrixXf h(n, ff), y(n, d);
+  const sw::Tensor x = sw::Tensor::full({n, d}, sw::DType::f32, 0.5),
+                   wi = sw::Tensor::full({d, ff}, sw::DType::f32, 0.01),
+                   wo = sw::Tensor::full({ff, d}, sw::DType::f32, 0.01);
+  sw::Tensor h = sw::Tensor::empty({n, ff}, sw::DType::f32),
+             y = sw::Tensor::empty({n, d}, sw::DType::f32);
   for (auto _ : state) {
-    h.noalias() = x * wi;
-    y.noalias() = h * wo;
-    benchmark::DoNotOptimize(y.data());
+    sw::ops::matmul(x, false, wi, false, h);
+    sw::ops::matmul(h, false, wo, false, y);
+    benchmark::DoNotOptimize(y.raw());
   }
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * n * d * ff * 2 / 1e9, benchmark::Counter::kIsIterationInvariantRate);

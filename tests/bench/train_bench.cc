@@ -11,7 +11,8 @@
 //   DenseFfnTrain         forward + backward of the dense FFN with the expert's shape on the
 //                         same tokens: top-1 routing runs one expert FFN per token, so this is
 //                         the FLOP-matched dense layer (inner dropout 0.1)
-//   EigenGemm             Eigen's plain f32 GEMMs of the same six products: the ceiling the
+//   EigenGemm             the library's plain f32 GEMMs (ops::matmul: Eigen on fixed tiles,
+//                         all threads) of the same six products: the ceiling the
 //                         layers' GFLOP/s are compared against
 //
 // GFLOP/s counts the expert (or dense) FFN GEMMs only: forward x @ wi^T and h @ wo^T,
@@ -33,7 +34,6 @@
 // token: ideally flat in E) and the layer's GFLOP/s against Eigen's.
 #include <benchmark/benchmark.h>
 
-#include <Eigen/Core>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -43,6 +43,7 @@
 #include "core/model/feed_forward.h"
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
+#include "core/ops/gemm.h"
 #include "core/train/trainer.h"
 #include "tests/bench/bench_util.h"
 
@@ -190,23 +191,25 @@ void DenseFfnTrain(benchmark::State& state) {
 }
 BENCHMARK(DenseFfnTrain)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The six products of the FFN's forward and backward, as plain Eigen GEMMs on all tokens.
+// The six products of the FFN's forward and backward, as plain GEMMs on all tokens.
 void EigenGemm(benchmark::State& state) {
   const int64_t n = kTokens, d = kDModel, ff = kDFf;
-  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(n, d), dy = Eigen::MatrixXf::Random(n, d),
-                        wi = Eigen::MatrixXf::Random(d, ff), wo = Eigen::MatrixXf::Random(ff, d);
-  Eigen::MatrixXf h(n, ff), y(n, d), dh(n, ff), dx(n, d), dwi(d, ff), dwo(ff, d);
+  auto full = [](sw::Shape shape, double v) { return sw::Tensor::full(shape, sw::DType::f32, v); };
+  const sw::Tensor x = full({n, d}, 0.5), dy = full({n, d}, 0.1), wi = full({d, ff}, 0.01),
+                   wo = full({ff, d}, 0.01);
+  sw::Tensor h = full({n, ff}, 0), y = full({n, d}, 0), dh = full({n, ff}, 0), dx = full({n, d}, 0),
+             dwi = full({d, ff}, 0), dwo = full({ff, d}, 0);
   for (auto _ : state) {
-    h.noalias() = x * wi;
-    y.noalias() = h * wo;
-    dh.noalias() = dy * wo.transpose();
-    dwo.noalias() = h.transpose() * dy;
-    dx.noalias() = dh * wi.transpose();
-    dwi.noalias() = x.transpose() * dh;
-    benchmark::DoNotOptimize(y.data());
-    benchmark::DoNotOptimize(dx.data());
-    benchmark::DoNotOptimize(dwi.data());
-    benchmark::DoNotOptimize(dwo.data());
+    sw::ops::matmul(x, false, wi, false, h);
+    sw::ops::matmul(h, false, wo, false, y);
+    sw::ops::matmul(dy, false, wo, true, dh);
+    sw::ops::matmul(h, true, dy, false, dwo);
+    sw::ops::matmul(dh, false, wi, true, dx);
+    sw::ops::matmul(x, true, dh, false, dwi);
+    benchmark::DoNotOptimize(y.raw());
+    benchmark::DoNotOptimize(dx.raw());
+    benchmark::DoNotOptimize(dwi.raw());
+    benchmark::DoNotOptimize(dwo.raw());
   }
   state.counters["GFLOP/s"] =
       benchmark::Counter(ffn_train_flops(n) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
