@@ -167,24 +167,23 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
         np.testing.assert_array_equal(forward(loaded).logits, before)
     with sw.Trainer.restore(tmp_path / "run") as t:
         assert t.step(batch).step == 11
-    # One flipped byte in a shard: refused, naming the checksum.
+    # One flipped byte in a shard: refused, naming the checksum; in the manifest: too.
     shard = next(p for p in os.scandir(path) if p.name.endswith(".bin"))
-    with open(shard.path, "r+b") as f:
-        f.seek(100)
-        byte = f.read(1)
-        f.seek(100)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(shard.path, 100)
     with pytest.raises(sw.CorruptError, match="checksum"):
         sw.Model.load(path)
-    # The manifest changed after saving: refused too.
-    manifest = os.path.join(path, "manifest.pb")
-    with open(manifest, "r+b") as f:
-        f.seek(10)
-        byte = f.read(1)
-        f.seek(10)
-        f.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(shard.path, 100)
+    flip_byte(os.path.join(path, "manifest.pb"), 10)
     with pytest.raises(sw.CorruptError, match="manifest"):
         sw.Model.load(path)
+
+
+def flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x20]))
 
 
 def test_more_bad_input_is_refused_and_changes_nothing(tmp_path):
