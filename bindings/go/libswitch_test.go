@@ -268,3 +268,43 @@ func TestCreateDestroy1000TimesDoesNotGrow(t *testing.T) {
 		t.Fatalf("resident memory grew %.1f MiB over 1000 models", growth)
 	}
 }
+
+func TestDamagedCheckpointsAndEmptyBatchesAreRefused(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	path, err := m.Save(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One flipped byte in the manifest or a shard: a corrupt-data error naming the file;
+	// the files are as they were once the byte is back.
+	for _, name := range []string{"manifest.pb", "shard-00000.bin"} {
+		file := filepath.Join(path, name)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 0x20
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = LoadModel(path, "cpu")
+		wantError(t, err, Corrupt, name)
+		data[len(data)/2] ^= 0x20
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if loaded, err := LoadModel(path, "cpu"); err != nil {
+		t.Fatal(err)
+	} else {
+		loaded.Close()
+	}
+	// An empty batch and negative ids.
+	_, err = m.Forward(&Batch{Batch: 0, InputLen: 8, TargetLen: 4}, false)
+	wantError(t, err, InvalidArgument, "batch must be >= 1")
+	negative := testBatch()
+	negative.DecoderInputIDs[1] = -5
+	_, err = m.Forward(negative, false)
+	wantError(t, err, OutOfRange, "decoder_input_ids")
+}

@@ -148,6 +148,17 @@ public class LibSwitchTest {
       expect(Status.NOT_FOUND, "no.such.weight", () -> m.getParameter("no.such.weight"));
       expect(Status.INVALID_ARGUMENT, "length 3 given", () -> m.setParameter("shared.weight", new float[3]));
       expect(Status.NOT_FOUND, "no gradients yet", () -> m.gradient("shared.weight"));
+      // Empty batches; a checkpoint of another model loaded strictly (nothing changes).
+      expect(Status.INVALID_ARGUMENT, "inputIds: empty", () -> m.forward(new Batch(new int[0][0], new int[0][0])));
+      float[] before = m.forward(batch()).logits();
+      try (Config wider = Config.preset("tiny")) {
+        wider.set("d_ff", 128);
+        try (Model other = new Model(wider, "cpu", 0)) {
+          String path = other.save(dir.resolve("other").toString());
+          expect(Status.INVALID_ARGUMENT, "wi.weight", () -> m.loadParameters(path, true));
+        }
+      }
+      assertArrayEquals(before, m.forward(batch()).logits(), 0.0f);
       if (!LibSwitch.cudaBuilt()) {
         try (Config c = Config.preset("tiny")) {
           expect(Status.UNSUPPORTED, "built without CUDA", () -> new Model(c, "cuda:0", 0));
