@@ -371,23 +371,65 @@ func (m *Model) Forward(b *Batch, train bool) (*ForwardOutput, error) {
 	return out, nil
 }
 
+// GenerateOptions are sw_generate_options. Zero values mean: greedy decoding (NumBeams
+// 0 or 1, Temperature 0), no top-k, top-p 1, length penalty 1, the whole vocabulary, no
+// minimum length, capacity-limited routing.
+type GenerateOptions struct {
+	MaxNewTokens  int64   // new ids per row at most (> 0)
+	NumBeams      int64   // > 1: beam search
+	LengthPenalty float64 // beam search: scores divided by length^LengthPenalty
+	Temperature   float64 // > 0: sampling from the seeded Philox stream
+	TopK          int64   // sampling: the K most likely ids only (0: all)
+	TopP          float64 // sampling: the smallest set holding this probability (0 taken as 1)
+	Seed          uint64  // sampling: the same seed, the same samples
+	MinNewTokens  int64   // eos is not taken before this many ids
+	VocabLimit    int32   // ids >= VocabLimit are never produced (0: the model's vocabulary)
+	Dropless      bool    // no token is dropped by capacity at inference
+	AttentionMask []int32 // [batch, inputLen] (nil: no padding)
+}
+
 // Generate decodes greedily: up to maxNewTokens new ids per input row of
 // inputIDs ([batch, inputLen] row-major); eos ends a row and is not included.
 func (m *Model) Generate(inputIDs []int32, batch, inputLen, maxNewTokens int64) ([][]int32, error) {
+	return m.GenerateWith(inputIDs, batch, inputLen, GenerateOptions{MaxNewTokens: maxNewTokens})
+}
+
+// GenerateWith decodes with the KV cache under o: greedy, beam search or sampling.
+func (m *Model) GenerateWith(inputIDs []int32, batch, inputLen int64, o GenerateOptions) ([][]int32, error) {
 	if batch < 1 || inputLen < 1 || int64(len(inputIDs)) != batch*inputLen {
 		return nil, invalid("generate: %d ids for %d x %d", len(inputIDs), batch, inputLen)
 	}
-	out := make([]int32, batch*maxNewTokens)
+	if o.MaxNewTokens < 1 {
+		return nil, invalid("generate: MaxNewTokens must be >= 1, got %d", o.MaxNewTokens)
+	}
+	if o.AttentionMask != nil && int64(len(o.AttentionMask)) != batch*inputLen {
+		return nil, invalid("generate: AttentionMask holds %d values for %d x %d", len(o.AttentionMask), batch, inputLen)
+	}
+	beams, topP, penalty, dropless := o.NumBeams, o.TopP, o.LengthPenalty, 0
+	if beams == 0 {
+		beams = 1
+	}
+	if topP == 0 {
+		topP = 1
+	}
+	if penalty == 0 {
+		penalty = 1
+	}
+	if o.Dropless {
+		dropless = 1
+	}
+	out := make([]int32, batch*o.MaxNewTokens)
 	lengths := make([]int64, batch)
 	if _, err := call(func() int {
-		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, nil, maxNewTokens, 0, out,
-			lengths, 1, 0, 0, 1, 0, 0, 1, 0)
+		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, o.AttentionMask, o.MaxNewTokens,
+			int(o.VocabLimit), out, lengths, beams, o.Temperature, o.TopK, topP, o.Seed, o.MinNewTokens,
+			penalty, dropless)
 	}); err != nil {
 		return nil, err
 	}
 	rows := make([][]int32, batch)
 	for i := range rows {
-		rows[i] = out[int64(i)*maxNewTokens : int64(i)*maxNewTokens+lengths[i]]
+		rows[i] = out[int64(i)*o.MaxNewTokens : int64(i)*o.MaxNewTokens+lengths[i]]
 	}
 	return rows, nil
 }

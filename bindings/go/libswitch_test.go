@@ -308,3 +308,55 @@ func TestDamagedCheckpointsAndEmptyBatchesAreRefused(t *testing.T) {
 	_, err = m.Forward(negative, false)
 	wantError(t, err, OutOfRange, "decoder_input_ids")
 }
+
+func TestGenerateOptions(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	ids := testBatch().InputIDs
+	greedy, err := m.Generate(ids, 2, 8, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One beam is greedy decoding.
+	beam1, err := m.GenerateWith(ids, 2, 8, GenerateOptions{MaxNewTokens: 5, NumBeams: 1, MinNewTokens: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range greedy {
+		if len(greedy[i]) != len(beam1[i]) {
+			t.Fatal("one beam differs from greedy", greedy, beam1)
+		}
+		for j := range greedy[i] {
+			if greedy[i][j] != beam1[i][j] {
+				t.Fatal("one beam differs from greedy", greedy, beam1)
+			}
+		}
+	}
+	// Sampling: the same seed gives the same ids; a minimum length holds.
+	sample := GenerateOptions{MaxNewTokens: 6, Temperature: 0.9, TopK: 50, TopP: 0.95, Seed: 7, MinNewTokens: 6}
+	a, err := m.GenerateWith(ids, 2, 8, sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.GenerateWith(ids, 2, 8, sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		if len(a[i]) != 6 || len(b[i]) != 6 {
+			t.Fatal("min_new_tokens 6 not held", a, b)
+		}
+		for j := range a[i] {
+			if a[i][j] != b[i][j] {
+				t.Fatal("the same seed sampled other ids", a, b)
+			}
+		}
+	}
+	if _, err := m.GenerateWith(ids, 2, 8, GenerateOptions{MaxNewTokens: 4, NumBeams: 3, LengthPenalty: 0.6, Dropless: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.GenerateWith(ids, 2, 8, GenerateOptions{MaxNewTokens: 4, Temperature: 1, TopP: 2})
+	wantError(t, err, InvalidArgument, "top_p")
+	_, err = m.GenerateWith(ids, 2, 8, GenerateOptions{})
+	wantError(t, err, InvalidArgument, "MaxNewTokens")
+}

@@ -142,14 +142,27 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
 
   /** Greedy generation: new ids per input row (eos ends a row and is not included). */
   public int[][] generate(int[][] inputIds, int maxNewTokens) {
+    return generate(inputIds, new GenerateOptions().maxNewTokens(maxNewTokens));
+  }
+
+  /**
+   * Generation with the decoder's key/value cache under the options (greedy, beam search or
+   * sampling): new ids per input row; eos ends a row and is not included.
+   */
+  public int[][] generate(int[][] inputIds, GenerateOptions o) {
     Batch b = new Batch(inputIds, new int[inputIds.length][1]);
-    int[] out = new int[b.batch * maxNewTokens];
+    if (o.attentionMask != null) b.attentionMask(o.attentionMask);
+    if (o.maxNewTokens < 1) LibSwitch.invalid("generate: maxNewTokens must be >= 1, got " + o.maxNewTokens);
+    int[] out = new int[b.batch * o.maxNewTokens];
     long[] lengths = new long[b.batch];
     LibSwitch.checked(libswitch_raw.swb_model_generate(handle(), b.batch, b.inputLen, b.inputIds,
-        null, maxNewTokens, 0, out, lengths, 1, 0.0, 0, 1.0, BigInteger.ZERO, 0, 1.0, 0));
+        b.attentionMask, o.maxNewTokens, o.vocabLimit, out, lengths, o.numBeams, o.temperature,
+        o.topK, o.topP, BigInteger.valueOf(o.seed), o.minNewTokens, o.lengthPenalty,
+        o.dropless ? 1 : 0));
     int[][] rows = new int[b.batch][];
     for (int i = 0; i < b.batch; ++i) {
-      rows[i] = java.util.Arrays.copyOfRange(out, i * maxNewTokens, i * maxNewTokens + (int) lengths[i]);
+      rows[i] = java.util.Arrays.copyOfRange(
+          out, i * o.maxNewTokens, i * o.maxNewTokens + (int) lengths[i]);
     }
     return rows;
   }

@@ -216,6 +216,27 @@ public class LibSwitchTest {
     }
   }
 
+  @Test
+  public void generateOptionsBeamsAndSampling() {
+    try (Model m = tiny(0)) {
+      int[][] greedy = m.generate(inputIds(), 5);
+      int[][] oneBeam = m.generate(inputIds(), new GenerateOptions().maxNewTokens(5).numBeams(1));
+      for (int i = 0; i < 2; ++i) assertArrayEquals(greedy[i], oneBeam[i]);
+      GenerateOptions sample = new GenerateOptions().maxNewTokens(6).temperature(0.9).topK(50)
+          .topP(0.95).seed(7).minNewTokens(6);
+      int[][] a = m.generate(inputIds(), sample);
+      int[][] b = m.generate(inputIds(), sample);
+      for (int i = 0; i < 2; ++i) {
+        assertEquals(6, a[i].length);
+        assertArrayEquals(a[i], b[i]);
+      }
+      assertEquals(2, m.generate(inputIds(), new GenerateOptions().maxNewTokens(4).numBeams(3)
+          .lengthPenalty(0.6).dropless(true)).length);
+      expect(Status.INVALID_ARGUMENT, "top_p",
+          () -> m.generate(inputIds(), new GenerateOptions().temperature(1).topP(2)));
+    }
+  }
+
   static long residentMiB() throws IOException {
     String[] statm = Files.readString(Path.of("/proc/self/statm")).trim().split(" ");
     return Long.parseLong(statm[1]) * 4096 / (1 << 20);
