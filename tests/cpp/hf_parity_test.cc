@@ -1,7 +1,8 @@
 // Parity with HuggingFace transformers: the checked-in fixture (tests/reference/
 // make_hf_fixture.py: a tiny random SwitchTransformers model saved by HF, a padded batch,
-// and HF's eval-mode logits, cross-entropy, aux and z losses) imported through
-// import_hf must give the same numbers. The fixture's expert capacity drops tokens.
+// and HF's eval-mode logits, cross-entropy, aux and z losses, and what HF's `generate`
+// produces) imported through import_hf must give the same numbers and ids. The fixture's
+// expert capacity drops tokens.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/hf_checkpoint.h"
+#include "core/infer/generate.h"
 #include "core/io/safetensors.h"
 #include "test_util.h"
 
@@ -47,6 +49,30 @@ TEST(HfParity, ImportedModelMatchesTransformers) {
       (expected["encoder_z_loss"].get<double>() + expected["decoder_z_loss"].get<double>());
   EXPECT_NEAR(out.z_loss, z, 1e-5 * z);
   EXPECT_NEAR(out.loss, expected["loss"].get<double>(), 1e-5 * expected["loss"].get<double>());
+}
+
+// HF `generate` on the fixture's padded batch (make_hf_fixture.py --generate): greedy
+// decoding with the KV cache gives HF's ids; so does beam search with 3 beams, length
+// penalty 1 and early stopping. Decoding steps route one token per sequence, so HF's
+// fixed capacity drops nothing there, as here.
+TEST(HfParity, GenerateMatchesTransformers) {
+  const sw::SwitchTransformer model =
+      sw::import_hf(kFixture + "/config.json", kFixture + "/model.safetensors");
+  sw::SafetensorsFile data = sw::read_safetensors(kFixture + "/expected.safetensors");
+  nlohmann::json expected;
+  std::ifstream(kFixture + "/expected_generate.json") >> expected;
+  ASSERT_FALSE(expected.is_null()) << "no expected_generate.json in " << kFixture;
+  sw::GenerateOptions o;
+  o.max_new_tokens = expected["max_new_tokens"].get<int64_t>();
+  const sw::Tensor& ids = data.tensors.at("input_ids");
+  const sw::Tensor& mask = data.tensors.at("attention_mask");
+  EXPECT_EQ(sw::generate(model, ids, mask, o),
+            expected["greedy"].get<std::vector<std::vector<int32_t>>>());
+  o.num_beams = 3;
+  o.length_penalty = 1.0;
+  o.early_stopping = true;
+  EXPECT_EQ(sw::generate(model, ids, mask, o),
+            expected["beam3"].get<std::vector<std::vector<int32_t>>>());
 }
 
 }  // namespace

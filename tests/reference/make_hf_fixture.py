@@ -6,6 +6,10 @@ torch, transformers and safetensors; the output is checked in and read by
 tests/cpp/hf_parity_test.cc, which imports the model and must match.
 
 usage: make_hf_fixture.py [OUT_DIR]   (default: tests/reference/hf_fixture)
+       make_hf_fixture.py --generate [OUT_DIR]
+The second form leaves the model and the forward outputs as they are and adds
+expected_generate.json: HF `generate` on the fixture's batch (greedy, and beam search),
+read by tests/cpp/hf_parity_test.cc.
 """
 import json
 import os
@@ -68,5 +72,35 @@ def main():
     print(json.dumps(expected, indent=2))
 
 
+MAX_NEW_TOKENS = 10
+
+
+def generate():
+    """HF generate with the fixture's model on its input batch (padding included)."""
+    args = [a for a in sys.argv[1:] if a != "--generate"]
+    out = args[0] if args else os.path.join(os.path.dirname(__file__), "hf_fixture")
+    model = SwitchTransformersForConditionalGeneration.from_pretrained(out).eval()
+    data = safetensors.numpy.load_file(os.path.join(out, "expected.safetensors"))
+    input_ids = torch.tensor(data["input_ids"], dtype=torch.long)
+    attention_mask = torch.tensor(data["attention_mask"], dtype=torch.long)
+    result = {"transformers_version": transformers.__version__,
+              "torch_version": torch.__version__, "max_new_tokens": MAX_NEW_TOKENS}
+    with torch.no_grad():
+        for name, options in [("greedy", {"num_beams": 1, "do_sample": False}),
+                              ("beam3", {"num_beams": 3, "do_sample": False,
+                                         "length_penalty": 1.0, "early_stopping": True})]:
+            ids = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                 max_new_tokens=MAX_NEW_TOKENS, **options)
+            # Without the decoder start token; ended at eos (1), which is not included.
+            rows = []
+            for row in ids[:, 1:].tolist():
+                rows.append(row[:row.index(1)] if 1 in row else row)
+            result[name] = rows
+    with open(os.path.join(out, "expected_generate.json"), "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print(json.dumps(result, indent=2))
+
+
 if __name__ == "__main__":
-    main()
+    generate() if "--generate" in sys.argv else main()
