@@ -24,6 +24,7 @@
 //   switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
 //                   [--min-new-tokens N] [--num-beams N] [--length-penalty X]
 //                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--dropless]
+//                   [--routing]
 //       generation from a checkpoint with the decoder's key/value cache: greedy, beam
 //       search, or sampling (temperature > 0)
 //   switch import-hf --config config.json --weights model.safetensors|index.json|DIR --out DIR
@@ -94,6 +95,7 @@ const char* kUsage =
     "  --temperature T    generate: sample at temperature T (default 0: greedy)\n"
     "  --top-k K, --top-p P  generate: sample among the top K / top-p tokens\n"
     "  --dropless         generate: no token dropped by expert capacity\n"
+    "  --routing          generate: each sparse layer's tokens, drops and busiest expert\n"
     "  --weights PATH     import-hf: model.safetensors, a sharded index, or their directory\n"
     "                     (with --config config.json and --out DIR)\n"
     "  --device D         validate: the device checked against the cpu (default cuda:0)\n"
@@ -115,7 +117,7 @@ Args parse_args(int argc, char** argv, std::vector<std::string>& overrides) {
       throw sw::Error(sw::Status::kInvalidArgument, "unexpected argument " + key);
     }
     key = key.substr(2);
-    if (key == "train" || key == "resume" || key == "dropless") {
+    if (key == "train" || key == "resume" || key == "dropless" || key == "routing") {
       args[key] = "1";
     } else if (key == "set") {
       if (i + 1 >= argc) throw sw::Error(sw::Status::kInvalidArgument, "--set needs key=value");
@@ -301,8 +303,16 @@ void run_generate(const Args& a) {
     const sw::Tensor input =
         sw::Tensor::from_vector<int32_t>(ids, {1, static_cast<int64_t>(ids.size())});
     const sw::Tensor mask = sw::Tensor::full({1, input.dim(1)}, sw::DType::i32, 1);
-    const auto out = sw::generate(model, input, mask, options);
-    std::printf("input:  %s\noutput: %s\n\n", text.c_str(), tokenizer.decode(out[0]).c_str());
+    std::vector<sw::GenerationRouting> routing;
+    const auto out = sw::generate(model, input, mask, options, &routing);
+    std::printf("input:  %s\noutput: %s\n", text.c_str(), tokenizer.decode(out[0]).c_str());
+    if (a.count("routing"))
+      for (const sw::GenerationRouting& r : routing)
+        std::printf("  routing %s block %lld: %lld tokens, %.1f%% dropped, busiest expert %.0f%%\n",
+                    sw::stack_name(r.stack), static_cast<long long>(r.block),
+                    static_cast<long long>(r.tokens()), 100 * r.dropped_fraction(),
+                    100 * r.max_share());
+    std::printf("\n");
   }
 }
 

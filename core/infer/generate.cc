@@ -59,9 +59,32 @@ Tensor tokens_tensor(const std::vector<int32_t>& tokens) {
   return Tensor::from_vector<int32_t>(tokens, {static_cast<int64_t>(tokens.size())});
 }
 
+// Adds a pass's routing to the request's, layer by layer.
+void add_routing(const std::vector<LayerRouting>& layers, std::vector<GenerationRouting>* out) {
+  if (!out) return;
+  for (const LayerRouting& l : layers) {
+    auto it = std::find_if(out->begin(), out->end(), [&](const GenerationRouting& g) {
+      return g.stack == l.stack && g.block == l.block;
+    });
+    if (it == out->end()) {
+      GenerationRouting g;
+      g.stack = l.stack;
+      g.block = l.block;
+      g.tokens_per_expert.assign(l.stats.tokens_per_expert.size(), 0);
+      g.kept_per_expert.assign(l.stats.kept_per_expert.size(), 0);
+      it = out->insert(out->end(), std::move(g));
+    }
+    for (size_t e = 0; e < l.stats.tokens_per_expert.size(); ++e) {
+      it->tokens_per_expert[e] += l.stats.tokens_per_expert[e];
+      it->kept_per_expert[e] += l.stats.kept_per_expert[e];
+    }
+  }
+}
+
 // Greedy and sampling: one row per live sequence.
 std::vector<std::vector<int32_t>> decode_each(const SwitchTransformer& model, DecoderState state,
-                                              const GenerateOptions& o) {
+                                              const GenerateOptions& o,
+                                              std::vector<GenerationRouting>* routing) {
   const ModelConfig& c = model.config();
   const int64_t batch = state.batch(), vocab = c.vocab_size(), eos = c.eos_token_id();
   const int64_t limit = o.vocab_limit > 0 ? std::min(o.vocab_limit, vocab) : vocab;
@@ -72,6 +95,7 @@ std::vector<std::vector<int32_t>> decode_each(const SwitchTransformer& model, De
                             static_cast<int32_t>(c.decoder_start_token_id()));
   for (int64_t step = 0; step < o.max_new_tokens && !live.empty(); ++step) {
     const Tensor logits = model.decode_step(state, tokens_tensor(next), o.dropless);
+    add_routing(state.routing, routing);
     std::vector<int64_t> keep;
     std::vector<int32_t> kept_next;
     for (size_t i = 0; i < live.size(); ++i) {
@@ -112,7 +136,8 @@ double normalized(double score, size_t length, double penalty) {
 
 // Beam search: up to num_beams rows per live sequence.
 std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, DecoderState state,
-                                               const GenerateOptions& o) {
+                                               const GenerateOptions& o,
+                                               std::vector<GenerationRouting>* routing) {
   const ModelConfig& c = model.config();
   const int64_t batch = state.batch(), beams = o.num_beams, vocab = c.vocab_size();
   const int64_t eos = c.eos_token_id();
@@ -128,6 +153,7 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
                             static_cast<int32_t>(c.decoder_start_token_id()));
   for (int64_t step = 0; step < o.max_new_tokens && !row_seq.empty(); ++step) {
     const Tensor logits = model.decode_step(state, tokens_tensor(next), o.dropless);
+    add_routing(state.routing, routing);
     std::vector<int64_t> parents, new_seq, new_beam;
     std::vector<int32_t> chosen;
     for (int64_t s = 0; s < batch; ++s) {
@@ -233,12 +259,33 @@ void validate(const GenerateOptions& o) {
 
 std::vector<std::vector<int32_t>> generate(const SwitchTransformer& model, const Tensor& input_ids,
                                            const Tensor& attention_mask,
-                                           const GenerateOptions& options) {
+                                           const GenerateOptions& options,
+                                           std::vector<GenerationRouting>* routing) {
   validate(options);
   SW_CHECK_ARG(input_ids.defined() && input_ids.ndim() == 2, "generate: input_ids must be [B, T]");
-  DecoderState state = model.start_decoding(input_ids, attention_mask);
-  return options.num_beams > 1 ? search_beams(model, std::move(state), options)
-                               : decode_each(model, std::move(state), options);
+  DecoderState state = model.start_decoding(input_ids, attention_mask, options.dropless);
+  if (routing) routing->clear();
+  add_routing(state.encoder_routing, routing);
+  return options.num_beams > 1 ? search_beams(model, std::move(state), options, routing)
+                               : decode_each(model, std::move(state), options, routing);
+}
+
+int64_t GenerationRouting::tokens() const {
+  return std::accumulate(tokens_per_expert.begin(), tokens_per_expert.end(), int64_t{0});
+}
+
+double GenerationRouting::dropped_fraction() const {
+  const int64_t n = tokens();
+  const int64_t kept = std::accumulate(kept_per_expert.begin(), kept_per_expert.end(), int64_t{0});
+  return n ? 1.0 - static_cast<double>(kept) / static_cast<double>(n) : 0.0;
+}
+
+double GenerationRouting::max_share() const {
+  const int64_t n = tokens();
+  return n ? static_cast<double>(
+                 *std::max_element(tokens_per_expert.begin(), tokens_per_expert.end())) /
+                 static_cast<double>(n)
+           : 0.0;
 }
 
 std::vector<std::vector<int32_t>> beam_search(const SwitchTransformer& model,
@@ -246,7 +293,8 @@ std::vector<std::vector<int32_t>> beam_search(const SwitchTransformer& model,
                                               const GenerateOptions& options) {
   validate(options);
   SW_CHECK_ARG(options.temperature == 0, "beam_search: temperature must be 0");
-  return search_beams(model, model.start_decoding(input_ids, attention_mask), options);
+  return search_beams(model, model.start_decoding(input_ids, attention_mask, options.dropless),
+                      options, nullptr);
 }
 
 }  // namespace sw

@@ -25,7 +25,19 @@ struct GenerateOptions {
   double top_p = 1.0;
   uint64_t seed = 0;
   int64_t vocab_limit = 0;  // choose ids below it (e.g. the tokenizer's size); 0: all
-  bool dropless = false;    // no token dropped by expert capacity while generating
+  bool dropless = false;    // no token dropped by expert capacity (encoder and decoder)
+};
+
+// One sparse layer's routing over a whole request: the encoder's pass, or every decoding
+// step summed (all live sequences, every beam).
+struct GenerationRouting {
+  Stack stack = Stack::kEncoder;
+  int64_t block = 0;
+  std::vector<int64_t> tokens_per_expert;  // argmax counts
+  std::vector<int64_t> kept_per_expert;    // after capacity
+  int64_t tokens() const;
+  double dropped_fraction() const;
+  double max_share() const;  // the busiest expert's share of the tokens
 };
 
 // Validates the options: an error naming the field.
@@ -33,9 +45,11 @@ void validate(const GenerateOptions& options);
 
 // For each row of input_ids ([B, Te] i32, host; attention_mask may be undefined) the new
 // tokens, eos excluded (it ends the row). Eval mode, CPU. Beam search when num_beams > 1.
+// routing (optional) receives the request's routing per sparse layer, encoder first.
 std::vector<std::vector<int32_t>> generate(const SwitchTransformer& model, const Tensor& input_ids,
                                            const Tensor& attention_mask,
-                                           const GenerateOptions& options);
+                                           const GenerateOptions& options,
+                                           std::vector<GenerationRouting>* routing = nullptr);
 
 // Beam search with options.num_beams beams (1 included: it then gives greedy's output).
 std::vector<std::vector<int32_t>> beam_search(const SwitchTransformer& model,

@@ -35,6 +35,7 @@ struct RunContext {
   bool keep_block_outputs = false;  // for validation: every block's output hidden state
   uint64_t seed = 0;
   uint64_t step = 0;
+  bool dropless = false;  // inference: no token dropped by expert capacity
   // Model parallelism (core/dist/model_parallel.h): the group this rank's partial sums are
   // completed over; null: a single rank holds the whole model.
   Communicator* model_group = nullptr;

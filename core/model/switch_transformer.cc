@@ -317,9 +317,15 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
           c ? &c->ffn : nullptr);
       ctx.reduce_partial(y);
     } else {
-      const int64_t group_size = routing_group_size(config_, batch, length);
+      ModelConfig dropless_config;
+      if (ctx.dropless) {
+        dropless_config = config_;
+        dropless_config.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+      }
+      const ModelConfig& routing_config = ctx.dropless ? dropless_config : config_;
+      const int64_t group_size = routing_group_size(routing_config, batch, length);
       SwitchOutput sw =
-          switch_ffn(b.switch_ffn, config_, normed, group_size, ctx,
+          switch_ffn(b.switch_ffn, routing_config, normed, group_size, ctx,
                      random_site(st, blk, SiteKind::kRouterJitter),
                      random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
       LayerRouting r;
@@ -615,14 +621,15 @@ void DecoderState::select_rows(const std::vector<int64_t>& rows) {
 }
 
 DecoderState SwitchTransformer::start_decoding(const Tensor& input_ids,
-                                               const Tensor& attention_mask) const {
+                                               const Tensor& attention_mask, bool dropless) const {
   SW_CHECK(device_.is_cpu(), Status::kUnsupported,
            "cached decoding runs on the CPU path in this version");
   check_ids(input_ids, "input_ids");
   ops::check_token_ids(input_ids, config_.vocab_size(), "input_ids");
   check_mask(attention_mask, input_ids, "attention_mask");
   DecoderState state;
-  const RunContext ctx = context(false, 0);
+  RunContext ctx = context(false, 0);
+  ctx.dropless = dropless;
   ForwardOutput out;
   const Tensor* mask = attention_mask.defined() ? &attention_mask : nullptr;
   state.encoder_output = run_stack(encoder_, {&input_ids, mask, nullptr, nullptr}, ctx, out);

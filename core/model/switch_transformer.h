@@ -110,7 +110,9 @@ class SwitchTransformer {
 
   // Runs the encoder once (input_ids [B, Te] and its mask on the host; the mask may be
   // undefined) and computes every decoder block's cross-attention keys and values. CPU.
-  DecoderState start_decoding(const Tensor& input_ids, const Tensor& attention_mask) const;
+  // With `dropless` the encoder drops no token by capacity.
+  DecoderState start_decoding(const Tensor& input_ids, const Tensor& attention_mask,
+                              bool dropless = false) const;
   // Feeds tokens (i32 [B] on the host) at position state.length and returns the next
   // position's logits [B, V] (f32, host): the last row of a full forward over the whole
   // prefix, computed from the cache. Routing groups are this step's tokens; with

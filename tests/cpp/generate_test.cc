@@ -110,6 +110,37 @@ TEST(Generate, GreedyEqualsRecomputingThePrefix) {
   EXPECT_EQ(beam_search(model, in.ids, in.mask, o), recompute_greedy(model, in, 8));
 }
 
+// A request's routing per sparse layer: the encoder's counts cover every input position
+// once, the decoder's every token fed to a decoding step (each live sequence's start
+// token, then every id it produced before finishing); dropless drops none, and asking
+// for the routing changes no output.
+TEST(Generate, RoutingPerRequest) {
+  const SwitchTransformer model(dropless_tiny(), 4);
+  const Inputs in = inputs();
+  GenerateOptions o;
+  o.max_new_tokens = 8;
+  o.dropless = true;
+  std::vector<GenerationRouting> routing;
+  const auto out = generate(model, in.ids, in.mask, o, &routing);
+  EXPECT_EQ(out, generate(model, in.ids, in.mask, o));
+  int64_t fed = 0;  // a row that ended at eos was also fed the step that produced eos
+  for (const auto& row : out) fed += static_cast<int64_t>(row.size()) + (row.size() < 8 ? 1 : 0);
+  int64_t encoder_layers = 0, decoder_layers = 0;
+  for (const GenerationRouting& r : routing) {
+    EXPECT_EQ(r.dropped_fraction(), 0.0);
+    EXPECT_GT(r.max_share(), 0.0);
+    if (r.stack == Stack::kEncoder) {
+      ++encoder_layers;
+      EXPECT_EQ(r.tokens(), in.ids.numel());
+    } else {
+      ++decoder_layers;
+      EXPECT_EQ(r.tokens(), fed);
+    }
+  }
+  EXPECT_EQ(encoder_layers, 2);  // tiny: blocks 1 and 3 of each stack are sparse
+  EXPECT_EQ(decoder_layers, 2);
+}
+
 // With as many beams as choices, two steps of beam search are exhaustive: its answer is
 // the most likely of all 8 x 8 two-token sequences (scored by full forwards), at least
 // as likely as greedy's.
