@@ -38,6 +38,14 @@ Tensor post_capacity_experts(const ops::RouterOutput& r, const ops::CapacityAssi
   return out;
 }
 
+// The config the Switch layers route with: the model's, or with no capacity limit
+// (inference's dropless option).
+ModelConfig routing_config_for(const ModelConfig& config, bool dropless) {
+  ModelConfig c = config;
+  if (dropless) c.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  return c;
+}
+
 void check_ids(const Tensor& t, const char* what) {
   SW_CHECK_ARG(t.defined(), what, ": missing");
   SW_CHECK_ARG(t.ndim() == 2 && t.dim(0) >= 1 && t.dim(1) >= 1, what,
@@ -259,6 +267,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   const int64_t memory_length = decoder ? in.memory->dim(1) : 0;
   const double eps = config_.norm_epsilon(), rate = config_.dropout_rate();
   const bool hf_concat = config_.aux_loss_mode() != ModelConfig::AUX_PER_LAYER;
+  const ModelConfig routing_config = routing_config_for(config_, ctx.dropless);
 
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
@@ -317,12 +326,6 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
           c ? &c->ffn : nullptr);
       ctx.reduce_partial(y);
     } else {
-      ModelConfig dropless_config;
-      if (ctx.dropless) {
-        dropless_config = config_;
-        dropless_config.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
-      }
-      const ModelConfig& routing_config = ctx.dropless ? dropless_config : config_;
       const int64_t group_size = routing_group_size(routing_config, batch, length);
       SwitchOutput sw =
           switch_ffn(b.switch_ffn, routing_config, normed, group_size, ctx,
@@ -653,8 +656,7 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
                "decode_step: tokens must be i32 [", batch, "], got ", tokens.str());
   const Tensor ids = tokens.view({batch, 1});
   ops::check_token_ids(ids, config_.vocab_size(), "decode_step tokens");
-  ModelConfig step_config = config_;
-  if (dropless) step_config.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  const ModelConfig step_config = routing_config_for(config_, dropless);
   const RunContext ctx = context(false, 0);
   const double eps = config_.norm_epsilon();
   const int64_t position = state.length;

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/io/hf_checkpoint.h"
 #include "core/infer/generate.h"
+#include "core/io/hf_checkpoint.h"
 #include "core/io/safetensors.h"
 #include "test_util.h"
 
@@ -18,12 +18,21 @@ namespace {
 
 const std::string kFixture = SW_HF_FIXTURE_DIR;
 
-TEST(HfParity, ImportedModelMatchesTransformers) {
+// The fixture's model imported through import_hf, its batch and HF's outputs.
+class HfParity : public ::testing::Test {
+ protected:
+  static nlohmann::json read_json(const std::string& name) {
+    nlohmann::json j;
+    std::ifstream(kFixture + "/" + name) >> j;
+    return j;
+  }
   const sw::SwitchTransformer model =
       sw::import_hf(kFixture + "/config.json", kFixture + "/model.safetensors");
-  sw::SafetensorsFile data = sw::read_safetensors(kFixture + "/expected.safetensors");
-  nlohmann::json expected;
-  std::ifstream(kFixture + "/expected.json") >> expected;
+  const sw::SafetensorsFile data = sw::read_safetensors(kFixture + "/expected.safetensors");
+};
+
+TEST_F(HfParity, ImportedModelMatchesTransformers) {
+  const nlohmann::json expected = read_json("expected.json");
   sw::Batch b;
   b.input_ids = data.tensors.at("input_ids");
   b.attention_mask = data.tensors.at("attention_mask");
@@ -55,12 +64,8 @@ TEST(HfParity, ImportedModelMatchesTransformers) {
 // decoding with the KV cache gives HF's ids; so does beam search with 3 beams, length
 // penalty 1 and early stopping. Decoding steps route one token per sequence, so HF's
 // fixed capacity drops nothing there, as here.
-TEST(HfParity, GenerateMatchesTransformers) {
-  const sw::SwitchTransformer model =
-      sw::import_hf(kFixture + "/config.json", kFixture + "/model.safetensors");
-  sw::SafetensorsFile data = sw::read_safetensors(kFixture + "/expected.safetensors");
-  nlohmann::json expected;
-  std::ifstream(kFixture + "/expected_generate.json") >> expected;
+TEST_F(HfParity, GenerateMatchesTransformers) {
+  const nlohmann::json expected = read_json("expected_generate.json");
   ASSERT_FALSE(expected.is_null()) << "no expected_generate.json in " << kFixture;
   sw::GenerateOptions o;
   o.max_new_tokens = expected["max_new_tokens"].get<int64_t>();
