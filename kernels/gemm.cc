@@ -2,9 +2,9 @@
 
 #include <climits>
 
+#include "kernels/convert.cuh"
 #include "kernels/device.cuh"
 #include "kernels/device_context.h"
-#include "kernels/elementwise.cuh"
 
 namespace sw::kernels {
 namespace {
@@ -180,6 +180,17 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
       const_cast<const void* const*>(dev + count), t.data, ldas.data(),
       t.scalars_f64 ? static_cast<const void*>(zeros.data()) : zeros_f.data(), dev + 2 * count,
       t.data, ldcs.data(), count, sizes.data(), t.compute));
+}
+
+void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
+                             Tensor& dw) {
+  const int64_t n = dw.dim(1), k = dw.dim(2);
+  for (int64_t g = 0; g + 1 < static_cast<int64_t>(offsets.size()); ++g) {
+    if (offsets[g + 1] == offsets[g]) continue;
+    Tensor slice = dw.slice(g, g + 1).view({n, k});
+    matmul(dy.slice(offsets[g], offsets[g + 1]), true, x.slice(offsets[g], offsets[g + 1]), false,
+           slice, 1.0, 1.0);
+  }
 }
 
 }  // namespace sw::kernels

@@ -25,4 +25,8 @@ enum class GroupedGemm { kAuto, kPerGroup, kGroupedApi };
 void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
                     const std::vector<int64_t>& offsets, GroupedGemm strategy = GroupedGemm::kAuto);
 
+// dw[g] += dy[rows of g]^T @ x[rows of g], one GEMM per non-empty group.
+void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
+                             Tensor& dw);
+
 }  // namespace sw::kernels

@@ -7,7 +7,7 @@
 
 #include "core/dist/communicator.h"
 #include "core/ops/dropout.h"
-#include "core/ops/routing.h"
+#include "core/ops/router.h"
 
 namespace sw {
 

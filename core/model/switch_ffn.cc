@@ -6,7 +6,7 @@
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
-#include "core/ops/softmax.h"
+#include "core/ops/router.h"
 
 namespace sw {
 
@@ -88,7 +88,7 @@ namespace {
 // The expert weight gradients: for each expert e, d_weight[e] (+)= dy_e^T @ x_e over its
 // block of rows.
 Tensor& gradient_slot(Tensor& slot, const Tensor& like) {
-  if (!slot.defined()) slot = Tensor::zeros(like.shape(), like.dtype());
+  if (!slot.defined()) slot = Tensor::zeros(like.shape(), like.dtype(), like.device());
   return slot;
 }
 
@@ -98,56 +98,20 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
                            const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
                            double z_scale, int64_t group_size, const RunContext& ctx,
                            uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads) {
-  SW_CHECK(x.device().is_cpu(), Status::kUnsupported, "switch_ffn backward: cpu only for now");
   SW_CHECK(config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "switch_ffn backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   check_shape(dy, x.shape(), "switch_ffn backward: dy");
   const ops::CapacityAssignment& layout = fwd.layout;
-  const int64_t n = x.dim(0), d = x.dim(1), experts = config.num_experts(), rows = layout.kept();
   const bool gated = config.activation() == ModelConfig::GATED_GELU;
-  const int32_t* row = layout.row.data<int32_t>();
-  const int32_t* index = fwd.router.expert_index.data<int32_t>();
-  Tensor d_probs = Tensor::zeros({n, experts}, x.dtype());
-  Tensor d_expert_out = Tensor::zeros({rows, d}, x.dtype());
-  ops::dispatch_float(x.dtype(), "switch_ffn backward", [&](auto zero) {
-    using T = decltype(zero);
-    const T* g = dy.data<T>();
-    const T* gate = fwd.router.gate.data<T>();
-    const T* eo = fwd.expert_out.data<T>();
-    T* deo = d_expert_out.data<T>();
-    T* dp = d_probs.data<T>();
-    // Combine: y[t] = gate[t] * expert_out[row t].
-    for (int64_t t = 0; t < n; ++t) {
-      if (row[t] < 0) continue;  // dropped: no expert, no gate gradient
-      T dgate = 0;
-      for (int64_t i = 0; i < d; ++i) {
-        deo[row[t] * d + i] = gate[t] * g[t * d + i];
-        dgate += g[t * d + i] * eo[row[t] * d + i];
-      }
-      dp[t * experts + index[t]] += dgate;
-    }
-    // Aux loss (per layer): coef * E * mean_g sum_i f_gi P_gi with P_gi the group's mean
-    // probability, so dL/dp_ti = coef * E * f_gi / (n_g * G); f is a constant.
-    const double aux = config.aux_loss_coef() * aux_scale;
-    if (aux != 0) {
-      const int64_t groups = n / group_size;
-      for (int64_t g0 = 0; g0 < groups; ++g0) {
-        std::vector<double> f(experts, 0.0);
-        for (int64_t t = g0 * group_size; t < (g0 + 1) * group_size; ++t)
-          f[index[t]] += 1.0 / group_size;
-        for (int64_t t = g0 * group_size; t < (g0 + 1) * group_size; ++t)
-          for (int64_t e = 0; e < experts; ++e)
-            dp[t * experts + e] += static_cast<T>(aux * experts * f[e] / (group_size * groups));
-      }
-    }
-  });
+  Tensor d_expert_out, d_gate;
+  ops::combine_backward(dy, fwd.expert_out, fwd.router.gate, layout, d_expert_out, d_gate);
   // The experts, backwards (on their owners' rows with expert parallelism): wo, expert
   // dropout, activation, wi.
   const Tensor d_rows =
       fwd.exchange ? send_to_experts(*fwd.expert_group, *fwd.exchange, d_expert_out) : d_expert_out;
   const std::vector<int64_t>& offset = fwd.expert_offset;
   auto project_back = [&](const Tensor& grad_out, const Tensor& weight) {  // grad_out @ W_e
-    Tensor result = Tensor::empty({grad_out.dim(0), weight.dim(2)}, x.dtype());
+    Tensor result = Tensor::empty({grad_out.dim(0), weight.dim(2)}, x.dtype(), x.device());
     ops::grouped_matmul(grad_out, weight, false, result, offset);
     return result;
   };
@@ -177,47 +141,87 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   }
   if (fwd.exchange) d_buffer = return_from_experts(*fwd.expert_group, *fwd.exchange, d_buffer);
   ctx.reduce_partial(d_buffer);  // model parallelism: each rank's d_ff slice contributed
-  // The router: logits = router_input @ W^T, probs = softmax(logits), plus the z-loss
-  // coef * mean_t lse_t^2, whose gradient is coef * 2 lse_t p_t / N.
-  Tensor d_logits = ops::softmax_backward(d_probs, fwd.router.probs);
-  const double z = config.z_loss_coef() * z_scale;
-  if (z != 0) {
-    const Tensor lse = ops::logsumexp(fwd.router.logits);
-    ops::dispatch_float(x.dtype(), "switch_ffn backward", [&](auto zero) {
-      using T = decltype(zero);
-      T* dl = d_logits.data<T>();
-      const T* p = fwd.router.probs.data<T>();
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t e = 0; e < experts; ++e)
-          dl[t * experts + e] += static_cast<T>(z * 2.0 * lse.item(t) / n) * p[t * experts + e];
-    });
-  }
+  // The router, through the gates and this layer's loss terms.
+  ops::RouterLossGradients losses;
+  losses.aux = config.aux_loss_coef() * aux_scale;
+  losses.group_size = group_size;
+  losses.z = config.z_loss_coef() * z_scale;
+  const Tensor d_logits = ops::router_backward(fwd.router, d_gate, losses);
   ops::linear_backward_weight(d_logits, fwd.router_input, gradient_slot(grads.router, w.router),
                               true);
   Tensor d_router_input = ops::linear_backward_input(d_logits, w.router);
   // Dispatch backward: each kept token's buffer row flows back to the expert input.
-  Tensor d_expert_input = Tensor::zeros({n, d}, x.dtype());
-  ops::dispatch_float(x.dtype(), "switch_ffn backward", [&](auto zero) {
-    using T = decltype(zero);
-    const T* db = d_buffer.data<T>();
-    T* de = d_expert_input.data<T>();
-    for (int64_t t = 0; t < n; ++t)
-      if (row[t] >= 0)
-        for (int64_t i = 0; i < d; ++i) de[t * d + i] = db[row[t] * d + i];
-  });
+  const Tensor d_expert_input = ops::dispatch_backward(d_buffer, layout);
   // Jitter multiplies the router input by fixed noise; HF lets the experts read it too.
   if (config.jitter_reaches_experts()) ops::add_(d_router_input, d_expert_input);
-  const ops::RouterJitter jitter = ctx.jitter(jitter_site, config.router_jitter_eps());
-  if (jitter.active()) {
-    ops::dispatch_float(x.dtype(), "switch_ffn backward", [&](auto zero) {
-      using T = decltype(zero);
-      T* g = d_router_input.data<T>();
-      for (int64_t i = 0; i < d_router_input.numel(); ++i)
-        g[i] *= static_cast<T>(1.0 - jitter.eps + 2.0 * jitter.eps * jitter.stream.uniform(i));
-    });
-  }
+  ops::jitter_backward_(d_router_input, ctx.jitter(jitter_site, config.router_jitter_eps()));
   if (!config.jitter_reaches_experts()) ops::add_(d_router_input, d_expert_input);
   return d_router_input;
+}
+
+namespace {
+
+// The expert of each token after capacity, a dropped token counting as expert 0: the
+// assignment HF's load-balancing loss sees.
+Tensor post_capacity_experts(const ops::RouterOutput& r, const ops::CapacityAssignment& a) {
+  Tensor out = r.expert_index.to(Device::cpu());
+  const Tensor slots = a.slot.to(Device::cpu());
+  int32_t* p = out.data<int32_t>();
+  const int32_t* slot = slots.data<int32_t>();
+  for (int64_t t = 0; t < out.numel(); ++t)
+    if (slot[t] < 0) p[t] = 0;
+  return out;
+}
+
+}  // namespace
+
+LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out,
+                           int64_t group_size) {
+  LayerRouting r;
+  r.stack = stack;
+  r.block = block;
+  r.capacity = out.assignment.capacity;
+  r.group_size = group_size;
+  r.stats = ops::routing_stats(out.router, out.assignment);
+  r.expert_index = out.router.expert_index;
+  return r;
+}
+
+RoutingLosses::RoutingLosses(const ModelConfig& config, int64_t batch, double& aux_total,
+                             double& z_total)
+    : config_(config),
+      per_layer_(config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER),
+      aux_total_(aux_total),
+      z_total_(z_total),
+      stack_balance_(batch, config.num_experts()) {}
+
+void RoutingLosses::add_layer(Stack stack, int64_t block, const SwitchOutput& out,
+                              int64_t group_size, std::vector<LayerRouting>& routing) {
+  LayerRouting r = layer_routing(stack, block, out, group_size);
+  const int64_t tokens = out.router.probs.dim(0);
+  const double z = ops::router_z_loss(out.router.logits);
+  if (per_layer_) {
+    ops::BalanceSums balance(tokens / group_size, config_.num_experts());
+    balance.add(out.router.probs, out.router.expert_index);
+    r.aux_loss = config_.aux_loss_coef() * balance.loss();
+    r.z_loss = config_.z_loss_coef() * z;
+    aux_total_ += r.aux_loss;
+    z_total_ += r.z_loss;
+  } else {
+    stack_balance_.add(out.router.probs, config_.aux_loss_mode() == ModelConfig::AUX_HF_CONCAT
+                                             ? post_capacity_experts(out.router, out.assignment)
+                                             : out.router.expert_index.to(Device::cpu()));
+    stack_z_sum_ += z * static_cast<double>(tokens);
+    stack_z_tokens_ += tokens;
+  }
+  ++sparse_layers_;
+  routing.push_back(std::move(r));
+}
+
+void RoutingLosses::finish_stack() {
+  if (per_layer_ || sparse_layers_ == 0) return;
+  aux_total_ += config_.aux_loss_coef() * stack_balance_.loss();
+  z_total_ += config_.z_loss_coef() * stack_z_sum_ / static_cast<double>(stack_z_tokens_);
 }
 
 }  // namespace sw

@@ -11,7 +11,9 @@
 #include "core/model/config.h"
 #include "core/model/feed_forward.h"
 #include "core/model/run_context.h"
-#include "core/ops/routing.h"
+#include "core/ops/capacity.h"
+#include "core/ops/router.h"
+#include "core/ops/router_loss.h"
 #include "core/tensor/tensor.h"
 
 namespace sw {
@@ -68,5 +70,46 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
                            const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
                            double z_scale, int64_t group_size, const RunContext& ctx,
                            uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads);
+
+// One sparse layer's routing in a forward: what the trainer, the C ABI and generation
+// report.
+struct LayerRouting {
+  Stack stack = Stack::kEncoder;
+  int64_t block = 0;
+  int64_t capacity = 0;  // per expert per group
+  int64_t group_size = 0;
+  ops::RoutingStats stats;
+  Tensor expert_index;  // i32 [B*T, k], each token's chosen experts (before capacity)
+  // This layer's terms of the totals under AUX_PER_LAYER; 0 under the HF modes, whose
+  // terms belong to a whole stack.
+  double aux_loss = 0.0;
+  double z_loss = 0.0;
+};
+
+// The routing record of one Switch layer's forward (no loss terms: see RoutingLosses).
+LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out, int64_t group_size);
+
+// The load-balancing and z losses of one stack's sparse layers (SPEC §3), with their
+// coefficients, in the config's aux_loss_mode: each layer's own terms (AUX_PER_LAYER), or
+// one balance over all the stack's layers per sequence and one z mean (the HF modes).
+// Adds to running totals that span both stacks, layer by layer.
+class RoutingLosses {
+ public:
+  RoutingLosses(const ModelConfig& config, int64_t batch, double& aux_total, double& z_total);
+  // Records a sparse layer's routing, its terms included, in `routing`.
+  void add_layer(Stack stack, int64_t block, const SwitchOutput& out, int64_t group_size,
+                 std::vector<LayerRouting>& routing);
+  // Adds the stack's HF-mode terms (nothing under AUX_PER_LAYER).
+  void finish_stack();
+
+ private:
+  const ModelConfig& config_;
+  bool per_layer_;
+  double& aux_total_;
+  double& z_total_;
+  ops::BalanceSums stack_balance_;  // the HF modes: one balance per sequence
+  double stack_z_sum_ = 0.0;
+  int64_t stack_z_tokens_ = 0, sparse_layers_ = 0;
+};
 
 }  // namespace sw

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <string>
 
-#include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
@@ -24,18 +23,6 @@ InitRule weight(int64_t fan_in, double hf_std, double extra_scale = 1.0) {
   r.hf_std = hf_std;
   r.extra_scale = extra_scale;
   return r;
-}
-
-// The expert of each token after capacity, a dropped token counting as expert 0: the
-// assignment HF's load-balancing loss sees.
-Tensor post_capacity_experts(const ops::RouterOutput& r, const ops::CapacityAssignment& a) {
-  Tensor out = r.expert_index.to(Device::cpu());
-  const Tensor slots = a.slot.to(Device::cpu());
-  int32_t* p = out.data<int32_t>();
-  const int32_t* slot = slots.data<int32_t>();
-  for (int64_t t = 0; t < out.numel(); ++t)
-    if (slot[t] < 0) p[t] = 0;
-  return out;
 }
 
 // The config the Switch layers route with: the model's, or with no capacity limit
@@ -263,20 +250,16 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
   const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
-  const int64_t heads = heads_, experts = config_.num_experts();
+  const int64_t heads = heads_;
   const int64_t memory_length = decoder ? in.memory->dim(1) : 0;
   const double eps = config_.norm_epsilon(), rate = config_.dropout_rate();
-  const bool hf_concat = config_.aux_loss_mode() != ModelConfig::AUX_PER_LAYER;
   const ModelConfig routing_config = routing_config_for(config_, ctx.dropless);
 
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   const Tensor bias = position_bias_for(s, length);
 
-  // HF_CONCAT: one balance sum per sequence over all sparse layers of the stack.
-  ops::BalanceSums stack_balance(batch, experts);
-  double stack_z_sum = 0.0;
-  int64_t stack_z_tokens = 0, sparse_layers = 0;
+  RoutingLosses losses(config_, batch, out.aux_loss, out.z_loss);
 
   if (cache) cache->blocks.assign(s.blocks.size(), BlockCache{});
   for (size_t i = 0; i < s.blocks.size(); ++i) {
@@ -331,30 +314,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
           switch_ffn(b.switch_ffn, routing_config, normed, group_size, ctx,
                      random_site(st, blk, SiteKind::kRouterJitter),
                      random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
-      LayerRouting r;
-      r.stack = s.stack;
-      r.block = blk;
-      r.capacity = sw.assignment.capacity;
-      r.group_size = group_size;
-      r.stats = ops::routing_stats(sw.router, sw.assignment);
-      r.expert_index = sw.router.expert_index;
-      const double z = ops::router_z_loss(sw.router.logits);
-      if (hf_concat) {
-        stack_balance.add(sw.router.probs, config_.aux_loss_mode() == ModelConfig::AUX_HF_CONCAT
-                                               ? post_capacity_experts(sw.router, sw.assignment)
-                                               : sw.router.expert_index.to(Device::cpu()));
-        stack_z_sum += z * static_cast<double>(batch * length);
-        stack_z_tokens += batch * length;
-      } else {
-        ops::BalanceSums balance(batch * length / group_size, experts);
-        balance.add(sw.router.probs, sw.router.expert_index);
-        r.aux_loss = config_.aux_loss_coef() * balance.loss();
-        r.z_loss = config_.z_loss_coef() * z;
-        out.aux_loss += r.aux_loss;
-        out.z_loss += r.z_loss;
-      }
-      out.routing.push_back(std::move(r));
-      ++sparse_layers;
+      losses.add_layer(s.stack, blk, sw, group_size, out.routing);
       y = sw.y;
       if (c) {
         c->switch_out = std::move(sw);
@@ -366,10 +326,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
     ops::add_(h, y);
     if (ctx.keep_block_outputs) out.block_outputs.push_back({s.stack, blk, h.clone()});
   }
-  if (hf_concat && sparse_layers > 0) {
-    out.aux_loss += config_.aux_loss_coef() * stack_balance.loss();
-    out.z_loss += config_.z_loss_coef() * stack_z_sum / static_cast<double>(stack_z_tokens);
-  }
+  losses.finish_stack();
   if (cache) cache->final_input = h;
   Tensor final_out = ops::rms_norm(h, s.final_norm, eps, cache ? &cache->final_inv_rms : nullptr);
   ops::dropout_(final_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
@@ -470,22 +427,10 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   // heads are columns [first, first + heads) and the table's gradient is summed over the
   // group.
   Tensor& d_table = grads.of(s.relative_bias);
-  const int64_t all_heads = config_.num_heads();
   const int64_t first = model_group_ ? model_group_->rank() * heads : 0;
-  Tensor d_table_here = Tensor::zeros(d_table.shape(), d_table.dtype());
-  ops::dispatch_float(d_table.dtype(), "position bias backward", [&](auto zero) {
-    using T = decltype(zero);
-    const T* db = d_bias.data<T>();
-    T* dt = d_table_here.data<T>();
-    const int64_t buckets = s.relative_bias.dim(0);
-    for (int64_t i = 0; i < length; ++i)
-      for (int64_t j = 0; j < length; ++j) {
-        const int32_t bucket = ops::relative_position_bucket(
-            j - i, !decoder, buckets, config_.relative_attention_max_distance());
-        for (int64_t hh = 0; hh < heads; ++hh)
-          dt[bucket * all_heads + first + hh] += db[(hh * length + i) * length + j];
-      }
-  });
+  Tensor d_table_here = Tensor::zeros(d_table.shape(), d_table.dtype(), d_table.device());
+  ops::position_bias_backward(d_bias, !decoder, config_.relative_attention_max_distance(), first,
+                              d_table_here);
   ctx.reduce_partial(d_table_here);
   ops::add_(d_table, d_table_here);
   // Embedding (dropout first): rows of the shared table.
@@ -497,7 +442,6 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
 ForwardOutput SwitchTransformer::forward_backward(
     const Batch& batch, const ForwardOptions& options,
     std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales) const {
-  SW_CHECK(device_.is_cpu(), Status::kUnsupported, "forward_backward: cpu models only for now");
   SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(batch.labels.defined(), "forward_backward: labels are required");
@@ -706,14 +650,7 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
           switch_ffn(b.switch_ffn, step_config, normed, group_size, ctx,
                      random_site(st, blk, SiteKind::kRouterJitter),
                      random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
-      LayerRouting r;
-      r.stack = Stack::kDecoder;
-      r.block = blk;
-      r.capacity = sw.assignment.capacity;
-      r.group_size = group_size;
-      r.stats = ops::routing_stats(sw.router, sw.assignment);
-      r.expert_index = sw.router.expert_index;
-      state.routing.push_back(std::move(r));
+      state.routing.push_back(layer_routing(Stack::kDecoder, blk, sw, group_size));
       y = sw.y;
     }
     ops::add_(h, y.view({batch, 1, d}));

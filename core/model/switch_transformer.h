@@ -12,7 +12,6 @@
 #include "core/model/feed_forward.h"
 #include "core/model/parameters.h"
 #include "core/model/switch_ffn.h"
-#include "core/ops/routing.h"
 #include "core/tensor/tensor.h"
 
 namespace sw {
@@ -34,19 +33,6 @@ struct BlockOutput {
   Stack stack = Stack::kEncoder;
   int64_t block = 0;
   Tensor hidden;  // [B, T, d] after the block
-};
-
-struct LayerRouting {
-  Stack stack = Stack::kEncoder;
-  int64_t block = 0;
-  int64_t capacity = 0;  // per expert per group
-  int64_t group_size = 0;
-  ops::RoutingStats stats;
-  Tensor expert_index;  // i32 [B*T], the argmax expert of each token
-  // This layer's terms of the totals under AUX_PER_LAYER; 0 under the HF modes, whose
-  // terms belong to a whole stack.
-  double aux_loss = 0.0;
-  double z_loss = 0.0;
 };
 
 struct ForwardOutput {

@@ -1,5 +1,6 @@
-// FFN activations. gelu is the tanh approximation ("gelu_new"), as T5 v1.1 and the HF
-// `gated-gelu` feed-forward use it.
+// FFN activations (SPEC §1). gelu is the tanh approximation ("gelu_new"), as T5 v1.1 and
+// the HF `gated-gelu` feed-forward use it. Elementwise over any shape; f32/f64 on the cpu,
+// f32/bf16 storage with f32 arithmetic on a GPU.
 #pragma once
 
 #include "core/tensor/tensor.h"
@@ -17,5 +18,16 @@ Tensor gelu_backward(const Tensor& dy, const Tensor& x);
 // d(gelu(gate) * linear): dgate and dlinear.
 void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
                          Tensor& dlinear);
+
+// The Eigen implementations behind the device switch (activation.cc).
+namespace cpu {
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x);
+Tensor gated_gelu(const Tensor& gate, const Tensor& linear);
+Tensor relu_backward(const Tensor& dy, const Tensor& x);
+Tensor gelu_backward(const Tensor& dy, const Tensor& x);
+void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
+                         Tensor& dlinear);
+}  // namespace cpu
 
 }  // namespace sw::ops

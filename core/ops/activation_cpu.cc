@@ -1,13 +1,9 @@
 #include <cmath>
 
 #include "core/ops/activation.h"
-#include "core/ops/dispatch.h"
+#include "core/ops/cpu_util.h"
 
-#ifdef SW_WITH_CUDA
-#include "kernels/elementwise.cuh"
-#endif
-
-namespace sw::ops {
+namespace sw::ops::cpu {
 namespace {
 
 template <typename T>
@@ -29,12 +25,11 @@ T gelu_tanh_grad(T x) {
 // y[i] = fn(dy[i], x[i]) over two same-shaped cpu tensors.
 template <typename Fn>
 Tensor zip_elementwise(const Tensor& dy, const Tensor& x, const char* op, Fn fn) {
+  require_cpu(dy, op);
   require_cpu(x, op);
-  SW_CHECK_ARG(dy.shape() == x.shape() && dy.dtype() == x.dtype(), op, ": dy ", dy.str(),
-               " does not match x ", x.str());
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   const int64_t n = x.numel();
-  dispatch_float(x.dtype(), op, [&](auto zero) {
+  visit_float(x.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
     const T* pd = dy.data<T>();
     const T* px = x.data<T>();
@@ -50,7 +45,7 @@ Tensor map_elementwise(const Tensor& x, const char* op, Fn fn) {
   require_cpu(x, op);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   const int64_t n = x.numel();
-  dispatch_float(x.dtype(), op, [&](auto zero) {
+  visit_float(x.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -63,30 +58,18 @@ Tensor map_elementwise(const Tensor& x, const char* op, Fn fn) {
 }  // namespace
 
 Tensor relu(const Tensor& x) {
-#ifdef SW_WITH_CUDA
-  if (on_cuda(x)) return kernels::relu(x);
-#endif
   return map_elementwise(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
 }
 
 Tensor gelu(const Tensor& x) {
-#ifdef SW_WITH_CUDA
-  if (on_cuda(x)) return kernels::gelu(x);
-#endif
   return map_elementwise(x, "gelu", [](auto v) { return gelu_tanh(v); });
 }
 
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
-  SW_CHECK_ARG(gate.shape() == linear.shape() && gate.dtype() == linear.dtype() &&
-                   gate.device() == linear.device(),
-               "gated_gelu: gate ", gate.str(), " and linear ", linear.str(), " differ");
-#ifdef SW_WITH_CUDA
-  if (on_cuda(gate)) return kernels::gated_gelu(gate, linear);
-#endif
-  require_cpu(gate, "gated_gelu");
+  require_cpu(linear, "gated_gelu");
   Tensor y = Tensor::empty(gate.shape(), gate.dtype());
   const int64_t n = gate.numel();
-  dispatch_float(gate.dtype(), "gated_gelu", [&](auto zero) {
+  visit_float(gate.dtype(), "gated_gelu", [&](auto zero) {
     using T = decltype(zero);
     const T* pg = gate.data<T>();
     const T* pl = linear.data<T>();
@@ -109,8 +92,6 @@ Tensor gelu_backward(const Tensor& dy, const Tensor& x) {
 
 void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
                          Tensor& dlinear) {
-  SW_CHECK_ARG(linear.shape() == gate.shape() && linear.dtype() == gate.dtype(),
-               "gated_gelu backward: gate ", gate.str(), " and linear ", linear.str(), " differ");
   // d/dgate = dy * linear * gelu'(gate); d/dlinear = dy * gelu(gate).
   const Tensor dy_linear =
       zip_elementwise(dy, linear, "gated_gelu backward", [](auto g, auto l) { return g * l; });
@@ -119,4 +100,4 @@ void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& lin
                             [](auto g, auto v) { return g * gelu_tanh(v); });
 }
 
-}  // namespace sw::ops
+}  // namespace sw::ops::cpu

@@ -1,4 +1,5 @@
-// Scaled-dot-product attention without the 1/sqrt(d_kv) (T5 folds it into q's init).
+// Scaled-dot-product attention without the 1/sqrt(d_kv) (T5 folds it into q's init,
+// SPEC §1). f32/f64 on the cpu; f32/bf16 on a GPU with the softmax in f32.
 #pragma once
 
 #include "core/ops/dropout.h"
@@ -29,5 +30,14 @@ struct AttentionGrads {
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& probs, int64_t heads,
                                   const AttentionInputs& in);
+
+// The Eigen implementations behind the device switch (attention.cc).
+namespace cpu {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                 const AttentionInputs& in, Tensor* probs);
+AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& probs, int64_t heads,
+                                  const AttentionInputs& in);
+}  // namespace cpu
 
 }  // namespace sw::ops

@@ -3,47 +3,17 @@
 #include <limits>
 
 #include "core/ops/attention.h"
-#include "core/ops/dispatch.h"
+#include "core/ops/cpu_util.h"
 
-#ifdef SW_WITH_CUDA
-#include "kernels/transformer.cuh"
-#endif
-
-namespace sw::ops {
+namespace sw::ops::cpu {
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                  const AttentionInputs& in, Tensor* probs) {
-  SW_CHECK_ARG(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3,
-               "attention: q, k, v must be [B, T, H*dk], got ", q.str(), ", ", k.str(), ", ",
-               v.str());
-  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1);
-  SW_CHECK_ARG(heads > 0 && inner % heads == 0, "attention: ", inner,
-               " features do not split into ", heads, " heads");
-  check_shape(k, {B, Tk, inner}, "attention: k");
-  check_shape(v, {B, Tk, inner}, "attention: v");
-  SW_CHECK_ARG(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: dtypes differ");
-  if (in.bias) {
-    check_shape(*in.bias, {heads, Tq, Tk}, "attention: bias");
-    // On a GPU the bias is f32 whatever the activations (the softmax runs in f32).
-    check_dtype(*in.bias, on_cuda(q) ? DType::f32 : q.dtype(), "attention: bias");
-  }
-  if (in.key_mask) {
-    check_shape(*in.key_mask, {B, Tk}, "attention: key mask");
-    check_dtype(*in.key_mask, DType::i32, "attention: key mask");
-  }
-  const int64_t dk = inner / heads;
-  if (in.dropout.active()) {
-    SW_CHECK_ARG(in.dropout.rate < 1.0, "attention: dropout rate must be in [0, 1), got ",
-                 in.dropout.rate);
-    check_stream_size(B * heads * Tq * Tk, "attention dropout");
-  }
-#ifdef SW_WITH_CUDA
-  if (on_cuda(q)) return kernels::attention(q, k, v, heads, in, probs);
-#endif
-  for (const Tensor* t : {&q, &k, &v}) require_cpu(*t, "attention");
+  for (const Tensor* t : {&k, &v}) require_cpu(*t, "attention");
+  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1), dk = inner / heads;
   Tensor out = Tensor::empty({B, Tq, inner}, q.dtype());
   if (probs) *probs = Tensor::empty({B, heads, Tq, Tk}, q.dtype());
-  dispatch_float(q.dtype(), "attention", [&](auto zero) {
+  visit_float(q.dtype(), "attention", [&](auto zero) {
     using T = decltype(zero);
     using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
     using StridedOut = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
@@ -99,16 +69,14 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& probs, int64_t heads,
                                   const AttentionInputs& in) {
-  for (const Tensor* t : {&dout, &q, &k, &v, &probs}) require_cpu(*t, "attention backward");
+  for (const Tensor* t : {&dout, &k, &v, &probs}) require_cpu(*t, "attention backward");
   const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1), dk = inner / heads;
-  check_shape(dout, q.shape(), "attention backward: dout");
-  check_shape(probs, {B, heads, Tq, Tk}, "attention backward: probs");
   AttentionGrads g;
   g.dq = Tensor::empty(q.shape(), q.dtype());
   g.dk = Tensor::empty(k.shape(), k.dtype());
   g.dv = Tensor::empty(v.shape(), v.dtype());
   Tensor ds_all = Tensor::empty({B, heads, Tq, Tk}, q.dtype());  // score gradients
-  dispatch_float(q.dtype(), "attention backward", [&](auto zero) {
+  visit_float(q.dtype(), "attention backward", [&](auto zero) {
     using T = decltype(zero);
     using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
     using StridedOut = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
@@ -168,4 +136,4 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
   return g;
 }
 
-}  // namespace sw::ops
+}  // namespace sw::ops::cpu

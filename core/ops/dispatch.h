@@ -1,83 +1,36 @@
-// Internal helpers shared by the op implementations: dtype dispatch and device checks.
+// Token dispatch (SPEC §2): kept tokens gathered into their experts' rows of one buffer,
+// and the combine that scales each expert row by its gate and returns it to its token.
+// Rows follow a CapacityAssignment (grouped or padded layout). Any float dtype; the gate is
+// in the rows' dtype or, on a GPU in bf16, the router's f32.
 #pragma once
 
-#include <Eigen/Core>
-#include <algorithm>
-#include <cmath>
-#include <limits>
+#include <cstdint>
 
-#include "core/tensor/philox.h"
+#include "core/ops/capacity.h"
 #include "core/tensor/tensor.h"
 
 namespace sw::ops {
 
-// Calls fn(T{}) with T = float or double for t; other dtypes are an unsupported error
-// naming the op (bf16 compute lives on the GPU).
-template <typename Fn>
-auto dispatch_float(DType t, const char* op, Fn&& fn) {
-  switch (t) {
-    case DType::f32:
-      return fn(float{});
-    case DType::f64:
-      return fn(double{});
-    default:
-      throw Error(Status::kUnsupported, std::string(op) + ": dtype " + dtype_name(t) +
-                                            " is not supported on cpu (f32, f64)");
-  }
-}
+// x [N, d] -> [kept, d]: each kept assignment's token row copied to its expert's block.
+Tensor dispatch(const Tensor& x, const CapacityAssignment& a);
+// expert_out [kept, d] -> [N, d]: sum over a token's kept assignments of gate * its expert
+// row; 0 for a token with none (the sublayer then passes h through).
+Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssignment& a);
 
-// True for a tensor on a CUDA device (only possible in a build with CUDA).
-inline bool on_cuda(const Tensor& t) { return t.device().kind == Device::Kind::cuda; }
+// Backward of dispatch: d_x [N, d], each token's rows summed back (0 when dropped).
+Tensor dispatch_backward(const Tensor& d_buffer, const CapacityAssignment& a);
+// Backward of combine from dy [N, d]: d_expert_out [kept, d] = gate * dy on kept rows (0 on
+// padding), d_gate [N, k] = dy . expert row (0 when dropped).
+void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& gate,
+                      const CapacityAssignment& a, Tensor& d_expert_out, Tensor& d_gate);
 
-inline void require_cpu(const Tensor& t, const char* op) {
-  SW_CHECK(t.device().is_cpu(), Status::kUnsupported, op, ": tensor on ", t.device().str(),
-           " but this op has no kernel for that device yet");
-}
-
-template <typename T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using MatrixMap = Eigen::Map<RowMatrix<T>>;
-template <typename T>
-using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
-
-// Random draws index a Philox stream by element; beyond its length they would repeat.
-inline void check_stream_size(int64_t elements, const char* what) {
-  SW_CHECK(static_cast<uint64_t>(elements) <= kMaxStreamElements, Status::kUnsupported, what, ": ",
-           elements, " elements exceed one random stream (2^34)");
-}
-
-// The last dimension of t and the product of all the others (rows).
-inline int64_t last_dim(const Tensor& t) { return t.ndim() ? t.dim(-1) : 1; }
-inline int64_t leading_rows(const Tensor& t) {
-  const int64_t d = last_dim(t);
-  return d ? t.numel() / d : 0;
-}
-
-// Row kernels shared by softmax, attention and cross-entropy; max-subtracted, so stable
-// for large logits. Sums accumulate in Acc (double for cross-entropy).
-template <typename T>
-T row_max(const T* x, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
-template <typename T>
-void softmax_row(T* x, int64_t n) {
-  const T m = row_max(x, n);
-  T sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - m));
-  const T inv = T(1) / sum;
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
-
-template <typename Acc, typename T>
-Acc logsumexp_row(const T* x, int64_t n) {
-  const T m = row_max(x, n);
-  Acc sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<Acc>(x[i] - m));
-  return static_cast<Acc>(m) + std::log(sum);
-}
+// The Eigen implementations behind the device switch (dispatch.cc).
+namespace cpu {
+Tensor dispatch(const Tensor& x, const CapacityAssignment& a);
+Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssignment& a);
+Tensor dispatch_backward(const Tensor& d_buffer, const CapacityAssignment& a);
+void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& gate,
+                      const CapacityAssignment& a, Tensor& d_expert_out, Tensor& d_gate);
+}  // namespace cpu
 
 }  // namespace sw::ops

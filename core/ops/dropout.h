@@ -62,11 +62,20 @@ struct DropoutSpec {
   }
 };
 
+// x of any shape (f32/f64 on the cpu, f32/bf16 on a GPU), in place; element i is the
+// stream's element i. Dropout is linear with a fixed mask: its backward is the same call
+// on the gradient.
 void dropout_(Tensor& x, const DropoutSpec& spec);
 
 // Dropout on x [rows, width] whose row r draws from stream row stream_rows[r]: element
 // (r, j) uses stream element stream_rows[r] * width + j. Rows that moved (the Switch
 // experts' grouped layout) then keep the masks of their tokens, whatever the layout.
 void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows);
+
+// The Eigen implementations behind the device switch (dropout.cc).
+namespace cpu {
+void dropout_(Tensor& x, const DropoutSpec& spec);
+void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows);
+}  // namespace cpu
 
 }  // namespace sw::ops

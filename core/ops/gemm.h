@@ -1,4 +1,6 @@
-// Matrix products through Eigen (and cuBLAS on the GPU).
+// Matrix products: tiled Eigen on the cpu (f32/f64, summed in a fixed order whatever the
+// thread count), cuBLAS on a GPU (f32 with TF32 off, bf16 with f32 accumulation). Row-major
+// tensors, all operands of one dtype and device.
 #pragma once
 
 #include <vector>
@@ -34,5 +36,17 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& 
 // x [R, k], dw [G, n, k]. Groups without rows are left alone.
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
                              Tensor& dw);
+
+// The Eigen implementations behind the device switch (gemm.cc); shapes checked there.
+namespace cpu {
+void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+            double alpha, double beta);
+void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
+                    Tensor& c);
+void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
+                    const std::vector<int64_t>& offsets);
+void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
+                             Tensor& dw);
+}  // namespace cpu
 
 }  // namespace sw::ops

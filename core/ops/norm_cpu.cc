@@ -1,26 +1,16 @@
 #include <cmath>
 
-#include "core/ops/dispatch.h"
-
-#ifdef SW_WITH_CUDA
-#include "kernels/transformer.cuh"
-#endif
+#include "core/ops/cpu_util.h"
 #include "core/ops/norm.h"
 
-namespace sw::ops {
+namespace sw::ops::cpu {
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_rms) {
   const int64_t d = last_dim(x), rows = leading_rows(x);
-  check_shape(weight, {d}, "rms_norm: weight");
-  check_dtype(weight, x.dtype(), "rms_norm: weight");
-  SW_CHECK_ARG(eps > 0, "rms_norm: eps must be > 0, got ", eps);
-#ifdef SW_WITH_CUDA
-  if (on_cuda(x)) return kernels::rms_norm(x, weight, eps, inv_rms);
-#endif
-  require_cpu(x, "rms_norm");
+  require_cpu(weight, "rms_norm");
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   if (inv_rms) *inv_rms = Tensor::empty({rows}, x.dtype());
-  dispatch_float(x.dtype(), "rms_norm", [&](auto zero) {
+  visit_float(x.dtype(), "rms_norm", [&](auto zero) {
     using T = decltype(zero);
     const T* px = x.data<T>();
     const T* pw = weight.data<T>();
@@ -41,13 +31,11 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_r
 
 Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                          const Tensor& inv_rms, Tensor& dweight) {
-  require_cpu(x, "rms_norm backward");
   const int64_t d = last_dim(x), rows = leading_rows(x);
-  check_shape(dy, x.shape(), "rms_norm backward: dy");
-  check_shape(inv_rms, {rows}, "rms_norm backward: inv_rms");
-  check_shape(dweight, {d}, "rms_norm backward: dweight");
+  for (const Tensor* t : {&dy, &weight, &inv_rms, static_cast<const Tensor*>(&dweight)})
+    require_cpu(*t, "rms_norm backward");
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float(x.dtype(), "rms_norm backward", [&](auto zero) {
+  visit_float(x.dtype(), "rms_norm backward", [&](auto zero) {
     using T = decltype(zero);
     const T* px = x.data<T>();
     const T* pw = weight.data<T>();
@@ -72,4 +60,4 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   return dx;
 }
 
-}  // namespace sw::ops
+}  // namespace sw::ops::cpu

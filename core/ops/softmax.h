@@ -1,4 +1,5 @@
-// Softmax family over the last dimension, computed stably (max subtracted).
+// Softmax family over the last dimension, computed stably (max subtracted). Any leading
+// shape; f32/f64 on the cpu (no GPU kernel yet: attention and the router fuse their own).
 #pragma once
 
 #include "core/tensor/tensor.h"
@@ -7,10 +8,17 @@ namespace sw::ops {
 
 Tensor softmax(const Tensor& x);
 void softmax_(Tensor& x);  // in place
-// logsumexp over the last dimension: [..., n] -> [...].
+// logsumexp over the last dimension: [..., n] -> [...], accumulated in x's dtype.
 Tensor logsumexp(const Tensor& x);
 
 // Backward of p = softmax(x) from p and dp: dx = p * (dp - sum(dp * p)) per row.
 Tensor softmax_backward(const Tensor& dp, const Tensor& p);
+
+// The Eigen implementations behind the device switch (softmax.cc).
+namespace cpu {
+void softmax_(Tensor& x);
+Tensor logsumexp(const Tensor& x);
+Tensor softmax_backward(const Tensor& dp, const Tensor& p);
+}  // namespace cpu
 
 }  // namespace sw::ops

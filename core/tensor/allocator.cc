@@ -115,6 +115,14 @@ Allocator& allocator_for(const Device& device) {
 #endif
 }
 
+bool cuda_built() {
+#ifdef SW_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 int cuda_device_count() {
 #ifdef SW_WITH_CUDA
   return kernels::device_count();

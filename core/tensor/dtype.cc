@@ -58,12 +58,4 @@ std::string Device::str() const {
   return kind == Kind::cpu ? std::string("cpu") : "cuda:" + std::to_string(index);
 }
 
-bool cuda_built() {
-#ifdef SW_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
 }  // namespace sw

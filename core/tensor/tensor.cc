@@ -1,13 +1,12 @@
 #include "core/tensor/tensor.h"
 
-#ifdef SW_WITH_CUDA
-#include "kernels/elementwise.cuh"
-#endif
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <sstream>
+
+#include "core/tensor/device_switch.h"
+#include "kernels/convert.cuh"
 
 namespace sw {
 
@@ -163,13 +162,13 @@ Tensor Tensor::to(DType dtype) const {
   require_defined("to");
   SW_CHECK_ARG(is_floating(dtype) == is_floating(dtype_), "to: cannot convert ", str(), " to ",
                dtype_name(dtype));
-  if (!device().is_cpu()) {
+  if (on_cuda(*this)) {
     if (dtype == dtype_) return to(device());
-#ifdef SW_WITH_CUDA
     Tensor out = empty(shape_, dtype, device());
-    kernels::convert(*this, out);
-    return out;
-#endif
+    SW_RUN_ON_CUDA([&] {
+      kernels::convert(*this, out);
+      return out;
+    }());
   }
   Tensor out = empty(shape_, dtype);
   const int64_t n = numel();

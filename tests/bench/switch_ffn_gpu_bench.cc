@@ -13,8 +13,11 @@
 
 #include "core/model/switch_ffn.h"
 #include "core/ops/activation.h"
+#include "core/ops/capacity.h"
+#include "core/ops/dispatch.h"
 #include "core/ops/gemm.h"
-#include "core/ops/routing.h"
+#include "core/ops/router.h"
+#include "core/ops/router_loss.h"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
 

@@ -1,11 +1,13 @@
 // The Switch routing ops: router, capacity edge cases, dispatch/combine, aux and z losses.
-#include "core/ops/routing.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
+#include "core/ops/capacity.h"
+#include "core/ops/dispatch.h"
+#include "core/ops/router.h"
+#include "core/ops/router_loss.h"
 #include "test_util.h"
 
 namespace sw {

@@ -1,0 +1,78 @@
+#include "core/ops/capacity.h"
+
+#include <algorithm>
+
+#include "core/tensor/device_switch.h"
+#include "kernels/capacity.cuh"
+
+namespace sw::ops {
+namespace {
+
+CapacityAssignment assign_on_gpu(const Tensor& expert_index, int64_t num_experts,
+                                 int64_t group_size, int64_t capacity) {
+  const kernels::DeviceAssignment d =
+      kernels::assign_capacity(expert_index, num_experts, group_size, capacity);
+  CapacityAssignment a;
+  a.capacity = capacity;
+  a.slot = d.slot.view(expert_index.shape());
+  a.row = d.row.view(expert_index.shape());
+  a.kept_per_expert = d.kept_per_expert;
+  a.expert_offset = d.expert_offset;
+  a.dropped = d.dropped;
+  return a;
+}
+
+}  // namespace
+
+std::vector<int64_t> CapacityAssignment::token_of_row() const {
+  const Tensor rows = row.to(Device::cpu());
+  const int64_t k = rows.ndim() == 2 ? rows.dim(1) : 1;
+  std::vector<int64_t> tokens(kept());
+  const int32_t* r = rows.data<int32_t>();
+  for (int64_t i = 0; i < rows.numel(); ++i)
+    if (r[i] >= 0) tokens[r[i]] = i / k;
+  return tokens;
+}
+
+int64_t CapacityAssignment::max_kept() const {
+  int64_t m = 0;
+  for (int64_t k : kept_per_expert) m = std::max(m, k);
+  return m;
+}
+
+CapacityAssignment CapacityAssignment::padded(const Tensor& expert_index,
+                                              int64_t rows_per_expert) const {
+  SW_CHECK_ARG(rows_per_expert >= max_kept(), "padded layout: ", rows_per_expert,
+               " rows per expert cannot hold ", max_kept(), " kept tokens");
+  check_shape(expert_index, slot.shape(), "padded layout: expert_index");
+  CapacityAssignment p = *this;
+  for (int64_t e = 0; e <= num_experts(); ++e) p.expert_offset[e] = e * rows_per_expert;
+  if (on_cuda(slot))
+    p.row = [&]() -> Tensor {
+      SW_RUN_ON_CUDA(kernels::padded_rows(expert_index, slot, rows_per_expert).view(slot.shape()));
+    }();
+  else
+    p.row = cpu::padded_rows(expert_index, slot, rows_per_expert);
+  return p;
+}
+
+CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
+                                   int64_t group_size, int64_t capacity) {
+  check_dtype(expert_index, DType::i32, "assign_capacity: expert_index");
+  SW_CHECK_ARG(expert_index.ndim() == 2, "assign_capacity: expert_index must be [N, k], got ",
+               expert_index.str());
+  const int64_t n = expert_index.dim(0);
+  SW_CHECK_ARG(num_experts >= 1, "assign_capacity: num_experts must be >= 1, got ", num_experts);
+  SW_CHECK_ARG(group_size >= 1 && n % group_size == 0, "assign_capacity: ", n,
+               " tokens do not split into groups of ", group_size);
+  SW_CHECK_ARG(capacity >= 0, "assign_capacity: capacity must be >= 0, got ", capacity);
+  if (on_cuda(expert_index)) {
+    SW_CHECK(expert_index.dim(1) == 1, Status::kUnsupported,
+             "assign_capacity: the GPU kernel takes one expert per token, got ",
+             expert_index.str());
+    SW_RUN_ON_CUDA(assign_on_gpu(expert_index, num_experts, group_size, capacity));
+  }
+  return cpu::assign_capacity(expert_index, num_experts, group_size, capacity);
+}
+
+}  // namespace sw::ops

@@ -1,0 +1,25 @@
+// Argument checks and shape helpers shared by the ops' device switches (<op>.cc) and
+// their implementations.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor/philox.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+// Random draws index a Philox stream by element; beyond its length they would repeat.
+inline void check_stream_size(int64_t elements, const char* what) {
+  SW_CHECK(static_cast<uint64_t>(elements) <= kMaxStreamElements, Status::kUnsupported, what, ": ",
+           elements, " elements exceed one random stream (2^34)");
+}
+
+// The last dimension of t and the product of all the others (rows).
+inline int64_t last_dim(const Tensor& t) { return t.ndim() ? t.dim(-1) : 1; }
+inline int64_t leading_rows(const Tensor& t) {
+  const int64_t d = last_dim(t);
+  return d ? t.numel() / d : 0;
+}
+
+}  // namespace sw::ops

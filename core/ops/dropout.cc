@@ -1,0 +1,50 @@
+#include "core/ops/dropout.h"
+
+#include <algorithm>
+
+#include "core/ops/checks.h"
+#include "core/tensor/device_switch.h"
+#include "kernels/dropout.cuh"
+
+namespace sw::ops {
+namespace {
+
+void check_rate(const DropoutSpec& spec) {
+  SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
+}
+
+void check_whole_on_gpu(const DropoutSpec& spec) {
+  SW_CHECK(!spec.window, Status::kUnsupported, "dropout: model-parallel parts run on the cpu");
+}
+
+}  // namespace
+
+void dropout_(Tensor& x, const DropoutSpec& spec) {
+  if (!spec.active()) return;
+  check_rate(spec);
+  check_stream_size(x.numel(), "dropout");
+  if (on_cuda(x)) {
+    check_whole_on_gpu(spec);
+    SW_RUN_ON_CUDA(kernels::dropout(x, spec));
+  }
+  cpu::dropout_(x, spec);
+}
+
+void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows) {
+  if (!spec.active()) return;
+  check_rate(spec);
+  SW_CHECK_ARG(x.ndim() == 2 && x.dim(0) == static_cast<int64_t>(stream_rows.size()),
+               "dropout: ", stream_rows.size(), " stream rows for ", x.str());
+  int64_t max_row = -1;
+  for (int64_t r : stream_rows) max_row = std::max(max_row, r);
+  check_stream_size((max_row + 1) * x.dim(1), "dropout");
+  if (on_cuda(x)) {
+    check_whole_on_gpu(spec);
+    SW_RUN_ON_CUDA(kernels::dropout_rows(
+        x, spec.rate, spec.stream,
+        Tensor::from_vector<int64_t>(stream_rows, {x.dim(0)}).to(x.device())));
+  }
+  cpu::dropout_rows_(x, spec, stream_rows);
+}
+
+}  // namespace sw::ops

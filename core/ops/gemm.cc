@@ -1,0 +1,134 @@
+#include "core/ops/gemm.h"
+
+#include "core/ops/checks.h"
+#include "core/tensor/device_switch.h"
+#include "kernels/gemm.cuh"
+
+namespace sw::ops {
+namespace {
+
+struct GemmDims {
+  int64_t m, k, n;
+};
+
+GemmDims gemm_dims(const Shape& a, bool ta, const Shape& b, bool tb, const char* op) {
+  const int64_t m = ta ? a[1] : a[0], ka = ta ? a[0] : a[1];
+  const int64_t kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1];
+  SW_CHECK_ARG(ka == kb, op, ": inner dimensions differ: ", shape_str(a), (ta ? "^T" : ""), " @ ",
+               shape_str(b), (tb ? "^T" : ""));
+  return {m, ka, n};
+}
+
+void check_group_offsets(const std::vector<int64_t>& offsets, int64_t groups, int64_t rows,
+                         const char* op) {
+  SW_CHECK_ARG(static_cast<int64_t>(offsets.size()) == groups + 1 && offsets.front() == 0 &&
+                   offsets.back() == rows,
+               op, ": offsets must run from 0 to ", rows, " in ", groups + 1, " entries");
+  for (int64_t g = 0; g < groups; ++g)
+    SW_CHECK_ARG(offsets[g] <= offsets[g + 1], op, ": offsets decrease at group ", g);
+}
+
+// Every operand on c's device.
+void check_devices(const Tensor& a, const Tensor& b, const Tensor& c, const char* op) {
+  SW_CHECK_ARG(a.device() == c.device() && b.device() == c.device(), op, ": operands on ",
+               a.device().str(), ", ", b.device().str(), " and ", c.device().str());
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
+            double beta) {
+  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2,
+               "matmul: expected 2-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "matmul: dtypes differ: ", a.str(),
+               ", ", b.str(), ", ", c.str());
+  const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
+  check_shape(c, {d.m, d.n}, "matmul: output");
+  check_devices(a, b, c, "matmul");
+  if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::matmul(a, ta, b, tb, c, alpha, beta));
+  cpu::matmul(a, ta, b, tb, c, alpha, beta);
+}
+
+Tensor matmul(const Tensor& a, bool ta, const Tensor& b, bool tb) {
+  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2, "matmul: expected 2-D tensors, got ", a.str(), ", ",
+               b.str());
+  const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
+  Tensor c = Tensor::empty({d.m, d.n}, a.dtype(), a.device());
+  matmul(a, ta, b, tb, c);
+  return c;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w) {
+  SW_CHECK_ARG(w.ndim() == 2 && x.ndim() >= 1, "linear: expected x [..., in] and w [out, in], got ",
+               x.str(), ", ", w.str());
+  SW_CHECK_ARG(x.dim(-1) == w.dim(1), "linear: input has ", x.dim(-1), " features, weight ",
+               shape_str(w.shape()), " expects ", w.dim(1));
+  Shape out_shape = x.shape();
+  out_shape.back() = w.dim(0);
+  Tensor y = matmul(x.view({leading_rows(x), x.dim(-1)}), false, w, true);
+  return y.view(out_shape);
+}
+
+Tensor linear_backward_input(const Tensor& dy, const Tensor& w) {
+  SW_CHECK_ARG(w.ndim() == 2 && dy.ndim() >= 1 && dy.dim(-1) == w.dim(0), "linear backward: dy ",
+               dy.str(), " does not match weight ", w.str());
+  Shape shape = dy.shape();
+  shape.back() = w.dim(1);
+  return matmul(dy.view({leading_rows(dy), dy.dim(-1)}), false, w, false).view(shape);
+}
+
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool accumulate) {
+  SW_CHECK_ARG(dw.ndim() == 2 && dy.dim(-1) == dw.dim(0) && x.dim(-1) == dw.dim(1) &&
+                   leading_rows(dy) == leading_rows(x),
+               "linear backward: dy ", dy.str(), ", x ", x.str(), " and dw ", dw.str(),
+               " do not match");
+  matmul(dy.view({leading_rows(dy), dy.dim(-1)}), true, x.view({leading_rows(x), x.dim(-1)}), false,
+         dw, 1.0, accumulate ? 1.0 : 0.0);
+}
+
+void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
+  SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
+               "batched_matmul: expected 3-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "batched_matmul: dtypes differ");
+  const int64_t batch = a.dim(0);
+  SW_CHECK_ARG(b.dim(0) == batch && c.dim(0) == batch,
+               "batched_matmul: batch sizes differ: ", a.str(), ", ", b.str(), ", ", c.str());
+  const GemmDims d =
+      gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
+  check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
+  check_devices(a, b, c, "batched_matmul");
+  if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::batched_matmul(a, ta, b, tb, c));
+  cpu::batched_matmul(a, ta, b, tb, c);
+}
+
+void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
+                    const std::vector<int64_t>& offsets) {
+  SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 3 && c.ndim() == 2,
+               "grouped_matmul: expected a [R, k], b [G, ., .], c [R, n], got ", a.str(), ", ",
+               b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "grouped_matmul: dtypes differ");
+  const int64_t groups = b.dim(0), rows = a.dim(0);
+  check_group_offsets(offsets, groups, rows, "grouped_matmul");
+  const GemmDims d = gemm_dims({rows, a.dim(1)}, false, {b.dim(1), b.dim(2)}, tb, "grouped_matmul");
+  check_shape(c, {rows, d.n}, "grouped_matmul: output");
+  check_devices(a, b, c, "grouped_matmul");
+  if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::grouped_matmul(a, b, tb, c, offsets));
+  cpu::grouped_matmul(a, b, tb, c, offsets);
+}
+
+void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
+                             Tensor& dw) {
+  SW_CHECK_ARG(dy.ndim() == 2 && x.ndim() == 2 && dw.ndim() == 3 && dy.dim(0) == x.dim(0) &&
+                   dw.dim(1) == dy.dim(1) && dw.dim(2) == x.dim(1),
+               "grouped_weight_gradient: expected dy [R, n], x [R, k], dw [G, n, k], got ",
+               dy.str(), ", ", x.str(), ", ", dw.str());
+  SW_CHECK_ARG(dy.dtype() == x.dtype() && x.dtype() == dw.dtype(),
+               "grouped_weight_gradient: dtypes differ");
+  const int64_t groups = dw.dim(0);
+  check_group_offsets(offsets, groups, x.dim(0), "grouped_weight_gradient");
+  check_devices(dy, x, dw, "grouped_weight_gradient");
+  if (on_cuda(dw)) SW_RUN_ON_CUDA(kernels::grouped_weight_gradient(dy, x, offsets, dw));
+  cpu::grouped_weight_gradient(dy, x, offsets, dw);
+}
+
+}  // namespace sw::ops

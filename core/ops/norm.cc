@@ -1,0 +1,27 @@
+#include "core/ops/norm.h"
+
+#include "core/ops/checks.h"
+#include "core/tensor/device_switch.h"
+#include "kernels/norm.cuh"
+
+namespace sw::ops {
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_rms) {
+  check_shape(weight, {last_dim(x)}, "rms_norm: weight");
+  check_dtype(weight, x.dtype(), "rms_norm: weight");
+  SW_CHECK_ARG(eps > 0, "rms_norm: eps must be > 0, got ", eps);
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::rms_norm(x, weight, eps, inv_rms));
+  return cpu::rms_norm(x, weight, eps, inv_rms);
+}
+
+Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                         const Tensor& inv_rms, Tensor& dweight) {
+  const int64_t d = last_dim(x), rows = leading_rows(x);
+  check_shape(dy, x.shape(), "rms_norm backward: dy");
+  check_shape(inv_rms, {rows}, "rms_norm backward: inv_rms");
+  check_shape(dweight, {d}, "rms_norm backward: dweight");
+  if (on_cuda(x)) no_kernel("rms_norm backward", x);
+  return cpu::rms_norm_backward(dy, x, weight, inv_rms, dweight);
+}
+
+}  // namespace sw::ops

@@ -1,0 +1,44 @@
+#include "core/ops/router.h"
+
+#include "core/ops/checks.h"
+#include "core/tensor/device_switch.h"
+#include "kernels/router.cuh"
+
+namespace sw::ops {
+
+RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                   Tensor* jittered_x) {
+  SW_CHECK_ARG(x.ndim() == 2 && weight.ndim() == 2 && weight.dim(1) == x.dim(1),
+               "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
+  SW_CHECK_ARG(weight.dim(0) >= 1, "route: the router weight has no experts: ", weight.str());
+  SW_CHECK_ARG(x.device() == weight.device(), "route: x on ", x.device().str(), ", weight on ",
+               weight.device().str());
+  if (jitter.active()) {
+    SW_CHECK_ARG(jitter.eps < 1.0, "route: jitter eps must be in [0, 1), got ", jitter.eps);
+    check_stream_size(x.numel(), "router jitter");
+  }
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::route(x, weight, jitter, jittered_x));
+  check_dtype(weight, x.dtype(), "route: weight");
+  return cpu::route(x, weight, jitter, jittered_x);
+}
+
+Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
+                       const RouterLossGradients& losses) {
+  const int64_t n = r.probs.dim(0);
+  check_shape(d_gate, r.expert_index.shape(), "router backward: d_gate");
+  check_dtype(d_gate, r.probs.dtype(), "router backward: d_gate");
+  if (losses.aux != 0)
+    SW_CHECK_ARG(losses.group_size >= 1 && n % losses.group_size == 0, "router backward: ", n,
+                 " tokens do not split into groups of ", losses.group_size);
+  if (on_cuda(r.probs)) no_kernel("router backward", r.probs);
+  return cpu::router_backward(r, d_gate, losses);
+}
+
+void jitter_backward_(Tensor& d_input, const RouterJitter& jitter) {
+  if (!jitter.active()) return;
+  check_stream_size(d_input.numel(), "router jitter backward");
+  if (on_cuda(d_input)) no_kernel("router jitter backward", d_input);
+  cpu::jitter_backward_(d_input, jitter);
+}
+
+}  // namespace sw::ops

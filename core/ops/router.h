@@ -1,0 +1,64 @@
+// The Switch router (SPEC §2): logits = x W_r^T, probs = softmax(logits), each token's top-k
+// experts (k = 1, the Switch choice) and their gates, all in f32 or wider whatever the
+// model's dtype ("selective precision"), with optional multiplicative jitter on the input.
+// Its backward folds in the gradients of the layer's own loss terms (SPEC §3: the
+// per-layer load-balancing loss and the z-loss), so the model never touches router maths.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor/philox.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+struct RouterOutput {
+  Tensor logits;        // [N, E], f32 (f64 for gradient checks on the cpu)
+  Tensor probs;         // [N, E], softmax of logits
+  Tensor expert_index;  // i32 [N, k]: the chosen experts, best first; ties to the lowest index
+  Tensor gate;          // [N, k]: probs[n, expert_index[n, j]]
+  int64_t num_experts() const { return probs.dim(1); }
+  int64_t top_k() const { return expert_index.dim(1); }
+};
+
+struct RouterJitter {
+  double eps = 0.0;  // router input multiplied by U(1 - eps, 1 + eps); 0 = off
+  RandomStream stream;
+  bool active() const { return eps > 0.0; }
+};
+
+// x [N, d] router input, weight [E, d] (HF `router.classifier.weight`) on x's device. On
+// the cpu the router runs in x's dtype (the model keeps it at f32 or wider); on a GPU in
+// f32 whatever x's dtype. When jittered_x is given it receives the jittered input in x's
+// dtype (x itself when jitter is off). Top-1: expert_index and gate are [N, 1].
+RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                   Tensor* jittered_x = nullptr);
+
+// The router's own loss terms inside a backward, as weights of the total loss (0 = absent).
+struct RouterLossGradients {
+  double aux = 0.0;        // coefficient x scale of the per-layer load-balancing loss
+  int64_t group_size = 0;  // its routing groups: N / group_size of them, in token order
+  double z = 0.0;          // coefficient x scale of the router z-loss
+};
+
+// d(loss)/d(logits) [N, E] from d(loss)/d(gate) [N, k] (the combine's backward) plus the
+// per-layer load-balancing loss E * mean_g sum_i f_gi P_gi (f constant: the argmax counts)
+// and the z-loss mean_t logsumexp_t^2, weighted as `losses` says. Routing decisions are
+// constants: the gradient reaches the router only through the gates and the losses.
+Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
+                       const RouterLossGradients& losses);
+
+// Jitter's backward: the gradient w.r.t. the jittered input times the same noise (the
+// gradient w.r.t. the un-jittered input), in place.
+void jitter_backward_(Tensor& d_input, const RouterJitter& jitter);
+
+// The Eigen implementations behind the device switch (router.cc).
+namespace cpu {
+RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                   Tensor* jittered_x);
+Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
+                       const RouterLossGradients& losses);
+void jitter_backward_(Tensor& d_input, const RouterJitter& jitter);
+}  // namespace cpu
+
+}  // namespace sw::ops

@@ -1,0 +1,42 @@
+// The Switch layer's loss terms and statistics (SPEC §3), computed on the host from the
+// router's (small) outputs, copied there when they live on a GPU.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/ops/capacity.h"
+#include "core/ops/router.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::ops {
+
+// Load-balancing loss (paper eq. 4-6) without its coefficient: per group,
+// E * sum_i f_i * P_i, with f_i the fraction of the group's tokens assigned to expert i
+// and P_i the group's mean router probability for i; averaged over groups. Sums
+// accumulate over several calls so a group can span layers (HF's concatenated mode).
+class BalanceSums {
+ public:
+  BalanceSums(int64_t num_groups, int64_t num_experts);
+  // probs [N, E]; assigned i32 [N] or [N, 1] (the expert each token counts for); group of
+  // token n is n / (N / num_groups).
+  void add(const Tensor& probs, const Tensor& assigned);
+  double loss() const;
+
+ private:
+  int64_t groups_, experts_;
+  std::vector<double> counts_, prob_sums_, tokens_;
+};
+
+// Router z-loss without its coefficient: mean over tokens of logsumexp(logits)^2, in f64.
+double router_z_loss(const Tensor& logits);
+
+struct RoutingStats {
+  std::vector<int64_t> tokens_per_expert;  // first-choice counts, before capacity
+  std::vector<int64_t> kept_per_expert;    // after capacity
+  double dropped_fraction = 0.0;           // dropped assignments / assignments
+  double router_entropy = 0.0;             // mean over tokens of -sum_i p_i log p_i
+};
+RoutingStats routing_stats(const RouterOutput& r, const CapacityAssignment& a);
+
+}  // namespace sw::ops

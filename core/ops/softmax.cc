@@ -1,0 +1,31 @@
+#include "core/ops/softmax.h"
+
+#include "core/tensor/device_switch.h"
+
+namespace sw::ops {
+
+void softmax_(Tensor& x) {
+  if (on_cuda(x)) no_kernel("softmax", x);
+  cpu::softmax_(x);
+}
+
+Tensor softmax(const Tensor& x) {
+  Tensor y = x.clone();
+  softmax_(y);
+  return y;
+}
+
+Tensor logsumexp(const Tensor& x) {
+  SW_CHECK_ARG(x.ndim() >= 1, "logsumexp: expected at least one dimension, got ", x.str());
+  SW_CHECK_ARG(x.dim(-1) > 0, "logsumexp: empty last dimension in ", x.str());
+  if (on_cuda(x)) no_kernel("logsumexp", x);
+  return cpu::logsumexp(x);
+}
+
+Tensor softmax_backward(const Tensor& dp, const Tensor& p) {
+  check_shape(dp, p.shape(), "softmax backward: dp");
+  if (on_cuda(p)) no_kernel("softmax backward", p);
+  return cpu::softmax_backward(dp, p);
+}
+
+}  // namespace sw::ops

@@ -1,0 +1,32 @@
+// The Switch router on CUDA behind core/ops/router.h: the forward jitter, softmax and
+// top-1, and the fused router that does both from x in one pass. The router always runs in
+// f32 (SPEC §2).
+#pragma once
+
+#include <cstdint>
+
+#include "core/ops/router.h"
+#include "core/tensor/philox.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::kernels {
+
+// out = x * U(1 - eps, 1 + eps) elementwise, drawn from `stream` as on the cpu.
+void jitter(const Tensor& x, Tensor& out, const RandomStream& stream, double eps);
+
+// logits f32 [N, E] -> probs [N, E], expert index i32 [N] (ties to the lowest), gate [N].
+void softmax_top1(const Tensor& logits, Tensor& probs, Tensor& expert_index, Tensor& gate);
+
+// The whole router in one pass over x (f32 or bf16 [N, d]) with an f32 weight [E, d]:
+// f32 logits, then softmax_top1's outputs. Reads x once instead of converting it and
+// running a skinny f32 GEMM; each warp re-reads every expert's weight row, so it pays
+// only for few experts.
+constexpr int64_t kFusedRouterMaxExperts = 8;  // measured on H200: faster at 8, slower at 32
+void fused_router(const Tensor& x, const Tensor& weight, Tensor& logits, Tensor& probs,
+                  Tensor& expert_index, Tensor& gate);
+
+// ops::route on the GPU: f32 logits and probs, expert index i32 [N, 1] and f32 gate [N, 1].
+ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::RouterJitter& jitter,
+                        Tensor* jittered_x);
+
+}  // namespace sw::kernels
