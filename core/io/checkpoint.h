@@ -18,8 +18,8 @@
 #include "core/dist/communicator.h"
 #include "core/model/config.h"
 #include "core/model/switch_transformer.h"
+#include "core/proto/libswitch.pb.h"
 #include "core/tensor/tensor.h"
-#include "core/train/train_config.h"
 
 namespace sw {
 
@@ -28,7 +28,7 @@ constexpr int32_t kCheckpointFormatVersion = 1;
 struct Checkpoint {
   int64_t step = 0;
   ModelConfig model;
-  TrainConfig train;  // empty for a model saved outside a training run
+  proto::TrainConfig train;  // empty for a model saved outside a training run
   uint64_t seed = 0;
   DataPosition data;
   // Named tensors in order; the optimizer's are stored as "optimizer/<parameter>/<slot>".

@@ -1,11 +1,11 @@
-// Optimizers (SPEC §5): Adafactor (factored second moments, no first moment by default,
-// update clipping, relative step scaling) and AdamW, with their state in f32 (f64 for an
-// f64 model), plus global gradient-norm clipping. They update parameters in place from
-// gradients of the same shapes, on the CPU.
+// Optimizers (SPEC §5): the interface Adafactor (adafactor.h) and AdamW (adamw.h)
+// implement, and what they share. They keep their state in f32 (f64 for an f64 model) and
+// update parameters in place from gradients of the same shapes, on the CPU.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dist/communicator.h"
@@ -26,30 +26,9 @@ struct ParameterGradient {
   int split_axis = -1;
 };
 
-// Scales every gradient by max_norm / norm when the global L2 norm exceeds max_norm
-// (max_norm <= 0: no clipping). Returns the norm before clipping (accumulated in f64).
-// Sharded gradients (shard_group) have their squares summed over their group, the rest
-// counted once.
-double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm);
-
 // The axis along which an optimizer state slot ("m", "v", "row", "col") of a parameter of
 // `ndim` dimensions split along `split_axis` is split (-1: whole, the same on every part).
 int state_split_axis(const std::string& slot, int ndim, int split_axis);
-
-struct AdafactorOptions {
-  double beta1 = 0.0;                        // 0: no first moment (T5 / the paper)
-  double decay_rate = 0.8;                   // second-moment decay: beta2_t = 1 - t^-decay_rate
-  double eps1 = 1e-30;                       // added to the squared gradient
-  double eps2 = 1e-3;                        // floor of the parameter scale
-  double clip_threshold = 1.0;               // update RMS clipped to this
-  bool multiply_by_parameter_scale = false;  // lr_t = lr * max(eps2, RMS(parameter))
-  double weight_decay = 0.0;                 // decoupled, times lr_t
-};
-
-struct AdamWOptions {
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double weight_decay = 0.0;  // decoupled: p -= lr * weight_decay * p
-};
 
 class Optimizer {
  public:
@@ -67,7 +46,33 @@ class Optimizer {
                           const std::vector<std::pair<std::string, Tensor>>& state) = 0;
 };
 
-std::unique_ptr<Optimizer> make_adafactor(const AdafactorOptions& options);
-std::unique_ptr<Optimizer> make_adamw(const AdamWOptions& options);
+// What every optimizer here shares: named state slots per parameter, made on the first
+// step, checked on every later one, saved by state() and replaced by load_state().
+class OptimizerBase : public Optimizer {
+ public:
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& parameters,
+                  const std::vector<std::pair<std::string, Tensor>>& state) override;
+
+ protected:
+  // State for one parameter, created on the first step; later steps must match it.
+  struct Slots {
+    std::string name;
+    Shape shape;
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    Tensor& get(const std::string& slot);
+  };
+
+  // The dtype of a parameter's state: f64 for an f64 parameter, f32 otherwise.
+  static DType state_dtype(const Tensor& parameter);
+
+  // A parameter's state tensors, zero, as its first step needs them.
+  virtual Slots make_slots(const std::string& name, const Tensor& parameter) const = 0;
+
+  // The slots of every parameter, made on the first step and checked after.
+  void bind(const std::vector<ParameterGradient>& grads);
+
+  std::vector<Slots> slots_;
+};
 
 }  // namespace sw

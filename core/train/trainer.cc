@@ -6,6 +6,7 @@
 
 #include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
+#include "core/train/gradient_clipping.h"
 
 namespace sw {
 namespace {

@@ -11,6 +11,8 @@
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
 #include "core/model/switch_transformer.h"
+#include "core/train/adafactor.h"
+#include "core/train/adamw.h"
 #include "core/train/optimizer.h"
 #include "core/train/schedule.h"
 

@@ -6,6 +6,9 @@
 
 #include <cmath>
 
+#include "core/train/adafactor.h"
+#include "core/train/adamw.h"
+#include "core/train/gradient_clipping.h"
 #include "core/train/schedule.h"
 #include "test_util.h"
 

@@ -1,0 +1,45 @@
+#include "core/train/gradient_clipping.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/train/parameter_loops.h"
+
+namespace sw {
+
+double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm) {
+  // Squares summed per group (in the order groups first appear, the same on every rank),
+  // whole parameters under null.
+  std::vector<Communicator*> groups = {nullptr};
+  std::vector<double> sums = {0.0};
+  for (const ParameterGradient& pg : grads)
+    with_pair(pg, "clip_gradient_norm", [&](auto zero) {
+      using T = decltype(zero);
+      Communicator* group = pg.shard_group && pg.shard_group->size() > 1 ? pg.shard_group : nullptr;
+      const size_t at = std::find(groups.begin(), groups.end(), group) - groups.begin();
+      if (at == groups.size()) groups.push_back(group), sums.push_back(0.0);
+      sums[at] += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
+    });
+  double sum_sq = sums[0];
+  for (size_t i = 1; i < groups.size(); ++i) {
+    Tensor t = Tensor::from_vector<double>({sums[i]}, {1});
+    groups[i]->all_reduce_sum(t);
+    sum_sq += t.data<double>()[0];
+  }
+  const double norm = std::sqrt(sum_sq);
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / norm;
+    for (ParameterGradient& pg : grads)
+      with_pair(pg, "clip_gradient_norm", [&](auto zero) {
+        using T = decltype(zero);
+        T* g = pg.gradient.data<T>();
+        const int64_t n = pg.gradient.numel();
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) g[i] = static_cast<T>(g[i] * scale);
+      });
+  }
+  return norm;
+}
+
+}  // namespace sw

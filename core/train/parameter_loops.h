@@ -1,0 +1,66 @@
+// Loops over parameters and gradients that the optimizers and gradient clipping share: a
+// checked dispatch on the pair's dtype, and sums that are the same for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+#include "core/train/optimizer.h"
+
+namespace sw {
+
+// Calls fn(T{}) for a CPU f32 or f64 parameter/gradient pair, checking them first.
+template <typename Fn>
+void with_pair(const ParameterGradient& pg, const char* who, Fn&& fn) {
+  SW_CHECK_ARG(pg.parameter.defined() && pg.gradient.defined(), who, ": parameter ", pg.name,
+               " has no gradient");
+  SW_CHECK_ARG(
+      pg.parameter.shape() == pg.gradient.shape() && pg.parameter.dtype() == pg.gradient.dtype(),
+      who, ": gradient ", pg.gradient.str(), " does not match parameter ", pg.name, " ",
+      pg.parameter.str());
+  SW_CHECK(pg.parameter.device().is_cpu() && pg.gradient.device().is_cpu(), Status::kUnsupported,
+           who, ": parameter ", pg.name, " is on ", pg.parameter.device().str(),
+           "; the optimizers run on the cpu");
+  switch (pg.parameter.dtype()) {
+    case DType::f32:
+      fn(float{});
+      break;
+    case DType::f64:
+      fn(double{});
+      break;
+    default:
+      throw Error(Status::kUnsupported, std::string(who) + ": parameter " + pg.name + " is " +
+                                            dtype_name(pg.parameter.dtype()) +
+                                            "; the optimizers update f32 or f64 parameters");
+  }
+}
+
+// Sums f(block) over fixed blocks of kBlock elements: the blocks run in parallel and their
+// partial sums are added in order, so the result is the same for any thread count.
+inline constexpr int64_t kBlock = 1 << 14;
+
+template <typename F>
+double block_sum(int64_t n, F f) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(blocks, 0.0);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) partial[b] = f(b * kBlock, std::min(n, (b + 1) * kBlock));
+  double total = 0;
+  for (double x : partial) total += x;
+  return total;
+}
+
+template <typename T>
+double mean_square(const T* x, int64_t n) {
+  const double s = block_sum(n, [&](int64_t lo, int64_t hi) {
+    double a = 0;
+    for (int64_t i = lo; i < hi; ++i) a += static_cast<double>(x[i]) * x[i];
+    return a;
+  });
+  return n ? s / static_cast<double>(n) : 0.0;
+}
+
+}  // namespace sw
