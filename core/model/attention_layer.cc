@@ -1,9 +1,31 @@
 #include "core/model/attention_layer.h"
 
+#include <cstring>
+
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
 
 namespace sw {
+namespace {
+
+// cache [B, t, D] (or undefined) followed by step [B, 1, D]: [B, t + 1, D].
+Tensor append_position(const Tensor& cache, const Tensor& step) {
+  const int64_t batch = step.dim(0), width = step.dim(2), t = cache.defined() ? cache.dim(1) : 0;
+  Tensor out = Tensor::empty({batch, t + 1, width}, step.dtype());
+  const size_t elem = dtype_size(step.dtype());
+  const size_t past = static_cast<size_t>(t * width) * elem,
+               row = static_cast<size_t>(width) * elem;
+  for (int64_t b = 0; b < batch; ++b) {
+    char* dst = static_cast<char*>(out.raw()) + static_cast<size_t>(b) * (past + row);
+    if (t)
+      std::memcpy(dst, static_cast<const char*>(cache.raw()) + static_cast<size_t>(b) * past, past);
+    std::memcpy(dst + past, static_cast<const char*>(step.raw()) + static_cast<size_t>(b) * row,
+                row);
+  }
+  return out;
+}
+
+}  // namespace
 
 Tensor attention_layer(const AttentionWeights& w, const Tensor& x, const Tensor& memory,
                        int64_t heads, const ops::AttentionInputs& attn, AttentionCache* cache) {
@@ -34,6 +56,16 @@ AttentionGradients attention_layer_backward(const AttentionWeights& w, const Ten
   ops::add_(out.dmemory, ops::linear_backward_input(g.dv, w.v));
   out.dbias = g.dbias;
   return out;
+}
+
+Tensor attention_step(const AttentionWeights& w, const Tensor& x, int64_t heads,
+                      const ops::AttentionInputs& attn, Tensor& keys, Tensor& values, bool append) {
+  const Tensor q = ops::linear(x, w.q);
+  if (append) {
+    keys = append_position(keys, ops::linear(x, w.k));
+    values = append_position(values, ops::linear(x, w.v));
+  }
+  return ops::linear(ops::attention(q, keys, values, heads, attn), w.o);
 }
 
 }  // namespace sw

@@ -36,4 +36,10 @@ AttentionGradients attention_layer_backward(const AttentionWeights& w, const Ten
                                             const AttentionCache& cache, const Tensor& dy,
                                             AttentionWeights& grads);
 
+// One decoding position: x [B, 1, d] attends to cached keys and values [B, Tk, H*d_kv].
+// With `append` (self-attention) x's own key and value join the cache first; otherwise
+// (cross-attention) the cache holds the encoder output's, computed once.
+Tensor attention_step(const AttentionWeights& w, const Tensor& x, int64_t heads,
+                      const ops::AttentionInputs& attn, Tensor& keys, Tensor& values, bool append);
+
 }  // namespace sw

@@ -14,4 +14,9 @@ struct Batch {
   Tensor labels;                  // [B, Td]
 };
 
+// One stack's ids: a non-empty i32 [batch, length]; `what` names it in errors.
+void check_ids(const Tensor& ids, const char* what);
+// An optional padding mask (undefined: none) of ids' shape, i32, values 0 or 1.
+void check_mask(const Tensor& mask, const Tensor& ids, const char* what);
+
 }  // namespace sw

@@ -33,23 +33,6 @@ ModelConfig routing_config_for(const ModelConfig& config, bool dropless) {
   return c;
 }
 
-void check_ids(const Tensor& t, const char* what) {
-  SW_CHECK_ARG(t.defined(), what, ": missing");
-  SW_CHECK_ARG(t.ndim() == 2 && t.dim(0) >= 1 && t.dim(1) >= 1, what,
-               ": expected a non-empty [batch, length] tensor, got ", t.str());
-  check_dtype(t, DType::i32, what);
-}
-
-void check_mask(const Tensor& mask, const Tensor& ids, const char* what) {
-  if (!mask.defined()) return;
-  check_shape(mask, ids.shape(), what);
-  check_dtype(mask, DType::i32, what);
-  const int32_t* p = mask.data<int32_t>();
-  for (int64_t i = 0; i < mask.numel(); ++i)
-    SW_CHECK_ARG(p[i] == 0 || p[i] == 1, what, ": values must be 0 or 1, got ", p[i],
-                 " at flat position ", i);
-}
-
 }  // namespace
 
 SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype,
@@ -140,7 +123,7 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
   const int64_t layers = num_layers(config_, stack);
   for (int64_t i = 0; i < layers; ++i) {
     const std::string p = stack_prefix + ".block." + std::to_string(i) + ".layer.";
-    Block b;
+    BlockWeights b;
     b.self_attn = attention(p + "0.SelfAttention");
     if (i == 0)
       s.relative_bias =
@@ -244,91 +227,47 @@ RunContext SwitchTransformer::context(bool train, uint64_t step) const {
   return ctx;
 }
 
+StackPass SwitchTransformer::pass_for(const StackWeights& s, const StackInputs& in,
+                                      const RunContext& ctx, const Tensor* bias) const {
+  StackPass pass;
+  pass.config = &config_;
+  pass.routing_config = routing_config_for(config_, ctx.dropless);
+  pass.stack = s.stack;
+  pass.ctx = &ctx;
+  pass.heads = heads_;
+  pass.d_ff = d_ff_;
+  pass.expert_group = expert_group_;
+  pass.batch = in.ids->dim(0);
+  pass.length = in.ids->dim(1);
+  pass.memory_length = in.memory ? in.memory->dim(1) : 0;
+  pass.bias = bias;
+  pass.mask = in.mask;
+  pass.memory = in.memory;
+  pass.memory_mask = in.memory_mask;
+  return pass;
+}
+
 Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in,
                                     const RunContext& ctx, ForwardOutput& out,
                                     StackCache* cache) const {
   const int st = static_cast<int>(s.stack);
-  const bool decoder = s.stack == Stack::kDecoder;
-  const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
-  const int64_t heads = heads_;
-  const int64_t memory_length = decoder ? in.memory->dim(1) : 0;
-  const double eps = config_.norm_epsilon(), rate = config_.dropout_rate();
-  const ModelConfig routing_config = routing_config_for(config_, ctx.dropless);
-
+  const double rate = config_.dropout_rate();
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
-  const Tensor bias = position_bias_for(s, length);
-
-  RoutingLosses losses(config_, batch, out.aux_loss, out.z_loss);
-
+  const Tensor bias = position_bias_for(s, in.ids->dim(1));
+  const StackPass pass = pass_for(s, in, ctx, &bias);
+  RoutingLosses losses(config_, pass.batch, out.aux_loss, out.z_loss);
   if (cache) cache->blocks.assign(s.blocks.size(), BlockCache{});
   for (size_t i = 0; i < s.blocks.size(); ++i) {
-    const Block& b = s.blocks[i];
     const int64_t blk = static_cast<int64_t>(i);
-    BlockCache* c = cache ? &cache->blocks[i] : nullptr;
-    // Self-attention sublayer.
-    ops::AttentionInputs self;
-    self.bias = &bias;
-    self.key_mask = in.mask;
-    self.causal = decoder;
-    self.dropout =
-        ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate),
-                         heads * length * length);
-    if (c) c->self_input = h.clone();
-    Tensor normed = ops::rms_norm(h, b.self_norm, eps, c ? &c->self_inv_rms : nullptr);
-    if (c) c->self_normed = normed;
-    Tensor y = attention_layer(b.self_attn, normed, normed, heads, self, c ? &c->self : nullptr);
-    ctx.reduce_partial(y);
-    ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionOut), rate));
-    ops::add_(h, y);
-    // Cross-attention sublayer (decoder).
-    if (decoder) {
-      ops::AttentionInputs cross;
-      cross.key_mask = in.memory_mask;
-      cross.dropout =
-          ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate),
-                           heads * length * memory_length);
-      if (c) c->cross_input = h.clone();
-      normed = ops::rms_norm(h, b.cross_norm, eps, c ? &c->cross_inv_rms : nullptr);
-      if (c) c->cross_normed = normed;
-      y = attention_layer(b.cross_attn, normed, *in.memory, heads, cross, c ? &c->cross : nullptr);
-      ctx.reduce_partial(y);
-      ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionOut), rate));
-      ops::add_(h, y);
-    }
-    // Feed-forward sublayer: dense or Switch.
-    if (c) c->ffn_input = h.clone();
-    normed =
-        ops::rms_norm(h, b.ffn_norm, eps, c ? &c->ffn_inv_rms : nullptr).view({batch * length, d});
-    if (c) c->ffn_normed = normed;
-    if (!b.sparse) {
-      y = feed_forward(
-          b.ffn, config_.activation(), normed,
-          ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate),
-                           d_ff_),
-          c ? &c->ffn : nullptr);
-      ctx.reduce_partial(y);
-    } else {
-      const int64_t group_size = routing_group_size(routing_config, batch, length);
-      SwitchOutput sw =
-          switch_ffn(b.switch_ffn, routing_config, normed, group_size, ctx,
-                     random_site(st, blk, SiteKind::kRouterJitter),
-                     random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
-      losses.add_layer(s.stack, blk, sw, group_size, out.routing);
-      y = sw.y;
-      if (c) {
-        c->switch_out = std::move(sw);
-        c->group_size = group_size;
-      }
-    }
-    y = y.view({batch, length, d});
-    ops::dropout_(y, ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardOut), rate));
-    ops::add_(h, y);
+    block_forward(s.blocks[i], blk, pass, h, losses, out.routing,
+                  cache ? &cache->blocks[i] : nullptr);
     if (ctx.keep_block_outputs) out.block_outputs.push_back({s.stack, blk, h.clone()});
   }
   losses.finish_stack();
   if (cache) cache->final_input = h;
-  Tensor final_out = ops::rms_norm(h, s.final_norm, eps, cache ? &cache->final_inv_rms : nullptr);
+  Tensor final_out = ops::rms_norm(h, s.final_norm, config_.norm_epsilon(),
+                                   cache ? &cache->final_inv_rms : nullptr);
   ops::dropout_(final_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
   return final_out;
 }
@@ -339,89 +278,19 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
                                          GradientBuffer& grads) const {
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
-  const int64_t batch = in.ids->dim(0), length = in.ids->dim(1), d = config_.d_model();
-  const int64_t heads = heads_;
-  const int64_t memory_length = decoder ? in.memory->dim(1) : 0;
+  const int64_t length = in.ids->dim(1), heads = heads_;
   const double rate = config_.dropout_rate();
   // Dropout is linear with a fixed mask: its backward applies the same spec to the grad.
   ops::dropout_(d_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
   Tensor dh = ops::rms_norm_backward(d_out, cache.final_input, s.final_norm, cache.final_inv_rms,
                                      grads.of(s.final_norm));
   const Tensor bias = position_bias_for(s, length);
+  const StackPass pass = pass_for(s, in, ctx, &bias);
   Tensor d_bias = Tensor::zeros(bias.shape(), bias.dtype());
   Tensor d_memory = decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype()) : Tensor();
-  auto grads_of = [&](const AttentionWeights& w) {
-    return AttentionWeights{grads.of(w.q), grads.of(w.k), grads.of(w.v), grads.of(w.o)};
-  };
-  for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk) {
-    const Block& b = s.blocks[blk];
-    const BlockCache& c = cache.blocks[blk];
-    // Feed-forward sublayer: h += dropout(ffn(norm(h))).
-    Tensor dy = dh.clone();
-    ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardOut), rate));
-    dy = dy.view({batch * length, d});
-    Tensor d_normed;
-    const ops::DropoutSpec inner = ctx.dropout_part(
-        ctx.dropout(random_site(st, blk, SiteKind::kFeedForwardInner), rate), d_ff_);
-    if (!b.sparse) {
-      FeedForwardWeights g{b.ffn.wi.defined() ? grads.of(b.ffn.wi) : Tensor(),
-                           b.ffn.wi_0.defined() ? grads.of(b.ffn.wi_0) : Tensor(),
-                           b.ffn.wi_1.defined() ? grads.of(b.ffn.wi_1) : Tensor(),
-                           grads.of(b.ffn.wo)};
-      d_normed =
-          feed_forward_backward(b.ffn, config_.activation(), c.ffn_normed, inner, c.ffn, dy, g);
-      ctx.reduce_partial(d_normed);
-    } else {
-      const FeedForwardWeights& ex = b.switch_ffn.experts;
-      SwitchGradients g;
-      g.router = grads.of(b.switch_ffn.router);
-      g.experts = {ex.wi.defined() ? grads.of(ex.wi) : Tensor(),
-                   ex.wi_0.defined() ? grads.of(ex.wi_0) : Tensor(),
-                   ex.wi_1.defined() ? grads.of(ex.wi_1) : Tensor(), grads.of(ex.wo)};
-      d_normed = switch_ffn_backward(b.switch_ffn, config_, c.ffn_normed, c.switch_out, dy,
-                                     scales.aux, scales.z, c.group_size, ctx,
-                                     random_site(st, blk, SiteKind::kRouterJitter),
-                                     random_site(st, blk, SiteKind::kFeedForwardInner), g);
-    }
-    ops::add_(dh, ops::rms_norm_backward(d_normed.view(dh.shape()), c.ffn_input, b.ffn_norm,
-                                         c.ffn_inv_rms, grads.of(b.ffn_norm)));
-    // Cross-attention sublayer (decoder): h += dropout(attn(norm(h), memory)).
-    if (decoder) {
-      dy = dh.clone();
-      ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionOut), rate));
-      ops::AttentionInputs cross;
-      cross.key_mask = in.memory_mask;
-      cross.dropout =
-          ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kCrossAttentionProbs), rate),
-                           heads * length * memory_length);
-      AttentionWeights g = grads_of(b.cross_attn);
-      AttentionGradients a = attention_layer_backward(b.cross_attn, c.cross_normed, *in.memory,
-                                                      heads, cross, c.cross, dy, g);
-      ops::add_(d_memory, a.dmemory);  // a partial sum under mp, completed after the loop
-      ctx.reduce_partial(a.dx);
-      ops::add_(dh, ops::rms_norm_backward(a.dx, c.cross_input, b.cross_norm, c.cross_inv_rms,
-                                           grads.of(b.cross_norm)));
-    }
-    // Self-attention sublayer: h += dropout(attn(norm(h))), keys and values from norm(h) too.
-    dy = dh.clone();
-    ops::dropout_(dy, ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionOut), rate));
-    ops::AttentionInputs self;
-    self.bias = &bias;
-    self.key_mask = in.mask;
-    self.causal = decoder;
-    self.dropout =
-        ctx.dropout_part(ctx.dropout(random_site(st, blk, SiteKind::kSelfAttentionProbs), rate),
-                         heads * length * length);
-    AttentionWeights g = grads_of(b.self_attn);
-    const AttentionGradients a = attention_layer_backward(b.self_attn, c.self_normed, c.self_normed,
-                                                          heads, self, c.self, dy, g);
-    ops::add_(d_bias, a.dbias);
-    Tensor d_self_normed = a.dx;
-    ops::add_(d_self_normed, a.dmemory);
-    ctx.reduce_partial(d_self_normed);
-    ops::add_(dh, ops::rms_norm_backward(d_self_normed, c.self_input, b.self_norm, c.self_inv_rms,
-                                         grads.of(b.self_norm)));
-  }
+  for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk)
+    block_backward(s.blocks[blk], blk, pass, cache.blocks[blk], scales, dh, grads, d_bias,
+                   d_memory);
   if (decoder) ctx.reduce_partial(d_memory);
   // The shared bias table: bias[h, i, j] = table[bucket(j - i), h]. Under mp this rank's
   // heads are columns [first, first + heads) and the table's gradient is summed over the
@@ -521,147 +390,6 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
   }
   out.loss = out.ce_loss + out.aux_loss + out.z_loss;
   return out;
-}
-
-namespace {
-
-// Rows `rows` of t's first dimension, copied in that order.
-Tensor take_rows(const Tensor& t, const std::vector<int64_t>& rows) {
-  if (!t.defined()) return t;
-  Shape shape = t.shape();
-  shape[0] = static_cast<int64_t>(rows.size());
-  Tensor out = Tensor::empty(shape, t.dtype());
-  const size_t row_bytes = t.nbytes() / static_cast<size_t>(t.dim(0));
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(static_cast<char*>(out.raw()) + i * row_bytes,
-                static_cast<const char*>(t.raw()) + static_cast<size_t>(rows[i]) * row_bytes,
-                row_bytes);
-  return out;
-}
-
-// cache [B, t, D] (or undefined) followed by step [B, 1, D]: [B, t + 1, D].
-Tensor append_position(const Tensor& cache, const Tensor& step) {
-  const int64_t batch = step.dim(0), width = step.dim(2), t = cache.defined() ? cache.dim(1) : 0;
-  Tensor out = Tensor::empty({batch, t + 1, width}, step.dtype());
-  const size_t elem = dtype_size(step.dtype());
-  const size_t past = static_cast<size_t>(t * width) * elem,
-               row = static_cast<size_t>(width) * elem;
-  for (int64_t b = 0; b < batch; ++b) {
-    char* dst = static_cast<char*>(out.raw()) + static_cast<size_t>(b) * (past + row);
-    if (t)
-      std::memcpy(dst, static_cast<const char*>(cache.raw()) + static_cast<size_t>(b) * past, past);
-    std::memcpy(dst + past, static_cast<const char*>(step.raw()) + static_cast<size_t>(b) * row,
-                row);
-  }
-  return out;
-}
-
-}  // namespace
-
-void DecoderState::select_rows(const std::vector<int64_t>& rows) {
-  for (int64_t r : rows)
-    SW_CHECK_ARG(r >= 0 && r < batch(), "select_rows: row ", r, " of a batch of ", batch());
-  encoder_output = take_rows(encoder_output, rows);
-  encoder_mask = take_rows(encoder_mask, rows);
-  for (auto* list : {&self_k, &self_v, &cross_k, &cross_v})
-    for (Tensor& t : *list) t = take_rows(t, rows);
-}
-
-DecoderState SwitchTransformer::start_decoding(const Tensor& input_ids,
-                                               const Tensor& attention_mask, bool dropless) const {
-  SW_CHECK(device_.is_cpu(), Status::kUnsupported,
-           "cached decoding runs on the CPU path in this version");
-  check_ids(input_ids, "input_ids");
-  ops::check_token_ids(input_ids, config_.vocab_size(), "input_ids");
-  check_mask(attention_mask, input_ids, "attention_mask");
-  DecoderState state;
-  RunContext ctx = context(false, 0);
-  ctx.dropless = dropless;
-  ForwardOutput out;
-  const Tensor* mask = attention_mask.defined() ? &attention_mask : nullptr;
-  state.encoder_output = run_stack(encoder_, {&input_ids, mask, nullptr, nullptr}, ctx, out);
-  state.encoder_mask = attention_mask;
-  state.encoder_routing = std::move(out.routing);
-  for (const Block& b : decoder_.blocks) {
-    state.cross_k.push_back(ops::linear(state.encoder_output, b.cross_attn.k));
-    state.cross_v.push_back(ops::linear(state.encoder_output, b.cross_attn.v));
-  }
-  state.self_k.resize(decoder_.blocks.size());
-  state.self_v.resize(decoder_.blocks.size());
-  return state;
-}
-
-Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
-                                      bool dropless) const {
-  SW_CHECK(device_.is_cpu(), Status::kUnsupported,
-           "cached decoding runs on the CPU path in this version");
-  const int64_t batch = state.batch(), d = config_.d_model(), heads = heads_;
-  SW_CHECK_ARG(tokens.defined() && tokens.dtype() == DType::i32 && tokens.numel() == batch,
-               "decode_step: tokens must be i32 [", batch, "], got ", tokens.str());
-  const Tensor ids = tokens.view({batch, 1});
-  ops::check_token_ids(ids, config_.vocab_size(), "decode_step tokens");
-  const ModelConfig step_config = routing_config_for(config_, dropless);
-  const RunContext ctx = context(false, 0);
-  const double eps = config_.norm_epsilon();
-  const int64_t position = state.length;
-  // The position bias of this query against every key so far: the last row of the table.
-  const Tensor full_bias = position_bias_for(decoder_, position + 1);
-  Tensor bias = Tensor::empty({heads, 1, position + 1}, full_bias.dtype());
-  for (int64_t h = 0; h < heads; ++h)
-    std::memcpy(static_cast<char*>(bias.raw()) +
-                    static_cast<size_t>(h * (position + 1)) * dtype_size(bias.dtype()),
-                static_cast<const char*>(full_bias.raw()) +
-                    static_cast<size_t>((h * (position + 1) + position) * (position + 1)) *
-                        dtype_size(bias.dtype()),
-                static_cast<size_t>(position + 1) * dtype_size(bias.dtype()));
-  const Tensor* memory_mask = state.encoder_mask.defined() ? &state.encoder_mask : nullptr;
-  const int st = static_cast<int>(Stack::kDecoder);
-  state.routing.clear();
-
-  Tensor h = ops::embedding(shared_, ids);
-  for (size_t i = 0; i < decoder_.blocks.size(); ++i) {
-    const Block& b = decoder_.blocks[i];
-    const int64_t blk = static_cast<int64_t>(i);
-    Tensor normed = ops::rms_norm(h, b.self_norm, eps);
-    const Tensor q = ops::linear(normed, b.self_attn.q);
-    state.self_k[i] = append_position(state.self_k[i], ops::linear(normed, b.self_attn.k));
-    state.self_v[i] = append_position(state.self_v[i], ops::linear(normed, b.self_attn.v));
-    ops::AttentionInputs self;
-    self.bias = &bias;
-    Tensor y = ops::linear(ops::attention(q, state.self_k[i], state.self_v[i], heads, self),
-                           b.self_attn.o);
-    ctx.reduce_partial(y);
-    ops::add_(h, y);
-    normed = ops::rms_norm(h, b.cross_norm, eps);
-    ops::AttentionInputs cross;
-    cross.key_mask = memory_mask;
-    y = ops::linear(ops::attention(ops::linear(normed, b.cross_attn.q), state.cross_k[i],
-                                   state.cross_v[i], heads, cross),
-                    b.cross_attn.o);
-    ctx.reduce_partial(y);
-    ops::add_(h, y);
-    normed = ops::rms_norm(h, b.ffn_norm, eps).view({batch, d});
-    if (!b.sparse) {
-      y = feed_forward(b.ffn, config_.activation(), normed, ctx.dropout(0, 0.0));
-      ctx.reduce_partial(y);
-    } else {
-      const int64_t group_size = routing_group_size(step_config, batch, 1);
-      SwitchOutput sw =
-          switch_ffn(b.switch_ffn, step_config, normed, group_size, ctx,
-                     random_site(st, blk, SiteKind::kRouterJitter),
-                     random_site(st, blk, SiteKind::kFeedForwardInner), expert_group_);
-      state.routing.push_back(layer_routing(Stack::kDecoder, blk, sw, group_size));
-      y = sw.y;
-    }
-    ops::add_(h, y.view({batch, 1, d}));
-  }
-  ++state.length;
-  Tensor dec = ops::rms_norm(h, decoder_.final_norm, eps).view({batch, d});
-  if (config_.tie_word_embeddings()) {
-    ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(d)));
-    return ops::linear(dec, shared_).to(DType::f32);
-  }
-  return ops::linear(dec, lm_head_).to(DType::f32);
 }
 
 }  // namespace sw

@@ -6,12 +6,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/model/attention_layer.h"
 #include "core/model/batch.h"
+#include "core/model/block.h"
 #include "core/model/config.h"
-#include "core/model/feed_forward.h"
 #include "core/model/parameters.h"
-#include "core/model/switch_ffn.h"
 #include "core/tensor/tensor.h"
 
 namespace sw {
@@ -20,13 +18,6 @@ struct ForwardOptions {
   bool train = false;               // dropout, expert dropout, router jitter, train capacity factor
   uint64_t step = 0;                // addresses the random streams of this step
   bool keep_block_outputs = false;  // fill ForwardOutput::block_outputs (validation)
-};
-
-// Weights of the loss terms in a gradient: 1 each for loss = ce + aux + z. Accumulating
-// micro-batches weighs each one's means by its share of the whole batch's label tokens
-// (ce), routing groups (aux) and routed tokens (z).
-struct LossScales {
-  double ce = 1.0, aux = 1.0, z = 1.0;
 };
 
 struct BlockOutput {
@@ -53,8 +44,7 @@ struct DecoderState {
   Tensor encoder_output;                      // [B, Te, d]
   Tensor encoder_mask;                        // i32 [B, Te]; undefined: no padding
   int64_t length = 0;                         // decoder positions fed so far
-  std::vector<Tensor> self_k, self_v;         // per decoder block [B, length, H*d_kv]
-  std::vector<Tensor> cross_k, cross_v;       // per decoder block [B, Te, H*d_kv]
+  std::vector<BlockCache> blocks;             // per decoder block: keys and values so far
   std::vector<LayerRouting> encoder_routing;  // one per sparse encoder block
   std::vector<LayerRouting> routing;          // the last step's, per sparse decoder block
   int64_t batch() const { return encoder_output.dim(0); }
@@ -115,33 +105,13 @@ class SwitchTransformer {
   Communicator* model_group() const { return model_group_; }
 
  private:
-  struct Block {
-    Tensor self_norm;
-    AttentionWeights self_attn;
-    Tensor cross_norm;  // decoder only
-    AttentionWeights cross_attn;
-    Tensor ffn_norm;
-    bool sparse = false;
-    FeedForwardWeights ffn;    // dense blocks
-    SwitchWeights switch_ffn;  // sparse blocks
-  };
   struct StackWeights {
     Stack stack;
     Tensor relative_bias;  // [num_buckets, H], owned by block 0
-    std::vector<Block> blocks;
+    std::vector<BlockWeights> blocks;
     Tensor final_norm;
   };
   // What the backward needs from one stack's forward.
-  struct BlockCache {
-    Tensor self_input, self_inv_rms, self_normed;
-    AttentionCache self;
-    Tensor cross_input, cross_inv_rms, cross_normed;
-    AttentionCache cross;
-    Tensor ffn_input, ffn_inv_rms, ffn_normed;
-    FeedForwardCache ffn;
-    SwitchOutput switch_out;
-    int64_t group_size = 0;
-  };
   struct StackCache {
     std::vector<BlockCache> blocks;
     Tensor final_input, final_inv_rms, final_normed;
@@ -162,6 +132,9 @@ class SwitchTransformer {
   Tensor backward_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
                         const StackCache& cache, Tensor d_out, const LossScales& scales,
                         GradientBuffer& grads) const;
+  // What every block of a pass through stack s shares (bias: the position bias).
+  StackPass pass_for(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
+                     const Tensor* bias) const;
   // The position bias [H, length, length] of this rank's heads.
   Tensor position_bias_for(const StackWeights& s, int64_t length) const;
   RunContext context(bool train, uint64_t step) const;

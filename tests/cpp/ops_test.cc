@@ -237,6 +237,34 @@ TEST_P(OpsTest, PositionBiasLayout) {
                   table.item(ops::relative_position_bucket(j - i, true, 8, 16) * 3 + h));
 }
 
+// position_bias is linear in the table; its backward is the adjoint:
+// <dbias, bias(table)> = <dtable, table>, here for 2 of 4 heads from head 1 (model
+// parallelism's slice) in both directions.
+TEST(PositionBias, BackwardIsTheAdjoint) {
+  for (bool bidirectional : {true, false}) {
+    Tensor table = random_tensor({8, 4}, DType::f64, 17);
+    const Tensor part = random_tensor({8, 2}, DType::f64, 18);  // heads 1 and 2 of the table
+    for (int64_t b = 0; b < 8; ++b)
+      for (int64_t h = 0; h < 2; ++h) table.data<double>()[b * 4 + 1 + h] = part.item(b * 2 + h);
+    const Tensor dbias = random_tensor({2, 5, 6}, DType::f64, 19);
+    Tensor dtable = Tensor::zeros({8, 4}, DType::f64);
+    ops::position_bias_backward(dbias, bidirectional, 16, 1, dtable);
+    const Tensor bias = ops::position_bias(part, 5, 6, bidirectional, 16);
+    double lhs = 0, rhs = 0;
+    for (int64_t i = 0; i < dbias.numel(); ++i) lhs += dbias.item(i) * bias.item(i);
+    for (int64_t i = 0; i < dtable.numel(); ++i) rhs += dtable.item(i) * table.item(i);
+    EXPECT_NEAR(lhs, rhs, 1e-12 * std::abs(lhs) + 1e-12) << bidirectional;
+    for (int64_t b = 0; b < 8; ++b) {  // heads outside the slice get nothing
+      EXPECT_EQ(dtable.item(b * 4), 0.0);
+      EXPECT_EQ(dtable.item(b * 4 + 3), 0.0);
+    }
+  }
+  Tensor wrong = Tensor::zeros({8, 2}, DType::f64);
+  EXPECT_THROW(
+      ops::position_bias_backward(random_tensor({2, 5, 6}, DType::f64, 20), true, 16, 1, wrong),
+      Error);
+}
+
 // Naive attention in f64 with the same masking rule (lowest f32 added where masked).
 Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                        const Tensor* bias, const Tensor* mask, bool causal) {

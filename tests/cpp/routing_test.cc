@@ -16,7 +16,7 @@ namespace {
 using testing::random_tensor;
 
 Tensor indices(const std::vector<int32_t>& v) {
-  return Tensor::from_vector<int32_t>(v, {static_cast<int64_t>(v.size())});
+  return Tensor::from_vector<int32_t>(v, {static_cast<int64_t>(v.size()), 1});  // top-1: [N, 1]
 }
 
 TEST(Router, LogitsSoftmaxArgmaxAgainstNaiveLoop) {
@@ -142,7 +142,7 @@ TEST(Capacity, GroupsThatDoNotDivideAreAnError) {
 TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
   const Tensor x = random_tensor({6, 3}, DType::f64, 8);
   const std::vector<int32_t> idx = {1, 1, 0, 1, 2, 0};
-  const Tensor gate = random_tensor({6}, DType::f64, 9);
+  const Tensor gate = random_tensor({6, 1}, DType::f64, 9);
   const ops::CapacityAssignment a = ops::assign_capacity(indices(idx), 3, 6, 2);  // token 3 dropped
   const Tensor buffer = ops::dispatch(x, a);
   // Grouped layout: expert 0 holds tokens 2, 5; expert 1 tokens 0, 1; expert 2 token 4.
@@ -158,15 +158,39 @@ TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
       EXPECT_DOUBLE_EQ(y.item(t * 3 + i), t == 3 ? 0.0 : gate.item(t) * x.item(t * 3 + i)) << t;
 }
 
+// Top-2: capacity serves every token's first choice before any second choice; combine
+// sums a token's kept rows by gate, and the backward of dispatch sums them back.
+TEST(Capacity, TopTwoServesFirstChoicesFirst) {
+  const Tensor idx = Tensor::from_vector<int32_t>({0, 1, 0, 1, 1, 0}, {3, 2});
+  const ops::CapacityAssignment a = ops::assign_capacity(idx, 2, 3, 2);
+  EXPECT_EQ(a.dropped, 2);  // token 1's and token 2's second choices
+  EXPECT_EQ(a.kept_per_expert, (std::vector<int64_t>{2, 2}));
+  const std::vector<int32_t> rows = {0, 3, 1, -1, 2, -1};
+  for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(a.row.item(i), rows[i]) << i;
+  const Tensor buffer = random_tensor({4, 3}, DType::f64, 12);
+  const Tensor gate = random_tensor({3, 2}, DType::f64, 13);
+  const Tensor y = ops::combine(buffer, gate, a);
+  for (int64_t c = 0; c < 3; ++c) {
+    EXPECT_DOUBLE_EQ(y.item(c), gate.item(0) * buffer.item(c) + gate.item(1) * buffer.item(9 + c));
+    EXPECT_DOUBLE_EQ(y.item(3 + c), gate.item(2) * buffer.item(3 + c));
+    EXPECT_DOUBLE_EQ(y.item(6 + c), gate.item(4) * buffer.item(6 + c));
+  }
+  const Tensor dx = ops::dispatch_backward(buffer, a);
+  for (int64_t c = 0; c < 3; ++c) {
+    EXPECT_DOUBLE_EQ(dx.item(c), buffer.item(c) + buffer.item(9 + c));
+    EXPECT_DOUBLE_EQ(dx.item(3 + c), buffer.item(3 + c));
+  }
+}
+
 TEST(DispatchCombine, MismatchedInputsAreErrors) {
   const Tensor x = random_tensor({4, 3}, DType::f64, 10);
   const ops::CapacityAssignment a = ops::assign_capacity(indices({0, 1, 1, 0}), 2, 4, 4);
   EXPECT_THROW(ops::dispatch(x.slice(0, 3), a), Error);  // 3 tokens, an assignment for 4
   const Tensor out = ops::dispatch(x, a);
-  EXPECT_THROW(ops::combine(out.slice(0, 3), random_tensor({4}, DType::f64, 1), a), Error);
-  EXPECT_THROW(ops::combine(out, random_tensor({3}, DType::f64, 1), a), Error);
+  EXPECT_THROW(ops::combine(out.slice(0, 3), random_tensor({4, 1}, DType::f64, 1), a), Error);
+  EXPECT_THROW(ops::combine(out, random_tensor({3, 1}, DType::f64, 1), a), Error);
   ops::CapacityAssignment corrupt = a;
-  corrupt.row = Tensor::from_vector<int32_t>({0, 1, 9, 3}, {4});  // row 9 of 4
+  corrupt.row = Tensor::from_vector<int32_t>({0, 1, 9, 3}, {4, 1});  // row 9 of 4
   EXPECT_THROW(ops::dispatch(x, corrupt), Error);
   EXPECT_THROW(ops::route(x, Tensor::zeros({0, 3}, DType::f64), {}), Error);  // no experts
 }

@@ -11,6 +11,7 @@
 #include "core/ops/dispatch.h"
 #include "core/ops/dropout.h"
 #include "core/ops/gemm.h"
+#include "core/ops/norm.h"
 #include "core/ops/router.h"
 #include "core/ops/router_loss.h"
 #include "parity_util.h"
@@ -70,6 +71,37 @@ TEST_F(Parity, BatchedAndGroupedMatmul) {
     ops::grouped_matmul(x, w, true, y_cpu, offsets);
     EXPECT_LE(max_relative_error(host(y), y_cpu), p.tolerance) << dtype_name(p.dtype);
   }
+}
+
+TEST_F(Parity, GroupedWeightGradient) {
+  const std::vector<int64_t> offsets = {0, 33, 33, 80, 81};
+  const Tensor dy = random_tensor({81, 48}, DType::f32, 7),
+               x = random_tensor({81, 64}, DType::f32, 8);
+  Tensor dw_cpu = random_tensor({4, 48, 64}, DType::f32, 9);
+  Tensor dw = gpu(dw_cpu, DType::f32);
+  ops::grouped_weight_gradient(gpu(dy, DType::f32), gpu(x, DType::f32), offsets, dw);
+  ops::grouped_weight_gradient(dy, x, offsets, dw_cpu);
+  EXPECT_LE(max_relative_error(host(dw), dw_cpu), 1e-5);
+}
+
+// A backward op without a CUDA kernel yet fails through its device switch, naming the op
+// and the device, and changes nothing.
+TEST_F(Parity, BackwardWithoutKernelNamesOpAndDevice) {
+  const Tensor x = gpu(random_tensor({4, 8}, DType::f32, 10), DType::f32);
+  const Tensor w = gpu(random_tensor({8}, DType::f32, 11), DType::f32);
+  Tensor inv_rms;
+  ops::rms_norm(x, w, 1e-6, &inv_rms);
+  Tensor dw = Tensor::zeros({8}, DType::f32, kGpu);
+  try {
+    ops::rms_norm_backward(x, x, w, inv_rms, dw);
+    FAIL() << "rms_norm backward ran on a GPU without a kernel";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("rms_norm backward: no kernel for cuda:0"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(max_relative_error(host(dw), Tensor::zeros({8}, DType::f32)), 0.0);
 }
 
 TEST_F(Parity, Activations) {
