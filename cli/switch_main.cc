@@ -54,6 +54,7 @@
 #include "core/data/byte_tokenizer.h"
 #include "core/data/sentencepiece_tokenizer.h"
 #include "core/dist/communicator.h"
+#include "core/dist/layout.h"
 #include "core/infer/generate.h"
 #include "core/io/checkpoint.h"
 #include "core/io/hf_checkpoint.h"
@@ -410,40 +411,6 @@ std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
   return text;
 }
 
-// The --parallel layout ("dp=2", "dp=2,ep=2") over the ranks of the launch.
-struct ParallelLayout {
-  int64_t dp = 1, ep = 1, mp = 1;
-};
-
-ParallelLayout parse_parallel(const std::string& text, int world_size) {
-  ParallelLayout p;
-  bool dp_given = false;
-  std::istringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    const size_t eq = item.find('=');
-    const std::string key = item.substr(0, eq);
-    char* end = nullptr;
-    const long long value =
-        eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &end, 10);
-    if (eq == std::string::npos || *end != '\0' || value < 1 ||
-        (key != "dp" && key != "ep" && key != "mp"))
-      throw sw::Error(sw::Status::kInvalidArgument,
-                      "--parallel: expected dp=N[,ep=N][,mp=N], got \"" + text + "\"");
-    (key == "dp" ? p.dp : key == "ep" ? p.ep : p.mp) = value;
-    dp_given |= key == "dp";
-  }
-  if (!dp_given) p.dp = world_size / (p.ep * p.mp);
-  if (p.mp > 1 && p.ep > 1)
-    throw sw::Error(sw::Status::kUnsupported,
-                    "--parallel: model parallelism (mp) with expert parallelism (ep) is not in "
-                    "this version; use dp with ep or dp with mp");
-  if (p.dp * p.ep * p.mp != world_size)
-    throw sw::Error(sw::Status::kInvalidArgument,
-                    "--parallel " + text + " needs " + std::to_string(p.dp * p.ep * p.mp) +
-                        " ranks, the launch has " + std::to_string(world_size));
-  return p;
-}
-
 int run_train_on(sw::Communicator& world, const Args& a, const std::vector<std::string>& overrides);
 
 // Training under a launcher: every rank runs run_train_on; an error on any rank ends all
@@ -466,8 +433,8 @@ int run_train(const Args& a, const std::vector<std::string>& overrides) {
 
 int run_train_on(sw::Communicator& world, const Args& a,
                  const std::vector<std::string>& overrides) {
-  const ParallelLayout layout =
-      parse_parallel(arg(a, "parallel", "dp=" + std::to_string(world.size())), world.size());
+  const sw::ParallelLayout layout = sw::parse_parallel_layout(
+      arg(a, "parallel", "dp=" + std::to_string(world.size())), world.size());
   sw::TrainConfig config =
       a.count("config") ? sw::train_config_from_text(read_file(a.at("config"))) : sw::TrainConfig();
   if (a.count("preset")) config.set_model_preset(a.at("preset"));
@@ -479,33 +446,12 @@ int run_train_on(sw::Communicator& world, const Args& a,
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
   const bool resume = a.count("resume") != 0;
-  // Ranks r = dp_index * ep + ep_index: each group of ep consecutive ranks splits the
-  // experts; all ranks split the global batch. With mp, r = dp_index * mp + mp_index: each
-  // group of mp consecutive ranks splits the heads and d_ff and sees the same batch; the
-  // ranks with the same mp_index split the global batch.
-  sw::ParallelGroups groups;
-  std::unique_ptr<sw::Communicator> expert_group, model_group, replicas;
-  if (world.size() > 1) {
-    groups.data_parallel = &world;
-    const int rank = world.rank();
-    if (layout.ep > 1) {
-      expert_group =
-          world.split(static_cast<int>(rank / layout.ep), static_cast<int>(rank % layout.ep));
-      groups.expert_parallel = expert_group.get();
-    }
-    if (layout.mp > 1) {
-      model_group =
-          world.split(static_cast<int>(rank / layout.mp), static_cast<int>(rank % layout.mp));
-      replicas =
-          world.split(static_cast<int>(rank % layout.mp), static_cast<int>(rank / layout.mp));
-      groups.model_parallel = model_group.get();
-      groups.data_parallel = replicas.get();
-    }
+  const sw::ParallelCommunicators communicators(world, layout);
+  if (world.size() > 1)
     std::printf("%d ranks: data parallel %lld x expert parallel %lld x model parallel %lld\n",
                 world.size(), static_cast<long long>(layout.dp), static_cast<long long>(layout.ep),
                 static_cast<long long>(layout.mp));
-  }
-  sw::PretrainingRun run(config, out, resume, groups);
+  sw::PretrainingRun run(config, out, resume, communicators.groups());
   if (run.steps_done() > 0)
     std::printf("resumed from %s at step %lld\n",
                 sw::latest_checkpoint(run.checkpoint_root()).c_str(),
