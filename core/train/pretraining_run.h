@@ -10,19 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "core/dist/layout.h"
 #include "core/train/pretraining_pipeline.h"
 #include "core/train/train_config.h"
 
 namespace sw {
-
-// The communicators of a distributed run (none: a single process).
-struct ParallelGroups {
-  // The replicas the global batch is split over: every rank, or under model parallelism
-  // the ranks holding the same part of the model.
-  Communicator* data_parallel = nullptr;
-  Communicator* expert_parallel = nullptr;  // the ranks this one's experts are split over
-  Communicator* model_parallel = nullptr;   // the ranks this one's heads and d_ff are split over
-};
 
 class PretrainingRun {
  public:

@@ -1,0 +1,234 @@
+// switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
+//              [--resume] [--parallel dp=N[,ep=M|,mp=M]]
+//     span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
+//     the tiny preset on the fortunes corpus): a progress bar (or a line every
+//     log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
+//     tokenizer and the resolved config, checkpoints under <out>/checkpoints (every
+//     checkpoint_interval steps and at the end); --resume continues the latest one bit for
+//     bit; --examples N shows greedy span infilling. Under mpirun (or srun), --parallel
+//     dp=N,ep=M trains over N x M ranks: each steps on its shard of the global batch,
+//     each group of M ranks splits every sparse layer's experts; dp=N,mp=M: each group
+//     of M ranks splits the attention heads and d_ff and shares one batch shard; rank 0
+//     prints and writes checkpoints of the whole model, which continue at any layout
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/dist/communicator.h"
+#include "core/dist/layout.h"
+#include "core/infer/generate.h"
+#include "core/io/checkpoint.h"
+#include "core/train/pretraining_run.h"
+
+namespace sw::cli {
+namespace {
+
+// A progress bar when stdout is a terminal, a line every log_interval steps otherwise.
+void report_step(const sw::TrainMetrics& m, int64_t steps, int64_t log_interval,
+                 double tokens_per_second, bool terminal) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "step %5lld/%lld  loss %.4f (ce %.4f aux %.4f z %.4f)  |g| %.3f  lr %.3g  "
+                "dropped %4.1f%%  %.0f tok/s",
+                static_cast<long long>(m.step), static_cast<long long>(steps), m.loss, m.ce, m.aux,
+                m.z, m.grad_norm, m.learning_rate, 100 * m.dropped_fraction, tokens_per_second);
+  if (terminal) {
+    constexpr int kWidth = 24;
+    const int filled = static_cast<int>(kWidth * m.step / steps);
+    std::printf("\r[%s%s] %s", std::string(filled, '#').c_str(),
+                std::string(kWidth - filled, '.').c_str(), line);
+    if (m.step == steps) std::printf("\n");
+    std::fflush(stdout);
+  } else if (m.step % log_interval == 0 || m.step == steps) {
+    std::printf("%s\n", line);
+    std::fflush(stdout);
+  }
+}
+
+void report_eval(const sw::EvalMetrics& e, int64_t step, bool terminal) {
+  std::printf("%seval @ step %lld: loss %.4f (ce %.4f aux %.4f z %.4f), dropped %.1f%%\n",
+              terminal ? "\n" : "", static_cast<long long>(step), e.loss, e.ce, e.aux, e.z,
+              100 * e.dropped_fraction);
+}
+
+// Greedy span infilling on held-out examples: input, the model's answer and the truth.
+std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
+  const sw::Batch& b = run.eval_batches().front();
+  count = std::min<int64_t>(count, b.input_ids.dim(0));
+  const sw::Tensor ids = b.input_ids.slice(0, count), mask = b.attention_mask.slice(0, count);
+  sw::GenerateOptions options;
+  options.max_new_tokens = b.labels.dim(1);
+  options.vocab_limit = run.tokenizer().vocab_size();
+  const auto answers = sw::generate(run.model(), ids, mask, options);
+  std::string text;
+  for (int64_t s = 0; s < count; ++s) {
+    auto row = [&](const sw::Tensor& t) {
+      std::vector<int32_t> v;
+      for (int64_t i = 0; i < t.dim(1); ++i)
+        if (t.data<int32_t>()[s * t.dim(1) + i] >= 0)
+          v.push_back(t.data<int32_t>()[s * t.dim(1) + i]);
+      return v;
+    };
+    text += "input:  " + run.tokenizer().decode(row(ids)) + "\n";
+    text += "model:  " + run.tokenizer().decode(answers[s]) + "\n";
+    text += "truth:  " + run.tokenizer().decode(row(b.labels)) + "\n\n";
+  }
+  return text;
+}
+
+// The run on this rank of `world` (the only rank without a launcher).
+int run_train_on(sw::Communicator& world, const Flags& flags) {
+  const sw::ParallelLayout layout = sw::parse_parallel_layout(
+      flags.value("parallel", "dp=" + std::to_string(world.size())), world.size());
+  sw::TrainConfig config = flags.has("config")
+                               ? sw::train_config_from_text(read_file(flags.value("config")))
+                               : sw::TrainConfig();
+  if (flags.has("preset")) config.set_model_preset(flags.value("preset"));
+  for (const std::string& o : flags.values("set")) sw::apply_override(config, o);
+  const std::string out = flags.value("out", "runs/train");
+  const bool terminal = isatty(fileno(stdout));
+  std::printf("preparing: corpus %s, tokenizer, data (output in %s)...\n", config.corpus().c_str(),
+              out.c_str());
+  std::fflush(stdout);
+  const auto start = std::chrono::steady_clock::now();
+  const bool resume = flags.has("resume");
+  const sw::ParallelCommunicators communicators(world, layout);
+  if (world.size() > 1)
+    std::printf("%d ranks: data parallel %lld x expert parallel %lld x model parallel %lld\n",
+                world.size(), static_cast<long long>(layout.dp), static_cast<long long>(layout.ep),
+                static_cast<long long>(layout.mp));
+  sw::PretrainingRun run(config, out, resume, communicators.groups());
+  if (run.steps_done() > 0)
+    std::printf("resumed from %s at step %lld\n",
+                sw::latest_checkpoint(run.checkpoint_root()).c_str(),
+                static_cast<long long>(run.steps_done()));
+  const sw::TrainConfig& c = run.config();
+  std::printf(
+      "%lld train / %lld held-out documents, %lld train tokens (SentencePiece %lld pieces + "
+      "%lld sentinels), %lld examples per epoch (%lld raw tokens -> %lld inputs, %lld targets)\n",
+      static_cast<long long>(run.data().train_documents()),
+      static_cast<long long>(run.data().validation_documents()),
+      static_cast<long long>(run.data().train_tokens()),
+      static_cast<long long>(run.tokenizer().piece_count()),
+      static_cast<long long>(run.tokenizer().num_sentinels()),
+      static_cast<long long>(run.data().train_data().examples_per_epoch()),
+      static_cast<long long>(run.data().train_data().lengths().raw),
+      static_cast<long long>(run.data().train_data().lengths().inputs),
+      static_cast<long long>(run.data().train_data().lengths().targets));
+  std::printf(
+      "training %s: %.2fM parameters, %lld experts, batch %lld x (%lld + %lld), %lld steps\n",
+      c.model().name().c_str(), run.model().parameters().num_elements() / 1e6,
+      static_cast<long long>(c.model().num_experts()), static_cast<long long>(c.batch_size()),
+      static_cast<long long>(c.input_length()), static_cast<long long>(c.target_length()),
+      static_cast<long long>(c.steps()));
+  if (run.steps_done() == 0) report_eval(run.evaluate(), 0, false);
+  double seconds = 0, tokens = 0;
+  sw::EvalMetrics last_eval;
+  sw::TrainMetrics m;
+  while (run.steps_done() < c.steps()) {
+    m = run.step();
+    if (m.skipped) {  // nothing was updated; too many in a row end the run with an error
+      std::printf(
+          "%swarning: a step after step %lld was skipped: its loss or gradient was not "
+          "finite (%lld skipped so far)\n",
+          terminal ? "\n" : "", static_cast<long long>(m.step),
+          static_cast<long long>(m.skipped_steps));
+      continue;
+    }
+    const int64_t s = m.step;
+    seconds += m.seconds;
+    tokens += static_cast<double>(m.tokens);
+    report_step(m, c.steps(), c.log_interval(), tokens / seconds, terminal);
+    for (const sw::LayerLoad& l : m.layers)
+      if (l.max_share() > c.collapse_warning_share() &&
+          (s % c.log_interval() == 0 || s == c.steps()))
+        std::printf(
+            "%swarning: router collapse? %s block %lld sends %.0f%% of its tokens to expert %lld\n",
+            terminal ? "\n" : "", sw::stack_name(l.stack), static_cast<long long>(l.block),
+            100 * l.max_share(), static_cast<long long>(l.busiest_expert()));
+    if ((c.eval_interval() > 0 && s % c.eval_interval() == 0) || s == c.steps()) {
+      last_eval = run.evaluate();
+      report_eval(last_eval, s, terminal && s != c.steps());
+    }
+    if ((c.checkpoint_interval() > 0 && s % c.checkpoint_interval() == 0) || s == c.steps()) {
+      const std::string dir = run.save_checkpoint();
+      if (s != c.steps() && !terminal) std::printf("checkpoint %s\n", dir.c_str());
+    }
+  }
+  if (run.steps_done() >= c.steps() && m.step == 0)
+    throw sw::Error(sw::Status::kInvalidArgument,
+                    "train: the run under " + out + " has already taken " +
+                        std::to_string(run.steps_done()) + " of its " + std::to_string(c.steps()) +
+                        " steps (raise steps to continue)");
+  // Every rank generates (expert-parallel layers need them all); rank 0 reports.
+  const int64_t examples = flags.int_value("examples", 0);
+  const std::string infill = examples > 0 ? infill_examples(run, examples) : "";
+  if (world.rank() != 0) return 0;  // rank 0 reports and writes the summary
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "final eval loss %.4f (ce %.4f), train tokens/s %.0f, dropped %.1f%% (train) %.1f%% (eval), "
+      "%.0f s in all\n",
+      last_eval.loss, last_eval.ce, tokens / seconds, 100 * m.dropped_fraction,
+      100 * last_eval.dropped_fraction, wall);
+  std::ofstream(out + "/summary.json")
+      << "{\"model\": \"" << c.model().name() << "\", \"experts\": " << c.model().num_experts()
+      << ", \"sparse\": "
+      << (c.model().encoder_sparse_step() || c.model().decoder_sparse_step() ? "true" : "false")
+      << ", \"parameters\": " << run.model().parameters().num_elements()
+      << ", \"steps\": " << c.steps() << ", \"final_eval_loss\": " << last_eval.loss
+      << ", \"final_eval_ce\": " << last_eval.ce << ", \"tokens_per_s\": " << tokens / seconds
+      << ", \"train_dropped\": " << m.dropped_fraction
+      << ", \"eval_dropped\": " << last_eval.dropped_fraction << ", \"seconds\": " << wall << "}\n";
+  if (examples > 0) {
+    std::ofstream(out + "/infill_examples.txt") << infill;
+    std::printf("\nspan infilling on held-out text (greedy):\n\n%s", infill.c_str());
+  }
+  std::printf("metrics in %s/metrics.jsonl, checkpoint %s\n", out.c_str(),
+              sw::latest_checkpoint(run.checkpoint_root()).c_str());
+  return 0;
+}
+
+// Training under a launcher: every rank runs run_train_on; an error on any rank ends all
+// of them (the others would wait in their next collective).
+int run_train(const Flags& flags) {
+  const std::unique_ptr<sw::Communicator> world =
+      sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator();
+  if (world->size() == 1) return run_train_on(*world, flags);
+  if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+    throw sw::Error(sw::Status::kIo, "cannot silence rank " + std::to_string(world->rank()));
+  try {
+    return run_train_on(*world, flags);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "switch train: rank %d of %d: %s\n", world->rank(), world->size(),
+                 e.what());
+    world->abort(1);
+  }
+  return 1;  // not reached: abort ends the process
+}
+
+}  // namespace
+
+Command train_command() {
+  return {"train",
+          "span-corruption pre-training from a TrainConfig, alone or under mpirun",
+          {{"config", "FILE", "a TrainConfig in protobuf text format"},
+           {"preset", "NAME", "the model preset (default: the TrainConfig's)"},
+           {"set", "KEY=VALUE", "override a TrainConfig field (repeatable; model.FIELD too)"},
+           {"out", "DIR", "where metrics.jsonl and the rest go (default runs/train)"},
+           {"examples", "N", "greedy span infilling on N held-out examples at the end"},
+           {"resume", "", "continue from the latest checkpoint under --out, if any"},
+           {"parallel", "LAYOUT", "the layout over the MPI ranks, dp=N,ep=M or dp=N,mp=M"},
+           kThreadsFlag},
+          "",
+          run_train};
+}
+
+}  // namespace sw::cli
