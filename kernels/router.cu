@@ -116,7 +116,7 @@ void fused_router(const Tensor& x, const Tensor& weight, Tensor& logits, Tensor&
   SW_CUDA_CHECK_LAUNCH("fused_router");
 }
 
-// The router in f32 whatever the model's dtype (SPEC §2): one fused pass over x up to
+// The router in f32 whatever the model's dtype (docs/MATH.md §2): one fused pass over x up to
 // kFusedRouterMaxExperts experts, an f32 cuBLAS GEMM and a softmax kernel above.
 ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::RouterJitter& noise,
                         Tensor* jittered_x) {

@@ -1,6 +1,6 @@
 // The Switch router on CUDA behind core/ops/router.h: the forward jitter, softmax and
 // top-1, and the fused router that does both from x in one pass. The router always runs in
-// f32 (SPEC §2).
+// f32 (docs/MATH.md §2).
 #pragma once
 
 #include <cstdint>

@@ -184,7 +184,7 @@ typedef struct sw_batch {
 
 typedef struct sw_model sw_model;
 
-/* A new model of config (SW_CONFIG_MODEL), parameters initialised from seed (SPEC §4),
+/* A new model of config (SW_CONFIG_MODEL), parameters initialised from seed (docs/MATH.md §4),
  * on device "cpu" or "cuda:N" (SW_ERR_UNSUPPORTED in a build without CUDA). */
 SW_API sw_status sw_model_create(const sw_config* config, const char* device, uint64_t seed,
                                  sw_model** out);

@@ -1,4 +1,4 @@
-// The T5 span-corruption pre-training stream (SPEC §1; t5.data.preprocessors.
+// The T5 span-corruption pre-training stream (docs/MATH.md §1; t5.data.preprocessors.
 // span_corruption): documents are tokenized and concatenated, the token stream is cut
 // into segments of the raw length whose corrupted input and target just fit the model's
 // lengths (T5's random_spans_helper), so sequences are packed full and padding is rare;

@@ -1,4 +1,4 @@
-// T5 span corruption (SPEC §1; Raffel et al. 2020, t5.data.preprocessors.span_corruption):
+// T5 span corruption (docs/MATH.md §1; Raffel et al. 2020, t5.data.preprocessors.span_corruption):
 // a noise density of the tokens, in spans of a mean length, is cut out of the input and
 // becomes the target. Each noise span is replaced in the input by one sentinel, the ids
 // counted down from the top of the vocabulary; the target lists sentinel + span for every

@@ -1,4 +1,4 @@
-// Data parallelism (SPEC §6): every replica holds the whole model and a shard of the
+// Data parallelism (docs/MATH.md §6): every replica holds the whole model and a shard of the
 // global batch; gradients are summed over the replicas (in buckets, one all-reduce each),
 // so every replica takes the same optimizer step a single process would take on the
 // global batch.

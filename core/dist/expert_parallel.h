@@ -1,4 +1,4 @@
-// Expert parallelism (paper §5, SPEC §6): a Switch layer's E experts are split over an
+// Expert parallelism (paper §5, docs/MATH.md §6): a Switch layer's E experts are split over an
 // expert-parallel group of n ranks, E / n consecutive experts each (rank r holds experts
 // [r E/n, (r+1) E/n)). Every rank routes its own tokens and keeps them per its own
 // capacity groups (the paper's semantics: capacity per local group); its dispatched rows,

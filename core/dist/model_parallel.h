@@ -1,4 +1,4 @@
-// Model parallelism (paper §5, the Mesh-TensorFlow layout of Switch-XXL; SPEC §6): the
+// Model parallelism (paper §5, the Mesh-TensorFlow layout of Switch-XXL; docs/MATH.md §6): the
 // attention heads and the d_ff dimension of every feed-forward (the dense ones and each
 // expert) are split over a model-parallel group of n ranks that all see the same tokens.
 // The first projections (q, k, v, wi) are split by rows and the second (o, wo) by columns,

@@ -1,4 +1,4 @@
-// One T5 block (SPEC §1): pre-norm sublayers h = h + dropout(F(norm(h))) — self-attention,
+// One T5 block (docs/MATH.md §1): pre-norm sublayers h = h + dropout(F(norm(h))) — self-attention,
 // cross-attention (decoder), then a dense or Switch feed-forward — with its forward, its
 // backward and one decoding step, all three over the same weights and one cache type.
 #pragma once

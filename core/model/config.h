@@ -37,7 +37,7 @@ void validate(const ModelConfig& config);
 enum class Stack { kEncoder, kDecoder };
 const char* stack_name(Stack s);  // "encoder" / "decoder"
 
-// Whether block `block` of a stack holds a Switch FFN (SPEC §2 placement rules).
+// Whether block `block` of a stack holds a Switch FFN (docs/MATH.md §2 placement rules).
 bool is_sparse_block(const ModelConfig& config, Stack stack, int64_t block);
 int64_t num_layers(const ModelConfig& config, Stack stack);
 
@@ -47,7 +47,7 @@ int64_t count_parameters(const ModelConfig& config);
 // Tokens per routing group for a stack input of `batch` sequences of `length` tokens;
 // an error when GROUP_FIXED's group_size does not divide batch * length.
 int64_t routing_group_size(const ModelConfig& config, int64_t batch, int64_t length);
-// Expert capacity per group (SPEC §2): factor or fixed, train or eval.
+// Expert capacity per group (docs/MATH.md §2): factor or fixed, train or eval.
 int64_t expert_capacity(const ModelConfig& config, int64_t tokens_per_group, bool train);
 
 }  // namespace sw

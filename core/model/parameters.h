@@ -14,7 +14,7 @@
 
 namespace sw {
 
-// How a parameter is initialised (SPEC §4).
+// How a parameter is initialised (docs/MATH.md §4).
 struct InitRule {
   enum class Kind { kOnes, kNormal };
   Kind kind = Kind::kNormal;

@@ -1,4 +1,4 @@
-// The Switch FFN layer (SPEC §2): route each token to one expert, keep at most
+// The Switch FFN layer (docs/MATH.md §2): route each token to one expert, keep at most
 // `capacity` tokens per expert per group, run the experts as grouped GEMMs over their
 // blocks of kept tokens, and scale each kept token's output by its gate. Expert dropout
 // is keyed by (token, feature), so its mask does not depend on the buffer layout.
@@ -89,7 +89,7 @@ struct LayerRouting {
 // The routing record of one Switch layer's forward (no loss terms: see RoutingLosses).
 LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out, int64_t group_size);
 
-// The load-balancing and z losses of one stack's sparse layers (SPEC §3), with their
+// The load-balancing and z losses of one stack's sparse layers (docs/MATH.md §3), with their
 // coefficients, in the config's aux_loss_mode: each layer's own terms (AUX_PER_LAYER), or
 // one balance over all the stack's layers per sequence and one z mean (the HF modes).
 // Adds to running totals that span both stacks, layer by layer.

@@ -95,7 +95,7 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
   const int parts = model_group_ ? model_group_->size() : 1;
   const int part = model_group_ ? model_group_->rank() : 0;
   auto add = [&](const std::string& name, Shape shape, const InitRule& rule, int split_axis = -1) {
-    // The router runs in f32 whatever the model's dtype (SPEC §2).
+    // The router runs in f32 whatever the model's dtype (docs/MATH.md §2).
     const bool router = name.find(".router.") != std::string::npos;
     const Split split{parts > 1 ? split_axis : -1, parts, part};
     if (!split.whole()) shape[split.axis] /= parts;
@@ -103,7 +103,7 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
         name, Tensor::empty(shape, router && dtype_ == DType::bf16 ? DType::f32 : dtype_, device_),
         rule, split);
   };
-  // q carries T5's missing 1/sqrt(d_kv) in its init (SPEC §1).
+  // q carries T5's missing 1/sqrt(d_kv) in its init (docs/MATH.md §1).
   auto attention = [&](const std::string& prefix) {
     AttentionWeights w;
     w.q = add(prefix + ".q.weight", {inner, d},
@@ -376,7 +376,7 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
       decoder_, {&batch.decoder_input_ids, dec_mask, &out.encoder_output, enc_mask}, ctx, out);
   const int64_t b = batch.decoder_input_ids.dim(0), td = batch.decoder_input_ids.dim(1);
   if (config_.tie_word_embeddings()) {
-    // Tied embeddings: rescale by d_model^-0.5 before the shared projection (SPEC §1).
+    // Tied embeddings: rescale by d_model^-0.5 before the shared projection (docs/MATH.md §1).
     ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(config_.d_model())));
     out.logits = ops::linear(dec, shared_);
   } else {

@@ -1,5 +1,5 @@
 // The Switch Transformer: a T5 v1.0 encoder-decoder whose sparse blocks carry a Switch
-// FFN (SPEC §1-3), on the Eigen CPU path. Forward returns logits, the CE / aux / z
+// FFN (docs/MATH.md §1-3), on the Eigen CPU path. Forward returns logits, the CE / aux / z
 // losses and per-layer routing statistics.
 #pragma once
 
@@ -54,7 +54,7 @@ struct DecoderState {
 
 class SwitchTransformer {
  public:
-  // Builds and initialises the parameters (SPEC §4) from `seed`, on `device`. dtype: f32,
+  // Builds and initialises the parameters (docs/MATH.md §4) from `seed`, on `device`. dtype: f32,
   // or f64 for gradient checks on the cpu, bf16 on a GPU (the router stays f32). The
   // parameters are drawn on the host, so every device starts from the same numbers.
   // With an expert group of n > 1 ranks (expert parallelism, core/dist/expert_parallel.h),

@@ -1,4 +1,4 @@
-// FFN activations (SPEC §1). gelu is the tanh approximation ("gelu_new"), as T5 v1.1 and
+// FFN activations (docs/MATH.md §1). gelu is the tanh approximation ("gelu_new"), as T5 v1.1 and
 // the HF `gated-gelu` feed-forward use it. Elementwise over any shape; f32/f64 on the cpu,
 // f32/bf16 storage with f32 arithmetic on a GPU.
 #pragma once

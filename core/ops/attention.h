@@ -1,5 +1,5 @@
 // Scaled-dot-product attention without the 1/sqrt(d_kv) (T5 folds it into q's init,
-// SPEC §1). f32/f64 on the cpu; f32/bf16 on a GPU with the softmax in f32.
+// docs/MATH.md §1). f32/f64 on the cpu; f32/bf16 on a GPU with the softmax in f32.
 #pragma once
 
 #include "core/ops/dropout.h"

@@ -1,4 +1,4 @@
-// Expert capacity (SPEC §2): which routed tokens each expert keeps, and where each kept
+// Expert capacity (docs/MATH.md §2): which routed tokens each expert keeps, and where each kept
 // token sits in the dispatched buffer.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Token dispatch (SPEC §2): kept tokens gathered into their experts' rows of one buffer,
+// Token dispatch (docs/MATH.md §2): kept tokens gathered into their experts' rows of one buffer,
 // and the combine that scales each expert row by its gate and returns it to its token.
 // Rows follow a CapacityAssignment (grouped or padded layout). Any float dtype; the gate is
 // in the rows' dtype or, on a GPU in bf16, the router's f32.

@@ -1,4 +1,4 @@
-// RMSNorm (T5's LayerNorm, SPEC §1): y = w * x * rsqrt(mean(x^2) + eps), no mean, no bias.
+// RMSNorm (T5's LayerNorm, docs/MATH.md §1): y = w * x * rsqrt(mean(x^2) + eps), no mean, no bias.
 #pragma once
 
 #include "core/tensor/tensor.h"

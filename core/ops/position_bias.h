@@ -1,4 +1,4 @@
-// T5 relative position buckets and the per-head bias they index (SPEC §1).
+// T5 relative position buckets and the per-head bias they index (docs/MATH.md §1).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
-// The Switch router (SPEC §2): logits = x W_r^T, probs = softmax(logits), each token's top-k
+// The Switch router (docs/MATH.md §2): logits = x W_r^T, probs = softmax(logits), each token's top-k
 // experts (k = 1, the Switch choice) and their gates, all in f32 or wider whatever the
 // model's dtype ("selective precision"), with optional multiplicative jitter on the input.
-// Its backward folds in the gradients of the layer's own loss terms (SPEC §3: the
+// Its backward folds in the gradients of the layer's own loss terms (docs/MATH.md §3: the
 // per-layer load-balancing loss and the z-loss), so the model never touches router maths.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The Switch layer's loss terms and statistics (SPEC §3), computed on the host from the
+// The Switch layer's loss terms and statistics (docs/MATH.md §3), computed on the host from the
 // router's (small) outputs, copied there when they live on a GPU.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Adafactor (SPEC §5): factored second moments, no first moment by default, update
+// Adafactor (docs/MATH.md §5): factored second moments, no first moment by default, update
 // clipping and relative step scaling.
 #pragma once
 

@@ -1,4 +1,4 @@
-// AdamW (SPEC §5): Adam with bias correction and decoupled weight decay.
+// AdamW (docs/MATH.md §5): Adam with bias correction and decoupled weight decay.
 #pragma once
 
 #include <memory>

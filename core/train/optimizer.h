@@ -1,4 +1,4 @@
-// Optimizers (SPEC §5): the interface Adafactor (adafactor.h) and AdamW (adamw.h)
+// Optimizers (docs/MATH.md §5): the interface Adafactor (adafactor.h) and AdamW (adamw.h)
 // implement, and what they share. They keep their state in f32 (f64 for an f64 model) and
 // update parameters in place from gradients of the same shapes, on the CPU.
 #pragma once

@@ -1,4 +1,4 @@
-// Learning-rate schedules (SPEC §5): T5's inverse square root with warmup, constant, and
+// Learning-rate schedules (docs/MATH.md §5): T5's inverse square root with warmup, constant, and
 // linear warmup followed by cosine decay.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The whole forward pass against the independent numpy reference (tests/reference),
-// written from SPEC.md: the golden files hold the config, the weights, the inputs and the
+// written from docs/MATH.md: the golden files hold the config, the weights, the inputs and the
 // expected outputs. f32 must agree within 1e-5 relative, f64 within 1e-10, and routing
 // decisions exactly.
 #include <gtest/gtest.h>

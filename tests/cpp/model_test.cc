@@ -26,7 +26,7 @@ Batch small_batch(const ModelConfig& c) {
                                  10, 6, c);
 }
 
-// Parameter count from the config alone (SPEC §1-2 shapes), independent of the model code.
+// Parameter count from the config alone (docs/MATH.md §1-2 shapes), independent of the model code.
 int64_t expected_parameters(const ModelConfig& c) {
   const int64_t d = c.d_model(), ff = c.d_ff(), inner = c.num_heads() * c.d_kv();
   const int64_t ffn = (c.activation() == ModelConfig::GATED_GELU ? 3 : 2) * d * ff;

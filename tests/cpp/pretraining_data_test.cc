@@ -42,7 +42,7 @@ sw::ModelConfig config() { return sw::preset("tiny"); }
 
 TEST(PretrainingData, LengthsFitExactlyAndMatchT5) {
   // T5's random_spans_helper: 568 raw tokens give inputs 512 and targets 114; here the
-  // targets carry one more token, the final sentinel (SPEC §1).
+  // targets carry one more token, the final sentinel (docs/MATH.md §1).
   const sw::SpanCorruptionLengths t5 = sw::span_corruption_lengths(512, 115, 0.15, 3.0);
   EXPECT_EQ(t5.raw, 568);
   EXPECT_EQ(t5.inputs, 512);

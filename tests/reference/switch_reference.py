@@ -1,6 +1,6 @@
 """Independent float64 numpy reference of the Switch Transformer forward pass.
 
-Written from /work/shared/SPEC.md (section numbers cited as "§n") and the ModelConfig
+Written from docs/MATH.md (section numbers cited as "§n") and the ModelConfig
 fields of core/proto/libswitch.proto, NOT from the C++ code, so that the two can
 disagree.  Eval mode only: no dropout, no router jitter.
 
@@ -174,7 +174,7 @@ def gelu_tanh(x):
 
 
 def relative_position_bucket(rel, bidirectional, num_buckets, max_distance):
-    """§1 bucket of rel = key_pos - query_pos (128 in SPEC replaced by max_distance).
+    """§1 bucket of rel = key_pos - query_pos (128 in docs/MATH.md replaced by max_distance).
 
     Encoder (bidirectional): nb = num_buckets/2, +nb when rel > 0, r = |rel|.
     Decoder: nb = num_buckets, r = max(-rel, 0).
