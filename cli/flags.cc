@@ -26,13 +26,12 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-// " (did you mean --batch?)": the flag of `flags` nearest to `name`, the first of equals.
+// " (did you mean --batch?)": the flag of `flags` nearest to `name`.
 std::string suggestion(const std::string& name, const std::vector<Flag>& flags) {
   if (flags.empty()) return " (this command takes no flags)";
-  const Flag* nearest = &flags.front();
-  for (const Flag& f : flags)
-    if (edit_distance(name, f.name) < edit_distance(name, nearest->name)) nearest = &f;
-  return " (did you mean --" + nearest->name + "?)";
+  std::vector<std::string> names;
+  for (const Flag& f : flags) names.push_back(f.name);
+  return " (did you mean --" + nearest_name(name, names) + "?)";
 }
 
 const Flag* find_flag(const std::vector<Flag>& flags, const std::string& arg) {
@@ -45,6 +44,13 @@ const Flag* find_flag(const std::vector<Flag>& flags, const std::string& arg) {
 bool is_help(const std::string& arg) { return arg == "--help" || arg == "-h"; }
 
 }  // namespace
+
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates) {
+  const std::string* nearest = &candidates.front();
+  for (const std::string& c : candidates)
+    if (edit_distance(name, c) < edit_distance(name, *nearest)) nearest = &c;
+  return *nearest;
+}
 
 const Flag kThreadsFlag = {"threads", "T", "CPU threads (default: all)"};
 

@@ -56,6 +56,10 @@ class Flags {
 // `switch <command> --help`: one line per flag, its value name and help aligned.
 std::string flags_help(const std::vector<Flag>& flags);
 
+// The candidate nearest to `name` by edit distance, the first of equals (candidates: not
+// empty).
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates);
+
 // The contents of a file a flag names.
 std::string read_file(const std::string& path);
 

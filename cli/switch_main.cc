@@ -60,8 +60,10 @@ int main(int argc, char** argv) {
   const auto command = std::find_if(commands.begin(), commands.end(),
                                     [&](const Command& c) { return c.name == name; });
   if (command == commands.end()) {
-    std::fprintf(stderr, "switch: unknown command \"%s\"\n%s", name.c_str(),
-                 usage(commands).c_str());
+    std::vector<std::string> names;
+    for (const Command& c : commands) names.push_back(c.name);
+    std::fprintf(stderr, "switch: unknown command \"%s\" (did you mean %s?)\n%s", name.c_str(),
+                 sw::cli::nearest_name(name, names).c_str(), usage(commands).c_str());
     return 2;
   }
   try {

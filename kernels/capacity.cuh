@@ -11,7 +11,7 @@
 namespace sw::kernels {
 
 struct DeviceAssignment {
-  Tensor slot, row;  // i32 [N] on the device
+  Tensor slot, row;  // i32 [N] on the device (core/ops views them as [N, 1])
   std::vector<int64_t> kept_per_expert, expert_offset;
   int64_t dropped = 0;
 };

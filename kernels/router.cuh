@@ -14,7 +14,8 @@ namespace sw::kernels {
 // out = x * U(1 - eps, 1 + eps) elementwise, drawn from `stream` as on the cpu.
 void jitter(const Tensor& x, Tensor& out, const RandomStream& stream, double eps);
 
-// logits f32 [N, E] -> probs [N, E], expert index i32 [N] (ties to the lowest), gate [N].
+// logits f32 [N, E] -> probs [N, E], expert index i32 [N] (ties to the lowest), gate [N]
+// (core/ops views both as [N, 1]).
 void softmax_top1(const Tensor& logits, Tensor& probs, Tensor& expert_index, Tensor& gate);
 
 // The whole router in one pass over x (f32 or bf16 [N, d]) with an f32 weight [E, d]:

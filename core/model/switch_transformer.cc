@@ -1,7 +1,6 @@
 #include "core/model/switch_transformer.h"
 
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "core/ops/elementwise.h"
@@ -13,17 +12,6 @@
 
 namespace sw {
 namespace {
-
-InitRule ones() { return InitRule{InitRule::Kind::kOnes}; }
-
-// A weight read with fan-in `fan_in` (paper scheme) or plain normal `hf_std` (HF scheme).
-InitRule weight(int64_t fan_in, double hf_std, double extra_scale = 1.0) {
-  InitRule r;
-  r.fan_in = fan_in;
-  r.hf_std = hf_std;
-  r.extra_scale = extra_scale;
-  return r;
-}
 
 // The config the Switch layers route with: the model's, or with no capacity limit
 // (inference's dropless option).
@@ -69,125 +57,6 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
              dtype_name(dtype), ": a GPU model runs in f32 (parity) or bf16");
   build_parameters();
   initialize(params_, config_.init_scheme(), config_.init_scale(), seed_);
-}
-
-void SwitchTransformer::build_parameters() {
-  const int64_t d = config_.d_model(), vocab = config_.vocab_size();
-  InitRule embedding_rule;
-  embedding_rule.unit_scale = true;
-  embedding_rule.hf_std = 1.0;
-  shared_ =
-      params_.add("shared.weight", Tensor::empty({vocab, d}, dtype_, device_), embedding_rule);
-  encoder_ = build_stack(Stack::kEncoder);
-  decoder_ = build_stack(Stack::kDecoder);
-  if (!config_.tie_word_embeddings())
-    lm_head_ =
-        params_.add("lm_head.weight", Tensor::empty({vocab, d}, dtype_, device_), weight(d, 1.0));
-}
-
-SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
-  const int64_t d = config_.d_model(), d_ff = config_.d_ff(), heads = config_.num_heads();
-  const int64_t inner = heads * config_.d_kv(), experts = config_.num_experts();
-  const double d_inv_sqrt = 1.0 / std::sqrt(static_cast<double>(d));
-  const bool gated = config_.activation() == ModelConfig::GATED_GELU;
-  // Under model parallelism the first projections are split by rows (axis 0), the second
-  // by columns (axis 1); the init rules keep the whole tensor's fan-in.
-  const int parts = model_group_ ? model_group_->size() : 1;
-  const int part = model_group_ ? model_group_->rank() : 0;
-  auto add = [&](const std::string& name, Shape shape, const InitRule& rule, int split_axis = -1) {
-    // The router runs in f32 whatever the model's dtype (docs/MATH.md §2).
-    const bool router = name.find(".router.") != std::string::npos;
-    const Split split{parts > 1 ? split_axis : -1, parts, part};
-    if (!split.whole()) shape[split.axis] /= parts;
-    return params_.add(
-        name, Tensor::empty(shape, router && dtype_ == DType::bf16 ? DType::f32 : dtype_, device_),
-        rule, split);
-  };
-  // q carries T5's missing 1/sqrt(d_kv) in its init (docs/MATH.md §1).
-  auto attention = [&](const std::string& prefix) {
-    AttentionWeights w;
-    w.q = add(prefix + ".q.weight", {inner, d},
-              weight(d, 1.0 / std::sqrt(static_cast<double>(d * config_.d_kv())),
-                     1.0 / std::sqrt(static_cast<double>(config_.d_kv()))),
-              0);
-    w.k = add(prefix + ".k.weight", {inner, d}, weight(d, d_inv_sqrt), 0);
-    w.v = add(prefix + ".v.weight", {inner, d}, weight(d, d_inv_sqrt), 0);
-    w.o = add(prefix + ".o.weight", {d, inner},
-              weight(inner, 1.0 / std::sqrt(static_cast<double>(inner))), 1);
-    return w;
-  };
-
-  StackWeights s;
-  s.stack = stack;
-  const std::string stack_prefix = stack_name(stack);
-  const int64_t layers = num_layers(config_, stack);
-  for (int64_t i = 0; i < layers; ++i) {
-    const std::string p = stack_prefix + ".block." + std::to_string(i) + ".layer.";
-    BlockWeights b;
-    b.self_attn = attention(p + "0.SelfAttention");
-    if (i == 0)
-      s.relative_bias =
-          add(p + "0.SelfAttention.relative_attention_bias.weight",
-              {config_.relative_attention_num_buckets(), heads}, weight(d, d_inv_sqrt));
-    b.self_norm = add(p + "0.layer_norm.weight", {d}, ones());
-    int ffn_layer = 1;
-    if (stack == Stack::kDecoder) {
-      b.cross_attn = attention(p + "1.EncDecAttention");
-      b.cross_norm = add(p + "1.layer_norm.weight", {d}, ones());
-      ffn_layer = 2;
-    }
-    const std::string mlp = p + std::to_string(ffn_layer) + ".mlp.";
-    b.sparse = is_sparse_block(config_, stack, i);
-    if (!b.sparse) {
-      const InitRule in_rule = weight(d, d_inv_sqrt),
-                     out_rule = weight(d_ff, 1.0 / std::sqrt(static_cast<double>(d_ff)));
-      if (gated) {
-        b.ffn.wi_0 = add(mlp + "wi_0.weight", {d_ff, d}, in_rule, 0);
-        b.ffn.wi_1 = add(mlp + "wi_1.weight", {d_ff, d}, in_rule, 0);
-      } else {
-        b.ffn.wi = add(mlp + "wi.weight", {d_ff, d}, in_rule, 0);
-      }
-      b.ffn.wo = add(mlp + "wo.weight", {d, d_ff}, out_rule, 1);
-    } else {
-      b.switch_ffn.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
-      // Each projection is one [E, rows, cols] tensor (for the batched GEMM); every expert's
-      // slice is registered under its HF name.
-      // With expert parallelism only this rank's experts are held (the others' init
-      // sites are skipped, so every expert starts as in a single process).
-      const ExpertShard shard =
-          expert_group_ ? expert_shard(experts, expert_group_->rank(), expert_group_->size())
-                        : ExpertShard{0, experts};
-      // Under model parallelism each expert's d_ff is split like a dense feed-forward's.
-      auto expert_tensor = [&](const std::string& proj, int64_t rows, int64_t cols, int64_t fan_in,
-                               int split_axis) {
-        const Split split{parts > 1 ? split_axis : -1, parts, part};
-        if (!split.whole()) (split.axis == 0 ? rows : cols) /= parts;
-        Tensor local = Tensor::empty({shard.count, rows, cols}, dtype_, device_);
-        for (int64_t e = 0; e < experts; ++e) {
-          const int64_t j = e - shard.first;
-          if (j < 0 || j >= shard.count) {
-            params_.skip();
-            continue;
-          }
-          params_.add(mlp + "experts.expert_" + std::to_string(e) + "." + proj + ".weight",
-                      local.slice(j, j + 1).view({rows, cols}), weight(fan_in, d_inv_sqrt), split);
-        }
-        return local;
-      };
-      FeedForwardWeights& ex = b.switch_ffn.experts;
-      if (gated) {
-        ex.wi_0 = expert_tensor("wi_0", d_ff, d, d, 0);
-        ex.wi_1 = expert_tensor("wi_1", d_ff, d, d, 0);
-      } else {
-        ex.wi = expert_tensor("wi", d_ff, d, d, 0);
-      }
-      ex.wo = expert_tensor("wo", d, d_ff, d_ff, 1);
-    }
-    b.ffn_norm = add(p + std::to_string(ffn_layer) + ".layer_norm.weight", {d}, ones());
-    s.blocks.push_back(std::move(b));
-  }
-  s.final_norm = add(stack_prefix + ".final_layer_norm.weight", {d}, ones());
-  return s;
 }
 
 void SwitchTransformer::validate_batch(const Batch& b) const {
@@ -308,87 +177,89 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   return d_memory;
 }
 
-ForwardOutput SwitchTransformer::forward_backward(
-    const Batch& batch, const ForwardOptions& options,
-    std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales) const {
-  SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
-           "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
-  SW_CHECK_ARG(batch.labels.defined(), "forward_backward: labels are required");
-  validate_batch(batch);
-  const RunContext ctx = context(options.train, options.step);
-  const Tensor* enc_mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
-  const Tensor* dec_mask =
-      batch.decoder_attention_mask.defined() ? &batch.decoder_attention_mask : nullptr;
-  const StackInputs enc_in{&batch.input_ids, enc_mask, nullptr, nullptr};
-  ForwardOutput out;
-  StackCache enc_cache, dec_cache;
-  out.encoder_output = run_stack(encoder_, enc_in, ctx, out, &enc_cache);
-  const StackInputs dec_in{&batch.decoder_input_ids, dec_mask, &out.encoder_output, enc_mask};
-  Tensor dec = run_stack(decoder_, dec_in, ctx, out, &dec_cache);
-  const int64_t rows = batch.decoder_input_ids.numel(), vocab = config_.vocab_size();
-  const bool tied = config_.tie_word_embeddings();
-  const double rescale = tied ? 1.0 / std::sqrt(static_cast<double>(config_.d_model())) : 1.0;
-  if (tied) ops::scale_(dec, rescale);
-  const Tensor& head = tied ? shared_ : lm_head_;
-  out.logits = ops::linear(dec, head);
-  const Tensor flat_logits = out.logits.view({rows, vocab});
-  const Tensor flat_labels = batch.labels.view({rows});
-  const ops::CrossEntropy ce = ops::cross_entropy(flat_logits, flat_labels);
-  out.ce_loss = ce.loss;
-  out.label_tokens = ce.count;
-  out.loss = out.ce_loss + out.aux_loss + out.z_loss;
-
-  GradientBuffer grads;
-  const Tensor d_logits = ops::cross_entropy_backward(flat_logits, flat_labels, scales.ce);
-  ops::linear_backward_weight(d_logits, dec.view({rows, config_.d_model()}), grads.of(head), true);
-  Tensor d_dec = ops::linear_backward_input(d_logits, head).view(dec.shape());
-  if (tied) ops::scale_(d_dec, rescale);
-  const Tensor d_memory = backward_stack(decoder_, dec_in, ctx, dec_cache, d_dec, scales, grads);
-  backward_stack(encoder_, enc_in, ctx, enc_cache, d_memory, scales, grads);
-  gradients = grads.by_name(params_);
-  return out;
-}
-
-ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
-                                         const ForwardOptions& options) const {
+Batch SwitchTransformer::device_batch(const Batch& host_batch) const {
   for (const Tensor* t :
        {&host_batch.input_ids, &host_batch.attention_mask, &host_batch.decoder_input_ids,
         &host_batch.decoder_attention_mask, &host_batch.labels})
     SW_CHECK_ARG(!t->defined() || t->device().is_cpu(), "batch: tensors must be on the cpu, got ",
                  t->str());
   validate_batch(host_batch);
-  // The model's device gets its own copy of the inputs (labels stay: the loss reads them).
   Batch batch = host_batch;
   if (!device_.is_cpu())
     for (Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.decoder_input_ids,
                       &batch.decoder_attention_mask})
       if (t->defined()) *t = t->to(device_);
-  RunContext ctx = context(options.train, options.step);
-  ctx.keep_block_outputs = options.keep_block_outputs;
+  return batch;
+}
+
+SwitchTransformer::StackInputs SwitchTransformer::stack_inputs(const Batch& batch, Stack stack,
+                                                               const Tensor* memory) {
   const Tensor* enc_mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
+  if (stack == Stack::kEncoder) return {&batch.input_ids, enc_mask, nullptr, nullptr};
   const Tensor* dec_mask =
       batch.decoder_attention_mask.defined() ? &batch.decoder_attention_mask : nullptr;
+  return {&batch.decoder_input_ids, dec_mask, memory, enc_mask};
+}
 
-  ForwardOutput out;
+Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx, ForwardOutput& out,
+                                    StackCache* encoder_cache, StackCache* decoder_cache) const {
   out.encoder_output =
-      run_stack(encoder_, {&batch.input_ids, enc_mask, nullptr, nullptr}, ctx, out);
-  Tensor dec = run_stack(
-      decoder_, {&batch.decoder_input_ids, dec_mask, &out.encoder_output, enc_mask}, ctx, out);
-  const int64_t b = batch.decoder_input_ids.dim(0), td = batch.decoder_input_ids.dim(1);
-  if (config_.tie_word_embeddings()) {
-    // Tied embeddings: rescale by d_model^-0.5 before the shared projection (docs/MATH.md §1).
+      run_stack(encoder_, stack_inputs(batch, Stack::kEncoder), ctx, out, encoder_cache);
+  Tensor dec = run_stack(decoder_, stack_inputs(batch, Stack::kDecoder, &out.encoder_output), ctx,
+                         out, decoder_cache);
+  // Tied embeddings: rescale by d_model^-0.5 before the shared projection (docs/MATH.md §1).
+  if (config_.tie_word_embeddings())
     ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(config_.d_model())));
-    out.logits = ops::linear(dec, shared_);
-  } else {
-    out.logits = ops::linear(dec, lm_head_);
-  }
+  out.logits = ops::linear(dec, output_head());
   if (batch.labels.defined()) {
-    const ops::CrossEntropy ce = ops::cross_entropy(out.logits.view({b * td, config_.vocab_size()}),
-                                                    batch.labels.view({b * td}));
+    const int64_t rows = batch.decoder_input_ids.numel();
+    const ops::CrossEntropy ce = ops::cross_entropy(out.logits.view({rows, config_.vocab_size()}),
+                                                    batch.labels.view({rows}));
     out.ce_loss = ce.loss;
     out.label_tokens = ce.count;
   }
   out.loss = out.ce_loss + out.aux_loss + out.z_loss;
+  return dec;
+}
+
+ForwardOutput SwitchTransformer::forward_backward(
+    const Batch& host_batch, const ForwardOptions& options,
+    std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales) const {
+  SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
+           "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
+  SW_CHECK_ARG(host_batch.labels.defined(), "forward_backward: labels are required");
+  const Batch batch = device_batch(host_batch);
+  const RunContext ctx = context(options.train, options.step);
+  ForwardOutput out;
+  StackCache enc_cache, dec_cache;
+  const Tensor dec = run_model(batch, ctx, out, &enc_cache, &dec_cache);
+
+  const int64_t rows = batch.decoder_input_ids.numel(), vocab = config_.vocab_size();
+  const Tensor& head = output_head();
+  GradientBuffer grads;
+  const Tensor d_logits = ops::cross_entropy_backward(out.logits.view({rows, vocab}),
+                                                      batch.labels.view({rows}), scales.ce);
+  ops::linear_backward_weight(d_logits, dec.view({rows, config_.d_model()}), grads.of(head), true);
+  Tensor d_dec = ops::linear_backward_input(d_logits, head).view(dec.shape());
+  if (config_.tie_word_embeddings())
+    ops::scale_(d_dec, 1.0 / std::sqrt(static_cast<double>(config_.d_model())));
+  const Tensor d_memory =
+      backward_stack(decoder_, stack_inputs(batch, Stack::kDecoder, &out.encoder_output), ctx,
+                     dec_cache, d_dec, scales, grads);
+  backward_stack(encoder_, stack_inputs(batch, Stack::kEncoder), ctx, enc_cache, d_memory, scales,
+                 grads);
+  gradients = grads.by_name(params_);
+  return out;
+}
+
+ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
+                                         const ForwardOptions& options) const {
+  // The model's device gets its own copy of the inputs (labels stay: the loss reads them).
+  const Batch batch = device_batch(host_batch);
+  RunContext ctx = context(options.train, options.step);
+  ctx.keep_block_outputs = options.keep_block_outputs;
+  ForwardOutput out;
+  run_model(batch, ctx, out);
   return out;
 }
 

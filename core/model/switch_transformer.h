@@ -1,6 +1,7 @@
 // The Switch Transformer: a T5 v1.0 encoder-decoder whose sparse blocks carry a Switch
-// FFN (docs/MATH.md §1-3), on the Eigen CPU path. Forward returns logits, the CE / aux / z
-// losses and per-layer routing statistics.
+// FFN (docs/MATH.md §1-3): the two stacks of blocks (core/model/block.h), the embeddings
+// and the losses. Forward returns logits, the CE / aux / z losses and per-layer routing
+// statistics; the backward gives every parameter's gradient.
 #pragma once
 
 #include <cstdint>
@@ -114,7 +115,7 @@ class SwitchTransformer {
   // What the backward needs from one stack's forward.
   struct StackCache {
     std::vector<BlockCache> blocks;
-    Tensor final_input, final_inv_rms, final_normed;
+    Tensor final_input, final_inv_rms;
   };
   struct StackInputs {
     const Tensor* ids;
@@ -139,6 +140,17 @@ class SwitchTransformer {
   Tensor position_bias_for(const StackWeights& s, int64_t length) const;
   RunContext context(bool train, uint64_t step) const;
   void validate_batch(const Batch& batch) const;
+  // A validated copy of a host batch with its inputs on the model's device (labels stay on
+  // the host: the loss reads them there).
+  Batch device_batch(const Batch& host_batch) const;
+  // The inputs of one stack (memory: the encoder's output, for the decoder).
+  static StackInputs stack_inputs(const Batch& batch, Stack stack, const Tensor* memory = nullptr);
+  // Both stacks, the output head and, with labels, the cross-entropy: fills `out` and
+  // returns the head's input (the decoder output, rescaled when embeddings are tied).
+  Tensor run_model(const Batch& batch, const RunContext& ctx, ForwardOutput& out,
+                   StackCache* encoder_cache = nullptr, StackCache* decoder_cache = nullptr) const;
+  // The output projection: the shared embedding when tied, else lm_head.
+  const Tensor& output_head() const { return config_.tie_word_embeddings() ? shared_ : lm_head_; }
 
   ModelConfig config_;
   uint64_t seed_;

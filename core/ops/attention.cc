@@ -19,6 +19,8 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t 
   check_shape(k, {B, Tk, inner}, "attention: k");
   check_shape(v, {B, Tk, inner}, "attention: v");
   SW_CHECK_ARG(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: dtypes differ");
+  check_same_device({&q, &k, &v, in.bias ? in.bias : &q, in.key_mask ? in.key_mask : &q},
+                    "attention");
   if (in.bias) {
     check_shape(*in.bias, {heads, Tq, Tk}, "attention: bias");
     // On a GPU the bias is f32 whatever the activations (the softmax runs in f32).
@@ -50,6 +52,7 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
   check_attention(q, k, v, heads, in);
   check_shape(dout, q.shape(), "attention backward: dout");
   check_shape(probs, {q.dim(0), heads, q.dim(1), k.dim(1)}, "attention backward: probs");
+  check_same_device({&q, &dout, &probs}, "attention backward");
   if (on_cuda(q)) no_kernel("attention backward", q);
   return cpu::attention_backward(dout, q, k, v, probs, heads, in);
 }

@@ -2,28 +2,11 @@
 
 #include <algorithm>
 
+#include "core/ops/checks.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/capacity.cuh"
 
 namespace sw::ops {
-namespace {
-
-CapacityAssignment assign_on_gpu(const Tensor& expert_index, int64_t num_experts,
-                                 int64_t group_size, int64_t capacity) {
-  const kernels::DeviceAssignment d =
-      kernels::assign_capacity(expert_index, num_experts, group_size, capacity);
-  CapacityAssignment a;
-  a.capacity = capacity;
-  a.slot = d.slot.view(expert_index.shape());
-  a.row = d.row.view(expert_index.shape());
-  a.kept_per_expert = d.kept_per_expert;
-  a.expert_offset = d.expert_offset;
-  a.dropped = d.dropped;
-  return a;
-}
-
-}  // namespace
-
 std::vector<int64_t> CapacityAssignment::token_of_row() const {
   const Tensor rows = row.to(Device::cpu());
   const int64_t k = rows.ndim() == 2 ? rows.dim(1) : 1;
@@ -45,6 +28,7 @@ CapacityAssignment CapacityAssignment::padded(const Tensor& expert_index,
   SW_CHECK_ARG(rows_per_expert >= max_kept(), "padded layout: ", rows_per_expert,
                " rows per expert cannot hold ", max_kept(), " kept tokens");
   check_shape(expert_index, slot.shape(), "padded layout: expert_index");
+  check_same_device({&expert_index, &slot}, "padded layout");
   CapacityAssignment p = *this;
   for (int64_t e = 0; e <= num_experts(); ++e) p.expert_offset[e] = e * rows_per_expert;
   if (on_cuda(slot))
@@ -70,7 +54,18 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
     SW_CHECK(expert_index.dim(1) == 1, Status::kUnsupported,
              "assign_capacity: the GPU kernel takes one expert per token, got ",
              expert_index.str());
-    SW_RUN_ON_CUDA(assign_on_gpu(expert_index, num_experts, group_size, capacity));
+    SW_RUN_ON_CUDA([&] {
+      const kernels::DeviceAssignment d =
+          kernels::assign_capacity(expert_index, num_experts, group_size, capacity);
+      CapacityAssignment a;
+      a.capacity = capacity;
+      a.slot = d.slot.view(expert_index.shape());
+      a.row = d.row.view(expert_index.shape());
+      a.kept_per_expert = d.kept_per_expert;
+      a.expert_offset = d.expert_offset;
+      a.dropped = d.dropped;
+      return a;
+    }());
   }
   return cpu::assign_capacity(expert_index, num_experts, group_size, capacity);
 }

@@ -12,14 +12,14 @@ namespace sw::ops {
 // Tokens are routed in num_groups contiguous groups of group_size tokens. Within a group a
 // token's assignment is kept when its inclusive running count for its expert is <=
 // capacity, so exactly min(count, capacity) assignments per expert per group are kept,
-// first come first served in token order (for k > 1: a token's first choice before its
-// second, choice by choice).
+// first come first served in token order. For k > 1 capacity serves choice by choice:
+// every token's first choice, then every second choice.
 //
 // Kept assignments are laid out expert by expert (a grouped layout, no padding): expert e
-// owns rows [expert_offset[e], expert_offset[e + 1]) of the dispatched buffer, its tokens
-// in token order. The paper's dense [E, capacity, d] buffer holds the same rows plus zero
-// padding; the grouped layout costs no memory for experts that receive nothing, so a
-// collapsed router in dropless mode needs N rows, not E x N.
+// owns rows [expert_offset[e], expert_offset[e + 1]) of the dispatched buffer, in the order
+// capacity served them (token order for k = 1). The paper's dense [E, capacity, d] buffer holds the
+// same rows plus zero padding; the grouped layout costs no memory for experts that receive nothing,
+// so a collapsed router in dropless mode needs N rows, not E x N.
 struct CapacityAssignment {
   Tensor slot;                           // i32 [N, k]: row within the expert's block, -1 = dropped
   Tensor row;                            // i32 [N, k]: row in the dispatched buffer, -1 = dropped

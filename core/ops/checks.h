@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "core/tensor/philox.h"
 #include "core/tensor/tensor.h"
@@ -13,6 +14,15 @@ namespace sw::ops {
 inline void check_stream_size(int64_t elements, const char* what) {
   SW_CHECK(static_cast<uint64_t>(elements) <= kMaxStreamElements, Status::kUnsupported, what, ": ",
            elements, " elements exceed one random stream (2^34)");
+}
+
+// Every defined tensor of `tensors` on the first one's device: the device switch looks at
+// one of them and its implementation reads them all.
+inline void check_same_device(std::initializer_list<const Tensor*> tensors, const char* op) {
+  const Tensor* first = *tensors.begin();
+  for (const Tensor* t : tensors)
+    SW_CHECK_ARG(!t->defined() || t->device() == first->device(), op, ": ", t->str(), " is not on ",
+                 first->device().str(), " like ", first->str());
 }
 
 // The last dimension of t and the product of all the others (rows).

@@ -1,5 +1,6 @@
 #include "core/ops/embedding.h"
 
+#include "core/ops/checks.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/embedding.cuh"
 
@@ -28,6 +29,7 @@ void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {
                "embedding backward: dy ", dy.str(), " does not match ids ", ids.str(), " and ",
                dtable.str());
   check_dtype(dy, dtable.dtype(), "embedding backward: dy");
+  check_same_device({&dtable, &dy, &ids}, "embedding backward");
   check_token_ids(ids, dtable.dim(0), "embedding backward");
   if (on_cuda(dtable)) no_kernel("embedding backward", dtable);
   cpu::embedding_backward(dy, ids, dtable);

@@ -28,12 +28,6 @@ void check_group_offsets(const std::vector<int64_t>& offsets, int64_t groups, in
     SW_CHECK_ARG(offsets[g] <= offsets[g + 1], op, ": offsets decrease at group ", g);
 }
 
-// Every operand on c's device.
-void check_devices(const Tensor& a, const Tensor& b, const Tensor& c, const char* op) {
-  SW_CHECK_ARG(a.device() == c.device() && b.device() == c.device(), op, ": operands on ",
-               a.device().str(), ", ", b.device().str(), " and ", c.device().str());
-}
-
 }  // namespace
 
 void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
@@ -44,7 +38,7 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
                ", ", b.str(), ", ", c.str());
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
   check_shape(c, {d.m, d.n}, "matmul: output");
-  check_devices(a, b, c, "matmul");
+  check_same_device({&c, &a, &b}, "matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::matmul(a, ta, b, tb, c, alpha, beta));
   cpu::matmul(a, ta, b, tb, c, alpha, beta);
 }
@@ -96,7 +90,7 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   const GemmDims d =
       gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
   check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
-  check_devices(a, b, c, "batched_matmul");
+  check_same_device({&c, &a, &b}, "batched_matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::batched_matmul(a, ta, b, tb, c));
   cpu::batched_matmul(a, ta, b, tb, c);
 }
@@ -111,7 +105,7 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
   check_group_offsets(offsets, groups, rows, "grouped_matmul");
   const GemmDims d = gemm_dims({rows, a.dim(1)}, false, {b.dim(1), b.dim(2)}, tb, "grouped_matmul");
   check_shape(c, {rows, d.n}, "grouped_matmul: output");
-  check_devices(a, b, c, "grouped_matmul");
+  check_same_device({&c, &a, &b}, "grouped_matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::grouped_matmul(a, b, tb, c, offsets));
   cpu::grouped_matmul(a, b, tb, c, offsets);
 }
@@ -126,7 +120,7 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
                "grouped_weight_gradient: dtypes differ");
   const int64_t groups = dw.dim(0);
   check_group_offsets(offsets, groups, x.dim(0), "grouped_weight_gradient");
-  check_devices(dy, x, dw, "grouped_weight_gradient");
+  check_same_device({&dw, &dy, &x}, "grouped_weight_gradient");
   if (on_cuda(dw)) SW_RUN_ON_CUDA(kernels::grouped_weight_gradient(dy, x, offsets, dw));
   cpu::grouped_weight_gradient(dy, x, offsets, dw);
 }

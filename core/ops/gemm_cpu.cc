@@ -104,8 +104,7 @@ void few_rows_weight_gradient(const T* dy, const T* x, T* dw, int64_t m, int64_t
     for (int64_t i = 0; i < m; ++i) DW.row(j) += DY(i, j) * X.row(i);
 }
 
-// Group g holds rows [offsets[g], offsets[g + 1]): G + 1 non-decreasing offsets, 0 to R.
-
+// Whether the groups (rows [offsets[g], offsets[g + 1])) are many and small on average.
 bool many_small_groups(const std::vector<int64_t>& offsets) {
   const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
   return groups >= 4 && offsets.back() < kSmallGroupRows * groups;

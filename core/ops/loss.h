@@ -1,4 +1,5 @@
-// Cross-entropy over the vocabulary with an ignore index (docs/MATH.md §1: labels -100 are ignored).
+// Cross-entropy over the vocabulary with an ignore index (docs/MATH.md §1: labels -100 are
+// ignored).
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_r
   check_shape(weight, {last_dim(x)}, "rms_norm: weight");
   check_dtype(weight, x.dtype(), "rms_norm: weight");
   SW_CHECK_ARG(eps > 0, "rms_norm: eps must be > 0, got ", eps);
+  check_same_device({&x, &weight}, "rms_norm");
   if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::rms_norm(x, weight, eps, inv_rms));
   return cpu::rms_norm(x, weight, eps, inv_rms);
 }
@@ -20,6 +21,7 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   check_shape(dy, x.shape(), "rms_norm backward: dy");
   check_shape(inv_rms, {rows}, "rms_norm backward: inv_rms");
   check_shape(dweight, {d}, "rms_norm backward: dweight");
+  check_same_device({&x, &dy, &weight, &inv_rms, &dweight}, "rms_norm backward");
   if (on_cuda(x)) no_kernel("rms_norm backward", x);
   return cpu::rms_norm_backward(dy, x, weight, inv_rms, dweight);
 }

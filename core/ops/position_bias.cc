@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/ops/checks.h"
 #include "core/tensor/device_switch.h"
 
 namespace sw::ops {
@@ -51,6 +52,7 @@ void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max
                "position_bias backward: dbias ", dbias.str(), " from head ", first_head,
                " does not fit the table gradient ", dtable.str());
   check_dtype(dbias, dtable.dtype(), "position_bias backward: dbias");
+  check_same_device({&dtable, &dbias}, "position_bias backward");
   if (on_cuda(dtable)) no_kernel("position_bias backward", dtable);
   cpu::position_bias_backward(dbias, bidirectional, max_distance, first_head, dtable);
 }

@@ -26,6 +26,7 @@ Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
                        const RouterLossGradients& losses) {
   const int64_t n = r.probs.dim(0);
   check_shape(d_gate, r.expert_index.shape(), "router backward: d_gate");
+  check_same_device({&r.probs, &r.logits, &r.expert_index, &d_gate}, "router backward");
   check_dtype(d_gate, r.probs.dtype(), "router backward: d_gate");
   if (losses.aux != 0)
     SW_CHECK_ARG(losses.group_size >= 1 && n % losses.group_size == 0, "router backward: ", n,

@@ -1,5 +1,5 @@
-// The Switch router (docs/MATH.md §2): logits = x W_r^T, probs = softmax(logits), each token's top-k
-// experts (k = 1, the Switch choice) and their gates, all in f32 or wider whatever the
+// The Switch router (docs/MATH.md §2): logits = x W_r^T, probs = softmax(logits), each token's
+// top-k experts (k = 1, the Switch choice) and their gates, all in f32 or wider whatever the
 // model's dtype ("selective precision"), with optional multiplicative jitter on the input.
 // Its backward folds in the gradients of the layer's own loss terms (docs/MATH.md §3: the
 // per-layer load-balancing loss and the z-loss), so the model never touches router maths.
@@ -42,7 +42,7 @@ struct RouterLossGradients {
 };
 
 // d(loss)/d(logits) [N, E] from d(loss)/d(gate) [N, k] (the combine's backward) plus the
-// per-layer load-balancing loss E * mean_g sum_i f_gi P_gi (f constant: the argmax counts)
+// per-layer load-balancing loss E * mean_g sum_i f_gi P_gi (f constant: first-choice counts)
 // and the z-loss mean_t logsumexp_t^2, weighted as `losses` says. Routing decisions are
 // constants: the gradient reaches the router only through the gates and the losses.
 Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,

@@ -23,22 +23,26 @@ void BalanceSums::add(const Tensor& probs_in, const Tensor& assigned_in) {
   SW_CHECK_ARG(probs.ndim() == 2 && probs.dim(1) == experts_, "load_balancing_loss: probs ",
                probs.str(), " does not have ", experts_, " experts");
   const int64_t n = probs.dim(0);
-  SW_CHECK_ARG(assigned.numel() == n && (assigned.ndim() == 1 || assigned.ndim() == 2),
+  SW_CHECK_ARG((assigned.ndim() == 1 && assigned.dim(0) == n) ||
+                   (assigned.ndim() == 2 && assigned.dim(0) == n && assigned.dim(1) >= 1),
                "load_balancing_loss: assigned experts ", assigned.str(), " for ", n, " tokens");
+  // A token counts for its first choice (GShard's top-2 loss does the same).
+  const int64_t k = assigned.ndim() == 2 ? assigned.dim(1) : 1;
   SW_CHECK_ARG(n % groups_ == 0, "load_balancing_loss: ", n, " tokens do not split into ", groups_,
                " groups");
   check_dtype(assigned, DType::i32, "load_balancing_loss: assigned experts");
   const int64_t per_group = n / groups_;
   const int32_t* idx = assigned.data<int32_t>();
   for (int64_t t = 0; t < n; ++t)
-    SW_CHECK(idx[t] >= 0 && idx[t] < experts_, Status::kOutOfRange, "load_balancing_loss: expert ",
-             idx[t], " at token ", t, " is outside [0, ", experts_, ")");
+    SW_CHECK(idx[t * k] >= 0 && idx[t * k] < experts_, Status::kOutOfRange,
+             "load_balancing_loss: expert ", idx[t * k], " at token ", t, " is outside [0, ",
+             experts_, ")");
   visit_float(probs.dtype(), "load_balancing_loss", [&](auto zero) {
     using T = decltype(zero);
     const T* p = probs.data<T>();
     for (int64_t t = 0; t < n; ++t) {
       const int64_t g = t / per_group;
-      counts_[g * experts_ + idx[t]] += 1.0;
+      counts_[g * experts_ + idx[t * k]] += 1.0;
       for (int64_t e = 0; e < experts_; ++e) prob_sums_[g * experts_ + e] += p[t * experts_ + e];
       tokens_[g] += 1.0;
     }

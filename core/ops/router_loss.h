@@ -18,8 +18,8 @@ namespace sw::ops {
 class BalanceSums {
  public:
   BalanceSums(int64_t num_groups, int64_t num_experts);
-  // probs [N, E]; assigned i32 [N] or [N, 1] (the expert each token counts for); group of
-  // token n is n / (N / num_groups).
+  // probs [N, E]; assigned i32 [N] or [N, k] (each token counts for its first choice);
+  // token n belongs to group n / (N / num_groups).
   void add(const Tensor& probs, const Tensor& assigned);
   double loss() const;
 

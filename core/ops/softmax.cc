@@ -1,5 +1,6 @@
 #include "core/ops/softmax.h"
 
+#include "core/ops/checks.h"
 #include "core/tensor/device_switch.h"
 
 namespace sw::ops {
@@ -24,6 +25,7 @@ Tensor logsumexp(const Tensor& x) {
 
 Tensor softmax_backward(const Tensor& dp, const Tensor& p) {
   check_shape(dp, p.shape(), "softmax backward: dp");
+  check_same_device({&p, &dp}, "softmax backward");
   if (on_cuda(p)) no_kernel("softmax backward", p);
   return cpu::softmax_backward(dp, p);
 }

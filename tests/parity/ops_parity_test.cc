@@ -177,7 +177,7 @@ TEST_F(Parity, CapacityAssignment) {
       e = mode == 2                     ? static_cast<int32_t>(experts - 1)
           : mode == 1 && gen() % 4 != 0 ? 0
                                         : static_cast<int32_t>(gen() % experts);
-    const Tensor index = Tensor::from_vector<int32_t>(idx, {static_cast<int64_t>(idx.size())});
+    const Tensor index = Tensor::from_vector<int32_t>(idx, {static_cast<int64_t>(idx.size()), 1});
     const ops::CapacityAssignment cpu = ops::assign_capacity(index, experts, group, capacity);
     const ops::CapacityAssignment dev =
         ops::assign_capacity(index.to(kGpu), experts, group, capacity);
@@ -194,11 +194,11 @@ TEST_F(Parity, DispatchAndCombine) {
   std::vector<int32_t> idx(300);
   std::mt19937 gen(15);
   for (auto& e : idx) e = static_cast<int32_t>(gen() % 5 == 0 ? 4 : gen() % 3);  // expert 3: none
-  const Tensor index = Tensor::from_vector<int32_t>(idx, {300});
+  const Tensor index = Tensor::from_vector<int32_t>(idx, {300, 1});
   const ops::CapacityAssignment cpu = ops::assign_capacity(index, 5, 100, 30);  // overflow
   const ops::CapacityAssignment dev = ops::assign_capacity(index.to(kGpu), 5, 100, 30);
   ASSERT_GT(cpu.dropped, 0);
-  const Tensor gate = random_tensor({300}, DType::f32, 16);
+  const Tensor gate = random_tensor({300, 1}, DType::f32, 16);
   for (const Precision& p : {kF32, kBf16}) {
     const Tensor buffer = ops::dispatch(gpu(x, p.dtype), dev);
     const Tensor buffer_cpu = ops::dispatch(x, cpu);
