@@ -21,6 +21,10 @@ struct BlockSites {
   ops::DropoutSpec dropout_part(SiteKind kind, int64_t width) const {
     return pass.ctx->dropout_part(dropout(kind), width);
   }
+  SwitchSites switch_sites() const {
+    return {site(SiteKind::kRouterJitter), site(SiteKind::kFeedForwardInner),
+            static_cast<int64_t>(pass.ctx->first_example) * pass.length};
+  }
   ops::AttentionInputs self_attention() const {
     ops::AttentionInputs in;
     in.bias = pass.bias;
@@ -95,8 +99,7 @@ void block_forward(const BlockWeights& b, int64_t index, const StackPass& pass, 
   } else {
     const int64_t group_size = routing_group_size(pass.routing_config, batch, length);
     SwitchOutput sw = switch_ffn(b.switch_ffn, pass.routing_config, normed, group_size, ctx,
-                                 at.site(SiteKind::kRouterJitter),
-                                 at.site(SiteKind::kFeedForwardInner), pass.expert_group);
+                                 at.switch_sites(), pass.expert_group);
     losses.add_layer(pass.stack, index, sw, group_size, routing);
     y = sw.y;
     if (c) {
@@ -133,8 +136,7 @@ void block_backward(const BlockWeights& b, int64_t index, const StackPass& pass,
     g.router = grads.of(b.switch_ffn.router);
     g.experts = gradients_of(b.switch_ffn.experts, grads);
     d_normed = switch_ffn_backward(b.switch_ffn, config, c.ffn_normed, c.switch_out, dy, scales.aux,
-                                   scales.z, c.group_size, ctx, at.site(SiteKind::kRouterJitter),
-                                   at.site(SiteKind::kFeedForwardInner), g);
+                                   scales.z, c.group_size, ctx, at.switch_sites(), g);
   }
   ops::add_(dh, ops::rms_norm_backward(d_normed.view(dh.shape()), c.ffn_input, b.ffn_norm,
                                        c.ffn_inv_rms, grads.of(b.ffn_norm)));
@@ -191,8 +193,7 @@ void block_decode(const BlockWeights& b, int64_t index, const StackPass& pass, T
   } else {
     const int64_t group_size = routing_group_size(pass.routing_config, batch, 1);
     const SwitchOutput sw = switch_ffn(b.switch_ffn, pass.routing_config, normed, group_size, ctx,
-                                       at.site(SiteKind::kRouterJitter),
-                                       at.site(SiteKind::kFeedForwardInner), pass.expert_group);
+                                       at.switch_sites(), pass.expert_group);
     routing.push_back(layer_routing(Stack::kDecoder, index, sw, group_size));
     y = sw.y;
   }

@@ -1,6 +1,9 @@
 // What one forward pass needs besides weights and inputs: train or eval, and the
-// coordinates of its random streams (seed, step). Dropout sites are numbered by the
-// layer that owns them, so every mask is a pure function of (seed, step, site).
+// coordinates of its random streams: seed, step, the first example of this batch in the
+// step's global batch, and the site (numbered by the layer that owns it). Every mask is a
+// pure function of those (docs/MATH.md §9), so micro-batches and data-parallel shards
+// draw their own masks, and a data-parallel run equals one process with the same
+// micro-batches.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +37,9 @@ struct RunContext {
   bool train = false;
   bool keep_block_outputs = false;  // for validation: every block's output hidden state
   uint64_t seed = 0;
-  uint64_t step = 0;
-  bool dropless = false;  // inference: no token dropped by expert capacity
+  uint64_t step = 0;           // < 2^40
+  uint64_t first_example = 0;  // < 2^24: this batch's first example in the step's batch
+  bool dropless = false;       // inference: no token dropped by expert capacity
   // Model parallelism (core/dist/model_parallel.h): the group this rank's partial sums are
   // completed over; null: a single rank holds the whole model.
   Communicator* model_group = nullptr;
@@ -50,18 +54,32 @@ struct RunContext {
     return model_group ? spec.part(width, model_group->size(), model_group->rank()) : spec;
   }
 
-  // Dropout at `rate` for a site; inactive in eval.
+  // Dropout at `rate` for a site, its elements indexed within this batch; inactive in eval.
   ops::DropoutSpec dropout(uint32_t site, double rate) const {
-    ops::DropoutSpec spec;
-    spec.rate = train ? rate : 0.0;
-    spec.stream = RandomStream(seed, RandomPurpose::kDropout, site, step);
-    return spec;
+    return dropout_keyed(site, rate, step | (first_example << kExampleShift));
+  }
+  // Dropout whose rows are indexed by their global token in the step's batch (expert
+  // dropout: rows move between ranks, each keeps its token's mask wherever it runs).
+  ops::DropoutSpec token_dropout(uint32_t site, double rate) const {
+    return dropout_keyed(site, rate, step);
   }
   ops::RouterJitter jitter(uint32_t site, double eps) const {
     ops::RouterJitter j;
     j.eps = train ? eps : 0.0;
-    j.stream = RandomStream(seed, RandomPurpose::kJitter, site, step);
+    j.stream =
+        RandomStream(seed, RandomPurpose::kJitter, site, step | (first_example << kExampleShift));
     return j;
+  }
+
+  // Where the first example sits in a stream's step word.
+  static constexpr int kExampleShift = 40;
+
+ private:
+  ops::DropoutSpec dropout_keyed(uint32_t site, double rate, uint64_t step_word) const {
+    ops::DropoutSpec spec;
+    spec.rate = train ? rate : 0.0;
+    spec.stream = RandomStream(seed, RandomPurpose::kDropout, site, step_word);
+    return spec;
   }
 };
 

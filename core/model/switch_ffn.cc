@@ -11,13 +11,13 @@
 namespace sw {
 
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
-                        int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
-                        uint32_t dropout_site, Communicator* expert_group) {
+                        int64_t group_size, const RunContext& ctx, const SwitchSites& sites,
+                        Communicator* expert_group) {
   const int64_t experts = config.num_experts();
   SwitchOutput out;
   Tensor jittered;
   out.router =
-      ops::route(x, w.router, ctx.jitter(jitter_site, config.router_jitter_eps()), &jittered);
+      ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()), &jittered);
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
   out.assignment = ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
 
@@ -37,11 +37,13 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   out.expert_input = expert_input;
   out.layout = layout;
   const Tensor dispatched = ops::dispatch(expert_input, layout);
+  // Each dispatched row's token, by its global index in the step's batch.
+  std::vector<int64_t> tokens = layout.token_of_row();
+  for (int64_t& t : tokens) t += sites.first_token;
   if (parallel) {
     // Every rank's rows for this rank's experts, and the tokens they stand for.
     auto plan = std::make_shared<ExpertExchange>(
         plan_expert_exchange(*expert_group, layout.kept_per_expert));
-    const std::vector<int64_t> tokens = layout.token_of_row();
     out.buffer = send_to_experts(*expert_group, *plan, dispatched);
     const Tensor ids = send_to_experts(
         *expert_group, *plan,
@@ -53,7 +55,7 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   } else {
     out.buffer = dispatched;
     out.expert_offset = layout.expert_offset;
-    out.expert_tokens = layout.token_of_row();
+    out.expert_tokens = std::move(tokens);
   }
   auto project = [&](const Tensor& input, const Tensor& weight) {
     const int64_t width = weight.dim(1);
@@ -70,8 +72,8 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
       config.activation(), w.experts,
       [&](const Tensor& weight) { return project(out.buffer, weight); }, &out.pre_activation,
       &out.pre_linear);
-  const ops::DropoutSpec expert_dropout =
-      ctx.dropout_part(ctx.dropout(dropout_site, config.expert_dropout_rate()), out.hidden.dim(1));
+  const ops::DropoutSpec expert_dropout = ctx.dropout_part(
+      ctx.token_dropout(sites.dropout, config.expert_dropout_rate()), out.hidden.dim(1));
   if (expert_dropout.active()) ops::dropout_rows_(out.hidden, expert_dropout, out.expert_tokens);
   // Under model parallelism each rank's experts hold a slice of d_ff: a partial sum, which
   // is completed before the combine (whose backward needs the whole output).
@@ -97,7 +99,7 @@ Tensor& gradient_slot(Tensor& slot, const Tensor& like) {
 Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                            const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
                            double z_scale, int64_t group_size, const RunContext& ctx,
-                           uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads) {
+                           const SwitchSites& sites, SwitchGradients& grads) {
   SW_CHECK(config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "switch_ffn backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   check_shape(dy, x.shape(), "switch_ffn backward: dy");
@@ -118,8 +120,8 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   Tensor d_hidden = project_back(d_rows, w.experts.wo);
   ops::grouped_weight_gradient(d_rows, fwd.hidden, offset,
                                gradient_slot(grads.experts.wo, w.experts.wo));
-  const ops::DropoutSpec expert_dropout =
-      ctx.dropout_part(ctx.dropout(dropout_site, config.expert_dropout_rate()), d_hidden.dim(1));
+  const ops::DropoutSpec expert_dropout = ctx.dropout_part(
+      ctx.token_dropout(sites.dropout, config.expert_dropout_rate()), d_hidden.dim(1));
   if (expert_dropout.active()) ops::dropout_rows_(d_hidden, expert_dropout, fwd.expert_tokens);
   Tensor d_buffer;
   if (gated) {
@@ -154,7 +156,7 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   const Tensor d_expert_input = ops::dispatch_backward(d_buffer, layout);
   // Jitter multiplies the router input by fixed noise; HF lets the experts read it too.
   if (config.jitter_reaches_experts()) ops::add_(d_router_input, d_expert_input);
-  ops::jitter_backward_(d_router_input, ctx.jitter(jitter_site, config.router_jitter_eps()));
+  ops::jitter_backward_(d_router_input, ctx.jitter(sites.jitter, config.router_jitter_eps()));
   if (!config.jitter_reaches_experts()) ops::add_(d_router_input, d_expert_input);
   return d_router_input;
 }

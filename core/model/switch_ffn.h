@@ -38,7 +38,7 @@ struct SwitchOutput {
   // parallelism, every rank's tokens for this rank's experts, grouped by local expert.
   Tensor buffer;                       // [rows, d]
   std::vector<int64_t> expert_offset;  // [local experts + 1] each expert's block of rows
-  std::vector<int64_t> expert_tokens;  // each row's token in its sender's batch (dropout)
+  std::vector<int64_t> expert_tokens;  // each row's global token in the step (dropout)
   Tensor pre_activation;               // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU)
   Tensor pre_linear;                   // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
   Tensor hidden;                       // [rows, d_ff] after activation and expert dropout
@@ -52,13 +52,20 @@ struct SwitchGradients {
   FeedForwardWeights experts;  // like SwitchWeights::experts
 };
 
-// x [N, d], the normed sublayer input, N = groups * group_size in token order.
-// jitter_site / dropout_site address this layer's random streams. With an expert group of
-// n > 1 ranks, w.experts holds this rank's E / n experts (core/dist/expert_parallel.h) and
-// every rank of the group calls this for the layer together (CPU).
+// Where a Switch layer's random draws come from: its jitter and expert-dropout sites, and
+// the global index in the step's batch of its first token (expert dropout is keyed by
+// global token, so a row keeps its mask on whichever rank its expert runs).
+struct SwitchSites {
+  uint32_t jitter = 0, dropout = 0;
+  int64_t first_token = 0;
+};
+
+// x [N, d], the normed sublayer input, N = groups * group_size in token order. With an expert group
+// of n > 1 ranks, w.experts holds this rank's E / n experts (core/dist/expert_parallel.h) and every
+// rank of the group calls this for the layer together (CPU).
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
-                        int64_t group_size, const RunContext& ctx, uint32_t jitter_site,
-                        uint32_t dropout_site, Communicator* expert_group = nullptr);
+                        int64_t group_size, const RunContext& ctx, const SwitchSites& sites,
+                        Communicator* expert_group = nullptr);
 
 // Backward of y and of this layer's loss terms (AUX_PER_LAYER): aux_scale and z_scale
 // multiply the layer's aux and z losses in the total (1 for the plain sum). The gradient reaches
@@ -69,7 +76,7 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
 Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                            const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
                            double z_scale, int64_t group_size, const RunContext& ctx,
-                           uint32_t jitter_site, uint32_t dropout_site, SwitchGradients& grads);
+                           const SwitchSites& sites, SwitchGradients& grads);
 
 // One sparse layer's routing in a forward: what the trainer, the C ABI and generation
 // report.

@@ -87,11 +87,16 @@ Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t lengt
   return device_.is_cpu() ? bias : bias.to(device_);
 }
 
-RunContext SwitchTransformer::context(bool train, uint64_t step) const {
+RunContext SwitchTransformer::context(bool train, uint64_t step, uint64_t first_example) const {
+  SW_CHECK_ARG(step < (uint64_t{1} << RunContext::kExampleShift), "forward: step ", step,
+               " exceeds the random streams' 2^40 steps");
+  SW_CHECK_ARG(first_example < (uint64_t{1} << (64 - RunContext::kExampleShift)),
+               "forward: first_example ", first_example, " exceeds 2^24 examples per step");
   RunContext ctx;
   ctx.train = train;
   ctx.seed = seed_;
   ctx.step = step;
+  ctx.first_example = first_example;
   ctx.model_group = model_group_;
   return ctx;
 }
@@ -229,7 +234,7 @@ ForwardOutput SwitchTransformer::forward_backward(
            "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(host_batch.labels.defined(), "forward_backward: labels are required");
   const Batch batch = device_batch(host_batch);
-  const RunContext ctx = context(options.train, options.step);
+  const RunContext ctx = context(options.train, options.step, options.first_example);
   ForwardOutput out;
   StackCache enc_cache, dec_cache;
   const Tensor dec = run_model(batch, ctx, out, &enc_cache, &dec_cache);
@@ -256,7 +261,7 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
                                          const ForwardOptions& options) const {
   // The model's device gets its own copy of the inputs (labels stay: the loss reads them).
   const Batch batch = device_batch(host_batch);
-  RunContext ctx = context(options.train, options.step);
+  RunContext ctx = context(options.train, options.step, options.first_example);
   ctx.keep_block_outputs = options.keep_block_outputs;
   ForwardOutput out;
   run_model(batch, ctx, out);

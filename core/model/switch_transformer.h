@@ -16,8 +16,11 @@
 namespace sw {
 
 struct ForwardOptions {
-  bool train = false;               // dropout, expert dropout, router jitter, train capacity factor
-  uint64_t step = 0;                // addresses the random streams of this step
+  bool train = false;  // dropout, expert dropout, router jitter, train capacity factor
+  uint64_t step = 0;   // addresses the random streams of this step (< 2^40)
+  // The index of this batch's first example in the step's global batch (micro-batches
+  // and data-parallel shards; < 2^24): each example draws its own dropout and jitter.
+  uint64_t first_example = 0;
   bool keep_block_outputs = false;  // fill ForwardOutput::block_outputs (validation)
 };
 
@@ -138,7 +141,7 @@ class SwitchTransformer {
                      const Tensor* bias) const;
   // The position bias [H, length, length] of this rank's heads.
   Tensor position_bias_for(const StackWeights& s, int64_t length) const;
-  RunContext context(bool train, uint64_t step) const;
+  RunContext context(bool train, uint64_t step, uint64_t first_example = 0) const;
   void validate_batch(const Batch& batch) const;
   // A validated copy of a host batch with its inputs on the model's device (labels stay on
   // the host: the loss reads them there).

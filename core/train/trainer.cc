@@ -6,6 +6,7 @@
 
 #include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
 #include "core/train/gradient_clipping.h"
 
 namespace sw {
@@ -103,19 +104,33 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
 std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     const std::vector<Batch>& micro_batches, TrainMetrics& metrics) const {
   SW_CHECK_ARG(!micro_batches.empty(), "trainer: a step needs at least one micro-batch");
+  auto counted_labels = [](const Batch& b) {
+    const int32_t* labels = b.labels.data<int32_t>();
+    return static_cast<int64_t>(std::count_if(labels, labels + b.labels.numel(),
+                                              [](int32_t l) { return l != ops::kIgnoreIndex; }));
+  };
   int64_t label_tokens = 0, sequences = 0;
   for (const Batch& b : micro_batches) {
     SW_CHECK_ARG(b.labels.defined(), "trainer: every micro-batch needs labels");
-    for (int64_t i = 0; i < b.labels.numel(); ++i)
-      label_tokens += b.labels.data<int32_t>()[i] != -100;
+    SW_CHECK_ARG(b.labels.device().is_cpu(), "trainer: labels must be on the cpu, got ",
+                 b.labels.str());
+    label_tokens += counted_labels(b);
     sequences += b.input_ids.defined() ? b.input_ids.dim(0) : 0;
   }
+  // This replica's first example in the global batch: its shard follows the lower ranks'.
+  int64_t first_example = 0;
   Communicator* dp = options_.data_parallel;
   if (dp && dp->size() > 1) {  // shares of the global batch
-    Tensor counts = Tensor::from_vector<int64_t>({label_tokens, sequences}, {2});
-    dp->all_reduce_sum(counts);
-    label_tokens = counts.data<int64_t>()[0];
-    sequences = counts.data<int64_t>()[1];
+    std::vector<int64_t> counts(2 + dp->size(), 0);
+    counts[0] = label_tokens;
+    counts[1] = sequences;
+    counts[2 + dp->rank()] = sequences;
+    Tensor sums = Tensor::from_vector<int64_t>(counts, {static_cast<int64_t>(counts.size())});
+    dp->all_reduce_sum(sums);
+    const int64_t* total = sums.data<int64_t>();
+    label_tokens = total[0];
+    sequences = total[1];
+    for (int r = 0; r < dp->rank(); ++r) first_example += total[2 + r];
   }
   SW_CHECK_ARG(label_tokens > 0, "trainer: the batch has no label that is not ignored");
   ForwardOptions run;
@@ -124,8 +139,9 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
   std::vector<std::pair<std::string, Tensor>> total;
   int64_t sparse_layers = 0;
   for (const Batch& b : micro_batches) {
-    int64_t counted = 0;
-    for (int64_t i = 0; i < b.labels.numel(); ++i) counted += b.labels.data<int32_t>()[i] != -100;
+    const int64_t counted = counted_labels(b);
+    run.first_example = static_cast<uint64_t>(first_example);
+    first_example += b.input_ids.dim(0);
     LossScales scales;
     scales.ce = static_cast<double>(counted) / static_cast<double>(label_tokens);
     scales.aux = scales.z =

@@ -89,9 +89,13 @@ class Trainer {
   // The gradient of the whole batch's loss from its micro-batches: CE weighted by each
   // micro-batch's share of label tokens, aux and z by its share of sequences (equal to the
   // whole batch's gradient when routing groups do not span sequences of different
-  // micro-batches, i.e. not GROUP_BATCH; dropout masks are drawn per micro-batch). With
-  // data parallelism the shares are of the global batch and the result is summed over the
-  // replicas: every replica returns the global batch's gradient and metrics.
+  // micro-batches, i.e. not GROUP_BATCH). Each micro-batch draws its dropout and jitter
+  // from streams keyed by the position of its first example in the global batch (the
+  // micro-batches in order, after the lower data-parallel ranks' shards), so no two draw
+  // the same masks. With data parallelism the shares are of the global batch and the
+  // result is summed over the replicas: every replica returns the global batch's gradient
+  // and metrics, bit for bit those of one process given the same micro-batches in rank
+  // order.
   std::vector<std::pair<std::string, Tensor>> accumulate(const std::vector<Batch>& micro_batches,
                                                          TrainMetrics& metrics) const;
 

@@ -67,7 +67,7 @@ void SwitchFfn(benchmark::State& state) {
   const sw::RunContext ctx;
   int64_t kept = 0;
   for (auto _ : state) {
-    const sw::SwitchOutput out = sw::switch_ffn(w, c, x, kEncoderLen, ctx, 0, 0);
+    const sw::SwitchOutput out = sw::switch_ffn(w, c, x, kEncoderLen, ctx, {});
     kept = out.assignment.kept();
     benchmark::DoNotOptimize(out.y.raw());
   }

@@ -84,9 +84,9 @@ int main(int argc, char** argv) {
       const Tensor x = random_gpu({tokens, d}, 4, 1.0, bf16);
       const sw::RunContext eval;
       Row r{experts, tokens, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-      r.layer_ms = median_ms([&] { sw::switch_ffn(w, c, x, group, eval, 0, 0); });
+      r.layer_ms = median_ms([&] { sw::switch_ffn(w, c, x, group, eval, {}); });
       // Stages, timed one by one on the same inputs.
-      const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, eval, 0, 0);
+      const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, eval, {});
       const sw::ops::CapacityAssignment& a = out.assignment;
       r.kept = a.kept();
       const Tensor buffer = sw::ops::dispatch(x, a);

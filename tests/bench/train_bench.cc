@@ -143,9 +143,9 @@ void SwitchFfnTrain(benchmark::State& state) {
   grads.experts.wo = sw::Tensor::zeros(w.experts.wo.shape(), sw::DType::f32);
   int64_t kept = 0;
   auto forward_backward = [&] {
-    const sw::SwitchOutput out = sw::switch_ffn(w, c, layer_input(), kSequenceLen, ctx, 0, 1);
+    const sw::SwitchOutput out = sw::switch_ffn(w, c, layer_input(), kSequenceLen, ctx, {0, 1});
     const sw::Tensor dx = sw::switch_ffn_backward(w, c, layer_input(), out, output_gradient(), 1.0,
-                                                  1.0, kSequenceLen, ctx, 0, 1, grads);
+                                                  1.0, kSequenceLen, ctx, {0, 1}, grads);
     kept = out.assignment.kept();
     benchmark::DoNotOptimize(dx.raw());
   };

@@ -231,10 +231,10 @@ TEST(Model, ExpertDropoutFollowsTokensNotBufferRows) {
   ctx.train = true;
   ctx.seed = 5;
   c.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
-  const SwitchOutput all = switch_ffn(w, c, x, n, ctx, 1, 2);
+  const SwitchOutput all = switch_ffn(w, c, x, n, ctx, {1, 2});
   c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
   c.set_expert_capacity(3);
-  const SwitchOutput few = switch_ffn(w, c, x, n, ctx, 1, 2);
+  const SwitchOutput few = switch_ffn(w, c, x, n, ctx, {1, 2});
   ASSERT_GT(few.assignment.dropped, 0);
   int64_t compared = 0;
   for (int64_t t = 0; t < n; ++t) {
@@ -248,7 +248,7 @@ TEST(Model, ExpertDropoutFollowsTokensNotBufferRows) {
   }
   EXPECT_GT(compared, 0);
   ctx.train = false;  // and dropout really is on: eval differs
-  EXPECT_GT(testing::max_relative_error(all.y, switch_ffn(w, c, x, n, ctx, 1, 2).y), 1e-3);
+  EXPECT_GT(testing::max_relative_error(all.y, switch_ffn(w, c, x, n, ctx, {1, 2}).y), 1e-3);
 }
 
 TEST(Model, SwitchBase8ShapeRunsOnTheCpu) {

@@ -47,7 +47,7 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
   ctx.seed = 3;
   ctx.step = 2;
   auto loss = [&] {
-    const SwitchOutput out = switch_ffn(w, c, x, group, ctx, 1, 2);
+    const SwitchOutput out = switch_ffn(w, c, x, group, ctx, {1, 2});
     ops::BalanceSums balance(n / group, 3);
     balance.add(out.router.probs, out.router.expert_index);
     double s = 0;
@@ -55,10 +55,10 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
     return s + scale * (c.aux_loss_coef() * balance.loss() +
                         c.z_loss_coef() * ops::router_z_loss(out.router.logits));
   };
-  const SwitchOutput fwd = switch_ffn(w, c, x, group, ctx, 1, 2);
+  const SwitchOutput fwd = switch_ffn(w, c, x, group, ctx, {1, 2});
   ASSERT_GT(fwd.assignment.dropped, 0);  // dropped tokens are part of the check
   SwitchGradients g;
-  const Tensor dx = switch_ffn_backward(w, c, x, fwd, r, scale, scale, group, ctx, 1, 2, g);
+  const Tensor dx = switch_ffn_backward(w, c, x, fwd, r, scale, scale, group, ctx, {1, 2}, g);
   EXPECT_LE(gradient_error(x, loss, dx), 1e-6);
   EXPECT_LE(gradient_error(w.router, loss, g.router), 1e-6);
   EXPECT_LE(gradient_error(w.experts.wo, loss, g.experts.wo), 1e-6);
@@ -102,12 +102,12 @@ TEST(RouterHealth, AuxLossIsTheCoefficientUnderUniformRoutingAndGrowsWithImbalan
   RouterCase rc;
   const Tensor x = positive_inputs(16);
   const RunContext eval;
-  const double uniform = rc.aux(switch_ffn(rc.w, rc.config, x, 16, eval, 1, 2), 1);
+  const double uniform = rc.aux(switch_ffn(rc.w, rc.config, x, 16, eval, {1, 2}), 1);
   EXPECT_NEAR(uniform, rc.config.aux_loss_coef(), 1e-15);
   double previous = uniform;
   for (double push : {0.1, 0.3, 1.0, 3.0}) {
     for (int64_t j = 0; j < 4; ++j) rc.w.router.data<double>()[j] = push;  // expert 0's row
-    const double aux = rc.aux(switch_ffn(rc.w, rc.config, x, 16, eval, 1, 2), 1);
+    const double aux = rc.aux(switch_ffn(rc.w, rc.config, x, 16, eval, {1, 2}), 1);
     EXPECT_GT(aux, previous) << "push " << push;
     EXPECT_LT(aux, 4 * rc.config.aux_loss_coef());
     previous = aux;
@@ -126,14 +126,14 @@ TEST(RouterHealth, GradientsStayFiniteAtPerfectBalance) {
     for (int64_t e = 0; e < 4; ++e) rc.w.router.data<double>()[e * 4 + e] = eps;
     RunContext ctx;
     ctx.train = true;
-    const SwitchOutput fwd = switch_ffn(rc.w, rc.config, x, 8, ctx, 1, 2);
+    const SwitchOutput fwd = switch_ffn(rc.w, rc.config, x, 8, ctx, {1, 2});
     for (int64_t t = 0; eps > 0 && t < 8; ++t) {
       EXPECT_EQ(fwd.router.expert_index.data<int32_t>()[t], t % 4);
     }
     EXPECT_NEAR(rc.aux(fwd, 1), rc.config.aux_loss_coef(), 1e-5);
     SwitchGradients g;
     const Tensor dy = random_tensor({8, 4}, DType::f64, 11);
-    const Tensor dx = switch_ffn_backward(rc.w, rc.config, x, fwd, dy, 1.0, 1.0, 8, ctx, 1, 2, g);
+    const Tensor dx = switch_ffn_backward(rc.w, rc.config, x, fwd, dy, 1.0, 1.0, 8, ctx, {1, 2}, g);
     for (const Tensor* t :
          {&dx, static_cast<const Tensor*>(&g.router), static_cast<const Tensor*>(&g.experts.wi),
           static_cast<const Tensor*>(&g.experts.wo)})
@@ -154,7 +154,7 @@ TEST(RouterHealth, AuxLossAndDispatchUseTheSameRouting) {
   RunContext ctx;
   ctx.train = true;
   ctx.step = 5;
-  const SwitchOutput out = switch_ffn(rc.w, rc.config, x, 16, ctx, 1, 2);
+  const SwitchOutput out = switch_ffn(rc.w, rc.config, x, 16, ctx, {1, 2});
   const int32_t* index = out.router.expert_index.data<int32_t>();
   const int32_t* row = out.layout.row.data<int32_t>();
   std::vector<int64_t> argmax(4, 0), kept(4, 0);

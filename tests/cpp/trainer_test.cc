@@ -50,6 +50,37 @@ TEST(Trainer, MicroBatchesAccumulateToTheWholeBatch) {
         << whole[i].first;
 }
 
+// Two identical micro-batches of a step draw different masks (dropout, expert dropout,
+// jitter): were the masks repeated, accumulating {b, b} would give exactly {b}'s gradient.
+// The streams are keyed by the micro-batch's first example in the step's batch.
+TEST(Trainer, IdenticalMicroBatchesDrawTheirOwnMasks) {
+  const ModelConfig c = config_from_text(R"(
+    vocab_size: 300 d_model: 16 d_ff: 24 d_kv: 4 num_heads: 4 num_encoder_layers: 2
+    num_decoder_layers: 2 num_experts: 4 encoder_sparse_step: 1 decoder_sparse_step: 2
+    dropout_rate: 0.2 expert_dropout_rate: 0.3 router_jitter_eps: 0.05 init_scheme: INIT_HF)");
+  SwitchTransformer m(c, 2, DType::f64);
+  const Batch b = make_continuation_batch(kText, 2, 12, 6, c);
+  const Trainer t(m, {});
+  TrainMetrics once_m, twice_m;
+  const auto once = t.accumulate({b}, once_m);
+  const auto twice = t.accumulate({b, b}, twice_m);
+  EXPECT_NE(once_m.loss, twice_m.loss);
+  double largest = 0;
+  for (size_t i = 0; i < once.size(); ++i)
+    largest = std::max(largest, testing::max_relative_error(twice[i].second, once[i].second));
+  EXPECT_GT(largest, 1e-3);
+  // The same example position draws the same masks: a forward is a function of it.
+  ForwardOptions at;
+  at.train = true;
+  at.step = 1;
+  const double first = m.forward(b, at).loss;
+  EXPECT_EQ(m.forward(b, at).loss, first);
+  at.first_example = 2;
+  EXPECT_NE(m.forward(b, at).loss, first);
+  at.first_example = uint64_t{1} << 24;
+  EXPECT_THROW(m.forward(b, at), Error);
+}
+
 // Same seed, any thread count: bit-identical losses, routing and parameters after three
 // steps with dropout, expert dropout and router jitter on (every parallel loop works on
 // fixed pieces; GEMM tiles do not depend on the thread count).

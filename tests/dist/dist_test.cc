@@ -255,14 +255,14 @@ void expect_expert_parallel_layer_matches(ModelConfig::Activation activation) {
   ctx.seed = 7;
   ctx.step = 3;
 
-  const SwitchOutput want = switch_ffn(full, config, x, group, ctx, 1, 2);
+  const SwitchOutput want = switch_ffn(full, config, x, group, ctx, {1, 2});
   SwitchGradients want_grads;
   const Tensor want_dx =
-      switch_ffn_backward(full, config, x, want, dy, 1.0, 1.0, group, ctx, 1, 2, want_grads);
-  const SwitchOutput got = switch_ffn(local, config, x, group, ctx, 1, 2, &c);
+      switch_ffn_backward(full, config, x, want, dy, 1.0, 1.0, group, ctx, {1, 2}, want_grads);
+  const SwitchOutput got = switch_ffn(local, config, x, group, ctx, {1, 2}, &c);
   SwitchGradients grads;
   const Tensor dx =
-      switch_ffn_backward(local, config, x, got, dy, 1.0, 1.0, group, ctx, 1, 2, grads);
+      switch_ffn_backward(local, config, x, got, dy, 1.0, 1.0, group, ctx, {1, 2}, grads);
 
   EXPECT_GT(want.assignment.dropped, 0);
   EXPECT_LE(max_relative_difference(got.y, want.y), 1e-5);

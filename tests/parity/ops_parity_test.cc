@@ -256,8 +256,8 @@ TEST_F(Parity, SwitchFfnLayer) {
           ctx.train = train;
           ctx.seed = 77;
           ctx.step = 5;
-          const SwitchOutput cpu = switch_ffn(cpu_w, c, x, group, ctx, 1, 2);
-          const SwitchOutput dev = switch_ffn(dev_w, c, gpu(x, p.dtype), group, ctx, 1, 2);
+          const SwitchOutput cpu = switch_ffn(cpu_w, c, x, group, ctx, {1, 2});
+          const SwitchOutput dev = switch_ffn(dev_w, c, gpu(x, p.dtype), group, ctx, {1, 2});
           if (p.dtype == DType::f32) {
             const Tensor idx = host(dev.router.expert_index);
             int64_t disagree = 0;
