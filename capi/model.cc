@@ -87,7 +87,8 @@ sw_status sw_model_device(const sw_model* model, char* buf, size_t cap, size_t* 
 sw_status sw_model_set_threads(sw_model* model, int threads) {
   return guard(__func__, [&] {
     ModelState& s = model_state(model);
-    SW_CHECK_ARG(threads >= 0, "threads must be >= 0 (0: every core), got ", threads);
+    SW_CHECK_ARG(threads >= 0 && threads <= SW_MAX_THREADS, "threads must be in [0, ",
+                 SW_MAX_THREADS, "] (0: the caller's OpenMP setting), got ", threads);
     std::unique_lock lock(s.mutex);
     s.threads = threads;
   });
@@ -265,6 +266,8 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
     sw::GenerateOptions g;
     g.max_new_tokens = o.max_new_tokens;
     g.min_new_tokens = o.min_new_tokens;
+    SW_CHECK_ARG(o.num_beams >= 0, "options: num_beams must be >= 0 (0 or 1: no beams), got ",
+                 o.num_beams);
     g.num_beams = std::max<int64_t>(o.num_beams, 1);
     g.length_penalty = o.length_penalty;
     g.early_stopping = o.early_stopping != 0;

@@ -5,7 +5,12 @@
 #include <cstddef>
 
 #include "capi/internal.h"
+#include "core/infer/generate.h"
 #include "core/tensor/dtype.h"
+
+// The header's bounds are the core's.
+static_assert(SW_MAX_NEW_TOKENS == sw::kMaxNewTokens && SW_MAX_BEAMS == sw::kMaxBeams,
+              "the C header's generation bounds differ from core/infer/generate.h");
 
 // The public structs' layouts are ABI: a field moved by mistake fails the build.
 static_assert(sizeof(void*) != 8 ||

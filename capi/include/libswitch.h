@@ -195,8 +195,11 @@ SW_API void sw_model_destroy(sw_model* model);
 SW_API sw_status sw_model_config(const sw_model* model, sw_config** out);
 SW_API sw_status sw_model_seed(const sw_model* model, uint64_t* out);
 SW_API sw_status sw_model_device(const sw_model* model, char* buf, size_t cap, size_t* needed);
-/* CPU threads each of this model's calls uses; 0 (the default) leaves the calling
- * thread's OpenMP setting (OMP_NUM_THREADS, else every core). Applies to later calls. */
+/* The most CPU threads a model's calls may use (sw_model_set_threads). */
+#define SW_MAX_THREADS 4096
+/* CPU threads each of this model's calls uses, in [0, SW_MAX_THREADS]; 0 (the default)
+ * leaves the calling thread's OpenMP setting (OMP_NUM_THREADS, else every core). Applies
+ * to later calls. */
 SW_API sw_status sw_model_set_threads(sw_model* model, int threads);
 SW_API sw_status sw_model_threads(const sw_model* model, int* out);
 
@@ -330,12 +333,15 @@ SW_API void sw_trainer_destroy(sw_trainer* trainer);
 
 /* ---------------------------------------------------------------- running, validating */
 
+/* Bounds of one generation request; a step's cost does not grow with the length. */
+#define SW_MAX_NEW_TOKENS 65536
+#define SW_MAX_BEAMS 1024
 /* Zero-initialised (SW_INIT_STRUCT) and max_new_tokens set: greedy decoding. */
 typedef struct sw_generate_options {
   uint32_t struct_size;
   uint32_t reserved;      /* zero; keeps the layout the same on every ABI */
-  int64_t max_new_tokens; /* >= 1 */
-  int64_t num_beams;      /* 0 or 1: greedy or sampling; > 1: beam search */
+  int64_t max_new_tokens; /* in [1, SW_MAX_NEW_TOKENS] */
+  int64_t num_beams;      /* 0 or 1: greedy or sampling; > 1: beam search; <= SW_MAX_BEAMS */
   int64_t top_k;          /* sampling: the k most likely tokens only; 0: all */
   double top_p;           /* sampling: the smallest set reaching this probability; 0: 1 */
   double temperature;     /* > 0: sampling at this temperature; 0: greedy or beams */

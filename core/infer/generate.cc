@@ -243,10 +243,12 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
 }  // namespace
 
 void validate(const GenerateOptions& o) {
-  SW_CHECK_ARG(o.max_new_tokens >= 1, "max_new_tokens must be >= 1, got ", o.max_new_tokens);
+  SW_CHECK_ARG(o.max_new_tokens >= 1 && o.max_new_tokens <= kMaxNewTokens,
+               "max_new_tokens must be in [1, ", kMaxNewTokens, "], got ", o.max_new_tokens);
   SW_CHECK_ARG(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens,
                "min_new_tokens must be in [0, max_new_tokens], got ", o.min_new_tokens);
-  SW_CHECK_ARG(o.num_beams >= 1, "num_beams must be >= 1, got ", o.num_beams);
+  SW_CHECK_ARG(o.num_beams >= 1 && o.num_beams <= kMaxBeams, "num_beams must be in [1, ", kMaxBeams,
+               "], got ", o.num_beams);
   SW_CHECK_ARG(o.temperature >= 0 && std::isfinite(o.temperature),
                "temperature must be >= 0 (0: greedy), got ", o.temperature);
   SW_CHECK_ARG(o.top_k >= 0, "top_k must be >= 0 (0: all), got ", o.top_k);

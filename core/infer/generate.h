@@ -11,10 +11,15 @@
 
 namespace sw {
 
+// Bounds of generation (SW_MAX_NEW_TOKENS and SW_MAX_BEAMS in the C ABI): a step's cost
+// is flat in the length, but a request must end, and beams multiply the decoder's state.
+constexpr int64_t kMaxNewTokens = 65536;
+constexpr int64_t kMaxBeams = 1024;
+
 struct GenerateOptions {
-  int64_t max_new_tokens = 32;
+  int64_t max_new_tokens = 32;  // in [1, kMaxNewTokens]
   int64_t min_new_tokens = 0;   // eos cannot be chosen before this many new tokens
-  int64_t num_beams = 1;        // > 1: beam search
+  int64_t num_beams = 1;        // > 1: beam search; at most kMaxBeams
   double length_penalty = 1.0;  // beam hypotheses ranked by sum(log p) / length^penalty
   bool early_stopping = false;  // beam search ends once num_beams hypotheses are finished
   // Sampling when temperature > 0: logits / temperature, then the top_k most likely

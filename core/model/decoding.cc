@@ -64,7 +64,7 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
                                       bool dropless) const {
   SW_CHECK(device_.is_cpu(), Status::kUnsupported,
            "cached decoding runs on the CPU path in this version");
-  const int64_t batch = state.batch(), d = config_.d_model(), heads = heads_;
+  const int64_t batch = state.batch(), d = config_.d_model();
   SW_CHECK_ARG(tokens.defined() && tokens.dtype() == DType::i32 && tokens.numel() == batch,
                "decode_step: tokens must be i32 [", batch, "], got ", tokens.str());
   const Tensor ids = tokens.view({batch, 1});
@@ -73,16 +73,9 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
   ctx.dropless = dropless;
   const double eps = config_.norm_epsilon();
   const int64_t position = state.length;
-  // The position bias of this query against every key so far: the last row of the table.
-  const Tensor full_bias = position_bias_for(decoder_, position + 1);
-  Tensor bias = Tensor::empty({heads, 1, position + 1}, full_bias.dtype());
-  for (int64_t h = 0; h < heads; ++h)
-    std::memcpy(static_cast<char*>(bias.raw()) +
-                    static_cast<size_t>(h * (position + 1)) * dtype_size(bias.dtype()),
-                static_cast<const char*>(full_bias.raw()) +
-                    static_cast<size_t>((h * (position + 1) + position) * (position + 1)) *
-                        dtype_size(bias.dtype()),
-                static_cast<size_t>(position + 1) * dtype_size(bias.dtype()));
+  // The position bias of this query against every key so far: one row per step, so a
+  // step's cost does not grow with the square of the length.
+  const Tensor bias = position_bias_for(decoder_, 1, position + 1, position);
   const Tensor* memory_mask = state.encoder_mask.defined() ? &state.encoder_mask : nullptr;
   const StackInputs in{&ids, nullptr, &state.encoder_output, memory_mask};
   const StackPass pass = pass_for(decoder_, in, ctx, &bias);

@@ -74,12 +74,13 @@ void SwitchTransformer::validate_batch(const Batch& b) const {
   }
 }
 
-Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t length) const {
+Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t q_len, int64_t k_len,
+                                            int64_t first_query) const {
   // Computed on the host (a tiny table lookup), in f32 for a GPU model.
   const Tensor table =
       device_.is_cpu() ? s.relative_bias : s.relative_bias.to(Device::cpu()).to(DType::f32);
-  Tensor bias = ops::position_bias(table, length, length, s.stack == Stack::kEncoder,
-                                   config_.relative_attention_max_distance());
+  Tensor bias = ops::position_bias(table, q_len, k_len, s.stack == Stack::kEncoder,
+                                   config_.relative_attention_max_distance(), first_query);
   if (model_group_) {  // this rank's heads
     const int64_t first = model_group_->rank() * heads_;
     bias = bias.slice(first, first + heads_);
@@ -128,7 +129,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   const double rate = config_.dropout_rate();
   Tensor h = ops::embedding(shared_, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
-  const Tensor bias = position_bias_for(s, in.ids->dim(1));
+  const Tensor bias = position_bias_for(s, in.ids->dim(1), in.ids->dim(1));
   const StackPass pass = pass_for(s, in, ctx, &bias);
   RoutingLosses losses(config_, pass.batch, out.aux_loss, out.z_loss);
   if (cache) cache->blocks.assign(s.blocks.size(), BlockCache{});
@@ -158,7 +159,7 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   ops::dropout_(d_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
   Tensor dh = ops::rms_norm_backward(d_out, cache.final_input, s.final_norm, cache.final_inv_rms,
                                      grads.of(s.final_norm));
-  const Tensor bias = position_bias_for(s, length);
+  const Tensor bias = position_bias_for(s, length, length);
   const StackPass pass = pass_for(s, in, ctx, &bias);
   Tensor d_bias = Tensor::zeros(bias.shape(), bias.dtype());
   Tensor d_memory = decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype()) : Tensor();

@@ -140,7 +140,8 @@ class SwitchTransformer {
   StackPass pass_for(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
                      const Tensor* bias) const;
   // The position bias [H, length, length] of this rank's heads.
-  Tensor position_bias_for(const StackWeights& s, int64_t length) const;
+  Tensor position_bias_for(const StackWeights& s, int64_t q_len, int64_t k_len,
+                           int64_t first_query = 0) const;
   RunContext context(bool train, uint64_t step, uint64_t first_example = 0) const;
   void validate_batch(const Batch& batch) const;
   // A validated copy of a host batch with its inputs on the model's device (labels stay on

@@ -36,13 +36,14 @@ int32_t relative_position_bucket(int64_t rel, bool bidirectional, int64_t num_bu
 }
 
 Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bidirectional,
-                     int64_t max_distance) {
+                     int64_t max_distance, int64_t first_query) {
   SW_CHECK_ARG(table.ndim() == 2, "position_bias: table must be [num_buckets, heads], got ",
                table.str());
-  SW_CHECK_ARG(q_len >= 0 && k_len >= 0, "position_bias: lengths must be >= 0, got ", q_len, ", ",
-               k_len);
+  SW_CHECK_ARG(q_len >= 0 && k_len >= 0 && first_query >= 0,
+               "position_bias: lengths and the first query must be >= 0, got ", q_len, ", ", k_len,
+               ", ", first_query);
   if (on_cuda(table)) no_kernel("position_bias", table);
-  return cpu::position_bias(table, q_len, k_len, bidirectional, max_distance);
+  return cpu::position_bias(table, q_len, k_len, bidirectional, max_distance, first_query);
 }
 
 void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max_distance,

@@ -13,11 +13,12 @@ namespace sw::ops {
 int32_t relative_position_bucket(int64_t rel, bool bidirectional, int64_t num_buckets,
                                  int64_t max_distance);
 
-// table [num_buckets, H] -> bias [H, q_len, k_len], bias[h, i, j] = table[bucket(j - i), h],
-// in the table's dtype (f32/f64). A small lookup computed on the host: a GPU model copies
-// its table here and the bias to the device.
+// table [num_buckets, H] -> bias [H, q_len, k_len] for queries at positions first_query,
+// first_query + 1, ...: bias[h, i, j] = table[bucket(j - (first_query + i)), h], in the
+// table's dtype (f32/f64). A small lookup computed on the host: a GPU model copies its
+// table here and the bias to the device. Decoding asks for one query row per step.
 Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bidirectional,
-                     int64_t max_distance);
+                     int64_t max_distance, int64_t first_query = 0);
 
 // Backward: dtable[bucket(j - i), first_head + h] += dbias[h, i, j] for dbias [H, q, k]
 // (H of dtable's heads, from first_head on: model parallelism holds some heads), summed
@@ -28,7 +29,7 @@ void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max
 // The Eigen implementations behind the device switch (position_bias.cc).
 namespace cpu {
 Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bidirectional,
-                     int64_t max_distance);
+                     int64_t max_distance, int64_t first_query);
 void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max_distance,
                             int64_t first_head, Tensor& dtable);
 }  // namespace cpu

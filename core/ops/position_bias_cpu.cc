@@ -4,7 +4,7 @@
 namespace sw::ops::cpu {
 
 Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bidirectional,
-                     int64_t max_distance) {
+                     int64_t max_distance, int64_t first_query) {
   const int64_t num_buckets = table.dim(0), heads = table.dim(1);
   Tensor bias = Tensor::empty({heads, q_len, k_len}, table.dtype());
   visit_float(table.dtype(), "position_bias", [&](auto zero) {
@@ -13,7 +13,8 @@ Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bid
     T* pb = bias.data<T>();
     for (int64_t i = 0; i < q_len; ++i)
       for (int64_t j = 0; j < k_len; ++j) {
-        const int32_t b = relative_position_bucket(j - i, bidirectional, num_buckets, max_distance);
+        const int32_t b = relative_position_bucket(j - (first_query + i), bidirectional,
+                                                   num_buckets, max_distance);
         for (int64_t h = 0; h < heads; ++h) pb[(h * q_len + i) * k_len + j] = pt[b * heads + h];
       }
   });

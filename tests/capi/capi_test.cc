@@ -354,6 +354,13 @@ TEST_F(CApi, DevicesAndThreads) {
   EXPECT_EQ(threads, 1);
   EXPECT_EQ(logits(model_, batch_.view), all);
   EXPECT_STATUS(sw_model_set_threads(model_, -1), SW_ERR_INVALID_ARGUMENT, "threads");
+  // A thread count the machine cannot give is refused; it once ended the host process.
+  EXPECT_STATUS(sw_model_set_threads(model_, INT_MAX), SW_ERR_INVALID_ARGUMENT,
+                "threads must be in [0, 4096]");
+  EXPECT_STATUS(sw_model_set_threads(model_, SW_MAX_THREADS + 1), SW_ERR_INVALID_ARGUMENT,
+                "threads");
+  ASSERT_SW_OK(sw_model_threads(model_, &threads));
+  EXPECT_EQ(threads, 1);
 }
 
 // The C result against what the logits themselves say: CE from a log-softmax of the
@@ -713,10 +720,18 @@ TEST_F(CApi, GreedyGeneration) {
   EXPECT_EQ(again, ids);
   EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 9, lengths.data(), 2),
                 SW_ERR_INVALID_ARGUMENT, "out_ids: length 9 given, 10 needed");
-  o.max_new_tokens = INT64_MAX / 2 + 1;  // x 2 sequences overflows
-  EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
-                SW_ERR_INVALID_ARGUMENT, "overflows");
+  // Requests that could not end, or would grow without bound, are refused by name.
+  for (const int64_t too_many : {int64_t{SW_MAX_NEW_TOKENS} + 1, int64_t{1000000000}}) {
+    o.max_new_tokens = too_many;
+    EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
+                  SW_ERR_INVALID_ARGUMENT, "max_new_tokens must be in [1, 65536]");
+  }
   o.max_new_tokens = 5;
+  for (const int64_t beams : {int64_t{-1}, int64_t{SW_MAX_BEAMS} + 1, int64_t{1000000000}}) {
+    o.num_beams = beams;
+    EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
+                  SW_ERR_INVALID_ARGUMENT, "num_beams");
+  }
   o.num_beams = 4;  // beam search
   ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2));
   o.num_beams = 1;

@@ -237,6 +237,22 @@ TEST_P(OpsTest, PositionBiasLayout) {
                   table.item(ops::relative_position_bucket(j - i, true, 8, 16) * 3 + h));
 }
 
+// A window of query rows (decoding asks for one per step) equals those rows of the square
+// table, in both directions.
+TEST(PositionBias, QueryRowsEqualTheSquareTablesRows) {
+  const Tensor table = random_tensor({32, 3}, DType::f64, 21);
+  for (bool bidirectional : {true, false}) {
+    const Tensor square = ops::position_bias(table, 40, 40, bidirectional, 128);
+    for (int64_t q : {0, 7, 39}) {
+      const Tensor row = ops::position_bias(table, 1, 40, bidirectional, 128, q);
+      for (int64_t h = 0; h < 3; ++h)
+        for (int64_t j = 0; j < 40; ++j)
+          EXPECT_EQ(row.item(h * 40 + j), square.item((h * 40 + q) * 40 + j)) << q << " " << j;
+    }
+  }
+  EXPECT_THROW(ops::position_bias(table, 1, 4, true, 128, -1), Error);
+}
+
 // position_bias is linear in the table; its backward is the adjoint:
 // <dbias, bias(table)> = <dtable, table>, here for 2 of 4 heads from head 1 (model
 // parallelism's slice) in both directions.
