@@ -45,6 +45,8 @@ double round_half_even(double x) {
 
 constexpr int64_t kMaxLayers = 4096;           // random-stream sites hold 16 bits of block index
 constexpr int64_t kMaxIds = int64_t{1} << 31;  // token ids and expert indices are i32
+// 35T parameters: 20x Switch-C, and far beyond one process's memory.
+constexpr double kMaxParameters = 35184372088832.0;  // 2^45
 
 }  // namespace
 
@@ -125,6 +127,28 @@ std::vector<std::string> preset_names() {
   return names;
 }
 
+namespace {
+
+// The parameter count in doubles: a count that overflows int64 is still a number to name.
+double parameter_count_f64(const ModelConfig& c) {
+  const double d = static_cast<double>(c.d_model()), ff = static_cast<double>(c.d_ff());
+  const double inner = static_cast<double>(c.num_heads()) * static_cast<double>(c.d_kv());
+  const double ffn = (c.activation() == ModelConfig::GATED_GELU ? 3 : 2) * d * ff;
+  const double attention = 4 * d * inner;
+  double total = static_cast<double>(c.vocab_size()) * d * (c.tie_word_embeddings() ? 1 : 2);
+  for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
+    const bool decoder = s == Stack::kDecoder;
+    total += static_cast<double>(c.relative_attention_num_buckets() * c.num_heads()) + d;
+    for (int64_t i = 0; i < num_layers(c, s); ++i) {
+      total += (decoder ? 2 : 1) * attention + (decoder ? 3 : 2) * d;
+      total += is_sparse_block(c, s, i) ? static_cast<double>(c.num_experts()) * (ffn + d) : ffn;
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
 void validate(const ModelConfig& c) {
   // Every real-valued field must be finite before any other rule reads it.
   const auto* descriptor = c.GetDescriptor();
@@ -175,6 +199,12 @@ void validate(const ModelConfig& c) {
       "relative_attention_max_distance",
       got("must exceed relative_attention_num_buckets / 2", c.relative_attention_max_distance()));
   require(c.norm_epsilon() > 0, "norm_epsilon", got("must be > 0", c.norm_epsilon()));
+  // A size no machine holds is named here, not by an allocator deep in the build.
+  const double parameters = parameter_count_f64(c);
+  require(parameters <= kMaxParameters, "model size",
+          detail::concat("the config describes ", parameters, " parameters (d_model ", c.d_model(),
+                         ", d_ff ", c.d_ff(), ", num_experts ", c.num_experts(), ", vocab_size ",
+                         c.vocab_size(), "), more than the 2^45 one model may have"));
   for (const auto& [field, id] : {std::pair<const char*, int64_t>{"pad_token_id", c.pad_token_id()},
                                   {"eos_token_id", c.eos_token_id()},
                                   {"decoder_start_token_id", c.decoder_start_token_id()}})
@@ -183,6 +213,8 @@ void validate(const ModelConfig& c) {
 }
 
 int64_t count_parameters(const ModelConfig& c) {
+  SW_CHECK_ARG(parameter_count_f64(c) <= kMaxParameters, "count_parameters: the config describes ",
+               parameter_count_f64(c), " parameters, more than 2^45");
   const int64_t d = c.d_model(), ff = c.d_ff(), inner = c.num_heads() * c.d_kv();
   const int64_t ffn = (c.activation() == ModelConfig::GATED_GELU ? 3 : 2) * d * ff;
   const int64_t attention = 4 * d * inner;

@@ -1,5 +1,7 @@
 // The model's parameters: every tensor named as in the HF checkpoints, shaped for this
 // rank's share (expert and model parallelism), with its init rule (docs/MATH.md §4).
+#include <unistd.h>
+
 #include <cmath>
 #include <string>
 
@@ -22,6 +24,20 @@ InitRule weight(int64_t fan_in, double hf_std, double extra_scale = 1.0) {
 }  // namespace
 
 void SwitchTransformer::build_parameters() {
+  if (device_.is_cpu()) {
+    // Refuse a model the machine cannot hold before allocating it (this rank's share under
+    // expert or model parallelism, at least the whole divided by the group sizes).
+    const double parts =
+        (expert_group_ ? expert_group_->size() : 1) * (model_group_ ? model_group_->size() : 1);
+    const double bytes = static_cast<double>(count_parameters(config_)) *
+                         static_cast<double>(dtype_size(dtype_)) / parts;
+    const double memory =
+        static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+    SW_CHECK(memory <= 0 || bytes <= memory, Status::kOutOfMemory,
+             "model: ", count_parameters(config_), " parameters in ", dtype_name(dtype_), " need ",
+             bytes / (1 << 30), " GiB here, more than this machine's ", memory / (1 << 30),
+             " GiB of memory");
+  }
   const int64_t d = config_.d_model(), vocab = config_.vocab_size();
   InitRule embedding_rule;
   embedding_rule.unit_scale = true;

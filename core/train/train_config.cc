@@ -66,6 +66,11 @@ void require(bool ok, const char* field, const std::string& rule) {
   SW_CHECK_ARG(ok, field, ": ", rule);
 }
 
+// T5 pads the vocabulary to a multiple of 128 (docs/MATH.md §1).
+int64_t padded_vocab(int64_t tokenizer_vocab_size) {
+  return (tokenizer_vocab_size + 127) / 128 * 128;
+}
+
 }  // namespace
 
 void validate(const TrainConfig& c) {
@@ -112,12 +117,23 @@ void validate(const TrainConfig& c) {
   require(c.keep_checkpoints() >= 1, "keep_checkpoints",
           detail::concat("must be >= 1, got ", c.keep_checkpoints()));
   train_options(c).schedule.validate();
+  // The model the run will build, as far as it is known before the tokenizer is trained
+  // (resolve_model checks the vocabulary against the tokenizer once it exists).
+  try {
+    ModelConfig model = preset(c.model_preset());
+    model.MergeFrom(c.model());
+    if (!c.model().has_vocab_size()) model.set_vocab_size(padded_vocab(c.tokenizer_vocab_size()));
+    validate(model);
+  } catch (const Error& e) {
+    throw Error(e.status(), "model (preset \"" + c.model_preset() +
+                                "\" with the config's model fields): " + e.what());
+  }
 }
 
 ModelConfig resolve_model(const TrainConfig& c, int64_t tokenizer_vocab_size) {
   ModelConfig model = preset(c.model_preset());
   model.MergeFrom(c.model());
-  const int64_t padded = (tokenizer_vocab_size + 127) / 128 * 128;
+  const int64_t padded = padded_vocab(tokenizer_vocab_size);
   if (c.model().has_vocab_size()) {
     SW_CHECK_ARG(c.model().vocab_size() >= tokenizer_vocab_size,
                  "model.vocab_size: ", c.model().vocab_size(), " cannot hold the tokenizer's ",

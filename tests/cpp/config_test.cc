@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/model/switch_transformer.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -44,6 +45,23 @@ TEST(Config, ValidationNamesTheFieldAndTheReason) {
   EXPECT_NE(error_of("d_kv: 0").find("d_kv: must be >= 1"), std::string::npos);
   EXPECT_NE(error_of("eval_capacity_factor: 0").find("eval_capacity_factor: must be > 0"),
             std::string::npos);
+}
+
+// Sizes no machine holds are refused at validation, naming the fields and the total; a
+// size that validates but exceeds this machine's memory is refused before allocating.
+TEST(Config, ImpossibleSizesAreNamed) {
+  EXPECT_NE(error_of("num_experts: 1000000000").find("model size: the config describes"),
+            std::string::npos);
+  EXPECT_NE(error_of("num_experts: 1000000000").find("num_experts 1000000000"), std::string::npos);
+  EXPECT_NE(error_of("d_model: 1099511627776").find("more than the 2^45"), std::string::npos);
+  const ModelConfig huge_vocab = config_from_text("vocab_size: 2147483647");  // valid
+  try {
+    SwitchTransformer m(huge_vocab);
+    FAIL() << "a 6.6 TB model was allocated";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kOutOfMemory);
+    EXPECT_NE(std::string(e.what()).find("GiB of memory"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Config, SyntaxErrorsGiveLineAndColumn) {
