@@ -129,6 +129,7 @@ sw_status sw_model_parameter_shape(const sw_model* model, const char* name, int6
   return guard(__func__, [&] {
     const sw::Tensor& t = parameter(model_state(model), name);
     int& n = deref(ndim, "ndim");
+    SW_CHECK_ARG(cap >= 0, "cap must be >= 0, got ", cap);
     SW_CHECK_ARG(dims != nullptr || cap == 0, "dims is NULL with cap ", cap);
     for (int i = 0; i < std::min(cap, t.ndim()); ++i) dims[i] = t.dim(i);
     n = t.ndim();

@@ -15,9 +15,9 @@ def statuses(console):
     """{test name: 'Passed' | 'Skipped' | 'Failed' | ...} from ctest's progress lines."""
     out = {}
     for line in console.splitlines():
-        m = re.match(r"\s*\d+/\d+ Test\s+#\d+: (\S+) \.+\s*(\*+)?(\w[\w ]*?)\s+[\d.]+ sec", line)
+        m = re.match(r"\s*\d+/\d+ Test\s+#\d+: (.+?) \.{3,}\s*(\*+)?(\w[\w ]*?)\s+[\d.]+ sec", line)
         if m:
-            out[m.group(1)] = m.group(3).strip()
+            out[m.group(1).split("  # ")[0].strip()] = m.group(3).strip()
     return out
 
 

@@ -207,6 +207,7 @@ fs::path prepare_save(const fs::path& root, int64_t step, const SaveOptions& opt
                options.keep_last);
   SW_CHECK_ARG(options.shard_bytes >= 1, "checkpoint: shard_bytes must be >= 1");
   SW_CHECK_ARG(step >= 0, "checkpoint: step must be >= 0, got ", step);
+  SW_CHECK_ARG(!root.empty(), "checkpoint: the directory path is empty");
   std::error_code ec;
   fs::create_directories(root, ec);
   SW_CHECK(!ec, Status::kIo, "checkpoint: cannot create ", root.string(), ": ", ec.message());
@@ -344,6 +345,7 @@ std::string latest_checkpoint(const std::string& root) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
+  SW_CHECK_ARG(!path.empty(), "checkpoint: the directory path is empty");
   fs::path dir(path);
   if (!fs::exists(dir / kManifest) && fs::exists(dir / kLatest)) dir = latest_checkpoint(path);
   const fs::path manifest_path = dir / kManifest;

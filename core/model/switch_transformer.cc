@@ -71,6 +71,12 @@ void SwitchTransformer::validate_batch(const Batch& b) const {
   if (b.labels.defined()) {
     check_shape(b.labels, b.decoder_input_ids.shape(), "labels");
     check_dtype(b.labels, DType::i32, "labels");
+    const int32_t* label = b.labels.data<int32_t>();
+    for (int64_t i = 0; i < b.labels.numel(); ++i)
+      SW_CHECK(label[i] == ops::kIgnoreIndex || (label[i] >= 0 && label[i] < config_.vocab_size()),
+               Status::kOutOfRange, "labels: label ", label[i], " at flat position ", i,
+               " is outside the vocabulary [0, ", config_.vocab_size(), ") and is not ",
+               ops::kIgnoreIndex, " (ignored)");
   }
 }
 

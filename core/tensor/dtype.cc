@@ -47,8 +47,11 @@ Device Device::parse(const std::string& text) {
     const std::string digits = text.substr(5);
     char* end = nullptr;
     const long index = std::strtol(digits.c_str(), &end, 10);
-    if (*end == '\0' && digits.find_first_not_of("0123456789") == std::string::npos && index < 1024)
+    if (*end == '\0' && digits.find_first_not_of("0123456789") == std::string::npos) {
+      SW_CHECK_ARG(digits.size() <= 4 && index < 1024, "device \"", text,
+                   "\": the device index must be < 1024 (and below the number of visible devices)");
       return cuda(static_cast<int>(index));
+    }
   }
   throw Error(Status::kInvalidArgument,
               "device: expected \"cpu\", \"cuda\" or \"cuda:N\", got \"" + text + "\"");

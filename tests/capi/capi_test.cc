@@ -290,6 +290,22 @@ TEST(CApiBadInput, NullHandlesAndOutPointers) {
   sw_trainer_destroy(nullptr);
 }
 
+// Hostile values each entry point once accepted, or refused in words that did not say why.
+TEST_F(CApi, HostileValuesAreNamed) {
+  int64_t dims[4];
+  int ndim = 0;
+  EXPECT_STATUS(sw_model_parameter_shape(model_, "shared.weight", dims, -1, &ndim),
+                SW_ERR_INVALID_ARGUMENT, "cap must be >= 0, got -1");
+  sw_model* m = nullptr;
+  EXPECT_STATUS(sw_model_create(config_, "cuda:12345", 0, &m), SW_ERR_INVALID_ARGUMENT,
+                "the device index must be < 1024");
+  EXPECT_EQ(m, nullptr);
+  EXPECT_STATUS(sw_model_save(model_, ""), SW_ERR_INVALID_ARGUMENT,
+                "checkpoint: the directory path is empty");
+  EXPECT_STATUS(sw_model_load("", "cpu", &m), SW_ERR_INVALID_ARGUMENT,
+                "checkpoint: the directory path is empty");
+}
+
 TEST_F(CApi, ParametersByName) {
   int64_t scalars = 0, tensors = 0;
   ASSERT_SW_OK(sw_model_parameter_count(model_, &scalars));
@@ -448,6 +464,10 @@ TEST_F(CApi, BadBatchesAreRefusedByName) {
   mask.view.attention_mask = bad_mask.data();
   EXPECT_STATUS(sw_model_forward(model_, &mask.view, 0, 0, &r), SW_ERR_INVALID_ARGUMENT,
                 "attention_mask");
+  TinyBatch bad_label;
+  bad_label.labels[2] = 999;  // named as the batch's labels, not by an internal op
+  EXPECT_STATUS(sw_model_forward(model_, &bad_label.view, 0, 0, &r), SW_ERR_OUT_OF_RANGE,
+                "labels: label 999 at flat position 2 is outside the vocabulary [0, 384)");
   TinyBatch no_labels;
   no_labels.view.labels = nullptr;
   EXPECT_STATUS(sw_model_forward(model_, &no_labels.view, 0, 1, &r), SW_ERR_INVALID_ARGUMENT,
