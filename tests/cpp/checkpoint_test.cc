@@ -228,6 +228,9 @@ TEST_F(CheckpointTest, AFlippedByteAnywhereIsRefused) {
       write(file, flipped);
       const std::string e = error_of([&] { sw::load_checkpoint(root_.string()); });
       EXPECT_FALSE(e.empty()) << file << " byte " << i << " loaded without an error";
+      // The error names the damaged file (a shard's name, the manifest, `latest`).
+      EXPECT_NE(e.find(file.filename().string()), std::string::npos)
+          << file << " byte " << i << ": " << e;
       EXPECT_EQ(read(file), flipped) << "the load changed " << file;
       ++flips;
     }
