@@ -48,12 +48,44 @@ T field(const json& j, const char* name, T fallback) {
   }
 }
 
-int64_t sparse_step(int64_t layers, int64_t sparse_layers, const char* name) {
-  SW_CHECK_ARG(sparse_layers >= 0 && sparse_layers <= layers, "HF config: ", name, " is ",
+// A stack's sparse step as transformers builds it: the `*_sparse_step` key when config.json
+// has it (transformers sets it over the one its constructor derives; 0 = a dense stack),
+// else derived from the count of sparse layers. With a count of 0 the derived step is the
+// layer count, which (HF's "HACK") still makes block 1 sparse; the weights HF saves then
+// include that block's experts.
+int64_t sparse_step(const json& j, const char* step_key, int64_t layers, const char* count_key) {
+  if (j.contains(step_key) && !j.at(step_key).is_null()) {
+    const int64_t step = field<int64_t>(j, step_key, 0);
+    SW_CHECK_ARG(step >= 0, "HF config: ", step_key, " must be >= 0 (0: dense), got ", step);
+    return step;
+  }
+  const int64_t sparse_layers = field<int64_t>(j, count_key, 3);
+  SW_CHECK_ARG(sparse_layers >= 0 && sparse_layers <= layers, "HF config: ", count_key, " is ",
                sparse_layers, " for ", layers, " layers");
-  // As HF: with no sparse layer the step is the layer count, which (HF's "HACK") still
-  // makes block 1 sparse; the weights HF saves then include that block's experts.
   return sparse_layers > 0 ? layers / sparse_layers : layers;
+}
+
+// The sparse blocks of the config against the weights: a router weight for every sparse
+// block and none for a dense one, or an error saying which block and which setting.
+void check_sparse_layout(const ModelConfig& c,
+                         const std::vector<std::pair<std::string, Tensor>>& weights) {
+  std::map<std::string, bool> has;
+  for (const auto& w : weights) has[w.first] = true;
+  for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
+    const int ffn_layer = s == Stack::kEncoder ? 1 : 2;
+    const int64_t step = s == Stack::kEncoder ? c.encoder_sparse_step() : c.decoder_sparse_step();
+    for (int64_t i = 0; i < num_layers(c, s); ++i) {
+      const std::string router = std::string(stack_name(s)) + ".block." + std::to_string(i) +
+                                 ".layer." + std::to_string(ffn_layer) +
+                                 ".mlp.router.classifier.weight";
+      const bool sparse = is_sparse_block(c, s, i);
+      SW_CHECK(sparse == (has.count(router) > 0), Status::kInvalidArgument,
+               "HF import: the config's sparse layout and the weights disagree: ", stack_name(s),
+               "_sparse_step ", step, " makes ", stack_name(s), " block ", i,
+               sparse ? " sparse, but the weights have no " : " dense, but the weights have ",
+               router);
+    }
+  }
 }
 
 }  // namespace
@@ -84,12 +116,10 @@ ModelConfig config_from_hf_json(const std::string& json_text) {
   const int64_t decoder_layers = field<int64_t>(j, "num_decoder_layers", encoder_layers);
   c.set_num_encoder_layers(encoder_layers);
   c.set_num_decoder_layers(decoder_layers);
-  c.set_encoder_sparse_step(sparse_step(encoder_layers,
-                                        field<int64_t>(j, "num_sparse_encoder_layers", 3),
-                                        "num_sparse_encoder_layers"));
-  c.set_decoder_sparse_step(sparse_step(decoder_layers,
-                                        field<int64_t>(j, "num_sparse_decoder_layers", 3),
-                                        "num_sparse_decoder_layers"));
+  c.set_encoder_sparse_step(
+      sparse_step(j, "encoder_sparse_step", encoder_layers, "num_sparse_encoder_layers"));
+  c.set_decoder_sparse_step(
+      sparse_step(j, "decoder_sparse_step", decoder_layers, "num_sparse_decoder_layers"));
   c.set_num_experts(field<int64_t>(j, "num_experts", 8));
   const std::string act = field<std::string>(j, "dense_act_fn", "relu");
   if (act == "relu") {
@@ -148,6 +178,8 @@ std::string config_to_hf_json(const ModelConfig& c) {
                   {"num_decoder_layers", c.num_decoder_layers()},
                   {"num_sparse_encoder_layers", sparse_layers(Stack::kEncoder)},
                   {"num_sparse_decoder_layers", sparse_layers(Stack::kDecoder)},
+                  {"encoder_sparse_step", c.encoder_sparse_step()},
+                  {"decoder_sparse_step", c.decoder_sparse_step()},
                   {"num_experts", c.num_experts()},
                   {"expert_capacity", c.expert_capacity()},
                   {"router_bias", false},
@@ -227,6 +259,7 @@ std::vector<std::pair<std::string, Tensor>> read_hf_weights(const std::string& p
 SwitchTransformer import_hf(const std::string& config_json_path, const std::string& weights_path) {
   const ModelConfig config = config_from_hf_json(read_text(config_json_path));
   std::vector<std::pair<std::string, Tensor>> weights = read_hf_weights(weights_path);
+  check_sparse_layout(config, weights);
   SwitchTransformer model(config, 0);
   std::map<std::string, Tensor> by_name;
   for (auto& [n, t] : weights) by_name[n] = t.dtype() == DType::f32 ? t : t.to(DType::f32);
@@ -261,8 +294,8 @@ void export_hf(const SwitchTransformer& model, const std::string& dir) {
   fs::create_directories(dir, ec);
   SW_CHECK(!ec, Status::kIo, "HF export: cannot create ", dir, ": ", ec.message());
   const std::string config = config_to_hf_json(model.config());
-  // HF places sparse blocks from a count per stack; refuse a placement it would not rebuild
-  // (a dense stack among them: HF turns a count of 0 into one sparse block).
+  // HF places sparse blocks by a step per stack (block i when i % step == 1, every block at
+  // step 1, none at 0); refuse a placement it would not rebuild (T5X's placement).
   const ModelConfig as_hf = config_from_hf_json(config);
   for (Stack s : {Stack::kEncoder, Stack::kDecoder})
     for (int64_t i = 0; i < num_layers(as_hf, s); ++i)

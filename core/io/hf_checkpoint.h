@@ -16,8 +16,10 @@ namespace sw {
 
 // config.json text → ModelConfig. Unsupported HF settings (router_bias, padding tokens
 // ignored by the router, an activation other than relu/gelu) are errors naming the field.
-// With num_sparse_*_layers 0 the stack is dense (HF's "HACK" step would make block 1
-// sparse; the released checkpoints never rely on it).
+// The sparse blocks follow `encoder_sparse_step` / `decoder_sparse_step` when present (as
+// transformers does; 0 = a dense stack), else the step derived from
+// num_sparse_*_layers (a count of 0 gives HF's "HACK" step, the layer count, which still
+// makes block 1 sparse). Exports write both.
 ModelConfig config_from_hf_json(const std::string& json_text);
 std::string config_to_hf_json(const ModelConfig& config);
 

@@ -189,10 +189,12 @@ LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out,
   return r;
 }
 
-RoutingLosses::RoutingLosses(const ModelConfig& config, int64_t batch, double& aux_total,
-                             double& z_total)
+RoutingLosses::RoutingLosses(const ModelConfig& config, Stack stack, int64_t batch,
+                             double& aux_total, double& z_total)
     : config_(config),
       per_layer_(config.aux_loss_mode() == ModelConfig::AUX_PER_LAYER),
+      hf_counts_stack_((stack == Stack::kEncoder ? config.encoder_sparse_step()
+                                                 : config.decoder_sparse_step()) > 1),
       aux_total_(aux_total),
       z_total_(z_total),
       stack_balance_(batch, config.num_experts()) {}
@@ -221,7 +223,7 @@ void RoutingLosses::add_layer(Stack stack, int64_t block, const SwitchOutput& ou
 }
 
 void RoutingLosses::finish_stack() {
-  if (per_layer_ || sparse_layers_ == 0) return;
+  if (per_layer_ || sparse_layers_ == 0 || !hf_counts_stack_) return;
   aux_total_ += config_.aux_loss_coef() * stack_balance_.loss();
   z_total_ += config_.z_loss_coef() * stack_z_sum_ / static_cast<double>(stack_z_tokens_);
 }

@@ -98,11 +98,13 @@ LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out, 
 
 // The load-balancing and z losses of one stack's sparse layers (docs/MATH.md §3), with their
 // coefficients, in the config's aux_loss_mode: each layer's own terms (AUX_PER_LAYER), or
-// one balance over all the stack's layers per sequence and one z mean (the HF modes).
+// one balance over all the stack's layers per sequence and one z mean (the HF modes; as
+// transformers, nothing for a stack whose sparse step is 1, every block sparse).
 // Adds to running totals that span both stacks, layer by layer.
 class RoutingLosses {
  public:
-  RoutingLosses(const ModelConfig& config, int64_t batch, double& aux_total, double& z_total);
+  RoutingLosses(const ModelConfig& config, Stack stack, int64_t batch, double& aux_total,
+                double& z_total);
   // Records a sparse layer's routing, its terms included, in `routing`.
   void add_layer(Stack stack, int64_t block, const SwitchOutput& out, int64_t group_size,
                  std::vector<LayerRouting>& routing);
@@ -112,6 +114,7 @@ class RoutingLosses {
  private:
   const ModelConfig& config_;
   bool per_layer_;
+  bool hf_counts_stack_;  // the HF modes add a stack's terms only when its step is > 1
   double& aux_total_;
   double& z_total_;
   ops::BalanceSums stack_balance_;  // the HF modes: one balance per sequence

@@ -137,7 +137,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   const Tensor bias = position_bias_for(s, in.ids->dim(1), in.ids->dim(1));
   const StackPass pass = pass_for(s, in, ctx, &bias);
-  RoutingLosses losses(config_, pass.batch, out.aux_loss, out.z_loss);
+  RoutingLosses losses(config_, s.stack, pass.batch, out.aux_loss, out.z_loss);
   if (cache) cache->blocks.assign(s.blocks.size(), BlockCache{});
   for (size_t i = 0; i < s.blocks.size(); ++i) {
     const int64_t blk = static_cast<int64_t>(i);

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 
+#include "core/data/byte_tokenizer.h"
 #include "core/io/safetensors.h"
 #include "core/tensor/error.h"
 #include "test_util.h"
@@ -115,11 +117,62 @@ TEST_F(HfCheckpointTest, HfsZeroSparseLayersQuirk) {
   EXPECT_FALSE(sw::is_sparse_block(c, sw::Stack::kEncoder, 0));
   EXPECT_FALSE(sw::is_sparse_block(c, sw::Stack::kEncoder, 2));
   EXPECT_TRUE(sw::is_sparse_block(c, sw::Stack::kDecoder, 0));  // step 1: every block
+  // transformers follows the step keys when config.json has them: they win over the counts.
+  const sw::ModelConfig stepped = sw::config_from_hf_json(
+      R"({"num_layers": 4, "num_sparse_encoder_layers": 2, "encoder_sparse_step": 1,
+          "num_decoder_layers": 4, "num_sparse_decoder_layers": 2, "decoder_sparse_step": 0})");
+  for (int64_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(sw::is_sparse_block(stepped, sw::Stack::kEncoder, i)) << i;
+    EXPECT_FALSE(sw::is_sparse_block(stepped, sw::Stack::kDecoder, i)) << i;
+  }
+  // A dense stack exports as step 0 and comes back dense.
   sw::ModelConfig dense_decoder = small_hf_config();
   dense_decoder.set_decoder_sparse_step(0);
   const sw::SwitchTransformer model(dense_decoder, 1);
-  EXPECT_NE(error_of([&] { sw::export_hf(model, dir_.string()); }).find("decoder block 1"),
-            std::string::npos);
+  sw::export_hf(model, dir_.string());
+  const sw::SwitchTransformer back =
+      sw::import_hf((dir_ / "config.json").string(), (dir_ / "model.safetensors").string());
+  EXPECT_EQ(back.config().decoder_sparse_step(), 0);
+  EXPECT_EQ(back.parameters().entries().size(), model.parameters().entries().size());
+}
+
+// transformers adds a stack's router losses only when its sparse step is above 1: with every
+// block sparse the HF modes report none for that stack, while AUX_PER_LAYER counts them.
+TEST_F(HfCheckpointTest, HfModesSkipTheLossesOfAllSparseStacks) {
+  sw::ModelConfig c = small_hf_config();
+  c.set_vocab_size(384);  // byte tokens
+  c.set_encoder_sparse_step(1);
+  c.set_decoder_sparse_step(1);
+  const sw::Batch b =
+      sw::make_continuation_batch("every block of both stacks is sparse", 2, 8, 4, c);
+  for (const auto mode : {sw::ModelConfig::AUX_HF_CONCAT, sw::ModelConfig::AUX_HF_CONCAT_ARGMAX}) {
+    c.set_aux_loss_mode(mode);
+    const sw::ForwardOutput out = sw::SwitchTransformer(c, 3).forward(b);
+    EXPECT_FALSE(out.routing.empty());
+    EXPECT_EQ(out.aux_loss, 0.0) << mode;
+    EXPECT_EQ(out.z_loss, 0.0) << mode;
+  }
+  c.set_aux_loss_mode(sw::ModelConfig::AUX_PER_LAYER);
+  const sw::ForwardOutput per_layer = sw::SwitchTransformer(c, 3).forward(b);
+  EXPECT_GT(per_layer.aux_loss, 0.0);
+  EXPECT_GT(per_layer.z_loss, 0.0);
+}
+
+// A config whose sparse layout does not match the weights is refused in those words, not
+// by the first missing tensor's name.
+TEST_F(HfCheckpointTest, LayoutAndWeightsThatDisagreeAreNamed) {
+  const sw::SwitchTransformer model(small_hf_config(), 2);
+  sw::export_hf(model, dir_.string());
+  const fs::path config = dir_ / "config.json";
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(config));
+  j["encoder_sparse_step"] = 1;  // every encoder block sparse; the weights have fewer
+  std::ofstream(config, std::ios::trunc) << j.dump();
+  const std::string e =
+      error_of([&] { sw::import_hf(config.string(), (dir_ / "model.safetensors").string()); });
+  EXPECT_NE(e.find("the config's sparse layout and the weights disagree: encoder_sparse_step 1 "
+                   "makes encoder block 0 sparse"),
+            std::string::npos)
+      << e;
 }
 
 TEST_F(HfCheckpointTest, ExportThenImportIsIdentical) {
