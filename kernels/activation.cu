@@ -29,6 +29,11 @@ struct Relu {
 struct Gelu {
   __device__ float operator()(float v) const { return gelu_tanh(v); }
 };
+struct GeluExact {
+  __device__ float operator()(float v) const {
+    return 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+  }
+};
 
 template <typename Fn>
 Tensor map(const Tensor& x, const char* op, Fn fn) {
@@ -49,6 +54,7 @@ Tensor map(const Tensor& x, const char* op, Fn fn) {
 
 Tensor relu(const Tensor& x) { return map(x, "relu", Relu{}); }
 Tensor gelu(const Tensor& x) { return map(x, "gelu", Gelu{}); }
+Tensor gelu_exact(const Tensor& x) { return map(x, "gelu_exact", GeluExact{}); }
 
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
   Tensor y = Tensor::empty(gate.shape(), gate.dtype(), gate.device());

@@ -8,6 +8,7 @@ namespace sw::kernels {
 
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x);
+Tensor gelu_exact(const Tensor& x);
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear);
 
 }  // namespace sw::kernels

@@ -48,6 +48,18 @@ T field(const json& j, const char* name, T fallback) {
   }
 }
 
+// dense_act_fn for an ungated activation (GATED_GELU is refused before this is asked).
+const char* hf_activation_name(ModelConfig::Activation a) {
+  switch (a) {
+    case ModelConfig::RELU:
+      return "relu";
+    case ModelConfig::GELU_EXACT:
+      return "gelu";
+    default:
+      return "gelu_new";
+  }
+}
+
 // A stack's sparse step as transformers builds it: the `*_sparse_step` key when config.json
 // has it (transformers sets it over the one its constructor derives; 0 = a dense stack),
 // else derived from the count of sparse layers. With a count of 0 the derived step is the
@@ -126,9 +138,11 @@ ModelConfig config_from_hf_json(const std::string& json_text) {
     c.set_activation(ModelConfig::RELU);
   } else if (act == "gelu_new" || act == "gelu_pytorch_tanh") {
     c.set_activation(ModelConfig::GELU);
+  } else if (act == "gelu") {
+    c.set_activation(ModelConfig::GELU_EXACT);
   } else {
     throw Error(Status::kInvalidArgument,
-                "HF config: dense_act_fn \"" + act + "\" is not supported (relu, gelu_new)");
+                "HF config: dense_act_fn \"" + act + "\" is not supported (relu, gelu, gelu_new)");
   }
   c.set_sparse_placement(ModelConfig::PLACEMENT_HF);
   c.set_router_jitter_eps(field<double>(j, "router_jitter_noise", 0.01));
@@ -188,7 +202,7 @@ std::string config_to_hf_json(const ModelConfig& c) {
                   {"router_ignore_padding_tokens", false},
                   {"router_aux_loss_coef", c.aux_loss_coef()},
                   {"router_z_loss_coef", c.z_loss_coef()},
-                  {"dense_act_fn", c.activation() == ModelConfig::RELU ? "relu" : "gelu_new"},
+                  {"dense_act_fn", hf_activation_name(c.activation())},
                   {"dropout_rate", c.dropout_rate()},
                   {"layer_norm_epsilon", c.norm_epsilon()},
                   {"initializer_factor", 1.0},

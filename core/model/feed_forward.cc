@@ -17,6 +17,8 @@ Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& 
       return ops::relu(pre);
     case ModelConfig::GELU:
       return ops::gelu(pre);
+    case ModelConfig::GELU_EXACT:
+      return ops::gelu_exact(pre);
     case ModelConfig::GATED_GELU: {
       const Tensor linear = project(w.wi_1);
       if (pre_linear) *pre_linear = linear;
@@ -24,6 +26,21 @@ Tensor ffn_hidden(ModelConfig::Activation activation, const FeedForwardWeights& 
     }
   }
   throw Error(Status::kInternal, "unknown activation");
+}
+
+Tensor activation_backward(ModelConfig::Activation activation, const Tensor& dy,
+                           const Tensor& pre_activation) {
+  switch (activation) {
+    case ModelConfig::RELU:
+      return ops::relu_backward(dy, pre_activation);
+    case ModelConfig::GELU:
+      return ops::gelu_backward(dy, pre_activation);
+    case ModelConfig::GELU_EXACT:
+      return ops::gelu_exact_backward(dy, pre_activation);
+    case ModelConfig::GATED_GELU:
+      break;
+  }
+  throw Error(Status::kInternal, "activation_backward: not an ungated activation");
 }
 
 Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activation,
@@ -53,9 +70,7 @@ Tensor feed_forward_backward(const FeedForwardWeights& w, ModelConfig::Activatio
     ops::add_(dx, ops::linear_backward_input(d_linear, w.wi_1));
     return dx;
   }
-  const Tensor d_pre = activation == ModelConfig::RELU
-                           ? ops::relu_backward(d_hidden, cache.pre_activation)
-                           : ops::gelu_backward(d_hidden, cache.pre_activation);
+  const Tensor d_pre = activation_backward(activation, d_hidden, cache.pre_activation);
   ops::linear_backward_weight(d_pre, x, grads.wi, true);
   return ops::linear_backward_input(d_pre, w.wi);
 }

@@ -33,6 +33,10 @@ Tensor feed_forward(const FeedForwardWeights& w, ModelConfig::Activation activat
                     FeedForwardCache* cache = nullptr);
 
 // Backward from dy: returns dx and adds the weight gradients to `grads`.
+// d(loss)/d(pre-activation) of an ungated activation from dy and the forward's input.
+Tensor activation_backward(ModelConfig::Activation activation, const Tensor& dy,
+                           const Tensor& pre_activation);
+
 Tensor feed_forward_backward(const FeedForwardWeights& w, ModelConfig::Activation activation,
                              const Tensor& x, const ops::DropoutSpec& inner_dropout,
                              const FeedForwardCache& cache, const Tensor& dy,

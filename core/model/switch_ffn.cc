@@ -134,9 +134,7 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     ops::grouped_weight_gradient(d_linear, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi_1, w.experts.wi_1));
   } else {
-    const Tensor d_pre = config.activation() == ModelConfig::RELU
-                             ? ops::relu_backward(d_hidden, fwd.pre_activation)
-                             : ops::gelu_backward(d_hidden, fwd.pre_activation);
+    const Tensor d_pre = activation_backward(config.activation(), d_hidden, fwd.pre_activation);
     d_buffer = project_back(d_pre, w.experts.wi);
     ops::grouped_weight_gradient(d_pre, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi, w.experts.wi));

@@ -25,6 +25,11 @@ Tensor gelu(const Tensor& x) {
   return cpu::gelu(x);
 }
 
+Tensor gelu_exact(const Tensor& x) {
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::gelu_exact(x));
+  return cpu::gelu_exact(x);
+}
+
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
   check_pair(gate, linear, "gated_gelu", "gate", "linear");
   if (on_cuda(gate)) SW_RUN_ON_CUDA(kernels::gated_gelu(gate, linear));
@@ -41,6 +46,12 @@ Tensor gelu_backward(const Tensor& dy, const Tensor& x) {
   check_pair(dy, x, "gelu backward", "dy", "x");
   if (on_cuda(x)) no_kernel("gelu backward", x);
   return cpu::gelu_backward(dy, x);
+}
+
+Tensor gelu_exact_backward(const Tensor& dy, const Tensor& x) {
+  check_pair(dy, x, "gelu_exact backward", "dy", "x");
+  if (on_cuda(x)) no_kernel("gelu_exact backward", x);
+  return cpu::gelu_exact_backward(dy, x);
 }
 
 void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,

@@ -9,12 +9,15 @@ namespace sw::ops {
 
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x);
+// The exact GELU, 0.5 x (1 + erf(x / sqrt(2))) (HF's "gelu"; torch's default).
+Tensor gelu_exact(const Tensor& x);
 // gelu(gate) * linear, elementwise (GEGLU's combination step).
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear);
 
 // Backward: dx from the forward input x and dy.
 Tensor relu_backward(const Tensor& dy, const Tensor& x);
 Tensor gelu_backward(const Tensor& dy, const Tensor& x);
+Tensor gelu_exact_backward(const Tensor& dy, const Tensor& x);
 // d(gelu(gate) * linear): dgate and dlinear.
 void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
                          Tensor& dlinear);
@@ -23,9 +26,11 @@ void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& lin
 namespace cpu {
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x);
+Tensor gelu_exact(const Tensor& x);
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear);
 Tensor relu_backward(const Tensor& dy, const Tensor& x);
 Tensor gelu_backward(const Tensor& dy, const Tensor& x);
+Tensor gelu_exact_backward(const Tensor& dy, const Tensor& x);
 void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,
                          Tensor& dlinear);
 }  // namespace cpu

@@ -22,6 +22,19 @@ T gelu_tanh_grad(T x) {
          static_cast<T>(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * c * x * x);
 }
 
+// The exact GELU, x * Phi(x), and its derivative Phi(x) + x * phi(x).
+template <typename T>
+T gelu_erf(T x) {
+  return static_cast<T>(0.5) * x * (T(1) + std::erf(x * static_cast<T>(0.7071067811865476)));
+}
+
+template <typename T>
+T gelu_erf_grad(T x) {
+  const T cdf = static_cast<T>(0.5) * (T(1) + std::erf(x * static_cast<T>(0.7071067811865476)));
+  const T pdf = static_cast<T>(0.3989422804014327) * std::exp(static_cast<T>(-0.5) * x * x);
+  return cdf + x * pdf;
+}
+
 // y[i] = fn(dy[i], x[i]) over two same-shaped cpu tensors.
 template <typename Fn>
 Tensor zip_elementwise(const Tensor& dy, const Tensor& x, const char* op, Fn fn) {
@@ -65,6 +78,10 @@ Tensor gelu(const Tensor& x) {
   return map_elementwise(x, "gelu", [](auto v) { return gelu_tanh(v); });
 }
 
+Tensor gelu_exact(const Tensor& x) {
+  return map_elementwise(x, "gelu_exact", [](auto v) { return gelu_erf(v); });
+}
+
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
   require_cpu(linear, "gated_gelu");
   Tensor y = Tensor::empty(gate.shape(), gate.dtype());
@@ -88,6 +105,11 @@ Tensor relu_backward(const Tensor& dy, const Tensor& x) {
 Tensor gelu_backward(const Tensor& dy, const Tensor& x) {
   return zip_elementwise(dy, x, "gelu backward",
                          [](auto g, auto v) { return g * gelu_tanh_grad(v); });
+}
+
+Tensor gelu_exact_backward(const Tensor& dy, const Tensor& x) {
+  return zip_elementwise(dy, x, "gelu_exact backward",
+                         [](auto g, auto v) { return g * gelu_erf_grad(v); });
 }
 
 void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& linear, Tensor& dgate,

@@ -65,6 +65,10 @@ TEST(Backward, Activations) {
   EXPECT_LE(gradient_error(
                 x, [&] { return weighted_sum(ops::gelu(x), r); }, ops::gelu_backward(r, x)),
             kTolerance);
+  EXPECT_LE(
+      gradient_error(
+          x, [&] { return weighted_sum(ops::gelu_exact(x), r); }, ops::gelu_exact_backward(r, x)),
+      kTolerance);
   Tensor dgate, dlin;
   ops::gated_gelu_backward(r, x, lin, dgate, dlin);
   auto gated = [&] { return weighted_sum(ops::gated_gelu(x, lin), r); };

@@ -158,6 +158,21 @@ TEST_F(HfCheckpointTest, HfModesSkipTheLossesOfAllSparseStacks) {
   EXPECT_GT(per_layer.z_loss, 0.0);
 }
 
+// HF's "gelu" is the exact (erf) GELU, "gelu_new" the tanh one: both import and export
+// under their own names.
+TEST_F(HfCheckpointTest, BothGelusKeepTheirNames) {
+  for (const auto& [name, activation] :
+       {std::pair<std::string, sw::ModelConfig::Activation>{"gelu", sw::ModelConfig::GELU_EXACT},
+        {"gelu_new", sw::ModelConfig::GELU},
+        {"relu", sw::ModelConfig::RELU}}) {
+    const sw::ModelConfig c = sw::config_from_hf_json(R"({"dense_act_fn": ")" + name + "\"}");
+    EXPECT_EQ(c.activation(), activation) << name;
+    EXPECT_NE(sw::config_to_hf_json(c).find("\"dense_act_fn\": \"" + name + "\""),
+              std::string::npos)
+        << name;
+  }
+}
+
 // A config whose sparse layout does not match the weights is refused in those words, not
 // by the first missing tensor's name.
 TEST_F(HfCheckpointTest, LayoutAndWeightsThatDisagreeAreNamed) {

@@ -166,11 +166,13 @@ TEST_P(OpsTest, RmsNorm) {
 TEST_P(OpsTest, Activations) {
   const Tensor x = random({5, 7}, 12, 2.0), x2 = random({5, 7}, 13);
   const Tensor r = ops::relu(x), g = ops::gelu(x), gg = ops::gated_gelu(x, x2);
+  const Tensor exact = ops::gelu_exact(x);
   for (int64_t i = 0; i < x.numel(); ++i) {
     const double v = x.item(i);
     const double gelu = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
     EXPECT_EQ(r.item(i), v > 0 ? v : 0.0);
     EXPECT_NEAR(g.item(i), gelu, tolerance() * 4);
+    EXPECT_NEAR(exact.item(i), 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), tolerance() * 4);
     EXPECT_NEAR(gg.item(i), gelu * x2.item(i), tolerance() * 8);
   }
 }
