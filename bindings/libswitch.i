@@ -170,6 +170,7 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_model_load;
 %ignore sw_checkpoint_latest;
 %ignore sw_model_import_hf;
+%ignore sw_model_import_hf_with;
 %ignore sw_trainer_create;
 %ignore sw_trainer_step;
 %ignore sw_trainer_evaluate;
@@ -290,6 +291,12 @@ sw_model* swb_model_import_hf(const char* config_json_path, const char* weights_
                               const char* device) {
   sw_model* m = NULL;
   swb_record(sw_model_import_hf(config_json_path, weights_path, device, &m));
+  return m;
+}
+sw_model* swb_model_import_hf_with(const char* config_json_path, const char* weights_path,
+                                   const char* device, const char* model_overrides) {
+  sw_model* m = NULL;
+  swb_record(sw_model_import_hf_with(config_json_path, weights_path, device, model_overrides, &m));
   return m;
 }
 sw_config* swb_model_config(const sw_model* model) {

@@ -61,6 +61,19 @@ sw_status sw_model_import_hf(const char* config_json_path, const char* weights_p
   });
 }
 
+sw_status sw_model_import_hf_with(const char* config_json_path, const char* weights_path,
+                                  const char* device, const char* model_overrides, sw_model** out) {
+  return guard(__func__, [&] {
+    sw_model** target = &deref(out, "out");
+    const std::string config = string_arg(config_json_path, "config_json_path");
+    const std::string weights = string_arg(weights_path, "weights_path");
+    sw::ModelConfig overrides;
+    sw::parse_text(string_arg(model_overrides, "model_overrides"), overrides, "model_overrides");
+    string_arg(device, "device");
+    *target = new_model_handle(make_model_state(sw::import_hf(config, weights, overrides), device));
+  });
+}
+
 sw_status sw_model_export_hf(const sw_model* model, const char* dir) {
   return guard(__func__, [&] {
     ModelState& s = model_state(model);

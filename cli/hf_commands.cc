@@ -21,7 +21,10 @@ int run_import_hf(const Flags& flags) {
     if (!flags.has(required))
       throw sw::Error(sw::Status::kInvalidArgument,
                       std::string("import-hf: --") + required + " is required");
-  const sw::SwitchTransformer model = sw::import_hf(flags.value("config"), flags.value("weights"));
+  sw::ModelConfig overrides;
+  for (const std::string& kv : flags.values("set")) sw::merge_override(overrides, kv);
+  const sw::SwitchTransformer model =
+      sw::import_hf(flags.value("config"), flags.value("weights"), overrides);
   sw::Checkpoint c;
   c.model = model.config();
   for (const auto& e : model.parameters().entries()) c.parameters.push_back({e.name, e.tensor});
@@ -58,7 +61,9 @@ std::vector<Command> hf_commands() {
        "an HF SwitchTransformers checkpoint into a libswitch checkpoint (HF semantics)",
        {{"config", "FILE", "the HF config.json"},
         {"weights", "PATH", "model.safetensors, a sharded index, or their directory"},
-        {"out", "DIR", "where the libswitch checkpoint goes"}},
+        {"out", "DIR", "where the libswitch checkpoint goes"},
+        {"set", "KEY=VALUE",
+         "a model field over the HF config's (repeatable), e.g. aux_loss_mode=AUX_PER_LAYER"}},
        "",
        run_import_hf},
       {"export-hf",

@@ -235,7 +235,15 @@ func LoadModel(path, device string) (*Model, error) {
 
 // ImportHF loads a HuggingFace SwitchTransformers checkpoint (config.json + safetensors).
 func ImportHF(configJSON, weights, device string) (*Model, error) {
-	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_import_hf(configJSON, weights, device) }))
+	return ImportHFWith(configJSON, weights, device, "")
+}
+
+// ImportHFWith is ImportHF with ModelConfig fields in protobuf text that replace the HF
+// config's, e.g. "aux_loss_mode: AUX_PER_LAYER" to train the imported model.
+func ImportHFWith(configJSON, weights, device, overrides string) (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model {
+		return raw.Swb_model_import_hf_with(configJSON, weights, device, overrides)
+	}))
 }
 
 // Close releases the model; later calls on it fail.

@@ -282,6 +282,13 @@ SW_API sw_status sw_checkpoint_latest(const char* root, char* buf, size_t cap, s
  * a directory holding either). */
 SW_API sw_status sw_model_import_hf(const char* config_json_path, const char* weights_path,
                                     const char* device, sw_model** out);
+/* The same with model_overrides, ModelConfig fields in protobuf text ("" for none) that
+ * replace the HF config's, e.g. "aux_loss_mode: AUX_PER_LAYER" to train the imported model
+ * (the HF loss modes have no backward) or "capacity_mode: CAPACITY_FACTOR". A field that
+ * changes a parameter's shape fails naming the tensor. */
+SW_API sw_status sw_model_import_hf_with(const char* config_json_path, const char* weights_path,
+                                         const char* device, const char* model_overrides,
+                                         sw_model** out);
 /* config.json and model.safetensors into dir (created if needed). */
 SW_API sw_status sw_model_export_hf(const sw_model* model, const char* dir);
 

@@ -270,8 +270,11 @@ std::vector<std::pair<std::string, Tensor>> read_hf_weights(const std::string& p
   return out;
 }
 
-SwitchTransformer import_hf(const std::string& config_json_path, const std::string& weights_path) {
-  const ModelConfig config = config_from_hf_json(read_text(config_json_path));
+SwitchTransformer import_hf(const std::string& config_json_path, const std::string& weights_path,
+                            const ModelConfig& overrides) {
+  ModelConfig config = config_from_hf_json(read_text(config_json_path));
+  config.MergeFrom(overrides);  // only the fields set in overrides
+  validate(config);
   std::vector<std::pair<std::string, Tensor>> weights = read_hf_weights(weights_path);
   check_sparse_layout(config, weights);
   SwitchTransformer model(config, 0);

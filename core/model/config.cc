@@ -1,5 +1,6 @@
 #include "core/model/config.h"
 
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
@@ -112,6 +113,53 @@ ModelConfig config_from_text(const std::string& text) {
 }
 
 std::string config_to_text(const ModelConfig& config) { return text_with_defaults(config); }
+
+void merge_override(google::protobuf::Message& config, const std::string& key_equals_value) {
+  const size_t eq = key_equals_value.find('=');
+  SW_CHECK_ARG(eq != std::string::npos && eq > 0, "override \"", key_equals_value,
+               "\": expected key=value");
+  const std::string key = key_equals_value.substr(0, eq);
+  std::string value = key_equals_value.substr(eq + 1);
+  // "a.b.c=v" becomes the text "a { b { c: v } }", merged over the config.
+  const google::protobuf::Descriptor* message = config.GetDescriptor();
+  std::string open, close;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = key.find('.', start);
+    const std::string name = key.substr(start, dot == std::string::npos ? dot : dot - start);
+    const google::protobuf::FieldDescriptor* field =
+        message ? message->FindFieldByName(name) : nullptr;
+    SW_CHECK_ARG(field, "override \"", key_equals_value, "\": no field \"", name, "\" in ",
+                 message ? message->name() : std::string("a scalar"));
+    if (dot == std::string::npos) {
+      if (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+          (value.empty() || value.front() != '"')) {
+        std::string quoted = "\"";
+        for (char c : value)
+          quoted += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+        value = quoted + "\"";
+      }
+      open += name + ": " + value;
+      break;
+    }
+    SW_CHECK_ARG(field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE, "override \"",
+                 key_equals_value, "\": \"", name, "\" is not a message");
+    open += name + " { ";
+    close += " }";
+    message = field->message_type();
+    start = dot + 1;
+  }
+  std::unique_ptr<google::protobuf::Message> patch(config.New());
+  parse_text(open + close, *patch, ("override \"" + key_equals_value + "\"").c_str());
+  config.MergeFrom(*patch);
+}
+
+void apply_override(ModelConfig& config, const std::string& key_equals_value) {
+  ModelConfig merged = config;
+  merge_override(merged, key_equals_value);
+  validate(merged);
+  config = merged;
+}
 
 ModelConfig preset(const std::string& name) {
   for (const auto& [preset_name, text] : embedded_presets())

@@ -24,6 +24,12 @@ std::string config_to_text(const ModelConfig& config);
 void parse_text(const std::string& text, google::protobuf::Message& message, const char* what);
 std::string text_with_defaults(const google::protobuf::Message& message);
 
+// "a.b.c=value" merged over a message: nested fields by name, a string without quotes, an
+// unknown field an error naming it and the message. Validation is the caller's.
+void merge_override(google::protobuf::Message& message, const std::string& key_equals_value);
+// The same for a model config, validated: the config is unchanged on error.
+void apply_override(ModelConfig& config, const std::string& key_equals_value);
+
 // A preset compiled into the library ("tiny", "switch-base-8", ...); unknown names are
 // a not-found error listing the known ones.
 ModelConfig preset(const std::string& name);

@@ -1,7 +1,5 @@
 #include "core/train/train_config.h"
 
-#include <google/protobuf/descriptor.h>
-
 #include <cmath>
 
 #include "core/tensor/error.h"
@@ -18,44 +16,8 @@ TrainConfig train_config_from_text(const std::string& text) {
 std::string train_config_to_text(const TrainConfig& config) { return text_with_defaults(config); }
 
 void apply_override(TrainConfig& config, const std::string& key_equals_value) {
-  const size_t eq = key_equals_value.find('=');
-  SW_CHECK_ARG(eq != std::string::npos && eq > 0, "override \"", key_equals_value,
-               "\": expected key=value");
-  const std::string key = key_equals_value.substr(0, eq);
-  std::string value = key_equals_value.substr(eq + 1);
-  // "a.b.c=v" becomes the text "a { b { c: v } }", merged over the config.
-  const google::protobuf::Descriptor* message = config.GetDescriptor();
-  std::string open, close;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = key.find('.', start);
-    const std::string name = key.substr(start, dot == std::string::npos ? dot : dot - start);
-    const google::protobuf::FieldDescriptor* field =
-        message ? message->FindFieldByName(name) : nullptr;
-    SW_CHECK_ARG(field, "override \"", key_equals_value, "\": no field \"", name, "\" in ",
-                 message ? message->name() : std::string("a scalar"));
-    if (dot == std::string::npos) {
-      if (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
-          (value.empty() || value.front() != '"')) {
-        std::string quoted = "\"";
-        for (char c : value)
-          quoted += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-        value = quoted + "\"";
-      }
-      open += name + ": " + value;
-      break;
-    }
-    SW_CHECK_ARG(field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE, "override \"",
-                 key_equals_value, "\": \"", name, "\" is not a message");
-    open += name + " { ";
-    close += " }";
-    message = field->message_type();
-    start = dot + 1;
-  }
-  TrainConfig patch;
-  parse_text(open + close, patch, ("override \"" + key_equals_value + "\"").c_str());
   TrainConfig merged = config;
-  merged.MergeFrom(patch);
+  merge_override(merged, key_equals_value);
   validate(merged);
   config = merged;
 }

@@ -711,6 +711,25 @@ TEST_F(CApi, HuggingFaceRoundTrip) {
   sw_model_destroy(imported);
   EXPECT_STATUS(sw_model_import_hf("/nonexistent.json", dir.path.c_str(), "cpu", &imported),
                 SW_ERR_NOT_FOUND, "/nonexistent.json");
+  // An HF import trains once its loss mode is overridden (the HF modes have no backward).
+  sw_result* r = nullptr;
+  ASSERT_SW_OK(sw_model_import_hf(config.c_str(), dir.path.c_str(), "cpu", &imported));
+  EXPECT_STATUS(sw_model_forward(imported, &batch_.view, 1, 1, &r), SW_ERR_UNSUPPORTED,
+                "AUX_PER_LAYER");
+  sw_model_destroy(imported);
+  ASSERT_SW_OK(sw_model_import_hf_with(config.c_str(), dir.path.c_str(), "cpu",
+                                       "aux_loss_mode: AUX_PER_LAYER", &imported));
+  ASSERT_SW_OK(sw_model_forward(imported, &batch_.view, 1, 1, &r));
+  sw_result_destroy(r);
+  sw_model_destroy(imported);
+  imported = nullptr;
+  EXPECT_STATUS(sw_model_import_hf_with(config.c_str(), dir.path.c_str(), "cpu",
+                                        "aux_loss_mode: NO_SUCH_MODE", &imported),
+                SW_ERR_INVALID_ARGUMENT, "model_overrides");
+  EXPECT_STATUS(
+      sw_model_import_hf_with(config.c_str(), dir.path.c_str(), "cpu", "d_model: 16", &imported),
+      SW_ERR_INVALID_ARGUMENT, "shared.weight");
+  EXPECT_EQ(imported, nullptr);
 }
 
 TEST_F(CApi, GreedyGeneration) {

@@ -383,10 +383,14 @@ class Model(_Handle):
         return cls(None, _ptr=_checked(_raw.swb_model_load(str(path), device)))
 
     @classmethod
-    def import_hf(cls, config_json: str, weights: str, device: str = "cpu") -> "Model":
-        """A HuggingFace SwitchTransformers checkpoint (config.json + safetensors)."""
-        return cls(None, _ptr=_checked(_raw.swb_model_import_hf(str(config_json), str(weights),
-                                                                 device)))
+    def import_hf(cls, config_json: str, weights: str, device: str = "cpu",
+                  overrides: str = "") -> "Model":
+        """A HuggingFace SwitchTransformers checkpoint (config.json + safetensors).
+
+        overrides: ModelConfig fields in protobuf text that replace the HF config's, e.g.
+        "aux_loss_mode: AUX_PER_LAYER" to train the imported model."""
+        return cls(None, _ptr=_checked(_raw.swb_model_import_hf_with(
+            str(config_json), str(weights), device, overrides)))
 
     def save(self, root: str) -> str:
         """Saves the parameters as a checkpoint under root; returns its directory."""

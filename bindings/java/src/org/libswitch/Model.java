@@ -32,8 +32,17 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
 
   /** A HuggingFace SwitchTransformers checkpoint: config.json and safetensors. */
   public static Model importHf(String configJson, String weights, String device) {
+    return importHf(configJson, weights, device, "");
+  }
+
+  /**
+   * The same with ModelConfig fields in protobuf text that replace the HF config's, e.g.
+   * "aux_loss_mode: AUX_PER_LAYER" to train the imported model.
+   */
+  public static Model importHf(String configJson, String weights, String device, String overrides) {
     LibSwitch.load();
-    return new Model(LibSwitch.checked(libswitch_raw.swb_model_import_hf(configJson, weights, device)));
+    return new Model(LibSwitch.checked(
+        libswitch_raw.swb_model_import_hf_with(configJson, weights, device, overrides)));
   }
 
   /** Saves the parameters as a checkpoint under root; returns its directory. */
