@@ -460,7 +460,8 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
                        int64_t max_new_tokens, int32_t vocab_limit, int32_t* out_ids,
                        size_t n_out_ids, int64_t* lengths, size_t n_lengths, int64_t num_beams,
                        double temperature, int64_t top_k, double top_p, uint64_t seed,
-                       int64_t min_new_tokens, double length_penalty, int dropless) {
+                       int64_t min_new_tokens, double length_penalty, int dropless,
+                       int early_stopping) {
   sw_batch b;
   sw_generate_options o;
   SW_INIT_STRUCT(&o);
@@ -473,6 +474,7 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
   o.min_new_tokens = min_new_tokens;
   o.length_penalty = length_penalty;
   o.dropless = dropless;
+  o.early_stopping = early_stopping;
   o.vocab_limit = vocab_limit;
   if (!swb_batch(&b, batch, input_len, 1, input_ids, n_input_ids, attention_mask,
                  n_attention_mask, NULL, 0, NULL, 0, NULL, 0))

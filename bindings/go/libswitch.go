@@ -393,6 +393,7 @@ type GenerateOptions struct {
 	MinNewTokens  int64   // eos is not taken before this many ids
 	VocabLimit    int32   // ids >= VocabLimit are never produced (0: the model's vocabulary)
 	Dropless      bool    // no token is dropped by capacity at inference
+	EarlyStopping bool    // beam search: end once NumBeams hypotheses are finished
 	AttentionMask []int32 // [batch, inputLen] (nil: no padding)
 }
 
@@ -426,12 +427,16 @@ func (m *Model) GenerateWith(inputIDs []int32, batch, inputLen int64, o Generate
 	if o.Dropless {
 		dropless = 1
 	}
+	earlyStopping := 0
+	if o.EarlyStopping {
+		earlyStopping = 1
+	}
 	out := make([]int32, batch*o.MaxNewTokens)
 	lengths := make([]int64, batch)
 	if _, err := call(func() int {
 		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, o.AttentionMask, o.MaxNewTokens,
 			int(o.VocabLimit), out, lengths, beams, o.Temperature, o.TopK, topP, o.Seed, o.MinNewTokens,
-			penalty, dropless)
+			penalty, dropless, earlyStopping)
 	}); err != nil {
 		return nil, err
 	}

@@ -355,6 +355,9 @@ func TestGenerateOptions(t *testing.T) {
 	if _, err := m.GenerateWith(ids, 2, 8, GenerateOptions{MaxNewTokens: 4, NumBeams: 3, LengthPenalty: 0.6, Dropless: true}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := m.GenerateWith(ids, 2, 8, GenerateOptions{MaxNewTokens: 4, NumBeams: 3, EarlyStopping: true}); err != nil {
+		t.Fatal(err)
+	}
 	_, err = m.GenerateWith(ids, 2, 8, GenerateOptions{MaxNewTokens: 4, Temperature: 1, TopP: 2})
 	wantError(t, err, InvalidArgument, "top_p")
 	_, err = m.GenerateWith(ids, 2, 8, GenerateOptions{})

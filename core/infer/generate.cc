@@ -134,6 +134,28 @@ double normalized(double score, size_t length, double penalty) {
   return score / std::pow(static_cast<double>(std::max<size_t>(length, 1)), penalty);
 }
 
+}  // namespace
+
+void FinishedBeams::add(std::vector<int32_t> tokens, double score) {
+  const double n = normalized(score, tokens.size() + 1, penalty_);  // eos counts
+  if (full() && n <= worst()) return;
+  kept_.push_back({std::move(tokens), score, n});
+  if (static_cast<int64_t>(kept_.size()) > beams_) {
+    const auto weakest = std::min_element(
+        kept_.begin(), kept_.end(),
+        [](const Hypothesis& a, const Hypothesis& b) { return a.normalized < b.normalized; });
+    kept_.erase(weakest);
+  }
+}
+
+double FinishedBeams::worst() const {
+  double w = std::numeric_limits<double>::infinity();
+  for (const Hypothesis& h : kept_) w = std::min(w, h.normalized);
+  return w;
+}
+
+namespace {
+
 // Beam search: up to num_beams rows per live sequence.
 std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, DecoderState state,
                                                const GenerateOptions& o,
@@ -147,7 +169,8 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
   std::vector<int64_t> row_seq(static_cast<size_t>(batch)), row_beam(static_cast<size_t>(batch), 0);
   std::iota(row_seq.begin(), row_seq.end(), 0);
   std::vector<std::vector<Hypothesis>> live(static_cast<size_t>(batch), {Hypothesis{}});
-  std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(batch));
+  std::vector<FinishedBeams> finished(static_cast<size_t>(batch),
+                                      FinishedBeams(beams, o.length_penalty));
   std::vector<bool> done(static_cast<size_t>(batch), false);
   std::vector<int32_t> next(static_cast<size_t>(batch),
                             static_cast<int32_t>(c.decoder_start_token_id()));
@@ -179,7 +202,7 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
                          if (a.score != b.score) return a.score > b.score;
                          return a.beam != b.beam ? a.beam < b.beam : a.token < b.token;
                        });
-      std::vector<Hypothesis>& fin = finished[static_cast<size_t>(s)];
+      FinishedBeams& fin = finished[static_cast<size_t>(s)];
       std::vector<Hypothesis> next_live;
       const size_t first_new = chosen.size();
       for (size_t k = 0; k < candidates.size() && static_cast<int64_t>(next_live.size()) < beams;
@@ -187,7 +210,7 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
         const Candidate& cand = candidates[k];
         const Hypothesis& parent = live[static_cast<size_t>(s)][static_cast<size_t>(cand.beam)];
         if (cand.token == eos) {  // a finished hypothesis, if it ranks among the beams
-          if (static_cast<int64_t>(k) < beams) fin.push_back({parent.tokens, cand.score});
+          if (static_cast<int64_t>(k) < beams) fin.add(parent.tokens, cand.score);
           continue;
         }
         Hypothesis h = parent;
@@ -201,13 +224,10 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
       }
       // Done: num_beams finished hypotheses and, unless stopping early, no live beam that
       // could still beat the worst of them (HF's heuristic).
-      bool enough = static_cast<int64_t>(fin.size()) >= beams;
+      bool enough = fin.full();
       if (enough && !o.early_stopping && !next_live.empty()) {
-        double worst = std::numeric_limits<double>::infinity();
-        for (const Hypothesis& h : fin)
-          worst = std::min(worst, normalized(h.score, h.tokens.size() + 1, o.length_penalty));
         const Hypothesis& best = next_live.front();
-        enough = normalized(best.score, best.tokens.size(), o.length_penalty) <= worst;
+        enough = normalized(best.score, best.tokens.size(), o.length_penalty) <= fin.worst();
       }
       if (enough || next_live.empty()) {  // the sequence's rows leave the batch
         done[static_cast<size_t>(s)] = true;
@@ -224,18 +244,16 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
   std::vector<std::vector<int32_t>> out(static_cast<size_t>(batch));
   for (int64_t s = 0; s < batch; ++s) {
     // Finished hypotheses count eos in their length; beams cut by max_new_tokens do not.
-    const Hypothesis* best = nullptr;
+    const std::vector<int32_t>* best = nullptr;
     double best_score = kNegInf;
-    for (const Hypothesis& h : finished[static_cast<size_t>(s)]) {
-      const double n = normalized(h.score, h.tokens.size() + 1, o.length_penalty);
-      if (!best || n > best_score) best = &h, best_score = n;
-    }
+    for (const FinishedBeams::Hypothesis& h : finished[static_cast<size_t>(s)].kept())
+      if (!best || h.normalized > best_score) best = &h.tokens, best_score = h.normalized;
     if (!done[static_cast<size_t>(s)])
       for (const Hypothesis& h : live[static_cast<size_t>(s)]) {
         const double n = normalized(h.score, h.tokens.size(), o.length_penalty);
-        if (!best || n > best_score) best = &h, best_score = n;
+        if (!best || n > best_score) best = &h.tokens, best_score = n;
       }
-    if (best) out[static_cast<size_t>(s)] = best->tokens;
+    if (best) out[static_cast<size_t>(s)] = *best;
   }
   return out;
 }

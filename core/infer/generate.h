@@ -45,6 +45,30 @@ struct GenerationRouting {
   double max_share() const;  // the busiest expert's share of the tokens
 };
 
+// One sequence's finished beam hypotheses, as transformers keeps them: only the num_beams
+// best by length-normalised score sum(log p) / length^penalty (the length counting eos). A
+// new hypothesis enters while there is room or when it beats the worst kept, which then
+// leaves; the search compares its best live beam with that worst one.
+class FinishedBeams {
+ public:
+  struct Hypothesis {
+    std::vector<int32_t> tokens;  // eos excluded
+    double score = 0;             // sum of log probabilities, eos included
+    double normalized = 0;
+  };
+  FinishedBeams(int64_t beams, double length_penalty) : beams_(beams), penalty_(length_penalty) {}
+  void add(std::vector<int32_t> tokens, double score);
+  bool full() const { return static_cast<int64_t>(kept_.size()) >= beams_; }
+  // The worst kept normalised score (+infinity while empty).
+  double worst() const;
+  const std::vector<Hypothesis>& kept() const { return kept_; }
+
+ private:
+  int64_t beams_;
+  double penalty_;
+  std::vector<Hypothesis> kept_;
+};
+
 // Validates the options: an error naming the field.
 void validate(const GenerateOptions& options);
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "tests/cpp/test_util.h"
 
@@ -39,6 +40,25 @@ Inputs inputs() {
       in.mask.data<int32_t>()[s * 9 + i] = 1;
     }
   return in;
+}
+
+// Finished hypotheses as transformers keeps them: only the num_beams best by normalised
+// score, so the stopping test compares with the worst of those, not of every one finished.
+TEST(FinishedBeams, KeepTheBestNumBeamsByNormalisedScore) {
+  FinishedBeams fin(2, 1.0);
+  EXPECT_FALSE(fin.full());
+  EXPECT_EQ(fin.worst(), std::numeric_limits<double>::infinity());
+  fin.add({5}, -4.0);        // -4 / 2 = -2
+  fin.add({6, 7, 8}, -2.0);  // -2 / 4 = -0.5
+  EXPECT_TRUE(fin.full());
+  EXPECT_DOUBLE_EQ(fin.worst(), -2.0);
+  fin.add({9}, -1.0);  // -0.5: beats the worst, which leaves
+  ASSERT_EQ(fin.kept().size(), 2u);
+  EXPECT_DOUBLE_EQ(fin.worst(), -0.5);
+  fin.add({3}, -6.0);  // -3: worse than both, not kept
+  EXPECT_EQ(fin.kept().size(), 2u);
+  EXPECT_DOUBLE_EQ(fin.worst(), -0.5);
+  for (const auto& h : fin.kept()) EXPECT_NE(h.tokens, std::vector<int32_t>{5});
 }
 
 TEST(Generate, CachedStepsEqualFullForwards) {

@@ -469,11 +469,13 @@ class Model(_Handle):
                  num_beams: int = 1, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0, min_new_tokens: int = 0,
                  length_penalty: float = 1.0, vocab_limit: int = 0,
-                 dropless: bool = False) -> List[np.ndarray]:
+                 dropless: bool = False, early_stopping: bool = False) -> List[np.ndarray]:
         """Generation with the decoder's key/value cache: greedy (the default), beam search
         (``num_beams > 1``) or sampling (``temperature > 0``, with ``top_k``/``top_p``,
-        reproducible per ``seed``). One int32 array of new ids per input sequence; eos ends
-        a sequence and is not included."""
+        reproducible per ``seed``). Beam search ends a sequence once ``num_beams``
+        hypotheses are finished and, unless ``early_stopping``, no live beam can beat the
+        worst of them (as transformers). One int32 array of new ids per input sequence; eos
+        ends a sequence and is not included."""
         inputs = _ids(input_ids, "input_ids")
         mask = _ids(attention_mask, "attention_mask", inputs.shape)
         out = np.zeros((inputs.shape[0], int(max_new_tokens)), dtype=np.int32)
@@ -482,7 +484,8 @@ class Model(_Handle):
                                          mask, int(max_new_tokens), int(vocab_limit), out,
                                          lengths, int(num_beams), float(temperature), int(top_k),
                                          float(top_p), int(seed), int(min_new_tokens),
-                                         float(length_penalty), int(dropless)))
+                                         float(length_penalty), int(dropless),
+                                         int(early_stopping)))
         return [out[i, :lengths[i]].copy() for i in range(inputs.shape[0])]
 
 

@@ -234,6 +234,9 @@ def test_generate():
         beams = m.generate(INPUT_IDS, attention_mask=ATTENTION_MASK, max_new_tokens=5,
                            num_beams=4)
         assert len(beams) == 2 and all(len(b) <= 5 for b in beams)
+        early = m.generate(INPUT_IDS, attention_mask=ATTENTION_MASK, max_new_tokens=5,
+                           num_beams=4, early_stopping=True)
+        assert len(early) == 2 and all(len(b) <= 5 for b in early)
         sampled = m.generate(INPUT_IDS, max_new_tokens=5, temperature=0.9, top_k=20, seed=3)
         again = m.generate(INPUT_IDS, max_new_tokens=5, temperature=0.9, top_k=20, seed=3)
         assert all((a == b).all() for a, b in zip(sampled, again))

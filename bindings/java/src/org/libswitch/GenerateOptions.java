@@ -16,6 +16,7 @@ public final class GenerateOptions {
   int minNewTokens = 0;
   int vocabLimit = 0;
   boolean dropless = false;
+  boolean earlyStopping = false;
   int[][] attentionMask;
 
   /** New ids per row at most. */
@@ -69,6 +70,12 @@ public final class GenerateOptions {
   /** Ids at or above this are never produced (0: the model's vocabulary). */
   public GenerateOptions vocabLimit(int v) {
     vocabLimit = v;
+    return this;
+  }
+
+  /** Beam search ends once numBeams hypotheses are finished (no look at the live beams). */
+  public GenerateOptions earlyStopping(boolean e) {
+    earlyStopping = e;
     return this;
   }
 

@@ -232,6 +232,8 @@ public class LibSwitchTest {
       }
       assertEquals(2, m.generate(inputIds(), new GenerateOptions().maxNewTokens(4).numBeams(3)
           .lengthPenalty(0.6).dropless(true)).length);
+      assertEquals(2, m.generate(inputIds(), new GenerateOptions().maxNewTokens(4).numBeams(3)
+          .earlyStopping(true)).length);
       expect(Status.INVALID_ARGUMENT, "top_p",
           () -> m.generate(inputIds(), new GenerateOptions().temperature(1).topP(2)));
     }
