@@ -74,13 +74,26 @@ sw_status sw_model_import_hf_with(const char* config_json_path, const char* weig
   });
 }
 
+namespace {
+
+void export_hf(const sw_model* model, const char* dir, int allow_routing_change) {
+  ModelState& s = model_state(model);
+  const std::string out = string_arg(dir, "dir");
+  SW_CHECK_ARG(allow_routing_change == 0 || allow_routing_change == 1,
+               "allow_routing_change must be 0 or 1, got ", allow_routing_change);
+  std::shared_lock lock(s.mutex);
+  sw::export_hf(s.model, out, allow_routing_change == 1);
+}
+
+}  // namespace
+
+sw_status sw_model_export_hf_with(const sw_model* model, const char* dir,
+                                  int allow_routing_change) {
+  return guard(__func__, [&] { export_hf(model, dir, allow_routing_change); });
+}
+
 sw_status sw_model_export_hf(const sw_model* model, const char* dir) {
-  return guard(__func__, [&] {
-    ModelState& s = model_state(model);
-    const std::string out = string_arg(dir, "dir");
-    std::shared_lock lock(s.mutex);
-    sw::export_hf(s.model, out);
-  });
+  return guard(__func__, [&] { export_hf(model, dir, 0); });
 }
 
 }  // extern "C"

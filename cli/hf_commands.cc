@@ -41,7 +41,7 @@ int run_export_hf(const Flags& flags) {
                     "export-hf: usage: switch export-hf DIR --out HFDIR");
   const sw::Checkpoint c = sw::load_checkpoint(flags.value("ckpt"));
   const sw::SwitchTransformer model = sw::model_from_checkpoint(c);
-  sw::export_hf(model, flags.value("out"));
+  sw::export_hf(model, flags.value("out"), flags.has("allow-routing-change"));
   // Settings HF has no field for come back as HF's: say which.
   std::istringstream ours(sw::config_to_text(c.model)),
       theirs(sw::config_to_text(sw::config_from_hf_json(sw::config_to_hf_json(c.model))));
@@ -69,7 +69,9 @@ std::vector<Command> hf_commands() {
       {"export-hf",
        "a libswitch checkpoint as HF config.json + model.safetensors",
        {{"ckpt", "DIR", "a checkpoint (or the latest under a root); also as a bare DIR"},
-        {"out", "HFDIR", "where config.json and model.safetensors go"}},
+        {"out", "HFDIR", "where config.json and model.safetensors go"},
+        {"allow-routing-change", "",
+         "write a model transformers would route otherwise (capacity factor, batch groups)"}},
        "ckpt",
        run_export_hf},
   };

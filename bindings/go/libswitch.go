@@ -255,6 +255,17 @@ func (m *Model) Close() {
 }
 
 // Save writes the parameters as a checkpoint under root and returns its directory.
+// ExportHF writes config.json and model.safetensors into dir. A model transformers would
+// route otherwise (a capacity factor, batch routing groups) is refused naming the setting
+// unless allowRoutingChange.
+func (m *Model) ExportHF(dir string, allowRoutingChange bool) error {
+	allow := 0
+	if allowRoutingChange {
+		allow = 1
+	}
+	return check(func() int { return int(raw.Sw_model_export_hf_with(m.ptr, dir, allow)) })
+}
+
 func (m *Model) Save(root string) (string, error) {
 	if err := check(func() int { return int(raw.Sw_model_save(m.ptr, root)) }); err != nil {
 		return "", err

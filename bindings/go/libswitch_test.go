@@ -211,6 +211,17 @@ func TestTrainingAndCheckpoints(t *testing.T) {
 	}
 	_, err = LoadModel(filepath.Join(dir, "nothing-here"), "cpu")
 	wantError(t, err, NotFound, "nothing-here")
+	// HF export: tiny's capacity factor is refused by name, then written when allowed.
+	hf := t.TempDir()
+	wantError(t, m.ExportHF(hf, false), Unsupported, "capacity_mode CAPACITY_FACTOR")
+	if err := m.ExportHF(hf, true); err != nil {
+		t.Fatal(err)
+	}
+	imported, err := ImportHF(filepath.Join(hf, "config.json"), hf, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imported.Close()
 }
 
 func TestConcurrentForwards(t *testing.T) {

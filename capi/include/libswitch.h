@@ -291,6 +291,11 @@ SW_API sw_status sw_model_import_hf_with(const char* config_json_path, const cha
                                          sw_model** out);
 /* config.json and model.safetensors into dir (created if needed). */
 SW_API sw_status sw_model_export_hf(const sw_model* model, const char* dir);
+/* The same; a model whose routing transformers cannot reproduce (a capacity factor or
+ * dropless capacity, routing groups other than one sequence) is SW_ERR_UNSUPPORTED naming
+ * the setting unless allow_routing_change is 1 (sw_model_export_hf refuses it always). */
+SW_API sw_status sw_model_export_hf_with(const sw_model* model, const char* dir,
+                                         int allow_routing_change);
 
 /* ---------------------------------------------------------------- training */
 

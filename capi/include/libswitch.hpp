@@ -269,8 +269,8 @@ class Model {
   void load_parameters(const std::string& path, bool strict = true) {
     detail::check(sw_model_load_parameters(get(), path.c_str(), strict ? 1 : 0));
   }
-  void export_hf(const std::string& dir) const {
-    detail::check(sw_model_export_hf(get(), dir.c_str()));
+  void export_hf(const std::string& dir, bool allow_routing_change = false) const {
+    detail::check(sw_model_export_hf_with(get(), dir.c_str(), allow_routing_change ? 1 : 0));
   }
 
   Config config() const {

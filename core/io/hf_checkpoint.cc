@@ -306,7 +306,23 @@ SwitchTransformer import_hf(const std::string& config_json_path, const std::stri
   return model;
 }
 
-void export_hf(const SwitchTransformer& model, const std::string& dir) {
+std::string hf_routing_difference(const ModelConfig& c) {
+  if (c.capacity_mode() != ModelConfig::CAPACITY_FIXED)
+    return "capacity_mode " + ModelConfig::CapacityMode_Name(c.capacity_mode()) +
+           " (HF keeps a fixed expert_capacity of " + std::to_string(c.expert_capacity()) +
+           " tokens per expert and sequence)";
+  if (c.routing_group() != ModelConfig::GROUP_SEQUENCE)
+    return "routing_group " + ModelConfig::RoutingGroup_Name(c.routing_group()) +
+           " (HF routes each sequence as its own group)";
+  return "";
+}
+
+void export_hf(const SwitchTransformer& model, const std::string& dir, bool allow_routing_change) {
+  const std::string difference = hf_routing_difference(model.config());
+  SW_CHECK(allow_routing_change || difference.empty(), Status::kUnsupported,
+           "HF export: transformers would route this model differently: ", difference,
+           ", so it would keep other tokens and its logits would differ; export with "
+           "allow_routing_change (switch export-hf --allow-routing-change) to write it anyway");
   std::error_code ec;
   fs::create_directories(dir, ec);
   SW_CHECK(!ec, Status::kIo, "HF export: cannot create ", dir, ": ", ec.message());

@@ -36,6 +36,12 @@ SwitchTransformer import_hf(const std::string& config_json_path, const std::stri
                             const ModelConfig& overrides = {});
 
 // config.json and model.safetensors into dir (created if needed).
-void export_hf(const SwitchTransformer& model, const std::string& dir);
+// A model transformers would route otherwise (a capacity factor or dropless capacity,
+// routing groups other than one sequence) is refused, naming the setting, unless
+// allow_routing_change: its logits would differ from ours without a word.
+void export_hf(const SwitchTransformer& model, const std::string& dir,
+               bool allow_routing_change = false);
+// What in `config` transformers cannot reproduce in routing ("" when nothing).
+std::string hf_routing_difference(const ModelConfig& config);
 
 }  // namespace sw

@@ -400,8 +400,12 @@ class Model(_Handle):
     def load_parameters(self, path: str, strict: bool = True) -> None:
         _check(_raw.sw_model_load_parameters(self._handle, str(path), int(strict)))
 
-    def export_hf(self, directory: str) -> None:
-        _check(_raw.sw_model_export_hf(self._handle, str(directory)))
+    def export_hf(self, directory: str, allow_routing_change: bool = False) -> None:
+        """config.json and model.safetensors for transformers. A model it would route
+        otherwise (a capacity factor, batch routing groups) is refused, naming the setting,
+        unless allow_routing_change."""
+        _check(_raw.sw_model_export_hf_with(self._handle, str(directory),
+                                            int(allow_routing_change)))
 
     @property
     def config(self) -> Config:

@@ -220,7 +220,9 @@ def test_built_in_data_training():
 
 def test_hf_round_trip(tmp_path):
     with tiny() as m:
-        m.export_hf(tmp_path)
+        with pytest.raises(sw.UnsupportedError, match="capacity_mode CAPACITY_FACTOR"):
+            m.export_hf(tmp_path)
+        m.export_hf(tmp_path, allow_routing_change=True)
         with sw.Model.import_hf(tmp_path / "config.json", tmp_path) as imported:
             np.testing.assert_array_equal(forward(imported).logits, forward(m).logits)
 

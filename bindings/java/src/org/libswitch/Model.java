@@ -56,7 +56,15 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
   }
 
   public void exportHf(String directory) {
-    LibSwitch.check(libswitch_raw.sw_model_export_hf(handle(), directory));
+    exportHf(directory, false);
+  }
+
+  /**
+   * The same, writing a model transformers would route otherwise (a capacity factor, batch
+   * routing groups) when allowRoutingChange; refused naming the setting otherwise.
+   */
+  public void exportHf(String directory, boolean allowRoutingChange) {
+    LibSwitch.check(libswitch_raw.sw_model_export_hf_with(handle(), directory, allowRoutingChange ? 1 : 0));
   }
 
   public Config config() {

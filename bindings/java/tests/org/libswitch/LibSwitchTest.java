@@ -188,6 +188,13 @@ public class LibSwitchTest {
       try (Trainer restored = Trainer.restore(dir.resolve("run").toString(), "cpu")) {
         assertEquals(11, restored.step(batch()).step());
       }
+      // HF export: tiny's capacity factor is refused by name, then written when allowed.
+      String hf = dir.resolve("hf").toString();
+      expect(Status.UNSUPPORTED, "capacity_mode CAPACITY_FACTOR", () -> m.exportHf(hf));
+      m.exportHf(hf, true);
+      try (Model imported = Model.importHf(hf + "/config.json", hf, "cpu")) {
+        assertEquals(2, imported.forward(batch()).logits().length > 0 ? 2 : 0);
+      }
       // One flipped byte in a shard: refused, naming the checksum.
       Path shard;
       try (var files = Files.list(Path.of(path))) {
