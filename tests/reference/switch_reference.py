@@ -503,8 +503,11 @@ def forward(cfg, params, input_ids, attention_mask, decoder_input_ids,
     if cfg["aux_loss_mode"] == "AUX_PER_LAYER":
         aux, z = aux_losses_per_layer(list(enc_records.values()) + list(dec_records.values()), cfg)
     elif cfg["aux_loss_mode"] == "AUX_HF_CONCAT":
-        ea, ez = aux_losses_hf_concat(list(enc_records.values()), cfg)
-        da, dz = aux_losses_hf_concat(list(dec_records.values()), cfg)
+        # §10: transformers adds a stack's terms only when its sparse step is above 1.
+        ea, ez = (aux_losses_hf_concat(list(enc_records.values()), cfg)
+                  if cfg["encoder_sparse_step"] > 1 else (0.0, 0.0))
+        da, dz = (aux_losses_hf_concat(list(dec_records.values()), cfg)
+                  if cfg["decoder_sparse_step"] > 1 else (0.0, 0.0))
         aux, z = ea + da, ez + dz
     else:
         raise ValueError(cfg["aux_loss_mode"])
