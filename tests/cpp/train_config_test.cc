@@ -59,11 +59,12 @@ TEST(TrainConfig, ValidationNamesTheField) {
   EXPECT_NE(error_of([] { sw::train_config_from_text("steps: 10\nbogus: 1"); }).find("line 2"),
             std::string::npos);  // The embedded model is validated with the train config (preset +
                                  // overrides).
-  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [config_text, expected] : std::vector<std::pair<std::string, std::string>>{
            {"model { d_model: -1 }", "d_model: must be >= 1, got -1"},
            {"model { num_experts: 0 }", "num_experts: must be >= 1, got 0"},
            {"model { train_capacity_factor: nan }", "train_capacity_factor: must be finite"},
            {"model_preset: \"nope\"", "preset \"nope\" is not known"}}) {
+    const std::string text = config_text;  // a lambda cannot capture a structured binding
     const std::string error = error_of([&] { sw::train_config_from_text(text); });
     EXPECT_NE(error.find(expected), std::string::npos) << text << ": " << error;
     EXPECT_NE(error.find("model (preset"), std::string::npos) << text << ": " << error;
