@@ -186,7 +186,7 @@ double parameter_count_f64(const ModelConfig& c) {
   double total = static_cast<double>(c.vocab_size()) * d * (c.tie_word_embeddings() ? 1 : 2);
   for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
     const bool decoder = s == Stack::kDecoder;
-    total += static_cast<double>(c.relative_attention_num_buckets() * c.num_heads()) + d;
+    total += static_cast<double>(c.relative_attention_num_buckets()) * static_cast<double>(c.num_heads()) + d;
     for (int64_t i = 0; i < num_layers(c, s); ++i) {
       total += (decoder ? 2 : 1) * attention + (decoder ? 3 : 2) * d;
       total += is_sparse_block(c, s, i) ? static_cast<double>(c.num_experts()) * (ffn + d) : ffn;

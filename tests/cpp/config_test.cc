@@ -54,6 +54,11 @@ TEST(Config, ImpossibleSizesAreNamed) {
             std::string::npos);
   EXPECT_NE(error_of("num_experts: 1000000000").find("num_experts 1000000000"), std::string::npos);
   EXPECT_NE(error_of("d_model: 1099511627776").find("more than the 2^45"), std::string::npos);
+  // Each product is formed in doubles: buckets x heads alone overflows int64 here.
+  EXPECT_NE(error_of("num_heads: 8070450532247928832\nrelative_attention_num_buckets: 1024\n"
+                         "relative_attention_max_distance: 2048")
+                .find("model size"),
+            std::string::npos);
   const ModelConfig huge_vocab = config_from_text("vocab_size: 2147483647");  // valid
   try {
     SwitchTransformer m(huge_vocab);
