@@ -7,23 +7,45 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <regex>
 
 #include "core/tensor/error.h"
 
 namespace sw {
 namespace {
 
-// Collects protobuf's parse errors into one message with line and column.
+// The field a parse error sits in: the last `name:` or `name {` on its line up to the
+// error's column ("" when the line has none, e.g. an unterminated message).
+std::string field_at(const std::string& text, int line, int column) {
+  size_t begin = 0;
+  for (int i = 0; i < line && begin != std::string::npos; ++i) {
+    begin = text.find('\n', begin);
+    if (begin != std::string::npos) ++begin;
+  }
+  if (begin == std::string::npos) return "";
+  const size_t end = std::min(text.find('\n', begin), begin + static_cast<size_t>(column) + 1);
+  static const std::regex field(R"(([A-Za-z_][A-Za-z0-9_]*)\s*(:|\{))");
+  std::string name;
+  const std::string prefix = text.substr(begin, end - begin);
+  for (std::sregex_iterator it(prefix.begin(), prefix.end(), field), last; it != last; ++it)
+    name = (*it)[1];
+  return name;
+}
+
+// Collects protobuf's parse errors into one message with line, column and field.
 class ParseErrors : public google::protobuf::io::ErrorCollector {
  public:
+  explicit ParseErrors(const std::string& text) : source_(text) {}
   void AddError(int line, int column, const std::string& message) override {
     if (!text_.empty()) text_ += "; ";
-    text_ += "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) + ": " +
-             message;
+    const std::string field = field_at(source_, line, column);
+    text_ += "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) +
+             (field.empty() ? "" : " (field " + field + ")") + ": " + message;
   }
   const std::string& text() const { return text_; }
 
  private:
+  const std::string& source_;
   std::string text_;
 };
 
@@ -53,7 +75,7 @@ constexpr double kMaxParameters = 35184372088832.0;  // 2^45
 
 void parse_text(const std::string& text, google::protobuf::Message& message, const char* what) {
   google::protobuf::TextFormat::Parser parser;
-  ParseErrors errors;
+  ParseErrors errors(text);
   parser.RecordErrorsTo(&errors);
   SW_CHECK_ARG(parser.ParseFromString(text, &message), what, " text: ", errors.text());
 }

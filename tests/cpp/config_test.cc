@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/model/switch_transformer.h"
+#include "core/train/train_config.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -73,6 +74,18 @@ TEST(Config, SyntaxErrorsGiveLineAndColumn) {
   EXPECT_NE(error_of("d_model: 32\nno_such_field: 1").find("line 2"), std::string::npos);
   EXPECT_NE(error_of("activation: SWISH").find("SWISH"), std::string::npos);
   EXPECT_NE(error_of("d_model: \"big\"").find("line 1"), std::string::npos);
+  // The error names the field it sits in, nested messages included.
+  EXPECT_NE(error_of("d_model: 32\nd_ff: \"big\"").find("line 2, column 7 (field d_ff)"),
+            std::string::npos)
+      << error_of("d_model: 32\nd_ff: \"big\"");
+  EXPECT_NE(error_of("activation: SWISH").find("(field activation)"), std::string::npos);
+  try {
+    train_config_from_text("learning_rate: 0.1\nmodel { d_model: 32 num_heads: x }");
+    ADD_FAILURE() << "a bad nested value was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("line 2, column 32 (field num_heads)"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Config, EveryPresetParsesAndValidates) {
