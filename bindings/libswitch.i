@@ -177,6 +177,8 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_trainer_restore;
 %ignore sw_trainer_model;
 %ignore sw_model_generate;
+%ignore sw_cancel_create;
+%ignore sw_cancel_is_requested;
 %ignore sw_model_validate;
 %ignore sw_communicator_from_env;
 %ignore sw_communicator_rank;
@@ -436,6 +438,17 @@ sw_metrics swb_trainer_run(sw_trainer* trainer, int evaluate, int64_t batch, int
   return m;
 }
 
+sw_cancel* swb_cancel_create(void) {
+  sw_cancel* c = NULL;
+  swb_record(sw_cancel_create(&c));
+  return c;
+}
+int swb_cancel_is_requested(const sw_cancel* cancel) {
+  int r = 0;
+  swb_record(sw_cancel_is_requested(cancel, &r));
+  return r;
+}
+
 sw_communicator* swb_communicator_from_env(void) {
   sw_communicator* c = NULL;
   swb_record(sw_communicator_from_env(&c));
@@ -461,7 +474,7 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
                        size_t n_out_ids, int64_t* lengths, size_t n_lengths, int64_t num_beams,
                        double temperature, int64_t top_k, double top_p, uint64_t seed,
                        int64_t min_new_tokens, double length_penalty, int dropless,
-                       int early_stopping) {
+                       int early_stopping, sw_cancel* cancel) {
   sw_batch b;
   sw_generate_options o;
   SW_INIT_STRUCT(&o);
@@ -476,6 +489,7 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
   o.dropless = dropless;
   o.early_stopping = early_stopping;
   o.vocab_limit = vocab_limit;
+  o.cancel = cancel; /* may be NULL */
   if (!swb_batch(&b, batch, input_len, 1, input_ids, n_input_ids, attention_mask,
                  n_attention_mask, NULL, 0, NULL, 0, NULL, 0))
     return 0;

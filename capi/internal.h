@@ -161,6 +161,10 @@ struct sw_result {
   int64_t num_experts = 0;
 };
 
+struct sw_cancel {
+  std::atomic<bool> requested{false};
+};
+
 struct sw_communicator {
   std::shared_ptr<sw::Communicator> comm;
 };

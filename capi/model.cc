@@ -258,6 +258,25 @@ sw_status sw_result_routing(const sw_result* result, int64_t layer, sw_routing_s
 
 void sw_result_destroy(sw_result* result) { delete result; }
 
+sw_status sw_cancel_create(sw_cancel** out) {
+  return guard(__func__, [&] { put_out(out, [] { return new sw_cancel; }); });
+}
+
+sw_status sw_cancel_request(sw_cancel* cancel) {
+  return guard(__func__, [&] { deref(cancel, "cancel").requested.store(true); });
+}
+
+sw_status sw_cancel_reset(sw_cancel* cancel) {
+  return guard(__func__, [&] { deref(cancel, "cancel").requested.store(false); });
+}
+
+sw_status sw_cancel_is_requested(const sw_cancel* cancel, int* out) {
+  return guard(__func__,
+               [&] { deref(out, "out") = deref(cancel, "cancel").requested.load() ? 1 : 0; });
+}
+
+void sw_cancel_destroy(sw_cancel* cancel) { delete cancel; }
+
 sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
                             const sw_generate_options* options, int32_t* out_ids, size_t out_len,
                             int64_t* lengths, size_t lengths_len) {
@@ -278,6 +297,7 @@ sw_status sw_model_generate(sw_model* model, const sw_batch* inputs,
     g.seed = o.seed;
     g.vocab_limit = o.vocab_limit;
     g.dropless = o.dropless != 0;
+    g.cancel = o.cancel ? &o.cancel->requested : nullptr;
     sw::validate(g);
     const sw_batch in = read_struct(inputs, "inputs");
     SW_CHECK_ARG(in.batch >= 1 && in.input_len >= 1,

@@ -26,13 +26,15 @@ static_assert(sizeof(sw_metrics) == 112 && offsetof(sw_metrics, step) == 8 &&
                   offsetof(sw_metrics, tokens_per_second) == 88 &&
                   offsetof(sw_metrics, skipped_steps) == 104,
               "sw_metrics layout changed");
-static_assert(sizeof(sw_generate_options) == 88 &&
+static_assert(sizeof(sw_generate_options) == 96 &&
                   offsetof(sw_generate_options, max_new_tokens) == 8 &&
                   offsetof(sw_generate_options, seed) == 56 &&
                   offsetof(sw_generate_options, vocab_limit) == 64 &&
-                  offsetof(sw_generate_options, min_new_tokens) == 80,
+                  offsetof(sw_generate_options, min_new_tokens) == 80 &&
+                  offsetof(sw_generate_options, cancel) == 88,
               "sw_generate_options layout changed");
-static_assert(static_cast<int>(SW_ERR_INTERNAL) == static_cast<int>(sw::Status::kInternal) &&
+static_assert(static_cast<int>(SW_ERR_CANCELLED) == static_cast<int>(sw::Status::kCancelled) &&
+                  static_cast<int>(SW_ERR_INTERNAL) == static_cast<int>(sw::Status::kInternal) &&
                   static_cast<int>(SW_ERR_NUMERIC) == static_cast<int>(sw::Status::kNumeric),
               "sw_status and sw::Status must agree");
 
@@ -137,6 +139,8 @@ const char* sw_status_string(sw_status status) {
       return "SW_ERR_NUMERIC";
     case SW_ERR_INTERNAL:
       return "SW_ERR_INTERNAL";
+    case SW_ERR_CANCELLED:
+      return "SW_ERR_CANCELLED";
     case SW_STATUS_ENUM_MAX_:
       break;
   }

@@ -29,6 +29,7 @@ const (
 	Distributed     Status = 9
 	Numeric         Status = 10
 	Internal        Status = 11
+	Cancelled       Status = 12 // stopped by Cancel.Request before it finished
 )
 
 // Error is a failed libswitch call.
@@ -406,6 +407,66 @@ type GenerateOptions struct {
 	Dropless      bool    // no token is dropped by capacity at inference
 	EarlyStopping bool    // beam search: end once NumBeams hypotheses are finished
 	AttentionMask []int32 // [batch, inputLen] (nil: no padding)
+	Cancel        *Cancel // once requested, the call ends with Cancelled before its next step
+}
+
+// Cancel is a flag that stops a running GenerateWith (GenerateOptions.Cancel) before its
+// next decoding step. Request may be called from any goroutine; the flag stays requested
+// until Reset.
+type Cancel struct{ ptr raw.Struct_SS_sw_cancel }
+
+// NewCancel makes a flag, not requested.
+func NewCancel() (*Cancel, error) {
+	ptr, err := call(func() raw.Struct_SS_sw_cancel { return raw.Swb_cancel_create() })
+	if err != nil {
+		return nil, err
+	}
+	c := &Cancel{ptr}
+	runtime.SetFinalizer(c, (*Cancel).Close)
+	return c, nil
+}
+
+// Close releases the flag; no call may still be using it.
+func (c *Cancel) Close() {
+	if c.ptr != nil {
+		raw.Sw_cancel_destroy(c.ptr)
+		c.ptr = nil
+	}
+}
+
+func (c *Cancel) handle() (raw.Struct_SS_sw_cancel, error) {
+	if c.ptr == nil {
+		return nil, invalid("this Cancel is closed")
+	}
+	return c.ptr, nil
+}
+
+// Request asks the calls using the flag to stop.
+func (c *Cancel) Request() error {
+	ptr, err := c.handle()
+	if err != nil {
+		return err
+	}
+	return check(func() int { return int(raw.Sw_cancel_request(ptr)) })
+}
+
+// Reset clears a request.
+func (c *Cancel) Reset() error {
+	ptr, err := c.handle()
+	if err != nil {
+		return err
+	}
+	return check(func() int { return int(raw.Sw_cancel_reset(ptr)) })
+}
+
+// Requested says whether a request is pending.
+func (c *Cancel) Requested() (bool, error) {
+	ptr, err := c.handle()
+	if err != nil {
+		return false, err
+	}
+	r, err := call(func() int { return raw.Swb_cancel_is_requested(ptr) })
+	return r != 0, err
 }
 
 // Generate decodes greedily: up to maxNewTokens new ids per input row of
@@ -442,12 +503,19 @@ func (m *Model) GenerateWith(inputIDs []int32, batch, inputLen int64, o Generate
 	if o.EarlyStopping {
 		earlyStopping = 1
 	}
+	var cancel raw.Struct_SS_sw_cancel = raw.SwigcptrStruct_SS_sw_cancel(0) // NULL: none
+	if o.Cancel != nil {
+		var err error
+		if cancel, err = o.Cancel.handle(); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]int32, batch*o.MaxNewTokens)
 	lengths := make([]int64, batch)
 	if _, err := call(func() int {
 		return raw.Swb_model_generate(m.ptr, batch, inputLen, inputIDs, o.AttentionMask, o.MaxNewTokens,
 			int(o.VocabLimit), out, lengths, beams, o.Temperature, o.TopK, topP, o.Seed, o.MinNewTokens,
-			penalty, dropless, earlyStopping)
+			penalty, dropless, earlyStopping, cancel)
 	}); err != nil {
 		return nil, err
 	}

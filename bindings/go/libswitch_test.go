@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The batch tests/capi/forward_dump.c runs through the C ABI.
@@ -318,6 +319,40 @@ func TestDamagedCheckpointsAndEmptyBatchesAreRefused(t *testing.T) {
 	negative.DecoderInputIDs[1] = -5
 	_, err = m.Forward(negative, false)
 	wantError(t, err, OutOfRange, "decoder_input_ids")
+}
+
+func TestGenerateIsCancelledFromAnotherGoroutine(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	cancel, err := NewCancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel.Close()
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		if err := cancel.Request(); err != nil {
+			t.Error(err)
+		}
+	}()
+	// eos cannot end a row before 65536 tokens: only the cancel stops this call
+	_, err = m.GenerateWith(testBatch().InputIDs, 2, 8,
+		GenerateOptions{MaxNewTokens: 65536, MinNewTokens: 65536, Cancel: cancel})
+	var e *Error
+	if !errors.As(err, &e) || e.Status != Cancelled || !strings.Contains(e.Message, "generate: cancelled after") {
+		t.Fatal("not cancelled:", err)
+	}
+	if requested, err := cancel.Requested(); err != nil || !requested {
+		t.Fatal("the request did not stay:", requested, err)
+	}
+	if err := cancel.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := m.GenerateWith(testBatch().InputIDs, 2, 8,
+		GenerateOptions{MaxNewTokens: 3, MinNewTokens: 3, Cancel: cancel})
+	if err != nil || len(rows[0]) != 3 {
+		t.Fatal("after reset:", rows, err)
+	}
 }
 
 func TestGenerateOptions(t *testing.T) {

@@ -91,6 +91,7 @@ typedef enum sw_status {
   SW_ERR_DISTRIBUTED = 9, /* MPI / NCCL failure */
   SW_ERR_NUMERIC = 10,    /* NaN / Inf */
   SW_ERR_INTERNAL = 11,
+  SW_ERR_CANCELLED = 12, /* stopped by sw_cancel_request before it finished */
   SW_STATUS_ENUM_MAX_ = 0x7fffffff
 } sw_status;
 
@@ -345,6 +346,17 @@ SW_API void sw_trainer_destroy(sw_trainer* trainer);
 
 /* ---------------------------------------------------------------- running, validating */
 
+/* A cancellation flag for long calls (sw_model_generate's options.cancel). Thread-safe:
+ * one thread may request while another call checks it. It stays requested until reset;
+ * destroy it only after the calls that use it have returned. */
+typedef struct sw_cancel sw_cancel;
+SW_API sw_status sw_cancel_create(sw_cancel** out);
+SW_API sw_status sw_cancel_request(sw_cancel* cancel);
+SW_API sw_status sw_cancel_reset(sw_cancel* cancel);
+/* *out = 1 when requested (and not reset since), else 0. */
+SW_API sw_status sw_cancel_is_requested(const sw_cancel* cancel, int* out);
+SW_API void sw_cancel_destroy(sw_cancel* cancel);
+
 /* Bounds of one generation request; a step's cost does not grow with the length. */
 #define SW_MAX_NEW_TOKENS 65536
 #define SW_MAX_BEAMS 1024
@@ -364,6 +376,10 @@ typedef struct sw_generate_options {
   int32_t early_stopping; /* beams: stop once num_beams hypotheses are finished */
   int32_t reserved2;      /* zero */
   int64_t min_new_tokens; /* eos cannot end a row before this many new tokens */
+  /* NULL, or a flag checked before every decoding step: once sw_cancel_request has been
+   * called on it (from any thread), the call returns SW_ERR_CANCELLED within one step and
+   * leaves out_ids and lengths unchanged. */
+  sw_cancel* cancel;
 } sw_generate_options;
 
 /* Generates for each sequence of inputs (input_ids and attention_mask used) with the

@@ -82,6 +82,12 @@ void add_routing(const std::vector<LayerRouting>& layers, std::vector<Generation
 }
 
 // Greedy and sampling: one row per live sequence.
+// Checked before each decoding step, so a cancelled request costs at most one more step.
+void stop_if_cancelled(const GenerateOptions& o, int64_t step) {
+  SW_CHECK(!o.cancel || !o.cancel->load(std::memory_order_relaxed), Status::kCancelled,
+           "generate: cancelled after ", step, " of at most ", o.max_new_tokens, " new tokens");
+}
+
 std::vector<std::vector<int32_t>> decode_each(const SwitchTransformer& model, DecoderState state,
                                               const GenerateOptions& o,
                                               std::vector<GenerationRouting>* routing) {
@@ -94,6 +100,7 @@ std::vector<std::vector<int32_t>> decode_each(const SwitchTransformer& model, De
   std::vector<int32_t> next(static_cast<size_t>(batch),
                             static_cast<int32_t>(c.decoder_start_token_id()));
   for (int64_t step = 0; step < o.max_new_tokens && !live.empty(); ++step) {
+    stop_if_cancelled(o, step);
     const Tensor logits = model.decode_step(state, tokens_tensor(next), o.dropless);
     add_routing(state.routing, routing);
     std::vector<int64_t> keep;
@@ -175,6 +182,7 @@ std::vector<std::vector<int32_t>> search_beams(const SwitchTransformer& model, D
   std::vector<int32_t> next(static_cast<size_t>(batch),
                             static_cast<int32_t>(c.decoder_start_token_id()));
   for (int64_t step = 0; step < o.max_new_tokens && !row_seq.empty(); ++step) {
+    stop_if_cancelled(o, step);
     const Tensor logits = model.decode_step(state, tokens_tensor(next), o.dropless);
     add_routing(state.routing, routing);
     std::vector<int64_t> parents, new_seq, new_beam;

@@ -4,6 +4,7 @@
 // top-p from the seeded Philox stream) and beam search (length penalty, early stopping).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int64_t vocab_limit = 0;  // choose ids below it (e.g. the tokenizer's size); 0: all
   bool dropless = false;    // no token dropped by expert capacity (encoder and decoder)
+  // Set from any thread to stop the request before its next decoding step: generate then
+  // throws Status::kCancelled, naming how far it got. nullptr: runs to the end.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // One sparse layer's routing over a whole request: the encoder's pass, or every decoding

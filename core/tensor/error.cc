@@ -28,6 +28,8 @@ const char* status_name(Status s) {
       return "numeric error";
     case Status::kInternal:
       return "internal error";
+    case Status::kCancelled:
+      return "cancelled";
   }
   return "unknown status";
 }

@@ -21,6 +21,7 @@ enum class Status : int {
   kDistributed = 9,
   kNumeric = 10,
   kInternal = 11,
+  kCancelled = 12,  // stopped on request (e.g. generation, between decoding steps)
 };
 
 const char* status_name(Status s);

@@ -4,7 +4,9 @@
 // forward passes on one model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -258,6 +260,9 @@ TEST(CApiBadInput, NullHandlesAndOutPointers) {
       {"model", [&] { return sw_model_export_hf(nullptr, "/tmp"); }},
       {"model", [&] { return sw_model_load_parameters(nullptr, "/tmp", 1); }},
       {"model", [&] { return sw_model_generate(nullptr, &b.view, &g, ids, 4, &i64, 1); }},
+      {"cancel", [&] { return sw_cancel_request(nullptr); }},
+      {"cancel", [&] { return sw_cancel_reset(nullptr); }},
+      {"cancel", [&] { return sw_cancel_is_requested(nullptr, &i); }},
       {"model",
        [&] {
          return sw_model_validate(nullptr, &b.view, "cuda:0", "f32", 0, buf, 16, nullptr, &i);
@@ -788,6 +793,48 @@ TEST_F(CApi, GreedyGeneration) {
   o.temperature = -1;
   EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 10, lengths.data(), 2),
                 SW_ERR_INVALID_ARGUMENT, "temperature");
+}
+
+// A request that would run for minutes stops within a step of being cancelled from
+// another thread, leaving the outputs alone; the flag stays set until reset.
+TEST_F(CApi, GenerationIsCancelledFromAnotherThread) {
+  sw_cancel* cancel = nullptr;
+  ASSERT_SW_OK(sw_cancel_create(&cancel));
+  int requested = -1;
+  ASSERT_SW_OK(sw_cancel_is_requested(cancel, &requested));
+  EXPECT_EQ(requested, 0);
+  sw_generate_options o;
+  SW_INIT_STRUCT(&o);
+  o.max_new_tokens = SW_MAX_NEW_TOKENS;
+  o.min_new_tokens = SW_MAX_NEW_TOKENS;  // eos cannot end a row: only cancelling stops it
+  o.cancel = cancel;
+  std::vector<int32_t> ids(2 * static_cast<size_t>(SW_MAX_NEW_TOKENS), -7);
+  std::vector<int64_t> lengths(2, -7);
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(sw_cancel_request(cancel), SW_OK);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), ids.size(), lengths.data(),
+                                  lengths.size()),
+                SW_ERR_CANCELLED, "generate: cancelled after");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  canceller.join();
+  EXPECT_LT(seconds, 60.0) << "65536 steps ran to the end";  // tens of ms per step here
+  EXPECT_TRUE(std::all_of(ids.begin(), ids.end(), [](int32_t id) { return id == -7; }));
+  EXPECT_EQ(lengths, std::vector<int64_t>(2, -7));
+  ASSERT_SW_OK(sw_cancel_is_requested(cancel, &requested));
+  EXPECT_EQ(requested, 1);
+  // Still requested: the next call stops before its first step.
+  o.max_new_tokens = o.min_new_tokens = 3;
+  EXPECT_STATUS(sw_model_generate(model_, &batch_.view, &o, ids.data(), 6, lengths.data(), 2),
+                SW_ERR_CANCELLED, "cancelled after 0 of at most 3");
+  EXPECT_STREQ(sw_status_string(SW_ERR_CANCELLED), "SW_ERR_CANCELLED");
+  ASSERT_SW_OK(sw_cancel_reset(cancel));
+  ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), 6, lengths.data(), 2));
+  EXPECT_EQ(lengths, std::vector<int64_t>(2, 3));
+  sw_cancel_destroy(cancel);
 }
 
 TEST_F(CApi, ValidateSaysWhyWithoutADevice) {

@@ -10,7 +10,8 @@
 typedef char sw_check_batch[(sizeof(sw_batch) == 72 && offsetof(sw_batch, labels) == 64) ? 1 : -1];
 typedef char sw_check_routing[(sizeof(sw_routing_stats) == 80) ? 1 : -1];
 typedef char sw_check_metrics[(sizeof(sw_metrics) == 112) ? 1 : -1];
-typedef char sw_check_generate[(sizeof(sw_generate_options) == 88) ? 1 : -1];
+typedef char sw_check_generate[(sizeof(sw_generate_options) == 96 &&
+                                offsetof(sw_generate_options, cancel) == 88) ? 1 : -1];
 #endif
 
 int sw_header_check(void);

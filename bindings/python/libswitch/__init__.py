@@ -81,6 +81,10 @@ class InternalError(Error):
     """A bug in libswitch."""
 
 
+class CancelledError(Error):
+    """A call stopped by ``Cancel.request()`` before it finished."""
+
+
 _ERRORS = {
     _raw.SW_ERR_INVALID_ARGUMENT: InvalidArgumentError,
     _raw.SW_ERR_OUT_OF_RANGE: OutOfRangeError,
@@ -93,6 +97,7 @@ _ERRORS = {
     _raw.SW_ERR_DISTRIBUTED: DistributedError,
     _raw.SW_ERR_NUMERIC: NumericError,
     _raw.SW_ERR_INTERNAL: InternalError,
+    _raw.SW_ERR_CANCELLED: CancelledError,
 }
 
 
@@ -473,13 +478,15 @@ class Model(_Handle):
                  num_beams: int = 1, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0, min_new_tokens: int = 0,
                  length_penalty: float = 1.0, vocab_limit: int = 0,
-                 dropless: bool = False, early_stopping: bool = False) -> List[np.ndarray]:
+                 dropless: bool = False, early_stopping: bool = False,
+                 cancel: Optional["Cancel"] = None) -> List[np.ndarray]:
         """Generation with the decoder's key/value cache: greedy (the default), beam search
         (``num_beams > 1``) or sampling (``temperature > 0``, with ``top_k``/``top_p``,
         reproducible per ``seed``). Beam search ends a sequence once ``num_beams``
         hypotheses are finished and, unless ``early_stopping``, no live beam can beat the
         worst of them (as transformers). One int32 array of new ids per input sequence; eos
-        ends a sequence and is not included."""
+        ends a sequence and is not included. ``cancel.request()`` from another thread stops
+        the call before its next decoding step with ``CancelledError``."""
         inputs = _ids(input_ids, "input_ids")
         mask = _ids(attention_mask, "attention_mask", inputs.shape)
         out = np.zeros((inputs.shape[0], int(max_new_tokens)), dtype=np.int32)
@@ -489,8 +496,30 @@ class Model(_Handle):
                                          lengths, int(num_beams), float(temperature), int(top_k),
                                          float(top_p), int(seed), int(min_new_tokens),
                                          float(length_penalty), int(dropless),
-                                         int(early_stopping)))
+                                         int(early_stopping),
+                                         cancel._handle if cancel is not None else None))
         return [out[i, :lengths[i]].copy() for i in range(inputs.shape[0])]
+
+
+class Cancel(_Handle):
+    """A flag that stops a running ``Model.generate`` (give it as ``cancel=``) before its
+    next decoding step: ``request()`` from any thread. It stays requested until
+    ``reset()``."""
+
+    _destroy = staticmethod(_raw.sw_cancel_destroy)
+
+    def __init__(self):
+        super().__init__(_checked(_raw.swb_cancel_create()))
+
+    def request(self) -> None:
+        _check(_raw.sw_cancel_request(self._handle))
+
+    def reset(self) -> None:
+        _check(_raw.sw_cancel_reset(self._handle))
+
+    @property
+    def requested(self) -> bool:
+        return bool(_checked(_raw.swb_cancel_is_requested(self._handle)))
 
 
 # ---------------------------------------------------------------------------- distributed
@@ -579,6 +608,6 @@ __all__ = [
     "__version__", "ABI_VERSION", "Config", "TrainConfig", "Model", "Trainer", "ForwardOutput",
     "LayerRouting", "Metrics", "Error", "InvalidArgumentError", "OutOfRangeError",
     "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
-    "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "cuda_built",
-    "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
+    "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "CancelledError",
+    "Cancel", "cuda_built", "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
 ]

@@ -246,6 +246,23 @@ def test_generate():
             m.generate(INPUT_IDS, temperature=1.0, top_p=2.0)
 
 
+def test_generate_is_cancelled_from_another_thread():
+    with tiny() as m, sw.Cancel() as cancel:
+        assert not cancel.requested
+        timer = threading.Timer(0.2, cancel.request)
+        timer.start()
+        # eos cannot end a row before 65536 tokens: only the cancel stops this call
+        with pytest.raises(sw.CancelledError, match="generate: cancelled after"):
+            m.generate(INPUT_IDS, max_new_tokens=65536, min_new_tokens=65536, cancel=cancel)
+        timer.join()
+        assert cancel.requested
+        with pytest.raises(sw.CancelledError, match="cancelled after 0 of at most 3"):
+            m.generate(INPUT_IDS, max_new_tokens=3, min_new_tokens=3, cancel=cancel)
+        cancel.reset()
+        assert [len(o) for o in m.generate(INPUT_IDS, max_new_tokens=3, min_new_tokens=3,
+                                           cancel=cancel)] == [3, 3]
+
+
 def test_concurrent_forwards_from_python_threads():
     with tiny() as m:
         expected = forward(m).logits

@@ -18,6 +18,7 @@ public final class GenerateOptions {
   boolean dropless = false;
   boolean earlyStopping = false;
   int[][] attentionMask;
+  Cancel cancel;
 
   /** New ids per row at most. */
   public GenerateOptions maxNewTokens(int n) {
@@ -82,6 +83,12 @@ public final class GenerateOptions {
   /** No token is dropped by expert capacity at inference. */
   public GenerateOptions dropless(boolean d) {
     dropless = d;
+    return this;
+  }
+
+  /** Stops the call (Status.CANCELLED) once requested, before its next decoding step. */
+  public GenerateOptions cancel(Cancel c) {
+    cancel = c;
     return this;
   }
 

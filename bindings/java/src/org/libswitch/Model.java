@@ -175,7 +175,7 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
     LibSwitch.checked(libswitch_raw.swb_model_generate(handle(), b.batch, b.inputLen, b.inputIds,
         b.attentionMask, o.maxNewTokens, o.vocabLimit, out, lengths, o.numBeams, o.temperature,
         o.topK, o.topP, BigInteger.valueOf(o.seed), o.minNewTokens, o.lengthPenalty,
-        o.dropless ? 1 : 0, o.earlyStopping ? 1 : 0));
+        o.dropless ? 1 : 0, o.earlyStopping ? 1 : 0, o.cancel != null ? o.cancel.handle() : null));
     int[][] rows = new int[b.batch][];
     for (int i = 0; i < b.batch; ++i) {
       rows[i] = java.util.Arrays.copyOfRange(

@@ -14,6 +14,8 @@ public enum Status {
   DISTRIBUTED,
   NUMERIC,
   INTERNAL,
+  /** Stopped by {@link Cancel#request()} before it finished. */
+  CANCELLED,
   /** A value this version does not know. */
   UNKNOWN;
 

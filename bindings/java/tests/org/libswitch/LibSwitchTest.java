@@ -246,6 +246,31 @@ public class LibSwitchTest {
     }
   }
 
+  @Test
+  public void generateIsCancelledFromAnotherThread() throws InterruptedException {
+    try (Model m = tiny(0); Cancel cancel = new Cancel()) {
+      assertFalse(cancel.requested());
+      Thread canceller = new Thread(() -> {
+        try {
+          Thread.sleep(200);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+        cancel.request();
+      });
+      canceller.start();
+      // eos cannot end a row before 65536 tokens: only the cancel stops this call
+      expect(Status.CANCELLED, "generate: cancelled after", () -> m.generate(inputIds(),
+          new GenerateOptions().maxNewTokens(65536).minNewTokens(65536).cancel(cancel)));
+      canceller.join();
+      assertTrue(cancel.requested());
+      cancel.reset();
+      int[][] rows = m.generate(inputIds(),
+          new GenerateOptions().maxNewTokens(3).minNewTokens(3).cancel(cancel));
+      assertEquals(3, rows[0].length);
+    }
+  }
+
   static long residentMiB() throws IOException {
     String[] statm = Files.readString(Path.of("/proc/self/statm")).trim().split(" ");
     return Long.parseLong(statm[1]) * 4096 / (1 << 20);
