@@ -325,21 +325,30 @@ class Model {
   // Greedy generation: one vector of new ids per input sequence.
   std::vector<std::vector<int32_t>> generate(const Batch& inputs, int64_t max_new_tokens,
                                              int32_t vocab_limit = 0) {
-    if (max_new_tokens < 1 || max_new_tokens > (int64_t{1} << 20))
-      throw Error(SW_ERR_INVALID_ARGUMENT, "generate: max_new_tokens must be in [1, 2^20]");
-    const sw_batch b = inputs.view();
     sw_generate_options o;
     SW_INIT_STRUCT(&o);
     o.max_new_tokens = max_new_tokens;
     o.num_beams = 1;
     o.vocab_limit = vocab_limit;
-    std::vector<int32_t> ids(static_cast<size_t>(inputs.batch * max_new_tokens));
+    return generate(inputs, o);
+  }
+
+  // Generation under options (SW_INIT_STRUCT them first): greedy, beam search or sampling;
+  // options.cancel may stop it (Error with SW_ERR_CANCELLED).
+  std::vector<std::vector<int32_t>> generate(const Batch& inputs,
+                                             const sw_generate_options& options) {
+    if (options.max_new_tokens < 1 || options.max_new_tokens > SW_MAX_NEW_TOKENS)
+      throw Error(SW_ERR_INVALID_ARGUMENT, "generate: max_new_tokens must be in [1, " +
+                                               std::to_string(SW_MAX_NEW_TOKENS) + "]");
+    const sw_batch b = inputs.view();
+    const auto new_tokens = static_cast<size_t>(options.max_new_tokens);
+    std::vector<int32_t> ids(static_cast<size_t>(inputs.batch) * new_tokens);
     std::vector<int64_t> lengths(static_cast<size_t>(inputs.batch));
-    detail::check(
-        sw_model_generate(get(), &b, &o, ids.data(), ids.size(), lengths.data(), lengths.size()));
+    detail::check(sw_model_generate(get(), &b, &options, ids.data(), ids.size(), lengths.data(),
+                                    lengths.size()));
     std::vector<std::vector<int32_t>> out;
     for (size_t i = 0; i < lengths.size(); ++i) {
-      const int32_t* row = ids.data() + i * static_cast<size_t>(max_new_tokens);
+      const int32_t* row = ids.data() + i * new_tokens;
       out.emplace_back(row, row + lengths[i]);
     }
     return out;

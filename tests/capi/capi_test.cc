@@ -834,6 +834,21 @@ TEST_F(CApi, GenerationIsCancelledFromAnotherThread) {
   ASSERT_SW_OK(sw_cancel_reset(cancel));
   ASSERT_SW_OK(sw_model_generate(model_, &batch_.view, &o, ids.data(), 6, lengths.data(), 2));
   EXPECT_EQ(lengths, std::vector<int64_t>(2, 3));
+  // The C++ wrapper takes the same options, cancel included.
+  libswitch::Model model(libswitch::Config::preset("tiny"), "cpu", 0);
+  libswitch::Batch batch;
+  batch.batch = 1, batch.input_len = 4, batch.target_len = 1;
+  batch.input_ids = {5, 6, 7, 8};
+  batch.decoder_input_ids = {0};
+  o.num_beams = 2;
+  EXPECT_EQ(model.generate(batch, o).at(0).size(), 3u);
+  ASSERT_SW_OK(sw_cancel_request(cancel));
+  try {
+    model.generate(batch, o);
+    ADD_FAILURE() << "the C++ wrapper ignored the cancel";
+  } catch (const libswitch::Error& e) {
+    EXPECT_EQ(e.status(), SW_ERR_CANCELLED);
+  }
   sw_cancel_destroy(cancel);
 }
 
