@@ -20,6 +20,9 @@
 /* The status of this thread's last swb_ helper call. */
 static __thread sw_status swb_last_status = SW_OK;
 
+/* Whether this thread's last swb_model_validate was within tolerance. */
+static __thread int swb_last_within = 0;
+
 static int swb_record(sw_status s) {
   swb_last_status = s;
   return s == SW_OK;
@@ -129,6 +132,7 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %newobject swb_parameter_name;
 %newobject swb_model_device;
 %newobject swb_checkpoint_latest;
+%newobject swb_model_validate;
 %typemap(newfree) char* "free($1);";
 
 /* ------------------------------------------------------------------ the C ABI itself */
@@ -436,6 +440,53 @@ sw_metrics swb_trainer_run(sw_trainer* trainer, int evaluate, int64_t batch, int
   swb_record(evaluate ? sw_trainer_evaluate(trainer, batch ? &b : NULL, &m)
                       : sw_trainer_step(trainer, batch ? &b : NULL, &m));
   return m;
+}
+
+/* sw_model_validate: the report (malloc'ed), and whether every block was within tolerance
+ * in swb_validate_within() (per thread, like swb_status). */
+int swb_validate_within(void) { return swb_last_within; }
+char* swb_model_validate(const sw_model* model, int64_t batch, int64_t input_len,
+                         int64_t target_len, const int32_t* input_ids, size_t n_input_ids,
+                         const int32_t* attention_mask, size_t n_attention_mask,
+                         const int32_t* decoder_input_ids, size_t n_decoder_input_ids,
+                         const int32_t* decoder_attention_mask,
+                         size_t n_decoder_attention_mask, const int32_t* labels,
+                         size_t n_labels, const char* device, const char* dtype,
+                         double tolerance) {
+  sw_batch b;
+  size_t cap = 1 << 16, needed = 0;
+  char* report = NULL;
+  swb_last_within = 0;
+  if (!swb_batch(&b, batch, input_len, target_len, input_ids, n_input_ids, attention_mask,
+                 n_attention_mask, decoder_input_ids, n_decoder_input_ids,
+                 decoder_attention_mask, n_decoder_attention_mask, labels, n_labels))
+    return NULL;
+  /* The comparison runs at each call: a buffer large enough for any report first, and
+   * a second run only if that was short. */
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    char* grown = (char*)realloc(report, cap);
+    if (!grown) {
+      free(report);
+      swb_last_status = SW_ERR_OUT_OF_MEMORY;
+      return NULL;
+    }
+    report = grown;
+    const sw_status s = sw_model_validate(model, &b, device, dtype, tolerance, report, cap,
+                                          &needed, &swb_last_within);
+    if (s == SW_OK) {
+      swb_record(s);
+      return report;
+    }
+    if (needed <= cap) {
+      free(report);
+      swb_record(s);
+      return NULL;
+    }
+    cap = needed;
+  }
+  free(report);
+  swb_last_status = SW_ERR_INTERNAL;
+  return NULL;
 }
 
 sw_cancel* swb_cancel_create(void) {

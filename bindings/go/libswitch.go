@@ -74,6 +74,12 @@ func invalid(format string, args ...any) error {
 // Version is the library's version ("0.1.0").
 func Version() string { return raw.Sw_version() }
 
+// ABIVersion is the C ABI's version (the N of libswitch.so.N).
+func ABIVersion() int { return int(raw.Sw_abi_version()) }
+
+// CUDADeviceCount is the number of CUDA devices (0 without CUDA or without a device).
+func CUDADeviceCount() (int, error) { return call(raw.Swb_cuda_device_count) }
+
 // CUDABuilt says whether the library was built with CUDA.
 func CUDABuilt() bool { return raw.Sw_cuda_built() != 0 }
 
@@ -133,6 +139,45 @@ func TrainConfigFromText(text string) (*Config, error) {
 	}))
 }
 
+// DefaultTrainConfig is a TrainConfig with every default (the tiny model, the built-in data).
+func DefaultTrainConfig() (*Config, error) {
+	return newConfig(call(raw.Swb_config_train_default))
+}
+
+// Clone is an independent copy.
+func (c *Config) Clone() (*Config, error) {
+	return newConfig(call(func() raw.Struct_SS_sw_config { return raw.Swb_config_clone(c.ptr) }))
+}
+
+// IsTrain says whether c is a TrainConfig (else a ModelConfig).
+func (c *Config) IsTrain() (bool, error) {
+	kind, err := call(func() int { return raw.Swb_config_kind(c.ptr) })
+	return kind == int(raw.SW_CONFIG_TRAIN), err
+}
+
+// FieldType is what a config field holds (the C ABI's sw_field_type).
+type FieldType int
+
+const (
+	FieldInt     FieldType = 0
+	FieldFloat   FieldType = 1
+	FieldString  FieldType = 2
+	FieldBool    FieldType = 3
+	FieldEnum    FieldType = 4 // read and set as its value name
+	FieldMessage FieldType = 5
+)
+
+// FieldType says what a field holds; an unknown field is an error naming it.
+func (c *Config) FieldType(field string) (FieldType, error) {
+	t, err := call(func() int { return raw.Swb_config_field_type(c.ptr, field) })
+	return FieldType(t), err
+}
+
+// Validate checks every rule the library checks before building from the config.
+func (c *Config) Validate() error {
+	return check(func() int { return int(raw.Sw_config_validate(c.ptr)) })
+}
+
 // Close releases the config; later calls on it fail.
 func (c *Config) Close() {
 	if c.ptr != nil {
@@ -143,6 +188,11 @@ func (c *Config) Close() {
 
 func (c *Config) Int(field string) (int64, error) {
 	return call(func() int64 { return raw.Swb_config_get_int(c.ptr, field) })
+}
+
+func (c *Config) Bool(field string) (bool, error) {
+	b, err := call(func() int { return raw.Swb_config_get_bool(c.ptr, field) })
+	return b != 0, err
 }
 
 func (c *Config) Float(field string) (float64, error) {
@@ -255,7 +305,6 @@ func (m *Model) Close() {
 	}
 }
 
-// Save writes the parameters as a checkpoint under root and returns its directory.
 // ExportHF writes config.json and model.safetensors into dir. A model transformers would
 // route otherwise (a capacity factor, batch routing groups) is refused naming the setting
 // unless allowRoutingChange.
@@ -267,11 +316,62 @@ func (m *Model) ExportHF(dir string, allowRoutingChange bool) error {
 	return check(func() int { return int(raw.Sw_model_export_hf_with(m.ptr, dir, allow)) })
 }
 
+// Save writes the parameters as a checkpoint under root and returns its directory.
 func (m *Model) Save(root string) (string, error) {
 	if err := check(func() int { return int(raw.Sw_model_save(m.ptr, root)) }); err != nil {
 		return "", err
 	}
 	return LatestCheckpoint(root)
+}
+
+// LoadParameters restores parameters from a checkpoint: strict refuses missing and
+// unexpected names; otherwise what matches by name is copied. Nothing changes on error.
+func (m *Model) LoadParameters(path string, strict bool) error {
+	s := 0
+	if strict {
+		s = 1
+	}
+	return check(func() int { return int(raw.Sw_model_load_parameters(m.ptr, path, s)) })
+}
+
+// Config is a copy of the model's config.
+func (m *Model) Config() (*Config, error) {
+	return newConfig(call(func() raw.Struct_SS_sw_config { return raw.Swb_model_config(m.ptr) }))
+}
+
+// Device is where the model lives ("cpu", "cuda:0").
+func (m *Model) Device() (string, error) {
+	return call(func() string { return raw.Swb_model_device(m.ptr) })
+}
+
+// Seed is the seed its parameters were initialised from.
+func (m *Model) Seed() (uint64, error) {
+	return call(func() uint64 { return raw.Swb_model_seed(m.ptr) })
+}
+
+// Threads is the thread count each call uses (0: OpenMP's default).
+func (m *Model) Threads() (int, error) {
+	return call(func() int { return raw.Swb_model_threads(m.ptr) })
+}
+
+// SetThreads sets the thread count of later calls (0: OpenMP's default).
+func (m *Model) SetThreads(n int) error {
+	return check(func() int { return int(raw.Sw_model_set_threads(m.ptr, n)) })
+}
+
+// ParameterNames lists the parameters in the model's order (HF names).
+func (m *Model) ParameterNames() ([]string, error) {
+	n, err := call(func() int64 { return raw.Swb_model_num_parameters(m.ptr) })
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, n)
+	for i := range names {
+		if names[i], err = call(func() string { return raw.Swb_parameter_name(m.ptr, int64(i)) }); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // NumParameters is the number of scalars in all parameters.
@@ -333,6 +433,49 @@ type ForwardOutput struct {
 
 // Forward runs one forward pass (train: dropout and jitter).
 func (m *Model) Forward(b *Batch, train bool) (*ForwardOutput, error) {
+	return m.forward(b, train, 0)
+}
+
+// ForwardGradients runs one forward pass and its backward (labels required): the
+// gradient of the loss (CE + aux + z) is then read with Gradient until the next one.
+func (m *Model) ForwardGradients(b *Batch, train bool) (*ForwardOutput, error) {
+	return m.forward(b, train, 1)
+}
+
+// Gradient is a copy of a parameter's gradient from the last ForwardGradients, as float32.
+func (m *Model) Gradient(name string) ([]float32, error) {
+	shape, err := m.ParameterShape(name)
+	if err != nil {
+		return nil, err
+	}
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	values := make([]float32, n)
+	_, err = call(func() int { return raw.Swb_get_gradient(m.ptr, name, values) })
+	return values, err
+}
+
+// Validate runs b through the CPU f32 reference and device ("cuda:0") in dtype ("f32" or
+// "bf16") with this model's parameters: the per-block report, and whether every block is
+// within tolerance (0: 1e-4 for f32, 2e-2 for bf16) with identical routing.
+func (m *Model) Validate(b *Batch, device, dtype string, tolerance float64) (string, bool, error) {
+	if err := b.check(); err != nil {
+		return "", false, err
+	}
+	var within int
+	report, err := call(func() string {
+		r := raw.Swb_model_validate(m.ptr, b.Batch, b.InputLen, b.TargetLen, b.InputIDs,
+			b.AttentionMask, b.DecoderInputIDs, b.DecoderAttentionMask, b.Labels, device, dtype,
+			tolerance)
+		within = raw.Swb_validate_within()
+		return r
+	})
+	return report, within != 0, err
+}
+
+func (m *Model) forward(b *Batch, train bool, gradients int) (*ForwardOutput, error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -342,7 +485,7 @@ func (m *Model) Forward(b *Batch, train bool) (*ForwardOutput, error) {
 	}
 	result, err := call(func() raw.Struct_SS_sw_result {
 		return raw.Swb_model_forward(m.ptr, b.Batch, b.InputLen, b.TargetLen, b.InputIDs,
-			b.AttentionMask, b.DecoderInputIDs, b.DecoderAttentionMask, b.Labels, t, 0)
+			b.AttentionMask, b.DecoderInputIDs, b.DecoderAttentionMask, b.Labels, t, gradients)
 	})
 	if err != nil {
 		return nil, err
@@ -579,6 +722,30 @@ func (t *Trainer) run(evaluate int, b *Batch) (Metrics, error) {
 		m.GetTokens_per_second()}, nil
 }
 
+// RestoreTrainer continues a checkpoint written by Trainer.Save (or `switch train`): its
+// model, optimizer state, step and data position. device: "cpu".
+func RestoreTrainer(path, device string) (*Trainer, error) {
+	ptr, err := call(func() raw.Struct_SS_sw_trainer { return raw.Swb_trainer_restore(path, device) })
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{ptr}
+	runtime.SetFinalizer(t, (*Trainer).Close)
+	return t, nil
+}
+
+// Model is another handle to the model being trained (close it too).
+func (t *Trainer) Model() (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_trainer_model(t.ptr) }))
+}
+
+// SetDataParallel makes this trainer one data-parallel replica over comm's ranks (before
+// its first step, on every rank): each rank steps on its own batches, the gradients are
+// summed in rank order, and the run equals one process with as many micro-batches.
+func (t *Trainer) SetDataParallel(comm *Communicator) error {
+	return check(func() int { return int(raw.Sw_trainer_set_data_parallel(t.ptr, comm.ptr)) })
+}
+
 // Step takes one optimizer step on b (labels required), or on the next built-in batch
 // when b is nil.
 func (t *Trainer) Step(b *Batch) (Metrics, error) { return t.run(0, b) }
@@ -593,3 +760,39 @@ func (t *Trainer) Save(root string) (string, error) {
 	}
 	return LatestCheckpoint(root)
 }
+
+// ---------------------------------------------------------------------------- distributed
+
+// Communicator is the ranks of a launch (mpirun -np N ./prog): MPI's world when started
+// by an MPI launcher, else a single rank.
+type Communicator struct{ ptr raw.Struct_SS_sw_communicator }
+
+// CommunicatorFromEnv is the launch's world.
+func CommunicatorFromEnv() (*Communicator, error) {
+	ptr, err := call(raw.Swb_communicator_from_env)
+	if err != nil {
+		return nil, err
+	}
+	c := &Communicator{ptr}
+	runtime.SetFinalizer(c, (*Communicator).Close)
+	return c, nil
+}
+
+// Close releases the communicator.
+func (c *Communicator) Close() {
+	if c.ptr != nil {
+		raw.Sw_communicator_destroy(c.ptr)
+		c.ptr = nil
+	}
+}
+
+func (c *Communicator) Rank() (int, error) {
+	return call(func() int { return raw.Swb_communicator_rank(c.ptr) })
+}
+
+func (c *Communicator) Size() (int, error) {
+	return call(func() int { return raw.Swb_communicator_size(c.ptr) })
+}
+
+// Abort ends every rank's process (after an error on this one); it does not return.
+func (c *Communicator) Abort(code int) { raw.Sw_communicator_abort(c.ptr, code) }

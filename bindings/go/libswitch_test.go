@@ -409,3 +409,110 @@ func TestGenerateOptions(t *testing.T) {
 	_, err = m.GenerateWith(ids, 2, 8, GenerateOptions{})
 	wantError(t, err, InvalidArgument, "MaxNewTokens")
 }
+
+// must(f())(t) is f's value, failing the test on its error.
+func must[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// The calls the C ABI offers that the other tests do not reach: configs, model state,
+// gradients, validation, a restored trainer, the communicator.
+func TestRestOfTheSurface(t *testing.T) {
+	if ABIVersion() != 1 {
+		t.Fatal("ABI version", ABIVersion())
+	}
+	devices := must(CUDADeviceCount())(t)
+	m := tiny(t, 3)
+	defer m.Close()
+	config := must(m.Config())(t)
+	defer config.Close()
+	clone := must(config.Clone())(t)
+	defer clone.Close()
+	if must(clone.Int("d_model"))(t) != must(config.Int("d_model"))(t) || must(clone.IsTrain())(t) {
+		t.Fatal("clone differs")
+	}
+	if must(config.FieldType("activation"))(t) != FieldEnum || must(config.FieldType("d_model"))(t) != FieldInt {
+		t.Fatal("field types")
+	}
+	if _, err := config.FieldType("nope"); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+	if must(config.Bool("tie_word_embeddings"))(t) != true || config.Validate() != nil {
+		t.Fatal("bool field or validate")
+	}
+	defaults := must(DefaultTrainConfig())(t)
+	defer defaults.Close()
+	if !must(defaults.IsTrain())(t) {
+		t.Fatal("DefaultTrainConfig is not a TrainConfig")
+	}
+	if must(m.Seed())(t) != 3 || must(m.Device())(t) != "cpu" {
+		t.Fatal("seed or device")
+	}
+	if err := m.SetThreads(2); err != nil || must(m.Threads())(t) != 2 {
+		t.Fatal("threads", err)
+	}
+	names := must(m.ParameterNames())(t)
+	if len(names) == 0 || names[0] != "shared.weight" {
+		t.Fatal("parameter names", names)
+	}
+	// Gradients: none before a forward that keeps them, then one per parameter.
+	if _, err := m.Gradient(names[0]); err == nil {
+		t.Fatal("a gradient before any backward")
+	}
+	must(m.ForwardGradients(testBatch(), false))(t)
+	nonzero := 0
+	for _, name := range names {
+		for _, g := range must(m.Gradient(name))(t) {
+			if math.IsNaN(float64(g)) || math.IsInf(float64(g), 0) {
+				t.Fatal("non-finite gradient in", name)
+			}
+			if g != 0 {
+				nonzero++
+			}
+		}
+	}
+	if nonzero == 0 {
+		t.Fatal("every gradient is zero")
+	}
+	// Validation: the CPU is not a device to compare with; without a device, an error.
+	if _, _, err := m.Validate(testBatch(), "cpu", "f32", 0); err == nil || !strings.Contains(err.Error(), "must not be the cpu") {
+		t.Fatal("validate on the cpu:", err)
+	}
+	if report, within, err := m.Validate(testBatch(), "cuda:0", "f32", 0); devices == 0 && err == nil {
+		t.Fatal("validated without a device")
+	} else if devices > 0 && (err != nil || !within) {
+		t.Fatal("validate:", err, report)
+	}
+	// A saved trainer continues in a restored one; data parallel over a world of one.
+	trainConfig := must(TrainConfigFromText("batch_size: 2"))(t)
+	defer trainConfig.Close()
+	trainer := must(NewTrainer(m, trainConfig))(t)
+	defer trainer.Close()
+	world := must(CommunicatorFromEnv())(t)
+	defer world.Close()
+	if must(world.Rank())(t) != 0 || must(world.Size())(t) != 1 {
+		t.Fatal("world of one")
+	}
+	if err := trainer.SetDataParallel(world); err != nil {
+		t.Fatal(err)
+	}
+	must(trainer.Step(testBatch()))(t)
+	dir := t.TempDir()
+	must(trainer.Save(dir))(t)
+	restored := must(RestoreTrainer(dir, "cpu"))(t)
+	defer restored.Close()
+	if metrics := must(restored.Step(testBatch()))(t); metrics.Step != 2 {
+		t.Fatal("restored trainer step", metrics.Step)
+	}
+	trained := must(restored.Model())(t)
+	defer trained.Close()
+	if must(trained.NumParameters())(t) != must(m.NumParameters())(t) {
+		t.Fatal("restored model")
+	}
+}

@@ -248,7 +248,8 @@ class TrainConfig(_ConfigBase):
 
     def __init__(self, text: Optional[str] = None, *, _ptr=None):
         if _ptr is None:
-            _ptr = _checked(_raw.swb_config_from_text(_raw.SW_CONFIG_TRAIN, text or ""))
+            _ptr = _checked(_raw.swb_config_train_default() if text is None else
+                            _raw.swb_config_from_text(_raw.SW_CONFIG_TRAIN, text))
         super().__init__(_ptr)
 
     @classmethod
@@ -473,6 +474,18 @@ class Model(_Handle):
         result = _checked(_raw.swb_model_forward(self._handle, *args, int(train),
                                                  int(compute_gradients)))
         return _forward_output(result)
+
+    def validate(self, input_ids, decoder_input_ids, attention_mask=None,
+                 decoder_attention_mask=None, labels=None, device: str = "cuda:0",
+                 dtype: str = "f32", tolerance: float = 0.0) -> "tuple[str, bool]":
+        """The batch through the CPU f32 reference and ``device`` in ``dtype`` ("f32" or
+        "bf16") with this model's parameters: the per-block report, and whether every block
+        is within ``tolerance`` (0: 1e-4 for f32, 2e-2 for bf16) with identical routing."""
+        args = _batch_args(input_ids, decoder_input_ids, attention_mask, decoder_attention_mask,
+                           labels)
+        report = _checked(_raw.swb_model_validate(self._handle, *args, str(device), str(dtype),
+                                                  float(tolerance)))
+        return report, bool(_raw.swb_validate_within())
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32,
                  num_beams: int = 1, temperature: float = 0.0, top_k: int = 0,

@@ -246,6 +246,21 @@ def test_generate():
             m.generate(INPUT_IDS, temperature=1.0, top_p=2.0)
 
 
+def test_validate_against_a_device():
+    with tiny() as m:
+        with pytest.raises(sw.InvalidArgumentError, match="must not be the cpu"):
+            m.validate(INPUT_IDS, DECODER_INPUT_IDS, device="cpu")
+        with pytest.raises(sw.InvalidArgumentError, match="dtype"):
+            m.validate(INPUT_IDS, DECODER_INPUT_IDS, dtype="f16")
+        if sw.cuda_device_count() == 0:
+            with pytest.raises(sw.Error):  # no device (or no CUDA): said, not skipped silently
+                m.validate(INPUT_IDS, DECODER_INPUT_IDS)
+        else:
+            report, within = m.validate(INPUT_IDS, DECODER_INPUT_IDS,
+                                        attention_mask=ATTENTION_MASK, labels=LABELS)
+            assert within and "logits" in report
+
+
 def test_generate_is_cancelled_from_another_thread():
     with tiny() as m, sw.Cancel() as cancel:
         assert not cancel.requested

@@ -13,6 +13,17 @@ public abstract class ConfigBase extends NativeHandle<SWIGTYPE_p_sw_config> {
     super(pointer, libswitch_raw::sw_config_destroy);
   }
 
+  /** The C ABI's sw_field_type, in its order. */
+  public enum FieldType { INT, DOUBLE, STRING, BOOL, ENUM, MESSAGE }
+
+  /** What a field holds (enums read and set as names); an unknown field throws. */
+  public FieldType fieldType(String field) {
+    int t = LibSwitch.checked(libswitch_raw.swb_config_field_type(handle(), field));
+    FieldType[] all = FieldType.values();
+    if (t < 0 || t >= all.length) throw new LibSwitchException(Status.INTERNAL, "field type " + t);
+    return all[t];
+  }
+
   public long getInt(String field) {
     return LibSwitch.checked(libswitch_raw.swb_config_get_int(handle(), field));
   }

@@ -75,6 +75,39 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
     return LibSwitch.checked(libswitch_raw.swb_model_device(handle()));
   }
 
+  /** The seed its parameters were initialised from. */
+  public long seed() {
+    return LibSwitch.checked(libswitch_raw.swb_model_seed(handle())).longValue();
+  }
+
+  /** Threads each call uses (0: OpenMP's default). */
+  public int threads() {
+    return LibSwitch.checked(libswitch_raw.swb_model_threads(handle()));
+  }
+
+  /** The result of {@link #validate}: the per-block report and the verdict. */
+  public static final class Validation {
+    public final String report;
+    public final boolean withinTolerance;
+
+    Validation(String report, boolean withinTolerance) {
+      this.report = report;
+      this.withinTolerance = withinTolerance;
+    }
+  }
+
+  /**
+   * The batch through the CPU f32 reference and device ("cuda:0") in dtype ("f32" or "bf16")
+   * with this model's parameters: per-block differences and routing agreement, within
+   * tolerance (0: 1e-4 for f32, 2e-2 for bf16) when every block is and routing agrees.
+   */
+  public Validation validate(Batch b, String device, String dtype, double tolerance) {
+    String report = LibSwitch.checked(libswitch_raw.swb_model_validate(handle(), b.batch,
+        b.inputLen, b.targetLen, b.inputIds, b.attentionMask, b.decoderInputIds,
+        b.decoderAttentionMask, b.labels, device, dtype, tolerance));
+    return new Validation(report, libswitch_raw.swb_validate_within() != 0);
+  }
+
   public void setThreads(int threads) {
     LibSwitch.check(libswitch_raw.sw_model_set_threads(handle(), threads));
   }

@@ -9,6 +9,12 @@ public final class TrainConfig extends ConfigBase {
     super(pointer);
   }
 
+  /** Every default: the tiny model, the built-in data. */
+  public static TrainConfig defaults() {
+    LibSwitch.load();
+    return new TrainConfig(LibSwitch.checked(libswitch_raw.swb_config_train_default()));
+  }
+
   public static TrainConfig fromText(String text) {
     LibSwitch.load();
     return new TrainConfig(LibSwitch.checked(

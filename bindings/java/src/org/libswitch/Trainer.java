@@ -22,6 +22,15 @@ public final class Trainer extends NativeHandle<SWIGTYPE_p_sw_trainer> {
     return new Trainer(LibSwitch.checked(libswitch_raw.swb_trainer_restore(path, device)));
   }
 
+  /**
+   * Trains data-parallel over comm's ranks: each rank steps on its own batches and the
+   * gradients are summed in rank order, so the run equals one process with as many
+   * micro-batches. Call before the first step, on every rank.
+   */
+  public void setDataParallel(Communicator comm) {
+    LibSwitch.check(libswitch_raw.sw_trainer_set_data_parallel(handle(), comm.handle()));
+  }
+
   /** The model being trained (another handle to it; close it too). */
   public Model model() {
     return new Model(LibSwitch.checked(libswitch_raw.swb_trainer_model(handle())));

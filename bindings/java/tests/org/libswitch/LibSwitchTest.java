@@ -246,6 +246,43 @@ public class LibSwitchTest {
     }
   }
 
+  /** The calls the C ABI offers that the other tests do not reach. */
+  @Test
+  public void restOfTheSurface() {
+    try (Model m = tiny(3); Config c = m.config()) {
+      assertEquals(3, m.seed());
+      m.setThreads(2);
+      assertEquals(2, m.threads());
+      assertEquals(ConfigBase.FieldType.INT, c.fieldType("d_model"));
+      try (TrainConfig defaults = TrainConfig.defaults()) {
+        assertEquals(ConfigBase.FieldType.MESSAGE, defaults.fieldType("model"));
+      }
+      assertEquals(ConfigBase.FieldType.ENUM, c.fieldType("activation"));
+      expect(Status.INVALID_ARGUMENT, "nope", () -> c.fieldType("nope"));
+      expect(Status.INVALID_ARGUMENT, "must not be the cpu",
+          () -> m.validate(batch(), "cpu", "f32", 0));
+      if (LibSwitch.cudaDeviceCount() == 0) {
+        try {
+          m.validate(batch(), "cuda:0", "f32", 0);
+          fail("validated against a device that is not there");
+        } catch (LibSwitchException e) {
+          assertNotEquals(Status.OK, e.status());
+        }
+      } else {
+        Model.Validation v = m.validate(batch(), "cuda:0", "f32", 0);
+        assertTrue(v.report, v.withinTolerance);
+      }
+      try (Communicator world = Communicator.fromEnv();
+          TrainConfig t = TrainConfig.fromText("batch_size: 2");
+          Trainer trainer = new Trainer(m, t)) {
+        assertEquals(0, world.rank());
+        assertEquals(1, world.size());
+        trainer.setDataParallel(world);
+        assertEquals(1, trainer.step(batch()).step());
+      }
+    }
+  }
+
   @Test
   public void generateIsCancelledFromAnotherThread() throws InterruptedException {
     try (Model m = tiny(0); Cancel cancel = new Cancel()) {
