@@ -1,5 +1,6 @@
 #include "core/io/hf_checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -162,6 +163,9 @@ ModelConfig config_from_hf_json(const std::string& json_text) {
   SW_CHECK_ARG(field<double>(j, "initializer_factor", 1.0) == 1.0,
                "HF config: initializer_factor other than 1 is not supported");
   c.set_tie_word_embeddings(field<bool>(j, "tie_word_embeddings", true));
+  // transformers 5 unties all three tables of an untied model: each stack embeds with its
+  // own embed_tokens (and `shared` goes unused).
+  c.set_separate_input_embeddings(!c.tie_word_embeddings());
   c.set_relative_attention_num_buckets(field<int64_t>(j, "relative_attention_num_buckets", 32));
   c.set_relative_attention_max_distance(field<int64_t>(j, "relative_attention_max_distance", 128));
   c.set_norm_epsilon(field<double>(j, "layer_norm_epsilon", 1e-6));
@@ -280,22 +284,39 @@ SwitchTransformer import_hf(const std::string& config_json_path, const std::stri
   SwitchTransformer model(config, 0);
   std::map<std::string, Tensor> by_name;
   for (auto& [n, t] : weights) by_name[n] = t.dtype() == DType::f32 ? t : t.to(DType::f32);
+  const std::string shared_name = "shared.weight";
+  const auto shared = by_name.find(shared_name);
+  if (config.separate_input_embeddings()) {
+    // Each stack's own table; a checkpoint that saved only `shared` (transformers 4 kept
+    // the stacks' tables as that one tensor) gives it to both. `shared` is then unused.
+    for (const char* n : {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}) {
+      if (by_name.count(n)) continue;
+      SW_CHECK(shared != by_name.end(), Status::kInvalidArgument, "HF import: neither ", n,
+               " nor shared.weight is in the weights");
+      by_name[n] = shared->second;
+    }
+    by_name.erase(shared_name);
+  }
   // HF's tied copies of the shared embedding: checked equal, then dropped.
-  std::vector<std::string> tied = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"};
+  std::vector<std::string> tied;
+  if (!config.separate_input_embeddings())
+    tied = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"};
   if (config.tie_word_embeddings()) tied.push_back("lm_head.weight");
   for (const std::string& n : tied) {
     const auto it = by_name.find(n);
     if (it == by_name.end()) continue;
-    const auto shared = by_name.find("shared.weight");
-    if (shared == by_name.end()) {  // only the copy was saved
-      by_name["shared.weight"] = it->second;
+    const auto table = by_name.find(shared_name);
+    if (table == by_name.end()) {  // only the copy was saved
+      by_name[shared_name] = it->second;
     } else {
-      SW_CHECK(it->second.shape() == shared->second.shape() &&
+      SW_CHECK(it->second.shape() == table->second.shape() &&
                    std::equal(static_cast<const char*>(it->second.raw()),
                               static_cast<const char*>(it->second.raw()) + it->second.nbytes(),
-                              static_cast<const char*>(shared->second.raw())),
-               Status::kInvalidArgument, "HF import: ", n,
-               " differs from shared.weight, but the config ties them");
+                              static_cast<const char*>(table->second.raw())),
+               Status::kInvalidArgument, "HF import: ", n, " differs from shared.weight, but ",
+               config.tie_word_embeddings()
+                   ? "the config ties them"
+                   : "separate_input_embeddings is false (one input table for both stacks)");
     }
     by_name.erase(n);
   }
@@ -340,6 +361,22 @@ void export_hf(const SwitchTransformer& model, const std::string& dir, bool allo
   for (const auto& e : model.parameters().entries())
     tensors.push_back(
         {e.name, e.tensor.dtype() == DType::f32 ? e.tensor : e.tensor.to(DType::f32)});
+  // transformers 5 reads an untied model's input tables from each stack's embed_tokens and
+  // keeps a `shared` it does not use: write what it looks for.
+  const ModelConfig& c = model.config();
+  const auto table = [&](const std::string& name) {
+    const auto it = std::find_if(tensors.begin(), tensors.end(),
+                                 [&](const auto& named) { return named.first == name; });
+    SW_CHECK(it != tensors.end(), Status::kInternal, "HF export: no ", name);
+    return it->second;
+  };
+  if (!c.tie_word_embeddings() && !c.separate_input_embeddings()) {
+    const Tensor shared = table("shared.weight");
+    tensors.push_back({"encoder.embed_tokens.weight", shared});
+    tensors.push_back({"decoder.embed_tokens.weight", shared});
+  } else if (c.separate_input_embeddings()) {
+    tensors.push_back({"shared.weight", table("encoder.embed_tokens.weight")});  // unused by HF
+  }
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
   // config.json last, atomically: a directory with it is complete.
   const fs::path config_path = fs::path(dir) / "config.json",

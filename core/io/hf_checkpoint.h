@@ -29,7 +29,10 @@ std::vector<std::pair<std::string, Tensor>> read_hf_weights(const std::string& p
 
 // A model from config.json and its weights (strict: every parameter present with its shape;
 // HF's tied copies — encoder/decoder embed_tokens and lm_head when tied — must equal
-// shared.weight and are otherwise ignored). Converted to f32 on the CPU. The fields set in
+// shared.weight and are otherwise ignored). An untied config (tie_word_embeddings false)
+// gives each stack its own input table, as transformers 5 does
+// (separate_input_embeddings): encoder/decoder embed_tokens, or shared.weight for one
+// missing; shared.weight is then unused. Converted to f32 on the CPU. The fields set in
 // `overrides` replace the HF config's (e.g. aux_loss_mode AUX_PER_LAYER to train the model,
 // or a capacity factor); one that changes a parameter's shape fails the restore naming it.
 SwitchTransformer import_hf(const std::string& config_json_path, const std::string& weights_path,

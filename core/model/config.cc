@@ -199,13 +199,18 @@ std::vector<std::string> preset_names() {
 
 namespace {
 
+// [vocab, d] tables: the input embedding (or one per stack), and lm_head unless tied.
+int embedding_tables(const ModelConfig& c) {
+  return (c.separate_input_embeddings() ? 2 : 1) + (c.tie_word_embeddings() ? 0 : 1);
+}
+
 // The parameter count in doubles: a count that overflows int64 is still a number to name.
 double parameter_count_f64(const ModelConfig& c) {
   const double d = static_cast<double>(c.d_model()), ff = static_cast<double>(c.d_ff());
   const double inner = static_cast<double>(c.num_heads()) * static_cast<double>(c.d_kv());
   const double ffn = (c.activation() == ModelConfig::GATED_GELU ? 3 : 2) * d * ff;
   const double attention = 4 * d * inner;
-  double total = static_cast<double>(c.vocab_size()) * d * (c.tie_word_embeddings() ? 1 : 2);
+  double total = static_cast<double>(c.vocab_size()) * d * embedding_tables(c);
   for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
     const bool decoder = s == Stack::kDecoder;
     total += static_cast<double>(c.relative_attention_num_buckets()) * static_cast<double>(c.num_heads()) + d;
@@ -269,6 +274,10 @@ void validate(const ModelConfig& c) {
       "relative_attention_max_distance",
       got("must exceed relative_attention_num_buckets / 2", c.relative_attention_max_distance()));
   require(c.norm_epsilon() > 0, "norm_epsilon", got("must be > 0", c.norm_epsilon()));
+  require(!c.separate_input_embeddings() || !c.tie_word_embeddings(),
+          "separate_input_embeddings",
+          "needs tie_word_embeddings false (a tied model has one embedding for both stacks and "
+          "the output)");
   // A size no machine holds is named here, not by an allocator deep in the build.
   const double parameters = parameter_count_f64(c);
   require(parameters <= kMaxParameters, "model size",
@@ -288,7 +297,7 @@ int64_t count_parameters(const ModelConfig& c) {
   const int64_t d = c.d_model(), ff = c.d_ff(), inner = c.num_heads() * c.d_kv();
   const int64_t ffn = (c.activation() == ModelConfig::GATED_GELU ? 3 : 2) * d * ff;
   const int64_t attention = 4 * d * inner;
-  int64_t total = c.vocab_size() * d * (c.tie_word_embeddings() ? 1 : 2);
+  int64_t total = c.vocab_size() * d * embedding_tables(c);
   for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
     const bool decoder = s == Stack::kDecoder;
     total += c.relative_attention_num_buckets() * c.num_heads() + d;  // bias, final norm

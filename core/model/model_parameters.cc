@@ -42,10 +42,22 @@ void SwitchTransformer::build_parameters() {
   InitRule embedding_rule;
   embedding_rule.unit_scale = true;
   embedding_rule.hf_std = 1.0;
-  shared_ =
-      params_.add("shared.weight", Tensor::empty({vocab, d}, dtype_, device_), embedding_rule);
+  // One input table for both stacks, or one each (transformers 5's untied layout).
+  Tensor encoder_embedding, decoder_embedding;
+  if (config_.separate_input_embeddings()) {
+    encoder_embedding = params_.add("encoder.embed_tokens.weight",
+                                    Tensor::empty({vocab, d}, dtype_, device_), embedding_rule);
+    decoder_embedding = params_.add("decoder.embed_tokens.weight",
+                                    Tensor::empty({vocab, d}, dtype_, device_), embedding_rule);
+  } else {
+    shared_ =
+        params_.add("shared.weight", Tensor::empty({vocab, d}, dtype_, device_), embedding_rule);
+    encoder_embedding = decoder_embedding = shared_;
+  }
   encoder_ = build_stack(Stack::kEncoder);
+  encoder_.embedding = encoder_embedding;
   decoder_ = build_stack(Stack::kDecoder);
+  decoder_.embedding = decoder_embedding;
   if (!config_.tie_word_embeddings())
     lm_head_ =
         params_.add("lm_head.weight", Tensor::empty({vocab, d}, dtype_, device_), weight(d, 1.0));

@@ -133,7 +133,7 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
                                     StackCache* cache) const {
   const int st = static_cast<int>(s.stack);
   const double rate = config_.dropout_rate();
-  Tensor h = ops::embedding(shared_, *in.ids);
+  Tensor h = ops::embedding(s.embedding, *in.ids);
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   const Tensor bias = position_bias_for(s, in.ids->dim(1), in.ids->dim(1));
   const StackPass pass = pass_for(s, in, ctx, &bias);
@@ -183,9 +183,9 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
                               d_table_here);
   ctx.reduce_partial(d_table_here);
   ops::add_(d_table, d_table_here);
-  // Embedding (dropout first): rows of the shared table.
+  // Embedding (dropout first): rows of the stack's input table.
   ops::dropout_(dh, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
-  ops::embedding_backward(dh, *in.ids, grads.of(shared_));
+  ops::embedding_backward(dh, *in.ids, grads.of(s.embedding));
   return d_memory;
 }
 

@@ -111,6 +111,8 @@ class SwitchTransformer {
  private:
   struct StackWeights {
     Stack stack;
+    Tensor embedding;      // [V, d]: shared_, or this stack's own table
+
     Tensor relative_bias;  // [num_buckets, H], owned by block 0
     std::vector<BlockWeights> blocks;
     Tensor final_norm;
@@ -165,7 +167,7 @@ class SwitchTransformer {
   int64_t heads_ = 0;                     // attention heads held here (all but under mp)
   int64_t d_ff_ = 0;                      // d_ff held here
   ParameterStore params_;
-  Tensor shared_;   // [V, d]
+  Tensor shared_;   // [V, d]; undefined when each stack has its own input embedding
   Tensor lm_head_;  // [V, d] when embeddings are not tied
   StackWeights encoder_, decoder_;
 };

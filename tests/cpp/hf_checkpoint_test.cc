@@ -234,6 +234,77 @@ TEST_F(HfCheckpointTest, ExportThenImportIsIdentical) {
   EXPECT_EQ(0, std::memcmp(la.raw(), ls.raw(), la.nbytes()));
 }
 
+// An untied HF config is transformers 5's layout: each stack embeds with its own table.
+// Three different tables survive export and import (a table read into the wrong place
+// would change the logits); a checkpoint holding only `shared` gives it to both stacks;
+// our one-input-table untied model exports the tables transformers 5 reads.
+TEST_F(HfCheckpointTest, UntiedModelsHaveAnInputTablePerStack) {
+  sw::ModelConfig c = small_hf_config();
+  c.set_tie_word_embeddings(false);
+  c.set_separate_input_embeddings(true);
+  const sw::SwitchTransformer model(c, 8);
+  sw::export_hf(model, dir_.string());
+  const std::string config = (dir_ / "config.json").string();
+  const sw::SafetensorsFile written = sw::read_safetensors((dir_ / "model.safetensors").string());
+  for (const char* n : {"shared.weight", "encoder.embed_tokens.weight",
+                        "decoder.embed_tokens.weight", "lm_head.weight"})
+    EXPECT_TRUE(written.tensors.count(n)) << n;
+  const sw::SwitchTransformer back = sw::import_hf(config, (dir_ / "model.safetensors").string());
+  EXPECT_TRUE(back.config().separate_input_embeddings());
+  sw::Batch batch;
+  batch.input_ids = sw::Tensor::from_vector<int32_t>({5, 9, 17, 1, 33, 8, 2, 1}, {2, 4});
+  batch.decoder_input_ids = sw::Tensor::from_vector<int32_t>({0, 5, 9, 0, 33, 8}, {2, 3});
+  const sw::Tensor la = model.forward(batch).logits, lb = back.forward(batch).logits;
+  EXPECT_EQ(0, std::memcmp(la.raw(), lb.raw(), la.nbytes()));
+  // Swapping the encoder's and decoder's tables changes the logits: each is used.
+  std::vector<std::pair<std::string, sw::Tensor>> swapped(written.tensors.begin(),
+                                                          written.tensors.end());
+  for (auto& [name, t] : swapped) {
+    if (name == "encoder.embed_tokens.weight")
+      t = written.tensors.at("decoder.embed_tokens.weight");
+    else if (name == "decoder.embed_tokens.weight")
+      t = written.tensors.at("encoder.embed_tokens.weight");
+  }
+  const std::string weights = (dir_ / "w.safetensors").string();
+  sw::write_safetensors(weights, swapped);
+  const sw::Tensor ls = sw::import_hf(config, weights).forward(batch).logits;
+  EXPECT_NE(0, std::memcmp(la.raw(), ls.raw(), la.nbytes()));
+  // Only `shared` saved (as transformers 4 kept the stacks' tables): both stacks use it.
+  std::vector<std::pair<std::string, sw::Tensor>> only_shared;
+  for (const auto& [name, t] : written.tensors)
+    if (name.find("embed_tokens") == std::string::npos) only_shared.push_back({name, t});
+  sw::write_safetensors(weights, only_shared);
+  const sw::SwitchTransformer from_shared = sw::import_hf(config, weights);
+  const sw::Tensor shared = written.tensors.at("shared.weight");
+  for (const char* n : {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"})
+    EXPECT_EQ(0, std::memcmp(from_shared.parameters().get(n).raw(), shared.raw(), shared.nbytes()))
+        << n;
+  // Neither the stack's table nor `shared`: named.
+  only_shared.erase(std::find_if(only_shared.begin(), only_shared.end(),
+                                 [](const auto& t) { return t.first == "shared.weight"; }));
+  sw::write_safetensors(weights, only_shared);
+  EXPECT_NE(error_of([&] { sw::import_hf(config, weights); })
+                .find("neither encoder.embed_tokens.weight nor shared.weight"),
+            std::string::npos);
+  // A model with one input table and its own lm_head writes the stacks' tables as copies.
+  c.set_separate_input_embeddings(false);
+  const sw::SwitchTransformer one_table(c, 9);
+  const fs::path out = dir_ / "one_table";
+  sw::export_hf(one_table, out.string());
+  const sw::SafetensorsFile copies = sw::read_safetensors((out / "model.safetensors").string());
+  const sw::Tensor table = one_table.parameters().get("shared.weight");
+  for (const char* n : {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"})
+    EXPECT_EQ(0, std::memcmp(copies.tensors.at(n).raw(), table.raw(), table.nbytes())) << n;
+  const sw::Tensor lo = one_table.forward(batch).logits;
+  const sw::Tensor li = sw::import_hf((out / "config.json").string(), out.string()).forward(batch).logits;
+  EXPECT_EQ(0, std::memcmp(lo.raw(), li.raw(), lo.nbytes()));
+  // Tied and separate contradict each other.
+  c.set_tie_word_embeddings(true);
+  c.set_separate_input_embeddings(true);
+  EXPECT_NE(error_of([&] { sw::validate(c); }).find("separate_input_embeddings: needs "),
+            std::string::npos);
+}
+
 TEST_F(HfCheckpointTest, TiedCopiesMissingWeightsAndBinFilesAreHandled) {
   const sw::SwitchTransformer model(small_hf_config(), 6);
   sw::export_hf(model, dir_.string());

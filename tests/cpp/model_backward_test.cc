@@ -79,6 +79,13 @@ INSTANTIATE_TEST_SUITE_P(
              decoder_sparse_step: 1 activation: GATED_GELU tie_word_embeddings: false
              capacity_mode: CAPACITY_FIXED expert_capacity: 2 dropout_rate: 0.1
              expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0.1 z_loss_coef: 0.05
+             init_scheme: INIT_HF)"},
+                      Case{"separate_input_embeddings",
+                           R"(vocab_size: 300 d_model: 8 d_ff: 12 d_kv: 4 num_heads: 2
+             num_encoder_layers: 2 num_decoder_layers: 2 num_experts: 3 encoder_sparse_step: 1
+             decoder_sparse_step: 1 tie_word_embeddings: false separate_input_embeddings: true
+             capacity_mode: CAPACITY_FIXED expert_capacity: 2 dropout_rate: 0.1
+             expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0.1 z_loss_coef: 0.05
              init_scheme: INIT_HF)"}),
     [](const auto& info) { return std::string(info.param.name); });
 
