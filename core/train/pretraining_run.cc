@@ -3,12 +3,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 
 #include "core/dist/data_parallel.h"
-#include "core/dist/expert_parallel.h"
-#include "core/dist/model_parallel.h"
 #include "core/io/checkpoint.h"
 #include "core/tensor/error.h"
 
@@ -135,9 +132,7 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed(), DType::f32,
                                                Device::cpu(), groups.expert_parallel,
                                                groups.model_parallel);
-  if (groups.expert_parallel && groups.expert_parallel->size() > 1)
-    expert_writers_ =
-        groups.data_parallel->split(groups.expert_parallel->rank(), groups.data_parallel->rank());
+  shares_ = std::make_unique<ModelShares>(*model_, groups);
   TrainOptions options = train_options(config_);
   options.data_parallel = groups.data_parallel;
   options.expert_parallel = groups.expert_parallel;
@@ -153,17 +148,9 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     check_same_run(saved.train, config_);
     data_->train_data().check_position(saved.data);
     // The checkpoint holds the whole model; this rank takes its share.
-    std::vector<std::string> mine, my_state;
-    for (const auto& p : named_parameters()) mine.push_back(p.first);
-    const std::set<std::string> held(mine.begin(), mine.end());
-    for (const auto& s : saved.optimizer_state)
-      if (held.count(s.first.substr(0, s.first.rfind('/'))))  // "<parameter>/<slot>"
-        my_state.push_back(s.first);
-    const int64_t experts = config_.model().num_experts();
-    restore_tensors(own_parts(select_tensors(saved.parameters, mine, experts, "parameter")),
-                    named_parameters(), true, "parameter");
-    trainer_->restore(saved.step, own_parts(select_tensors(saved.optimizer_state, my_state, experts,
-                                                           "optimizer state")));
+    restore_tensors(shares_->parameters_from(saved.parameters), named_parameters(), true,
+                    "parameter");
+    trainer_->restore(saved.step, shares_->state_from(saved.optimizer_state));
     data_->train_data().set_position(saved.data);
   }
   if (!writer_) return;
@@ -188,67 +175,17 @@ std::vector<std::pair<std::string, Tensor>> PretrainingRun::named_parameters() c
   return out;
 }
 
-int PretrainingRun::split_axis(const std::string& name) const {
-  // A parameter's own split, or for "<parameter>/<slot>" its optimizer state's.
-  const size_t slash = name.rfind('/');
-  const std::string parameter = slash == std::string::npos ? name : name.substr(0, slash);
-  for (const auto& e : model_->parameters().entries())
-    if (e.name == parameter) {
-      if (e.split.whole() || slash == std::string::npos) return e.split.whole() ? -1 : e.split.axis;
-      return state_split_axis(name.substr(slash + 1), e.tensor.ndim(), e.split.axis);
-    }
-  return -1;
-}
-
-std::vector<std::pair<std::string, Tensor>> PretrainingRun::own_parts(
-    std::vector<std::pair<std::string, Tensor>> whole) const {
-  Communicator* mp = groups_.model_parallel;
-  if (!mp || mp->size() == 1) return whole;
-  for (auto& [name, t] : whole) {
-    const int axis = split_axis(name);
-    if (axis >= 0) t = take_part(t, {axis, mp->size(), mp->rank()});
-  }
-  return whole;
-}
-
 std::string PretrainingRun::save_checkpoint() {
-  std::vector<std::pair<std::string, Tensor>> parameters = named_parameters(),
-                                              state = trainer_->optimizer().state();
-  Communicator* mp = groups_.model_parallel;
-  if (mp && mp->size() > 1) {  // the whole tensors, from every part
-    const auto axis_of = [this](const std::string& name) { return split_axis(name); };
-    parameters = gather_model_parallel(*mp, parameters, axis_of);
-    state = gather_model_parallel(*mp, state, axis_of);
-  }
-  // Expert parallelism: each expert is written by the first replica holding it, in
-  // parallel, the rest by rank 0. Otherwise rank 0 holds (or has gathered) everything.
-  const bool experts_here = expert_writers_ && expert_writers_->rank() == 0;
-  if (!writer_ && !experts_here) parameters.clear(), state.clear();
-  if (expert_writers_) {
-    auto keep_mine = [&](std::vector<std::pair<std::string, Tensor>>& tensors) {
-      std::vector<std::pair<std::string, Tensor>> mine;
-      for (auto& t : tensors)
-        if (is_expert_parameter(t.first) ? experts_here : writer_) mine.push_back(std::move(t));
-      tensors = std::move(mine);
-    };
-    keep_mine(parameters);
-    keep_mine(state);
-  }
   Checkpoint c;
   c.step = steps_done();
   c.model = config_.model();
   c.train = config_;
   c.seed = config_.seed();
   c.data = data_->train_data().position();
-  c.parameters = std::move(parameters);
-  c.optimizer_state = std::move(state);
   SaveOptions o;
   o.keep_last = config_.keep_checkpoints();
-  if (expert_writers_) {
-    const std::string dir = sw::save_checkpoint(*groups_.data_parallel, checkpoint_root(), c, o);
-    return writer_ ? dir : "";
-  }
-  return writer_ ? sw::save_checkpoint(checkpoint_root(), c, o) : "";
+  return shares_->save(std::move(c), named_parameters(), trainer_->optimizer().state(),
+                       checkpoint_root(), o);
 }
 
 EvalMetrics PretrainingRun::evaluate() {

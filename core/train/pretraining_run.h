@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/dist/layout.h"
+#include "core/train/model_shares.h"
 #include "core/train/pretraining_pipeline.h"
 #include "core/train/train_config.h"
 
@@ -49,11 +50,6 @@ class PretrainingRun {
 
  private:
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
-  // Model parallelism: the axis a parameter or optimizer state tensor is split along here
-  // (-1: whole), and this rank's parts of whole tensors.
-  int split_axis(const std::string& name) const;
-  std::vector<std::pair<std::string, Tensor>> own_parts(
-      std::vector<std::pair<std::string, Tensor>> whole) const;
 
   TrainConfig config_;
   std::string out_dir_;
@@ -63,9 +59,8 @@ class PretrainingRun {
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
   ParallelGroups groups_;
-  // Expert parallelism: the ranks holding this rank's experts (their rank 0 saves them).
-  std::unique_ptr<Communicator> expert_writers_;
-  bool writer_ = true;  // rank 0 (or a single process) writes the run's files
+  std::unique_ptr<ModelShares> shares_;  // this rank's share of the model, and saving it
+  bool writer_ = true;                   // rank 0 (or a single process) writes the run's files
 };
 
 // The JSON lines of metrics.jsonl (one object each, no newline).
