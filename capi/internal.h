@@ -16,6 +16,8 @@
 #include "capi/include/libswitch.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/error.h"
+#include "core/dist/layout.h"
+#include "core/train/model_shares.h"
 #include "core/train/pretraining_pipeline.h"
 #include "core/train/train_config.h"
 #include "core/train/trainer.h"
@@ -180,7 +182,13 @@ struct sw_trainer {
   std::unique_ptr<sw::PretrainingPipeline> data;
   sw::DataPosition resume_position;  // where a restored run's data continues
   std::vector<sw::Batch> eval_batches;
-  std::shared_ptr<sw::Communicator> data_parallel;  // null: a single process
+  // A parallel layout (sw_trainer_set_parallel): its ranks (kept alive), their groups, the
+  // replicas a built-in batch is sharded over, and this rank's share of the model.
+  std::shared_ptr<sw::Communicator> world;  // null: a single process
+  std::unique_ptr<sw::ParallelCommunicators> groups;
+  sw::Communicator* replicas = nullptr;
+  std::unique_ptr<sw::ModelShares> shares;
+  bool split_model = false;  // ep or mp > 1: the trainer's model is this rank's share
   bool stepped = false;                             // a step has been taken by this object
   std::mutex mutex;
 };

@@ -63,6 +63,63 @@ std::filesystem::path checkpoint_root_of(const std::string& path) {
   return std::filesystem::exists(p / "manifest.pb") ? p.parent_path() : p;
 }
 
+std::vector<std::pair<std::string, Tensor>> named_parameters(const SwitchTransformer& model) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& e : model.parameters().entries()) out.push_back({e.name, e.tensor});
+  return out;
+}
+
+// Lays a trainer out over world's ranks (collective). With experts or heads split, the
+// trainer's model becomes this rank's share of a copy of the whole one, and a restored
+// trainer's optimizer state goes with it.
+void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const ParallelLayout& layout) {
+  SW_CHECK_ARG(!t.stepped && !t.world,
+               "the parallel layout is set once, before this trainer's first step");
+  const bool split = layout.ep > 1 || layout.mp > 1;
+  SW_CHECK_ARG(!split || t.model->model.device().is_cpu(), "expert and model parallelism run ",
+               "on CPU models in this version");
+  auto groups = std::make_unique<ParallelCommunicators>(*world, layout);  // collective
+  const ParallelGroups& g = groups->groups();
+  const int64_t replicas = g.data_parallel ? g.data_parallel->size() : 1;
+  SW_CHECK_ARG(t.config.batch_size() % (replicas * t.config.micro_batches()) == 0, "batch_size ",
+               t.config.batch_size(), " does not split into ", replicas, " replicas x ",
+               t.config.micro_batches(), " micro-batches");
+  std::unique_lock lock(t.model->mutex);
+  std::shared_ptr<ModelState> model = t.model;
+  std::unique_ptr<Trainer> trainer;
+  if (split) {
+    const SwitchTransformer& whole = t.model->model;
+    model = std::make_shared<ModelState>(SwitchTransformer(whole.config(), whole.seed(), DType::f32,
+                                                           Device::cpu(), g.expert_parallel,
+                                                           g.model_parallel));
+    model->threads = t.model->threads;
+  }
+  auto shares = std::make_unique<ModelShares>(model->model, g);  // collective under ep
+  if (split) {
+    restore_tensors(shares->parameters_from(named_parameters(t.model->model)),
+                    named_parameters(model->model), true, "parameter");
+    TrainOptions options = train_options(t.config);
+    options.data_parallel = g.data_parallel;
+    options.expert_parallel = g.expert_parallel;
+    trainer = std::make_unique<Trainer>(model->model, options);
+    if (t.trainer->steps_done() > 0)
+      trainer->restore(t.trainer->steps_done(), shares->state_from(t.trainer->optimizer().state()));
+  }
+  lock.unlock();
+  // Nothing above changed the trainer; from here nothing throws.
+  t.world = std::move(world);
+  t.replicas = g.data_parallel;
+  t.groups = std::move(groups);
+  t.shares = std::move(shares);
+  t.split_model = split;
+  if (split) {
+    t.model = std::move(model);
+    t.trainer = std::move(trainer);
+  } else {
+    t.trainer->set_data_parallel(t.replicas);
+  }
+}
+
 sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
   validate(config);
   SW_CHECK(model->model.device().is_cpu(), Status::kUnsupported,
@@ -107,7 +164,7 @@ sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics
     } else {
       before = pipeline(t).train_data().position();
       b = t.data->next_batch(t.model->model.config());
-      if (t.data_parallel) b = sw::shard_batch(b, t.data_parallel->rank(), t.data_parallel->size());
+      if (t.replicas) b = sw::shard_batch(b, t.replicas->rank(), t.replicas->size());
     }
     std::unique_lock lock(t.model->mutex);
     ScopedThreads threads(t.model->threads);
@@ -154,18 +211,24 @@ sw_status sw_trainer_save(sw_trainer* trainer, const char* root) {
     c.train = t.config;
     c.seed = t.model->model.seed();
     c.data = t.data ? t.data->train_data().position() : t.resume_position;
-    for (const auto& e : t.model->model.parameters().entries())
-      c.parameters.push_back({e.name, e.tensor.to(sw::Device::cpu())});
-    c.optimizer_state = t.trainer->optimizer().state();
+    sw::SaveOptions options;
+    options.keep_last = t.config.keep_checkpoints();
+    const bool writer = !t.shares || t.shares->writer();
     // The tokenizer first: a checkpoint that `latest` names always has its tokenizer.
-    if (t.data) {
+    if (t.data && writer) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       SW_CHECK(!ec, sw::Status::kIo, "cannot create ", dir, ": ", ec.message());
       t.data->tokenizer().save(dir + "/tokenizer.model");
     }
-    sw::SaveOptions options;
-    options.keep_last = t.config.keep_checkpoints();
+    if (t.shares) {  // collective: the whole model from every rank's share
+      t.shares->save(std::move(c), named_parameters(t.model->model), t.trainer->optimizer().state(),
+                     dir, options);
+      return;
+    }
+    for (const auto& e : t.model->model.parameters().entries())
+      c.parameters.push_back({e.name, e.tensor.to(sw::Device::cpu())});
+    c.optimizer_state = t.trainer->optimizer().state();
     sw::save_checkpoint(dir, c, options);
   });
 }
@@ -197,6 +260,10 @@ sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** 
 sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out) {
   return guard(__func__, [&] {
     sw_trainer& t = trainer_arg(trainer);
+    SW_CHECK(!t.split_model, sw::Status::kUnsupported,
+             "this rank holds only its share of the trainer's model (sw_trainer_set_parallel "
+             "with ep or mp): save a checkpoint with sw_trainer_save and load it with "
+             "sw_model_load");
     put_out(out, [&] { return new_model_handle(t.model); });
   });
 }
@@ -232,12 +299,37 @@ sw_status sw_trainer_set_data_parallel(sw_trainer* trainer, sw_communicator* com
     sw_trainer& t = trainer_arg(trainer);
     const sw_communicator& c = deref(comm, "comm");
     std::lock_guard trainer_lock(t.mutex);
-    SW_CHECK_ARG(!t.stepped, "data parallelism is set before this trainer's first step");
-    SW_CHECK_ARG(t.config.batch_size() % (c.comm->size() * t.config.micro_batches()) == 0,
-                 "batch_size ", t.config.batch_size(), " does not split into ", c.comm->size(),
-                 " replicas x ", t.config.micro_batches(), " micro-batches");
-    t.data_parallel = c.comm;
-    t.trainer->set_data_parallel(t.data_parallel.get());
+    sw::ParallelLayout layout;
+    layout.dp = c.comm->size();
+    set_layout(t, c.comm, layout);
+  });
+}
+
+sw_status sw_trainer_set_parallel(sw_trainer* trainer, sw_communicator* comm, const char* layout) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    const sw_communicator& c = deref(comm, "comm");
+    const std::string spec = string_arg(layout, "layout");
+    std::lock_guard trainer_lock(t.mutex);
+    set_layout(t, c.comm, sw::parse_parallel_layout(spec, c.comm->size()));
+  });
+}
+
+sw_status sw_communicator_split(const sw_communicator* comm, int color, int key,
+                                sw_communicator** out) {
+  return guard(__func__, [&] {
+    sw_communicator** target = &deref(out, "out");
+    std::shared_ptr<sw::Communicator> part = deref(comm, "comm").comm->split(color, key);
+    *target = new sw_communicator{std::move(part)};
+  });
+}
+
+sw_status sw_communicator_from_mpi(const void* mpi_comm, sw_communicator** out) {
+  return guard(__func__, [&] {
+    sw_communicator** target = &deref(out, "out");
+    SW_CHECK_ARG(mpi_comm != nullptr, "mpi_comm is NULL");
+    std::shared_ptr<sw::Communicator> comm = sw::mpi_communicator(mpi_comm);
+    *target = new sw_communicator{std::move(comm)};
   });
 }
 

@@ -422,8 +422,35 @@ SW_API void sw_communicator_destroy(sw_communicator* comm);
  * replica takes the single-process step on the global batch, bit for bit. sw_trainer_step
  * with a caller batch takes this rank's shard; with NULL, every rank draws the global
  * built-in batch and steps on its shard (batch_size must split over the ranks and
- * micro_batches). The trainer keeps the communicator alive. Before the first step only. */
+ * micro_batches). The trainer keeps the communicator alive. Before the first step only;
+ * sw_trainer_save then writes from rank 0 only. */
 SW_API sw_status sw_trainer_set_data_parallel(sw_trainer* trainer, sw_communicator* comm);
+
+/* A communicator over an MPI communicator of the caller's: mpi_comm points to an MPI_Comm
+ * of the MPI libswitch was built with (&comm in C; MPI._addressof(comm) from mpi4py). It
+ * is duplicated, so the caller may free its own. The caller initialises MPI. Collective
+ * over its ranks. SW_ERR_UNSUPPORTED in a build without MPI. */
+SW_API sw_status sw_communicator_from_mpi(const void* mpi_comm, sw_communicator** out);
+/* The ranks of comm that pass the same color (>= 0), ordered by key (collective over
+ * comm): an explicit subset of the ranks, e.g. two jobs in one launch. */
+SW_API sw_status sw_communicator_split(const sw_communicator* comm, int color, int key,
+                                       sw_communicator** out);
+
+/* Lays the trainer out over comm's ranks (collective; every rank calls it with the same
+ * config, model and layout, before the first step): layout is "dp=N" (as
+ * sw_trainer_set_data_parallel), "dp=N,ep=M" (each group of M consecutive ranks splits
+ * every sparse layer's experts and exchanges tokens) or "dp=N,mp=M" (each group of M
+ * consecutive ranks splits the attention heads and d_ff); without dp, dp is what ep or mp
+ * leave of the ranks. With ep or mp the trainer trains its own copy of the model split
+ * over the ranks, each holding its share (the model handle given to sw_trainer_create
+ * keeps the whole model as it was, and sw_trainer_model is refused); a restored trainer
+ * carries its optimizer state into the shares. Caller batches: each rank passes its
+ * replica's shard (the ranks of an mp group pass the same batch; under ep every rank is a
+ * replica). sw_trainer_step, sw_trainer_evaluate and sw_trainer_save are collective;
+ * sw_trainer_save writes the whole model from rank 0 (experts from their owners), so a
+ * checkpoint continues at any layout or in one process. */
+SW_API sw_status sw_trainer_set_parallel(sw_trainer* trainer, sw_communicator* comm,
+                                         const char* layout);
 
 #ifdef __cplusplus
 } /* extern "C" */

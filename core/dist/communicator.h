@@ -51,6 +51,10 @@ std::unique_ptr<Communicator> local_communicator();
 // MPI_COMM_WORLD, MPI initialised on first use (finalised at exit). A build without MPI
 // says so (Status::kUnsupported).
 std::unique_ptr<Communicator> mpi_world();
+// The ranks of a caller's MPI communicator: `mpi_comm` points to an MPI_Comm of the MPI
+// this library was built with, duplicated here (the caller keeps and frees its own). The
+// caller has initialised MPI. kUnsupported in a build without MPI.
+std::unique_ptr<Communicator> mpi_communicator(const void* mpi_comm);
 bool mpi_built();
 // NCCL over this process's CUDA device, one rank per bootstrap rank (the bootstrap, e.g.
 // mpi_world(), carries the unique id). A build without NCCL says so (kUnsupported).

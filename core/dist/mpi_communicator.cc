@@ -168,4 +168,15 @@ std::unique_ptr<Communicator> mpi_world() {
   return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
 }
 
+std::unique_ptr<Communicator> mpi_communicator(const void* mpi_comm) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  SW_CHECK(initialized, Status::kDistributed,
+           "mpi_comm: MPI is not initialised (the caller of a communicator of its own "
+           "initialises MPI)");
+  MPI_Comm dup;
+  check_mpi(MPI_Comm_dup(*static_cast<const MPI_Comm*>(mpi_comm), &dup), "MPI_Comm_dup");
+  return std::make_unique<MpiCommunicator>(dup, true);
+}
+
 }  // namespace sw
