@@ -185,6 +185,8 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_cancel_is_requested;
 %ignore sw_model_validate;
 %ignore sw_communicator_from_env;
+%ignore sw_communicator_from_mpi;
+%ignore sw_communicator_split;
 %ignore sw_communicator_rank;
 %ignore sw_communicator_size;
 %ignore sw_batch;
@@ -503,6 +505,17 @@ int swb_cancel_is_requested(const sw_cancel* cancel) {
 sw_communicator* swb_communicator_from_env(void) {
   sw_communicator* c = NULL;
   swb_record(sw_communicator_from_env(&c));
+  return c;
+}
+/* mpi_comm_address: the address of an MPI_Comm (mpi4py's MPI._addressof(comm)). */
+sw_communicator* swb_communicator_from_mpi(uint64_t mpi_comm_address) {
+  sw_communicator* c = NULL;
+  swb_record(sw_communicator_from_mpi((const void*)(uintptr_t)mpi_comm_address, &c));
+  return c;
+}
+sw_communicator* swb_communicator_split(const sw_communicator* comm, int color, int key) {
+  sw_communicator* c = NULL;
+  swb_record(sw_communicator_split(comm, color, key, &c));
   return c;
 }
 int swb_communicator_rank(const sw_communicator* comm) {

@@ -746,6 +746,14 @@ func (t *Trainer) SetDataParallel(comm *Communicator) error {
 	return check(func() int { return int(raw.Sw_trainer_set_data_parallel(t.ptr, comm.ptr)) })
 }
 
+// SetParallel lays this trainer out over comm's ranks (collective, before its first step):
+// "dp=N", "dp=N,ep=M" (experts split over groups of M ranks) or "dp=N,mp=M" (heads and
+// d_ff split). Under ep or mp each rank trains its share of a copy of the model (Model is
+// then refused); steps take this replica's shard; Save writes the whole model.
+func (t *Trainer) SetParallel(comm *Communicator, layout string) error {
+	return check(func() int { return int(raw.Sw_trainer_set_parallel(t.ptr, comm.ptr, layout)) })
+}
+
 // Step takes one optimizer step on b (labels required), or on the next built-in batch
 // when b is nil.
 func (t *Trainer) Step(b *Batch) (Metrics, error) { return t.run(0, b) }
@@ -769,13 +777,7 @@ type Communicator struct{ ptr raw.Struct_SS_sw_communicator }
 
 // CommunicatorFromEnv is the launch's world.
 func CommunicatorFromEnv() (*Communicator, error) {
-	ptr, err := call(raw.Swb_communicator_from_env)
-	if err != nil {
-		return nil, err
-	}
-	c := &Communicator{ptr}
-	runtime.SetFinalizer(c, (*Communicator).Close)
-	return c, nil
+	return newCommunicator(call(raw.Swb_communicator_from_env))
 }
 
 // Close releases the communicator.
@@ -784,6 +786,31 @@ func (c *Communicator) Close() {
 		raw.Sw_communicator_destroy(c.ptr)
 		c.ptr = nil
 	}
+}
+
+// CommunicatorFromMPI is the ranks of an MPI communicator of the caller's, from the
+// address of its MPI_Comm (duplicated; the caller initialises MPI, with the MPI libswitch
+// was built with).
+func CommunicatorFromMPI(mpiCommAddress uintptr) (*Communicator, error) {
+	return newCommunicator(call(func() raw.Struct_SS_sw_communicator {
+		return raw.Swb_communicator_from_mpi(uint64(mpiCommAddress))
+	}))
+}
+
+// Split is the ranks passing the same color (>= 0), ordered by key (collective).
+func (c *Communicator) Split(color, key int) (*Communicator, error) {
+	return newCommunicator(call(func() raw.Struct_SS_sw_communicator {
+		return raw.Swb_communicator_split(c.ptr, color, key)
+	}))
+}
+
+func newCommunicator(ptr raw.Struct_SS_sw_communicator, err error) (*Communicator, error) {
+	if err != nil {
+		return nil, err
+	}
+	c := &Communicator{ptr}
+	runtime.SetFinalizer(c, (*Communicator).Close)
+	return c, nil
 }
 
 func (c *Communicator) Rank() (int, error) {

@@ -499,6 +499,14 @@ func TestRestOfTheSurface(t *testing.T) {
 	if must(world.Rank())(t) != 0 || must(world.Size())(t) != 1 {
 		t.Fatal("world of one")
 	}
+	alone := must(world.Split(0, 0))(t)
+	defer alone.Close()
+	if must(alone.Size())(t) != 1 {
+		t.Fatal("a split of one rank")
+	}
+	if err := trainer.SetParallel(world, "ep=2"); err == nil {
+		t.Fatal("ep=2 over one rank accepted")
+	}
 	if err := trainer.SetDataParallel(world); err != nil {
 		t.Fatal(err)
 	}

@@ -552,6 +552,18 @@ class Communicator(_Handle):
     def from_env(cls) -> "Communicator":
         return cls()
 
+    @classmethod
+    def from_mpi4py(cls, comm) -> "Communicator":
+        """The ranks of an mpi4py communicator (duplicated; libswitch's MPI must be the one
+        mpi4py was built with)."""
+        from mpi4py import MPI  # noqa: F401 - only callers with mpi4py get here
+        return cls(_ptr=_checked(_raw.swb_communicator_from_mpi(MPI._addressof(comm))))
+
+    def split(self, color: int, key: int) -> "Communicator":
+        """The ranks passing the same color (>= 0), ordered by key (collective)."""
+        return Communicator(_ptr=_checked(_raw.swb_communicator_split(self._handle, int(color),
+                                                                      int(key))))
+
     @property
     def rank(self) -> int:
         return _checked(_raw.swb_communicator_rank(self._handle))
@@ -615,6 +627,14 @@ class Trainer(_Handle):
         """Makes this trainer one data-parallel replica over comm's ranks (before its first
         step): each rank steps on its shard; all take the global batch's step."""
         _check(_raw.sw_trainer_set_data_parallel(self._handle, comm._handle))
+
+    def set_parallel(self, comm: Communicator, layout: str) -> None:
+        """Lays this trainer out over comm's ranks (collective, before its first step):
+        "dp=N", "dp=N,ep=M" (experts split over groups of M ranks) or "dp=N,mp=M" (heads
+        and d_ff split). Under ep or mp each rank trains its share of a copy of the model
+        (``model`` is then refused); ``step`` takes this replica's shard, and ``save``
+        writes the whole model from rank 0."""
+        _check(_raw.sw_trainer_set_parallel(self._handle, comm._handle, str(layout)))
 
 
 __all__ = [

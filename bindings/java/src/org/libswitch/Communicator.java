@@ -17,6 +17,21 @@ public final class Communicator extends NativeHandle<SWIGTYPE_p_sw_communicator>
     return new Communicator(LibSwitch.checked(libswitch_raw.swb_communicator_from_env()));
   }
 
+  /**
+   * The ranks of an MPI communicator of the caller's, from the address of its MPI_Comm
+   * (duplicated; the caller initialises MPI, with the MPI libswitch was built with).
+   */
+  public static Communicator fromMpiAddress(long mpiCommAddress) {
+    LibSwitch.load();
+    return new Communicator(LibSwitch.checked(
+        libswitch_raw.swb_communicator_from_mpi(java.math.BigInteger.valueOf(mpiCommAddress))));
+  }
+
+  /** The ranks passing the same color (>= 0), ordered by key (collective). */
+  public Communicator split(int color, int key) {
+    return new Communicator(LibSwitch.checked(libswitch_raw.swb_communicator_split(handle(), color, key)));
+  }
+
   public int rank() {
     return LibSwitch.checked(libswitch_raw.swb_communicator_rank(handle()));
   }

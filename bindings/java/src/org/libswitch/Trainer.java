@@ -31,6 +31,16 @@ public final class Trainer extends NativeHandle<SWIGTYPE_p_sw_trainer> {
     LibSwitch.check(libswitch_raw.sw_trainer_set_data_parallel(handle(), comm.handle()));
   }
 
+  /**
+   * Lays this trainer out over comm's ranks (collective, before its first step): "dp=N",
+   * "dp=N,ep=M" (experts split over groups of M ranks) or "dp=N,mp=M" (heads and d_ff
+   * split). Under ep or mp each rank trains its share of a copy of the model ({@link
+   * #model()} is then refused); steps take this replica's shard; save writes the whole model.
+   */
+  public void setParallel(Communicator comm, String layout) {
+    LibSwitch.check(libswitch_raw.sw_trainer_set_parallel(handle(), comm.handle(), layout));
+  }
+
   /** The model being trained (another handle to it; close it too). */
   public Model model() {
     return new Model(LibSwitch.checked(libswitch_raw.swb_trainer_model(handle())));

@@ -277,6 +277,10 @@ public class LibSwitchTest {
           Trainer trainer = new Trainer(m, t)) {
         assertEquals(0, world.rank());
         assertEquals(1, world.size());
+        try (Communicator alone = world.split(0, 0)) {
+          assertEquals(1, alone.size());
+        }
+        expect(Status.INVALID_ARGUMENT, "ep=2", () -> trainer.setParallel(world, "ep=2"));
         trainer.setDataParallel(world);
         assertEquals(1, trainer.step(batch()).step());
       }
