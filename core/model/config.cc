@@ -5,9 +5,9 @@
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <memory>
-#include <regex>
 
 #include "core/tensor/error.h"
 
@@ -24,11 +24,21 @@ std::string field_at(const std::string& text, int line, int column) {
   }
   if (begin == std::string::npos) return "";
   const size_t end = std::min(text.find('\n', begin), begin + static_cast<size_t>(column) + 1);
-  static const std::regex field(R"(([A-Za-z_][A-Za-z0-9_]*)\s*(:|\{))");
+  const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   std::string name;
-  const std::string prefix = text.substr(begin, end - begin);
-  for (std::sregex_iterator it(prefix.begin(), prefix.end(), field), last; it != last; ++it)
-    name = (*it)[1];
+  for (size_t i = begin; i < end;) {
+    if (!word(text[i])) {
+      ++i;
+      continue;
+    }
+    const size_t start = i;
+    while (i < end && word(text[i])) ++i;
+    size_t after = i;
+    while (after < end && (text[after] == ' ' || text[after] == '\t')) ++after;
+    if (after < end && (text[after] == ':' || text[after] == '{') &&
+        !std::isdigit(static_cast<unsigned char>(text[start])))
+      name = text.substr(start, i - start);
+  }
   return name;
 }
 

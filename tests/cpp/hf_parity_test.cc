@@ -80,4 +80,41 @@ TEST_F(HfParity, GenerateMatchesTransformers) {
             expected["beam3"].get<std::vector<std::vector<int32_t>>>());
 }
 
+// A model made to generate varied rows that end at different steps, with more finished
+// beam hypotheses than beams (tests/reference/make_hf_fixture.py --varied-generation):
+// greedy and beam search, early_stopping false and true, and a length penalty, each equal
+// to transformers' generate.
+TEST(HfParityVaried, GenerateMatchesTransformersOnRowsOfDifferentLengths) {
+  const std::string dir = kFixture + "/../hf_generate_fixture";
+  nlohmann::json expected;
+  std::ifstream(dir + "/expected_generate.json") >> expected;
+  ASSERT_FALSE(expected.is_null()) << "no expected_generate.json in " << dir;
+  const sw::SwitchTransformer model =
+      sw::import_hf(dir + "/config.json", dir + "/model.safetensors");
+  const sw::SafetensorsFile inputs = sw::read_safetensors(dir + "/inputs.safetensors");
+  const sw::Tensor& ids = inputs.tensors.at("input_ids");
+  const sw::Tensor& mask = inputs.tensors.at("attention_mask");
+  struct Run {
+    const char* name;
+    int64_t beams;
+    double length_penalty;
+    bool early_stopping;
+  };
+  for (const Run& run : {Run{"greedy", 1, 1.0, false}, Run{"beam3", 3, 1.0, false},
+                         Run{"beam3_early", 3, 1.0, true}, Run{"beam4_penalty", 4, 0.6, false}}) {
+    sw::GenerateOptions o;
+    o.max_new_tokens = expected["max_new_tokens"].get<int64_t>();
+    o.num_beams = run.beams;
+    o.length_penalty = run.length_penalty;
+    o.early_stopping = run.early_stopping;
+    EXPECT_EQ(sw::generate(model, ids, mask, o),
+              expected[run.name].get<std::vector<std::vector<int32_t>>>())
+        << run.name;
+  }
+  // The fixture shows what it is for: rows of different lengths, some ended by eos.
+  const auto greedy = expected["greedy"].get<std::vector<std::vector<int32_t>>>();
+  EXPECT_NE(greedy[0].size(), greedy[1].size());
+  EXPECT_NE(expected["beam3"], expected["beam3_early"]);
+}
+
 }  // namespace

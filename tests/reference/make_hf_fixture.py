@@ -7,9 +7,13 @@ tests/cpp/hf_parity_test.cc, which imports the model and must match.
 
 usage: make_hf_fixture.py [OUT_DIR]   (default: tests/reference/hf_fixture)
        make_hf_fixture.py --generate [OUT_DIR]
+       make_hf_fixture.py --varied-generation [OUT_DIR]  (default: .../hf_generate_fixture)
 The second form leaves the model and the forward outputs as they are and adds
 expected_generate.json: HF `generate` on the fixture's batch (greedy, and beam search),
-read by tests/cpp/hf_parity_test.cc.
+read by tests/cpp/hf_parity_test.cc. The third writes a model whose generations vary: its
+weights scaled up so the tokens depend on the input, and the eos logit raised so rows end
+at different steps and more beam hypotheses finish than there are beams; the seed is the
+first whose greedy and beam-search outputs (early_stopping false and true) show all that.
 """
 import json
 import os
@@ -102,5 +106,75 @@ def generate():
     print(json.dumps(result, indent=2))
 
 
+VARIED_NEW_TOKENS = 12
+
+
+def varied_case(seed):
+    """A random model made to generate varied, differently long rows; None if this seed's
+    outputs do not show what the test needs."""
+    torch.manual_seed(seed)
+    config = SwitchTransformersConfig(
+        vocab_size=48, d_model=32, d_kv=8, d_ff=64, num_heads=4, num_layers=2,
+        num_decoder_layers=2, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
+        num_experts=4, expert_capacity=8, dropout_rate=0.0, decoder_start_token_id=0,
+        eos_token_id=1, pad_token_id=0)
+    model = SwitchTransformersForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed" in name or "shared" in name or name.endswith(("wi.weight", "wo.weight")):
+                p.mul_(4.0)
+        model.shared.weight[1] += 0.5 * model.shared.weight[1].abs().mean()
+    input_ids = torch.randint(2, 48, (3, 9))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[2, 6:] = 0
+    runs = {"greedy": {"num_beams": 1},
+            "beam3": {"num_beams": 3, "length_penalty": 1.0, "early_stopping": False},
+            "beam3_early": {"num_beams": 3, "length_penalty": 1.0, "early_stopping": True},
+            "beam4_penalty": {"num_beams": 4, "length_penalty": 0.6, "early_stopping": False}}
+    result = {}
+    with torch.no_grad():
+        for name, options in runs.items():
+            ids = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                 max_new_tokens=VARIED_NEW_TOKENS, do_sample=False, **options)
+            rows = []
+            for row in ids[:, 1:].tolist():
+                rows.append(row[:row.index(1)] if 1 in row else row)
+            result[name] = rows
+    greedy_lengths = {len(r) for r in result["greedy"]}
+    varied = all(len(set(r)) > 2 for r in result["greedy"] if len(r) > 3)
+    if (len(greedy_lengths) < 3 or max(greedy_lengths) >= VARIED_NEW_TOKENS or not varied
+            or result["beam3"] == result["beam3_early"]):
+        return None
+    return model, input_ids, attention_mask, result
+
+
+def varied_generation():
+    args = [a for a in sys.argv[1:] if a != "--varied-generation"]
+    out = args[0] if args else os.path.join(os.path.dirname(__file__), "hf_generate_fixture")
+    for seed in range(2000):
+        case = varied_case(seed)
+        if case:
+            break
+    else:
+        sys.exit("no seed in 0..1999 gives varied generations")
+    model, input_ids, attention_mask, result = case
+    model.save_pretrained(out, safe_serialization=True)
+    safetensors.numpy.save_file(
+        {"input_ids": input_ids.numpy().astype(np.int32),
+         "attention_mask": attention_mask.numpy().astype(np.int32)},
+        os.path.join(out, "inputs.safetensors"))
+    result = {"transformers_version": transformers.__version__, "torch_version": torch.__version__,
+              "seed": seed, "max_new_tokens": VARIED_NEW_TOKENS, **result}
+    with open(os.path.join(out, "expected_generate.json"), "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    print(json.dumps(result))
+
+
 if __name__ == "__main__":
-    generate() if "--generate" in sys.argv else main()
+    if "--varied-generation" in sys.argv:
+        varied_generation()
+    elif "--generate" in sys.argv:
+        generate()
+    else:
+        main()
