@@ -553,11 +553,16 @@ class Communicator(_Handle):
         return cls()
 
     @classmethod
+    def from_mpi_address(cls, address: int) -> "Communicator":
+        """The ranks of the MPI communicator whose MPI_Comm handle is at ``address``
+        (duplicated; the caller initialised MPI, the one libswitch was built with)."""
+        return cls(_ptr=_checked(_raw.swb_communicator_from_mpi(int(address))))
+
+    @classmethod
     def from_mpi4py(cls, comm) -> "Communicator":
-        """The ranks of an mpi4py communicator (duplicated; libswitch's MPI must be the one
-        mpi4py was built with)."""
-        from mpi4py import MPI  # noqa: F401 - only callers with mpi4py get here
-        return cls(_ptr=_checked(_raw.swb_communicator_from_mpi(MPI._addressof(comm))))
+        """The ranks of an mpi4py communicator (mpi4py built with libswitch's MPI)."""
+        from mpi4py import MPI  # only callers with mpi4py get here
+        return cls.from_mpi_address(MPI._addressof(comm))
 
     def split(self, color: int, key: int) -> "Communicator":
         """The ranks passing the same color (>= 0), ordered by key (collective)."""

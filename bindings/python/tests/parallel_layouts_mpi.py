@@ -2,7 +2,9 @@
 python.parallel_layouts.mpi.np4): for "dp=2,ep=2" and "dp=2,mp=2" each rank trains its
 share on its replica's shard of a global batch while, in the same process, one trainer
 takes the whole batch in as many micro-batches; the losses agree within 1e-5. Also a split
-communicator. Exit status 1 on any rank that disagrees."""
+communicator and one from an MPI_Comm handle. Exit status 1 on any rank that disagrees."""
+import ctypes
+import ctypes.util
 import sys
 
 import numpy as np
@@ -14,6 +16,12 @@ rank, size = world.rank, world.size
 assert size == 4, "run me with mpirun -np 4"
 with world.split(rank // 2, rank) as half:
     assert (half.size, half.rank) == (2, rank % 2)
+# A communicator from an MPI_Comm handle of the caller's: Open MPI's MPI_COMM_WORLD is the
+# address of ompi_mpi_comm_world (mpi4py's MPI._addressof gives the same kind of address).
+libmpi = ctypes.CDLL(ctypes.util.find_library("mpi"), mode=ctypes.RTLD_GLOBAL)
+handle = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(libmpi, "ompi_mpi_comm_world")))
+with sw.Communicator.from_mpi_address(ctypes.addressof(handle)) as caller:
+    assert (caller.rank, caller.size) == (rank, size)
 
 GLOBAL, INPUT, TARGET = 8, 10, 4
 ids = (3 + (np.arange(GLOBAL * INPUT) * 37) % 380).reshape(GLOBAL, INPUT)
