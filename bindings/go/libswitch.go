@@ -685,7 +685,10 @@ type Trainer struct{ ptr raw.Struct_SS_sw_trainer }
 
 // NewTrainer makes a trainer for model with a training config.
 func NewTrainer(model *Model, config *Config) (*Trainer, error) {
-	ptr, err := call(func() raw.Struct_SS_sw_trainer { return raw.Swb_trainer_create(model.ptr, config.ptr) })
+	return newTrainer(call(func() raw.Struct_SS_sw_trainer { return raw.Swb_trainer_create(model.ptr, config.ptr) }))
+}
+
+func newTrainer(ptr raw.Struct_SS_sw_trainer, err error) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -725,13 +728,7 @@ func (t *Trainer) run(evaluate int, b *Batch) (Metrics, error) {
 // RestoreTrainer continues a checkpoint written by Trainer.Save (or `switch train`): its
 // model, optimizer state, step and data position. device: "cpu".
 func RestoreTrainer(path, device string) (*Trainer, error) {
-	ptr, err := call(func() raw.Struct_SS_sw_trainer { return raw.Swb_trainer_restore(path, device) })
-	if err != nil {
-		return nil, err
-	}
-	t := &Trainer{ptr}
-	runtime.SetFinalizer(t, (*Trainer).Close)
-	return t, nil
+	return newTrainer(call(func() raw.Struct_SS_sw_trainer { return raw.Swb_trainer_restore(path, device) }))
 }
 
 // Model is another handle to the model being trained (close it too).

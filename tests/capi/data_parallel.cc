@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "global_batch.h"
 #include "libswitch.hpp"
 
 int main() try {
@@ -18,24 +19,9 @@ int main() try {
   int rank = 0, size = 1;
   sw_communicator_rank(comm, &rank);
   sw_communicator_size(comm, &size);
-  const int64_t per_rank = 2, global = per_rank * size, input_len = 10, target_len = 4;
-  libswitch::Batch whole;
-  whole.batch = global;
-  whole.input_len = input_len;
-  whole.target_len = target_len;
-  for (int64_t i = 0; i < global * input_len; ++i) whole.input_ids.push_back(3 + (i * 37) % 380);
-  for (int64_t i = 0; i < global * target_len; ++i)
-    whole.decoder_input_ids.push_back(3 + (i * 101) % 380);
-  whole.labels = whole.decoder_input_ids;
-  libswitch::Batch shard = whole;
-  shard.batch = per_rank;
-  auto rows = [&](const std::vector<int32_t>& v, int64_t len) {
-    return std::vector<int32_t>(v.begin() + rank * per_rank * len,
-                                v.begin() + (rank + 1) * per_rank * len);
-  };
-  shard.input_ids = rows(whole.input_ids, input_len);
-  shard.decoder_input_ids = rows(whole.decoder_input_ids, target_len);
-  shard.labels = rows(whole.labels, target_len);
+  const int64_t per_rank = 2, global = per_rank * size;
+  const libswitch::Batch whole = sw_test::global_batch(global, 10, 4);
+  const libswitch::Batch shard = sw_test::rows_of(whole, rank * per_rank, per_rank);
 
   libswitch::Config config = libswitch::Config::preset("tiny");
   const std::string text =

@@ -14,9 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "global_batch.h"
 #include "libswitch.hpp"
 
 namespace {
+
+using sw_test::rows_of;
 
 int rank = 0, size = 1, failures = 0;
 
@@ -29,18 +32,6 @@ void expect(bool ok, const std::string& what) {
 
 void check(sw_status s) {
   if (s != SW_OK) throw libswitch::Error(s, sw_last_error());
-}
-
-libswitch::Batch rows_of(const libswitch::Batch& whole, int64_t first, int64_t count) {
-  libswitch::Batch b = whole;
-  b.batch = count;
-  auto cut = [&](const std::vector<int32_t>& v, int64_t len) {
-    return std::vector<int32_t>(v.begin() + first * len, v.begin() + (first + count) * len);
-  };
-  b.input_ids = cut(whole.input_ids, whole.input_len);
-  b.decoder_input_ids = cut(whole.decoder_input_ids, whole.target_len);
-  b.labels = cut(whole.labels, whole.target_len);
-  return b;
 }
 
 // ||a - b|| / ||b|| over every parameter of two models.
@@ -84,15 +75,8 @@ int main(int argc, char** argv) try {
              std::strstr(sw_last_error(), "color"),
          "a negative color is refused by name");
 
-  const int64_t global = 8, input_len = 10, target_len = 4;
-  libswitch::Batch whole;
-  whole.batch = global;
-  whole.input_len = input_len;
-  whole.target_len = target_len;
-  for (int64_t i = 0; i < global * input_len; ++i) whole.input_ids.push_back(3 + (i * 37) % 380);
-  for (int64_t i = 0; i < global * target_len; ++i)
-    whole.decoder_input_ids.push_back(3 + (i * 101) % 380);
-  whole.labels = whole.decoder_input_ids;
+  const int64_t global = 8;
+  const libswitch::Batch whole = sw_test::global_batch(global, 10, 4);
   libswitch::Config config = libswitch::Config::preset("tiny");
   config.set("dropout_rate", 0.0).set("expert_dropout_rate", 0.0);
 
