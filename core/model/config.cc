@@ -23,7 +23,10 @@ std::string field_at(const std::string& text, int line, int column) {
     if (begin != std::string::npos) ++begin;
   }
   if (begin == std::string::npos) return "";
-  const size_t end = std::min(text.find('\n', begin), begin + static_cast<size_t>(column) + 1);
+  // Up to the error's column, within the line and the text (an error at the end of the
+  // text may sit past its last character).
+  const size_t end = std::min({text.find('\n', begin), text.size(),
+                               begin + static_cast<size_t>(std::max(column, 0)) + 1});
   const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   std::string name;
   for (size_t i = begin; i < end;) {

@@ -79,6 +79,8 @@ TEST(Config, SyntaxErrorsGiveLineAndColumn) {
             std::string::npos)
       << error_of("d_model: 32\nd_ff: \"big\"");
   EXPECT_NE(error_of("activation: SWISH").find("(field activation)"), std::string::npos);
+  // An error at the very end of the text (its column past the last character).
+  EXPECT_NE(error_of("d_model: 32\nd_ff").find("line 2"), std::string::npos);
   try {
     train_config_from_text("learning_rate: 0.1\nmodel { d_model: 32 num_heads: x }");
     ADD_FAILURE() << "a bad nested value was accepted";
