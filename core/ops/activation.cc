@@ -38,19 +38,19 @@ Tensor gated_gelu(const Tensor& gate, const Tensor& linear) {
 
 Tensor relu_backward(const Tensor& dy, const Tensor& x) {
   check_pair(dy, x, "relu backward", "dy", "x");
-  if (on_cuda(x)) no_kernel("relu backward", x);
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::relu_backward(dy, x));
   return cpu::relu_backward(dy, x);
 }
 
 Tensor gelu_backward(const Tensor& dy, const Tensor& x) {
   check_pair(dy, x, "gelu backward", "dy", "x");
-  if (on_cuda(x)) no_kernel("gelu backward", x);
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::gelu_backward(dy, x));
   return cpu::gelu_backward(dy, x);
 }
 
 Tensor gelu_exact_backward(const Tensor& dy, const Tensor& x) {
   check_pair(dy, x, "gelu_exact backward", "dy", "x");
-  if (on_cuda(x)) no_kernel("gelu_exact backward", x);
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::gelu_exact_backward(dy, x));
   return cpu::gelu_exact_backward(dy, x);
 }
 
@@ -58,7 +58,8 @@ void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& lin
                          Tensor& dlinear) {
   check_pair(gate, linear, "gated_gelu backward", "gate", "linear");
   check_pair(dy, gate, "gated_gelu backward", "dy", "gate");
-  if (on_cuda(gate)) no_kernel("gated_gelu backward", gate);
+  if (on_cuda(gate))
+    SW_RUN_ON_CUDA(kernels::gated_gelu_backward(dy, gate, linear, dgate, dlinear));
   cpu::gated_gelu_backward(dy, gate, linear, dgate, dlinear);
 }
 

@@ -10,6 +10,7 @@
 #include "core/ops/capacity.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/dropout.h"
+#include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
 #include "core/ops/norm.h"
 #include "core/ops/router.h"
@@ -87,21 +88,62 @@ TEST_F(Parity, GroupedWeightGradient) {
 // A backward op without a CUDA kernel yet fails through its device switch, naming the op
 // and the device, and changes nothing.
 TEST_F(Parity, BackwardWithoutKernelNamesOpAndDevice) {
-  const Tensor x = gpu(random_tensor({4, 8}, DType::f32, 10), DType::f32);
-  const Tensor w = gpu(random_tensor({8}, DType::f32, 11), DType::f32);
-  Tensor inv_rms;
-  ops::rms_norm(x, w, 1e-6, &inv_rms);
-  Tensor dw = Tensor::zeros({8}, DType::f32, kGpu);
+  const Tensor dy = gpu(random_tensor({4, 8}, DType::f32, 10), DType::f32);
+  const Tensor ids = Tensor::from_vector<int32_t>({1, 3, 1, 0}, {4}).to(kGpu);
+  Tensor dtable = Tensor::zeros({5, 8}, DType::f32, kGpu);
   try {
-    ops::rms_norm_backward(x, x, w, inv_rms, dw);
-    FAIL() << "rms_norm backward ran on a GPU without a kernel";
+    ops::embedding_backward(dy, ids, dtable);
+    FAIL() << "embedding backward ran on a GPU without a kernel";
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("rms_norm backward: no kernel for cuda:0"),
+    EXPECT_NE(std::string(e.what()).find("embedding backward: no kernel for cuda:0"),
               std::string::npos)
         << e.what();
   }
-  EXPECT_EQ(max_relative_error(host(dw), Tensor::zeros({8}, DType::f32)), 0.0);
+  EXPECT_EQ(max_relative_error(host(dtable), Tensor::zeros({5, 8}, DType::f32)), 0.0);
+}
+
+// RMSNorm's backward: dx, and the weight gradient accumulated into what it held, over more
+// rows than one chunk of the fixed-order column sums (odd sizes, 2.5 chunks).
+TEST_F(Parity, RmsNormBackward) {
+  const Tensor x = random_tensor({320, 77}, DType::f32, 12), w = random_tensor({77}, DType::f32, 13);
+  const Tensor dy = random_tensor({320, 77}, DType::f32, 14);
+  Tensor inv_cpu, inv_gpu;
+  ops::rms_norm(x, w, 1e-6, &inv_cpu);
+  ops::rms_norm(gpu(x), gpu(w), 1e-6, &inv_gpu);
+  Tensor dw_cpu = random_tensor({77}, DType::f32, 15);
+  Tensor dw = gpu(dw_cpu);
+  const Tensor dx = ops::rms_norm_backward(gpu(dy), gpu(x), gpu(w), inv_gpu, dw);
+  const Tensor dx_cpu = ops::rms_norm_backward(dy, x, w, inv_cpu, dw_cpu);
+  EXPECT_LE(max_relative_error(host(dx), dx_cpu), 1e-5);
+  EXPECT_LE(max_relative_error(host(dw), dw_cpu), 1e-5);
+  // The same bits when run again (no atomics).
+  Tensor dw_again = gpu(random_tensor({77}, DType::f32, 15));
+  ops::rms_norm_backward(gpu(dy), gpu(x), gpu(w), inv_gpu, dw_again);
+  EXPECT_EQ(max_relative_error(host(dw_again), host(dw)), 0.0);
+}
+
+TEST_F(Parity, ActivationBackward) {
+  const Tensor x = random_tensor({1000, 37}, DType::f32, 16, 3.0),
+               x2 = random_tensor({1000, 37}, DType::f32, 17),
+               dy = random_tensor({1000, 37}, DType::f32, 18);
+  for (const Precision& p : {kF32, kBf16}) {
+    const Tensor gx = gpu(x, p.dtype), gdy = gpu(dy, p.dtype);
+    // bf16 inputs: the reference sees the same rounded values.
+    const Tensor rx = host(gx), rdy = host(gdy), rx2 = host(gpu(x2, p.dtype));
+    EXPECT_LE(max_relative_error(host(ops::relu_backward(gdy, gx)), ops::relu_backward(rdy, rx)),
+              p.tolerance);
+    EXPECT_LE(max_relative_error(host(ops::gelu_backward(gdy, gx)), ops::gelu_backward(rdy, rx)),
+              p.tolerance);
+    EXPECT_LE(max_relative_error(host(ops::gelu_exact_backward(gdy, gx)),
+                                 ops::gelu_exact_backward(rdy, rx)),
+              p.tolerance);
+    Tensor dgate, dlinear, dgate_cpu, dlinear_cpu;
+    ops::gated_gelu_backward(gdy, gx, gpu(x2, p.dtype), dgate, dlinear);
+    ops::gated_gelu_backward(rdy, rx, rx2, dgate_cpu, dlinear_cpu);
+    EXPECT_LE(max_relative_error(host(dgate), dgate_cpu), p.tolerance) << dtype_name(p.dtype);
+    EXPECT_LE(max_relative_error(host(dlinear), dlinear_cpu), p.tolerance) << dtype_name(p.dtype);
+  }
 }
 
 TEST_F(Parity, Activations) {
