@@ -12,6 +12,7 @@
 #include "core/ops/dropout.h"
 #include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
+#include "core/ops/loss.h"
 #include "core/ops/norm.h"
 #include "core/ops/router.h"
 #include "core/ops/router_loss.h"
@@ -154,6 +155,24 @@ TEST_F(Parity, Activations) {
     EXPECT_LE(max_relative_error(host(ops::gelu(gpu(x, p.dtype))), ops::gelu(x)), p.tolerance);
     EXPECT_LE(max_relative_error(host(ops::gated_gelu(gpu(x, p.dtype), gpu(x2, p.dtype))),
                                  ops::gated_gelu(x, x2)),
+              p.tolerance);
+  }
+}
+
+// The cross-entropy gradient with ignored rows, a scale, and labels on the host or the GPU.
+TEST_F(Parity, CrossEntropyBackward) {
+  const Tensor logits = random_tensor({37, 1001}, DType::f32, 19, 4.0);
+  std::vector<int32_t> labels(37);
+  for (int i = 0; i < 37; ++i) labels[i] = i % 5 == 0 ? ops::kIgnoreIndex : (i * 271) % 1001;
+  const Tensor l = Tensor::from_vector<int32_t>(labels, {37});
+  const Tensor expected = ops::cross_entropy_backward(logits, l, 0.7);
+  for (const Precision& p : {kF32, kBf16}) {
+    const Tensor g = gpu(logits, p.dtype);
+    const Tensor reference = p.dtype == DType::f32 ? expected
+                                                   : ops::cross_entropy_backward(host(g), l, 0.7);
+    EXPECT_LE(max_relative_error(host(ops::cross_entropy_backward(g, l, 0.7)), reference),
+              p.tolerance);
+    EXPECT_LE(max_relative_error(host(ops::cross_entropy_backward(g, l.to(kGpu), 0.7)), reference),
               p.tolerance);
   }
 }
