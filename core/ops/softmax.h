@@ -1,5 +1,6 @@
 // Softmax family over the last dimension, computed stably (max subtracted). Any leading
-// shape; f32/f64 on the cpu (no GPU kernel yet: attention and the router fuse their own).
+// shape; f32/f64 on the cpu, f32/bf16 storage with f32 arithmetic on a GPU (attention and
+// the router's forward fuse their own).
 #pragma once
 
 #include "core/tensor/tensor.h"

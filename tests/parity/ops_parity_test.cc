@@ -16,6 +16,7 @@
 #include "core/ops/norm.h"
 #include "core/ops/router.h"
 #include "core/ops/router_loss.h"
+#include "core/ops/softmax.h"
 #include "parity_util.h"
 
 namespace sw {
@@ -156,6 +157,26 @@ TEST_F(Parity, Activations) {
     EXPECT_LE(max_relative_error(host(ops::gated_gelu(gpu(x, p.dtype), gpu(x2, p.dtype))),
                                  ops::gated_gelu(x, x2)),
               p.tolerance);
+  }
+}
+
+// Softmax in place, logsumexp and the softmax backward over rows longer than a block.
+TEST_F(Parity, SoftmaxFamily) {
+  const Tensor x = random_tensor({3, 41, 300}, DType::f32, 20, 3.0),
+               dp = random_tensor({3, 41, 300}, DType::f32, 21);
+  for (const Precision& p : {kF32, kBf16}) {
+    const Tensor gx = gpu(x, p.dtype), gdp = gpu(dp, p.dtype);
+    const Tensor rx = host(gx), rdp = host(gdp);  // the values the GPU sees
+    Tensor probs = gx.clone();
+    ops::softmax_(probs);
+    const Tensor expected = ops::softmax(rx);
+    EXPECT_LE(max_relative_error(host(probs), expected), p.tolerance) << dtype_name(p.dtype);
+    EXPECT_LE(max_relative_error(host(ops::logsumexp(gx)), ops::logsumexp(rx)), p.tolerance)
+        << dtype_name(p.dtype);
+    EXPECT_LE(max_relative_error(host(ops::softmax_backward(gdp, probs)),
+                                 ops::softmax_backward(rdp, host(probs))),
+              p.tolerance)
+        << dtype_name(p.dtype);
   }
 }
 
