@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "capi/include/libswitch.h"
+#include "core/dist/layout.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/error.h"
-#include "core/dist/layout.h"
 #include "core/train/model_shares.h"
 #include "core/train/pretraining_pipeline.h"
 #include "core/train/train_config.h"
@@ -189,6 +189,6 @@ struct sw_trainer {
   sw::Communicator* replicas = nullptr;
   std::unique_ptr<sw::ModelShares> shares;
   bool split_model = false;  // ep or mp > 1: the trainer's model is this rank's share
-  bool stepped = false;                             // a step has been taken by this object
+  bool stepped = false;      // a step has been taken by this object
   std::mutex mutex;
 };

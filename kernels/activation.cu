@@ -83,9 +83,9 @@ Tensor zip(const Tensor& a, const Tensor& b, const char* op, Fn fn) {
   DeviceContext& ctx = device_context(a);
   dispatch_storage(a.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
-    zip_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(
-        static_cast<const T*>(a.raw()), static_cast<const T*>(b.raw()), static_cast<T*>(y.raw()), n,
-        fn);
+    zip_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(static_cast<const T*>(a.raw()),
+                                                           static_cast<const T*>(b.raw()),
+                                                           static_cast<T*>(y.raw()), n, fn);
   });
   SW_CUDA_CHECK_LAUNCH(op);
   return y;

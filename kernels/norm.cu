@@ -23,8 +23,8 @@ __global__ void rms_norm_kernel(const T* x, const T* w, T* y, float* inv_rms, in
 
 // dx = r * (w * dy) - x * r^3 / d * sum_j(w_j * dy_j * x_j), r = inv_rms[row].
 template <typename T>
-__global__ void rms_norm_dx_kernel(const T* dy, const T* x, const T* w, const float* inv_rms,
-                                   T* dx, int64_t d) {
+__global__ void rms_norm_dx_kernel(const T* dy, const T* x, const T* w, const float* inv_rms, T* dx,
+                                   int64_t d) {
   const int64_t r = blockIdx.x;
   float dot = 0.0f;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
@@ -65,8 +65,8 @@ __global__ void rms_norm_dw_sum_kernel(const float* partial, T* dweight, int64_t
 
 Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                          const Tensor& inv_rms, Tensor& dweight) {
-  SW_CHECK_ARG(inv_rms.dtype() == DType::f32, "rms_norm backward: inv_rms must be f32 on a GPU, got ",
-               inv_rms.str());
+  SW_CHECK_ARG(inv_rms.dtype() == DType::f32,
+               "rms_norm backward: inv_rms must be f32 on a GPU, got ", inv_rms.str());
   const int64_t d = x.dim(-1), rows = d ? x.numel() / d : 0;
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (rows == 0) return dx;

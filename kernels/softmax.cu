@@ -25,8 +25,7 @@ __global__ void softmax_kernel(T* x, int64_t n) {
   float m, sum;
   row_max_and_sum(row, n, m, sum);
   const float inv = 1.0f / sum;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
-    store(row, j, expf(load(row, j) - m) * inv);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) store(row, j, expf(load(row, j) - m) * inv);
 }
 
 template <typename T>
@@ -59,7 +58,7 @@ void softmax_(Tensor& x) {
   dispatch_storage(x.dtype(), "softmax", [&](auto zero) {
     using T = decltype(zero);
     softmax_kernel<<<static_cast<unsigned>(rows), 256, 0, ctx.stream>>>(static_cast<T*>(x.raw()),
-                                                                         n);
+                                                                        n);
   });
   SW_CUDA_CHECK_LAUNCH("softmax");
 }

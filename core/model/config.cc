@@ -25,8 +25,8 @@ std::string field_at(const std::string& text, int line, int column) {
   if (begin == std::string::npos) return "";
   // Up to the error's column, within the line and the text (an error at the end of the
   // text may sit past its last character).
-  const size_t end = std::min({text.find('\n', begin), text.size(),
-                               begin + static_cast<size_t>(std::max(column, 0)) + 1});
+  const size_t end = std::min(
+      {text.find('\n', begin), text.size(), begin + static_cast<size_t>(std::max(column, 0)) + 1});
   const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   std::string name;
   for (size_t i = begin; i < end;) {
@@ -226,7 +226,9 @@ double parameter_count_f64(const ModelConfig& c) {
   double total = static_cast<double>(c.vocab_size()) * d * embedding_tables(c);
   for (Stack s : {Stack::kEncoder, Stack::kDecoder}) {
     const bool decoder = s == Stack::kDecoder;
-    total += static_cast<double>(c.relative_attention_num_buckets()) * static_cast<double>(c.num_heads()) + d;
+    const double bias_table = static_cast<double>(c.relative_attention_num_buckets()) *
+                              static_cast<double>(c.num_heads());
+    total += bias_table + d;  // the position-bias table and the final norm
     for (int64_t i = 0; i < num_layers(c, s); ++i) {
       total += (decoder ? 2 : 1) * attention + (decoder ? 3 : 2) * d;
       total += is_sparse_block(c, s, i) ? static_cast<double>(c.num_experts()) * (ffn + d) : ffn;
@@ -287,8 +289,7 @@ void validate(const ModelConfig& c) {
       "relative_attention_max_distance",
       got("must exceed relative_attention_num_buckets / 2", c.relative_attention_max_distance()));
   require(c.norm_epsilon() > 0, "norm_epsilon", got("must be > 0", c.norm_epsilon()));
-  require(!c.separate_input_embeddings() || !c.tie_word_embeddings(),
-          "separate_input_embeddings",
+  require(!c.separate_input_embeddings() || !c.tie_word_embeddings(), "separate_input_embeddings",
           "needs tie_word_embeddings false (a tied model has one embedding for both stacks and "
           "the output)");
   // A size no machine holds is named here, not by an allocator deep in the build.

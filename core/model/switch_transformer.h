@@ -112,7 +112,6 @@ class SwitchTransformer {
   struct StackWeights {
     Stack stack;
     Tensor embedding;      // [V, d]: shared_, or this stack's own table
-
     Tensor relative_bias;  // [num_buckets, H], owned by block 0
     std::vector<BlockWeights> blocks;
     Tensor final_norm;

@@ -58,8 +58,7 @@ void gated_gelu_backward(const Tensor& dy, const Tensor& gate, const Tensor& lin
                          Tensor& dlinear) {
   check_pair(gate, linear, "gated_gelu backward", "gate", "linear");
   check_pair(dy, gate, "gated_gelu backward", "dy", "gate");
-  if (on_cuda(gate))
-    SW_RUN_ON_CUDA(kernels::gated_gelu_backward(dy, gate, linear, dgate, dlinear));
+  if (on_cuda(gate)) SW_RUN_ON_CUDA(kernels::gated_gelu_backward(dy, gate, linear, dgate, dlinear));
   cpu::gated_gelu_backward(dy, gate, linear, dgate, dlinear);
 }
 

@@ -31,7 +31,7 @@ void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {
   check_dtype(dy, dtable.dtype(), "embedding backward: dy");
   check_same_device({&dtable, &dy, &ids}, "embedding backward");
   check_token_ids(ids, dtable.dim(0), "embedding backward");
-  if (on_cuda(dtable)) no_kernel("embedding backward", dtable);
+  if (on_cuda(dtable)) SW_RUN_ON_CUDA(kernels::embedding_backward(dy, ids, dtable));
   cpu::embedding_backward(dy, ids, dtable);
 }
 

@@ -55,9 +55,9 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, double
   const int64_t count = check_labels(labels.to(Device::cpu()), logits.dim(0), logits.dim(1),
                                      ignore_index, "cross_entropy backward");
   if (on_cuda(logits))
-    SW_RUN_ON_CUDA(kernels::cross_entropy_backward(
-        logits, labels.to(logits.device()), count ? scale / static_cast<double>(count) : 0.0,
-        ignore_index));
+    SW_RUN_ON_CUDA(kernels::cross_entropy_backward(logits, labels.to(logits.device()),
+                                                   count ? scale / static_cast<double>(count) : 0.0,
+                                                   ignore_index));
   return cpu::cross_entropy_backward(logits, labels, scale, ignore_index);
 }
 

@@ -56,8 +56,8 @@ ModelShares::Named ModelShares::own_parts(Named whole) const {
   return whole;
 }
 
-std::string ModelShares::save(Checkpoint c, Named parameters, Named state,
-                              const std::string& root, const SaveOptions& options) const {
+std::string ModelShares::save(Checkpoint c, Named parameters, Named state, const std::string& root,
+                              const SaveOptions& options) const {
   Communicator* mp = groups_.model_parallel;
   if (mp && mp->size() > 1) {  // the whole tensors, from every part
     const auto axis_of = [this](const std::string& name) { return split_axis(name); };

@@ -100,8 +100,8 @@ int main(int argc, char** argv) try {
     expect(sw_trainer_model(share.get(), &m) == SW_ERR_UNSUPPORTED &&
                std::strstr(sw_last_error(), "share"),
            std::string(c.layout) + ": sw_trainer_model on a share is refused");
-    const libswitch::Batch mine = rows_of(whole, c.replica * (global / c.replicas),
-                                          global / c.replicas);
+    const libswitch::Batch mine =
+        rows_of(whole, c.replica * (global / c.replicas), global / c.replicas);
     for (int step = 0; step < 3; ++step) {
       const double a = single.step(whole).loss, b = share.step(mine).loss;
       expect(std::abs(a - b) <= 1e-5 * std::abs(a),
@@ -117,8 +117,8 @@ int main(int argc, char** argv) try {
       expect(d <= 1e-5, std::string(c.layout) + ": the saved model differs from one process's by " +
                             std::to_string(d));
       if (failures == 0)
-        std::printf("%s: 3 steps within 1e-5 of one process; saved model within %.1e\n",
-                    c.layout, d);
+        std::printf("%s: 3 steps within 1e-5 of one process; saved model within %.1e\n", c.layout,
+                    d);
     }
   }
 

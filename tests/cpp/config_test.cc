@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "core/model/switch_transformer.h"
-#include "core/train/train_config.h"
 #include "core/tensor/error.h"
+#include "core/train/train_config.h"
 
 namespace sw {
 namespace {
@@ -57,7 +57,7 @@ TEST(Config, ImpossibleSizesAreNamed) {
   EXPECT_NE(error_of("d_model: 1099511627776").find("more than the 2^45"), std::string::npos);
   // Each product is formed in doubles: buckets x heads alone overflows int64 here.
   EXPECT_NE(error_of("num_heads: 8070450532247928832\nrelative_attention_num_buckets: 1024\n"
-                         "relative_attention_max_distance: 2048")
+                     "relative_attention_max_distance: 2048")
                 .find("model size"),
             std::string::npos);
   const ModelConfig huge_vocab = config_from_text("vocab_size: 2147483647");  // valid

@@ -283,8 +283,9 @@ TEST_F(HfCheckpointTest, UntiedModelsHaveAnInputTablePerStack) {
   only_shared.erase(std::find_if(only_shared.begin(), only_shared.end(),
                                  [](const auto& t) { return t.first == "shared.weight"; }));
   sw::write_safetensors(weights, only_shared);
-  EXPECT_NE(error_of([&] { sw::import_hf(config, weights); })
-                .find("neither encoder.embed_tokens.weight nor shared.weight"),
+  EXPECT_NE(error_of([&] {
+              sw::import_hf(config, weights);
+            }).find("neither encoder.embed_tokens.weight nor shared.weight"),
             std::string::npos);
   // A model with one input table and its own lm_head writes the stacks' tables as copies.
   c.set_separate_input_embeddings(false);
@@ -296,7 +297,8 @@ TEST_F(HfCheckpointTest, UntiedModelsHaveAnInputTablePerStack) {
   for (const char* n : {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"})
     EXPECT_EQ(0, std::memcmp(copies.tensors.at(n).raw(), table.raw(), table.nbytes())) << n;
   const sw::Tensor lo = one_table.forward(batch).logits;
-  const sw::Tensor li = sw::import_hf((out / "config.json").string(), out.string()).forward(batch).logits;
+  const sw::Tensor li =
+      sw::import_hf((out / "config.json").string(), out.string()).forward(batch).logits;
   EXPECT_EQ(0, std::memcmp(lo.raw(), li.raw(), lo.nbytes()));
   // Tied and separate contradict each other.
   c.set_tie_word_embeddings(true);

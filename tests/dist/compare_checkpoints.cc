@@ -71,8 +71,9 @@ int main(int argc, char** argv) {
       std::string name;
       const double worst = worst_difference(*x, *y, set, name);
       if (worst >= 0)
-        std::printf("%s: %zu tensors, largest relative difference (norm) %.2e in %s (tolerance %g)\n",
-                    set, x->size(), worst, name.c_str(), tolerance);
+        std::printf(
+            "%s: %zu tensors, largest relative difference (norm) %.2e in %s (tolerance %g)\n", set,
+            x->size(), worst, name.c_str(), tolerance);
       ok = ok && worst >= 0 && worst <= tolerance && !x->empty();
     }
     return ok ? 0 : 1;

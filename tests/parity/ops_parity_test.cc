@@ -14,6 +14,7 @@
 #include "core/ops/gemm.h"
 #include "core/ops/loss.h"
 #include "core/ops/norm.h"
+#include "core/ops/position_bias.h"
 #include "core/ops/router.h"
 #include "core/ops/router_loss.h"
 #include "core/ops/softmax.h"
@@ -90,25 +91,39 @@ TEST_F(Parity, GroupedWeightGradient) {
 // A backward op without a CUDA kernel yet fails through its device switch, naming the op
 // and the device, and changes nothing.
 TEST_F(Parity, BackwardWithoutKernelNamesOpAndDevice) {
-  const Tensor dy = gpu(random_tensor({4, 8}, DType::f32, 10), DType::f32);
-  const Tensor ids = Tensor::from_vector<int32_t>({1, 3, 1, 0}, {4}).to(kGpu);
-  Tensor dtable = Tensor::zeros({5, 8}, DType::f32, kGpu);
+  const Tensor d_bias = gpu(random_tensor({2, 4, 4}, DType::f32, 10));
+  Tensor d_table = Tensor::zeros({8, 2}, DType::f32, kGpu);
   try {
-    ops::embedding_backward(dy, ids, dtable);
-    FAIL() << "embedding backward ran on a GPU without a kernel";
+    ops::position_bias_backward(d_bias, true, 16, 0, d_table);
+    FAIL() << "position_bias backward ran on a GPU without a kernel";
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("embedding backward: no kernel for cuda:0"),
+    EXPECT_NE(std::string(e.what()).find("position_bias backward: no kernel for cuda:0"),
               std::string::npos)
         << e.what();
   }
-  EXPECT_EQ(max_relative_error(host(dtable), Tensor::zeros({5, 8}, DType::f32)), 0.0);
+  EXPECT_EQ(max_relative_error(host(d_table), Tensor::zeros({8, 2}, DType::f32)), 0.0);
+}
+
+// The embedding gradient with repeated ids: the same bits as the CPU path in f32 (one
+// thread per distinct id and column adds its rows in token order, as the CPU does).
+TEST_F(Parity, EmbeddingBackward) {
+  std::vector<int32_t> ids(300);
+  for (int i = 0; i < 300; ++i) ids[i] = (i * i * 7) % 53;  // repeats, gaps, out of order
+  const Tensor id = Tensor::from_vector<int32_t>(ids, {3, 100});
+  const Tensor dy = random_tensor({3, 100, 70}, DType::f32, 22);
+  Tensor table_cpu = random_tensor({60, 70}, DType::f32, 23);
+  Tensor table = gpu(table_cpu);
+  ops::embedding_backward(gpu(dy), id.to(kGpu), table);
+  ops::embedding_backward(dy, id, table_cpu);
+  EXPECT_EQ(max_relative_error(host(table), table_cpu), 0.0);
 }
 
 // RMSNorm's backward: dx, and the weight gradient accumulated into what it held, over more
 // rows than one chunk of the fixed-order column sums (odd sizes, 2.5 chunks).
 TEST_F(Parity, RmsNormBackward) {
-  const Tensor x = random_tensor({320, 77}, DType::f32, 12), w = random_tensor({77}, DType::f32, 13);
+  const Tensor x = random_tensor({320, 77}, DType::f32, 12),
+               w = random_tensor({77}, DType::f32, 13);
   const Tensor dy = random_tensor({320, 77}, DType::f32, 14);
   Tensor inv_cpu, inv_gpu;
   ops::rms_norm(x, w, 1e-6, &inv_cpu);
@@ -189,8 +204,8 @@ TEST_F(Parity, CrossEntropyBackward) {
   const Tensor expected = ops::cross_entropy_backward(logits, l, 0.7);
   for (const Precision& p : {kF32, kBf16}) {
     const Tensor g = gpu(logits, p.dtype);
-    const Tensor reference = p.dtype == DType::f32 ? expected
-                                                   : ops::cross_entropy_backward(host(g), l, 0.7);
+    const Tensor reference =
+        p.dtype == DType::f32 ? expected : ops::cross_entropy_backward(host(g), l, 0.7);
     EXPECT_LE(max_relative_error(host(ops::cross_entropy_backward(g, l, 0.7)), reference),
               p.tolerance);
     EXPECT_LE(max_relative_error(host(ops::cross_entropy_backward(g, l.to(kGpu), 0.7)), reference),
