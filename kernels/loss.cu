@@ -17,14 +17,8 @@ __global__ void cross_entropy_kernel(const T* logits, const int32_t* labels, flo
     if (threadIdx.x == 0) loss[r] = 0.0f;
     return;
   }
-  float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
-    m = fmaxf(m, load(logits, r * vocab + j));
-  m = block_max(m);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
-    sum += expf(load(logits, r * vocab + j) - m);
-  sum = block_sum(sum);
+  float m, sum;
+  row_max_and_sum_exp(logits + r * vocab, vocab, m, sum);
   if (threadIdx.x == 0) loss[r] = m + logf(sum) - load(logits, r * vocab + label);
 }
 
@@ -37,14 +31,9 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int32_t* la
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) store(grad, r * vocab + j, 0.0f);
     return;
   }
-  float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
-    m = fmaxf(m, load(logits, r * vocab + j));
-  m = block_max(m);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
-    sum += expf(load(logits, r * vocab + j) - m);
-  const float inv_sum = 1.0f / block_sum(sum);
+  float m, sum;
+  row_max_and_sum_exp(logits + r * vocab, vocab, m, sum);
+  const float inv_sum = 1.0f / sum;
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
     const float p = expf(load(logits, r * vocab + j) - m) * inv_sum;
     store(grad, r * vocab + j, (p - (j == label ? 1.0f : 0.0f)) * factor);

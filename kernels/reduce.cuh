@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "kernels/cuda_types.cuh"
+
 namespace sw::kernels {
 
 // Block-wide sum of one float per thread (blockDim.x a multiple of 32, at most 1024).
@@ -33,6 +35,17 @@ __device__ inline float block_max(float v) {
   for (int offset = 16; offset > 0; offset /= 2)
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
+}
+
+// A row's max and sum of exp(x - max), on every thread of the block (softmax, loss).
+template <typename T>
+__device__ void row_max_and_sum_exp(const T* row, int64_t n, float& m, float& sum) {
+  m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, load(row, j));
+  m = block_max(m);
+  sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += expf(load(row, j) - m);
+  sum = block_sum(sum);
 }
 
 }  // namespace sw::kernels

@@ -8,22 +8,11 @@
 namespace sw::kernels {
 namespace {
 
-// The row's max and sum of exp(x - max), on every thread of the block.
-template <typename T>
-__device__ void row_max_and_sum(const T* row, int64_t n, float& m, float& sum) {
-  m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, load(row, j));
-  m = block_max(m);
-  sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += expf(load(row, j) - m);
-  sum = block_sum(sum);
-}
-
 template <typename T>
 __global__ void softmax_kernel(T* x, int64_t n) {
   T* row = x + static_cast<int64_t>(blockIdx.x) * n;
   float m, sum;
-  row_max_and_sum(row, n, m, sum);
+  row_max_and_sum_exp(row, n, m, sum);
   const float inv = 1.0f / sum;
   for (int64_t j = threadIdx.x; j < n; j += blockDim.x) store(row, j, expf(load(row, j) - m) * inv);
 }
@@ -32,7 +21,7 @@ template <typename T>
 __global__ void logsumexp_kernel(const T* x, T* out, int64_t n) {
   const T* row = x + static_cast<int64_t>(blockIdx.x) * n;
   float m, sum;
-  row_max_and_sum(row, n, m, sum);
+  row_max_and_sum_exp(row, n, m, sum);
   if (threadIdx.x == 0) store(out, blockIdx.x, m + logf(sum));
 }
 
