@@ -821,7 +821,8 @@ TEST_F(CApi, GenerationIsCancelledFromAnotherThread) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   canceller.join();
-  EXPECT_LT(seconds, 60.0) << "65536 steps ran to the end";  // tens of ms per step here
+  // 2,000 steps take seconds here (docs/PERF.md) and a step grows with the length.
+  EXPECT_LT(seconds, 60.0) << "65536 steps ran to the end";
   EXPECT_TRUE(std::all_of(ids.begin(), ids.end(), [](int32_t id) { return id == -7; }));
   EXPECT_EQ(lengths, std::vector<int64_t>(2, -7));
   ASSERT_SW_OK(sw_cancel_is_requested(cancel, &requested));
