@@ -8,12 +8,15 @@ tests/cpp/hf_parity_test.cc, which imports the model and must match.
 usage: make_hf_fixture.py [OUT_DIR]   (default: tests/reference/hf_fixture)
        make_hf_fixture.py --generate [OUT_DIR]
        make_hf_fixture.py --varied-generation [OUT_DIR]  (default: .../hf_generate_fixture)
+       make_hf_fixture.py --untied [OUT_DIR]             (default: .../hf_untied_fixture)
 The second form leaves the model and the forward outputs as they are and adds
 expected_generate.json: HF `generate` on the fixture's batch (greedy, and beam search),
 read by tests/cpp/hf_parity_test.cc. The third writes a model whose generations vary: its
 weights scaled up so the tokens depend on the input, and the eos logit raised so rows end
 at different steps and more beam hypotheses finish than there are beams; the seed is the
 first whose greedy and beam-search outputs (early_stopping false and true) show all that.
+The fourth is the first with tie_word_embeddings false: transformers 5 then gives each
+stack its own input embedding and an lm_head of its own, all drawn separately.
 """
 import json
 import os
@@ -26,10 +29,13 @@ import transformers
 from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
 
 
-def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "hf_fixture")
+def main(untied=False):
+    args = [a for a in sys.argv[1:] if a != "--untied"]
+    name = "hf_untied_fixture" if untied else "hf_fixture"
+    out = args[0] if args else os.path.join(os.path.dirname(__file__), name)
     torch.manual_seed(0)
     config = SwitchTransformersConfig(
+        tie_word_embeddings=not untied,
         vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_heads=4,
         num_layers=4, num_decoder_layers=4, num_sparse_encoder_layers=2,
         num_sparse_decoder_layers=2, num_experts=4,
@@ -177,4 +183,4 @@ if __name__ == "__main__":
     elif "--generate" in sys.argv:
         generate()
     else:
-        main()
+        main(untied="--untied" in sys.argv)
