@@ -52,8 +52,10 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, double
                               int32_t ignore_index) {
   SW_CHECK_ARG(logits.ndim() == 2, "cross_entropy backward: logits must be [N, V], got ",
                logits.str());
-  const int64_t count = check_labels(labels.to(Device::cpu()), logits.dim(0), logits.dim(1),
-                                     ignore_index, "cross_entropy backward");
+  // Unused when CUDA is not built: the device call is then dropped.
+  [[maybe_unused]] const int64_t count =
+      check_labels(labels.to(Device::cpu()), logits.dim(0), logits.dim(1), ignore_index,
+                   "cross_entropy backward");
   if (on_cuda(logits))
     SW_RUN_ON_CUDA(kernels::cross_entropy_backward(logits, labels.to(logits.device()),
                                                    count ? scale / static_cast<double>(count) : 0.0,
