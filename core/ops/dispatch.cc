@@ -64,7 +64,10 @@ Tensor dispatch_backward(const Tensor& d_buffer, const CapacityAssignment& a) {
   check_rows(a, tokens_of(a), "dispatch backward");
   check_expert_rows(d_buffer, a, "dispatch backward");
   check_same_device({&d_buffer, &a.row}, "dispatch backward");
-  if (on_cuda(d_buffer)) no_kernel("dispatch backward", d_buffer);
+  if (on_cuda(d_buffer)) {
+    check_top1_on_gpu(a, "dispatch backward");
+    SW_RUN_ON_CUDA(kernels::dispatch_backward(d_buffer, a.row));
+  }
   return cpu::dispatch_backward(d_buffer, a);
 }
 
@@ -76,7 +79,10 @@ void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& 
   check_shape(dy, {n, expert_out.dim(1)}, "combine backward: dy");
   check_shape(gate, a.row.shape(), "combine backward: gate");
   check_same_device({&dy, &expert_out, &gate, &a.row}, "combine backward");
-  if (on_cuda(dy)) no_kernel("combine backward", dy);
+  if (on_cuda(dy)) {
+    check_top1_on_gpu(a, "combine backward");
+    SW_RUN_ON_CUDA(kernels::combine_backward(dy, expert_out, a.row, gate, d_expert_out, d_gate));
+  }
   check_dtype(gate, expert_out.dtype(), "combine backward: gate");
   check_dtype(dy, expert_out.dtype(), "combine backward: dy");
   cpu::combine_backward(dy, expert_out, gate, a, d_expert_out, d_gate);

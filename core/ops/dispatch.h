@@ -20,7 +20,8 @@ Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssig
 // Backward of dispatch: d_x [N, d], each token's rows summed back (0 when dropped).
 Tensor dispatch_backward(const Tensor& d_buffer, const CapacityAssignment& a);
 // Backward of combine from dy [N, d]: d_expert_out [kept, d] = gate * dy on kept rows (0 on
-// padding), d_gate [N, k] = dy . expert row (0 when dropped).
+// padding), d_gate [N, k] = dy . expert row (0 when dropped), in the gate's dtype (f32 on a
+// GPU).
 void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& gate,
                       const CapacityAssignment& a, Tensor& d_expert_out, Tensor& d_gate);
 

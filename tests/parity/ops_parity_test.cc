@@ -305,6 +305,40 @@ TEST_F(Parity, DispatchAndCombine) {
   }
 }
 
+// The backwards of dispatch and combine with dropped tokens and an expert none chose, in
+// the grouped and the padded layouts (whose padding rows get a zero gradient).
+TEST_F(Parity, DispatchAndCombineBackward) {
+  std::vector<int32_t> idx(300);
+  std::mt19937 gen(24);
+  for (auto& e : idx) e = static_cast<int32_t>(gen() % 5 == 0 ? 4 : gen() % 3);  // expert 3: none
+  const Tensor index = Tensor::from_vector<int32_t>(idx, {300, 1});
+  const ops::CapacityAssignment grouped = ops::assign_capacity(index, 5, 100, 30);
+  ASSERT_GT(grouped.dropped, 0);
+  const Tensor gate = random_tensor({300, 1}, DType::f32, 25),
+               dy = random_tensor({300, 40}, DType::f32, 26);
+  for (const ops::CapacityAssignment& cpu : {grouped, grouped.padded(index, 90)}) {
+    ops::CapacityAssignment dev = cpu;
+    dev.row = cpu.row.to(kGpu);
+    dev.slot = cpu.slot.to(kGpu);
+    const Tensor d_buffer = random_tensor({cpu.kept(), 40}, DType::f32, 27),
+                 expert_out = random_tensor({cpu.kept(), 40}, DType::f32, 28);
+    for (const Precision& p : {kF32, kBf16}) {
+      const Tensor rd_buffer = host(gpu(d_buffer, p.dtype)), rdy = host(gpu(dy, p.dtype)),
+                   rout = host(gpu(expert_out, p.dtype));
+      EXPECT_LE(max_relative_error(host(ops::dispatch_backward(gpu(d_buffer, p.dtype), dev)),
+                                   ops::dispatch_backward(rd_buffer, cpu)),
+                p.tolerance)
+          << dtype_name(p.dtype);
+      Tensor d_out, d_gate, d_out_cpu, d_gate_cpu;
+      ops::combine_backward(gpu(dy, p.dtype), gpu(expert_out, p.dtype), gpu(gate), dev, d_out,
+                            d_gate);
+      ops::combine_backward(rdy, rout, gate, cpu, d_out_cpu, d_gate_cpu);
+      EXPECT_LE(max_relative_error(host(d_out), d_out_cpu), p.tolerance) << dtype_name(p.dtype);
+      EXPECT_LE(max_relative_error(host(d_gate), d_gate_cpu), p.tolerance) << dtype_name(p.dtype);
+    }
+  }
+}
+
 TEST_F(Parity, ExpertDropoutMasksMatch) {
   Tensor h = random_tensor({50, 64}, DType::f32, 17);
   ops::DropoutSpec spec;
