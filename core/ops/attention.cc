@@ -53,7 +53,7 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
   check_shape(dout, q.shape(), "attention backward: dout");
   check_shape(probs, {q.dim(0), heads, q.dim(1), k.dim(1)}, "attention backward: probs");
   check_same_device({&q, &dout, &probs}, "attention backward");
-  if (on_cuda(q)) no_kernel("attention backward", q);
+  if (on_cuda(q)) SW_RUN_ON_CUDA(kernels::attention_backward(dout, q, k, v, probs, heads, in));
   return cpu::attention_backward(dout, q, k, v, probs, heads, in);
 }
 

@@ -22,7 +22,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
 
 struct AttentionGrads {
   Tensor dq, dk, dv;  // like q, k, v
-  Tensor dbias;       // [H, Tq, Tk], summed over the batch (when a bias was given)
+  Tensor dbias;       // [H, Tq, Tk] (f32 on a GPU), summed over the batch (with a bias)
 };
 
 // Backward from dout [B, Tq, H*dk], the forward's q, k, v and its probs (the softmax,
