@@ -3,6 +3,7 @@
 #include "kernels/cuda_types.cuh"
 #include "kernels/device_context.h"
 #include "kernels/gemm.cuh"
+#include "kernels/reduce.cuh"
 #include "kernels/router.cuh"
 
 namespace sw::kernels {
@@ -75,6 +76,50 @@ __global__ void fused_router_kernel(const T* x, const float* weight, float* logi
   }
   __syncwarp();  // the row's logits, written by several lanes, are visible to the warp
   softmax_top1_row(out, probs + token * experts, index + token, gate + token, experts, lane);
+}
+
+// First-choice counts per (routing group, expert) for the load-balancing gradient:
+// integer atomics, so the counts do not depend on the order.
+__global__ void group_counts_kernel(const int32_t* index, int32_t* counts, int64_t n, int64_t k,
+                                    int64_t group_size, int64_t experts) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < n) atomicAdd(&counts[(t / group_size) * experts + index[t * k]], 1);
+}
+
+// One block per token: d_probs = the gate gradients at the chosen experts plus the
+// load-balancing term aux * E * f_ge / (group_size * groups), through the softmax
+// (p * (dp - sum dp p)), plus the z-loss's z * 2 * lse / N * p.
+__global__ void router_backward_kernel(const float* logits, const float* probs,
+                                       const int32_t* index, const float* d_gate,
+                                       const int32_t* counts, float* d_logits, int64_t n,
+                                       int64_t experts, int64_t k, double aux, int64_t group_size,
+                                       double z) {
+  const int64_t t = blockIdx.x;
+  const float* p = probs + t * experts;
+  const int64_t groups = group_size > 0 ? n / group_size : 1;
+  auto d_prob = [&](int64_t e) {
+    float dp = 0.0f;
+    for (int64_t j = 0; j < k; ++j)
+      if (index[t * k + j] == e) dp += d_gate[t * k + j];
+    if (aux != 0.0) {
+      const double f = counts[(t / group_size) * experts + e] / static_cast<double>(group_size);
+      dp += static_cast<float>(aux * static_cast<double>(experts) * f /
+                               static_cast<double>(group_size * groups));
+    }
+    return dp;
+  };
+  float dot = 0.0f;
+  for (int64_t e = threadIdx.x; e < experts; e += blockDim.x) dot += d_prob(e) * p[e];
+  dot = block_sum(dot);
+  float z_scale = 0.0f;
+  if (z != 0.0) {
+    float m, sum;
+    row_max_and_sum_exp(logits + t * experts, experts, m, sum);
+    z_scale =
+        static_cast<float>(z * 2.0 * static_cast<double>(m + logf(sum)) / static_cast<double>(n));
+  }
+  for (int64_t e = threadIdx.x; e < experts; e += blockDim.x)
+    d_logits[t * experts + e] = p[e] * (d_prob(e) - dot) + z_scale * p[e];
 }
 
 }  // namespace
@@ -153,6 +198,37 @@ ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::Router
     softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
   }
   return r;
+}
+
+Tensor router_backward(const ops::RouterOutput& r, const Tensor& d_gate,
+                       const ops::RouterLossGradients& losses) {
+  check_dtype(r.probs, DType::f32, "router backward (the router runs in f32)");
+  check_dtype(r.logits, DType::f32, "router backward: logits");
+  const int64_t n = r.probs.dim(0), experts = r.num_experts(), k = r.top_k();
+  Tensor d_logits = Tensor::zeros({n, experts}, DType::f32, r.probs.device());
+  if (n == 0) return d_logits;
+  DeviceContext& ctx = device_context(r.probs);
+  const int64_t group_size = losses.aux != 0 ? losses.group_size : 0;
+  Tensor counts;
+  if (group_size > 0) {
+    counts = Tensor::zeros({n / group_size, experts}, DType::i32, r.probs.device());
+    group_counts_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(
+        static_cast<const int32_t*>(r.expert_index.raw()), static_cast<int32_t*>(counts.raw()), n,
+        k, group_size, experts);
+    SW_CUDA_CHECK_LAUNCH("group_counts");
+  }
+  router_backward_kernel<<<static_cast<unsigned>(n), 128, 0, ctx.stream>>>(
+      static_cast<const float*>(r.logits.raw()), static_cast<const float*>(r.probs.raw()),
+      static_cast<const int32_t*>(r.expert_index.raw()), static_cast<const float*>(d_gate.raw()),
+      group_size > 0 ? static_cast<const int32_t*>(counts.raw()) : nullptr,
+      static_cast<float*>(d_logits.raw()), n, experts, k, group_size > 0 ? losses.aux : 0.0,
+      group_size, losses.z);
+  SW_CUDA_CHECK_LAUNCH("router_backward");
+  return d_logits;
+}
+
+void jitter_backward_(Tensor& d_input, const ops::RouterJitter& noise) {
+  jitter(d_input, d_input, noise.stream, noise.eps);  // elementwise: in place is safe
 }
 
 }  // namespace sw::kernels

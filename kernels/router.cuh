@@ -1,6 +1,6 @@
 // The Switch router on CUDA behind core/ops/router.h: the forward jitter, softmax and
-// top-1, and the fused router that does both from x in one pass. The router always runs in
-// f32 (docs/MATH.md §2).
+// top-1, the fused router that does both from x in one pass, and the backward. The router
+// always runs in f32 (docs/MATH.md §2).
 #pragma once
 
 #include <cstdint>
@@ -29,5 +29,13 @@ void fused_router(const Tensor& x, const Tensor& weight, Tensor& logits, Tensor&
 // ops::route on the GPU: f32 logits and probs, expert index i32 [N, 1] and f32 gate [N, 1].
 ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::RouterJitter& jitter,
                         Tensor* jittered_x);
+
+// ops::router_backward in f32: the first-choice counts per routing group on the device,
+// then one block per token (gate gradient, load-balancing and z-loss terms, softmax).
+Tensor router_backward(const ops::RouterOutput& r, const Tensor& d_gate,
+                       const ops::RouterLossGradients& losses);
+
+// ops::jitter_backward_: the gradient times the forward's noise, in place (f32).
+void jitter_backward_(Tensor& d_input, const ops::RouterJitter& jitter);
 
 }  // namespace sw::kernels

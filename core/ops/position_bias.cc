@@ -6,6 +6,7 @@
 
 #include "core/ops/checks.h"
 #include "core/tensor/device_switch.h"
+#include "kernels/position_bias.cuh"
 
 namespace sw::ops {
 
@@ -42,7 +43,9 @@ Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bid
   SW_CHECK_ARG(q_len >= 0 && k_len >= 0 && first_query >= 0,
                "position_bias: lengths and the first query must be >= 0, got ", q_len, ", ", k_len,
                ", ", first_query);
-  if (on_cuda(table)) no_kernel("position_bias", table);
+  if (on_cuda(table))
+    SW_RUN_ON_CUDA(
+        kernels::position_bias(table, q_len, k_len, bidirectional, max_distance, first_query));
   return cpu::position_bias(table, q_len, k_len, bidirectional, max_distance, first_query);
 }
 
@@ -54,7 +57,10 @@ void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max
                " does not fit the table gradient ", dtable.str());
   check_dtype(dbias, dtable.dtype(), "position_bias backward: dbias");
   check_same_device({&dtable, &dbias}, "position_bias backward");
-  if (on_cuda(dtable)) no_kernel("position_bias backward", dtable);
+  if (on_cuda(dtable)) {
+    SW_RUN_ON_CUDA(
+        kernels::position_bias_backward(dbias, bidirectional, max_distance, first_head, dtable));
+  }
   cpu::position_bias_backward(dbias, bidirectional, max_distance, first_head, dtable);
 }
 

@@ -15,8 +15,8 @@ int32_t relative_position_bucket(int64_t rel, bool bidirectional, int64_t num_bu
 
 // table [num_buckets, H] -> bias [H, q_len, k_len] for queries at positions first_query,
 // first_query + 1, ...: bias[h, i, j] = table[bucket(j - (first_query + i)), h], in the
-// table's dtype (f32/f64). A small lookup computed on the host: a GPU model copies its
-// table here and the bias to the device. Decoding asks for one query row per step.
+// table's dtype (f32/f64) on the cpu, in f32 on a GPU (as attention reads it there).
+// Decoding asks for one query row per step.
 Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bidirectional,
                      int64_t max_distance, int64_t first_query = 0);
 

@@ -31,14 +31,14 @@ Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
   if (losses.aux != 0)
     SW_CHECK_ARG(losses.group_size >= 1 && n % losses.group_size == 0, "router backward: ", n,
                  " tokens do not split into groups of ", losses.group_size);
-  if (on_cuda(r.probs)) no_kernel("router backward", r.probs);
+  if (on_cuda(r.probs)) SW_RUN_ON_CUDA(kernels::router_backward(r, d_gate, losses));
   return cpu::router_backward(r, d_gate, losses);
 }
 
 void jitter_backward_(Tensor& d_input, const RouterJitter& jitter) {
   if (!jitter.active()) return;
   check_stream_size(d_input.numel(), "router jitter backward");
-  if (on_cuda(d_input)) no_kernel("router jitter backward", d_input);
+  if (on_cuda(d_input)) SW_RUN_ON_CUDA(kernels::jitter_backward_(d_input, jitter));
   cpu::jitter_backward_(d_input, jitter);
 }
 

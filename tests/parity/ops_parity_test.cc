@@ -7,6 +7,7 @@
 
 #include "core/model/switch_ffn.h"
 #include "core/ops/activation.h"
+#include "core/ops/attention.h"
 #include "core/ops/capacity.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/dropout.h"
@@ -90,19 +91,36 @@ TEST_F(Parity, GroupedWeightGradient) {
 
 // A backward op without a CUDA kernel yet fails through its device switch, naming the op
 // and the device, and changes nothing.
-TEST_F(Parity, BackwardWithoutKernelNamesOpAndDevice) {
-  const Tensor d_bias = gpu(random_tensor({2, 4, 4}, DType::f32, 10));
-  Tensor d_table = Tensor::zeros({8, 2}, DType::f32, kGpu);
-  try {
-    ops::position_bias_backward(d_bias, true, 16, 0, d_table);
-    FAIL() << "position_bias backward ran on a GPU without a kernel";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.status(), Status::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("position_bias backward: no kernel for cuda:0"),
-              std::string::npos)
-        << e.what();
+// The relative position bias and its table gradient: the same bits as the CPU (a gather,
+// and per (bucket, head) the CPU's summation order), in both directions, for decoding
+// queries past the first position, and into a slice of heads of a wider table.
+TEST_F(Parity, PositionBiasAndBackward) {
+  const Tensor table = random_tensor({32, 6}, DType::f32, 11);
+  for (bool bidirectional : {true, false})
+    for (int64_t first_query : {int64_t{0}, int64_t{37}}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "bidirectional " << bidirectional << " first query " << first_query);
+      const Tensor ref = ops::position_bias(table, 45, 90, bidirectional, 128, first_query);
+      EXPECT_EQ(
+          max_relative_error(
+              host(ops::position_bias(gpu(table), 45, 90, bidirectional, 128, first_query)), ref),
+          0.0);
+      // A bf16 table gives the f32 bias of its bf16 values.
+      EXPECT_EQ(max_relative_error(host(ops::position_bias(gpu(table, DType::bf16), 45, 90,
+                                                           bidirectional, 128, first_query)),
+                                   ops::position_bias(table.to(DType::bf16).to(DType::f32), 45, 90,
+                                                      bidirectional, 128, first_query)),
+                0.0);
+    }
+  const Tensor d_bias = random_tensor({4, 150, 150}, DType::f32, 10);
+  for (bool bidirectional : {true, false}) {
+    SCOPED_TRACE(::testing::Message() << "bidirectional " << bidirectional);
+    Tensor d_table_cpu = random_tensor({32, 6}, DType::f32, 13);  // accumulates into this
+    Tensor d_table = gpu(d_table_cpu);
+    ops::position_bias_backward(d_bias, bidirectional, 128, 2, d_table_cpu);
+    ops::position_bias_backward(gpu(d_bias), bidirectional, 128, 2, d_table);
+    EXPECT_EQ(max_relative_error(host(d_table), d_table_cpu), 0.0);
   }
-  EXPECT_EQ(max_relative_error(host(d_table), Tensor::zeros({8, 2}, DType::f32)), 0.0);
 }
 
 // The embedding gradient with repeated ids: the same bits as the CPU path in f32 (one
@@ -213,6 +231,49 @@ TEST_F(Parity, CrossEntropyBackward) {
   }
 }
 
+// Attention's backward (dq, dk, dv, the bias gradient) with a bias, padded keys, causal and
+// not, dropout redrawn from its stream, on odd sizes (Tq != Tk, dk not a power of two).
+TEST_F(Parity, AttentionBackward) {
+  const int64_t B = 3, T = 19, S = 23, H = 3, dk = 12;
+  const Tensor q = random_tensor({B, T, H * dk}, DType::f32, 40),
+               k = random_tensor({B, S, H * dk}, DType::f32, 41);
+  const Tensor v = random_tensor({B, S, H * dk}, DType::f32, 42),
+               bias = random_tensor({H, T, S}, DType::f32, 43),
+               dout = random_tensor({B, T, H * dk}, DType::f32, 44);
+  std::vector<int32_t> mask(B * S, 1);
+  mask[0] = mask[S + 22] = mask[2 * S + 5] = mask[2 * S + 6] = 0;
+  const Tensor key_mask = Tensor::from_vector<int32_t>(mask, {B, S});
+  const Tensor gpu_mask = key_mask.to(kGpu), gpu_bias = gpu(bias);
+  for (bool causal : {false, true})
+    for (double rate : {0.0, 0.25}) {
+      SCOPED_TRACE(::testing::Message() << "causal " << causal << " dropout " << rate);
+      ops::AttentionInputs cpu_in, gpu_in;
+      cpu_in.bias = &bias;
+      cpu_in.key_mask = &key_mask;
+      gpu_in.bias = &gpu_bias;
+      gpu_in.key_mask = &gpu_mask;
+      cpu_in.causal = gpu_in.causal = causal;
+      cpu_in.dropout.rate = gpu_in.dropout.rate = rate;
+      cpu_in.dropout.stream = gpu_in.dropout.stream =
+          RandomStream(4, RandomPurpose::kDropout, 2, 8);
+      Tensor probs_cpu, probs_gpu;
+      ops::attention(q, k, v, H, cpu_in, &probs_cpu);
+      ops::attention(gpu(q), gpu(k), gpu(v), H, gpu_in, &probs_gpu);
+      const ops::AttentionGrads ref = ops::attention_backward(dout, q, k, v, probs_cpu, H, cpu_in);
+      const ops::AttentionGrads dev =
+          ops::attention_backward(gpu(dout), gpu(q), gpu(k), gpu(v), probs_gpu, H, gpu_in);
+      EXPECT_LE(max_relative_error(host(dev.dq), ref.dq), 1e-5);
+      EXPECT_LE(max_relative_error(host(dev.dk), ref.dk), 1e-5);
+      EXPECT_LE(max_relative_error(host(dev.dv), ref.dv), 1e-5);
+      EXPECT_LE(max_relative_error(host(dev.dbias), ref.dbias), 1e-5);
+      // Without a bias there is no bias gradient.
+      ops::AttentionInputs no_bias = gpu_in;
+      no_bias.bias = nullptr;
+      EXPECT_FALSE(ops::attention_backward(gpu(dout), gpu(q), gpu(k), gpu(v), probs_gpu, H, no_bias)
+                       .dbias.defined());
+    }
+}
+
 // Router weights scaled so the top-1 margin is large: f32 and bf16 route identically.
 Tensor router_weights(int64_t experts, int64_t d, uint32_t seed) {
   return random_tensor({experts, d}, DType::f32, seed, 1.0);
@@ -252,6 +313,36 @@ TEST_F(Parity, RouterWithAndWithoutJitter) {
     EXPECT_LE(max_relative_error(host(bf.logits), ref.logits), 1e-5) << experts;
     EXPECT_LE(max_relative_error(host(bf.probs), ref.probs), 1e-5) << experts;
   }
+}
+
+// The router's backward through the gates, with and without the load-balancing loss (in
+// groups) and the z-loss, and jitter's backward, on the same routing as the CPU.
+TEST_F(Parity, RouterBackward) {
+  const Tensor x = random_tensor({120, 32}, DType::f32, 30);
+  for (int64_t experts : {int64_t{8}, int64_t{130}}) {
+    const Tensor w = router_weights(experts, 32, 31);
+    const ops::RouterOutput cpu = ops::route(x, w, {});
+    const ops::RouterOutput dev = ops::route(gpu(x), gpu(w), {});
+    ASSERT_EQ(max_relative_error(host(dev.expert_index), cpu.expert_index), 0.0);
+    const Tensor d_gate = random_tensor({120, 1}, DType::f32, 32);
+    for (const ops::RouterLossGradients losses :
+         {ops::RouterLossGradients{}, ops::RouterLossGradients{0.01, 40, 0.0},
+          ops::RouterLossGradients{0.0, 0, 0.001}, ops::RouterLossGradients{0.5, 120, 0.3}}) {
+      SCOPED_TRACE(::testing::Message() << experts << " experts, aux " << losses.aux << " in "
+                                        << losses.group_size << ", z " << losses.z);
+      EXPECT_LE(max_relative_error(host(ops::router_backward(dev, gpu(d_gate), losses)),
+                                   ops::router_backward(cpu, d_gate, losses)),
+                1e-5);
+    }
+  }
+  ops::RouterJitter jitter;
+  jitter.eps = 0.05;
+  jitter.stream = RandomStream(6, RandomPurpose::kJitter, 2, 9);
+  Tensor grad_cpu = random_tensor({77, 33}, DType::f32, 33);
+  Tensor grad = gpu(grad_cpu);
+  ops::jitter_backward_(grad_cpu, jitter);
+  ops::jitter_backward_(grad, jitter);
+  EXPECT_LE(max_relative_error(host(grad), grad_cpu), 1e-7);
 }
 
 TEST_F(Parity, RouterTiesGoToTheLowestExpert) {
