@@ -44,7 +44,7 @@ void ParameterStore::set(const std::string& name, const Tensor& values) {
 
 Tensor& GradientBuffer::of(const Tensor& parameter) {
   Tensor& g = grads_[{static_cast<const char*>(parameter.raw()), parameter.numel()}];
-  if (!g.defined()) g = Tensor::zeros(parameter.shape(), parameter.dtype());
+  if (!g.defined()) g = Tensor::zeros(parameter.shape(), parameter.dtype(), parameter.device());
   return g;
 }
 
@@ -63,8 +63,9 @@ std::vector<std::pair<std::string, Tensor>> GradientBuffer::by_name(
       grad = g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(e.tensor.shape());
       break;
     }
-    out.push_back(
-        {e.name, grad.defined() ? grad : Tensor::zeros(e.tensor.shape(), e.tensor.dtype())});
+    out.push_back({e.name, grad.defined() ? grad
+                                          : Tensor::zeros(e.tensor.shape(), e.tensor.dtype(),
+                                                          e.tensor.device())});
   }
   return out;
 }

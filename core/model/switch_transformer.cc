@@ -82,16 +82,14 @@ void SwitchTransformer::validate_batch(const Batch& b) const {
 
 Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t q_len, int64_t k_len,
                                             int64_t first_query) const {
-  // Computed on the host (a tiny table lookup), in f32 for a GPU model.
-  const Tensor table =
-      device_.is_cpu() ? s.relative_bias : s.relative_bias.to(Device::cpu()).to(DType::f32);
-  Tensor bias = ops::position_bias(table, q_len, k_len, s.stack == Stack::kEncoder,
+  // In the table's dtype on the cpu, in f32 on a GPU (attention's softmax reads it in f32).
+  Tensor bias = ops::position_bias(s.relative_bias, q_len, k_len, s.stack == Stack::kEncoder,
                                    config_.relative_attention_max_distance(), first_query);
   if (model_group_) {  // this rank's heads
     const int64_t first = model_group_->rank() * heads_;
     bias = bias.slice(first, first + heads_);
   }
-  return device_.is_cpu() ? bias : bias.to(device_);
+  return bias;
 }
 
 RunContext SwitchTransformer::context(bool train, uint64_t step, uint64_t first_example) const {
@@ -167,8 +165,9 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
                                      grads.of(s.final_norm));
   const Tensor bias = position_bias_for(s, length, length);
   const StackPass pass = pass_for(s, in, ctx, &bias);
-  Tensor d_bias = Tensor::zeros(bias.shape(), bias.dtype());
-  Tensor d_memory = decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype()) : Tensor();
+  Tensor d_bias = Tensor::zeros(bias.shape(), bias.dtype(), bias.device());
+  Tensor d_memory =
+      decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype(), device_) : Tensor();
   for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk)
     block_backward(s.blocks[blk], blk, pass, cache.blocks[blk], scales, dh, grads, d_bias,
                    d_memory);
@@ -240,6 +239,10 @@ ForwardOutput SwitchTransformer::forward_backward(
   SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(host_batch.labels.defined(), "forward_backward: labels are required");
+  // bf16 training (f32 master weights, the router in f32) is not built yet.
+  SW_CHECK(dtype_ != DType::bf16, Status::kUnsupported,
+           "forward_backward: a bf16 model does not train in this version; train in f32 (on the "
+           "cpu or a GPU) and convert");
   const Batch batch = device_batch(host_batch);
   const RunContext ctx = context(options.train, options.step, options.first_example);
   ForwardOutput out;

@@ -7,7 +7,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/tensor/device_switch.h"
 #include "core/train/parameter_loops.h"
+#include "kernels/adafactor.cuh"
 
 namespace sw {
 namespace {
@@ -28,9 +30,14 @@ class Adafactor final : public OptimizerBase {
     SW_CHECK_ARG(step >= 1, "adafactor: steps count from 1, got ", step);
     bind(grads);
     const double beta2 = 1.0 - std::pow(static_cast<double>(step), -o_.decay_rate);
-    for (size_t i = 0; i < grads.size(); ++i)
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (on_gpu(grads[i], "adafactor")) {
+        update_on_gpu(grads[i], slots_[i], lr, beta2);
+        continue;
+      }
       with_pair(grads[i], "adafactor",
                 [&](auto zero) { update<decltype(zero)>(grads[i], slots_[i], lr, beta2); });
+    }
   }
 
  protected:
@@ -42,17 +49,32 @@ class Adafactor final : public OptimizerBase {
       const Shape& sh = parameter.shape();
       Shape rows(sh.begin(), sh.end() - 1), cols(sh.begin(), sh.end() - 2);
       cols.push_back(sh.back());
-      s.tensors.push_back({"row", Tensor::zeros(rows, dt)});
-      s.tensors.push_back({"col", Tensor::zeros(cols, dt)});
+      s.tensors.push_back({"row", Tensor::zeros(rows, dt, parameter.device())});
+      s.tensors.push_back({"col", Tensor::zeros(cols, dt, parameter.device())});
     } else {
-      s.tensors.push_back({"v", Tensor::zeros(parameter.shape(), dt)});
+      s.tensors.push_back({"v", Tensor::zeros(parameter.shape(), dt, parameter.device())});
     }
-    if (o_.beta1 > 0) s.tensors.push_back({"m", Tensor::zeros(parameter.shape(), dt)});
+    if (o_.beta1 > 0)
+      s.tensors.push_back({"m", Tensor::zeros(parameter.shape(), dt, parameter.device())});
     return s;
   }
 
  private:
   static bool factored(const Tensor& p) { return p.ndim() >= 2; }
+
+  // The same update by the CUDA kernels (kernels/adafactor.cuh).
+  void update_on_gpu(ParameterGradient& pg, Slots& s, [[maybe_unused]] double lr,
+                     [[maybe_unused]] double beta2) {
+    [[maybe_unused]] kernels::AdafactorState state;
+    if (factored(pg.parameter)) {
+      state.row = s.get("row");
+      state.col = s.get("col");
+    } else {
+      state.v = s.get("v");
+    }
+    if (o_.beta1 > 0) state.m = s.get("m");
+    SW_RUN_ON_CUDA(kernels::adafactor_update(pg.parameter, pg.gradient, state, o_, lr, beta2));
+  }
 
   // Three passes, none of which stores the update: the second-moment statistics, the
   // update's RMS (for clipping), then the parameter step; each recomputes the unclipped

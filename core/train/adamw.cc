@@ -6,7 +6,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/tensor/device_switch.h"
 #include "core/train/parameter_loops.h"
+#include "kernels/adamw.cuh"
 
 namespace sw {
 namespace {
@@ -25,7 +27,11 @@ class AdamW final : public OptimizerBase {
     bind(grads);
     const double c1 = 1 - std::pow(o_.beta1, static_cast<double>(step));
     const double c2 = 1 - std::pow(o_.beta2, static_cast<double>(step));
-    for (size_t i = 0; i < grads.size(); ++i)
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (on_gpu(grads[i], "adamw")) {
+        update_on_gpu(grads[i], slots_[i], lr, c1, c2);
+        continue;
+      }
       with_pair(grads[i], "adamw", [&](auto zero) {
         using T = decltype(zero);
         using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -43,18 +49,27 @@ class AdamW final : public OptimizerBase {
           p[j] = static_cast<T>(p[j] - lr * (step_dir + o_.weight_decay * p[j]));
         }
       });
+    }
   }
 
  protected:
   Slots make_slots(const std::string& name, const Tensor& parameter) const override {
     const DType dt = state_dtype(parameter);
-    return Slots{
-        name,
-        parameter.shape(),
-        {{"m", Tensor::zeros(parameter.shape(), dt)}, {"v", Tensor::zeros(parameter.shape(), dt)}}};
+    return Slots{name,
+                 parameter.shape(),
+                 {{"m", Tensor::zeros(parameter.shape(), dt, parameter.device())},
+                  {"v", Tensor::zeros(parameter.shape(), dt, parameter.device())}}};
   }
 
  private:
+  // The same update by the CUDA kernel (kernels/adamw.cuh).
+  void update_on_gpu([[maybe_unused]] ParameterGradient& pg, [[maybe_unused]] Slots& s,
+                     [[maybe_unused]] double lr, [[maybe_unused]] double c1,
+                     [[maybe_unused]] double c2) {
+    SW_RUN_ON_CUDA(
+        kernels::adamw_update(pg.parameter, pg.gradient, s.get("m"), s.get("v"), o_, lr, c1, c2));
+  }
+
   AdamWOptions o_;
 };
 

@@ -4,16 +4,31 @@
 #include <cmath>
 #include <vector>
 
+#include "core/ops/elementwise.h"
+#include "core/tensor/device_switch.h"
 #include "core/train/parameter_loops.h"
+#include "kernels/gradient_clipping.cuh"
 
 namespace sw {
+namespace {
+
+double gpu_sum_of_squares([[maybe_unused]] const std::vector<Tensor>& gradients) {
+  SW_RUN_ON_CUDA(kernels::sum_of_squares(gradients));
+}
+
+}  // namespace
 
 double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm) {
   // Squares summed per group (in the order groups first appear, the same on every rank),
   // whole parameters under null.
   std::vector<Communicator*> groups = {nullptr};
   std::vector<double> sums = {0.0};
-  for (const ParameterGradient& pg : grads)
+  std::vector<Tensor> on_gpus;  // whole f32 gradients on one GPU: summed there, in order
+  for (const ParameterGradient& pg : grads) {
+    if (on_gpu(pg, "clip_gradient_norm")) {
+      on_gpus.push_back(pg.gradient);
+      continue;
+    }
     with_pair(pg, "clip_gradient_norm", [&](auto zero) {
       using T = decltype(zero);
       Communicator* group = pg.shard_group && pg.shard_group->size() > 1 ? pg.shard_group : nullptr;
@@ -21,6 +36,8 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
       if (at == groups.size()) groups.push_back(group), sums.push_back(0.0);
       sums[at] += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
     });
+  }
+  if (!on_gpus.empty()) sums[0] += gpu_sum_of_squares(on_gpus);
   double sum_sq = sums[0];
   for (size_t i = 1; i < groups.size(); ++i) {
     Tensor t = Tensor::from_vector<double>({sums[i]}, {1});
@@ -30,7 +47,11 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
   const double norm = std::sqrt(sum_sq);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / norm;
-    for (ParameterGradient& pg : grads)
+    for (ParameterGradient& pg : grads) {
+      if (!pg.gradient.device().is_cpu()) {
+        ops::scale_(pg.gradient, scale);
+        continue;
+      }
       with_pair(pg, "clip_gradient_norm", [&](auto zero) {
         using T = decltype(zero);
         T* g = pg.gradient.data<T>();
@@ -38,6 +59,7 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n; ++i) g[i] = static_cast<T>(g[i] * scale);
       });
+    }
   }
   return norm;
 }

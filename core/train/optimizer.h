@@ -1,6 +1,7 @@
 // Optimizers (docs/MATH.md §5): the interface Adafactor (adafactor.h) and AdamW (adamw.h)
 // implement, and what they share. They keep their state in f32 (f64 for an f64 model) and
-// update parameters in place from gradients of the same shapes, on the CPU.
+// update parameters in place from gradients of the same shapes, on the cpu or (f32, whole
+// parameters) on a GPU with the kernels of kernels/adamw.cu and kernels/adafactor.cu.
 #pragma once
 
 #include <memory>

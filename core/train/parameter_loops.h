@@ -12,18 +12,39 @@
 
 namespace sw {
 
-// Calls fn(T{}) for a CPU f32 or f64 parameter/gradient pair, checking them first.
-template <typename Fn>
-void with_pair(const ParameterGradient& pg, const char* who, Fn&& fn) {
+// The checks of every loop over a parameter and its gradient.
+inline void check_pair(const ParameterGradient& pg, const char* who) {
   SW_CHECK_ARG(pg.parameter.defined() && pg.gradient.defined(), who, ": parameter ", pg.name,
                " has no gradient");
   SW_CHECK_ARG(
       pg.parameter.shape() == pg.gradient.shape() && pg.parameter.dtype() == pg.gradient.dtype(),
       who, ": gradient ", pg.gradient.str(), " does not match parameter ", pg.name, " ",
       pg.parameter.str());
-  SW_CHECK(pg.parameter.device().is_cpu() && pg.gradient.device().is_cpu(), Status::kUnsupported,
-           who, ": parameter ", pg.name, " is on ", pg.parameter.device().str(),
-           "; the optimizers run on the cpu");
+  SW_CHECK_ARG(pg.parameter.device() == pg.gradient.device(), who, ": parameter ", pg.name,
+               " is on ", pg.parameter.device().str(), ", its gradient on ",
+               pg.gradient.device().str());
+}
+
+// True for a pair on a GPU, which the CUDA kernels update: f32 and whole (sharded
+// parameters are updated on the cpu in this version).
+inline bool on_gpu(const ParameterGradient& pg, const char* who) {
+  check_pair(pg, who);
+  if (pg.parameter.device().is_cpu()) return false;
+  SW_CHECK(pg.parameter.dtype() == DType::f32, Status::kUnsupported, who, ": parameter ", pg.name,
+           " is ", dtype_name(pg.parameter.dtype()), " on ", pg.parameter.device().str(),
+           "; on a GPU the optimizers update f32 parameters");
+  SW_CHECK(!pg.shard_group || pg.shard_group->size() <= 1, Status::kUnsupported, who,
+           ": parameter ", pg.name, " is sharded over ", pg.shard_group->size(),
+           " ranks on a GPU; sharded parameters are updated on the cpu in this version");
+  return true;
+}
+
+// Calls fn(T{}) for a CPU f32 or f64 parameter/gradient pair, checking them first.
+template <typename Fn>
+void with_pair(const ParameterGradient& pg, const char* who, Fn&& fn) {
+  check_pair(pg, who);
+  SW_CHECK(pg.parameter.device().is_cpu(), Status::kUnsupported, who, ": parameter ", pg.name,
+           " is on ", pg.parameter.device().str(), ", not on the cpu");
   switch (pg.parameter.dtype()) {
     case DType::f32:
       fn(float{});

@@ -1,0 +1,192 @@
+// Training on the GPU against the CPU path in f32: the optimizers (parameters and state
+// after several steps), global gradient-norm clipping, whole trainer steps with
+// micro-batches, and the GPU run against itself (the same bits twice). Compiled in every
+// build; each test skips without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/data/byte_tokenizer.h"
+#include "core/model/switch_transformer.h"
+#include "core/train/adafactor.h"
+#include "core/train/adamw.h"
+#include "core/train/gradient_clipping.h"
+#include "core/train/trainer.h"
+#include "parity_util.h"
+
+namespace sw {
+namespace {
+
+using testing::max_relative_error;
+using testing::random_tensor;
+
+using parity::gpu;
+using parity::host;
+using parity::kGpu;
+using TrainParity = parity::GpuTest;
+
+// Parameters of every shape class the optimizers treat differently: a vector (not
+// factored), a matrix and a stack of expert matrices (factored over the last two axes),
+// with odd sizes and one matrix larger than a reduction chunk.
+std::vector<std::pair<std::string, Shape>> parameter_shapes() {
+  return {{"norm", {37}}, {"dense", {45, 29}}, {"experts", {3, 17, 23}}, {"big", {130, 150}}};
+}
+
+// Runs `steps` optimizer steps on copies of the same parameters on the cpu and the GPU
+// (fresh gradients each step) and compares parameters and state.
+void expect_optimizer_parity(const std::function<std::unique_ptr<Optimizer>()>& make, int steps) {
+  auto cpu_opt = make(), gpu_opt = make();
+  std::vector<ParameterGradient> cpu, dev;
+  uint32_t seed = 100;
+  for (const auto& [name, shape] : parameter_shapes()) {
+    const Tensor p = random_tensor(shape, DType::f32, seed++);
+    cpu.push_back({name, p.clone(), Tensor()});
+    dev.push_back({name, gpu(p), Tensor()});
+  }
+  for (int step = 1; step <= steps; ++step) {
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      cpu[i].gradient = random_tensor(cpu[i].parameter.shape(), DType::f32, seed++, 0.3);
+      dev[i].gradient = gpu(cpu[i].gradient);
+    }
+    cpu_opt->step(cpu, 0.05, step);
+    gpu_opt->step(dev, 0.05, step);
+  }
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_TRUE(dev[i].parameter.device() == kGpu);
+    EXPECT_LE(max_relative_error(host(dev[i].parameter), cpu[i].parameter), 1e-6) << cpu[i].name;
+  }
+  const auto cpu_state = cpu_opt->state(), gpu_state = gpu_opt->state();
+  ASSERT_EQ(gpu_state.size(), cpu_state.size());
+  for (size_t i = 0; i < cpu_state.size(); ++i) {
+    EXPECT_EQ(gpu_state[i].first, cpu_state[i].first);
+    EXPECT_TRUE(gpu_state[i].second.device() == kGpu) << gpu_state[i].first;
+    EXPECT_LE(max_relative_error(host(gpu_state[i].second), cpu_state[i].second), 1e-6)
+        << cpu_state[i].first;
+  }
+}
+
+TEST_F(TrainParity, AdafactorMatchesTheCpu) {
+  AdafactorOptions paper;  // T5 / the paper: no first moment, no parameter scale
+  expect_optimizer_parity([&] { return make_adafactor(paper); }, 4);
+  AdafactorOptions everything;
+  everything.beta1 = 0.9;
+  everything.multiply_by_parameter_scale = true;
+  everything.weight_decay = 0.01;
+  everything.clip_threshold = 0.5;  // clips: the update RMS of the first steps is about 1
+  expect_optimizer_parity([&] { return make_adafactor(everything); }, 4);
+}
+
+TEST_F(TrainParity, AdamWMatchesTheCpu) {
+  AdamWOptions o;
+  o.weight_decay = 0.1;
+  expect_optimizer_parity([&] { return make_adamw(o); }, 4);
+}
+
+TEST_F(TrainParity, OptimizerRefusesWhatItCannotUpdate) {
+  auto opt = make_adamw({});
+  std::vector<ParameterGradient> bf16 = {{"w",
+                                          gpu(random_tensor({4, 4}, DType::f32, 1), DType::bf16),
+                                          gpu(random_tensor({4, 4}, DType::f32, 2), DType::bf16)}};
+  EXPECT_THROW(opt->step(bf16, 0.1, 1), Error);
+  std::vector<ParameterGradient> mixed = {
+      {"w", gpu(random_tensor({4, 4}, DType::f32, 1)), random_tensor({4, 4}, DType::f32, 2)}};
+  EXPECT_THROW(make_adamw({})->step(mixed, 0.1, 1), Error);
+}
+
+// The global norm over gradients on the GPU: the CPU's value, the same bits twice, and
+// the clipped gradients.
+TEST_F(TrainParity, GradientClipping) {
+  std::vector<ParameterGradient> cpu, dev;
+  uint32_t seed = 200;
+  for (const auto& [name, shape] : parameter_shapes()) {
+    const Tensor g = random_tensor(shape, DType::f32, seed++);
+    cpu.push_back({name, Tensor::zeros(shape, DType::f32), g.clone()});
+    dev.push_back({name, Tensor::zeros(shape, DType::f32, kGpu), gpu(g)});
+  }
+  const double norm_gpu = clip_gradient_norm(dev, 0.0);  // no clipping: the norm only
+  EXPECT_EQ(clip_gradient_norm(dev, 0.0), norm_gpu);
+  const double norm_cpu = clip_gradient_norm(cpu, 2.0);
+  EXPECT_NEAR(norm_gpu, norm_cpu, 1e-12 * norm_cpu);
+  EXPECT_EQ(clip_gradient_norm(dev, 2.0), norm_gpu);
+  for (size_t i = 0; i < cpu.size(); ++i)
+    EXPECT_LE(max_relative_error(host(dev[i].gradient), cpu[i].gradient), 1e-6) << cpu[i].name;
+  EXPECT_NEAR(clip_gradient_norm(dev, 0.0), 2.0, 1e-5);
+}
+
+ModelConfig small_moe() {
+  return config_from_text(R"(
+    vocab_size: 300 d_model: 32 d_ff: 64 d_kv: 8 num_heads: 4 num_encoder_layers: 2
+    num_decoder_layers: 2 num_experts: 4 encoder_sparse_step: 1 decoder_sparse_step: 2
+    activation: GATED_GELU capacity_mode: CAPACITY_FACTOR train_capacity_factor: 1.0
+    min_capacity: 1 dropout_rate: 0.1 expert_dropout_rate: 0.2 router_jitter_eps: 0.01
+    init_scheme: INIT_HF)");
+}
+
+std::vector<Batch> micro_batches(const ModelConfig& config, int step) {
+  const Batch b = make_continuation_batch(
+      "Step " + std::to_string(step) +
+          ": the router picks one expert per token and the load-balancing loss spreads them.",
+      4, 24, 10, config);
+  return split_micro_batches(b, 2);
+}
+
+// Whole trainer steps (two micro-batches, clipping, the optimizer): metrics, updated
+// parameters and optimizer state as on the CPU; then one more run on the GPU gives the
+// same bits.
+TEST_F(TrainParity, TrainerStepsMatchTheCpuAndRepeat) {
+  const ModelConfig config = small_moe();
+  for (auto kind : {TrainOptions::OptimizerKind::kAdafactor, TrainOptions::OptimizerKind::kAdamW}) {
+    SCOPED_TRACE(kind == TrainOptions::OptimizerKind::kAdafactor ? "adafactor" : "adamw");
+    TrainOptions options;
+    options.optimizer = kind;
+    options.grad_clip_norm = 0.5;  // clips: the first gradients' norm is larger
+    SwitchTransformer cpu(config, 3), dev(config, 3, DType::f32, kGpu),
+        dev_again(config, 3, DType::f32, kGpu);
+    Trainer t_cpu(cpu, options), t_dev(dev, options), t_again(dev_again, options);
+    for (int step = 1; step <= 3; ++step) {
+      const TrainMetrics c = t_cpu.step(micro_batches(config, step));
+      const TrainMetrics g = t_dev.step(micro_batches(config, step));
+      const TrainMetrics a = t_again.step(micro_batches(config, step));
+      EXPECT_NEAR(g.loss, c.loss, 1e-5 * c.loss) << step;
+      EXPECT_NEAR(g.grad_norm, c.grad_norm, 1e-5 * c.grad_norm) << step;
+      EXPECT_EQ(a.loss, g.loss) << step;
+      EXPECT_EQ(a.grad_norm, g.grad_norm) << step;
+      for (size_t l = 0; l < c.layers.size(); ++l)
+        EXPECT_EQ(g.layers[l].tokens_per_expert, c.layers[l].tokens_per_expert) << step;
+    }
+    const auto& cp = cpu.parameters().entries();
+    const auto& gp = dev.parameters().entries();
+    const auto& ap = dev_again.parameters().entries();
+    for (size_t i = 0; i < cp.size(); ++i) {
+      EXPECT_LE(max_relative_error(host(gp[i].tensor), cp[i].tensor), 1e-5) << cp[i].name;
+      EXPECT_EQ(max_relative_error(host(ap[i].tensor), host(gp[i].tensor)), 0.0) << cp[i].name;
+    }
+    const auto cs = t_cpu.optimizer().state(), gs = t_dev.optimizer().state();
+    ASSERT_EQ(gs.size(), cs.size());
+    for (size_t i = 0; i < cs.size(); ++i)
+      EXPECT_LE(max_relative_error(host(gs[i].second), cs[i].second), 1e-5) << cs[i].first;
+  }
+}
+
+// 50 steps of the `tiny` preset: the GPU's losses track the CPU's within 1e-4 and every
+// step routes the same tokens to the same experts.
+TEST_F(TrainParity, FiftyTinyStepsTrackTheCpu) {
+  const ModelConfig config = preset("tiny");
+  SwitchTransformer cpu(config, 5), dev(config, 5, DType::f32, kGpu);
+  Trainer t_cpu(cpu, {}), t_dev(dev, {});
+  for (int step = 1; step <= 50; ++step) {
+    const TrainMetrics c = t_cpu.step(micro_batches(config, step));
+    const TrainMetrics g = t_dev.step(micro_batches(config, step));
+    ASSERT_NEAR(g.loss, c.loss, 1e-4 * c.loss) << "step " << step;
+    for (size_t l = 0; l < c.layers.size(); ++l)
+      ASSERT_EQ(g.layers[l].tokens_per_expert, c.layers[l].tokens_per_expert)
+          << "step " << step << ", sparse layer " << l;
+  }
+}
+
+}  // namespace
+}  // namespace sw
