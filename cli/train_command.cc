@@ -1,5 +1,5 @@
 // switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
-//              [--resume] [--parallel dp=N[,ep=M|,mp=M]]
+//              [--resume] [--parallel dp=N[,ep=M|,mp=M]] [--device cpu|cuda:N]
 //     span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
 //     the tiny preset on the fortunes corpus): a progress bar (or a line every
 //     log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
@@ -9,7 +9,8 @@
 //     dp=N,ep=M trains over N x M ranks: each steps on its shard of the global batch,
 //     each group of M ranks splits every sparse layer's experts; dp=N,mp=M: each group
 //     of M ranks splits the attention heads and d_ff and shares one batch shard; rank 0
-//     prints and writes checkpoints of the whole model, which continue at any layout
+//     prints and writes checkpoints of the whole model, which continue at any layout;
+//     --device cuda:0 trains on one GPU in f32 (a checkpoint resumes on either device)
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,7 +67,12 @@ std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
   sw::GenerateOptions options;
   options.max_new_tokens = b.labels.dim(1);
   options.vocab_limit = run.tokenizer().vocab_size();
-  const auto answers = sw::generate(run.model(), ids, mask, options);
+  // Generation runs on the cpu: a GPU-trained model lends its weights to a cpu copy.
+  std::unique_ptr<sw::SwitchTransformer> cpu_copy;
+  if (!run.model().device().is_cpu())
+    cpu_copy = std::make_unique<sw::SwitchTransformer>(
+        run.model().copy_to(sw::Device::cpu(), sw::DType::f32));
+  const auto answers = sw::generate(cpu_copy ? *cpu_copy : run.model(), ids, mask, options);
   std::string text;
   for (int64_t s = 0; s < count; ++s) {
     auto row = [&](const sw::Tensor& t) {
@@ -92,6 +98,7 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
                                : sw::TrainConfig();
   if (flags.has("preset")) config.set_model_preset(flags.value("preset"));
   for (const std::string& o : flags.values("set")) sw::apply_override(config, o);
+  if (flags.has("device")) sw::apply_override(config, "device=" + flags.value("device"));
   const std::string out = flags.value("out", "runs/train");
   const bool terminal = isatty(fileno(stdout));
   std::printf("preparing: corpus %s, tokenizer, data (output in %s)...\n", config.corpus().c_str(),
@@ -123,8 +130,9 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
       static_cast<long long>(run.data().train_data().lengths().inputs),
       static_cast<long long>(run.data().train_data().lengths().targets));
   std::printf(
-      "training %s: %.2fM parameters, %lld experts, batch %lld x (%lld + %lld), %lld steps\n",
-      c.model().name().c_str(), run.model().parameters().num_elements() / 1e6,
+      "training %s on %s: %.2fM parameters, %lld experts, batch %lld x (%lld + %lld), %lld "
+      "steps\n",
+      c.model().name().c_str(), c.device().c_str(), run.model().parameters().num_elements() / 1e6,
       static_cast<long long>(c.model().num_experts()), static_cast<long long>(c.batch_size()),
       static_cast<long long>(c.input_length()), static_cast<long long>(c.target_length()),
       static_cast<long long>(c.steps()));
@@ -226,6 +234,7 @@ Command train_command() {
            {"examples", "N", "greedy span infilling on N held-out examples at the end"},
            {"resume", "", "continue from the latest checkpoint under --out, if any"},
            {"parallel", "LAYOUT", "the layout over the MPI ranks, dp=N,ep=M or dp=N,mp=M"},
+           {"device", "D", "train on cpu (default) or one GPU, cuda:N (f32); sets device"},
            kThreadsFlag},
           "",
           run_train};

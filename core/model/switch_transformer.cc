@@ -80,6 +80,14 @@ void SwitchTransformer::validate_batch(const Batch& b) const {
   }
 }
 
+SwitchTransformer SwitchTransformer::copy_to(Device device, DType dtype) const {
+  SW_CHECK_ARG(!expert_group_ && !model_group_,
+               "copy_to: this model is one rank's share of a distributed model");
+  SwitchTransformer m(config_, seed_, dtype, device);
+  for (const auto& e : params_.entries()) m.parameters().set(e.name, e.tensor.to(Device::cpu()));
+  return m;
+}
+
 Tensor SwitchTransformer::position_bias_for(const StackWeights& s, int64_t q_len, int64_t k_len,
                                             int64_t first_query) const {
   // In the table's dtype on the cpu, in f32 on a GPU (attention's softmax reads it in f32).

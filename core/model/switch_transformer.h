@@ -74,6 +74,11 @@ class SwitchTransformer {
                              Device device = Device::cpu(), Communicator* expert_group = nullptr,
                              Communicator* model_group = nullptr);
 
+  // This model's weights in a model of its own in `dtype` on `device` (same config and
+  // seed): a GPU-trained model's cpu copy for generation, a device copy for validation.
+  // Whole models only (not one rank's share).
+  SwitchTransformer copy_to(Device device, DType dtype) const;
+
   // Parameters share storage with their tensors: a copy would alias every weight.
   SwitchTransformer(const SwitchTransformer&) = delete;
   SwitchTransformer& operator=(const SwitchTransformer&) = delete;

@@ -45,18 +45,12 @@ ValidationReport validate_devices(const SwitchTransformer& model, const Batch& b
   SW_CHECK_ARG(!options.device.is_cpu(), "validate: the device to validate must not be the cpu");
   SW_CHECK_ARG(options.tolerance > 0, "validate: tolerance must be > 0, got ", options.tolerance);
   // Both sides get the model's parameters, whatever its own device and dtype.
-  auto copy_of = [&](DType dtype, Device device) {
-    SwitchTransformer m(model.config(), model.seed(), dtype, device);
-    for (const auto& e : model.parameters().entries())
-      m.parameters().set(e.name, e.tensor.to(Device::cpu()));
-    return m;
-  };
   const bool model_is_reference = model.device().is_cpu() && model.dtype() == DType::f32;
   std::unique_ptr<SwitchTransformer> own_reference;
   if (!model_is_reference)
-    own_reference = std::make_unique<SwitchTransformer>(copy_of(DType::f32, Device::cpu()));
+    own_reference = std::make_unique<SwitchTransformer>(model.copy_to(Device::cpu(), DType::f32));
   const SwitchTransformer& reference = model_is_reference ? model : *own_reference;
-  const SwitchTransformer candidate = copy_of(options.dtype, options.device);
+  const SwitchTransformer candidate = model.copy_to(options.device, options.dtype);
   ForwardOptions run;
   run.keep_block_outputs = true;
   const ForwardOutput ref = reference.forward(batch, run);

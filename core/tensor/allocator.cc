@@ -131,6 +131,18 @@ int cuda_device_count() {
 #endif
 }
 
+void require_device(const Device& device) {
+  if (device.is_cpu()) return;
+  SW_CHECK(cuda_built(), Status::kUnsupported, "device ", device.str(),
+           ": libswitch was built without CUDA");
+  const int count = cuda_device_count();
+  SW_CHECK(count > 0, Status::kDevice, "device ", device.str(),
+           ": no CUDA device is visible to this process");
+  SW_CHECK(device.index >= 0 && device.index < count, Status::kInvalidArgument, "device ",
+           device.str(), ": only ", count, " CUDA device(s) visible (cuda:0 .. cuda:", count - 1,
+           ")");
+}
+
 void copy_bytes(void* dst, const Device& dst_device, const void* src, const Device& src_device,
                 size_t bytes) {
   if (dst_device.is_cpu() && src_device.is_cpu()) {

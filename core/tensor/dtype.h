@@ -59,5 +59,8 @@ struct Device {
 bool cuda_built();
 // CUDA devices visible to this process: 0 without CUDA, a driver or a device.
 int cuda_device_count();
+// An error naming the device unless it can hold tensors in this process: "built without
+// CUDA", "no CUDA device is visible" or an index past the last device.
+void require_device(const Device& device);
 
 }  // namespace sw

@@ -41,6 +41,7 @@ void check_same_run(const TrainConfig& saved, const TrainConfig& now) {
     // computed may not.
     c.clear_micro_batches();
     c.clear_tokenizer_model();  // resume reads the run's own tokenizer.model
+    c.clear_device();           // a run continues on any device
     return train_config_to_text(c);
   };
   std::istringstream a(essentials(saved)), b(essentials(now));
@@ -109,6 +110,13 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
       writer_((!groups.data_parallel || groups.data_parallel->rank() == 0) &&
               (!groups.model_parallel || groups.model_parallel->rank() == 0)) {
   validate(config_);
+  // Before any data is prepared: a device that is not here fails at once.
+  const Device device = Device::parse(config_.device());
+  require_device(device);
+  SW_CHECK(device.is_cpu() || !groups.data_parallel || groups.data_parallel->size() <= 1,
+           Status::kUnsupported, "train: device ", device.str(), " with ",
+           groups.data_parallel ? groups.data_parallel->size() : 1,
+           " ranks: training on several GPUs is not built yet (one GPU, or the cpu under MPI)");
   const int64_t replicas = groups.data_parallel ? groups.data_parallel->size() : 1;
   SW_CHECK_ARG(config_.batch_size() % (replicas * config_.micro_batches()) == 0, "batch_size ",
                config_.batch_size(), " does not split into ", replicas, " replicas x ",
@@ -129,9 +137,8 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   if (!resuming && writer_) data_->tokenizer().save(out_dir + "/tokenizer.model");
   *config_.mutable_model() = resolve_model(config_, data_->tokenizer().vocab_size());
   eval_batches_ = data_->eval_batches(config_.model());
-  model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed(), DType::f32,
-                                               Device::cpu(), groups.expert_parallel,
-                                               groups.model_parallel);
+  model_ = std::make_unique<SwitchTransformer>(config_.model(), config_.seed(), DType::f32, device,
+                                               groups.expert_parallel, groups.model_parallel);
   shares_ = std::make_unique<ModelShares>(*model_, groups);
   TrainOptions options = train_options(config_);
   options.data_parallel = groups.data_parallel;

@@ -37,6 +37,12 @@ int64_t padded_vocab(int64_t tokenizer_vocab_size) {
 
 void validate(const TrainConfig& c) {
   require(c.steps() >= 1, "steps", detail::concat("must be >= 1, got ", c.steps()));
+  try {
+    Device::parse(c.device());  // whether it is here is checked when the run starts
+  } catch (const Error&) {
+    require(false, "device",
+            detail::concat("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"", c.device(), "\""));
+  }
   require(c.max_bad_steps() >= 1, "max_bad_steps",
           detail::concat("must be >= 1, got ", c.max_bad_steps()));
   require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));

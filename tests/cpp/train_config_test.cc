@@ -56,6 +56,12 @@ TEST(TrainConfig, ValidationNamesTheField) {
               sw::train_config_from_text("schedule: WARMUP_COSINE warmup_steps: 5000");
             }).find("total_steps"),
             std::string::npos);
+  EXPECT_NE(error_of([] {
+              sw::train_config_from_text("device: \"gpu\"");
+            }).find("device: expected \"cpu\", \"cuda\" or \"cuda:N\", got \"gpu\""),
+            std::string::npos);
+  EXPECT_EQ(sw::train_config_from_text("device: \"cuda:1\"").device(), "cuda:1");
+  EXPECT_EQ(sw::TrainConfig().device(), "cpu");
   EXPECT_NE(error_of([] { sw::train_config_from_text("steps: 10\nbogus: 1"); }).find("line 2"),
             std::string::npos);  // The embedded model is validated with the train config (preset +
                                  // overrides).

@@ -4,6 +4,7 @@
 // build; each test skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -11,10 +12,12 @@
 #include <vector>
 
 #include "core/data/byte_tokenizer.h"
+#include "core/data/sentencepiece_tokenizer.h"
 #include "core/model/switch_transformer.h"
 #include "core/train/adafactor.h"
 #include "core/train/adamw.h"
 #include "core/train/gradient_clipping.h"
+#include "core/train/pretraining_run.h"
 #include "core/train/trainer.h"
 #include "parity_util.h"
 
@@ -186,6 +189,70 @@ TEST_F(TrainParity, FiftyTinyStepsTrackTheCpu) {
       ASSERT_EQ(g.layers[l].tokens_per_expert, c.layers[l].tokens_per_expert)
           << "step " << step << ", sparse layer " << l;
   }
+}
+
+TrainConfig small_run(const std::string& device) {
+  TrainConfig c;
+  for (const std::string& o : std::vector<std::string>{
+           "corpus=/usr/share/common-licenses/GPL-3", "tokenizer_vocab_size=400", "steps=4",
+           "batch_size=4", "micro_batches=2", "input_length=32", "target_length=12",
+           "eval_batches=1", "validation_fraction=0.1", "device=" + device})
+    apply_override(c, o);
+  return c;
+}
+
+// Host copies of every parameter, bytes compared.
+std::vector<Tensor> host_parameters(const SwitchTransformer& m) {
+  std::vector<Tensor> out;
+  for (const auto& e : m.parameters().entries()) out.push_back(host(e.tensor));
+  return out;
+}
+
+// A pre-training run on the GPU saves its checkpoint from the device; resumed on the GPU it
+// continues bit for bit; the same checkpoint resumes on the cpu, and the cpu's resumes on
+// the GPU, each within 1e-4 of the losses on the other device.
+TEST_F(TrainParity, PretrainingOnTheGpuResumesOnEitherDevice) {
+  std::string why;
+  if (!sentencepiece_available(&why)) GTEST_SKIP() << why;
+  const std::string root = ::testing::TempDir() + "sw_gpu_runs";
+  std::filesystem::remove_all(root);
+  std::vector<double> straight;
+  std::vector<Tensor> straight_params;
+  {
+    PretrainingRun run(small_run("cuda:0"), root + "/straight");
+    EXPECT_TRUE(run.model().device() == kGpu);
+    for (int s = 0; s < 4; ++s) straight.push_back(run.step().loss);
+    straight_params = host_parameters(run.model());
+  }
+  for (const std::string first : {"cuda:0", "cpu"}) {
+    const std::string dir = root + "/from_" + first;
+    std::filesystem::create_directories(dir);
+    std::vector<double> losses;
+    {
+      PretrainingRun run(small_run(first), dir);
+      for (int s = 0; s < 2; ++s) losses.push_back(run.step().loss);
+      run.save_checkpoint();
+    }
+    for (const std::string then : {"cuda:0", "cpu"}) {
+      SCOPED_TRACE(first + " then " + then);
+      std::filesystem::remove_all(dir + "_" + then);
+      std::filesystem::copy(dir, dir + "_" + then, std::filesystem::copy_options::recursive);
+      PretrainingRun run(small_run(then), dir + "_" + then, true);
+      ASSERT_EQ(run.steps_done(), 2);
+      std::vector<double> all = losses;
+      for (int s = 0; s < 2; ++s) all.push_back(run.step().loss);
+      if (first == "cuda:0" && then == "cuda:0") {
+        EXPECT_EQ(all, straight);  // bit for bit
+        const std::vector<Tensor> params = host_parameters(run.model());
+        for (size_t i = 0; i < params.size(); ++i)
+          EXPECT_EQ(max_relative_error(params[i], straight_params[i]), 0.0) << i;
+      } else {
+        for (size_t i = 0; i < all.size(); ++i)
+          EXPECT_NEAR(all[i], straight[i], 1e-4 * straight[i]);
+      }
+    }
+  }
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace
