@@ -133,12 +133,15 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   const DType dt = q.dtype();
   SW_CHECK(dt == DType::f32 || dt == DType::bf16, Status::kUnsupported, "attention: dtype ",
            dtype_name(dt), " is not supported on cuda (f32, bf16)");
+  SW_CHECK(!in.dropout.window, Status::kUnsupported,
+           "attention: model-parallel dropout windows run on the cpu");
   DeviceContext& ctx = device_context(q);
   Tensor out = Tensor::empty({B, Tq, inner}, dt, q.device());
   Tensor scores = Tensor::empty({B, heads, Tq, Tk}, DType::f32, q.device());
   Tensor probs = Tensor::empty({B, heads, Tq, Tk}, DType::f32, q.device());
   Tensor weights = Tensor::empty({B, heads, Tq, Tk}, dt, q.device());  // after dropout
-  if (B * Tq * Tk == 0) return out;
+  if (probs_out) *probs_out = probs;
+  if (B * Tq * Tk == 0) return Tensor::zeros({B, Tq, inner}, dt, q.device());
   const cudaDataType_t type = cuda_type(dt);
   for (int64_t b = 0; b < B; ++b)  // scores[b, h] = Q_bh K_bh^T, f32
     gemm_per_head(ctx, dt, CUBLAS_OP_T, CUBLAS_OP_N, Tk, Tq, dk, {at_batch(k, b), type, inner, dk},
@@ -161,7 +164,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
     gemm_per_head(ctx, dt, CUBLAS_OP_N, CUBLAS_OP_N, dk, Tq, Tk, {at_batch(v, b), type, inner, dk},
                   {at_batch(weights, b), type, Tk, Tq * Tk}, at_batch(out, b), type, inner, dk,
                   heads);
-  if (probs_out) *probs_out = probs;
   return out;
 }
 
@@ -172,6 +174,8 @@ ops::AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, cons
   const DType dt = q.dtype();
   check_dtype(dout, dt, "attention backward: dout");
   check_dtype(probs, DType::f32, "attention backward: probs (the forward keeps them in f32)");
+  SW_CHECK(!in.dropout.window, Status::kUnsupported,
+           "attention backward: model-parallel dropout windows run on the cpu");
   DeviceContext& ctx = device_context(q);
   const Device device = q.device();
   ops::AttentionGrads g;

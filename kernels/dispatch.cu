@@ -97,7 +97,9 @@ void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& 
 
 Tensor dispatch(const Tensor& x, const Tensor& row, int64_t kept) {
   const int64_t n = x.dim(0), d = x.dim(1);
-  Tensor out = Tensor::empty({kept, d}, x.dtype(), x.device());
+  // Zeros: the padded layout's spare rows must be zeros, as the expert GEMMs and their
+  // weight gradients read them (0 x garbage may be NaN).
+  Tensor out = Tensor::zeros({kept, d}, x.dtype(), x.device());
   if (n == 0 || kept == 0) return out;
   DeviceContext& ctx = device_context(x);
   dispatch_storage(x.dtype(), "dispatch", [&](auto zero) {
