@@ -79,6 +79,12 @@ static sw_status swb_device_call(const void* m, const void* unused, int64_t i, c
   (void)i;
   return sw_model_device((const sw_model*)m, buf, cap, needed);
 }
+static sw_status swb_dtype_call(const void* m, const void* unused, int64_t i, char* buf,
+                                size_t cap, size_t* needed) {
+  (void)unused;
+  (void)i;
+  return sw_model_dtype((const sw_model*)m, buf, cap, needed);
+}
 static sw_status swb_latest_call(const void* root, const void* unused, int64_t i, char* buf,
                                  size_t cap, size_t* needed) {
   (void)unused;
@@ -131,6 +137,7 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %newobject swb_preset_name;
 %newobject swb_parameter_name;
 %newobject swb_model_device;
+%newobject swb_model_dtype;
 %newobject swb_checkpoint_latest;
 %newobject swb_model_validate;
 %typemap(newfree) char* "free($1);";
@@ -153,6 +160,9 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_config_get_string;
 %ignore sw_cuda_device_count;
 %ignore sw_model_create;
+%ignore sw_model_create_with_dtype;
+%ignore sw_model_copy_to;
+%ignore sw_model_dtype;
 %ignore sw_model_retain;
 %ignore sw_model_config;
 %ignore sw_model_seed;
@@ -285,6 +295,17 @@ sw_model* swb_model_create(const sw_config* config, const char* device, uint64_t
   swb_record(sw_model_create(config, device, seed, &m));
   return m;
 }
+sw_model* swb_model_create_with_dtype(const sw_config* config, const char* device,
+                                      const char* dtype, uint64_t seed) {
+  sw_model* m = NULL;
+  swb_record(sw_model_create_with_dtype(config, device, dtype, seed, &m));
+  return m;
+}
+sw_model* swb_model_copy_to(const sw_model* model, const char* device, const char* dtype) {
+  sw_model* m = NULL;
+  swb_record(sw_model_copy_to(model, device, dtype, &m));
+  return m;
+}
 sw_model* swb_model_retain(sw_model* model) {
   sw_model* m = NULL;
   swb_record(sw_model_retain(model, &m));
@@ -319,6 +340,9 @@ uint64_t swb_model_seed(const sw_model* model) {
 }
 char* swb_model_device(const sw_model* model) {
   return swb_read_string(swb_device_call, model, NULL, 0);
+}
+char* swb_model_dtype(const sw_model* model) {
+  return swb_read_string(swb_dtype_call, model, NULL, 0);
 }
 int swb_model_threads(const sw_model* model) {
   int n = 0;

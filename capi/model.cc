@@ -50,12 +50,29 @@ extern "C" {
 
 sw_status sw_model_create(const sw_config* config, const char* device, uint64_t seed,
                           sw_model** out) {
+  return sw_model_create_with_dtype(config, device, "f32", seed, out);
+}
+
+sw_status sw_model_create_with_dtype(const sw_config* config, const char* device, const char* dtype,
+                                     uint64_t seed, sw_model** out) {
   return guard(__func__, [&] {
     sw_model** target = &deref(out, "out");
     const sw::ModelConfig& c = model_config_arg(config);
     const sw::Device d = sw::Device::parse(string_arg(device, "device"));
-    *target = new_model_handle(
-        std::make_shared<ModelState>(sw::SwitchTransformer(c, seed, sw::DType::f32, d)));
+    const sw::DType t = sw::model_dtype_from_name(string_arg(dtype, "dtype"));
+    *target = new_model_handle(std::make_shared<ModelState>(sw::SwitchTransformer(c, seed, t, d)));
+  });
+}
+
+sw_status sw_model_copy_to(const sw_model* model, const char* device, const char* dtype,
+                           sw_model** out) {
+  return guard(__func__, [&] {
+    sw_model** target = &deref(out, "out");
+    const ModelState& s = model_state(model);
+    const sw::Device d = sw::Device::parse(string_arg(device, "device"));
+    const sw::DType t = sw::model_dtype_from_name(string_arg(dtype, "dtype"));
+    std::shared_lock lock(s.mutex);  // no parameter changes while copying
+    *target = new_model_handle(std::make_shared<ModelState>(s.model.copy_to(d, t)));
   });
 }
 
@@ -81,6 +98,12 @@ sw_status sw_model_seed(const sw_model* model, uint64_t* out) {
 sw_status sw_model_device(const sw_model* model, char* buf, size_t cap, size_t* needed) {
   return guard(__func__, [&] {
     write_string(model_state(model).model.device().str(), buf, cap, needed, "buf");
+  });
+}
+
+sw_status sw_model_dtype(const sw_model* model, char* buf, size_t cap, size_t* needed) {
+  return guard(__func__, [&] {
+    write_string(sw::dtype_name(model_state(model).model.dtype()), buf, cap, needed, "buf");
   });
 }
 

@@ -76,8 +76,9 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
   SW_CHECK_ARG(!t.stepped && !t.world,
                "the parallel layout is set once, before this trainer's first step");
   const bool split = layout.ep > 1 || layout.mp > 1;
-  SW_CHECK_ARG(!split || t.model->model.device().is_cpu(), "expert and model parallelism run ",
-               "on CPU models in this version");
+  SW_CHECK(world->size() <= 1 || t.model->model.device().is_cpu(), Status::kUnsupported,
+           "training over ", world->size(), " ranks runs on CPU models in this version (the model ",
+           "is on ", t.model->model.device().str(), "); several GPUs are not built yet");
   auto groups = std::make_unique<ParallelCommunicators>(*world, layout);  // collective
   const ParallelGroups& g = groups->groups();
   const int64_t replicas = g.data_parallel ? g.data_parallel->size() : 1;
@@ -122,9 +123,9 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
 
 sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
   validate(config);
-  SW_CHECK(model->model.device().is_cpu(), Status::kUnsupported,
-           "training runs on CPU models in this version; the model is on ",
-           model->model.device().str());
+  SW_CHECK(model->model.dtype() != DType::bf16, Status::kUnsupported,
+           "training runs on f32 models (f64 on the cpu) in this version; the model is bf16 on ",
+           model->model.device().str(), " (sw_model_copy_to makes an f32 copy)");
   SW_CHECK(model->model.config().aux_loss_mode() == ModelConfig::AUX_PER_LAYER,
            Status::kUnsupported, "training needs aux_loss_mode AUX_PER_LAYER (the HF modes ",
            "have no backward); the model has ",

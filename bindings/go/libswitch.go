@@ -279,6 +279,19 @@ func NewModel(config *Config, device string, seed uint64) (*Model, error) {
 	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_create(config.ptr, device, seed) }))
 }
 
+// NewModelWithDType is NewModel in dtype: "f32", "f64" (cpu) or "bf16" (GPU, inference).
+func NewModelWithDType(config *Config, device, dtype string, seed uint64) (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model {
+		return raw.Swb_model_create_with_dtype(config.ptr, device, dtype, seed)
+	}))
+}
+
+// CopyTo is a new model with these weights on device in dtype (a GPU-trained model's cpu
+// copy, a bf16 copy for inference).
+func (m *Model) CopyTo(device, dtype string) (*Model, error) {
+	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_copy_to(m.ptr, device, dtype) }))
+}
+
 // LoadModel loads a checkpoint directory (or the latest under a root), verified.
 func LoadModel(path, device string) (*Model, error) {
 	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_load(path, device) }))
@@ -342,6 +355,11 @@ func (m *Model) Config() (*Config, error) {
 // Device is where the model lives ("cpu", "cuda:0").
 func (m *Model) Device() (string, error) {
 	return call(func() string { return raw.Swb_model_device(m.ptr) })
+}
+
+// DType is the model's element type ("f32", "f64", "bf16").
+func (m *Model) DType() (string, error) {
+	return call(func() string { return raw.Swb_model_dtype(m.ptr) })
 }
 
 // Seed is the seed its parameters were initialised from.

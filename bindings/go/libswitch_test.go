@@ -451,8 +451,19 @@ func TestRestOfTheSurface(t *testing.T) {
 	if !must(defaults.IsTrain())(t) {
 		t.Fatal("DefaultTrainConfig is not a TrainConfig")
 	}
-	if must(m.Seed())(t) != 3 || must(m.Device())(t) != "cpu" {
-		t.Fatal("seed or device")
+	if must(m.Seed())(t) != 3 || must(m.Device())(t) != "cpu" || must(m.DType())(t) != "f32" {
+		t.Fatal("seed, device or dtype")
+	}
+	wide := must(NewModelWithDType(config, "cpu", "f64", 3))(t)
+	defer wide.Close()
+	narrow := must(wide.CopyTo("cpu", "f32"))(t)
+	defer narrow.Close()
+	if must(wide.DType())(t) != "f64" || must(narrow.DType())(t) != "f32" {
+		t.Fatal("NewModelWithDType or CopyTo")
+	}
+	if _, err := NewModelWithDType(config, "cpu", "fp16", 3); err == nil ||
+		!strings.Contains(err.Error(), "dtype: expected") {
+		t.Fatal("a bad dtype was accepted:", err)
 	}
 	if err := m.SetThreads(2); err != nil || must(m.Threads())(t) != 2 {
 		t.Fatal("threads", err)

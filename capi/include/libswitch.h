@@ -189,6 +189,15 @@ typedef struct sw_model sw_model;
  * on device "cpu" or "cuda:N" (SW_ERR_UNSUPPORTED in a build without CUDA). */
 SW_API sw_status sw_model_create(const sw_config* config, const char* device, uint64_t seed,
                                  sw_model** out);
+/* The same in dtype: "f32" (trains and runs anywhere), "f64" (cpu: gradient checks) or
+ * "bf16" (GPU: runs, with the router in f32; does not train in this version). A dtype the
+ * device cannot hold is SW_ERR_UNSUPPORTED naming both. */
+SW_API sw_status sw_model_create_with_dtype(const sw_config* config, const char* device,
+                                            const char* dtype, uint64_t seed, sw_model** out);
+/* A new model with this model's config, seed and weights on device in dtype (a
+ * GPU-trained model's cpu copy, a bf16 copy for inference). The copy owns its weights. */
+SW_API sw_status sw_model_copy_to(const sw_model* model, const char* device, const char* dtype,
+                                  sw_model** out);
 /* Another handle to the same model (both must be destroyed). */
 SW_API sw_status sw_model_retain(sw_model* model, sw_model** out);
 SW_API void sw_model_destroy(sw_model* model);
@@ -196,6 +205,8 @@ SW_API void sw_model_destroy(sw_model* model);
 SW_API sw_status sw_model_config(const sw_model* model, sw_config** out);
 SW_API sw_status sw_model_seed(const sw_model* model, uint64_t* out);
 SW_API sw_status sw_model_device(const sw_model* model, char* buf, size_t cap, size_t* needed);
+/* "f32", "f64" or "bf16". */
+SW_API sw_status sw_model_dtype(const sw_model* model, char* buf, size_t cap, size_t* needed);
 /* The most CPU threads a model's calls may use (sw_model_set_threads). */
 #define SW_MAX_THREADS 4096
 /* CPU threads each of this model's calls uses, in [0, SW_MAX_THREADS]; 0 (the default)
@@ -319,9 +330,10 @@ typedef struct sw_metrics {
 } sw_metrics;
 
 /* A trainer for model with train_config (SW_CONFIG_TRAIN: optimizer, schedule, batch,
- * data). The config's model_preset and model fields are not used: the trainer trains the
- * model it is given, and keeps it alive. Training runs on CPU models with the per-layer
- * aux loss (AUX_PER_LAYER) in this version: others are SW_ERR_UNSUPPORTED. */
+ * data). The config's model_preset and model fields (and its device) are not used: the
+ * trainer trains the model it is given, where it is, and keeps it alive. Training runs on
+ * f32 models (f64 on the cpu) on the cpu or one GPU, with the per-layer aux loss
+ * (AUX_PER_LAYER), in this version: others are SW_ERR_UNSUPPORTED. */
 SW_API sw_status sw_trainer_create(sw_model* model, const sw_config* train_config,
                                    sw_trainer** out);
 /* One optimizer step on batch (labels required; split into the config's micro_batches),
@@ -338,7 +350,8 @@ SW_API sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch,
 SW_API sw_status sw_trainer_save(sw_trainer* trainer, const char* root);
 /* A trainer continuing a checkpoint written by sw_trainer_save (or `switch train`): its
  * model, optimizer state, step and data position; the tokenizer from root/tokenizer.model
- * (or root/../tokenizer.model, the layout of `switch train --out`). device: "cpu". */
+ * (or root/../tokenizer.model, the layout of `switch train --out`). device: "cpu" or
+ * "cuda:N", whichever the checkpoint was saved from. */
 SW_API sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** out);
 /* A new handle to the trainer's model (caller destroys it). */
 SW_API sw_status sw_trainer_model(sw_trainer* trainer, sw_model** out);

@@ -247,9 +247,12 @@ class Result {
 
 class Model {
  public:
-  Model(const Config& config, const std::string& device = "cpu", uint64_t seed = 0) {
+  // dtype: "f32", "f64" (cpu) or "bf16" (GPU, inference).
+  Model(const Config& config, const std::string& device = "cpu", uint64_t seed = 0,
+        const std::string& dtype = "f32") {
     sw_model* m = nullptr;
-    detail::check(sw_model_create(config.get(), device.c_str(), seed, &m));
+    detail::check(
+        sw_model_create_with_dtype(config.get(), device.c_str(), dtype.c_str(), seed, &m));
     handle_ = Owned(m);
   }
   explicit Model(sw_model* owned) : handle_(owned) {}
@@ -264,6 +267,16 @@ class Model {
     sw_model* m = nullptr;
     detail::check(sw_model_import_hf(config_json.c_str(), weights.c_str(), device.c_str(), &m));
     return Model(m);
+  }
+  // A new model with these weights on device in dtype.
+  Model copy_to(const std::string& device, const std::string& dtype = "f32") const {
+    sw_model* m = nullptr;
+    detail::check(sw_model_copy_to(get(), device.c_str(), dtype.c_str(), &m));
+    return Model(m);
+  }
+  std::string dtype() const {
+    return detail::read_string(
+        [&](char* b, size_t cap, size_t* need) { return sw_model_dtype(get(), b, cap, need); });
   }
   void save(const std::string& root) const { detail::check(sw_model_save(get(), root.c_str())); }
   void load_parameters(const std::string& path, bool strict = true) {

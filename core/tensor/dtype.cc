@@ -40,6 +40,13 @@ const char* dtype_name(DType t) {
 
 bool is_floating(DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; }
 
+DType model_dtype_from_name(const std::string& name) {
+  for (DType t : {DType::f32, DType::f64, DType::bf16})
+    if (name == dtype_name(t)) return t;
+  throw Error(Status::kInvalidArgument,
+              "dtype: expected \"f32\", \"f64\" or \"bf16\", got \"" + name + "\"");
+}
+
 Device Device::parse(const std::string& text) {
   if (text == "cpu") return cpu();
   if (text == "cuda") return cuda(0);

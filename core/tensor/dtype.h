@@ -15,6 +15,9 @@ enum class DType { f32, f64, bf16, i32, i64 };
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 bool is_floating(DType t);
+// The floating dtype a model may have, by name: "f32", "f64" or "bf16"; anything else is
+// an invalid-argument error naming it.
+DType model_dtype_from_name(const std::string& name);
 
 template <typename T>
 constexpr DType dtype_of();

@@ -351,6 +351,43 @@ TEST_F(CApi, ParametersByName) {
                 "NULL");
 }
 
+// Models in a chosen dtype, copies across dtypes (own storage), and what cannot be made or
+// trained named.
+TEST_F(CApi, DtypesAndCopies) {
+  sw_model* wide = nullptr;
+  ASSERT_SW_OK(sw_model_create_with_dtype(config_, "cpu", "f64", 7, &wide));
+  char dtype[8];
+  ASSERT_SW_OK(sw_model_dtype(wide, dtype, sizeof dtype, nullptr));
+  EXPECT_STREQ(dtype, "f64");
+  sw_model* narrow = nullptr;
+  ASSERT_SW_OK(sw_model_copy_to(wide, "cpu", "f32", &narrow));
+  ASSERT_SW_OK(sw_model_dtype(narrow, dtype, sizeof dtype, nullptr));
+  EXPECT_STREQ(dtype, "f32");
+  // The f32 copy of the f64 model of seed 7 is the f32 model of seed 7, weight for weight.
+  const char* name = "shared.weight";
+  int64_t dims[2];
+  int ndim = 0;
+  ASSERT_SW_OK(sw_model_parameter_shape(model_, name, dims, 2, &ndim));
+  std::vector<float> a(static_cast<size_t>(dims[0] * dims[1])), b(a.size());
+  ASSERT_SW_OK(sw_model_get_parameter(model_, name, a.data(), a.size()));
+  ASSERT_SW_OK(sw_model_get_parameter(narrow, name, b.data(), b.size()));
+  EXPECT_EQ(a, b);
+  // Its own storage: zeroing the copy leaves the original.
+  std::vector<float> zeros(a.size(), 0.0f);
+  ASSERT_SW_OK(sw_model_set_parameter(narrow, name, zeros.data(), zeros.size()));
+  ASSERT_SW_OK(sw_model_get_parameter(wide, name, b.data(), b.size()));
+  EXPECT_EQ(a, b);
+  sw_model* m = nullptr;
+  EXPECT_STATUS(sw_model_create_with_dtype(config_, "cpu", "fp16", 0, &m), SW_ERR_INVALID_ARGUMENT,
+                "dtype: expected \"f32\", \"f64\" or \"bf16\"");
+  EXPECT_STATUS(sw_model_create_with_dtype(config_, "cpu", "bf16", 0, &m), SW_ERR_UNSUPPORTED,
+                "bf16");
+  EXPECT_STATUS(sw_model_copy_to(wide, "cpu", nullptr, &m), SW_ERR_INVALID_ARGUMENT, "dtype");
+  EXPECT_EQ(m, nullptr);
+  sw_model_destroy(narrow);
+  sw_model_destroy(wide);
+}
+
 TEST_F(CApi, DevicesAndThreads) {
   char device[16];
   ASSERT_SW_OK(sw_model_device(model_, device, sizeof device, nullptr));

@@ -375,13 +375,21 @@ class Model(_Handle):
 
     _destroy = staticmethod(_raw.sw_model_destroy)
 
-    def __init__(self, config: Config, device: str = "cpu", seed: int = 0, *, _ptr=None):
+    def __init__(self, config: Config, device: str = "cpu", seed: int = 0, *,
+                 dtype: str = "f32", _ptr=None):
+        """dtype: "f32" (trains and runs anywhere), "f64" (cpu) or "bf16" (GPU, inference)."""
         if _ptr is None:
             if not isinstance(config, Config):
                 raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
                                            "config: expected a libswitch.Config")
-            _ptr = _checked(_raw.swb_model_create(config._handle, device, int(seed)))
+            _ptr = _checked(_raw.swb_model_create_with_dtype(config._handle, device, dtype,
+                                                             int(seed)))
         super().__init__(_ptr)
+
+    def copy_to(self, device: str, dtype: str = "f32") -> "Model":
+        """A new model with these weights on device in dtype (e.g. a GPU-trained model's
+        cpu copy)."""
+        return Model(None, _ptr=_checked(_raw.swb_model_copy_to(self._handle, device, dtype)))
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> "Model":
@@ -424,6 +432,10 @@ class Model(_Handle):
     @property
     def device(self) -> str:
         return _checked(_raw.swb_model_device(self._handle))
+
+    @property
+    def dtype(self) -> str:
+        return _checked(_raw.swb_model_dtype(self._handle))
 
     @property
     def threads(self) -> int:

@@ -136,6 +136,22 @@ def test_bad_input_raises_with_the_argument_named():
         m.forward(INPUT_IDS, DECODER_INPUT_IDS)
 
 
+def test_dtypes_and_copies():
+    config = sw.Config.preset("tiny")
+    m = sw.Model(config, seed=4, dtype="f64")
+    assert m.dtype == "f64" and m.device == "cpu"
+    c = m.copy_to("cpu")  # f32, the same weights rounded
+    assert c.dtype == "f32" and c.seed == 4
+    np.testing.assert_allclose(c.get_parameter("shared.weight"), m.get_parameter("shared.weight"),
+                               rtol=1e-7)
+    c.set_parameter("shared.weight", c.get_parameter("shared.weight") * 0)  # its own storage
+    assert np.abs(m.get_parameter("shared.weight")).max() > 0
+    with pytest.raises(sw.InvalidArgumentError, match='dtype: expected "f32", "f64" or "bf16"'):
+        sw.Model(config, dtype="fp16")
+    with pytest.raises(sw.UnsupportedError, match="bf16"):
+        sw.Model(config, dtype="bf16")  # bf16 lives on a GPU
+
+
 def test_parameters_and_gradients():
     with tiny() as m:
         names = m.parameter_names()

@@ -20,8 +20,18 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
 
   /** A new model of config, parameters initialised from seed. */
   public Model(Config config, String device, long seed) {
-    this(LibSwitch.checked(
-        libswitch_raw.swb_model_create(config.handle(), device, BigInteger.valueOf(seed))));
+    this(config, device, seed, "f32");
+  }
+
+  /** The same in dtype: "f32", "f64" (cpu) or "bf16" (GPU, inference). */
+  public Model(Config config, String device, long seed, String dtype) {
+    this(LibSwitch.checked(libswitch_raw.swb_model_create_with_dtype(
+        config.handle(), device, dtype, BigInteger.valueOf(seed))));
+  }
+
+  /** A new model with these weights on device in dtype. */
+  public Model copyTo(String device, String dtype) {
+    return new Model(LibSwitch.checked(libswitch_raw.swb_model_copy_to(handle(), device, dtype)));
   }
 
   /** A model from a checkpoint directory (or the latest under a root), verified. */
@@ -73,6 +83,11 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
 
   public String device() {
     return LibSwitch.checked(libswitch_raw.swb_model_device(handle()));
+  }
+
+  /** "f32", "f64" or "bf16". */
+  public String dtype() {
+    return LibSwitch.checked(libswitch_raw.swb_model_dtype(handle()));
   }
 
   /** The seed its parameters were initialised from. */

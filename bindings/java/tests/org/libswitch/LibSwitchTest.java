@@ -103,6 +103,18 @@ public class LibSwitchTest {
   }
 
   @Test
+  public void dtypesAndCopies() {
+    try (Config c = Config.preset("tiny");
+        Model m = new Model(c, "cpu", 4, "f64");
+        Model copy = m.copyTo("cpu", "f32")) {
+      assertEquals("f64", m.dtype());
+      assertEquals("f32", copy.dtype());
+      assertEquals(4, copy.seed());
+      expect(Status.INVALID_ARGUMENT, "dtype: expected", () -> new Model(c, "cpu", 0, "fp16"));
+    }
+  }
+
+  @Test
   public void forwardEqualsTheCAbiBitForBit() throws Exception {
     String dump = System.getenv("SW_FORWARD_DUMP");
     if (dump == null) return;  // only under ctest
