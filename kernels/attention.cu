@@ -103,13 +103,12 @@ struct HeadOperand {
 
 // For each head h of one batch row: C_h = op(A_h) op(B_h) in cuBLAS's column-major terms
 // (a row-major [r, c] matrix is a column-major [c, r] one), f32 accumulation, without
-// TF32 for f32 storage (the parity mode).
+// TF32 for f32 storage unless set_allow_tf32 (the parity mode).
 void gemm_per_head(DeviceContext& ctx, DType dt, cublasOperation_t op_a, cublasOperation_t op_b,
                    int64_t m, int64_t n, int64_t k, HeadOperand a, HeadOperand b, void* c,
                    cudaDataType_t c_type, int64_t ldc, int64_t c_head_stride, int64_t heads) {
   const float one = 1.0f, zero = 0.0f;
-  const cublasComputeType_t compute =
-      dt == DType::f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = dt == DType::f32 ? f32_compute_type() : CUBLAS_COMPUTE_32F;
   SW_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       ctx.cublas, op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &one,
       a.data, a.type, static_cast<int>(a.ld), a.head_stride, b.data, b.type, static_cast<int>(b.ld),

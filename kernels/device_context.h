@@ -26,6 +26,9 @@ DeviceContext& device_context(int index);
 // The context of the device a tensor lives on (an error for a cpu tensor).
 DeviceContext& device_context(const Tensor& t);
 
+// The cuBLAS compute type of f32 GEMMs: pedantic f32, or TF32 when set_allow_tf32 (gemm.cc).
+cublasComputeType_t f32_compute_type();
+
 [[noreturn]] void throw_cuda_error(cudaError_t code, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t code, const char* call, const char* file,
                                      int line);

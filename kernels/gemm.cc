@@ -1,5 +1,6 @@
 #include "kernels/gemm.cuh"
 
+#include <atomic>
 #include <climits>
 
 #include "kernels/convert.cuh"
@@ -15,10 +16,12 @@ struct GemmTypes {
   bool scalars_f64;
 };
 
+std::atomic<bool> tf32_allowed{false};
+
 GemmTypes gemm_types(DType t, const char* op) {
   switch (t) {
     case DType::f32:
-      return {CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, false};  // no TF32
+      return {CUDA_R_32F, f32_compute_type(), false};
     case DType::bf16:
       return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, false};
     case DType::f64:
@@ -57,6 +60,12 @@ void check_same_device(const Tensor& a, const Tensor& b, const Tensor& c, const 
 }
 
 }  // namespace
+
+void set_allow_tf32(bool allow) { tf32_allowed = allow; }
+bool allow_tf32() { return tf32_allowed; }
+cublasComputeType_t f32_compute_type() {
+  return tf32_allowed ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC;
+}
 
 void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
             double beta) {

@@ -1,5 +1,6 @@
 // cuBLAS behind core/ops/gemm.h for CUDA tensors. f32 runs with TF32 off (the parity
-// mode), bf16 with f32 accumulation, f64 in f64. Row-major tensors, as on the CPU.
+// mode) unless set_allow_tf32, bf16 with f32 accumulation, f64 in f64. Row-major tensors, as on the
+// CPU.
 #pragma once
 
 #include <vector>
@@ -7,6 +8,10 @@
 #include "core/tensor/tensor.h"
 
 namespace sw::kernels {
+
+// TF32 for f32 GEMMs (ops::set_allow_tf32); device_context.h's f32_compute_type reads it.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
 
 void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
             double alpha, double beta);

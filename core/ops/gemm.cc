@@ -30,6 +30,21 @@ void check_group_offsets(const std::vector<int64_t>& offsets, int64_t groups, in
 
 }  // namespace
 
+void set_allow_tf32(bool allow) {
+  SW_CHECK(!allow || cuda_built(), Status::kUnsupported,
+           "TF32: libswitch was built without CUDA (TF32 is a GPU tensor-core mode)");
+  if (cuda_built()) {
+    SW_RUN_ON_CUDA(kernels::set_allow_tf32(allow));
+  }
+}
+
+bool allow_tf32() {
+  if (cuda_built()) {
+    SW_RUN_ON_CUDA(kernels::allow_tf32());
+  }
+  return false;
+}
+
 void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
             double beta) {
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2,

@@ -37,6 +37,13 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& 
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
                              Tensor& dw);
 
+// TF32 for the f32 GEMMs on GPUs, process-wide (attention's included): their inputs
+// rounded to 10-bit mantissas on the tensor cores, several times faster and no longer
+// within the 1e-5 parity of the cpu path. Off by default; turning it on in a build
+// without CUDA is an error (there is nothing it could change).
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 // The Eigen implementations behind the device switch (gemm.cc); shapes checked there.
 namespace cpu {
 void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,

@@ -3,7 +3,8 @@
 eager mode (the structure of transformers' SwitchTransformersSparseMLP: an f32 router,
 one-hot capacity masks from a cumulative sum per sequence, then a Python loop over experts
 with boolean-mask gathers), in bf16 on the same GPU and shapes as
-switch_ffn_gpu_bench.cc. Prints a table; --csv FILE writes it."""
+switch_ffn_gpu_bench.cc; with --train, its forward + backward in f32 (TF32 off, then on)
+at the shapes of train_gpu_bench.cc. Prints a table; --csv FILE writes it."""
 import argparse
 import math
 
@@ -42,12 +43,8 @@ def median_ms(fn, reps=15):
     return sorted(times)[len(times) // 2]
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--csv")
-    args = parser.parse_args()
+def inference_rows(gen):
     d, ff, seq = 768, 3072, 512
-    gen = torch.Generator(device="cuda").manual_seed(0)
     rows = []
     for experts in (8, 32, 128):
         for tokens in (16384, 65536):
@@ -59,6 +56,55 @@ def main():
             with torch.no_grad():
                 ms = median_ms(lambda: switch_layer(x, router_w, wi, wo, capacity))
             rows.append((experts, tokens, ms))
+    return rows
+
+
+def train_rows(gen):
+    """Forward + backward in f32 (every weight and the input need gradients)."""
+    d, ff, seq = 768, 3072, 512
+    rows = []
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        for experts in (8, 128):
+            for tokens in (16384, 65536):
+                x = torch.randn(tokens // seq, seq, d, device="cuda", generator=gen)
+                router_w = torch.randn(experts, d, device="cuda", generator=gen) * 0.05
+                wi = torch.randn(experts, ff, d, device="cuda", generator=gen) / math.sqrt(d)
+                wo = torch.randn(experts, d, ff, device="cuda", generator=gen) / math.sqrt(ff)
+                dy = torch.randn(tokens // seq, seq, d, device="cuda", generator=gen) * 1e-3
+                for t in (x, router_w, wi, wo):
+                    t.requires_grad_(True)
+                capacity = max(1, round(1.25 * seq / experts))
+
+                def step():
+                    for t in (x, router_w, wi, wo):
+                        t.grad = None
+                    switch_layer(x, router_w, wi, wo, capacity).backward(dy)
+
+                rows.append(("TF32" if tf32 else "no TF32", experts, tokens, median_ms(step, reps=9)))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--csv")
+    parser.add_argument("--train", action="store_true",
+                        help="forward + backward in f32 instead of the bf16 forward")
+    args = parser.parse_args()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    if args.train:
+        rows = train_rows(gen)
+        print("\n| f32 | E | tokens | PyTorch eager HF-style layer fwd+bwd ms |\n|---|---|---|---|")
+        for mode, experts, tokens, ms in rows:
+            print(f"| {mode} | {experts} | {tokens} | {ms:.3f} |")
+        if args.csv:
+            with open(args.csv, "w") as f:
+                f.write("mode,experts,tokens,torch_eager_fwd_bwd_ms\n")
+                for mode, experts, tokens, ms in rows:
+                    f.write(f"{mode},{experts},{tokens},{ms:.4f}\n")
+        return
+    rows = inference_rows(gen)
     print("\n| E | tokens | PyTorch eager HF-style layer ms |\n|---|---|---|")
     for experts, tokens, ms in rows:
         print(f"| {experts} | {tokens} | {ms:.3f} |")

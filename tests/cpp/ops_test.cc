@@ -49,6 +49,20 @@ Tensor naive_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, const Te
   return c;
 }
 
+// TF32 is a GPU switch: it can be turned on only where CUDA is built, and off anywhere.
+TEST(Tf32, OnlyWhereCudaIsBuilt) {
+  EXPECT_FALSE(sw::ops::allow_tf32());
+  if (sw::cuda_built()) {
+    sw::ops::set_allow_tf32(true);
+    EXPECT_TRUE(sw::ops::allow_tf32());
+  } else {
+    EXPECT_THROW(sw::ops::set_allow_tf32(true), sw::Error);
+    EXPECT_FALSE(sw::ops::allow_tf32());
+  }
+  sw::ops::set_allow_tf32(false);
+  EXPECT_FALSE(sw::ops::allow_tf32());
+}
+
 TEST_P(OpsTest, MatmulAllTransposes) {
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
