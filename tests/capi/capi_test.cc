@@ -690,6 +690,45 @@ TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
   sw_config_destroy(train);
 }
 
+// Training a GPU model through the C ABI: the same steps as a cpu copy of it within 1e-5,
+// a checkpoint saved from the device that restores on the cpu and on the GPU. Skipped
+// without a CUDA device.
+TEST_F(CApi, TrainsOnAGpuAndRestoresOnEitherDevice) {
+  int devices = 0;
+  ASSERT_SW_OK(sw_cuda_device_count(&devices));
+  if (devices == 0) GTEST_SKIP() << "no CUDA device";
+  sw_config* train = nullptr;
+  ASSERT_SW_OK(sw_config_from_text(SW_CONFIG_TRAIN, "optimizer: ADAMW batch_size: 2", &train));
+  sw_model* gpu_model = nullptr;
+  ASSERT_SW_OK(sw_model_copy_to(model_, "cuda:0", "f32", &gpu_model));
+  sw_trainer *on_gpu = nullptr, *on_cpu = nullptr;
+  ASSERT_SW_OK(sw_trainer_create(gpu_model, train, &on_gpu));
+  ASSERT_SW_OK(sw_trainer_create(model_, train, &on_cpu));
+  sw_metrics g, c;
+  SW_INIT_STRUCT(&g);
+  SW_INIT_STRUCT(&c);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_SW_OK(sw_trainer_step(on_gpu, &batch_.view, &g));
+    ASSERT_SW_OK(sw_trainer_step(on_cpu, &batch_.view, &c));
+    EXPECT_NEAR(g.loss, c.loss, 1e-5 * c.loss) << i;
+  }
+  TempDir dir;
+  ASSERT_SW_OK(sw_trainer_save(on_gpu, dir.path.c_str()));
+  for (const char* device : {"cpu", "cuda:0"}) {
+    sw_trainer* restored = nullptr;
+    ASSERT_SW_OK(sw_trainer_restore(dir.path.c_str(), device, &restored));
+    sw_metrics r;
+    SW_INIT_STRUCT(&r);
+    ASSERT_SW_OK(sw_trainer_step(restored, &batch_.view, &r));
+    EXPECT_EQ(r.step, 4) << device;
+    sw_trainer_destroy(restored);
+  }
+  sw_trainer_destroy(on_gpu);
+  sw_trainer_destroy(on_cpu);
+  sw_model_destroy(gpu_model);
+  sw_config_destroy(train);
+}
+
 TEST_F(CApi, CheckpointsSaveLoadAndRefuseCorruption) {
   TempDir dir;
   char path[4096];
