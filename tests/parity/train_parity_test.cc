@@ -4,6 +4,7 @@
 // build; each test skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -198,10 +199,17 @@ TEST_F(TrainParity, FiftyTinyStepsTrackTheCpu) {
   }
 }
 
+// The corpus: SW_TEST_CORPUS (scripts/gpu-check sets it on machines without Debian's
+// license texts), else Debian's GPL-3 text.
+std::string test_corpus() {
+  const char* env = std::getenv("SW_TEST_CORPUS");
+  return env ? env : "/usr/share/common-licenses/GPL-3";
+}
+
 TrainConfig small_run(const std::string& device) {
   TrainConfig c;
   for (const std::string& o : std::vector<std::string>{
-           "corpus=/usr/share/common-licenses/GPL-3", "tokenizer_vocab_size=400", "steps=4",
+           "corpus=" + test_corpus(), "tokenizer_vocab_size=400", "steps=4",
            "batch_size=4", "micro_batches=2", "input_length=32", "target_length=12",
            "eval_batches=1", "validation_fraction=0.1", "device=" + device})
     apply_override(c, o);
@@ -221,6 +229,8 @@ std::vector<Tensor> host_parameters(const SwitchTransformer& m) {
 TEST_F(TrainParity, PretrainingOnTheGpuResumesOnEitherDevice) {
   std::string why;
   if (!sentencepiece_available(&why)) GTEST_SKIP() << why;
+  if (!std::filesystem::exists(test_corpus()))
+    GTEST_SKIP() << "no corpus at " << test_corpus() << " (set SW_TEST_CORPUS)";
   const std::string root = ::testing::TempDir() + "sw_gpu_runs";
   std::filesystem::remove_all(root);
   std::vector<double> straight;
