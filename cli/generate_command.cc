@@ -1,7 +1,7 @@
 // switch generate --ckpt DIR (--input TEXT | --file FILE) [--spm FILE] [--max-new-tokens N]
 //                 [--min-new-tokens N] [--num-beams N] [--length-penalty X]
 //                 [--temperature T] [--top-k K] [--top-p P] [--seed S] [--dropless]
-//                 [--routing]
+//                 [--routing] [--device cpu|cuda:N] [--dtype f32|f64|bf16]
 //     generation from a checkpoint with the decoder's key/value cache: greedy, beam
 //     search, or sampling (temperature > 0)
 #include <cstdio>
@@ -24,8 +24,15 @@ namespace {
 int run_generate(const Flags& flags) {
   if (!flags.has("ckpt"))
     throw sw::Error(sw::Status::kInvalidArgument, "generate: --ckpt DIR is required");
+  // The device first: one that is not here fails before any file is read.
+  const sw::Device device = sw::Device::parse(flags.value("device", "cpu"));
+  sw::require_device(device);
+  const sw::DType dtype = sw::model_dtype_from_name(flags.value("dtype", "f32"));
   const sw::Checkpoint c = sw::load_checkpoint(flags.value("ckpt"));
-  const sw::SwitchTransformer model = sw::model_from_checkpoint(c);
+  sw::SwitchTransformer loaded = sw::model_from_checkpoint(c);
+  const sw::SwitchTransformer model = device.is_cpu() && dtype == sw::DType::f32
+                                          ? std::move(loaded)
+                                          : loaded.copy_to(device, dtype);
   // A run's tokenizer sits beside its checkpoints directory.
   std::string spm = flags.value("spm");
   if (spm.empty()) {
@@ -96,6 +103,8 @@ Command generate_command() {
            {"seed", "S", "sampling seed (default 0)"},
            {"dropless", "", "no token dropped by expert capacity"},
            {"routing", "", "each sparse layer's tokens, drops and busiest expert"},
+           {"device", "D", "cpu (default) or cuda:N"},
+           {"dtype", "T", "f32 (default), f64 (cpu) or bf16 (GPU)"},
            kThreadsFlag},
           "",
           run_generate};

@@ -1,6 +1,5 @@
 #include "core/model/attention_layer.h"
 
-#include <cstring>
 
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
@@ -8,19 +7,17 @@
 namespace sw {
 namespace {
 
-// cache [B, t, D] (or undefined) followed by step [B, 1, D]: [B, t + 1, D].
+// cache [B, t, D] (or undefined) followed by step [B, 1, D]: [B, t + 1, D], on the step's
+// device (row copies through views: the same code for every device).
 Tensor append_position(const Tensor& cache, const Tensor& step) {
   const int64_t batch = step.dim(0), width = step.dim(2), t = cache.defined() ? cache.dim(1) : 0;
-  Tensor out = Tensor::empty({batch, t + 1, width}, step.dtype());
-  const size_t elem = dtype_size(step.dtype());
-  const size_t past = static_cast<size_t>(t * width) * elem,
-               row = static_cast<size_t>(width) * elem;
+  Tensor out = Tensor::empty({batch, t + 1, width}, step.dtype(), step.device());
+  const Tensor rows = out.view({batch * (t + 1), width});
+  const Tensor steps = step.view({batch, width});
+  const Tensor past = t ? cache.view({batch * t, width}) : Tensor();
   for (int64_t b = 0; b < batch; ++b) {
-    char* dst = static_cast<char*>(out.raw()) + static_cast<size_t>(b) * (past + row);
-    if (t)
-      std::memcpy(dst, static_cast<const char*>(cache.raw()) + static_cast<size_t>(b) * past, past);
-    std::memcpy(dst + past, static_cast<const char*>(step.raw()) + static_cast<size_t>(b) * row,
-                row);
+    if (t) rows.slice(b * (t + 1), b * (t + 1) + t).copy_from(past.slice(b * t, (b + 1) * t));
+    rows.slice(b * (t + 1) + t, (b + 1) * (t + 1)).copy_from(steps.slice(b, b + 1));
   }
   return out;
 }

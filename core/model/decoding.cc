@@ -1,7 +1,7 @@
 // Cached decoding (eval): the encoder once, then one decoder position per step, each block
-// attending to its cached keys and values (core/model/block.h).
+// attending to its cached keys and values (core/model/block.h), all on the model's device;
+// each step's logits come back to the host, where the search runs (core/infer/generate.cc).
 #include <cmath>
-#include <cstring>
 
 #include "core/model/switch_transformer.h"
 #include "core/ops/elementwise.h"
@@ -12,17 +12,21 @@
 namespace sw {
 namespace {
 
-// Rows `rows` of t's first dimension, copied in that order.
+// Rows `rows` of t's first dimension, copied in that order, on t's device (a run of
+// consecutive rows is one copy).
 Tensor take_rows(const Tensor& t, const std::vector<int64_t>& rows) {
   if (!t.defined()) return t;
   Shape shape = t.shape();
   shape[0] = static_cast<int64_t>(rows.size());
-  Tensor out = Tensor::empty(shape, t.dtype());
-  const size_t row_bytes = t.nbytes() / static_cast<size_t>(t.dim(0));
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(static_cast<char*>(out.raw()) + i * row_bytes,
-                static_cast<const char*>(t.raw()) + static_cast<size_t>(rows[i]) * row_bytes,
-                row_bytes);
+  Tensor out = Tensor::empty(shape, t.dtype(), t.device());
+  for (size_t i = 0; i < rows.size();) {
+    size_t n = 1;
+    while (i + n < rows.size() && rows[i + n] == rows[i] + static_cast<int64_t>(n)) ++n;
+    const int64_t first = static_cast<int64_t>(i);
+    out.slice(first, first + static_cast<int64_t>(n))
+        .copy_from(t.slice(rows[i], rows[i] + static_cast<int64_t>(n)));
+    i += n;
+  }
   return out;
 }
 
@@ -39,18 +43,23 @@ void DecoderState::select_rows(const std::vector<int64_t>& rows) {
 
 DecoderState SwitchTransformer::start_decoding(const Tensor& input_ids,
                                                const Tensor& attention_mask, bool dropless) const {
-  SW_CHECK(device_.is_cpu(), Status::kUnsupported,
-           "cached decoding runs on the CPU path in this version");
   check_ids(input_ids, "input_ids");
+  SW_CHECK_ARG(input_ids.device().is_cpu() &&
+                   (!attention_mask.defined() || attention_mask.device().is_cpu()),
+               "start_decoding: input_ids and attention_mask must be on the cpu, got ",
+               input_ids.str(), ", ", attention_mask.str());
   ops::check_token_ids(input_ids, config_.vocab_size(), "input_ids");
   check_mask(attention_mask, input_ids, "attention_mask");
   DecoderState state;
   RunContext ctx = context(false, 0);
   ctx.dropless = dropless;
   ForwardOutput out;
-  const Tensor* mask = attention_mask.defined() ? &attention_mask : nullptr;
-  state.encoder_output = run_stack(encoder_, {&input_ids, mask, nullptr, nullptr}, ctx, out);
-  state.encoder_mask = attention_mask;
+  // The model's device holds the encoder's inputs, outputs and every cache.
+  const Tensor ids = input_ids.to(device_);
+  const Tensor device_mask = attention_mask.defined() ? attention_mask.to(device_) : Tensor();
+  const Tensor* mask = device_mask.defined() ? &device_mask : nullptr;
+  state.encoder_output = run_stack(encoder_, {&ids, mask, nullptr, nullptr}, ctx, out);
+  state.encoder_mask = device_mask;
   state.encoder_routing = std::move(out.routing);
   state.blocks.resize(decoder_.blocks.size());
   for (size_t i = 0; i < decoder_.blocks.size(); ++i) {
@@ -62,13 +71,12 @@ DecoderState SwitchTransformer::start_decoding(const Tensor& input_ids,
 
 Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
                                       bool dropless) const {
-  SW_CHECK(device_.is_cpu(), Status::kUnsupported,
-           "cached decoding runs on the CPU path in this version");
   const int64_t batch = state.batch(), d = config_.d_model();
-  SW_CHECK_ARG(tokens.defined() && tokens.dtype() == DType::i32 && tokens.numel() == batch,
-               "decode_step: tokens must be i32 [", batch, "], got ", tokens.str());
-  const Tensor ids = tokens.view({batch, 1});
-  ops::check_token_ids(ids, config_.vocab_size(), "decode_step tokens");
+  SW_CHECK_ARG(tokens.defined() && tokens.dtype() == DType::i32 && tokens.numel() == batch &&
+                   tokens.device().is_cpu(),
+               "decode_step: tokens must be i32 [", batch, "] on the cpu, got ", tokens.str());
+  ops::check_token_ids(tokens.view({batch, 1}), config_.vocab_size(), "decode_step tokens");
+  const Tensor ids = tokens.view({batch, 1}).to(device_);
   RunContext ctx = context(false, 0);
   ctx.dropless = dropless;
   const double eps = config_.norm_epsilon();
@@ -86,11 +94,11 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
                  state.routing);
   ++state.length;
   Tensor dec = ops::rms_norm(h, decoder_.final_norm, eps).view({batch, d});
-  if (config_.tie_word_embeddings()) {
-    ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(d)));
-    return ops::linear(dec, shared_).to(DType::f32);
-  }
-  return ops::linear(dec, lm_head_).to(DType::f32);
+  if (config_.tie_word_embeddings()) ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(d)));
+  // The search runs on the host: the logits come back each step.
+  return ops::linear(dec, config_.tie_word_embeddings() ? shared_ : lm_head_)
+      .to(DType::f32)
+      .to(Device::cpu());
 }
 
 }  // namespace sw

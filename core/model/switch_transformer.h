@@ -94,7 +94,8 @@ class SwitchTransformer {
                                  const LossScales& scales = {}) const;
 
   // Runs the encoder once (input_ids [B, Te] and its mask on the host; the mask may be
-  // undefined) and computes every decoder block's cross-attention keys and values. CPU.
+  // undefined) and computes every decoder block's cross-attention keys and values, on the
+  // model's device.
   // With `dropless` the encoder drops no token by capacity.
   DecoderState start_decoding(const Tensor& input_ids, const Tensor& attention_mask,
                               bool dropless = false) const;

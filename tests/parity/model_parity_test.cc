@@ -96,8 +96,8 @@ TEST_F(ModelParity, CrossEntropy) {
 TEST_F(ModelParity, WholeForwardOnGoldenWeights) {
   for (const char* name : {"switch_dropping", "switch_placements", "switch_t5x_step3"}) {
     SCOPED_TRACE(name);
-    const SafetensorsFile f =
-        read_safetensors(std::string(SW_GOLDEN_DIR) + "/" + name + ".safetensors");
+    const SafetensorsFile f = read_safetensors(parity::data_dir("SW_GOLDEN_DIR", SW_GOLDEN_DIR) +
+                                               "/" + name + ".safetensors");
     const ModelConfig config = config_from_text(f.metadata.at("config"));
     SwitchTransformer cpu(config, 1), dev(config, 1, DType::f32, kGpu);
     for (const std::string& p : cpu.parameters().names()) {

@@ -3,11 +3,22 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "../cpp/test_util.h"
 
 namespace sw::parity {
 
 inline const Device kGpu = Device::cuda(0);
+
+// A test data folder: the environment variable `env` when set (scripts/gpu-check sets it
+// from its checkout: paths compiled into a binary built elsewhere do not exist on the GPU
+// machine), else the path compiled in.
+inline std::string data_dir(const char* env, const char* compiled) {
+  const char* value = std::getenv(env);
+  return value ? value : compiled;
+}
 
 // Every parity test skips on a machine without a CUDA device (or a build without CUDA).
 class GpuTest : public ::testing::Test {

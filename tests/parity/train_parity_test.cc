@@ -209,9 +209,9 @@ std::string test_corpus() {
 TrainConfig small_run(const std::string& device) {
   TrainConfig c;
   for (const std::string& o : std::vector<std::string>{
-           "corpus=" + test_corpus(), "tokenizer_vocab_size=400", "steps=4",
-           "batch_size=4", "micro_batches=2", "input_length=32", "target_length=12",
-           "eval_batches=1", "validation_fraction=0.1", "device=" + device})
+           "corpus=" + test_corpus(), "tokenizer_vocab_size=400", "steps=4", "batch_size=4",
+           "micro_batches=2", "input_length=32", "target_length=12", "eval_batches=1",
+           "validation_fraction=0.1", "device=" + device})
     apply_override(c, o);
   return c;
 }
