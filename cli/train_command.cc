@@ -1,5 +1,5 @@
 // switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
-//              [--resume] [--parallel dp=N[,ep=M|,mp=M]] [--device cpu|cuda:N]
+//              [--resume] [--parallel dp=N[,ep=M][,mp=K]] [--device cpu|cuda:N]
 //     span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
 //     the tiny preset on the fortunes corpus): a progress bar (or a line every
 //     log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
@@ -8,8 +8,10 @@
 //     bit; --examples N shows greedy span infilling. Under mpirun (or srun), --parallel
 //     dp=N,ep=M trains over N x M ranks: each steps on its shard of the global batch,
 //     each group of M ranks splits every sparse layer's experts; dp=N,mp=M: each group
-//     of M ranks splits the attention heads and d_ff and shares one batch shard; rank 0
-//     prints and writes checkpoints of the whole model, which continue at any layout;
+//     of M ranks splits the attention heads and d_ff and shares one batch shard;
+//     dp=N,ep=M,mp=K both: M groups of K ranks split the experts, and each group its
+//     experts' d_ff and the heads; rank 0 prints and writes checkpoints of the whole
+//     model, which continue at any layout;
 //     --device cuda:0 trains on one GPU in f32 (a checkpoint resumes on either device)
 #include <unistd.h>
 
@@ -233,7 +235,7 @@ Command train_command() {
            {"out", "DIR", "where metrics.jsonl and the rest go (default runs/train)"},
            {"examples", "N", "greedy span infilling on N held-out examples at the end"},
            {"resume", "", "continue from the latest checkpoint under --out, if any"},
-           {"parallel", "LAYOUT", "the layout over the MPI ranks, dp=N,ep=M or dp=N,mp=M"},
+           {"parallel", "LAYOUT", "the layout over the MPI ranks: dp=N, ep=M, mp=K in any mix"},
            {"device", "D", "train on cpu (default) or one GPU, cuda:N (f32); sets device"},
            kThreadsFlag},
           "",

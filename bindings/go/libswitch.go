@@ -762,8 +762,8 @@ func (t *Trainer) SetDataParallel(comm *Communicator) error {
 }
 
 // SetParallel lays this trainer out over comm's ranks (collective, before its first step):
-// "dp=N", "dp=N,ep=M" (experts split over groups of M ranks) or "dp=N,mp=M" (heads and
-// d_ff split). Under ep or mp each rank trains its share of a copy of the model (Model is
+// "dp=N", "dp=N,ep=M" (experts split over groups of M ranks), "dp=N,mp=M" (heads and
+// d_ff split) or both, "dp=N,ep=M,mp=K". Under ep or mp each rank trains its share of a copy of the model (Model is
 // then refused); steps take this replica's shard; Save writes the whole model.
 func (t *Trainer) SetParallel(comm *Communicator, layout string) error {
 	return check(func() int { return int(raw.Sw_trainer_set_parallel(t.ptr, comm.ptr, layout)) })

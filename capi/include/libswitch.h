@@ -452,9 +452,10 @@ SW_API sw_status sw_communicator_split(const sw_communicator* comm, int color, i
 /* Lays the trainer out over comm's ranks (collective; every rank calls it with the same
  * config, model and layout, before the first step): layout is "dp=N" (as
  * sw_trainer_set_data_parallel), "dp=N,ep=M" (each group of M consecutive ranks splits
- * every sparse layer's experts and exchanges tokens) or "dp=N,mp=M" (each group of M
- * consecutive ranks splits the attention heads and d_ff); without dp, dp is what ep or mp
- * leave of the ranks. With ep or mp the trainer trains its own copy of the model split
+ * every sparse layer's experts and exchanges tokens), "dp=N,mp=M" (each group of M
+ * consecutive ranks splits the attention heads and d_ff) or both, "dp=N,ep=M,mp=K" (M
+ * groups of K consecutive ranks split the experts, each group its experts' d_ff and the
+ * heads); without dp, dp is what ep and mp leave of the ranks. With ep or mp the trainer trains its own copy of the model split
  * over the ranks, each holding its share (the model handle given to sw_trainer_create
  * keeps the whole model as it was, and sw_trainer_model is refused); a restored trainer
  * carries its optimizer state into the shares. Caller batches: each rank passes its

@@ -30,9 +30,6 @@ ParallelLayout parse_parallel_layout(const std::string& spec, int world_size) {
     dp_given |= key == "dp";
   }
   if (!dp_given) layout.dp = world_size / (layout.ep * layout.mp);
-  SW_CHECK(layout.mp == 1 || layout.ep == 1, Status::kUnsupported, where,
-           "model parallelism (mp) with expert parallelism (ep) is not in this version; use dp "
-           "with ep or dp with mp");
   const int64_t ranks = layout.dp * layout.ep * layout.mp;
   if (dp_given) {
     SW_CHECK_ARG(ranks == world_size, where, "dp x ep x mp is ", ranks, " ranks, the launch has ",
@@ -51,8 +48,12 @@ ParallelCommunicators::ParallelCommunicators(Communicator& world, const Parallel
   if (world.size() == 1) return;
   groups_.data_parallel = &world;
   const int rank = world.rank(), ep = static_cast<int>(layout.ep), mp = static_cast<int>(layout.mp);
+  // Rank r = (g * mp) + m: the mp ranks of model group g share a batch shard; model group
+  // g = d * ep + e holds experts shard e of replica d. Ranks of one expert group share m
+  // and d (with mp = 1: the ep consecutive ranks [r / ep * ep, +ep)).
   if (ep > 1) {
-    expert_group_ = world.split(rank / ep, rank % ep);
+    const int g = rank / mp, m = rank % mp;
+    expert_group_ = world.split((g / ep) * mp + m, g % ep);
     groups_.expert_parallel = expert_group_.get();
   }
   if (mp > 1) {

@@ -1,7 +1,7 @@
-// How a launch's ranks are laid out for training: dp data-parallel replicas, each group of
-// ep consecutive ranks splitting every sparse layer's experts, or each group of mp
-// consecutive ranks splitting the attention heads and d_ff ("dp=2,ep=2", "dp=2,mp=2"),
-// and the communicators a layout splits the world into.
+// How a launch's ranks are laid out for training: dp data-parallel replicas, ep ranks
+// splitting every sparse layer's experts, mp consecutive ranks splitting the attention
+// heads and d_ff (each expert's too) ("dp=2,ep=2", "dp=2,mp=2", "ep=2,mp=2"), and the
+// communicators a layout splits the world into.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,8 @@ struct ParallelLayout {
 };
 
 // "dp=N[,ep=M][,mp=K]" over world_size ranks; without dp, dp is what ep and mp leave of
-// the ranks. dp x ep x mp must be world_size, and ep and mp are not combined
-// (Status::kUnsupported); any other mismatch is a kInvalidArgument naming the problem.
+// the ranks. dp x ep x mp must be world_size; a mismatch is a kInvalidArgument naming the
+// problem.
 ParallelLayout parse_parallel_layout(const std::string& spec, int world_size);
 
 // The communicators of a distributed run (none: a single process).
@@ -31,9 +31,10 @@ struct ParallelGroups {
 };
 
 // The groups of a layout over the world, split from it (collective: every rank constructs
-// one with the same layout). Rank r's expert group is the ep ranks [r / ep * ep, +ep); its
-// model group the mp ranks [r / mp * mp, +mp), its replicas then the ranks r % mp, r % mp
-// + mp, ... A world of one rank has no groups.
+// one with the same layout). Rank r's model group is the mp ranks [r / mp * mp, +mp), its
+// replicas (the batch shards) the ranks r % mp, r % mp + mp, ...; with g = r / mp, its
+// expert group the ep ranks of the same r % mp whose g lies in [g / ep * ep, +ep) (with
+// mp = 1: the ep ranks [r / ep * ep, +ep)). A world of one rank has no groups.
 class ParallelCommunicators {
  public:
   ParallelCommunicators(Communicator& world, const ParallelLayout& layout);

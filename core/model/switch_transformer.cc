@@ -37,9 +37,9 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
   d_ff_ = config_.d_ff();
   if (model_group_) {
     const int n = model_group_->size();
-    SW_CHECK(!expert_group_, Status::kUnsupported,
-             "model parallelism together with expert parallelism is not supported in this "
-             "version (use mp with dp, or ep with dp)");
+    SW_CHECK_ARG(expert_group_ != model_group_,
+                 "expert and model parallelism need different groups of ranks (a layout's "
+                 "expert group and model group meet in one rank)");
     SW_CHECK(device.is_cpu(), Status::kUnsupported,
              "model parallelism runs on the CPU path in this version");
     SW_CHECK_ARG(heads_ % n == 0, "model parallelism: num_heads ", heads_, " does not split over ",

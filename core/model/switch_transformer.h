@@ -68,8 +68,9 @@ class SwitchTransformer {
   // With a model group of n > 1 ranks (model parallelism, core/dist/model_parallel.h),
   // this rank holds 1/n of every attention sublayer's heads and of every feed-forward's
   // d_ff (each expert's too), again drawn as a single process would draw the whole; the
-  // group's ranks see the same tokens and run every forward and backward together. CPU;
-  // not combined with expert parallelism in this version.
+  // group's ranks see the same tokens and run every forward and backward together. CPU.
+  // Both groups together (ep x mp, core/dist/layout.h): the experts split over the expert
+  // group, each held expert's d_ff over the model group.
   explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0, DType dtype = DType::f32,
                              Device device = Device::cpu(), Communicator* expert_group = nullptr,
                              Communicator* model_group = nullptr);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "core/ops/elementwise.h"
@@ -19,9 +20,12 @@ double gpu_sum_of_squares([[maybe_unused]] const std::vector<Tensor>& gradients)
 }  // namespace
 
 double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm) {
-  // Squares summed per group (in the order groups first appear, the same on every rank),
-  // whole parameters under null.
-  std::vector<Communicator*> groups = {nullptr};
+  // Squares summed per set of groups (in the order the sets first appear, the same on
+  // every rank): whole parameters under {null, null}, a sharded one under its shard group
+  // (and its expert group for an expert's part under ep x mp).
+  using Groups = std::pair<Communicator*, Communicator*>;
+  auto real = [](Communicator* c) { return c && c->size() > 1 ? c : nullptr; };
+  std::vector<Groups> groups = {{nullptr, nullptr}};
   std::vector<double> sums = {0.0};
   std::vector<Tensor> on_gpus;  // whole f32 gradients on one GPU: summed there, in order
   for (const ParameterGradient& pg : grads) {
@@ -31,9 +35,9 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
     }
     with_pair(pg, "clip_gradient_norm", [&](auto zero) {
       using T = decltype(zero);
-      Communicator* group = pg.shard_group && pg.shard_group->size() > 1 ? pg.shard_group : nullptr;
-      const size_t at = std::find(groups.begin(), groups.end(), group) - groups.begin();
-      if (at == groups.size()) groups.push_back(group), sums.push_back(0.0);
+      const Groups key{real(pg.shard_group), real(pg.expert_group)};
+      const size_t at = std::find(groups.begin(), groups.end(), key) - groups.begin();
+      if (at == groups.size()) groups.push_back(key), sums.push_back(0.0);
       sums[at] += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
     });
   }
@@ -41,7 +45,8 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
   double sum_sq = sums[0];
   for (size_t i = 1; i < groups.size(); ++i) {
     Tensor t = Tensor::from_vector<double>({sums[i]}, {1});
-    groups[i]->all_reduce_sum(t);
+    for (Communicator* c : {groups[i].first, groups[i].second})
+      if (c) c->all_reduce_sum(t);
     sum_sq += t.data<double>()[0];
   }
   const double norm = std::sqrt(sum_sq);

@@ -63,6 +63,9 @@ std::string ModelShares::save(Checkpoint c, Named parameters, Named state, const
     const auto axis_of = [this](const std::string& name) { return split_axis(name); };
     parameters = gather_model_parallel(*mp, parameters, axis_of);
     state = gather_model_parallel(*mp, state, axis_of);
+    // With experts split too, the first part's ranks write: every model group now holds
+    // its experts' whole tensors, and their replicas save together below.
+    if (expert_writers_ && mp->rank() != 0) return "";
   }
   // Expert parallelism: each expert is written by the first replica holding it, in
   // parallel, the rest by rank 0. Otherwise rank 0 holds (or has gathered) everything.

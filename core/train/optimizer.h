@@ -25,6 +25,10 @@ struct ParameterGradient {
   // part takes the step the whole would.
   Communicator* shard_group = nullptr;
   int split_axis = -1;
+  // An expert's part under expert and model parallelism together: shard_group is the model
+  // group (the other parts of this tensor), and this the expert group (the other experts),
+  // over which the global gradient norm sums too.
+  Communicator* expert_group = nullptr;
 };
 
 // The axis along which an optimizer state slot ("m", "v", "row", "col") of a parameter of

@@ -241,6 +241,7 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
     if (!entries[i].split.whole()) {  // model parallelism: a part of the tensor
       pg.shard_group = model_.model_group();
       pg.split_axis = entries[i].split.axis;
+      if (ep && ep->size() > 1 && is_expert_parameter(pg.name)) pg.expert_group = ep;
     } else if (ep && ep->size() > 1 && is_expert_parameter(pg.name)) {
       pg.shard_group = ep;  // expert parallelism: one of the experts
     }

@@ -71,10 +71,7 @@ TEST(ParallelLayout, RefusesBadSpecsNamingTheProblem) {
     EXPECT_NE(message.find("parallel layout \"" + spec + "\": "), std::string::npos) << message;
     EXPECT_NE(message.find(problem), std::string::npos) << spec << ": " << message;
   }
-  const auto [status, message] = error_of("ep=2,mp=2", 4);
-  EXPECT_EQ(status, sw::Status::kUnsupported);
-  EXPECT_NE(message.find("model parallelism (mp) with expert parallelism (ep)"), std::string::npos)
-      << message;
+  expect_layout(parse("ep=2,mp=2", 4), 1, 2, 2);  // experts and model parts together
 }
 
 // One rank of a world of `size` (only rank, size and split are used): split records the
@@ -168,6 +165,29 @@ TEST(ParallelCommunicators, DataAndModelParallelGroupsOfFourRanks) {
   // The replicas: the ranks holding the same part of the model.
   EXPECT_EQ(m.data_parallel, (Groups{{0, 2}, {1, 3}, {0, 2}, {1, 3}}));
   EXPECT_EQ(m.expert_parallel, Groups(4, std::vector<int>{}));
+}
+
+TEST(ParallelCommunicators, ExpertAndModelParallelTogether) {
+  // 4 ranks: model groups {0, 1} and {2, 3} hold expert shards 0 and 1; each batch shard
+  // is a model group's, and the ranks holding the same model part exchange tokens.
+  Membership m = groups_of("ep=2,mp=2", 4);
+  EXPECT_EQ(m.model_parallel, (Groups{{0, 1}, {0, 1}, {2, 3}, {2, 3}}));
+  EXPECT_EQ(m.data_parallel, (Groups{{0, 2}, {1, 3}, {0, 2}, {1, 3}}));
+  EXPECT_EQ(m.expert_parallel, (Groups{{0, 2}, {1, 3}, {0, 2}, {1, 3}}));
+  // 8 ranks, two replicas of that: the expert groups stay within a replica.
+  m = groups_of("dp=2,ep=2,mp=2", 8);
+  EXPECT_EQ(m.model_parallel,
+            (Groups{{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4, 5}, {4, 5}, {6, 7}, {6, 7}}));
+  EXPECT_EQ(m.expert_parallel,
+            (Groups{{0, 2}, {1, 3}, {0, 2}, {1, 3}, {4, 6}, {5, 7}, {4, 6}, {5, 7}}));
+  EXPECT_EQ(m.data_parallel, (Groups{{0, 2, 4, 6},
+                                     {1, 3, 5, 7},
+                                     {0, 2, 4, 6},
+                                     {1, 3, 5, 7},
+                                     {0, 2, 4, 6},
+                                     {1, 3, 5, 7},
+                                     {0, 2, 4, 6},
+                                     {1, 3, 5, 7}}));
 }
 
 TEST(ParallelCommunicators, PureDataParallelAndASingleProcess) {

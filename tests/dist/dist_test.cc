@@ -16,6 +16,7 @@
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
 #include "core/dist/expert_parallel.h"
+#include "core/dist/layout.h"
 #include "core/dist/model_parallel.h"
 #include "core/io/checkpoint.h"
 #include "core/model/switch_ffn.h"
@@ -455,7 +456,8 @@ Tensor part_of(const SwitchTransformer& sharded, const std::string& name, const 
 // the decoding and three Adafactor steps (with dropout: the masks are the single
 // process's) match it within 1e-5 (1e-4 for the parameters after the steps).
 void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
-                                   ModelConfig::Activation activation) {
+                                   ModelConfig::Activation activation,
+                                   Communicator* experts = nullptr) {
   ModelConfig config = preset("tiny");
   config.set_activation(activation);
   const int64_t dp = replicas ? replicas->size() : 1;
@@ -469,8 +471,10 @@ void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
   options.schedule.base = 1e-3;
   SwitchTransformer single_model(config, 11);
   Trainer single(single_model, options);
-  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), nullptr, &group);
-  ASSERT_EQ(sharded.parameters().entries().size(), single_model.parameters().entries().size());
+  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), experts, &group);
+  if (!experts) {
+    ASSERT_EQ(sharded.parameters().entries().size(), single_model.parameters().entries().size());
+  }
   int64_t split = 0;
   for (const auto& e : sharded.parameters().entries()) {
     const Tensor want = part_of(sharded, e.name, single_model.parameters().get(e.name));
@@ -492,6 +496,7 @@ void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
     for (int64_t i = 0; i < tokens.numel(); ++i) tokens.data<int32_t>()[i] = 2 + t + i;
   }
   options.data_parallel = replicas;
+  options.expert_parallel = experts;
   Trainer trainer(sharded, options);
   TrainMetrics ma, mb;
   const auto want_grads = single.accumulate(split_micro_batches(batch, dp), ma);
@@ -529,6 +534,19 @@ TEST(ModelParallel, WithDataParallel) {
   const std::unique_ptr<Communicator> model = c.split(c.rank() / 2, c.rank() % 2);
   const std::unique_ptr<Communicator> replicas = c.split(c.rank() % 2, c.rank() / 2);
   expect_model_parallel_matches(*model, replicas.get(), ModelConfig::RELU);
+}
+
+// ep x mp = 2 x 2 (the layout's own groups): model groups {0, 1} and {2, 3} each hold half
+// of the experts, each expert's d_ff split over the group, and take one batch shard each.
+TEST(ModelParallel, WithExpertParallel) {
+  Communicator& c = world();
+  if (c.size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  ParallelLayout layout;
+  layout.ep = layout.mp = 2;
+  const ParallelCommunicators groups(c, layout);
+  const ParallelGroups& g = groups.groups();
+  expect_model_parallel_matches(*g.model_parallel, g.data_parallel, ModelConfig::GATED_GELU,
+                                g.expert_parallel);
 }
 
 TEST(ModelParallel, RefusesWhatItCannotSplit) {

@@ -647,8 +647,8 @@ class Trainer(_Handle):
 
     def set_parallel(self, comm: Communicator, layout: str) -> None:
         """Lays this trainer out over comm's ranks (collective, before its first step):
-        "dp=N", "dp=N,ep=M" (experts split over groups of M ranks) or "dp=N,mp=M" (heads
-        and d_ff split). Under ep or mp each rank trains its share of a copy of the model
+        "dp=N", "dp=N,ep=M" (experts split over groups of M ranks), "dp=N,mp=M" (heads
+        and d_ff split) or both, "dp=N,ep=M,mp=K". Under ep or mp each rank trains its share of a copy of the model
         (``model`` is then refused); ``step`` takes this replica's shard, and ``save``
         writes the whole model from rank 0."""
         _check(_raw.sw_trainer_set_parallel(self._handle, comm._handle, str(layout)))

@@ -1,5 +1,5 @@
 """Expert and model parallelism from Python, run under mpirun -np 4 (ctest
-python.parallel_layouts.mpi.np4): for "dp=2,ep=2" and "dp=2,mp=2" each rank trains its
+python.parallel_layouts.mpi.np4): for "dp=2,ep=2", "dp=2,mp=2" and "ep=2,mp=2" each rank trains its
 share on its replica's shard of a global batch while, in the same process, one trainer
 takes the whole batch in as many micro-batches; the losses agree within 1e-5. Also a split
 communicator and one from an MPI_Comm handle. Exit status 1 on any rank that disagrees."""
@@ -29,7 +29,8 @@ targets = (3 + (np.arange(GLOBAL * TARGET) * 101) % 380).reshape(GLOBAL, TARGET)
 whole = {"input_ids": ids, "decoder_input_ids": targets, "labels": targets}
 
 failures = 0
-for layout, replicas, replica in (("dp=2,ep=2", 4, rank), ("dp=2,mp=2", 2, rank // 2)):
+for layout, replicas, replica in (("dp=2,ep=2", 4, rank), ("dp=2,mp=2", 2, rank // 2),
+                                  ("ep=2,mp=2", 2, rank // 2)):
     config = sw.Config.preset("tiny")
     config["dropout_rate"] = 0.0
     config["expert_dropout_rate"] = 0.0

@@ -33,8 +33,8 @@ public final class Trainer extends NativeHandle<SWIGTYPE_p_sw_trainer> {
 
   /**
    * Lays this trainer out over comm's ranks (collective, before its first step): "dp=N",
-   * "dp=N,ep=M" (experts split over groups of M ranks) or "dp=N,mp=M" (heads and d_ff
-   * split). Under ep or mp each rank trains its share of a copy of the model ({@link
+   * "dp=N,ep=M" (experts split over groups of M ranks), "dp=N,mp=M" (heads and d_ff
+   * split) or both, "dp=N,ep=M,mp=K". Under ep or mp each rank trains its share of a copy of the model ({@link
    * #model()} is then refused); steps take this replica's shard; save writes the whole model.
    */
   public void setParallel(Communicator comm, String layout) {
