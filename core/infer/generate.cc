@@ -72,6 +72,7 @@ void add_routing(const std::vector<LayerRouting>& layers, std::vector<Generation
       g.block = l.block;
       g.tokens_per_expert.assign(l.stats.tokens_per_expert.size(), 0);
       g.kept_per_expert.assign(l.stats.kept_per_expert.size(), 0);
+      g.choices = l.stats.choices;
       it = out->insert(out->end(), std::move(g));
     }
     for (size_t e = 0; e < l.stats.tokens_per_expert.size(); ++e) {
@@ -305,7 +306,9 @@ int64_t GenerationRouting::tokens() const {
 double GenerationRouting::dropped_fraction() const {
   const int64_t n = tokens();
   const int64_t kept = std::accumulate(kept_per_expert.begin(), kept_per_expert.end(), int64_t{0});
-  return n ? 1.0 - static_cast<double>(kept) / static_cast<double>(n) : 0.0;
+  return n ? 1.0 -
+                 static_cast<double>(kept) / static_cast<double>(n * std::max<int64_t>(choices, 1))
+           : 0.0;
 }
 
 double GenerationRouting::max_share() const {

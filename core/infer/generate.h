@@ -43,7 +43,8 @@ struct GenerationRouting {
   Stack stack = Stack::kEncoder;
   int64_t block = 0;
   std::vector<int64_t> tokens_per_expert;  // argmax counts
-  std::vector<int64_t> kept_per_expert;    // after capacity
+  std::vector<int64_t> kept_per_expert;    // assignments after capacity (k per token)
+  int64_t choices = 1;                     // k
   int64_t tokens() const;
   double dropped_fraction() const;
   double max_share() const;  // the busiest expert's share of the tokens

@@ -328,6 +328,9 @@ SwitchTransformer import_hf(const std::string& config_json_path, const std::stri
 }
 
 std::string hf_routing_difference(const ModelConfig& c) {
+  if (c.num_selected_experts() != 1)
+    return "num_selected_experts " + std::to_string(c.num_selected_experts()) +
+           " (transformers' Switch layer sends each token to one expert)";
   if (c.capacity_mode() != ModelConfig::CAPACITY_FIXED)
     return "capacity_mode " + ModelConfig::CapacityMode_Name(c.capacity_mode()) +
            " (HF keeps a fixed expert_capacity of " + std::to_string(c.expert_capacity()) +

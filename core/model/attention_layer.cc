@@ -1,6 +1,5 @@
 #include "core/model/attention_layer.h"
 
-
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
 

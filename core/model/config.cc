@@ -272,6 +272,10 @@ void validate(const ModelConfig& c) {
           got("must be > 0", c.eval_capacity_factor()));
   require(c.min_capacity() >= 0, "min_capacity", got("must be >= 0", c.min_capacity()));
   require(c.expert_capacity() >= 1, "expert_capacity", got("must be >= 1", c.expert_capacity()));
+  require(c.num_selected_experts() >= 1 && c.num_selected_experts() <= c.num_experts(),
+          "num_selected_experts",
+          got(detail::concat("must be in [1, num_experts = ", c.num_experts(), "]").c_str(),
+              c.num_selected_experts()));
   if (c.routing_group() == ModelConfig::GROUP_FIXED)
     require(c.group_size() >= 1, "group_size",
             got("must be >= 1 when routing_group is GROUP_FIXED", c.group_size()));
@@ -360,8 +364,11 @@ int64_t expert_capacity(const ModelConfig& c, int64_t tokens_per_group, bool tra
     case ModelConfig::CAPACITY_FACTOR: {
       const double factor = train ? c.train_capacity_factor() : c.eval_capacity_factor();
       // Above the group size a capacity changes nothing; the clamp keeps the cast defined.
-      const double raw = std::min(factor * static_cast<double>(tokens_per_group) / c.num_experts(),
-                                  static_cast<double>(tokens_per_group));
+      // k assignments per token: k times the top-1 capacity (GShard's top-2 capacity).
+      const double raw =
+          std::min(factor * static_cast<double>(tokens_per_group * c.num_selected_experts()) /
+                       static_cast<double>(c.num_experts()),
+                   static_cast<double>(tokens_per_group));
       // T5X rounds half to even (Python's round); MTF takes int(), i.e. floor.
       const double rounded =
           c.capacity_rounding() == ModelConfig::ROUND_DOWN ? std::floor(raw) : round_half_even(raw);

@@ -16,8 +16,8 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const int64_t experts = config.num_experts();
   SwitchOutput out;
   Tensor jittered;
-  out.router =
-      ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()), &jittered);
+  out.router = ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()),
+                          &jittered, config.num_selected_experts(), config.normalize_gates());
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
   out.assignment = ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
 

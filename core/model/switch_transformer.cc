@@ -49,6 +49,9 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
     heads_ /= n;
     d_ff_ /= n;
   }
+  SW_CHECK(device.is_cpu() || config_.num_selected_experts() == 1, Status::kUnsupported,
+           "num_selected_experts ", config_.num_selected_experts(),
+           ": top-k routing runs on the cpu in this version (the GPU router is top-1)");
   if (device.is_cpu())
     SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
              dtype_name(dtype), ": the cpu model runs in f32 or f64");

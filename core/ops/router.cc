@@ -7,7 +7,7 @@
 namespace sw::ops {
 
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x) {
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates) {
   SW_CHECK_ARG(x.ndim() == 2 && weight.ndim() == 2 && weight.dim(1) == x.dim(1),
                "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
   SW_CHECK_ARG(weight.dim(0) >= 1, "route: the router weight has no experts: ", weight.str());
@@ -17,9 +17,15 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
     SW_CHECK_ARG(jitter.eps < 1.0, "route: jitter eps must be in [0, 1), got ", jitter.eps);
     check_stream_size(x.numel(), "router jitter");
   }
-  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::route(x, weight, jitter, jittered_x));
+  SW_CHECK_ARG(top_k >= 1 && top_k <= weight.dim(0), "route: top_k must be in [1, ", weight.dim(0),
+               "], got ", top_k);
+  if (on_cuda(x)) {
+    SW_CHECK(top_k == 1, Status::kUnsupported, "route: top-", top_k,
+             " routing runs on the cpu in this version (the GPU router is top-1)");
+    SW_RUN_ON_CUDA(kernels::route(x, weight, jitter, jittered_x));
+  }
   check_dtype(weight, x.dtype(), "route: weight");
-  return cpu::route(x, weight, jitter, jittered_x);
+  return cpu::route(x, weight, jitter, jittered_x, top_k, normalize_gates);
 }
 
 Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
@@ -31,7 +37,11 @@ Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
   if (losses.aux != 0)
     SW_CHECK_ARG(losses.group_size >= 1 && n % losses.group_size == 0, "router backward: ", n,
                  " tokens do not split into groups of ", losses.group_size);
-  if (on_cuda(r.probs)) SW_RUN_ON_CUDA(kernels::router_backward(r, d_gate, losses));
+  if (on_cuda(r.probs)) {
+    SW_CHECK(!r.normalized_gates, Status::kUnsupported,
+             "router backward: normalized top-k gates run on the cpu in this version");
+    SW_RUN_ON_CUDA(kernels::router_backward(r, d_gate, losses));
+  }
   return cpu::router_backward(r, d_gate, losses);
 }
 

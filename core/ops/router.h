@@ -1,6 +1,7 @@
 // The Switch router (docs/MATH.md §2): logits = x W_r^T, probs = softmax(logits), each token's
-// top-k experts (k = 1, the Switch choice) and their gates, all in f32 or wider whatever the
-// model's dtype ("selective precision"), with optional multiplicative jitter on the input.
+// top-k experts (k = 1, the Switch choice; k = 2, the top-2 MoE baseline) and their gates,
+// all in f32 or wider whatever the model's dtype ("selective precision"), with optional
+// multiplicative jitter on the input.
 // Its backward folds in the gradients of the layer's own loss terms (docs/MATH.md §3: the
 // per-layer load-balancing loss and the z-loss), so the model never touches router maths.
 #pragma once
@@ -16,7 +17,8 @@ struct RouterOutput {
   Tensor logits;        // [N, E], f32 (f64 for gradient checks on the cpu)
   Tensor probs;         // [N, E], softmax of logits
   Tensor expert_index;  // i32 [N, k]: the chosen experts, best first; ties to the lowest index
-  Tensor gate;          // [N, k]: probs[n, expert_index[n, j]]
+  Tensor gate;          // [N, k]: probs[n, expert_index[n, j]] (over their sum if normalized)
+  bool normalized_gates = false;  // k > 1: each gate divided by the sum of the k chosen probs
   int64_t num_experts() const { return probs.dim(1); }
   int64_t top_k() const { return expert_index.dim(1); }
 };
@@ -30,9 +32,12 @@ struct RouterJitter {
 // x [N, d] router input, weight [E, d] (HF `router.classifier.weight`) on x's device. On
 // the cpu the router runs in x's dtype (the model keeps it at f32 or wider); on a GPU in
 // f32 whatever x's dtype. When jittered_x is given it receives the jittered input in x's
-// dtype (x itself when jitter is off). Top-1: expert_index and gate are [N, 1].
+// dtype (x itself when jitter is off). expert_index and gate are [N, top_k]: the top_k
+// largest probabilities, best first, ties to the lowest index; with normalize_gates (and
+// top_k > 1) each gate over the sum of the token's top_k probabilities. top_k > 1 runs on
+// the cpu.
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x = nullptr);
+                   Tensor* jittered_x = nullptr, int64_t top_k = 1, bool normalize_gates = false);
 
 // The router's own loss terms inside a backward, as weights of the total loss (0 = absent).
 struct RouterLossGradients {
@@ -41,7 +46,8 @@ struct RouterLossGradients {
   double z = 0.0;          // coefficient x scale of the router z-loss
 };
 
-// d(loss)/d(logits) [N, E] from d(loss)/d(gate) [N, k] (the combine's backward) plus the
+// d(loss)/d(logits) [N, E] from d(loss)/d(gate) [N, k] (the combine's backward; through
+// the normalisation when the gates are normalized) plus the
 // per-layer load-balancing loss E * mean_g sum_i f_gi P_gi (f constant: first-choice counts)
 // and the z-loss mean_t logsumexp_t^2, weighted as `losses` says. Routing decisions are
 // constants: the gradient reaches the router only through the gates and the losses.
@@ -55,7 +61,7 @@ void jitter_backward_(Tensor& d_input, const RouterJitter& jitter);
 // The Eigen implementations behind the device switch (router.cc).
 namespace cpu {
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x);
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates);
 Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
                        const RouterLossGradients& losses);
 void jitter_backward_(Tensor& d_input, const RouterJitter& jitter);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "core/ops/cpu_util.h"
@@ -18,7 +19,7 @@ T jitter_noise(const RouterJitter& jitter, int64_t i) {
 }  // namespace
 
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x) {
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates) {
   require_cpu(weight, "route");
   const int64_t n = x.dim(0), experts = weight.dim(0);
   Tensor input = x;
@@ -35,19 +36,36 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
   RouterOutput r;
   r.logits = linear(input, weight);
   r.probs = softmax(r.logits);
-  r.expert_index = Tensor::empty({n, 1}, DType::i32);
-  r.gate = Tensor::empty({n, 1}, x.dtype());
+  const int64_t k = top_k;
+  r.expert_index = Tensor::empty({n, k}, DType::i32);
+  r.gate = Tensor::empty({n, k}, x.dtype());
+  r.normalized_gates = normalize_gates && k > 1;
   visit_float(x.dtype(), "route", [&](auto zero) {
     using T = decltype(zero);
     const T* p = r.probs.data<T>();
     int32_t* idx = r.expert_index.data<int32_t>();
     T* gate = r.gate.data<T>();
+    std::vector<int32_t> order(static_cast<size_t>(experts));
     for (int64_t t = 0; t < n; ++t) {
       const T* row = p + t * experts;
-      // max_element returns the first maximum: ties go to the lowest expert index.
-      const int64_t best = std::max_element(row, row + experts) - row;
-      idx[t] = static_cast<int32_t>(best);
-      gate[t] = row[best];
+      if (k == 1) {
+        // max_element returns the first maximum: ties go to the lowest expert index.
+        const int64_t best = std::max_element(row, row + experts) - row;
+        idx[t] = static_cast<int32_t>(best);
+        gate[t] = row[best];
+        continue;
+      }
+      // The k largest, best first; the stable order sends ties to the lowest index.
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+        return row[a] > row[b] || (row[a] == row[b] && a < b);
+      });
+      T sum = 0;
+      for (int64_t j = 0; j < k; ++j) sum += row[order[j]];
+      for (int64_t j = 0; j < k; ++j) {
+        idx[t * k + j] = order[j];
+        gate[t * k + j] = r.normalized_gates ? row[order[j]] / sum : row[order[j]];
+      }
     }
   });
   return r;
@@ -63,9 +81,23 @@ Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
     using T = decltype(zero);
     const T* dg = d_gate.data<T>();
     T* dp = d_probs.data<T>();
-    // gate[t, j] = probs[t, index[t, j]].
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t j = 0; j < k; ++j) dp[t * experts + index[t * k + j]] += dg[t * k + j];
+    // gate[t, j] = probs[t, index[t, j]], or normalized: p_j / S with S the sum of the
+    // chosen probabilities, so dL/dp_m = dg_m / S - (sum_j dg_j p_j) / S^2.
+    const T* p = r.probs.data<T>();
+    for (int64_t t = 0; t < n; ++t) {
+      if (!r.normalized_gates) {
+        for (int64_t j = 0; j < k; ++j) dp[t * experts + index[t * k + j]] += dg[t * k + j];
+        continue;
+      }
+      T sum = 0, weighted = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        const T pj = p[t * experts + index[t * k + j]];
+        sum += pj;
+        weighted += dg[t * k + j] * pj;
+      }
+      for (int64_t j = 0; j < k; ++j)
+        dp[t * experts + index[t * k + j]] += dg[t * k + j] / sum - weighted / (sum * sum);
+    }
     // Load balancing per group: E * mean_g sum_i f_gi P_gi with P_gi the group's mean
     // probability, so dL/dp_ti = E * f_gi / (n_g * G); f (the argmax counts) is constant.
     if (losses.aux != 0) {

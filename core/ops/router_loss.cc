@@ -81,6 +81,7 @@ RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment&
   SW_CHECK_ARG(a.num_experts() == experts && a.slot.numel() == n * k,
                "routing_stats: the assignment does not match the router output");
   s.kept_per_expert = a.kept_per_expert;
+  s.choices = k;
   const int32_t* idx = r.expert_index.data<int32_t>();
   for (int64_t t = 0; t < n; ++t) ++s.tokens_per_expert[idx[t * k]];
   s.dropped_fraction = n ? static_cast<double>(a.dropped) / static_cast<double>(n * k) : 0.0;

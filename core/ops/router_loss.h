@@ -33,7 +33,8 @@ double router_z_loss(const Tensor& logits);
 
 struct RoutingStats {
   std::vector<int64_t> tokens_per_expert;  // first-choice counts, before capacity
-  std::vector<int64_t> kept_per_expert;    // after capacity
+  std::vector<int64_t> kept_per_expert;    // assignments after capacity (k per token)
+  int64_t choices = 1;                     // k: the experts each token is sent to
   double dropped_fraction = 0.0;           // dropped assignments / assignments
   double router_entropy = 0.0;             // mean over tokens of -sum_i p_i log p_i
 };

@@ -21,6 +21,7 @@ void add_layer_loads(const std::vector<LayerRouting>& routing, std::vector<Layer
       l.block = r.block;
       l.tokens_per_expert.assign(r.stats.tokens_per_expert.size(), 0);
       l.kept_per_expert.assign(r.stats.kept_per_expert.size(), 0);
+      l.choices = r.stats.choices;
       loads.push_back(l);
     }
   }
@@ -44,7 +45,8 @@ void finish_layer_loads(std::vector<LayerLoad>& loads) {
       tokens += l.tokens_per_expert[e], kept += l.kept_per_expert[e];
     if (tokens == 0) continue;
     l.router_entropy /= static_cast<double>(tokens);
-    l.dropped_fraction = 1.0 - static_cast<double>(kept) / static_cast<double>(tokens);
+    l.dropped_fraction = 1.0 - static_cast<double>(kept) /
+                                   static_cast<double>(tokens * std::max<int64_t>(l.choices, 1));
   }
 }
 

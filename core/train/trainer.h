@@ -46,9 +46,10 @@ struct LayerLoad {
   Stack stack = Stack::kEncoder;
   int64_t block = 0;
   std::vector<int64_t> tokens_per_expert;  // argmax counts, before capacity
-  std::vector<int64_t> kept_per_expert;
-  double dropped_fraction = 0;
-  double router_entropy = 0;  // mean over tokens
+  std::vector<int64_t> kept_per_expert;    // assignments kept (k per token under top-k)
+  int64_t choices = 1;                     // k
+  double dropped_fraction = 0;             // of the assignments
+  double router_entropy = 0;               // mean over tokens
   // The largest share of the layer's tokens one expert received, and which expert.
   double max_share() const;
   int64_t busiest_expert() const;

@@ -46,6 +46,10 @@ TEST(Config, ValidationNamesTheFieldAndTheReason) {
   EXPECT_NE(error_of("d_kv: 0").find("d_kv: must be >= 1"), std::string::npos);
   EXPECT_NE(error_of("eval_capacity_factor: 0").find("eval_capacity_factor: must be > 0"),
             std::string::npos);
+  EXPECT_NE(error_of("num_experts: 4\nnum_selected_experts: 5")
+                .find("num_selected_experts: must be in [1, num_experts = 4], got 5"),
+            std::string::npos);
+  EXPECT_NE(error_of("num_selected_experts: 0").find("num_selected_experts"), std::string::npos);
 }
 
 // Sizes no machine holds are refused at validation, naming the fields and the total; a
@@ -153,6 +157,10 @@ TEST(Config, CapacityFormulas) {
   EXPECT_EQ(expert_capacity(c, 14, true), 4);  // 3.5 rounds half to even
   c.set_capacity_rounding(ModelConfig::ROUND_DOWN);
   EXPECT_EQ(expert_capacity(c, 14, true), 3);
+  c.set_capacity_rounding(ModelConfig::ROUND_NEAREST);
+  c.set_num_selected_experts(2);                // top-2: capacity per assignment
+  EXPECT_EQ(expert_capacity(c, 64, true), 32);  // 1.0 * 64 * 2 / 4
+  c.set_num_selected_experts(1);
   c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
   c.set_expert_capacity(64);
   EXPECT_EQ(expert_capacity(c, 512, false), 64);

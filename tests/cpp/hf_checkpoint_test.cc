@@ -190,6 +190,20 @@ TEST_F(HfCheckpointTest, LayoutAndWeightsThatDisagreeAreNamed) {
       << e;
 }
 
+// transformers' Switch layer is top-1: a top-2 model is refused by name unless the caller
+// accepts the change.
+TEST_F(HfCheckpointTest, ExportRefusesTopTwoRoutingByName) {
+  sw::ModelConfig c = small_hf_config();
+  c.set_num_selected_experts(2);
+  const sw::SwitchTransformer model(c, 5);
+  EXPECT_NE(error_of([&] { sw::export_hf(model, dir_.string()); })
+                .find("num_selected_experts 2 (transformers' Switch layer sends each token to one "
+                      "expert)"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "config.json"));
+  EXPECT_NO_THROW(sw::export_hf(model, dir_.string(), /*allow_routing_change=*/true));
+}
+
 TEST_F(HfCheckpointTest, ExportThenImportIsIdentical) {
   const sw::SwitchTransformer model(small_hf_config(), 5);
   sw::export_hf(model, dir_.string());

@@ -1,8 +1,11 @@
 // The Switch routing ops: router, capacity edge cases, dispatch/combine, aux and z losses.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "core/ops/capacity.h"
 #include "core/ops/dispatch.h"
@@ -45,6 +48,36 @@ TEST(Router, TiesGoToTheLowestExpert) {
     EXPECT_EQ(r.expert_index.item(t), 0);
     EXPECT_FLOAT_EQ(static_cast<float>(r.gate.item(t)), 0.25f);
   }
+}
+
+// Top-2: the two largest probabilities, best first, ties to the lowest index; normalized
+// gates are those probabilities over their sum, raw gates the probabilities.
+TEST(Router, TopTwoAgainstASortAndNormalizedGates) {
+  const Tensor x = random_tensor({9, 5}, DType::f64, 21), w = random_tensor({6, 5}, DType::f64, 22);
+  const ops::RouterOutput raw = ops::route(x, w, {}, nullptr, 2, false);
+  const ops::RouterOutput norm = ops::route(x, w, {}, nullptr, 2, true);
+  ASSERT_EQ(raw.expert_index.shape(), (Shape{9, 2}));
+  EXPECT_FALSE(raw.normalized_gates);
+  EXPECT_TRUE(norm.normalized_gates);
+  for (int64_t t = 0; t < 9; ++t) {
+    std::vector<std::pair<double, int64_t>> p;
+    for (int64_t e = 0; e < 6; ++e) p.push_back({-raw.probs.item(t * 6 + e), e});
+    std::sort(p.begin(), p.end());
+    for (int64_t j = 0; j < 2; ++j) {
+      EXPECT_EQ(raw.expert_index.item(t * 2 + j), p[j].second) << t;
+      EXPECT_EQ(norm.expert_index.item(t * 2 + j), p[j].second) << t;
+      EXPECT_DOUBLE_EQ(raw.gate.item(t * 2 + j), -p[j].first);
+      EXPECT_NEAR(norm.gate.item(t * 2 + j), p[j].first / (p[0].first + p[1].first), 1e-15);
+    }
+  }
+  // Ties: a zero router makes every expert equal; the lowest two win.
+  const ops::RouterOutput tie =
+      ops::route(x, Tensor::zeros({6, 5}, DType::f64), {}, nullptr, 2, true);
+  EXPECT_EQ(tie.expert_index.item(0), 0);
+  EXPECT_EQ(tie.expert_index.item(1), 1);
+  EXPECT_DOUBLE_EQ(tie.gate.item(0), 0.5);
+  EXPECT_THROW(ops::route(x, w, {}, nullptr, 7), Error);  // more than the experts
+  EXPECT_THROW(ops::route(x, w, {}, nullptr, 0), Error);
 }
 
 TEST(Router, JitterMultipliesTheInputWithinEps) {

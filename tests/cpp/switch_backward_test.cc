@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <ostream>
 #include <vector>
 
 #include "core/model/switch_ffn.h"
@@ -21,7 +22,16 @@ using testing::random_tensor;
 struct Case {
   ModelConfig::Activation activation;
   bool jitter_reaches_experts;
+  int64_t top_k = 1;            // 2: the top-2 MoE baseline
+  bool normalize_gates = true;  // top_k > 1
 };
+
+// Printed into the test names ctest lists (not the struct's bytes, padding included).
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << ModelConfig::Activation_Name(c.activation)
+      << (c.jitter_reaches_experts ? " hf_jitter" : "") << " top" << c.top_k
+      << (c.normalize_gates ? " normalized" : " raw");
+}
 
 class SwitchBackward : public ::testing::TestWithParam<Case> {};
 
@@ -32,6 +42,10 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
     z_loss_coef: 0.2)");
   c.set_activation(GetParam().activation);
   c.set_jitter_reaches_experts(GetParam().jitter_reaches_experts);
+  c.set_num_selected_experts(GetParam().top_k);
+  c.set_normalize_gates(GetParam().normalize_gates);
+  // Top-2 capacity is twice top-1's: a lower factor keeps dropped assignments in the check.
+  if (GetParam().top_k > 1) c.set_train_capacity_factor(0.6);
   const int64_t n = 12, group = 6, d = 8, ff = 12;
   SwitchWeights w;
   w.router = random_tensor({3, d}, DType::f64, 1, 1.0);
@@ -57,6 +71,7 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
   };
   const SwitchOutput fwd = switch_ffn(w, c, x, group, ctx, {1, 2});
   ASSERT_GT(fwd.assignment.dropped, 0);  // dropped tokens are part of the check
+  ASSERT_EQ(fwd.router.gate.dim(1), GetParam().top_k);
   SwitchGradients g;
   const Tensor dx = switch_ffn_backward(w, c, x, fwd, r, scale, scale, group, ctx, {1, 2}, g);
   EXPECT_LE(gradient_error(x, loss, dx), 1e-6);
@@ -183,13 +198,19 @@ TEST(RouterHealth, AuxLossAndDispatchUseTheSameRouting) {
 INSTANTIATE_TEST_SUITE_P(Experts, SwitchBackward,
                          ::testing::Values(Case{ModelConfig::RELU, false},
                                            Case{ModelConfig::GATED_GELU, false},
-                                           Case{ModelConfig::GELU, true}),
+                                           Case{ModelConfig::GELU, true},
+                                           Case{ModelConfig::RELU, false, 2, true},
+                                           Case{ModelConfig::GATED_GELU, false, 2, false}),
                          [](const auto& info) {
-                           return std::string(info.param.activation == ModelConfig::RELU ? "relu"
+                           std::string name = info.param.activation == ModelConfig::RELU ? "relu"
                                               : info.param.activation == ModelConfig::GELU
                                                   ? "gelu"
-                                                  : "gated_gelu") +
-                                  (info.param.jitter_reaches_experts ? "_hf_jitter" : "");
+                                                  : "gated_gelu";
+                           if (info.param.jitter_reaches_experts) name += "_hf_jitter";
+                           if (info.param.top_k > 1)
+                             name += "_top" + std::to_string(info.param.top_k) +
+                                     (info.param.normalize_gates ? "_normalized" : "_raw");
+                           return name;
                          });
 
 }  // namespace

@@ -215,6 +215,19 @@ TEST_F(ModelParity, WholeTrainingStepGradients) {
   }
 }
 
+// The GPU router is top-1: a top-2 model is refused on the GPU by name.
+TEST_F(ModelParity, TopTwoRoutingIsRefusedOnTheGpu) {
+  ModelConfig config = preset("tiny");
+  config.set_num_selected_experts(2);
+  try {
+    SwitchTransformer dev(config, 1, DType::f32, kGpu);
+    FAIL() << "a top-2 model was built on the GPU";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("num_selected_experts 2"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ModelParity, BatchMustComeFromTheHost) {
   const ModelConfig config = preset("tiny");
   const SwitchTransformer dev(config, 1, DType::f32, kGpu);
