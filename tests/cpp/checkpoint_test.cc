@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 
+#include "core/data/byte_tokenizer.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/error.h"
 #include "test_util.h"
@@ -84,6 +85,25 @@ TEST_F(CheckpointTest, RoundTripsEveryByteAcrossShards) {
   sw::restore_tensors(c.parameters, named_parameters(other), true, "parameter");
   for (size_t i = 0; i < params.size(); ++i)
     EXPECT_TRUE(same_bytes(named_parameters(other)[i].second, params[i].second));
+}
+
+// A top-2 model comes back top-2: the routing fields travel in the manifest's config, and
+// the loaded model routes and computes as the saved one.
+TEST_F(CheckpointTest, ATopTwoModelRoundTrips) {
+  sw::ModelConfig c = sw::preset("tiny");
+  c.set_num_selected_experts(2);
+  c.set_normalize_gates(false);
+  const sw::SwitchTransformer top2(c, 5);
+  sw::save_checkpoint(root_.string(), make_checkpoint(top2, 1));
+  const sw::SwitchTransformer back = sw::model_from_checkpoint(sw::load_checkpoint(root_.string()));
+  EXPECT_EQ(back.config().num_selected_experts(), 2);
+  EXPECT_FALSE(back.config().normalize_gates());
+  const sw::Batch b = sw::make_continuation_batch("two experts per token", 2, 10, 5, c);
+  const sw::ForwardOutput x = top2.forward(b), y = back.forward(b);
+  EXPECT_TRUE(same_bytes(x.logits, y.logits));
+  ASSERT_FALSE(y.routing.empty());
+  EXPECT_EQ(y.routing[0].expert_index.dim(1), 2);
+  EXPECT_EQ(y.routing[0].stats.choices, 2);
 }
 
 TEST_F(CheckpointTest, LatestMovesAndRetentionKeepsTheNewest) {

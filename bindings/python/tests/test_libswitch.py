@@ -136,6 +136,17 @@ def test_bad_input_raises_with_the_argument_named():
         m.forward(INPUT_IDS, DECODER_INPUT_IDS)
 
 
+def test_top2_routing_is_a_config_value():
+    with tiny(num_selected_experts=2, normalize_gates=False) as m:
+        assert m.config["num_selected_experts"] == 2
+        out = forward(m, compute_gradients=True)
+        assert np.isfinite(out.loss)
+        g = m.gradient("encoder.block.1.layer.1.mlp.router.classifier.weight")
+        assert np.abs(g).max() > 0
+    with pytest.raises(sw.InvalidArgumentError, match="num_selected_experts"):
+        tiny(num_selected_experts=99)
+
+
 def test_dtypes_and_copies():
     config = sw.Config.preset("tiny")
     m = sw.Model(config, seed=4, dtype="f64")
