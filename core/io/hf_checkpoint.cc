@@ -328,6 +328,9 @@ SwitchTransformer import_hf(const std::string& config_json_path, const std::stri
 }
 
 std::string hf_routing_difference(const ModelConfig& c) {
+  if (c.routing() != ModelConfig::TOKENS_CHOOSE)
+    return "routing " + ModelConfig::Routing_Name(c.routing()) +
+           " (transformers' Switch layer lets each token choose its expert)";
   if (c.num_selected_experts() != 1)
     return "num_selected_experts " + std::to_string(c.num_selected_experts()) +
            " (transformers' Switch layer sends each token to one expert)";

@@ -272,6 +272,17 @@ void validate(const ModelConfig& c) {
           got("must be > 0", c.eval_capacity_factor()));
   require(c.min_capacity() >= 0, "min_capacity", got("must be >= 0", c.min_capacity()));
   require(c.expert_capacity() >= 1, "expert_capacity", got("must be >= 1", c.expert_capacity()));
+  if (c.routing() == ModelConfig::EXPERT_CHOICE) {
+    require(c.decoder_sparse_step() == 0, "routing",
+            "EXPERT_CHOICE lets each expert pick among a whole group's tokens, which a decoder "
+            "that sees one position at a time cannot: set decoder_sparse_step 0 (expert choice "
+            "in the encoder only)");
+    require(c.num_selected_experts() == 1, "num_selected_experts",
+            "must be 1 with routing EXPERT_CHOICE (the experts choose, not the tokens)");
+    require(
+        c.aux_loss_coef() == 0, "aux_loss_coef",
+        got("must be 0 with routing EXPERT_CHOICE (balanced by construction)", c.aux_loss_coef()));
+  }
   require(c.num_selected_experts() >= 1 && c.num_selected_experts() <= c.num_experts(),
           "num_selected_experts",
           got(detail::concat("must be in [1, num_experts = ", c.num_experts(), "]").c_str(),

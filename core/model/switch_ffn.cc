@@ -16,10 +16,17 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const int64_t experts = config.num_experts();
   SwitchOutput out;
   Tensor jittered;
+  // Expert choice: every expert is a candidate for every token (the router's top-E, raw
+  // probabilities as gates) and the experts pick their tokens.
+  const bool expert_choice = config.routing() == ModelConfig::EXPERT_CHOICE;
   out.router = ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()),
-                          &jittered, config.num_selected_experts(), config.normalize_gates());
+                          &jittered, expert_choice ? experts : config.num_selected_experts(),
+                          !expert_choice && config.normalize_gates());
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
-  out.assignment = ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
+  out.assignment =
+      expert_choice ? ops::assign_expert_choice(out.router.expert_index, out.router.probs,
+                                                group_size, capacity)
+                    : ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
   const bool parallel = expert_group && expert_group->size() > 1;

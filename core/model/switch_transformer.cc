@@ -52,6 +52,8 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
   SW_CHECK(device.is_cpu() || config_.num_selected_experts() == 1, Status::kUnsupported,
            "num_selected_experts ", config_.num_selected_experts(),
            ": top-k routing runs on the cpu in this version (the GPU router is top-1)");
+  SW_CHECK(device.is_cpu() || config_.routing() == ModelConfig::TOKENS_CHOOSE, Status::kUnsupported,
+           "routing EXPERT_CHOICE runs on the cpu in this version (the GPU router is top-1)");
   if (device.is_cpu())
     SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
              dtype_name(dtype), ": the cpu model runs in f32 or f64");

@@ -70,4 +70,20 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
   return cpu::assign_capacity(expert_index, num_experts, group_size, capacity);
 }
 
+CapacityAssignment assign_expert_choice(const Tensor& expert_index, const Tensor& probs,
+                                        int64_t group_size, int64_t capacity) {
+  check_dtype(expert_index, DType::i32, "assign_expert_choice: expert_index");
+  SW_CHECK_ARG(expert_index.ndim() == 2 && probs.ndim() == 2 && probs.dim(0) == expert_index.dim(0),
+               "assign_expert_choice: expected expert_index [N, k] and probs [N, E], got ",
+               expert_index.str(), ", ", probs.str());
+  const int64_t n = probs.dim(0);
+  SW_CHECK_ARG(group_size >= 1 && n % group_size == 0, "assign_expert_choice: ", n,
+               " tokens do not split into groups of ", group_size);
+  SW_CHECK_ARG(capacity >= 0, "assign_expert_choice: capacity must be >= 0, got ", capacity);
+  check_same_device({&expert_index, &probs}, "assign_expert_choice");
+  SW_CHECK(!on_cuda(probs), Status::kUnsupported,
+           "assign_expert_choice: expert choice runs on the cpu in this version");
+  return cpu::assign_expert_choice(expert_index, probs, group_size, capacity);
+}
+
 }  // namespace sw::ops

@@ -45,8 +45,18 @@ struct CapacityAssignment {
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
                                    int64_t group_size, int64_t capacity);
 
+// Expert choice (docs/MATH.md §2): within each group of group_size tokens every expert keeps
+// the min(capacity, group_size) tokens with the highest probability for it, ties to the
+// earlier token. expert_index [N, k] and probs [N, E] are the router's (k = E: every expert
+// once per token); assignment (t, j) is kept when token t is among the tokens expert
+// expert_index[t, j] chose. Each expert's block holds its tokens in token order. CPU.
+CapacityAssignment assign_expert_choice(const Tensor& expert_index, const Tensor& probs,
+                                        int64_t group_size, int64_t capacity);
+
 // The Eigen implementations behind the device switch (capacity.cc).
 namespace cpu {
+CapacityAssignment assign_expert_choice(const Tensor& expert_index, const Tensor& probs,
+                                        int64_t group_size, int64_t capacity);
 CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
                                    int64_t group_size, int64_t capacity);
 Tensor padded_rows(const Tensor& expert_index, const Tensor& slot, int64_t rows_per_expert);

@@ -50,6 +50,12 @@ TEST(Config, ValidationNamesTheFieldAndTheReason) {
                 .find("num_selected_experts: must be in [1, num_experts = 4], got 5"),
             std::string::npos);
   EXPECT_NE(error_of("num_selected_experts: 0").find("num_selected_experts"), std::string::npos);
+  EXPECT_NE(error_of("routing: EXPERT_CHOICE\naux_loss_coef: 0")
+                .find("routing: EXPERT_CHOICE lets each expert pick among a whole group's tokens"),
+            std::string::npos);
+  EXPECT_NE(error_of("routing: EXPERT_CHOICE\ndecoder_sparse_step: 0")
+                .find("aux_loss_coef: must be 0 with routing EXPERT_CHOICE"),
+            std::string::npos);
 }
 
 // Sizes no machine holds are refused at validation, naming the fields and the total; a

@@ -93,6 +93,13 @@ INSTANTIATE_TEST_SUITE_P(
              decoder_sparse_step: 1 num_selected_experts: 2 capacity_mode: CAPACITY_FACTOR
              train_capacity_factor: 0.75 min_capacity: 1 dropout_rate: 0.1
              expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0.1 z_loss_coef: 0.05
+             init_scheme: INIT_HF)"},
+                      Case{"expert_choice_encoder",
+                           R"(vocab_size: 300 d_model: 8 d_ff: 12 d_kv: 4 num_heads: 2
+             num_encoder_layers: 2 num_decoder_layers: 2 num_experts: 4 encoder_sparse_step: 1
+             decoder_sparse_step: 0 routing: EXPERT_CHOICE capacity_mode: CAPACITY_FACTOR
+             train_capacity_factor: 1.0 min_capacity: 1 dropout_rate: 0.1
+             expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0 z_loss_coef: 0.05
              init_scheme: INIT_HF)"}),
     [](const auto& info) { return std::string(info.param.name); });
 

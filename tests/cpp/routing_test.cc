@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <utility>
 #include <vector>
@@ -170,6 +171,54 @@ TEST(Capacity, GroupsThatDoNotDivideAreAnError) {
               std::string::npos);
   }
   EXPECT_THROW(ops::assign_capacity(indices({0, 3}), 2, 2, 1), Error);  // expert 3 of 2
+}
+
+// Expert choice against its definition: per group, each expert keeps the capacity tokens
+// with the highest probability for it (ties to the earlier token), in token order in its
+// block; assignment (t, j) is kept exactly when expert_index[t, j] chose t.
+TEST(Capacity, ExpertChoiceAgainstTheDefinition) {
+  const int64_t n = 12, experts = 4, group = 6, capacity = 2;
+  const Tensor x = random_tensor({n, 5}, DType::f64, 31),
+               w = random_tensor({experts, 5}, DType::f64, 32);
+  ops::RouterOutput r = ops::route(x, w, {}, nullptr, experts);
+  // A tie: tokens 0 and 1 equally likely for expert 3 (the earlier one wins).
+  double* p = r.probs.data<double>();
+  p[0 * experts + 3] = p[1 * experts + 3] = 0.99;
+  const ops::CapacityAssignment a =
+      ops::assign_expert_choice(r.expert_index, r.probs, group, capacity);
+  EXPECT_EQ(a.kept_per_expert, std::vector<int64_t>(experts, 2 * capacity));  // 2 groups
+  EXPECT_EQ(a.dropped, n * experts - a.kept());
+  const int32_t* idx = r.expert_index.data<int32_t>();
+  const int32_t* row = a.row.data<int32_t>();
+  for (int64_t e = 0; e < experts; ++e) {
+    std::vector<int64_t> want;
+    for (int64_t g0 = 0; g0 < n; g0 += group) {
+      std::vector<int64_t> t(group);
+      std::iota(t.begin(), t.end(), g0);
+      std::stable_sort(t.begin(), t.end(), [&](int64_t s, int64_t u) {
+        return p[s * experts + e] > p[u * experts + e];
+      });
+      std::vector<int64_t> top(t.begin(), t.begin() + capacity);
+      std::sort(top.begin(), top.end());
+      want.insert(want.end(), top.begin(), top.end());
+    }
+    if (e == 3) {
+      EXPECT_EQ(want[0], 0);
+    }
+    // The block's rows hold exactly those tokens, in token order.
+    std::vector<int64_t> got;
+    const std::vector<int64_t> tokens = a.token_of_row();
+    for (int64_t q = a.expert_offset[e]; q < a.expert_offset[e + 1]; ++q) got.push_back(tokens[q]);
+    EXPECT_EQ(got, want) << "expert " << e;
+    for (int64_t tok = 0; tok < n; ++tok)
+      for (int64_t j = 0; j < experts; ++j)
+        if (idx[tok * experts + j] == e) {
+          const bool kept = std::find(want.begin(), want.end(), tok) != want.end();
+          EXPECT_EQ(row[tok * experts + j] >= 0, kept) << "token " << tok << ", expert " << e;
+        }
+  }
+  // A capacity above the group keeps every token for every expert.
+  EXPECT_EQ(ops::assign_expert_choice(r.expert_index, r.probs, group, 100).dropped, 0);
 }
 
 TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {

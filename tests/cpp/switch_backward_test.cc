@@ -24,13 +24,15 @@ struct Case {
   bool jitter_reaches_experts;
   int64_t top_k = 1;            // 2: the top-2 MoE baseline
   bool normalize_gates = true;  // top_k > 1
+  ModelConfig::Routing routing = ModelConfig::TOKENS_CHOOSE;
 };
 
 // Printed into the test names ctest lists (not the struct's bytes, padding included).
 void PrintTo(const Case& c, std::ostream* os) {
   *os << ModelConfig::Activation_Name(c.activation)
       << (c.jitter_reaches_experts ? " hf_jitter" : "") << " top" << c.top_k
-      << (c.normalize_gates ? " normalized" : " raw");
+      << (c.normalize_gates ? " normalized" : " raw") << " "
+      << ModelConfig::Routing_Name(c.routing);
 }
 
 class SwitchBackward : public ::testing::TestWithParam<Case> {};
@@ -46,6 +48,8 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
   c.set_normalize_gates(GetParam().normalize_gates);
   // Top-2 capacity is twice top-1's: a lower factor keeps dropped assignments in the check.
   if (GetParam().top_k > 1) c.set_train_capacity_factor(0.6);
+  c.set_routing(GetParam().routing);
+  if (c.routing() == ModelConfig::EXPERT_CHOICE) c.set_aux_loss_coef(0.0);  // balanced by design
   const int64_t n = 12, group = 6, d = 8, ff = 12;
   SwitchWeights w;
   w.router = random_tensor({3, d}, DType::f64, 1, 1.0);
@@ -71,7 +75,8 @@ TEST_P(SwitchBackward, MatchesFiniteDifferences) {
   };
   const SwitchOutput fwd = switch_ffn(w, c, x, group, ctx, {1, 2});
   ASSERT_GT(fwd.assignment.dropped, 0);  // dropped tokens are part of the check
-  ASSERT_EQ(fwd.router.gate.dim(1), GetParam().top_k);
+  ASSERT_EQ(fwd.router.gate.dim(1),
+            c.routing() == ModelConfig::EXPERT_CHOICE ? c.num_experts() : GetParam().top_k);
   SwitchGradients g;
   const Tensor dx = switch_ffn_backward(w, c, x, fwd, r, scale, scale, group, ctx, {1, 2}, g);
   EXPECT_LE(gradient_error(x, loss, dx), 1e-6);
@@ -195,23 +200,23 @@ TEST(RouterHealth, AuxLossAndDispatchUseTheSameRouting) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Experts, SwitchBackward,
-                         ::testing::Values(Case{ModelConfig::RELU, false},
-                                           Case{ModelConfig::GATED_GELU, false},
-                                           Case{ModelConfig::GELU, true},
-                                           Case{ModelConfig::RELU, false, 2, true},
-                                           Case{ModelConfig::GATED_GELU, false, 2, false}),
-                         [](const auto& info) {
-                           std::string name = info.param.activation == ModelConfig::RELU ? "relu"
-                                              : info.param.activation == ModelConfig::GELU
-                                                  ? "gelu"
-                                                  : "gated_gelu";
-                           if (info.param.jitter_reaches_experts) name += "_hf_jitter";
-                           if (info.param.top_k > 1)
-                             name += "_top" + std::to_string(info.param.top_k) +
-                                     (info.param.normalize_gates ? "_normalized" : "_raw");
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Experts, SwitchBackward,
+    ::testing::Values(Case{ModelConfig::RELU, false}, Case{ModelConfig::GATED_GELU, false},
+                      Case{ModelConfig::GELU, true}, Case{ModelConfig::RELU, false, 2, true},
+                      Case{ModelConfig::GATED_GELU, false, 2, false},
+                      Case{ModelConfig::RELU, false, 1, true, ModelConfig::EXPERT_CHOICE}),
+    [](const auto& info) {
+      std::string name = info.param.activation == ModelConfig::RELU   ? "relu"
+                         : info.param.activation == ModelConfig::GELU ? "gelu"
+                                                                      : "gated_gelu";
+      if (info.param.jitter_reaches_experts) name += "_hf_jitter";
+      if (info.param.top_k > 1)
+        name += "_top" + std::to_string(info.param.top_k) +
+                (info.param.normalize_gates ? "_normalized" : "_raw");
+      if (info.param.routing == ModelConfig::EXPERT_CHOICE) name += "_expert_choice";
+      return name;
+    });
 
 }  // namespace
 }  // namespace sw

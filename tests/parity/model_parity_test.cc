@@ -226,6 +226,11 @@ TEST_F(ModelParity, TopTwoRoutingIsRefusedOnTheGpu) {
     EXPECT_EQ(e.status(), Status::kUnsupported);
     EXPECT_NE(std::string(e.what()).find("num_selected_experts 2"), std::string::npos) << e.what();
   }
+  config.set_num_selected_experts(1);
+  config.set_routing(ModelConfig::EXPERT_CHOICE);
+  config.set_decoder_sparse_step(0);
+  config.set_aux_loss_coef(0);
+  EXPECT_THROW(SwitchTransformer(config, 1, DType::f32, kGpu), Error);
 }
 
 TEST_F(ModelParity, BatchMustComeFromTheHost) {
