@@ -136,7 +136,7 @@ def test_bad_input_raises_with_the_argument_named():
         m.forward(INPUT_IDS, DECODER_INPUT_IDS)
 
 
-def test_top2_routing_is_a_config_value():
+def test_routing_variants_are_config_values():
     with tiny(num_selected_experts=2, normalize_gates=False) as m:
         assert m.config["num_selected_experts"] == 2
         out = forward(m, compute_gradients=True)
@@ -145,6 +145,11 @@ def test_top2_routing_is_a_config_value():
         assert np.abs(g).max() > 0
     with pytest.raises(sw.InvalidArgumentError, match="num_selected_experts"):
         tiny(num_selected_experts=99)
+    # Expert choice: the experts pick their tokens (encoder only, no aux loss).
+    with tiny(aux_loss_coef=0.0, decoder_sparse_step=0, routing="EXPERT_CHOICE") as m:
+        out = forward(m, compute_gradients=True)
+        assert np.isfinite(out.loss) and out.aux_loss == 0.0
+        assert all(layer.stack == "encoder" for layer in out.routing)
 
 
 def test_dtypes_and_copies():
