@@ -20,6 +20,7 @@ struct Command {
 std::vector<Command> model_commands();
 Command train_command();
 Command generate_command();
+Command upcycle_command();
 // import-hf, export-hf (hf_commands.cc).
 std::vector<Command> hf_commands();
 
