@@ -20,37 +20,14 @@
 #include "core/ops/router_loss.h"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
+#include "tests/bench/gpu_bench_util.h"
 
 namespace {
 
 using sw::Tensor;
-const sw::Device kGpu = sw::Device::cuda(0);
-
-Tensor random_gpu(const sw::Shape& shape, uint32_t site, double std, sw::DType dtype) {
-  Tensor t = Tensor::empty(shape, sw::DType::f32);
-  const sw::RandomStream s(11, sw::RandomPurpose::kData, site, 0);
-  float* p = t.data<float>();
-  const int64_t n = t.numel();
-#pragma omp parallel for
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(std * s.normal(i));
-  return t.to(dtype).to(kGpu);
-}
-
-// Median milliseconds of fn over `reps` runs after 3 warm-ups, synchronising around each.
-double median_ms(const std::function<void()>& fn, int reps = 15) {
-  for (int i = 0; i < 3; ++i) fn();
-  sw::kernels::synchronize(0);
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    sw::kernels::synchronize(0);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+using sw::bench::kGpu;
+using sw::bench::median_ms;
+using sw::bench::random_gpu;
 
 struct Row {
   int64_t experts, tokens, kept;

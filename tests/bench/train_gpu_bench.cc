@@ -19,36 +19,17 @@
 #include "core/ops/gemm.h"
 #include "core/train/trainer.h"
 #include "kernels/device.cuh"
+#include "tests/bench/gpu_bench_util.h"
 
 namespace {
 
 using sw::Tensor;
-const sw::Device kGpu = sw::Device::cuda(0);
+using sw::bench::kGpu;
+using sw::bench::median_ms;
 
+// Seed 13: the training benchmark's own draws.
 Tensor random_gpu(const sw::Shape& shape, uint32_t site, double std) {
-  Tensor t = Tensor::empty(shape, sw::DType::f32);
-  const sw::RandomStream s(13, sw::RandomPurpose::kData, site, 0);
-  float* p = t.data<float>();
-  const int64_t n = t.numel();
-#pragma omp parallel for
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(std * s.normal(i));
-  return t.to(kGpu);
-}
-
-// Median milliseconds of fn over `reps` runs after `warm` warm-ups, synchronising around each.
-double median_ms(const std::function<void()>& fn, int reps = 9, int warm = 2) {
-  for (int i = 0; i < warm; ++i) fn();
-  sw::kernels::synchronize(0);
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    sw::kernels::synchronize(0);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  return sw::bench::random_gpu(shape, site, std, sw::DType::f32, 13);
 }
 
 struct LayerRow {
@@ -74,11 +55,13 @@ LayerRow bench_layer(int64_t experts, int64_t tokens, bool tf32) {
   sw::RunContext train;
   train.train = true;
   LayerRow r{tf32, experts, tokens, 0, 0, 0};
-  r.layer_ms = median_ms([&] {
-    const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, train, {});
-    sw::SwitchGradients grads;
-    sw::switch_ffn_backward(w, c, x, out, dy, 1.0, 1.0, group, train, {}, grads);
-  });
+  r.layer_ms = median_ms(
+      [&] {
+        const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, train, {});
+        sw::SwitchGradients grads;
+        sw::switch_ffn_backward(w, c, x, out, dy, 1.0, 1.0, group, train, {}, grads);
+      },
+      9, 2);
   r.kept = sw::switch_ffn(w, c, x, group, train, {}).assignment.kept();
   // Dense GEMMs with the experts' FLOPs on the kept rows: y = relu(x Wi^T) Wo^T forward,
   // then dH = dY Wo, dWo = dY^T H, dX = dH Wi, dWi = dH^T X.
@@ -90,14 +73,16 @@ LayerRow bench_layer(int64_t experts, int64_t tokens, bool tf32) {
          dx = Tensor::empty({r.kept, d}, sw::DType::f32, kGpu),
          dwi = Tensor::empty({ff, d}, sw::DType::f32, kGpu),
          dwo = Tensor::empty({d, ff}, sw::DType::f32, kGpu);
-  r.dense_ms = median_ms([&] {
-    sw::ops::matmul(dx_in, false, wi, true, h);
-    sw::ops::matmul(h, false, wo, true, y);
-    sw::ops::matmul(d_out, false, wo, false, dh);
-    sw::ops::matmul(d_out, true, h, false, dwo);
-    sw::ops::matmul(dh, false, wi, false, dx);
-    sw::ops::matmul(dh, true, dx_in, false, dwi);
-  });
+  r.dense_ms = median_ms(
+      [&] {
+        sw::ops::matmul(dx_in, false, wi, true, h);
+        sw::ops::matmul(h, false, wo, true, y);
+        sw::ops::matmul(d_out, false, wo, false, dh);
+        sw::ops::matmul(d_out, true, h, false, dwo);
+        sw::ops::matmul(dh, false, wi, false, dx);
+        sw::ops::matmul(dh, true, dx_in, false, dwi);
+      },
+      9, 2);
   return r;
 }
 
