@@ -328,6 +328,9 @@ SwitchTransformer import_hf(const std::string& config_json_path, const std::stri
 }
 
 std::string hf_routing_difference(const ModelConfig& c) {
+  if (c.router_bias_update_rate() != 0)
+    return "router_bias_update_rate " + std::to_string(c.router_bias_update_rate()) +
+           " (transformers' router has no balancing bias)";
   if (c.routing() != ModelConfig::TOKENS_CHOOSE)
     return "routing " + ModelConfig::Routing_Name(c.routing()) +
            " (transformers' Switch layer lets each token choose its expert)";

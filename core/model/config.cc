@@ -272,6 +272,12 @@ void validate(const ModelConfig& c) {
           got("must be > 0", c.eval_capacity_factor()));
   require(c.min_capacity() >= 0, "min_capacity", got("must be >= 0", c.min_capacity()));
   require(c.expert_capacity() >= 1, "expert_capacity", got("must be >= 1", c.expert_capacity()));
+  require(std::isfinite(c.router_bias_update_rate()) && c.router_bias_update_rate() >= 0,
+          "router_bias_update_rate", got("must be >= 0 and finite", c.router_bias_update_rate()));
+  if (c.routing() == ModelConfig::EXPERT_CHOICE)
+    require(c.router_bias_update_rate() == 0, "router_bias_update_rate",
+            got("must be 0 with routing EXPERT_CHOICE (the experts choose)",
+                c.router_bias_update_rate()));
   if (c.routing() == ModelConfig::EXPERT_CHOICE) {
     require(c.decoder_sparse_step() == 0, "routing",
             "EXPERT_CHOICE lets each expert pick among a whole group's tokens, which a decoder "

@@ -128,6 +128,10 @@ SwitchTransformer::StackWeights SwitchTransformer::build_stack(Stack stack) {
       b.ffn.wo = add(mlp + "wo.weight", {d, d_ff}, out_rule, 1);
     } else {
       b.switch_ffn.router = add(mlp + "router.classifier.weight", {experts, d}, weight(d, 1.0));
+      if (config_.router_bias_update_rate() > 0)
+        b.switch_ffn.choice_bias = params_.add_buffer(
+            mlp + "router.choice_bias",
+            Tensor::empty({experts}, dtype_ == DType::bf16 ? DType::f32 : dtype_, device_));
       // Each projection is one [E, rows, cols] tensor (for the batched GEMM); every expert's
       // slice is registered under its HF name.
       // With expert parallelism only this rank's experts are held (the others' init

@@ -14,6 +14,13 @@ Tensor ParameterStore::add(const std::string& name, const Tensor& tensor, const 
   return tensor;
 }
 
+Tensor ParameterStore::add_buffer(const std::string& name, const Tensor& tensor) {
+  SW_CHECK(!index_.count(name), Status::kInternal, "parameter ", name, " registered twice");
+  index_[name] = entries_.size();
+  entries_.push_back({name, tensor, InitRule{InitRule::Kind::kZeros}, 0, Split{}, false});
+  return tensor;
+}
+
 const Tensor& ParameterStore::get(const std::string& name) const {
   const auto it = index_.find(name);
   SW_CHECK(it != index_.end(), Status::kNotFound, "no parameter named \"", name, "\"");
@@ -114,6 +121,8 @@ void initialize(ParameterStore& store, ModelConfig::InitScheme scheme, double in
     const uint32_t site = e.site;
     if (r.kind == InitRule::Kind::kOnes) {
       t.fill(1.0);
+    } else if (r.kind == InitRule::Kind::kZeros) {
+      t.fill(0.0);
     } else {
       const bool paper = scheme == ModelConfig::INIT_PAPER;
       const double std =

@@ -16,7 +16,7 @@ namespace sw {
 
 // How a parameter is initialised (docs/MATH.md §4).
 struct InitRule {
-  enum class Kind { kOnes, kNormal };
+  enum class Kind { kOnes, kNormal, kZeros };
   Kind kind = Kind::kNormal;
   int64_t fan_in = 1;       // paper scheme: sigma = sqrt(init_scale / fan_in) * extra_scale
   double extra_scale = 1;   // paper scheme: e.g. 1/sqrt(d_kv) folded into q
@@ -36,12 +36,18 @@ class ParameterStore {
     uint32_t site = 0;
     // Model parallelism: the part of the parameter this rank holds (whole by default).
     Split split;
+    // false: a buffer that a rule moves, not the optimizer (the routers' balancing
+    // biases); saved and restored like a parameter, given no gradient step.
+    bool trainable = true;
   };
 
   // Registers a parameter (or this rank's part of it); a duplicate name is an internal
   // error.
   Tensor add(const std::string& name, const Tensor& tensor, const InitRule& init,
              const Split& split = {});
+  // A buffer (not trainable) starting at zero; it takes no init site, so adding one changes
+  // no other parameter's initial values.
+  Tensor add_buffer(const std::string& name, const Tensor& tensor);
   // Takes the init site of a parameter another rank holds.
   void skip() { ++next_site_; }
 

@@ -21,7 +21,8 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const bool expert_choice = config.routing() == ModelConfig::EXPERT_CHOICE;
   out.router = ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()),
                           &jittered, expert_choice ? experts : config.num_selected_experts(),
-                          !expert_choice && config.normalize_gates());
+                          !expert_choice && config.normalize_gates(),
+                          w.choice_bias.defined() ? &w.choice_bias : nullptr);
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
   out.assignment =
       expert_choice ? ops::assign_expert_choice(out.router.expert_index, out.router.probs,

@@ -23,6 +23,9 @@ struct SwitchWeights {
   // The experts' FFNs stacked: wi, wi_0, wi_1 [E, d_ff, d] and wo [E, d, d_ff]; slice j of
   // each is the HF experts.expert_j weight of the same name.
   FeedForwardWeights experts;
+  // Aux-loss-free balancing: [E] added to the probabilities for the choice only (a buffer
+  // the trainer moves); undefined when off.
+  Tensor choice_bias;
 };
 
 struct SwitchOutput {

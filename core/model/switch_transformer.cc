@@ -52,6 +52,8 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
   SW_CHECK(device.is_cpu() || config_.num_selected_experts() == 1, Status::kUnsupported,
            "num_selected_experts ", config_.num_selected_experts(),
            ": top-k routing runs on the cpu in this version (the GPU router is top-1)");
+  SW_CHECK(device.is_cpu() || config_.router_bias_update_rate() == 0, Status::kUnsupported,
+           "router_bias_update_rate: aux-loss-free balancing runs on the cpu in this version");
   SW_CHECK(device.is_cpu() || config_.routing() == ModelConfig::TOKENS_CHOOSE, Status::kUnsupported,
            "routing EXPERT_CHOICE runs on the cpu in this version (the GPU router is top-1)");
   if (device.is_cpu())
@@ -83,6 +85,13 @@ void SwitchTransformer::validate_batch(const Batch& b) const {
                " is outside the vocabulary [0, ", config_.vocab_size(), ") and is not ",
                ops::kIgnoreIndex, " (ignored)");
   }
+}
+
+Tensor SwitchTransformer::routing_choice_bias(Stack s, int64_t block) const {
+  const StackWeights& stack = s == Stack::kEncoder ? encoder_ : decoder_;
+  SW_CHECK_ARG(block >= 0 && block < static_cast<int64_t>(stack.blocks.size()),
+               "routing_choice_bias: ", stack_name(s), " has no block ", block);
+  return stack.blocks[block].switch_ffn.choice_bias;
 }
 
 SwitchTransformer SwitchTransformer::copy_to(Device device, DType dtype) const {

@@ -113,6 +113,9 @@ class SwitchTransformer {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   Communicator* expert_group() const { return expert_group_; }
+  // Sparse block `block` of stack s: its router's balancing bias (a buffer sharing the
+  // model's storage; undefined without router_bias_update_rate, or for a dense block).
+  Tensor routing_choice_bias(Stack s, int64_t block) const;
   Communicator* model_group() const { return model_group_; }
 
  private:

@@ -7,7 +7,8 @@
 namespace sw::ops {
 
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x, int64_t top_k, bool normalize_gates) {
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates,
+                   const Tensor* choice_bias) {
   SW_CHECK_ARG(x.ndim() == 2 && weight.ndim() == 2 && weight.dim(1) == x.dim(1),
                "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
   SW_CHECK_ARG(weight.dim(0) >= 1, "route: the router weight has no experts: ", weight.str());
@@ -19,13 +20,20 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
   }
   SW_CHECK_ARG(top_k >= 1 && top_k <= weight.dim(0), "route: top_k must be in [1, ", weight.dim(0),
                "], got ", top_k);
+  if (choice_bias) {
+    check_shape(*choice_bias, {weight.dim(0)}, "route: choice bias");
+    check_same_device({&x, choice_bias}, "route");
+  }
   if (on_cuda(x)) {
     SW_CHECK(top_k == 1, Status::kUnsupported, "route: top-", top_k,
              " routing runs on the cpu in this version (the GPU router is top-1)");
+    SW_CHECK(!choice_bias, Status::kUnsupported,
+             "route: a balancing choice bias runs on the cpu in this version");
     SW_RUN_ON_CUDA(kernels::route(x, weight, jitter, jittered_x));
   }
   check_dtype(weight, x.dtype(), "route: weight");
-  return cpu::route(x, weight, jitter, jittered_x, top_k, normalize_gates);
+  if (choice_bias) check_dtype(*choice_bias, x.dtype(), "route: choice bias");
+  return cpu::route(x, weight, jitter, jittered_x, top_k, normalize_gates, choice_bias);
 }
 
 Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,

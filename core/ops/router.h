@@ -36,8 +36,11 @@ struct RouterJitter {
 // largest probabilities, best first, ties to the lowest index; with normalize_gates (and
 // top_k > 1) each gate over the sum of the token's top_k probabilities. top_k > 1 runs on
 // the cpu.
+// A choice_bias [E] (aux-loss-free balancing) is added to the probabilities for the choice
+// only; the gates stay the probabilities.
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x = nullptr, int64_t top_k = 1, bool normalize_gates = false);
+                   Tensor* jittered_x = nullptr, int64_t top_k = 1, bool normalize_gates = false,
+                   const Tensor* choice_bias = nullptr);
 
 // The router's own loss terms inside a backward, as weights of the total loss (0 = absent).
 struct RouterLossGradients {
@@ -61,7 +64,8 @@ void jitter_backward_(Tensor& d_input, const RouterJitter& jitter);
 // The Eigen implementations behind the device switch (router.cc).
 namespace cpu {
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x, int64_t top_k, bool normalize_gates);
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates,
+                   const Tensor* choice_bias);
 Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
                        const RouterLossGradients& losses);
 void jitter_backward_(Tensor& d_input, const RouterJitter& jitter);

@@ -19,7 +19,8 @@ T jitter_noise(const RouterJitter& jitter, int64_t i) {
 }  // namespace
 
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x, int64_t top_k, bool normalize_gates) {
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates,
+                   const Tensor* choice_bias) {
   require_cpu(weight, "route");
   const int64_t n = x.dim(0), experts = weight.dim(0);
   Tensor input = x;
@@ -46,8 +47,24 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
     int32_t* idx = r.expert_index.data<int32_t>();
     T* gate = r.gate.data<T>();
     std::vector<int32_t> order(static_cast<size_t>(experts));
+    std::vector<T> score(static_cast<size_t>(experts));
+    const T* bias = choice_bias ? choice_bias->data<T>() : nullptr;
     for (int64_t t = 0; t < n; ++t) {
       const T* row = p + t * experts;
+      if (bias) {  // the choice sees p + b; the gates stay p
+        for (int64_t e = 0; e < experts; ++e) score[e] = row[e] + bias[e];
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+          return score[a] > score[b] || (score[a] == score[b] && a < b);
+        });
+        T sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += row[order[j]];
+        for (int64_t j = 0; j < k; ++j) {
+          idx[t * k + j] = order[j];
+          gate[t * k + j] = r.normalized_gates ? row[order[j]] / sum : row[order[j]];
+        }
+        continue;
+      }
       if (k == 1) {
         // max_element returns the first maximum: ties go to the lowest expert index.
         const int64_t best = std::max_element(row, row + experts) - row;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <type_traits>
 
 #include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
@@ -206,11 +207,37 @@ EvalMetrics Trainer::evaluate(const std::vector<Batch>& batches) const {
   return e;
 }
 
+void Trainer::update_balancing_biases(const std::vector<LayerLoad>& layers) {
+  const double rate = model_.config().router_bias_update_rate();
+  if (rate == 0) return;
+  for (const LayerLoad& l : layers) {
+    Tensor bias = model_.routing_choice_bias(l.stack, l.block);
+    SW_CHECK(bias.defined() && bias.device().is_cpu(), Status::kInternal,
+             "trainer: no balancing bias on the cpu for ", stack_name(l.stack), " block ", l.block);
+    double mean = 0;
+    for (int64_t n : l.tokens_per_expert) mean += static_cast<double>(n);
+    mean /= static_cast<double>(l.tokens_per_expert.size());
+    // Towards the under-loaded experts: b_e += rate * sign(mean load - load_e).
+    auto move = [&](auto* b) {
+      using T = std::remove_pointer_t<decltype(b)>;
+      for (size_t e = 0; e < l.tokens_per_expert.size(); ++e) {
+        const double gap = mean - static_cast<double>(l.tokens_per_expert[e]);
+        b[e] = static_cast<T>(b[e] + rate * ((gap > 0) - (gap < 0)));
+      }
+    };
+    if (bias.dtype() == DType::f64)
+      move(bias.data<double>());
+    else
+      move(bias.data<float>());
+  }
+}
+
 void Trainer::restore(int64_t steps_done,
                       const std::vector<std::pair<std::string, Tensor>>& state) {
   SW_CHECK_ARG(steps_done >= 0, "trainer: steps_done must be >= 0, got ", steps_done);
-  std::vector<std::pair<std::string, Tensor>> parameters;
-  for (const auto& e : model_.parameters().entries()) parameters.push_back({e.name, e.tensor});
+  std::vector<std::pair<std::string, Tensor>> parameters;  // those the optimizer steps
+  for (const auto& e : model_.parameters().entries())
+    if (e.trainable) parameters.push_back({e.name, e.tensor});
   // A run saved before its first step has no optimizer state yet.
   if (!state.empty() || steps_done > 0) optimizer_->load_state(parameters, state);
   steps_ = steps_done;
@@ -239,6 +266,7 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   const auto& entries = model_.parameters().entries();
   Communicator* ep = options_.expert_parallel;
   for (size_t i = 0; i < grads.size(); ++i) {
+    if (!entries[i].trainable) continue;  // buffers move by their own rule (below)
     ParameterGradient pg{grads[i].first, entries[i].tensor, grads[i].second};
     if (!entries[i].split.whole()) {  // model parallelism: a part of the tensor
       pg.shard_group = model_.model_group();
@@ -267,6 +295,7 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   m.step = ++steps_;
   m.learning_rate = options_.schedule.rate(m.step);
   optimizer_->step(pairs, m.learning_rate, m.step);
+  update_balancing_biases(m.layers);
   m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;
 }

@@ -113,6 +113,10 @@ class Trainer {
   const Optimizer& optimizer() const { return *optimizer_; }
 
  private:
+  // Aux-loss-free balancing: each sparse layer's choice bias moves towards its
+  // under-loaded experts by the config's rate (docs/MATH.md §3), from the step's loads.
+  void update_balancing_biases(const std::vector<LayerLoad>& layers);
+
   SwitchTransformer& model_;
   TrainOptions options_;
   std::unique_ptr<Optimizer> optimizer_;

@@ -50,6 +50,8 @@ TEST(Config, ValidationNamesTheFieldAndTheReason) {
                 .find("num_selected_experts: must be in [1, num_experts = 4], got 5"),
             std::string::npos);
   EXPECT_NE(error_of("num_selected_experts: 0").find("num_selected_experts"), std::string::npos);
+  EXPECT_NE(error_of("router_bias_update_rate: -0.1").find("router_bias_update_rate: must be >= 0"),
+            std::string::npos);
   EXPECT_NE(error_of("routing: EXPERT_CHOICE\naux_loss_coef: 0")
                 .find("routing: EXPERT_CHOICE lets each expert pick among a whole group's tokens"),
             std::string::npos);

@@ -81,6 +81,24 @@ TEST(Router, TopTwoAgainstASortAndNormalizedGates) {
   EXPECT_THROW(ops::route(x, w, {}, nullptr, 0), Error);
 }
 
+// The balancing bias steers the choice, not the gate: with expert 0's bias at -1 no token
+// picks it (probabilities are at most 1), and each gate is the chosen expert's probability.
+TEST(Router, ChoiceBiasSteersTheChoiceNotTheGate) {
+  const Tensor x = random_tensor({20, 5}, DType::f64, 41),
+               w = random_tensor({4, 5}, DType::f64, 42);
+  const Tensor bias = Tensor::from_vector<double>({-1.0, 0.0, 0.0, 0.0}, {4});
+  for (int64_t k : {1, 2}) {
+    const ops::RouterOutput r = ops::route(x, w, {}, nullptr, k, false, &bias);
+    for (int64_t t = 0; t < 20; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t e = r.expert_index.item(t * k + j);
+        EXPECT_NE(e, 0) << "token " << t;
+        EXPECT_EQ(r.gate.item(t * k + j), r.probs.item(t * 4 + e));
+      }
+  }
+  EXPECT_THROW(ops::route(x, w, {}, nullptr, 1, false, &w), Error);  // a bias of the wrong shape
+}
+
 TEST(Router, JitterMultipliesTheInputWithinEps) {
   const Tensor x = random_tensor({50, 8}, DType::f32, 4), w = random_tensor({4, 8}, DType::f32, 5);
   ops::RouterJitter jitter;

@@ -7,6 +7,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "core/data/byte_tokenizer.h"
 #include "test_util.h"
@@ -183,6 +186,40 @@ TEST(Trainer, NonFiniteStepsAreSkippedThenStopTraining) {
   EXPECT_FALSE(resumed.skipped);
   EXPECT_EQ(resumed.step, 2);
   EXPECT_EQ(resumed.skipped_steps, 3);
+}
+
+// Aux-loss-free balancing: after each step every sparse layer's choice bias has moved by
+// the rate towards its under-loaded experts (sign of mean load - load), the optimizer
+// leaves it alone (no state for it), and a checkpointed model carries it.
+TEST(Trainer, BalancingBiasesMoveTowardsTheUnderloadedExperts) {
+  ModelConfig c = preset("tiny");
+  c.set_aux_loss_coef(0);
+  c.set_router_bias_update_rate(0.01);
+  SwitchTransformer model(c, 2);
+  Trainer trainer(model, {});
+  const Batch b = make_continuation_batch(kText, 4, 24, 8, c);
+  std::map<std::string, std::vector<double>> expected;
+  for (int step = 0; step < 2; ++step) {
+    const TrainMetrics m = trainer.step({b});
+    ASSERT_FALSE(m.layers.empty());
+    for (const LayerLoad& l : m.layers) {
+      const std::string key = std::string(stack_name(l.stack)) + std::to_string(l.block);
+      std::vector<double>& want = expected[key];
+      want.resize(l.tokens_per_expert.size(), 0.0);
+      double mean = 0;
+      for (int64_t n : l.tokens_per_expert) mean += static_cast<double>(n);
+      mean /= static_cast<double>(l.tokens_per_expert.size());
+      const Tensor bias = model.routing_choice_bias(l.stack, l.block);
+      for (size_t e = 0; e < want.size(); ++e) {
+        const double gap = mean - static_cast<double>(l.tokens_per_expert[e]);
+        want[e] = static_cast<float>(want[e] + 0.01 * ((gap > 0) - (gap < 0)));
+        EXPECT_EQ(bias.item(static_cast<int64_t>(e)), want[e]) << key << " expert " << e;
+      }
+    }
+  }
+  for (const auto& [name, t] : trainer.optimizer().state())
+    EXPECT_EQ(name.find("choice_bias"), std::string::npos) << name;
+  EXPECT_TRUE(model.parameters().contains("encoder.block.1.layer.1.mlp.router.choice_bias"));
 }
 
 TEST(Trainer, BadInputIsRefused) {
