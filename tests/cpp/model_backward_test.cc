@@ -34,7 +34,11 @@ TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
   EXPECT_NEAR(out.loss, m.forward(b, train).loss, 1e-12);  // the same forward
   int64_t dropped = 0;
   for (const LayerRouting& r : out.routing) dropped += r.stats.dropped_fraction > 0;
-  EXPECT_GT(dropped, 0) << "token dropping should be part of the check";
+  if (c.capacity_mode() == ModelConfig::CAPACITY_DROPLESS) {
+    EXPECT_EQ(dropped, 0) << "dropless routing dropped a token";
+  } else {
+    EXPECT_GT(dropped, 0) << "token dropping should be part of the check";
+  }
   ASSERT_EQ(grads.size(), m.parameters().entries().size());
   // Every element of the small parameters (norms, the position-bias tables); 32 of each
   // larger one, spread evenly from its first element to its last (first and last rows
@@ -92,6 +96,12 @@ INSTANTIATE_TEST_SUITE_P(
              num_encoder_layers: 2 num_decoder_layers: 2 num_experts: 4 encoder_sparse_step: 1
              decoder_sparse_step: 1 num_selected_experts: 2 capacity_mode: CAPACITY_FACTOR
              train_capacity_factor: 0.75 min_capacity: 1 dropout_rate: 0.1
+             expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0.1 z_loss_coef: 0.05
+             init_scheme: INIT_HF)"},
+                      Case{"dropless",
+                           R"(vocab_size: 300 d_model: 8 d_ff: 12 d_kv: 4 num_heads: 2
+             num_encoder_layers: 2 num_decoder_layers: 2 num_experts: 3 encoder_sparse_step: 1
+             decoder_sparse_step: 1 capacity_mode: CAPACITY_DROPLESS dropout_rate: 0.1
              expert_dropout_rate: 0.2 router_jitter_eps: 0.05 aux_loss_coef: 0.1 z_loss_coef: 0.05
              init_scheme: INIT_HF)"},
                       Case{"expert_choice_encoder",
