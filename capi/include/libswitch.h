@@ -455,10 +455,10 @@ SW_API sw_status sw_communicator_split(const sw_communicator* comm, int color, i
  * every sparse layer's experts and exchanges tokens), "dp=N,mp=M" (each group of M
  * consecutive ranks splits the attention heads and d_ff) or both, "dp=N,ep=M,mp=K" (M
  * groups of K consecutive ranks split the experts, each group its experts' d_ff and the
- * heads); without dp, dp is what ep and mp leave of the ranks. With ep or mp the trainer trains its own copy of the model split
- * over the ranks, each holding its share (the model handle given to sw_trainer_create
- * keeps the whole model as it was, and sw_trainer_model is refused); a restored trainer
- * carries its optimizer state into the shares. Caller batches: each rank passes its
+ * heads); without dp, dp is what ep and mp leave of the ranks. With ep or mp the trainer trains its
+ * own copy of the model split over the ranks, each holding its share (the model handle given to
+ * sw_trainer_create keeps the whole model as it was, and sw_trainer_model is refused); a restored
+ * trainer carries its optimizer state into the shares. Caller batches: each rank passes its
  * replica's shard (the ranks of an mp group pass the same batch; under ep every rank is a
  * replica). sw_trainer_step, sw_trainer_evaluate and sw_trainer_save are collective;
  * sw_trainer_save writes the whole model from rank 0 (experts from their owners), so a
