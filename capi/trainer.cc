@@ -130,6 +130,12 @@ sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
            Status::kUnsupported, "training needs aux_loss_mode AUX_PER_LAYER (the HF modes ",
            "have no backward); the model has ",
            ModelConfig::AuxLossMode_Name(model->model.config().aux_loss_mode()));
+  // A device in the config must be the model's: the trainer never moves the model.
+  const std::string where = model->model.device().str();
+  SW_CHECK_ARG(!config.has_device() || Device::parse(config.device()) == model->model.device(),
+               "train config: device ", config.device(), ", but the model is on ", where,
+               " (the trainer trains the model where it is; sw_model_copy_to moves a model)");
+  config.set_device(where);
   *config.mutable_model() = model->model.config();
   auto t = std::make_unique<sw_trainer>();
   t->trainer = std::make_unique<Trainer>(model->model, train_options(config));
@@ -243,7 +249,9 @@ sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** 
     SW_CHECK_ARG(c.train.ByteSizeLong() > 0, "path: ", where,
                  " holds a model saved without a trainer (load it with sw_model_load)");
     auto state = make_model_state(sw::model_from_checkpoint(c), device);
-    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), c.train));
+    sw::TrainConfig train = c.train;
+    train.clear_device();  // the run continues on the device asked for, whichever it left
+    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), train));
     // The run's tokenizer lives beside the checkpoints (sw_trainer_save) or beside their
     // folder (`switch train --out DIR`: DIR/tokenizer.model, DIR/checkpoints/...).
     const std::filesystem::path root = std::filesystem::canonical(checkpoint_root_of(where));

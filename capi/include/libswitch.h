@@ -330,8 +330,9 @@ typedef struct sw_metrics {
 } sw_metrics;
 
 /* A trainer for model with train_config (SW_CONFIG_TRAIN: optimizer, schedule, batch,
- * data). The config's model_preset and model fields (and its device) are not used: the
- * trainer trains the model it is given, where it is, and keeps it alive. Training runs on
+ * data). The config's model_preset and model fields are not used: the trainer trains the
+ * model it is given, where it is, and keeps it alive; a device set in the config must be
+ * the model's (SW_ERR_INVALID_ARGUMENT otherwise). Training runs on
  * f32 models (f64 on the cpu) on the cpu or one GPU, with the per-layer aux loss
  * (AUX_PER_LAYER), in this version: others are SW_ERR_UNSUPPORTED. */
 SW_API sw_status sw_trainer_create(sw_model* model, const sw_config* train_config,

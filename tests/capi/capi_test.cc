@@ -656,6 +656,13 @@ TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
   EXPECT_STATUS(sw_trainer_create(hf_model, train, &trainer), SW_ERR_UNSUPPORTED, "AUX_PER_LAYER");
   sw_model_destroy(hf_model);
   sw_config_destroy(hf);
+  // A device in the train config must be where the model is.
+  sw_config* elsewhere = nullptr;
+  ASSERT_SW_OK(sw_config_clone(train, &elsewhere));
+  ASSERT_SW_OK(sw_config_set_string(elsewhere, "device", "cuda:0"));
+  EXPECT_STATUS(sw_trainer_create(model_, elsewhere, &trainer), SW_ERR_INVALID_ARGUMENT,
+                "device cuda:0, but the model is on cpu");
+  sw_config_destroy(elsewhere);
   ASSERT_SW_OK(sw_trainer_create(model_, train, &trainer));
   // The trainer keeps the model alive: this handle may go.
   sw_model_destroy(model_);
