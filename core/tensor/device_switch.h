@@ -4,9 +4,8 @@
 //   if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::rms_norm(x, weight, eps, inv_rms));
 //   return cpu::rms_norm(x, weight, eps, inv_rms);
 //
-// and an op without a CUDA kernel yet says so through the same switch:
-//
-//   if (on_cuda(x)) no_kernel("rms_norm backward", x);
+// Every op has a CUDA kernel; a variant a kernel does not cover (top-k routing, say) is
+// refused before the switch with a kUnsupported error naming the op and the device.
 //
 // Include it from .cc files of core/ only: SW_WITH_CUDA is defined for the core's own
 // sources, so a header of the public API must not depend on it.
@@ -19,12 +18,6 @@ namespace sw {
 
 // True for a tensor on a CUDA device (only possible in a build with CUDA).
 inline bool on_cuda(const Tensor& t) { return t.device().kind == Device::Kind::cuda; }
-
-// The error of an op that has no kernel for t's device yet: kUnsupported, naming both.
-[[noreturn]] inline void no_kernel(const char* op, const Tensor& t) {
-  throw Error(Status::kUnsupported, std::string(op) + ": no kernel for " + t.device().str() +
-                                        " yet (tensor " + t.str() + ")");
-}
 
 }  // namespace sw
 
