@@ -21,6 +21,7 @@ std::vector<Command> model_commands();
 Command train_command();
 Command generate_command();
 Command upcycle_command();
+Command plan_command();
 // import-hf, export-hf (hf_commands.cc).
 std::vector<Command> hf_commands();
 

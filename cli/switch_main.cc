@@ -22,6 +22,7 @@ std::vector<Command> all_commands() {
   commands.push_back(sw::cli::train_command());
   commands.push_back(sw::cli::generate_command());
   commands.push_back(sw::cli::upcycle_command());
+  commands.push_back(sw::cli::plan_command());
   for (const Command& c : sw::cli::hf_commands()) commands.push_back(c);
   return commands;
 }

@@ -26,8 +26,10 @@
 #include "cli/commands.h"
 #include "core/dist/communicator.h"
 #include "core/dist/layout.h"
+#include "core/dist/traffic.h"
 #include "core/infer/generate.h"
 #include "core/io/checkpoint.h"
+#include "core/tensor/allocator.h"
 #include "core/train/pretraining_run.h"
 
 namespace sw::cli {
@@ -91,8 +93,28 @@ std::string infill_examples(const sw::PretrainingRun& run, int64_t count) {
   return text;
 }
 
+// What a rank used over the training steps: host tensor bytes (its parameters, the most
+// alive at once during a step, and what was alive before the first step: parameters,
+// data, evaluation batches) and the bytes it sent per step by collective (traffic.h).
+struct RankUsage {
+  double parameter_bytes = 0, resident_before_steps = 0, peak_in_steps = 0;
+  sw::TrafficCounts sent_per_step;
+
+  std::string json(int rank) const {
+    char text[512];
+    std::snprintf(text, sizeof text,
+                  "{\"rank\": %d, \"parameter_bytes\": %.0f, \"resident_before_steps\": %.0f, "
+                  "\"peak_in_steps\": %.0f, \"sent_per_step\": {\"all_reduce\": %.0f, "
+                  "\"all_gather\": %.0f, \"all_to_all\": %.0f, \"broadcast\": %.0f}}",
+                  rank, parameter_bytes, resident_before_steps, peak_in_steps,
+                  sent_per_step.all_reduce, sent_per_step.all_gather, sent_per_step.all_to_all,
+                  sent_per_step.broadcast);
+    return text;
+  }
+};
+
 // The run on this rank of `world` (the only rank without a launcher).
-int run_train_on(sw::Communicator& world, const Flags& flags) {
+int run_train_on(sw::CountingCommunicator& world, const Flags& flags) {
   const sw::ParallelLayout layout = sw::parse_parallel_layout(
       flags.value("parallel", "dp=" + std::to_string(world.size())), world.size());
   sw::TrainConfig config = flags.has("config")
@@ -142,8 +164,21 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
   double seconds = 0, tokens = 0;
   sw::EvalMetrics last_eval;
   sw::TrainMetrics m;
+  RankUsage usage;
+  usage.parameter_bytes = 4.0 * static_cast<double>(run.model().parameters().num_elements());
+  usage.resident_before_steps = static_cast<double>(sw::cpu_live_bytes());
+  sw::TrafficCounts step_traffic;
+  int64_t steps_taken = 0;
   while (run.steps_done() < c.steps()) {
+    sw::reset_cpu_peak_bytes();
+    const sw::TrafficCounts before = world.counts();
     m = run.step();
+    usage.peak_in_steps = std::max(usage.peak_in_steps, static_cast<double>(sw::cpu_peak_bytes()));
+    const sw::TrafficCounts sent = world.counts() - before;
+    step_traffic = {
+        step_traffic.all_reduce + sent.all_reduce, step_traffic.all_gather + sent.all_gather,
+        step_traffic.all_to_all + sent.all_to_all, step_traffic.broadcast + sent.broadcast};
+    ++steps_taken;
     if (m.skipped) {  // nothing was updated; too many in a row end the run with an error
       std::printf(
           "%swarning: a step after step %lld was skipped: its loss or gradient was not "
@@ -177,6 +212,12 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
                     "train: the run under " + out + " has already taken " +
                         std::to_string(run.steps_done()) + " of its " + std::to_string(c.steps()) +
                         " steps (raise steps to continue)");
+  if (steps_taken > 0) {
+    const double n = static_cast<double>(steps_taken);
+    usage.sent_per_step = {step_traffic.all_reduce / n, step_traffic.all_gather / n,
+                           step_traffic.all_to_all / n, step_traffic.broadcast / n};
+  }
+  const std::vector<std::string> usages = sw::all_gather_bytes(world, usage.json(world.rank()));
   // Every rank generates (expert-parallel layers need them all); rank 0 reports.
   const int64_t examples = flags.int_value("examples", 0);
   const std::string infill = examples > 0 ? infill_examples(run, examples) : "";
@@ -188,6 +229,8 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
       "%.0f s in all\n",
       last_eval.loss, last_eval.ce, tokens / seconds, 100 * m.dropped_fraction,
       100 * last_eval.dropped_fraction, wall);
+  std::string ranks;  // each rank's usage, rank order
+  for (const std::string& u : usages) ranks += (ranks.empty() ? "" : ", ") + u;
   std::ofstream(out + "/summary.json")
       << "{\"model\": \"" << c.model().name() << "\", \"experts\": " << c.model().num_experts()
       << ", \"sparse\": "
@@ -196,7 +239,13 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
       << ", \"steps\": " << c.steps() << ", \"final_eval_loss\": " << last_eval.loss
       << ", \"final_eval_ce\": " << last_eval.ce << ", \"tokens_per_s\": " << tokens / seconds
       << ", \"train_dropped\": " << m.dropped_fraction
-      << ", \"eval_dropped\": " << last_eval.dropped_fraction << ", \"seconds\": " << wall << "}\n";
+      << ", \"eval_dropped\": " << last_eval.dropped_fraction << ", \"seconds\": " << wall
+      << ", \"ranks\": [" << ranks << "]}\n";
+  std::printf(
+      "rank 0: host tensors peak %.1f MiB in a step (%.1f MiB before the first), sent "
+      "%.2f MiB per step\n",
+      usage.peak_in_steps / (1 << 20), usage.resident_before_steps / (1 << 20),
+      usage.sent_per_step.total() / (1 << 20));
   if (examples > 0) {
     std::ofstream(out + "/infill_examples.txt") << infill;
     std::printf("\nspan infilling on held-out text (greedy):\n\n%s", infill.c_str());
@@ -209,8 +258,8 @@ int run_train_on(sw::Communicator& world, const Flags& flags) {
 // Training under a launcher: every rank runs run_train_on; an error on any rank ends all
 // of them (the others would wait in their next collective).
 int run_train(const Flags& flags) {
-  const std::unique_ptr<sw::Communicator> world =
-      sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator();
+  const auto world = std::make_unique<sw::CountingCommunicator>(
+      sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator());
   if (world->size() == 1) return run_train_on(*world, flags);
   if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
     throw sw::Error(sw::Status::kIo, "cannot silence rank " + std::to_string(world->rank()));

@@ -1,5 +1,6 @@
 #include "core/tensor/allocator.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -26,25 +27,16 @@ class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
-    const size_t size = rounded(bytes);
-    if (size >= kCachedFrom) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        cached_bytes_ -= size;
-        return p;
-      }
+    void* p = take(bytes);
+    const size_t live = live_ += bytes;
+    for (size_t peak = peak_; live > peak && !peak_.compare_exchange_weak(peak, live);) {
     }
-    void* p = std::aligned_alloc(64, size);
-    SW_CHECK(p != nullptr, Status::kOutOfMemory, "cpu allocator: out of memory allocating ", bytes,
-             " bytes");
     return p;
   }
 
   void deallocate(void* ptr, size_t bytes) override {
     if (!ptr) return;
+    live_ -= bytes;
     const size_t size = rounded(bytes);
     if (size >= kCachedFrom) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -65,10 +57,29 @@ class CpuAllocator final : public Allocator {
     return (bytes + granule - 1) / granule * granule;
   }
 
+  void* take(size_t bytes) {
+    const size_t size = rounded(bytes);
+    if (size >= kCachedFrom) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= size;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, size);
+    SW_CHECK(p != nullptr, Status::kOutOfMemory, "cpu allocator: out of memory allocating ", bytes,
+             " bytes");
+    return p;
+  }
+
   std::mutex mutex_;
   std::map<size_t, std::vector<void*>> free_;
   size_t cached_bytes_ = 0;
   size_t limit_ = size_t{1} << 30;
+  std::atomic<size_t> live_{0}, peak_{0};  // bytes asked for and not yet returned
 
  public:
   size_t set_limit(size_t limit) {
@@ -86,6 +97,9 @@ class CpuAllocator final : public Allocator {
     }
     return previous;
   }
+  size_t live_bytes() const { return live_; }
+  size_t peak_bytes() const { return peak_; }
+  size_t reset_peak() { return peak_.exchange(live_); }
   size_t cached_bytes() {
     std::lock_guard<std::mutex> lock(mutex_);
     return cached_bytes_;
@@ -104,6 +118,9 @@ CpuAllocator& the_cpu_allocator() {
 Allocator& cpu_allocator() { return the_cpu_allocator(); }
 size_t set_cpu_cache_limit(size_t bytes) { return the_cpu_allocator().set_limit(bytes); }
 size_t cpu_cached_bytes() { return the_cpu_allocator().cached_bytes(); }
+size_t cpu_live_bytes() { return the_cpu_allocator().live_bytes(); }
+size_t cpu_peak_bytes() { return the_cpu_allocator().peak_bytes(); }
+size_t reset_cpu_peak_bytes() { return the_cpu_allocator().reset_peak(); }
 
 Allocator& allocator_for(const Device& device) {
   if (device.is_cpu()) return cpu_allocator();

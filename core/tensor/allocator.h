@@ -22,6 +22,13 @@ class Allocator {
 Allocator& cpu_allocator();
 size_t set_cpu_cache_limit(size_t bytes);
 size_t cpu_cached_bytes();
+// Bytes of host tensors alive now (as asked for, cached blocks not counted) and the most
+// alive at once since the process began or the last reset; a reset starts the peak again
+// from the bytes alive now and returns the previous peak. What `switch train` reports as a
+// rank's memory and `switch plan` estimates.
+size_t cpu_live_bytes();
+size_t cpu_peak_bytes();
+size_t reset_cpu_peak_bytes();
 
 // The allocator for a device; a CUDA device in a build without CUDA ("built without
 // CUDA"), or a CUDA device that is not there, is a clear sw::Error.
