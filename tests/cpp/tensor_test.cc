@@ -79,6 +79,24 @@ TEST(CpuAllocator, CachesLargeBlocksUpToTheLimit) {
   set_cpu_cache_limit(previous);
 }
 
+// Live bytes are what tensors hold now (a cached block is not live); the peak is the most
+// at once since the last reset, which restarts it from the live bytes.
+TEST(CpuAllocator, CountsLiveAndPeakBytes) {
+  const size_t live = cpu_live_bytes();
+  reset_cpu_peak_bytes();
+  EXPECT_EQ(cpu_peak_bytes(), live);
+  {
+    Tensor big = Tensor::empty({1 << 20}, DType::f32);  // 4 MiB, cached when freed
+    Tensor small = Tensor::empty({1000}, DType::f64);
+    EXPECT_EQ(cpu_live_bytes(), live + (size_t{4} << 20) + 8000);
+  }
+  EXPECT_EQ(cpu_live_bytes(), live);
+  EXPECT_EQ(cpu_peak_bytes(), live + (size_t{4} << 20) + 8000);
+  { Tensor again = Tensor::empty({1 << 19}, DType::f32); }  // 2 MiB: below the peak
+  EXPECT_EQ(reset_cpu_peak_bytes(), live + (size_t{4} << 20) + 8000);
+  EXPECT_EQ(cpu_peak_bytes(), live);
+}
+
 TEST(Tensor, DtypeConversions) {
   Tensor t = Tensor::from_vector<double>({1.5, -2.25, 3e-3}, {3});
   Tensor f = t.to(DType::f32);

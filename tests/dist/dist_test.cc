@@ -18,6 +18,7 @@
 #include "core/dist/expert_parallel.h"
 #include "core/dist/layout.h"
 #include "core/dist/model_parallel.h"
+#include "core/dist/traffic.h"
 #include "core/io/checkpoint.h"
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
@@ -55,6 +56,35 @@ TEST(Communicator, AllReduceGatherBroadcast) {
   Tensor b = Tensor::full({4}, DType::f64, r == n - 1 ? 7.0 : -1.0);
   c.broadcast(b, n - 1);
   for (int k = 0; k < 4; ++k) EXPECT_EQ(b.data<double>()[k], 7.0);
+}
+
+// Counted traffic follows traffic.h's conventions on every collective, through groups split
+// from the counted world too, and the results are the inner communicator's.
+TEST(Communicator, CountsTheBytesEachRankSends) {
+  const int r = world().rank(), n = world().size();
+  CountingCommunicator c(world().split(0, r));
+  Tensor x = Tensor::full({10}, DType::f32, 1.0);  // 40 bytes
+  c.all_reduce_sum(x);
+  EXPECT_EQ(x.data<float>()[0], static_cast<float>(n));
+  EXPECT_DOUBLE_EQ(c.counts().all_reduce, 2.0 * (n - 1) / n * 40);
+  c.all_gather(Tensor::zeros({3}, DType::f64));  // 24 bytes
+  EXPECT_DOUBLE_EQ(c.counts().all_gather, (n - 1) * 24.0);
+  // r + 1 rows of 2 f32 (8 bytes) to each rank; those to itself are not sent.
+  std::vector<int64_t> send(n, r + 1), recv(n);
+  for (int s = 0; s < n; ++s) recv[s] = s + 1;
+  c.all_to_all_v(Tensor::zeros({n * (r + 1), 2}, DType::f32), send, recv);
+  EXPECT_DOUBLE_EQ(c.counts().all_to_all, (n - 1) * (r + 1) * 8.0);
+  Tensor b = Tensor::zeros({4}, DType::i64);  // 32 bytes
+  c.broadcast(b, 0);
+  EXPECT_DOUBLE_EQ(c.counts().broadcast, (n - 1.0) / n * 32);
+  // A group of the even and of the odd ranks adds to the same counts.
+  const std::unique_ptr<Communicator> half = c.split(r % 2, r);
+  Tensor y = Tensor::zeros({100}, DType::f32);
+  half->all_reduce_sum(y);
+  const double p = half->size();
+  EXPECT_DOUBLE_EQ(c.counts().all_reduce, 2.0 * (n - 1) / n * 40 + 2 * (p - 1) / p * 400);
+  EXPECT_DOUBLE_EQ(c.counts().total(), c.counts().all_reduce + c.counts().all_gather +
+                                           c.counts().all_to_all + c.counts().broadcast);
 }
 
 // Rank r sends (r + 1) * (d + 1) rows to rank d, each row [r, d, i]: uneven counts, and
