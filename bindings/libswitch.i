@@ -91,6 +91,11 @@ static sw_status swb_latest_call(const void* root, const void* unused, int64_t i
   (void)i;
   return sw_checkpoint_latest((const char*)root, buf, cap, needed);
 }
+static sw_status swb_plan_call(const void* request, const void* format, int64_t i, char* buf,
+                               size_t cap, size_t* needed) {
+  (void)i;
+  return sw_plan((const char*)request, (const char*)format, buf, cap, needed);
+}
 
 /* A batch from (pointer, length) arrays: length 0 means absent; a length that does not
  * match its shape is the C ABI's error to report, so it is checked here first. */
@@ -139,6 +144,7 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %newobject swb_model_device;
 %newobject swb_model_dtype;
 %newobject swb_checkpoint_latest;
+%newobject swb_plan;
 %newobject swb_model_validate;
 %typemap(newfree) char* "free($1);";
 
@@ -183,6 +189,7 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_result_routing;
 %ignore sw_model_load;
 %ignore sw_checkpoint_latest;
+%ignore sw_plan;
 %ignore sw_model_import_hf;
 %ignore sw_model_import_hf_with;
 %ignore sw_trainer_create;
@@ -430,6 +437,10 @@ sw_routing_stats swb_result_routing(const sw_result* result, int64_t layer, int6
 
 char* swb_checkpoint_latest(const char* root) {
   return swb_read_string(swb_latest_call, root, NULL, 0);
+}
+
+char* swb_plan(const char* request, const char* format) {
+  return swb_read_string(swb_plan_call, request, format, 0);
 }
 
 sw_trainer* swb_trainer_create(sw_model* model, const sw_config* train_config) {

@@ -105,6 +105,13 @@ func LatestCheckpoint(root string) (string, error) {
 	return call(func() string { return raw.Swb_checkpoint_latest(root) })
 }
 
+// Plan is how a model trains on a cluster (`switch plan`): request is a PlanRequest in
+// protobuf text ("" for the defaults); format "table" (what `switch plan` prints) or
+// "proto" (the Plan message as protobuf text).
+func Plan(request, format string) (string, error) {
+	return call(func() string { return raw.Swb_plan(request, format) })
+}
+
 // ---------------------------------------------------------------------------- configs
 
 // Config is a model config (ModelConfig) or a training config (TrainConfig), with typed

@@ -97,6 +97,22 @@ func TestConfigRoundTrip(t *testing.T) {
 	}
 }
 
+func TestPlan(t *testing.T) {
+	table, err := Plan("gpus: 16 model_preset: 'switch-base-8'", "table")
+	if err != nil || !strings.HasPrefix(table, "switch-base-8 (") ||
+		!strings.Contains(table, "ep=16 does not divide the 8 experts") {
+		t.Fatal(table, err)
+	}
+	proto, err := Plan("gpus: 2 layout: 'ep=2'", "proto")
+	if err != nil || !strings.Contains(proto, "layouts {") || !strings.Contains(proto, "ep: 2") {
+		t.Fatal(proto, err)
+	}
+	_, err = Plan("gpus: 0", "table")
+	wantError(t, err, InvalidArgument, "gpus must be >= 1")
+	_, err = Plan("gpu: 'v100'", "table")
+	wantError(t, err, NotFound, "no built-in rates")
+}
+
 func TestForwardEqualsTheCABIBitForBit(t *testing.T) {
 	dump := os.Getenv("SW_FORWARD_DUMP")
 	if dump == "" {

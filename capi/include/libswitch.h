@@ -414,6 +414,20 @@ SW_API sw_status sw_model_validate(const sw_model* model, const sw_batch* batch,
                                    const char* dtype, double tolerance, char* report, size_t cap,
                                    size_t* needed, int* within_tolerance);
 
+/* ---------------------------------------------------------------- planning */
+
+/* How a model trains on a cluster, before a run (`switch plan`): request_text is a
+ * PlanRequest in protobuf text (core/proto/libswitch.proto: model_preset or model, gpus,
+ * gpu or rates, batch_size, input_length, target_length, micro_batches, dtype, optimizer,
+ * recompute, load_imbalance, rank_ordered_reduction, layout; "" for every default). For
+ * every dp x ep x mp layout of the GPUs: memory per GPU, bytes sent per step by
+ * collective and an estimated step time, the layouts that fit fastest first, the others
+ * with why_not. format "proto": the Plan message in protobuf text; "table": the table
+ * `switch plan` prints. A field that makes no sense is SW_ERR_INVALID_ARGUMENT naming it;
+ * an unknown preset or GPU SW_ERR_NOT_FOUND listing the known ones. */
+SW_API sw_status sw_plan(const char* request_text, const char* format, char* buf, size_t cap,
+                         size_t* needed);
+
 /* ---------------------------------------------------------------- distributed */
 
 /* The ranks of a launch (mpirun, srun) that train together. */

@@ -221,6 +221,35 @@ TEST(CApiConfig, StringBufferProtocol) {
   sw_config_destroy(c);
 }
 
+// sw_plan: the table and the Plan message for a request, the size asked for first; a bad
+// request or format named.
+TEST(CApiPlan, TableAndProtoAndRefusals) {
+  size_t needed = 0;
+  EXPECT_STATUS(sw_plan("gpus: 16", "table", nullptr, 0, &needed), SW_ERR_INVALID_ARGUMENT,
+                "too small");
+  std::string table(needed, '\0');
+  ASSERT_SW_OK(sw_plan("gpus: 16", "table", table.data(), needed, nullptr));
+  EXPECT_EQ(table.rfind("switch-base-8 (", 0), 0u) << table;
+  EXPECT_NE(table.find("ep=16 does not divide the 8 experts"), std::string::npos);
+  EXPECT_STATUS(
+      sw_plan("gpus: 4 layout: 'ep=4' model_preset: 'tiny'", "proto", nullptr, 0, &needed),
+      SW_ERR_INVALID_ARGUMENT, "too small");
+  std::string proto(needed, '\0');
+  ASSERT_SW_OK(sw_plan("gpus: 4 layout: 'ep=4' model_preset: 'tiny'", "proto", proto.data(), needed,
+                       nullptr));
+  EXPECT_NE(proto.find("layouts {\n  dp: 1\n  ep: 4\n  mp: 1\n  fits: true"), std::string::npos)
+      << proto;
+  char buf[256];
+  EXPECT_STATUS(sw_plan("gpus: 0", "table", buf, sizeof buf, nullptr), SW_ERR_INVALID_ARGUMENT,
+                "gpus must be >= 1, got 0");
+  EXPECT_STATUS(sw_plan("gpu: 'v100'", "table", buf, sizeof buf, nullptr), SW_ERR_NOT_FOUND,
+                "known: h200, h100, a100");
+  EXPECT_STATUS(sw_plan("", "csv", buf, sizeof buf, nullptr), SW_ERR_INVALID_ARGUMENT,
+                "format: 'csv' is not one of proto, table");
+  EXPECT_STATUS(sw_plan(nullptr, "table", buf, sizeof buf, nullptr), SW_ERR_INVALID_ARGUMENT,
+                "request_text is NULL");
+}
+
 // Every entry point refuses NULL handles and NULL out pointers by name, and never crashes.
 TEST(CApiBadInput, NullHandlesAndOutPointers) {
   TinyBatch b;

@@ -140,6 +140,13 @@ def latest_checkpoint(root: str) -> str:
     return _checked(_raw.swb_checkpoint_latest(str(root)))
 
 
+def plan(request: str = "", format: str = "table") -> str:
+    """How a model trains on a cluster (``switch plan``): request is a PlanRequest in
+    protobuf text ("gpus: 64 model_preset: 'switch-base-128'"); the answer is the table
+    ``switch plan`` prints, or with format="proto" the Plan message as protobuf text."""
+    return _checked(_raw.swb_plan(str(request), str(format)))
+
+
 # ---------------------------------------------------------------------------- handles
 
 

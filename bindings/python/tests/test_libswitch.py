@@ -40,6 +40,19 @@ def test_version_and_presets():
         assert sw.cuda_device_count() == 0
 
 
+def test_plan():
+    table = sw.plan("gpus: 16 model_preset: 'switch-base-8'")
+    assert table.startswith("switch-base-8 (") and "ep=16 does not divide the 8 experts" in table
+    proto = sw.plan("gpus: 2 layout: 'ep=2'", format="proto")
+    assert "layouts {" in proto and "ep: 2" in proto and "step_seconds:" in proto
+    with pytest.raises(sw.InvalidArgumentError, match="gpus must be >= 1"):
+        sw.plan("gpus: 0")
+    with pytest.raises(sw.NotFoundError, match="no built-in rates"):
+        sw.plan("gpu: 'v100'")
+    with pytest.raises(sw.InvalidArgumentError, match="format: 'csv'"):
+        sw.plan("", format="csv")
+
+
 def test_config_round_trip_and_typed_fields():
     c = sw.Config.preset("switch-base-8")
     assert c["num_experts"] == 8 and c["activation"] == "RELU"

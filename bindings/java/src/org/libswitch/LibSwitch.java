@@ -53,6 +53,15 @@ public final class LibSwitch {
     return checked(libswitch_raw.swb_checkpoint_latest(root));
   }
 
+  /**
+   * How a model trains on a cluster ({@code switch plan}): request is a PlanRequest in
+   * protobuf text ("" for the defaults); format "table" (what {@code switch plan} prints) or
+   * "proto" (the Plan message as protobuf text).
+   */
+  public static String plan(String request, String format) {
+    return checked(libswitch_raw.swb_plan(request, format));
+  }
+
   /** Throws for a non-OK status returned by a call. */
   static void check(int status) {
     if (status != 0) {

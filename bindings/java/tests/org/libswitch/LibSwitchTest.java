@@ -78,6 +78,17 @@ public class LibSwitchTest {
   }
 
   @Test
+  public void plan() {
+    String table = LibSwitch.plan("gpus: 16 model_preset: 'switch-base-8'", "table");
+    assertTrue(table.startsWith("switch-base-8 ("));
+    assertTrue(table.contains("ep=16 does not divide the 8 experts"));
+    String proto = LibSwitch.plan("gpus: 2 layout: 'ep=2'", "proto");
+    assertTrue(proto.contains("layouts {") && proto.contains("ep: 2"));
+    expect(Status.INVALID_ARGUMENT, "gpus must be >= 1", () -> LibSwitch.plan("gpus: 0", "table"));
+    expect(Status.NOT_FOUND, "no built-in rates", () -> LibSwitch.plan("gpu: 'v100'", "table"));
+  }
+
+  @Test
   public void configRoundTripAndTypedFields() {
     try (Config c = Config.preset("switch-base-8")) {
       assertEquals(8, c.getInt("num_experts"));
