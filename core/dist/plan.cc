@@ -398,7 +398,30 @@ Plan make_plan(const PlanRequest& request) {
     return a.has_peak_bytes() &&
            (!b.has_peak_bytes() || a.worst_peak_bytes() < b.worst_peak_bytes());
   });
-  for (LayoutPlan& p : plans) *plan.add_layouts() = std::move(p);
+  int64_t most_replicas = 0;
+  for (LayoutPlan& p : plans) {
+    if (p.why_not().empty() || p.has_peak_bytes())
+      most_replicas = std::max(most_replicas, p.dp() * p.ep());
+    *plan.add_layouts() = std::move(p);
+  }
+  if (request.rank_ordered_reduction() && most_replicas > 8)
+    plan.add_notes(
+        "gradients are summed in rank order (libswitch's default: an all-gather, each rank "
+        "sending (R - 1) x its gradients over R replicas); --reduction all-reduce sends "
+        "2 (R - 1) / R x, what a run this wide should use");
+  if (request.dtype() == "bf16")
+    plan.add_notes(
+        "bf16 is the paper's recipe (f32 master weights, a bf16 copy, bf16 activations, f32 "
+        "router and attention probabilities); libswitch trains in f32 today");
+  if (request.recompute())
+    plan.add_notes("recomputation is not in libswitch yet: the figures are what it would keep");
+  plan.add_notes(
+      "expert traffic and time assume balanced routing with every assignment kept; the worst "
+      "case memory takes the busiest expert at the load imbalance, capped by capacity");
+  plan.add_notes(
+      "step time adds compute (at the achieved share of the GEMM rate) and communication "
+      "(bytes over the slower link a group spans, plus a latency per collective): libswitch "
+      "does not overlap them yet");
   return plan;
 }
 
@@ -458,6 +481,8 @@ std::string plan_table(const Plan& plan) {
         p.fits() ? "yes" : p.why_not().c_str());
     out += line;
   }
+  if (plan.notes_size() > 0) out += "\nnotes:\n";
+  for (const std::string& n : plan.notes()) out += "- " + n + "\n";
   return out;
 }
 
