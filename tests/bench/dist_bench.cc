@@ -1,8 +1,8 @@
 // Distributed training step on the CPU under mpirun (scripts/bench-dist): a Switch model
 // with 16 experts per sparse layer trained data parallel (--ep 1) or expert parallel
 // (--ep N: experts over N ranks), the global batch split over the ranks. Rank 0 prints the
-// median step time over the timed steps and the bytes each rank handed to the
-// communicator per step (a counting wrapper around it).
+// median step time over the timed steps and the bytes each rank sends per step (counted as
+// core/dist/traffic.h counts them).
 //
 //   mpirun -np R sw_dist_bench --ep E [--steps S] [--batch B]
 #include <algorithm>
@@ -16,53 +16,13 @@
 
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
+#include "core/dist/traffic.h"
 #include "core/model/switch_transformer.h"
 #include "core/train/trainer.h"
 #include "tests/bench/bench_util.h"
 
 namespace sw {
 namespace {
-
-// Forwards every call and counts the bytes this rank puts in.
-class CountingCommunicator final : public Communicator {
- public:
-  CountingCommunicator(std::unique_ptr<Communicator> inner, int64_t* bytes)
-      : inner_(std::move(inner)), bytes_(bytes) {}
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  std::string backend() const override { return inner_->backend(); }
-  void all_reduce_sum(Tensor& t) override {
-    *bytes_ += static_cast<int64_t>(t.nbytes());
-    inner_->all_reduce_sum(t);
-  }
-  Tensor all_gather(const Tensor& in) override {
-    *bytes_ += static_cast<int64_t>(in.nbytes());
-    return inner_->all_gather(in);
-  }
-  Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
-                      const std::vector<int64_t>& recv_rows) override {
-    // Rows to other ranks only: those to itself never leave the process.
-    const int64_t row = send.dim(0) ? static_cast<int64_t>(send.nbytes()) / send.dim(0) : 0;
-    *bytes_ += row * (send.dim(0) - send_rows[static_cast<size_t>(rank())]);
-    return inner_->all_to_all_v(send, send_rows, recv_rows);
-  }
-  void broadcast(Tensor& t, int root) override {
-    *bytes_ += static_cast<int64_t>(t.nbytes());
-    inner_->broadcast(t, root);
-  }
-  void barrier() override { inner_->barrier(); }
-  std::unique_ptr<Communicator> split(int color, int key) override {
-    return std::make_unique<CountingCommunicator>(inner_->split(color, key), bytes_);
-  }
-  [[noreturn]] void abort(int code) override {
-    inner_->abort(code);
-    std::_Exit(code);  // not reached
-  }
-
- private:
-  std::unique_ptr<Communicator> inner_;
-  int64_t* bytes_;
-};
 
 int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
   for (int i = 1; i + 1 < argc; ++i)
@@ -75,8 +35,7 @@ int64_t flag(int argc, char** argv, const char* name, int64_t fallback) {
 
 int main(int argc, char** argv) {
   using namespace sw;
-  int64_t bytes = 0;
-  CountingCommunicator world(launched_by_mpi() ? mpi_world() : local_communicator(), &bytes);
+  CountingCommunicator world(launched_by_mpi() ? mpi_world() : local_communicator());
   const int64_t ep = flag(argc, argv, "--ep", 1), mp = flag(argc, argv, "--mp", 1),
                 steps = flag(argc, argv, "--steps", 6), batch = flag(argc, argv, "--batch", 16);
   if (world.size() % (ep * mp) != 0 || batch % (world.size() / mp) != 0 || (ep > 1 && mp > 1)) {
@@ -110,17 +69,17 @@ int main(int argc, char** argv) {
   const Batch global = bench::random_batch(config, batch, 128, 32);
   const Batch shard = shard_batch(global, dp.rank(), dp.size());
   std::vector<double> seconds;
-  int64_t step_bytes = 0;
+  double step_bytes = 0;
   for (int64_t s = 0; s < steps + 1; ++s) {  // the first step warms up
     world.barrier();
-    bytes = 0;
+    const TrafficCounts before = world.counts();
     const auto start = std::chrono::steady_clock::now();
     trainer.step({shard});
     world.barrier();
     if (s > 0)
       seconds.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    step_bytes = bytes;
+    step_bytes = (world.counts() - before).total();
   }
   std::sort(seconds.begin(), seconds.end());
   if (world.rank() == 0)

@@ -79,7 +79,7 @@ def main():
     root = args.keep or tempfile.mkdtemp()
     failures = 0
     print(f"{'case':38} {'rank':>4} | {'peak MiB plan/run':>17} {'ratio':>6} | "
-          f"{'sent KiB plan/run':>19} {'ratio':>6} | grads / experts / mp KiB (run)")
+          f"{'sent KiB plan/run':>19} {'ratio':>6} | all-reduce+gather / all-to-all KiB (run)")
     for i, (name, ranks, layout, overrides) in enumerate(CASES):
         out = os.path.join(root, f"case{i}")
         if args.reuse:
