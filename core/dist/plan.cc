@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "core/model/config.h"
 #include "core/tensor/error.h"
@@ -164,6 +165,17 @@ double activation_bytes(const Shapes& s, double load, bool recompute) {
   return total + logits;
 }
 
+// Of the activations: every Switch layer's dispatched rows and expert outputs.
+double dispatch_bytes(const Shapes& s, double load) {
+  double total = 0;
+  for (Stack st : {Stack::kEncoder, Stack::kDecoder}) {
+    const int i = static_cast<int>(st);
+    const double t = st == Stack::kDecoder ? s.td : s.te;
+    total += s.sparse_layers[i] * 2 * expert_rows(s, s.seqs * t, t, load) * s.d * s.act;
+  }
+  return total;
+}
+
 // Model FLOPs on this rank for one micro-batch, forward only (the backward is twice it).
 double forward_flops(const Shapes& s) {
   double f = 0;
@@ -292,6 +304,7 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
   const double imbalance = r.load_imbalance();
   p.set_activation_bytes(activation_bytes(s, 1.0, false));
   p.set_recompute_activation_bytes(activation_bytes(s, 1.0, true));
+  p.set_dispatch_bytes(dispatch_bytes(s, 1.0));
   // Summing gradients (after the backward, when the activations are gone): a bucket
   // packed, and an all-gather of it from every replica when rank-ordered; the replicated
   // tensors over every replica, the experts' over the ranks holding the same ones (all
@@ -453,33 +466,72 @@ std::string plan_table(const Plan& plan) {
                 rates.inter_node_bytes_per_s() / 1e9);
   out += line;
   for (const std::string& s : rates.sources()) out += "  " + s + "\n";
-  out +=
-      "\n  dp   ep   mp | GiB per GPU: params  grads  optim  activ  buffers  peak  worst | "
-      "MiB sent per step: grads  experts  mp | step s  comm %  tokens/s  | fits\n";
+  // Columns: title, width, decimals; "|" starts a group.
+  struct Column {
+    const char* title;
+    int width, decimals;
+  };
+  const std::vector<Column> columns = {{"|GiB per GPU: params", 19, 2},
+                                       {"grads", 6, 2},
+                                       {"optim", 6, 2},
+                                       {"activ", 7, 2},
+                                       {"(dispatch)", 10, 2},
+                                       {"staging", 7, 2},
+                                       {"peak", 6, 1},
+                                       {"worst", 6, 1},
+                                       {"|MiB sent per step: grads", 24, 1},
+                                       {"experts", 8, 1},
+                                       {"mp", 8, 1},
+                                       {"|step s", 7, 3},
+                                       {"comm %", 6, 1},
+                                       {"tokens/s", 9, -1}};
+  out += "\n  dp   ep   mp ";
+  // A group's first column opens with a bar (the row's first directly after the layout).
+  auto separator = [&](size_t i) {
+    return columns[i].title[0] != '|' ? " " : i == 0 ? "| " : " | ";
+  };
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const Column& c = columns[i];
+    std::snprintf(line, sizeof line, "%s%*s", separator(i), c.width, c.title + (c.title[0] == '|'));
+    out += line;
+  }
+  out += " | fits\n";
   for (const LayoutPlan& p : plan.layouts()) {
+    std::snprintf(line, sizeof line, "%4lld %4lld %4lld ", static_cast<long long>(p.dp()),
+                  static_cast<long long>(p.ep()), static_cast<long long>(p.mp()));
+    out += line;
     if (!p.has_peak_bytes()) {
-      std::snprintf(line, sizeof line, "%4lld %4lld %4lld | %s\n", static_cast<long long>(p.dp()),
-                    static_cast<long long>(p.ep()), static_cast<long long>(p.mp()),
-                    p.why_not().c_str());
-      out += line;
+      out += "| " + p.why_not() + "\n";
       continue;
     }
     const double optimizer =
         r.optimizer() == proto::TrainConfig::ADAMW ? p.adamw_bytes() : p.adafactor_bytes();
-    std::snprintf(
-        line, sizeof line,
-        "%4lld %4lld %4lld | %19.2f %6.2f %6.2f %6.2f %8.2f %5.1f %6.1f | %23.1f %8.1f %3.0f | "
-        "%6.3f %6.1f %9.3g  | %s\n",
-        static_cast<long long>(p.dp()), static_cast<long long>(p.ep()),
-        static_cast<long long>(p.mp()), p.parameter_bytes() / kGiB, p.gradient_bytes() / kGiB,
-        optimizer / kGiB,
-        (r.recompute() ? p.recompute_activation_bytes() : p.activation_bytes()) / kGiB,
-        p.buffer_bytes() / kGiB, p.peak_bytes() / kGiB, p.worst_peak_bytes() / kGiB,
-        p.gradient_sent_bytes() / (1 << 20), p.expert_sent_bytes() / (1 << 20),
-        p.model_parallel_sent_bytes() / (1 << 20), p.step_seconds(),
-        100 * p.communication_seconds() / p.step_seconds(), p.tokens_per_second(),
-        p.fits() ? "yes" : p.why_not().c_str());
-    out += line;
+    const double activations =
+        r.recompute() ? p.recompute_activation_bytes() : p.activation_bytes();
+    const double values[] = {p.parameter_bytes() / kGiB,
+                             p.gradient_bytes() / kGiB,
+                             optimizer / kGiB,
+                             activations / kGiB,
+                             p.dispatch_bytes() / kGiB,
+                             p.buffer_bytes() / kGiB,
+                             p.peak_bytes() / kGiB,
+                             p.worst_peak_bytes() / kGiB,
+                             p.gradient_sent_bytes() / (1 << 20),
+                             p.expert_sent_bytes() / (1 << 20),
+                             p.model_parallel_sent_bytes() / (1 << 20),
+                             p.step_seconds(),
+                             100 * p.communication_seconds() / p.step_seconds(),
+                             p.tokens_per_second()};
+    for (size_t i = 0; i < columns.size(); ++i) {
+      const Column& c = columns[i];
+      const char* sep = separator(i);
+      if (c.decimals < 0)
+        std::snprintf(line, sizeof line, "%s%*.3g", sep, c.width, values[i]);
+      else
+        std::snprintf(line, sizeof line, "%s%*.*f", sep, c.width, c.decimals, values[i]);
+      out += line;
+    }
+    out += std::string(" | ") + (p.fits() ? "yes" : p.why_not()) + "\n";
   }
   if (plan.notes_size() > 0) out += "\nnotes:\n";
   for (const std::string& n : plan.notes()) out += "- " + n + "\n";

@@ -96,6 +96,9 @@ TEST(Plan, SplitsWhatEachLayoutSplits) {
   EXPECT_EQ(one.expert_sent_bytes(), 0);
   EXPECT_GT(ep.expert_sent_bytes(), 0);
   EXPECT_EQ(one.model_parallel_sent_bytes(), 0);
+  // The dispatched rows are part of the activations; a dense model has none.
+  EXPECT_GT(one.dispatch_bytes(), 0);
+  EXPECT_LT(one.dispatch_bytes(), one.activation_bytes());
   EXPECT_GT(mp.model_parallel_sent_bytes(), 0);
   // Rank-ordered sums send (p - 1) x the gradients; an all-reduce 2 (p - 1) / p x.
   EXPECT_DOUBLE_EQ(one.gradient_sent_bytes(), 7 * one.gradient_bytes());
@@ -123,6 +126,7 @@ TEST(Plan, NamesWhyALayoutCannotBeUsed) {
   r.mutable_model()->set_encoder_sparse_step(0);
   r.mutable_model()->set_decoder_sparse_step(0);
   EXPECT_EQ(plan_layout(r, {8, 2, 1}).why_not(), "ep=2: the model has no sparse layers to split");
+  EXPECT_EQ(plan_layout(r, {16, 1, 1}).dispatch_bytes(), 0);
   // Too big for the GPU: says how much it needs.
   PlanRequest big;
   big.set_model_preset("switch-c-2048");
