@@ -19,9 +19,12 @@ struct Command {
 // presets, config, inspect, forward, validate (model_commands.cc).
 std::vector<Command> model_commands();
 Command train_command();
+Command distill_command();
 Command generate_command();
 Command upcycle_command();
 Command plan_command();
+// The tokenizer.model of the run a checkpoint belongs to (beside or above it), "" if none.
+std::string run_tokenizer(const std::string& checkpoint);
 // import-hf, export-hf (hf_commands.cc).
 std::vector<Command> hf_commands();
 

@@ -20,6 +20,7 @@ using sw::cli::Command;
 std::vector<Command> all_commands() {
   std::vector<Command> commands = sw::cli::model_commands();
   commands.push_back(sw::cli::train_command());
+  commands.push_back(sw::cli::distill_command());
   commands.push_back(sw::cli::generate_command());
   commands.push_back(sw::cli::upcycle_command());
   commands.push_back(sw::cli::plan_command());

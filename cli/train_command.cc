@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -113,16 +114,54 @@ struct RankUsage {
   }
 };
 
-// The run on this rank of `world` (the only rank without a launcher).
-int run_train_on(sw::CountingCommunicator& world, const Flags& flags) {
-  const sw::ParallelLayout layout = sw::parse_parallel_layout(
-      flags.value("parallel", "dp=" + std::to_string(world.size())), world.size());
+// switch train's config: the file's (or the defaults), the preset, the overrides.
+sw::TrainConfig train_config(const Flags& flags) {
   sw::TrainConfig config = flags.has("config")
                                ? sw::train_config_from_text(read_file(flags.value("config")))
                                : sw::TrainConfig();
   if (flags.has("preset")) config.set_model_preset(flags.value("preset"));
   for (const std::string& o : flags.values("set")) sw::apply_override(config, o);
   if (flags.has("device")) sw::apply_override(config, "device=" + flags.value("device"));
+  return config;
+}
+
+// switch distill's: the teacher run's own config, its model made dense (the same widths,
+// no sparse block), distilled from the teacher with its tokenizer; then the overrides.
+sw::TrainConfig distill_config(const Flags& flags) {
+  if (!flags.has("teacher"))
+    throw sw::Error(sw::Status::kInvalidArgument, "distill: --teacher is required");
+  // A fixed step directory, so that a resumed run reads the same teacher.
+  namespace fs = std::filesystem;
+  const fs::path given = fs::absolute(flags.value("teacher"));
+  const std::string teacher =
+      fs::exists(given / "latest") ? sw::latest_checkpoint(given.string()) : given.string();
+  const sw::Checkpoint saved = sw::load_checkpoint(teacher);
+  SW_CHECK_ARG(saved.model.encoder_sparse_step() > 0 || saved.model.decoder_sparse_step() > 0,
+               "distill: the teacher ", saved.model.name(),
+               " has no sparse block (distil a "
+               "Switch model into its dense twin)");
+  sw::TrainConfig config = saved.train;
+  config.clear_device();
+  *config.mutable_model() = saved.model;
+  config.mutable_model()->set_encoder_sparse_step(0);
+  config.mutable_model()->set_decoder_sparse_step(0);
+  config.mutable_model()->set_name(saved.model.name() + "-distilled");
+  config.set_distill_teacher(teacher);
+  const std::string tokenizer = run_tokenizer(teacher);
+  SW_CHECK_ARG(!tokenizer.empty(), "distill: no tokenizer.model beside or above ", teacher,
+               " (the student must read the teacher's vocabulary)");
+  config.set_tokenizer_model(tokenizer);
+  if (flags.has("teacher-weight"))
+    config.set_distill_teacher_weight(flags.double_value("teacher-weight", 0.25));
+  for (const std::string& o : flags.values("set")) sw::apply_override(config, o);
+  sw::validate(config);
+  return config;
+}
+
+// The run on this rank of `world` (the only rank without a launcher).
+int run_train_on(sw::CountingCommunicator& world, const Flags& flags, sw::TrainConfig config) {
+  const sw::ParallelLayout layout = sw::parse_parallel_layout(
+      flags.value("parallel", "dp=" + std::to_string(world.size())), world.size());
   const std::string out = flags.value("out", "runs/train");
   const bool terminal = isatty(fileno(stdout));
   std::printf("preparing: corpus %s, tokenizer, data (output in %s)...\n", config.corpus().c_str(),
@@ -257,21 +296,25 @@ int run_train_on(sw::CountingCommunicator& world, const Flags& flags) {
 
 // Training under a launcher: every rank runs run_train_on; an error on any rank ends all
 // of them (the others would wait in their next collective).
-int run_train(const Flags& flags) {
+int run_training(const Flags& flags, sw::TrainConfig (*config_of)(const Flags&)) {
   const auto world = std::make_unique<sw::CountingCommunicator>(
       sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator());
-  if (world->size() == 1) return run_train_on(*world, flags);
+  if (world->size() == 1) return run_train_on(*world, flags, config_of(flags));
   if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
     throw sw::Error(sw::Status::kIo, "cannot silence rank " + std::to_string(world->rank()));
   try {
-    return run_train_on(*world, flags);
+    return run_train_on(*world, flags, config_of(flags));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "switch train: rank %d of %d: %s\n", world->rank(), world->size(),
+    std::fprintf(stderr, "switch %s: rank %d of %d: %s\n",
+                 config_of == distill_config ? "distill" : "train", world->rank(), world->size(),
                  e.what());
     world->abort(1);
   }
   return 1;  // not reached: abort ends the process
 }
+
+int run_train(const Flags& flags) { return run_training(flags, train_config); }
+int run_distill(const Flags& flags) { return run_training(flags, distill_config); }
 
 }  // namespace
 
@@ -289,6 +332,21 @@ Command train_command() {
            kThreadsFlag},
           "",
           run_train};
+}
+
+Command distill_command() {
+  return {"distill",
+          "a dense student trained from a Switch teacher's probabilities (paper §4.2)",
+          {{"teacher", "DIR", "the teacher's checkpoint (or a root: its latest)"},
+           {"teacher-weight", "W", "the teacher's share of the target (default 0.25)"},
+           {"set", "KEY=VALUE", "override a field of the teacher run's TrainConfig (repeatable)"},
+           {"out", "DIR", "where metrics.jsonl and the rest go (default runs/train)"},
+           {"examples", "N", "greedy span infilling on N held-out examples at the end"},
+           {"resume", "", "continue from the latest checkpoint under --out, if any"},
+           {"parallel", "LAYOUT", "data parallel over the MPI ranks: dp=N"},
+           kThreadsFlag},
+          "",
+          run_distill};
 }
 
 }  // namespace sw::cli

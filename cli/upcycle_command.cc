@@ -13,6 +13,16 @@
 #include "core/model/upcycle.h"
 
 namespace sw::cli {
+
+std::string run_tokenizer(const std::string& checkpoint) {
+  // A run's tokenizer sits beside its checkpoints folder or inside it.
+  namespace fs = std::filesystem;
+  fs::path from = fs::absolute(checkpoint);
+  while (!from.empty() && from != from.root_path() && !fs::exists(from / "tokenizer.model"))
+    from = from.parent_path();
+  return fs::exists(from / "tokenizer.model") ? (from / "tokenizer.model").string() : "";
+}
+
 namespace {
 
 int run_upcycle(const Flags& flags) {
@@ -37,14 +47,11 @@ int run_upcycle(const Flags& flags) {
   out.seed = model.seed();
   for (const auto& e : model.parameters().entries()) out.parameters.push_back({e.name, e.tensor});
   const std::string dir = sw::save_checkpoint(flags.value("out"), out);
-  // The dense run's tokenizer sits beside its checkpoints folder or inside it.
-  namespace fs = std::filesystem;
-  fs::path from = fs::absolute(flags.value("from"));
-  while (!from.empty() && from != from.root_path() && !fs::exists(from / "tokenizer.model"))
-    from = from.parent_path();
-  if (fs::exists(from / "tokenizer.model"))
-    fs::copy_file(from / "tokenizer.model", fs::path(flags.value("out")) / "tokenizer.model",
-                  fs::copy_options::overwrite_existing);
+  const std::string tokenizer = run_tokenizer(flags.value("from"));
+  if (!tokenizer.empty())
+    std::filesystem::copy_file(tokenizer,
+                               std::filesystem::path(flags.value("out")) / "tokenizer.model",
+                               std::filesystem::copy_options::overwrite_existing);
   std::printf(
       "upcycled %s (%.2fM parameters) into %lld experts per sparse block: %.2fM "
       "parameters in %s\n",

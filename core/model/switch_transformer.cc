@@ -234,7 +234,8 @@ SwitchTransformer::StackInputs SwitchTransformer::stack_inputs(const Batch& batc
   return {&batch.decoder_input_ids, dec_mask, memory, enc_mask};
 }
 
-Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx, ForwardOutput& out,
+Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx,
+                                    const ForwardOptions& options, ForwardOutput& out,
                                     StackCache* encoder_cache, StackCache* decoder_cache) const {
   out.encoder_output =
       run_stack(encoder_, stack_inputs(batch, Stack::kEncoder), ctx, out, encoder_cache);
@@ -248,10 +249,16 @@ Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx, F
     const int64_t rows = batch.decoder_input_ids.numel();
     const ops::CrossEntropy ce = ops::cross_entropy(out.logits.view({rows, config_.vocab_size()}),
                                                     batch.labels.view({rows}));
-    out.ce_loss = ce.loss;
+    out.ce_loss = out.target_loss = ce.loss;
     out.label_tokens = ce.count;
+    if (options.teacher_probs)
+      out.target_loss =
+          ops::distillation_cross_entropy(out.logits.view({rows, config_.vocab_size()}),
+                                          batch.labels.view({rows}), *options.teacher_probs,
+                                          options.teacher_weight)
+              .loss;
   }
-  out.loss = out.ce_loss + out.aux_loss + out.z_loss;
+  out.loss = out.target_loss + out.aux_loss + out.z_loss;
   return dec;
 }
 
@@ -269,13 +276,17 @@ ForwardOutput SwitchTransformer::forward_backward(
   const RunContext ctx = context(options.train, options.step, options.first_example);
   ForwardOutput out;
   StackCache enc_cache, dec_cache;
-  const Tensor dec = run_model(batch, ctx, out, &enc_cache, &dec_cache);
+  const Tensor dec = run_model(batch, ctx, options, out, &enc_cache, &dec_cache);
 
   const int64_t rows = batch.decoder_input_ids.numel(), vocab = config_.vocab_size();
   const Tensor& head = output_head();
   GradientBuffer grads;
-  const Tensor d_logits = ops::cross_entropy_backward(out.logits.view({rows, vocab}),
-                                                      batch.labels.view({rows}), scales.ce);
+  const Tensor logits = out.logits.view({rows, vocab}), labels = batch.labels.view({rows});
+  const Tensor d_logits =
+      options.teacher_probs
+          ? ops::distillation_cross_entropy_backward(logits, labels, *options.teacher_probs,
+                                                     options.teacher_weight, scales.ce)
+          : ops::cross_entropy_backward(logits, labels, scales.ce);
   ops::linear_backward_weight(d_logits, dec.view({rows, config_.d_model()}), grads.of(head), true);
   Tensor d_dec = ops::linear_backward_input(d_logits, head).view(dec.shape());
   if (config_.tie_word_embeddings())
@@ -296,7 +307,7 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
   RunContext ctx = context(options.train, options.step, options.first_example);
   ctx.keep_block_outputs = options.keep_block_outputs;
   ForwardOutput out;
-  run_model(batch, ctx, out);
+  run_model(batch, ctx, options, out);
   return out;
 }
 

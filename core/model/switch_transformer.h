@@ -22,6 +22,10 @@ struct ForwardOptions {
   // and data-parallel shards; < 2^24): each example draws its own dropout and jitter.
   uint64_t first_example = 0;
   bool keep_block_outputs = false;  // fill ForwardOutput::block_outputs (validation)
+  // Distillation (docs/MATH.md §5): a teacher's probabilities [B * Td, V] over this batch's
+  // decoder positions, mixed into the loss's target with this weight (0: none). CPU.
+  const Tensor* teacher_probs = nullptr;
+  double teacher_weight = 0.0;
 };
 
 struct BlockOutput {
@@ -35,9 +39,12 @@ struct ForwardOutput {
   Tensor encoder_output;  // [B, Te, d], after the encoder's final norm
   double ce_loss = 0.0;   // mean over labelled tokens (0 without labels)
   int64_t label_tokens = 0;
+  // With a teacher: the cross-entropy against the mixed target (1 - w) label + w teacher,
+  // which takes ce's place in the loss; else equal to ce_loss.
+  double target_loss = 0.0;
   double aux_loss = 0.0;                   // load-balancing loss, coefficient included
   double z_loss = 0.0;                     // router z-loss, coefficient included
-  double loss = 0.0;                       // ce + aux + z
+  double loss = 0.0;                       // target (ce without a teacher) + aux + z
   std::vector<LayerRouting> routing;       // one per sparse block, encoder first
   std::vector<BlockOutput> block_outputs;  // when asked for, encoder first
 };
@@ -88,8 +95,9 @@ class SwitchTransformer {
   // The batch is on the host (it is validated there); outputs live on the model's device.
   ForwardOutput forward(const Batch& batch, const ForwardOptions& options = {}) const;
 
-  // The forward and the gradient of loss = ce + aux + z (labels required) w.r.t. every
-  // parameter, by name in parameters() order. CPU, AUX_PER_LAYER.
+  // The forward and the gradient of loss = ce + aux + z (labels required; with a teacher in
+  // the options, the mixed target's cross-entropy in ce's place) w.r.t. every parameter, by
+  // name in parameters() order. CPU, AUX_PER_LAYER.
   ForwardOutput forward_backward(const Batch& batch, const ForwardOptions& options,
                                  std::vector<std::pair<std::string, Tensor>>& gradients,
                                  const LossScales& scales = {}) const;
@@ -162,8 +170,9 @@ class SwitchTransformer {
   static StackInputs stack_inputs(const Batch& batch, Stack stack, const Tensor* memory = nullptr);
   // Both stacks, the output head and, with labels, the cross-entropy: fills `out` and
   // returns the head's input (the decoder output, rescaled when embeddings are tied).
-  Tensor run_model(const Batch& batch, const RunContext& ctx, ForwardOutput& out,
-                   StackCache* encoder_cache = nullptr, StackCache* decoder_cache = nullptr) const;
+  Tensor run_model(const Batch& batch, const RunContext& ctx, const ForwardOptions& options,
+                   ForwardOutput& out, StackCache* encoder_cache = nullptr,
+                   StackCache* decoder_cache = nullptr) const;
   // The output projection: the shared embedding when tied, else lm_head.
   const Tensor& output_head() const { return config_.tie_word_embeddings() ? shared_ : lm_head_; }
 

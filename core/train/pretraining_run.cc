@@ -69,6 +69,26 @@ void drop_metrics_after(const std::string& path, int64_t step) {
            "resume: cannot rewrite ", path);
 }
 
+// A distilled run's start (the paper's §4.2): every teacher parameter whose name and shape
+// the student shares (all but the experts and routers when the student is the dense twin);
+// the others keep their initialisation. A student sharing none is refused.
+void init_from_teacher(const SwitchTransformer& teacher, SwitchTransformer& student) {
+  int64_t copied = 0;
+  for (const auto& e : student.parameters().entries()) {
+    if (!teacher.parameters().contains(e.name)) continue;
+    const Tensor& t = teacher.parameters().get(e.name);
+    if (t.shape() != e.tensor.shape()) continue;
+    student.parameters().set(e.name, t);
+    ++copied;
+  }
+  SW_CHECK_ARG(copied > 0,
+               "distill_teacher: the student shares no parameter (name and shape) "
+               "with the teacher ",
+               teacher.config().name(),
+               "; distil into the teacher's dense "
+               "twin (the same widths, sparse steps 0)");
+}
+
 }  // namespace
 
 std::string metrics_json(const TrainMetrics& m) {
@@ -76,6 +96,7 @@ std::string metrics_json(const TrainMetrics& m) {
                       {"step", m.step},
                       {"loss", m.loss},
                       {"ce", m.ce},
+                      {"target", m.target},
                       {"aux", m.aux},
                       {"z", m.z},
                       {"grad_norm", m.grad_norm},
@@ -143,6 +164,15 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   TrainOptions options = train_options(config_);
   options.data_parallel = groups.data_parallel;
   options.expert_parallel = groups.expert_parallel;
+  if (!config_.distill_teacher().empty()) {
+    SW_CHECK(!groups.expert_parallel && !groups.model_parallel, Status::kUnsupported,
+             "distill_teacher: distillation runs in one process or data parallel (the whole "
+             "teacher on every rank), not with expert or model parallelism");
+    teacher_ = std::make_unique<SwitchTransformer>(
+        model_from_checkpoint(load_checkpoint(config_.distill_teacher())));
+    options.teacher = teacher_.get();
+    if (!resuming && config_.distill_init_from_teacher()) init_from_teacher(*teacher_, *model_);
+  }
   trainer_ = std::make_unique<Trainer>(*model_, options);
 
   if (resuming) {

@@ -56,6 +56,7 @@ class PretrainingRun {
   std::unique_ptr<PretrainingPipeline> data_;
   std::vector<Batch> eval_batches_;
   std::unique_ptr<SwitchTransformer> model_;
+  std::unique_ptr<SwitchTransformer> teacher_;  // distillation's, when the config names one
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
   ParallelGroups groups_;

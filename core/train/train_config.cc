@@ -43,6 +43,9 @@ void validate(const TrainConfig& c) {
     require(false, "device",
             detail::concat("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"", c.device(), "\""));
   }
+  require(c.distill_teacher_weight() >= 0 && c.distill_teacher_weight() <= 1,
+          "distill_teacher_weight",
+          detail::concat("must be in [0, 1], got ", c.distill_teacher_weight()));
   require(c.max_bad_steps() >= 1, "max_bad_steps",
           detail::concat("must be >= 1, got ", c.max_bad_steps()));
   require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));
@@ -129,6 +132,7 @@ TrainOptions train_options(const TrainConfig& c) {
   o.schedule.warmup_steps = c.warmup_steps();
   o.schedule.min_rate = c.min_learning_rate();
   o.schedule.total_steps = c.steps();
+  o.teacher_weight = c.distill_teacher_weight();
   switch (c.schedule()) {
     case TrainConfig::INVERSE_SQRT:
       o.schedule.kind = LearningRateSchedule::Kind::kInverseSqrt;

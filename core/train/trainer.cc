@@ -8,6 +8,7 @@
 #include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
+#include "core/ops/softmax.h"
 #include "core/train/gradient_clipping.h"
 
 namespace sw {
@@ -55,6 +56,7 @@ void finish_layer_loads(std::vector<LayerLoad>& loads) {
 // and ratios are taken), so every replica reports the global batch.
 void reduce_metrics(Communicator& dp, TrainMetrics& m, int64_t& sparse_layers) {
   std::vector<double> v = {m.ce,
+                           m.target,
                            m.aux,
                            m.z,
                            m.dropped_fraction,
@@ -68,10 +70,10 @@ void reduce_metrics(Communicator& dp, TrainMetrics& m, int64_t& sparse_layers) {
   Tensor sums = Tensor::from_vector<double>(v, {static_cast<int64_t>(v.size())});
   dp.all_reduce_sum(sums);
   const double* s = sums.data<double>();
-  m.ce = s[0], m.aux = s[1], m.z = s[2], m.dropped_fraction = s[3];
-  m.tokens = static_cast<int64_t>(s[4]);
-  sparse_layers = static_cast<int64_t>(s[5]);
-  size_t i = 6;
+  m.ce = s[0], m.target = s[1], m.aux = s[2], m.z = s[3], m.dropped_fraction = s[4];
+  m.tokens = static_cast<int64_t>(s[5]);
+  sparse_layers = static_cast<int64_t>(s[6]);
+  size_t i = 7;
   for (LayerLoad& l : m.layers) {
     for (int64_t& n : l.tokens_per_expert) n = static_cast<int64_t>(s[i++]);
     for (int64_t& n : l.kept_per_expert) n = static_cast<int64_t>(s[i++]);
@@ -102,6 +104,16 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
   optimizer_ = options.optimizer == TrainOptions::OptimizerKind::kAdafactor
                    ? make_adafactor(options.adafactor)
                    : make_adamw(options.adamw);
+  if (const SwitchTransformer* t = options.teacher) {
+    SW_CHECK_ARG(options.teacher_weight >= 0 && options.teacher_weight <= 1,
+                 "trainer: teacher_weight must be in [0, 1], got ", options.teacher_weight);
+    SW_CHECK_ARG(t->config().vocab_size() == model.config().vocab_size(),
+                 "trainer: the teacher's vocabulary (", t->config().vocab_size(),
+                 ") is not the student's (", model.config().vocab_size(), ")");
+    SW_CHECK(t->device().is_cpu() && model.device().is_cpu(), Status::kUnsupported,
+             "trainer: distillation runs on the cpu in this version (teacher on ",
+             t->device().str(), ", student on ", model.device().str(), ")");
+  }
 }
 
 std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
@@ -150,8 +162,18 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     scales.aux = scales.z =
         static_cast<double>(b.input_ids.dim(0)) / static_cast<double>(sequences);
     std::vector<std::pair<std::string, Tensor>> grads;
+    // Distillation: the teacher's probabilities at every decoder position (eval mode).
+    Tensor teacher_probs;
+    if (options_.teacher) {
+      const Tensor logits = options_.teacher->forward(b).logits;
+      teacher_probs = ops::softmax(logits.view({logits.dim(0) * logits.dim(1), logits.dim(2)}))
+                          .to(model_.dtype());
+      run.teacher_probs = &teacher_probs;
+      run.teacher_weight = options_.teacher_weight;
+    }
     const ForwardOutput out = model_.forward_backward(b, run, grads, scales);
     metrics.ce += scales.ce * out.ce_loss;
+    metrics.target += scales.ce * out.target_loss;
     metrics.aux += scales.aux * out.aux_loss;
     metrics.z += scales.z * out.z_loss;
     metrics.tokens += b.input_ids.numel() + b.decoder_input_ids.numel();
@@ -178,7 +200,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     }
     reduce_metrics(*dp, metrics, sparse_layers);
   }
-  metrics.loss = metrics.ce + metrics.aux + metrics.z;
+  metrics.loss = metrics.target + metrics.aux + metrics.z;
   if (sparse_layers) metrics.dropped_fraction /= static_cast<double>(sparse_layers);
   finish_layer_loads(metrics.layers);
   return total;

@@ -39,6 +39,11 @@ struct TrainOptions {
   // expert_group()), a subgroup of data_parallel. Expert gradients are then summed only
   // over the ranks holding the same experts; every other gradient over data_parallel.
   Communicator* expert_parallel = nullptr;
+  // Distillation (docs/MATH.md §5, paper §4.2): a trained model (not owned; the same
+  // vocabulary, on the cpu) whose output probabilities are mixed into every step's target
+  // with this weight (the paper: 0.25 teacher, 0.75 ground truth). Null: none.
+  const SwitchTransformer* teacher = nullptr;
+  double teacher_weight = 0.25;
 };
 
 // One sparse layer's routing over a step (summed over its micro-batches).
@@ -58,7 +63,8 @@ struct LayerLoad {
 struct TrainMetrics {
   int64_t step = 0;
   double loss = 0, ce = 0, aux = 0, z = 0;  // weighted over the micro-batches
-  double grad_norm = 0;                     // before clipping
+  double target = 0;     // the cross-entropy in the loss: ce, or with a teacher the mixed target's
+  double grad_norm = 0;  // before clipping
   double learning_rate = 0;
   double dropped_fraction = 0;  // mean over sparse layers and micro-batches
   int64_t tokens = 0;           // encoder + decoder tokens

@@ -106,6 +106,19 @@ TEST(Backward, CrossEntropyWithIgnoredLabels) {
   for (int64_t j = 0; j < 8; ++j) EXPECT_EQ(grad.item(1 * 8 + j), 0.0);  // ignored row
 }
 
+TEST(Backward, DistillationCrossEntropyWithIgnoredLabels) {
+  Tensor logits = random_tensor({5, 8}, DType::f64, 25, 2.0);
+  const Tensor labels = Tensor::from_vector<int32_t>({3, -100, 7, 0, -100}, {5});
+  const Tensor q = ops::softmax(random_tensor({5, 8}, DType::f64, 26, 2.0));
+  const Tensor grad = ops::distillation_cross_entropy_backward(logits, labels, q, 0.25, 2.5);
+  EXPECT_LE(gradient_error(
+                logits,
+                [&] { return 2.5 * ops::distillation_cross_entropy(logits, labels, q, 0.25).loss; },
+                grad),
+            kTolerance);
+  for (int64_t j = 0; j < 8; ++j) EXPECT_EQ(grad.item(1 * 8 + j), 0.0);  // ignored row
+}
+
 TEST(Backward, AttentionWithBiasMaskCausalAndDropout) {
   const int64_t B = 2, T = 4, S = 5, H = 2, dk = 3;
   Tensor q = random_tensor({B, T, H * dk}, DType::f64, 16),

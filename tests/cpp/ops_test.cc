@@ -375,6 +375,34 @@ TEST_P(OpsTest, CrossEntropyWithIgnoreIndex) {
   EXPECT_EQ(ops::cross_entropy(logits, Tensor::full({4}, DType::i32, -100)).count, 0);
 }
 
+// Distillation's loss against a naive loop: the cross-entropy of the mixed target
+// (1 - w) onehot + w q, from log-probabilities computed here; w = 0 is plain cross-entropy.
+TEST_P(OpsTest, DistillationCrossEntropyAgainstTheMixedTarget) {
+  const Tensor logits = random({4, 7}, 22, 3.0);
+  const Tensor labels = Tensor::from_vector<int32_t>({2, -100, 6, 0}, {4});
+  const Tensor q = ops::softmax(random({4, 7}, 23, 2.0));
+  for (double w : {0.0, 0.25, 1.0}) {
+    SCOPED_TRACE(w);
+    double total = 0;
+    for (int64_t r : {0, 2, 3}) {
+      double z = 0;
+      for (int64_t j = 0; j < 7; ++j) z += std::exp(logits.item(r * 7 + j));
+      for (int64_t j = 0; j < 7; ++j) {
+        const double target = (1 - w) * (j == labels.item(r)) + w * q.item(r * 7 + j);
+        total -= target * (logits.item(r * 7 + j) - std::log(z));
+      }
+    }
+    const ops::CrossEntropy ce = ops::distillation_cross_entropy(logits, labels, q, w);
+    EXPECT_EQ(ce.count, 3);
+    EXPECT_NEAR(ce.loss, total / 3, 1e-5);
+  }
+  EXPECT_NEAR(ops::distillation_cross_entropy(logits, labels, q, 0.0).loss,
+              ops::cross_entropy(logits, labels).loss, 1e-12);
+  EXPECT_THROW(ops::distillation_cross_entropy(logits, labels, q, 1.5), Error);  // weight
+  EXPECT_THROW(ops::distillation_cross_entropy(logits, labels, random({4, 6}, 24, 1.0), 0.25),
+               Error);  // shape
+}
+
 TEST_P(OpsTest, DropoutIsSeededAndUnbiased) {
   const Tensor ones = Tensor::full({100000}, dtype(), 1.0);
   ops::DropoutSpec spec;

@@ -127,6 +127,46 @@ TEST(Determinism, TrainingIsBitIdenticalForAnyThreadCount) {
   }
 }
 
+// Distillation: the teacher's probabilities enter the loss (target differs from ce and
+// is what the loss adds up); a teacher with another vocabulary or a weight outside [0, 1]
+// is refused by name.
+TEST(Trainer, DistillsFromATeacher) {
+  const ModelConfig teacher_config = config_from_text(R"(
+    vocab_size: 300 d_model: 16 d_ff: 24 d_kv: 4 num_heads: 4 num_encoder_layers: 2
+    num_decoder_layers: 2 num_experts: 4 encoder_sparse_step: 1 decoder_sparse_step: 2
+    dropout_rate: 0)");
+  ModelConfig student_config = teacher_config;
+  student_config.set_encoder_sparse_step(0);
+  student_config.set_decoder_sparse_step(0);
+  const SwitchTransformer teacher(teacher_config, 3, DType::f32);
+  SwitchTransformer student(student_config, 4, DType::f32);
+  TrainOptions options;
+  options.teacher = &teacher;
+  Trainer t(student, options);
+  const Batch b = make_continuation_batch(kText, 4, 12, 6, student_config);
+  const TrainMetrics m = t.step({b});
+  EXPECT_GT(std::fabs(m.target - m.ce), 1e-4);
+  EXPECT_NEAR(m.loss, m.target + m.aux + m.z, 1e-12);
+  ModelConfig other = student_config;
+  other.set_vocab_size(400);
+  SwitchTransformer wrong(other, 4, DType::f32);
+  EXPECT_THROW(
+      {
+        try {
+          Trainer bad(wrong, options);
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("the teacher's vocabulary (300) is not the "
+                                               "student's (400)"),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      Error);
+  options.teacher_weight = 1.5;
+  EXPECT_THROW(Trainer(student, options), Error);
+}
+
 TEST(Trainer, TrainingLowersTheLoss) {
   const ModelConfig c = preset("tiny");
   SwitchTransformer m(c, 1);
