@@ -178,6 +178,8 @@ struct sw_trainer {
   // run's own tokenizer.model (absolute path); empty: train one.
   std::string tokenizer_path;
   std::unique_ptr<sw::Trainer> trainer;
+  // Distillation's teacher (the config's distill_teacher), loaded once; null without.
+  std::shared_ptr<sw::SwitchTransformer> teacher;
   // The built-in data: made at the first step or evaluation that asks for it.
   std::unique_ptr<sw::PretrainingPipeline> data;
   sw::DataPosition resume_position;  // where a restored run's data continues

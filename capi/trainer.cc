@@ -6,6 +6,7 @@
 #include "capi/internal.h"
 #include "core/dist/data_parallel.h"
 #include "core/io/checkpoint.h"
+#include "core/model/upcycle.h"
 
 namespace sw::capi {
 namespace {
@@ -76,6 +77,9 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
   SW_CHECK_ARG(!t.stepped && !t.world,
                "the parallel layout is set once, before this trainer's first step");
   const bool split = layout.ep > 1 || layout.mp > 1;
+  SW_CHECK(!split || !t.teacher, Status::kUnsupported,
+           "distill_teacher: distillation runs in one process or data parallel (the whole "
+           "teacher on every rank), not with expert or model parallelism");
   SW_CHECK(world->size() <= 1 || t.model->model.device().is_cpu(), Status::kUnsupported,
            "training over ", world->size(), " ranks runs on CPU models in this version (the model ",
            "is on ", t.model->model.device().str(), "); several GPUs are not built yet");
@@ -100,6 +104,7 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
     restore_tensors(shares->parameters_from(named_parameters(t.model->model)),
                     named_parameters(model->model), true, "parameter");
     TrainOptions options = train_options(t.config);
+    options.teacher = t.teacher.get();
     options.data_parallel = g.data_parallel;
     options.expert_parallel = g.expert_parallel;
     trainer = std::make_unique<Trainer>(model->model, options);
@@ -121,7 +126,9 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
   }
 }
 
-sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
+// A trainer of the model. A fresh one (not restored) of a distillation config starts the
+// model from the teacher's shared weights when the config says so.
+sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config, bool fresh) {
   validate(config);
   SW_CHECK(model->model.dtype() != DType::bf16, Status::kUnsupported,
            "training runs on f32 models (f64 on the cpu) in this version; the model is bf16 on ",
@@ -138,7 +145,17 @@ sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config) {
   config.set_device(where);
   *config.mutable_model() = model->model.config();
   auto t = std::make_unique<sw_trainer>();
-  t->trainer = std::make_unique<Trainer>(model->model, train_options(config));
+  TrainOptions options = train_options(config);
+  if (!config.distill_teacher().empty()) {  // distillation: the teacher, and the start
+    t->teacher = std::make_shared<SwitchTransformer>(
+        model_from_checkpoint(load_checkpoint(config.distill_teacher())));
+    options.teacher = t->teacher.get();
+  }
+  t->trainer = std::make_unique<Trainer>(model->model, options);  // checks the teacher
+  if (t->teacher && fresh && config.distill_init_from_teacher()) {
+    std::unique_lock lock(model->mutex);
+    init_from_teacher(*t->teacher, model->model);
+  }
   t->model = std::move(model);
   t->config = std::move(config);
   return t.release();
@@ -155,7 +172,7 @@ sw_status sw_trainer_create(sw_model* model, const sw_config* train_config, sw_t
   return guard(__func__, [&] {
     sw_trainer** target = &deref(out, "out");
     model_state(model);
-    *target = new_trainer(model->state, train_config_arg(train_config));
+    *target = new_trainer(model->state, train_config_arg(train_config), true);
   });
 }
 
@@ -251,7 +268,7 @@ sw_status sw_trainer_restore(const char* path, const char* device, sw_trainer** 
     auto state = make_model_state(sw::model_from_checkpoint(c), device);
     sw::TrainConfig train = c.train;
     train.clear_device();  // the run continues on the device asked for, whichever it left
-    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), train));
+    std::unique_ptr<sw_trainer> t(new_trainer(std::move(state), train, false));
     // The run's tokenizer lives beside the checkpoints (sw_trainer_save) or beside their
     // folder (`switch train --out DIR`: DIR/tokenizer.model, DIR/checkpoints/...).
     const std::filesystem::path root = std::filesystem::canonical(checkpoint_root_of(where));

@@ -334,7 +334,11 @@ typedef struct sw_metrics {
  * model it is given, where it is, and keeps it alive; a device set in the config must be
  * the model's (SW_ERR_INVALID_ARGUMENT otherwise). Training runs on
  * f32 models (f64 on the cpu) on the cpu or one GPU, with the per-layer aux loss
- * (AUX_PER_LAYER), in this version: others are SW_ERR_UNSUPPORTED. */
+ * (AUX_PER_LAYER), in this version: others are SW_ERR_UNSUPPORTED. A config naming a
+ * distill_teacher (a checkpoint with the model's vocabulary) makes a distillation trainer
+ * (cpu): each step mixes the teacher's probabilities into the target with
+ * distill_teacher_weight, and with distill_init_from_teacher (the default) the model starts
+ * here from every teacher parameter of the same name and shape. */
 SW_API sw_status sw_trainer_create(sw_model* model, const sw_config* train_config,
                                    sw_trainer** out);
 /* One optimizer step on batch (labels required; split into the config's micro_batches),

@@ -57,4 +57,18 @@ SwitchTransformer upcycle(const SwitchTransformer& dense, const ModelConfig& spa
   return out;
 }
 
+void init_from_teacher(const SwitchTransformer& teacher, SwitchTransformer& student) {
+  int64_t copied = 0;
+  for (const auto& e : student.parameters().entries()) {
+    if (!teacher.parameters().contains(e.name)) continue;
+    const Tensor& t = teacher.parameters().get(e.name);
+    if (t.shape() != e.tensor.shape()) continue;
+    student.parameters().set(e.name, t);
+    ++copied;
+  }
+  SW_CHECK_ARG(copied > 0, "distill_teacher: the student shares no parameter (name and shape) "
+               "with the teacher ", teacher.config().name(), "; distil into the teacher's dense "
+               "twin (the same widths, sparse steps 0)");
+}
+
 }  // namespace sw

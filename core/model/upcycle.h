@@ -15,4 +15,11 @@ namespace sw {
 // error naming the field (or the block). The result lives on the cpu in f32.
 SwitchTransformer upcycle(const SwitchTransformer& dense, const ModelConfig& sparse, uint64_t seed);
 
+// The other way, for distillation (paper §4.2: a dense student "initialized with the
+// non-expert weights" of its Switch teacher): copies into `student` every teacher parameter
+// of the same name and shape (all but the experts and routers for the teacher's dense twin;
+// the dense FFNs where the teacher is sparse keep their initialisation). A student sharing
+// none is an error. CPU.
+void init_from_teacher(const SwitchTransformer& teacher, SwitchTransformer& student);
+
 }  // namespace sw

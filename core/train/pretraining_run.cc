@@ -7,6 +7,7 @@
 
 #include "core/dist/data_parallel.h"
 #include "core/io/checkpoint.h"
+#include "core/model/upcycle.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -67,26 +68,6 @@ void drop_metrics_after(const std::string& path, int64_t step) {
   std::ofstream(path + ".tmp", std::ios::trunc) << kept;
   SW_CHECK(std::rename((path + ".tmp").c_str(), path.c_str()) == 0, Status::kIo,
            "resume: cannot rewrite ", path);
-}
-
-// A distilled run's start (the paper's §4.2): every teacher parameter whose name and shape
-// the student shares (all but the experts and routers when the student is the dense twin);
-// the others keep their initialisation. A student sharing none is refused.
-void init_from_teacher(const SwitchTransformer& teacher, SwitchTransformer& student) {
-  int64_t copied = 0;
-  for (const auto& e : student.parameters().entries()) {
-    if (!teacher.parameters().contains(e.name)) continue;
-    const Tensor& t = teacher.parameters().get(e.name);
-    if (t.shape() != e.tensor.shape()) continue;
-    student.parameters().set(e.name, t);
-    ++copied;
-  }
-  SW_CHECK_ARG(copied > 0,
-               "distill_teacher: the student shares no parameter (name and shape) "
-               "with the teacher ",
-               teacher.config().name(),
-               "; distil into the teacher's dense "
-               "twin (the same widths, sparse steps 0)");
 }
 
 }  // namespace

@@ -726,6 +726,53 @@ TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
   sw_config_destroy(train);
 }
 
+// Distillation through the C ABI: a train config naming a saved teacher starts a dense
+// student from the teacher's shared weights and mixes its probabilities into the loss; a
+// teacher of another vocabulary is refused by name.
+TEST_F(CApi, TrainerDistillsFromASavedTeacher) {
+  TempDir dir;
+  ASSERT_SW_OK(sw_model_save(model_, dir.path.c_str()));  // the tiny Switch model as teacher
+  sw_config* dense = nullptr;
+  ASSERT_SW_OK(sw_config_clone(config_, &dense));
+  ASSERT_SW_OK(sw_config_set_int(dense, "encoder_sparse_step", 0));
+  ASSERT_SW_OK(sw_config_set_int(dense, "decoder_sparse_step", 0));
+  sw_model *student = nullptr, *plain = nullptr;
+  ASSERT_SW_OK(sw_model_create(dense, "cpu", 11, &student));
+  ASSERT_SW_OK(sw_model_create(dense, "cpu", 11, &plain));
+  const std::string text = "optimizer: ADAMW schedule: CONSTANT batch_size: 2 distill_teacher: '" +
+                           dir.path + "'";
+  sw_config* train = nullptr;
+  ASSERT_SW_OK(sw_config_from_text(SW_CONFIG_TRAIN, text.c_str(), &train));
+  sw_trainer* trainer = nullptr;
+  ASSERT_SW_OK(sw_trainer_create(student, train, &trainer));
+  std::vector<float> t(384 * 64), s(384 * 64);
+  ASSERT_SW_OK(sw_model_get_parameter(model_, "shared.weight", t.data(), t.size()));
+  ASSERT_SW_OK(sw_model_get_parameter(student, "shared.weight", s.data(), s.size()));
+  EXPECT_EQ(s, t);  // started from the teacher's embedding
+  sw_config* plain_train = nullptr;
+  ASSERT_SW_OK(sw_config_from_text(SW_CONFIG_TRAIN,
+                                   "optimizer: ADAMW schedule: CONSTANT batch_size: 2", &plain_train));
+  sw_trainer* plain_trainer = nullptr;
+  ASSERT_SW_OK(sw_trainer_create(plain, plain_train, &plain_trainer));
+  ASSERT_SW_OK(sw_model_set_parameter(plain, "shared.weight", t.data(), t.size()));
+  sw_metrics distilled, ordinary;
+  SW_INIT_STRUCT(&distilled);
+  SW_INIT_STRUCT(&ordinary);
+  ASSERT_SW_OK(sw_trainer_step(trainer, &batch_.view, &distilled));
+  ASSERT_SW_OK(sw_trainer_step(plain_trainer, &batch_.view, &ordinary));
+  EXPECT_GT(std::fabs(distilled.loss - ordinary.loss), 1e-3);  // the teacher's share
+  sw_trainer_destroy(trainer);
+  sw_trainer_destroy(plain_trainer);
+  // Another vocabulary: named.
+  ASSERT_SW_OK(sw_config_set_int(dense, "vocab_size", 640));
+  sw_model* other = nullptr;
+  ASSERT_SW_OK(sw_model_create(dense, "cpu", 11, &other));
+  EXPECT_STATUS(sw_trainer_create(other, train, &trainer), SW_ERR_INVALID_ARGUMENT,
+                "the teacher's vocabulary (384) is not the student's (640)");
+  for (sw_model* m : {student, plain, other}) sw_model_destroy(m);
+  for (sw_config* c : {dense, train, plain_train}) sw_config_destroy(c);
+}
+
 // Training a GPU model through the C ABI: the same steps as a cpu copy of it within 1e-5,
 // a checkpoint saved from the device that restores on the cpu and on the GPU. Skipped
 // without a CUDA device.
