@@ -193,6 +193,22 @@ def test_parameters_and_gradients():
         assert g.shape == (8, 64) and np.isfinite(g).all() and np.abs(g).max() > 0
 
 
+def test_distillation_through_the_train_config(tmp_path):
+    with tiny() as teacher:
+        path = teacher.save(tmp_path / "teacher")
+        teacher_embedding = teacher.get_parameter("shared.weight")
+    batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS, "labels": LABELS,
+             "attention_mask": ATTENTION_MASK}
+    train = sw.TrainConfig(f"batch_size: 2 distill_teacher: '{path}'")
+    with tiny(seed=3, encoder_sparse_step=0, decoder_sparse_step=0) as student, \
+            sw.Trainer(student, train) as t:
+        np.testing.assert_array_equal(student.get_parameter("shared.weight"), teacher_embedding)
+        assert np.isfinite(t.step(batch).loss)
+    with tiny(vocab_size=640, encoder_sparse_step=0, decoder_sparse_step=0) as other:
+        with pytest.raises(sw.InvalidArgumentError, match="the teacher's vocabulary"):
+            sw.Trainer(other, train)
+
+
 def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
     with tiny() as m:
         train = sw.TrainConfig("optimizer: ADAMW learning_rate: 0.003 batch_size: 2")
