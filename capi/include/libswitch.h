@@ -338,7 +338,8 @@ typedef struct sw_metrics {
  * distill_teacher (a checkpoint with the model's vocabulary) makes a distillation trainer
  * (cpu): each step mixes the teacher's probabilities into the target with
  * distill_teacher_weight, and with distill_init_from_teacher (the default) the model starts
- * here from every teacher parameter of the same name and shape. */
+ * here from every teacher parameter of the same name and shape (a trainer made by
+ * sw_trainer_restore keeps the saved model and does not start again from the teacher). */
 SW_API sw_status sw_trainer_create(sw_model* model, const sw_config* train_config,
                                    sw_trainer** out);
 /* One optimizer step on batch (labels required; split into the config's micro_batches),
