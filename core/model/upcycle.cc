@@ -66,8 +66,11 @@ void init_from_teacher(const SwitchTransformer& teacher, SwitchTransformer& stud
     student.parameters().set(e.name, t);
     ++copied;
   }
-  SW_CHECK_ARG(copied > 0, "distill_teacher: the student shares no parameter (name and shape) "
-               "with the teacher ", teacher.config().name(), "; distil into the teacher's dense "
+  SW_CHECK_ARG(copied > 0,
+               "distill_teacher: the student shares no parameter (name and shape) "
+               "with the teacher ",
+               teacher.config().name(),
+               "; distil into the teacher's dense "
                "twin (the same widths, sparse steps 0)");
 }
 

@@ -739,8 +739,8 @@ TEST_F(CApi, TrainerDistillsFromASavedTeacher) {
   sw_model *student = nullptr, *plain = nullptr;
   ASSERT_SW_OK(sw_model_create(dense, "cpu", 11, &student));
   ASSERT_SW_OK(sw_model_create(dense, "cpu", 11, &plain));
-  const std::string text = "optimizer: ADAMW schedule: CONSTANT batch_size: 2 distill_teacher: '" +
-                           dir.path + "'";
+  const std::string text =
+      "optimizer: ADAMW schedule: CONSTANT batch_size: 2 distill_teacher: '" + dir.path + "'";
   sw_config* train = nullptr;
   ASSERT_SW_OK(sw_config_from_text(SW_CONFIG_TRAIN, text.c_str(), &train));
   sw_trainer* trainer = nullptr;
@@ -750,8 +750,8 @@ TEST_F(CApi, TrainerDistillsFromASavedTeacher) {
   ASSERT_SW_OK(sw_model_get_parameter(student, "shared.weight", s.data(), s.size()));
   EXPECT_EQ(s, t);  // started from the teacher's embedding
   sw_config* plain_train = nullptr;
-  ASSERT_SW_OK(sw_config_from_text(SW_CONFIG_TRAIN,
-                                   "optimizer: ADAMW schedule: CONSTANT batch_size: 2", &plain_train));
+  ASSERT_SW_OK(sw_config_from_text(
+      SW_CONFIG_TRAIN, "optimizer: ADAMW schedule: CONSTANT batch_size: 2", &plain_train));
   sw_trainer* plain_trainer = nullptr;
   ASSERT_SW_OK(sw_trainer_create(plain, plain_train, &plain_trainer));
   ASSERT_SW_OK(sw_model_set_parameter(plain, "shared.weight", t.data(), t.size()));

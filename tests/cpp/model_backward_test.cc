@@ -19,6 +19,18 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
+// The loss's central difference in one parameter element, which is restored after.
+double central_difference(const SwitchTransformer& m, const Batch& b, const ForwardOptions& o,
+                          double* x) {
+  const double saved = *x, h = 1e-6;
+  *x = saved + h;
+  const double up = m.forward(b, o).loss;
+  *x = saved - h;
+  const double down = m.forward(b, o).loss;
+  *x = saved;
+  return (up - down) / (2 * h);
+}
+
 class ModelBackward : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
@@ -53,14 +65,8 @@ TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
     for (int64_t k = 0; k < samples; ++k) {
       const int64_t i = n <= 64 ? k : k * (n - 1) / (samples - 1);
       ++checked;
-      double* x = t.data<double>() + i;
-      const double saved = *x, h = 1e-6;
-      *x = saved + h;
-      const double up = m.forward(b, train).loss;
-      *x = saved - h;
-      const double down = m.forward(b, train).loss;
-      *x = saved;
-      const double numeric = (up - down) / (2 * h), analytic = grads[p].second.item(i);
+      const double numeric = central_difference(m, b, train, t.data<double>() + i);
+      const double analytic = grads[p].second.item(i);
       diff += (numeric - analytic) * (numeric - analytic);
       norm += numeric * numeric;
       EXPECT_NEAR(analytic, numeric, 1e-5 * (1 + std::fabs(numeric)))
@@ -97,14 +103,7 @@ TEST(ModelBackwardDistillation, MixedTargetMatchesFiniteDifferences) {
     const int64_t n = t.numel();
     for (int64_t k = 0; k < 8; ++k) {
       const int64_t i = k * (n - 1) / 7;
-      double* x = t.data<double>() + i;
-      const double saved = *x, h = 1e-6;
-      *x = saved + h;
-      const double up = m.forward(b, train).loss;
-      *x = saved - h;
-      const double down = m.forward(b, train).loss;
-      *x = saved;
-      const double numeric = (up - down) / (2 * h);
+      const double numeric = central_difference(m, b, train, t.data<double>() + i);
       EXPECT_NEAR(grads[p].second.item(i), numeric, 1e-5 * (1 + std::fabs(numeric)))
           << grads[p].first << "[" << i << "]";
     }
