@@ -46,6 +46,14 @@ void validate(const TrainConfig& c) {
   require(c.distill_teacher_weight() >= 0 && c.distill_teacher_weight() <= 1,
           "distill_teacher_weight",
           detail::concat("must be in [0, 1], got ", c.distill_teacher_weight()));
+  // Distillation's settings mean nothing without a teacher: a changed one is not ignored.
+  if (c.distill_teacher().empty()) {
+    require(c.distill_teacher_weight() == 0.25, "distill_teacher_weight",
+            detail::concat("is set to ", c.distill_teacher_weight(),
+                           " but distill_teacher is empty (it weighs a teacher's probabilities)"));
+    require(c.distill_init_from_teacher(), "distill_init_from_teacher",
+            "is false but distill_teacher is empty (it says how a student starts)");
+  }
   require(c.max_bad_steps() >= 1, "max_bad_steps",
           detail::concat("must be >= 1, got ", c.max_bad_steps()));
   require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));

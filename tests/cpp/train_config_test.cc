@@ -61,6 +61,18 @@ TEST(TrainConfig, ValidationNamesTheField) {
             }).find("device: expected \"cpu\", \"cuda\" or \"cuda:N\", got \"gpu\""),
             std::string::npos);
   EXPECT_EQ(sw::train_config_from_text("device: \"cuda:1\"").device(), "cuda:1");
+  // Distillation's settings without a teacher would be ignored: refused by name.
+  EXPECT_NE(error_of([] {
+              sw::train_config_from_text("distill_teacher_weight: 0.5");
+            }).find("distill_teacher_weight: is set to 0.5 but distill_teacher is empty"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              sw::train_config_from_text("distill_init_from_teacher: false");
+            }).find("distill_init_from_teacher"),
+            std::string::npos);
+  EXPECT_EQ(sw::train_config_from_text("distill_teacher: \"t\" distill_teacher_weight: 0.5")
+                .distill_teacher_weight(),
+            0.5);
   EXPECT_EQ(sw::TrainConfig().device(), "cpu");
   EXPECT_NE(error_of([] { sw::train_config_from_text("steps: 10\nbogus: 1"); }).find("line 2"),
             std::string::npos);  // The embedded model is validated with the train config (preset +
