@@ -55,6 +55,11 @@ Tensor& GradientBuffer::of(const Tensor& parameter) {
   return g;
 }
 
+void GradientBuffer::zero() {
+  for (auto& entry : grads_)
+    fill_zero(entry.second.raw(), entry.second.device(), entry.second.nbytes());
+}
+
 std::vector<std::pair<std::string, Tensor>> GradientBuffer::by_name(
     const ParameterStore& store) const {
   std::vector<std::pair<std::string, Tensor>> out;

@@ -71,7 +71,11 @@ class ParameterStore {
 // stacked [E, ...] expert tensor while by_name() hands out each expert's slice.
 class GradientBuffer {
  public:
+  // A zero gradient the shape of `parameter` (the same one for the same tensor).
   Tensor& of(const Tensor& parameter);
+  // Zeroes every gradient held, keeping its memory: a buffer reused step after step
+  // costs one pass of writes, not fresh pages from the OS to fault in and clear.
+  void zero();
   // Every parameter's gradient in the store's order (zeros for parameters never reached).
   std::vector<std::pair<std::string, Tensor>> by_name(const ParameterStore& store) const;
 

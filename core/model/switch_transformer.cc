@@ -264,7 +264,8 @@ Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx,
 
 ForwardOutput SwitchTransformer::forward_backward(
     const Batch& host_batch, const ForwardOptions& options,
-    std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales) const {
+    std::vector<std::pair<std::string, Tensor>>& gradients, const LossScales& scales,
+    GradientBuffer* reuse) const {
   SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(host_batch.labels.defined(), "forward_backward: labels are required");
@@ -280,7 +281,9 @@ ForwardOutput SwitchTransformer::forward_backward(
 
   const int64_t rows = batch.decoder_input_ids.numel(), vocab = config_.vocab_size();
   const Tensor& head = output_head();
-  GradientBuffer grads;
+  GradientBuffer fresh;
+  GradientBuffer& grads = reuse ? *reuse : fresh;
+  grads.zero();
   const Tensor logits = out.logits.view({rows, vocab}), labels = batch.labels.view({rows});
   const Tensor d_logits =
       options.teacher_probs

@@ -98,9 +98,13 @@ class SwitchTransformer {
   // The forward and the gradient of loss = ce + aux + z (labels required; with a teacher in
   // the options, the mixed target's cross-entropy in ce's place) w.r.t. every parameter, by
   // name in parameters() order. CPU, AUX_PER_LAYER.
+  // With `reuse` the gradients live in that buffer (zeroed first) and stay valid until
+  // it is used again: a trainer keeps one across steps instead of allocating ~4 bytes
+  // per parameter each step.
   ForwardOutput forward_backward(const Batch& batch, const ForwardOptions& options,
                                  std::vector<std::pair<std::string, Tensor>>& gradients,
-                                 const LossScales& scales = {}) const;
+                                 const LossScales& scales = {},
+                                 GradientBuffer* reuse = nullptr) const;
 
   // Runs the encoder once (input_ids [B, Te] and its mask on the host; the mask may be
   // undefined) and computes every decoder block's cross-attention keys and values, on the

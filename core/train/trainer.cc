@@ -14,6 +14,11 @@
 namespace sw {
 namespace {
 
+double seconds_between(std::chrono::steady_clock::time_point from,
+                       std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
 // Sums a micro-batch's routing into the step's per-layer loads (entropy weighted by tokens).
 void add_layer_loads(const std::vector<LayerRouting>& routing, std::vector<LayerLoad>& loads) {
   if (loads.empty()) {
@@ -118,6 +123,12 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
 
 std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     const std::vector<Batch>& micro_batches, TrainMetrics& metrics) const {
+  return accumulate_into(micro_batches, metrics, nullptr);
+}
+
+std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
+    const std::vector<Batch>& micro_batches, TrainMetrics& metrics, GradientBuffer* buffers) const {
+  const auto start = std::chrono::steady_clock::now();
   SW_CHECK_ARG(!micro_batches.empty(), "trainer: a step needs at least one micro-batch");
   auto counted_labels = [](const Batch& b) {
     const int32_t* labels = b.labels.data<int32_t>();
@@ -171,7 +182,8 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
       run.teacher_probs = &teacher_probs;
       run.teacher_weight = options_.teacher_weight;
     }
-    const ForwardOutput out = model_.forward_backward(b, run, grads, scales);
+    GradientBuffer* buffer = buffers ? &buffers[total.empty() ? 0 : 1] : nullptr;
+    const ForwardOutput out = model_.forward_backward(b, run, grads, scales, buffer);
     metrics.ce += scales.ce * out.ce_loss;
     metrics.target += scales.ce * out.target_loss;
     metrics.aux += scales.aux * out.aux_loss;
@@ -186,6 +198,8 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
       for (size_t i = 0; i < total.size(); ++i) ops::add_(total[i].second, grads[i].second);
     }
   }
+  const auto reduce_start = std::chrono::steady_clock::now();
+  metrics.phases.forward_backward = seconds_between(start, reduce_start);
   if (dp && dp->size() > 1) {
     Communicator* ep = options_.expert_parallel;
     if (ep && ep->size() > 1) {
@@ -200,6 +214,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
     }
     reduce_metrics(*dp, metrics, sparse_layers);
   }
+  metrics.phases.reduce = seconds_between(reduce_start, std::chrono::steady_clock::now());
   metrics.loss = metrics.target + metrics.aux + metrics.z;
   if (sparse_layers) metrics.dropped_fraction /= static_cast<double>(sparse_layers);
   finish_layer_loads(metrics.layers);
@@ -283,7 +298,8 @@ std::vector<Batch> split_micro_batches(const Batch& b, int64_t parts) {
 TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   const auto start = std::chrono::steady_clock::now();
   TrainMetrics m;
-  std::vector<std::pair<std::string, Tensor>> grads = accumulate(micro_batches, m);
+  std::vector<std::pair<std::string, Tensor>> grads =
+      accumulate_into(micro_batches, m, step_gradients_);
   std::vector<ParameterGradient> pairs;
   const auto& entries = model_.parameters().entries();
   Communicator* ep = options_.expert_parallel;
@@ -299,7 +315,10 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
     }
     pairs.push_back(std::move(pg));
   }
+  const auto clip_start = std::chrono::steady_clock::now();
   m.grad_norm = clip_gradient_norm(pairs, options_.grad_clip_norm);
+  const auto clip_end = std::chrono::steady_clock::now();
+  m.phases.clip = seconds_between(clip_start, clip_end);
   if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
     // Nothing is updated: the parameters, the optimizer state and the step count stay.
     m.skipped = true;
@@ -309,7 +328,7 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
              "training stopped: ", bad_in_a_row_, " steps in a row after step ", steps_,
              " had a non-finite loss or gradient (loss ", m.loss, ", gradient norm ", m.grad_norm,
              "); the parameters are those of step ", steps_);
-    m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    m.seconds = seconds_between(start, std::chrono::steady_clock::now());
     return m;
   }
   bad_in_a_row_ = 0;
@@ -318,7 +337,9 @@ TrainMetrics Trainer::step(const std::vector<Batch>& micro_batches) {
   m.learning_rate = options_.schedule.rate(m.step);
   optimizer_->step(pairs, m.learning_rate, m.step);
   update_balancing_biases(m.layers);
-  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto end = std::chrono::steady_clock::now();
+  m.phases.optimizer = seconds_between(clip_end, end);
+  m.seconds = seconds_between(start, end);
   return m;
 }
 

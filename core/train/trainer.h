@@ -69,6 +69,11 @@ struct TrainMetrics {
   double dropped_fraction = 0;  // mean over sparse layers and micro-batches
   int64_t tokens = 0;           // encoder + decoder tokens
   double seconds = 0;
+  // Where those seconds went: every micro-batch's forward and backward (a teacher's forward
+  // included), the gradient sums over data-parallel replicas, clipping, the optimizer.
+  struct Phases {
+    double forward_backward = 0, reduce = 0, clip = 0, optimizer = 0;
+  } phases;
   bool skipped = false;           // the loss or the gradient was not finite: nothing updated
   int64_t skipped_steps = 0;      // skipped so far by this trainer
   std::vector<LayerLoad> layers;  // one per sparse block, encoder first
@@ -122,12 +127,19 @@ class Trainer {
   // Aux-loss-free balancing: each sparse layer's choice bias moves towards its
   // under-loaded experts by the config's rate (docs/MATH.md §3), from the step's loads.
   void update_balancing_biases(const std::vector<LayerLoad>& layers);
+  // accumulate(), its gradients in `buffers` when given: [0] holds the sum, [1] each
+  // further micro-batch's gradient before it is added (views into them are returned).
+  std::vector<std::pair<std::string, Tensor>> accumulate_into(
+      const std::vector<Batch>& micro_batches, TrainMetrics& metrics,
+      GradientBuffer* buffers) const;
 
   SwitchTransformer& model_;
   TrainOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t steps_ = 0;
   int64_t skipped_ = 0, bad_in_a_row_ = 0;
+  // The step's gradients, kept from step to step (see accumulate_into).
+  GradientBuffer step_gradients_[2];
   // The data-parallel ranks that hold this rank's experts (made at the first step).
   mutable std::unique_ptr<Communicator> expert_replicas_;
 };

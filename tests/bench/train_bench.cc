@@ -65,6 +65,10 @@ void TrainStep(benchmark::State& state, const char* preset, int64_t batch) {
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(metrics.tokens),
                                                   benchmark::Counter::kIsIterationInvariantRate);
   state.counters["params_M"] = model.parameters().num_elements() / 1e6;
+  // The last step's phases (seconds).
+  state.counters["fwd_bwd_s"] = metrics.phases.forward_backward;
+  state.counters["clip_s"] = metrics.phases.clip;
+  state.counters["optimizer_s"] = metrics.phases.optimizer;
   state.counters["peak_rss_GiB"] = sw::bench::peak_rss_gib();
 }
 BENCHMARK_CAPTURE(TrainStep, tiny, "tiny", 8)->Unit(benchmark::kMillisecond)->UseRealTime();
