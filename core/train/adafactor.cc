@@ -79,6 +79,9 @@ class Adafactor final : public OptimizerBase {
   // Three passes, none of which stores the update: the second-moment statistics, the
   // update's RMS (for clipping), then the parameter step; each recomputes the unclipped
   // update u = g / sqrt(v_hat) elementwise, which costs less than writing it out.
+  // Factored, 1 / sqrt(v_hat) = row_factor[r] * col_factor[c] is a product of a per-row
+  // and a per-column number, so the inner loops run along rows with no division and
+  // vectorise; sums keep fixed lanes and fixed blocks (parameter_loops.h).
   // A model-parallel part (pg.split_axis) sums its statistics over the group: the row
   // (split by columns) or column (split by rows) second moments, the mean row moment and
   // the update's and parameter's RMS, so every part takes its share of the whole's step.
@@ -112,77 +115,119 @@ class Adafactor final : public OptimizerBase {
     const bool split_rows = split && pg.split_axis == pg.parameter.ndim() - 2;
     const double all_cols = static_cast<double>(cols) * (split_cols ? parts : 1);
     const double all_rows = static_cast<double>(rows) * (split_rows ? parts : 1);
-    S* row = is_factored ? s.get("row").data<S>() : nullptr;
-    S* col = is_factored ? s.get("col").data<S>() : nullptr;
     S* v = is_factored ? nullptr : s.get("v").data<S>();
-    std::vector<double> row_scale(is_factored ? batch * rows : 0);  // row[r] / mean(row)
+    std::vector<double> row_factor, col_factor;
     if (is_factored) {
-      for (int64_t b = 0; b < batch; ++b) {
-        const T* gb = g + b * rows * cols;
-        S* rb = row + b * rows;
-        S* cb = col + b * cols;
-        // Row sums, and column sums over fixed row blocks reduced in order (thread-count
-        // independent).
-        Tensor row_sums = Tensor::zeros({rows}, DType::f64),
-               col_sums = Tensor::zeros({cols}, DType::f64);
-        double* rs = row_sums.data<double>();
-        const int64_t row_block = std::max<int64_t>(1, kBlock / cols);
-        const int64_t blocks = (rows + row_block - 1) / row_block;
-        std::vector<double> col_partial(blocks * cols, 0.0);
-#pragma omp parallel for schedule(static)
-        for (int64_t k = 0; k < blocks; ++k) {
-          double* cp = col_partial.data() + k * cols;
-          for (int64_t r = k * row_block; r < std::min(rows, (k + 1) * row_block); ++r) {
-            double row_sum = 0;
-            for (int64_t c = 0; c < cols; ++c) {
-              const double sq = static_cast<double>(gb[r * cols + c]) * gb[r * cols + c] + o_.eps1;
-              row_sum += sq;
-              cp[c] += sq;
-            }
-            rs[r] = row_sum;
-          }
-        }
-        double* cs = col_sums.data<double>();
-        for (int64_t c = 0; c < cols; ++c)
-          for (int64_t k = 0; k < blocks; ++k) cs[c] += col_partial[k * cols + c];
-        if (split_cols) row_sums = sum_over_parts(row_sums), rs = row_sums.data<double>();
-        if (split_rows) col_sums = sum_over_parts(col_sums), cs = col_sums.data<double>();
-        for (int64_t r = 0; r < rows; ++r)
-          rb[r] = static_cast<S>(beta2 * rb[r] + (1 - beta2) * (rs[r] / all_cols));
-        for (int64_t c = 0; c < cols; ++c)
-          cb[c] = static_cast<S>(beta2 * cb[c] + (1 - beta2) * (cs[c] / all_rows));
-        double row_avg = 0;
-        for (int64_t r = 0; r < rows; ++r) row_avg += static_cast<double>(rb[r]) / all_rows;
-        if (split_rows) row_avg = total(row_avg);
-        for (int64_t r = 0; r < rows; ++r) row_scale[b * rows + r] = rb[r] / row_avg;
-      }
+      row_factor.resize(batch * rows);
+      col_factor.resize(batch * cols);
+      S* row = s.get("row").data<S>();
+      S* col = s.get("col").data<S>();
+      for (int64_t b = 0; b < batch; ++b)
+        factored_moments(g + b * rows * cols, rows, cols, beta2, split_cols, split_rows,
+                         all_cols, all_rows, sum_over_parts, total, row + b * rows,
+                         col + b * cols, row_factor.data() + b * rows,
+                         col_factor.data() + b * cols);
     } else {
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n; ++i)
         v[i] = static_cast<S>(beta2 * v[i] +
                               (1 - beta2) * (static_cast<double>(g[i]) * g[i] + o_.eps1));
     }
-    // v_hat = row[r] * col[c] / mean(row), the rank-1 estimate of E[g^2] (or v itself).
-    auto unclipped = [&](int64_t i) {
-      if (!is_factored) return g[i] / std::sqrt(static_cast<double>(v[i]));
-      const int64_t c = i % cols, br = i / cols, b = br / rows;
-      return g[i] / std::sqrt(row_scale[br] * static_cast<double>(col[b * cols + c]));
+    // Calls piece(row, c0, c1, i) for the parts of [lo, hi) that lie in one row, i being
+    // the index of (row, c0); u there is g[i + k] * row_factor[row] * col_factor[c0 + k]
+    // (factored) or g[i + k] / sqrt(v[i + k]).
+    auto by_rows = [&](int64_t lo, int64_t hi, auto&& piece) {
+      for (int64_t i = lo; i < hi;) {
+        const int64_t r = i / cols, c0 = i - r * cols, c1 = std::min(cols, c0 + (hi - i));
+        piece(r, c0, c1, i);
+        i += c1 - c0;
+      }
     };
     // Update clipping: the update's RMS is at most clip_threshold.
     const double sum_sq = total(block_sum(n, [&](int64_t lo, int64_t hi) {
       double a = 0;
-      for (int64_t i = lo; i < hi; ++i) a += unclipped(i) * unclipped(i);
+      by_rows(lo, hi, [&](int64_t r, int64_t c0, int64_t c1, int64_t i) {
+        const T* gi = g + i - c0;
+        if (is_factored) {
+          const double rf = row_factor[r];
+          const double* cf = col_factor.data() + (r / rows) * cols;
+          a += lane_sum(c0, c1, [&](int64_t c) {
+            const double u = gi[c] * rf * cf[c];
+            return u * u;
+          });
+        } else {
+          const S* vi = v + i - c0;
+          a += lane_sum(c0, c1, [&](int64_t c) {
+            return static_cast<double>(gi[c]) * gi[c] / static_cast<double>(vi[c]);
+          });
+        }
+      });
       return a;
     }));
     const double rms = std::sqrt(n ? sum_sq / n_total : 0.0);
     const double shrink = std::max(1.0, rms / o_.clip_threshold);
     S* m = o_.beta1 > 0 ? s.get("m").data<S>() : nullptr;
+    const double decay = 1 - rate * o_.weight_decay;
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      double u = unclipped(i) / shrink;
-      if (m) u = m[i] = static_cast<S>(o_.beta1 * m[i] + (1 - o_.beta1) * u);
-      p[i] = static_cast<T>(p[i] - rate * o_.weight_decay * p[i] - rate * u);
+    for (int64_t k = 0; k < blocks; ++k) {
+      by_rows(k * kBlock, std::min(n, (k + 1) * kBlock),
+              [&](int64_t r, int64_t c0, int64_t c1, int64_t i) {
+                T* pi = p + i - c0;
+                const T* gi = g + i - c0;
+                S* mi = m ? m + i - c0 : nullptr;
+                const S* vi = v ? v + i - c0 : nullptr;
+                const double rf = is_factored ? row_factor[r] / shrink : 1 / shrink;
+                const double* cf = is_factored ? col_factor.data() + (r / rows) * cols : nullptr;
+                for (int64_t c = c0; c < c1; ++c) {
+                  double u = cf ? gi[c] * rf * cf[c]
+                                : gi[c] * rf / std::sqrt(static_cast<double>(vi[c]));
+                  if (mi) u = mi[c] = static_cast<S>(o_.beta1 * mi[c] + (1 - o_.beta1) * u);
+                  pi[c] = static_cast<T>(decay * pi[c] - rate * u);
+                }
+              });
     }
+  }
+
+  // One [rows, cols] matrix's second-moment step: row and column means of g^2 + eps1
+  // (the column sums over fixed row blocks added in order), the decayed row and column
+  // moments, and the factors of 1 / sqrt(v_hat), v_hat = row[r] * col[c] / mean(row).
+  template <typename T, typename S, typename SumOverParts, typename Total>
+  void factored_moments(const T* g, int64_t rows, int64_t cols, double beta2, bool split_cols,
+                        bool split_rows, double all_cols, double all_rows,
+                        SumOverParts& sum_over_parts, Total& total, S* row, S* col,
+                        double* row_factor, double* col_factor) const {
+    Tensor row_sums = Tensor::zeros({rows}, DType::f64), col_sums = Tensor::zeros({cols}, DType::f64);
+    double* rs = row_sums.data<double>();
+    const int64_t row_block = std::max<int64_t>(1, kBlock / cols);
+    const int64_t blocks = (rows + row_block - 1) / row_block;
+    std::vector<double> col_partial(blocks * cols, 0.0);
+    const double eps1 = o_.eps1;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < blocks; ++k) {
+      double* cp = col_partial.data() + k * cols;
+      for (int64_t r = k * row_block; r < std::min(rows, (k + 1) * row_block); ++r) {
+        const T* gr = g + r * cols;
+        for (int64_t c = 0; c < cols; ++c) cp[c] += static_cast<double>(gr[c]) * gr[c] + eps1;
+        rs[r] = lane_sum(0, cols,
+                         [&](int64_t c) { return static_cast<double>(gr[c]) * gr[c] + eps1; });
+      }
+    }
+    double* cs = col_sums.data<double>();
+    for (int64_t k = 0; k < blocks; ++k)
+      for (int64_t c = 0; c < cols; ++c) cs[c] += col_partial[k * cols + c];
+    if (split_cols) row_sums = sum_over_parts(row_sums), rs = row_sums.data<double>();
+    if (split_rows) col_sums = sum_over_parts(col_sums), cs = col_sums.data<double>();
+    for (int64_t r = 0; r < rows; ++r)
+      row[r] = static_cast<S>(beta2 * row[r] + (1 - beta2) * (rs[r] / all_cols));
+    for (int64_t c = 0; c < cols; ++c)
+      col[c] = static_cast<S>(beta2 * col[c] + (1 - beta2) * (cs[c] / all_rows));
+    double row_avg = 0;
+    for (int64_t r = 0; r < rows; ++r) row_avg += static_cast<double>(row[r]) / all_rows;
+    if (split_rows) row_avg = total(row_avg);
+    for (int64_t r = 0; r < rows; ++r)
+      row_factor[r] = 1 / std::sqrt(static_cast<double>(row[r]) / row_avg);
+    for (int64_t c = 0; c < cols; ++c) col_factor[c] = 1 / std::sqrt(static_cast<double>(col[c]));
   }
 
   AdafactorOptions o_;
