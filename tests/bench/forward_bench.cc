@@ -96,6 +96,21 @@ void DenseGemm(benchmark::State& state) {
 }
 BENCHMARK(DenseGemm)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// One square f32 GEMM n^3 (ops::matmul), for scripts/bench-vs-torch's row against torch.mm.
+void SquareGemm(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const sw::Tensor a = sw::Tensor::full({n, n}, sw::DType::f32, 0.5),
+                   b = sw::Tensor::full({n, n}, sw::DType::f32, 0.01);
+  sw::Tensor c = sw::Tensor::empty({n, n}, sw::DType::f32);
+  for (auto _ : state) {
+    sw::ops::matmul(a, false, b, false, c);
+    benchmark::DoNotOptimize(c.raw());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(SquareGemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
 
 BENCHMARK_MAIN();
