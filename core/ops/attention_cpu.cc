@@ -39,11 +39,18 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
           RowMatrix<T> S = Q * K.transpose();
           for (int64_t i = 0; i < Tq; ++i) {
             T* row = S.data() + i * Tk;
-            for (int64_t j = 0; j < Tk; ++j) {
-              if (bias) row[j] += bias[(h * Tq + i) * Tk + j];
-              const bool is_masked =
-                  (key_mask && key_mask[b * Tk + j] == 0) || (in.causal && j > i);
-              if (is_masked) row[j] += masked;
+            // Branch-free loops that vectorise: the bias, then `masked` where the key is
+            // padding or (causal) in the future; adding 0 elsewhere changes no value.
+            if (bias) {
+              const T* bias_row = bias + (h * Tq + i) * Tk;
+              for (int64_t j = 0; j < Tk; ++j) row[j] += bias_row[j];
+            }
+            if (key_mask || in.causal) {
+              const int32_t* keys = key_mask ? key_mask + b * Tk : nullptr;
+              for (int64_t j = 0; j < Tk; ++j) {
+                const bool is_masked = (keys && keys[j] == 0) || (in.causal && j > i);
+                row[j] += is_masked ? masked : T(0);
+              }
             }
             softmax_row(row, Tk);
           }

@@ -44,16 +44,37 @@ using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
 // for large logits. Sums accumulate in Acc (double for cross-entropy).
 template <typename T>
 T row_max(const T* x, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
-  return m;
+  // The maximum is exact in any order: Eigen's vectorised reduction.
+  if (n == 0) return -std::numeric_limits<T>::infinity();
+  return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x, n).maxCoeff();
 }
 
+// softmax_row works on fixed chunks of one vector register (a short tail padded with
+// -inf, whose exp is 0): every element takes the same vectorised exp and the sum the same
+// lanes wherever the row lies in memory, so results do not depend on alignment.
 template <typename T>
 void softmax_row(T* x, int64_t n) {
+  constexpr int64_t kChunk = 64 / sizeof(T);
+  using Chunk = Eigen::Array<T, kChunk, 1>;
+  // Eigen's exp clamps its argument (f64: to exp(-709.8) ~ 1e-309); below the smallest
+  // denormal's log the true exp is 0, which masked keys must get.
+  constexpr T kUnderflow = sizeof(T) == 4 ? T(-103.28) : T(-744.44);
   const T m = row_max(x, n);
+  alignas(64) T shifted[kChunk];
+  alignas(64) T sums[kChunk] = {};
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t k = std::min(kChunk, n - i);
+    std::fill(shifted + k, shifted + kChunk, -std::numeric_limits<T>::infinity());
+    for (int64_t j = 0; j < k; ++j) shifted[j] = x[i + j] - m;
+    const Chunk e = Eigen::Map<const Chunk, Eigen::Aligned64>(shifted).exp();
+    for (int64_t j = 0; j < kChunk; ++j) {
+      shifted[j] = shifted[j] < kUnderflow ? T(0) : e[j];
+      sums[j] += shifted[j];
+    }
+    std::copy(shifted, shifted + k, x + i);
+  }
   T sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - m));
+  for (T s : sums) sum += s;
   const T inv = T(1) / sum;
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
