@@ -2,9 +2,11 @@
 // its group's file (commands.h); this one dispatches to them, prints the top-level help and
 // reports errors. `switch <command> --help` lists a subcommand's flags.
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <vector>
@@ -51,9 +53,21 @@ void set_threads(int64_t threads) {
   omp_set_num_threads(static_cast<int>(threads));
 }
 
+// libgomp's threads spin ~300k rounds at every barrier before they sleep, and a hypervisor
+// deschedules a vCPU that spins (pause-loop exiting): on this project's 2-vCPU machines a
+// forward made of many small parallel regions ran 2x slower for it (docs/PERF.md, "OpenMP
+// spinning"). libgomp reads its settings when it loads, before main, so a run without
+// GOMP_SPINCOUNT or OMP_WAIT_POLICY sets a short spin and starts itself again.
+void shorten_openmp_spinning(char** argv) {
+  if (std::getenv("GOMP_SPINCOUNT") || std::getenv("OMP_WAIT_POLICY")) return;
+  setenv("GOMP_SPINCOUNT", "10000", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: run on with the default
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  shorten_openmp_spinning(argv);
   const std::vector<Command> commands = all_commands();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(usage(commands).c_str(), argc < 2 ? stderr : stdout);

@@ -30,7 +30,7 @@ void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha
   const int64_t row_tiles = (d.m + kTileRows - 1) / kTileRows;
   const int64_t col_tiles = (d.n + kTileCols - 1) / kTileCols;
   const int64_t tiles = row_tiles * col_tiles;
-#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && d.m * d.n * d.k > 65536)
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && d.m * d.n * d.k > (int64_t{1} << 20))
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t r0 = t / col_tiles * kTileRows, c0 = t % col_tiles * kTileCols;
     const int64_t rows = std::min(kTileRows, d.m - r0), cols = std::min(kTileCols, d.n - c0);

@@ -36,6 +36,10 @@ void Forward(benchmark::State& state, const char* preset, int64_t batch = kBatch
   state.counters["peak_rss_GiB"] = sw::bench::peak_rss_gib();
 }
 BENCHMARK_CAPTURE(Forward, tiny, "tiny")->Unit(benchmark::kMillisecond)->UseRealTime();
+// scripts/bench-vs-torch's forward-tiny shape.
+BENCHMARK_CAPTURE(Forward, tiny_16x160, "tiny", 16, 128, 32)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // The shape capi_bench.cc's CApiForward/tiny_small runs through the C ABI.
 BENCHMARK_CAPTURE(Forward, tiny_small, "tiny", 1, 16, 4)
     ->Unit(benchmark::kMicrosecond)

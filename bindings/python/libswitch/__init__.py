@@ -15,12 +15,19 @@ Every failure raises :class:`Error` (a subclass per status, e.g. :class:`Invalid
 also a ``ValueError``) with the library's message, which names the bad argument.
 """
 
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from . import libswitch_raw as _raw
+# libgomp reads its spin count when it loads (with the extension below): unless the user
+# chose one, a short spin, which the `switch` command sets too (docs/PERF.md, "OpenMP
+# spinning": on virtual machines long spins made small forwards 2x slower).
+if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+
+from . import libswitch_raw as _raw  # noqa: E402 - after the OpenMP setting above
 
 __version__ = _raw.sw_version()
 ABI_VERSION = _raw.sw_abi_version()

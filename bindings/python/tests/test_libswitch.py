@@ -4,6 +4,7 @@ training, checkpoints, generation, threads, and no native memory growth."""
 import os
 import resource
 import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -38,6 +39,16 @@ def test_version_and_presets():
     assert "tiny" in sw.presets() and "switch-base-8" in sw.presets()
     if not sw.cuda_built():
         assert sw.cuda_device_count() == 0
+
+
+def test_import_shortens_openmp_spinning_unless_the_user_chose():
+    script = "import os, libswitch; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    run = lambda extra: subprocess.run([sys.executable, "-c", script], env=dict(env, **extra),
+                                       capture_output=True, text=True, check=True).stdout.strip()
+    assert run({}) == "10000"
+    assert run({"GOMP_SPINCOUNT": "500"}) == "500"
+    assert run({"OMP_WAIT_POLICY": "passive"}) == "None"
 
 
 def test_plan():
