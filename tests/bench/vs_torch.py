@@ -116,13 +116,24 @@ def run_torch(work, model_dir, threads):
                         relative_step=False, warmup_init=False, clip_threshold=1.0,
                         decay_rate=-0.8, beta1=None)
 
+        phases = {"forward": [], "backward": [], "clip": [], "optimizer": []}
+
         def step():
+            marks = [time.perf_counter()]
             loss = model(input_ids=ids, decoder_input_ids=decoder, labels=labels).loss
+            marks.append(time.perf_counter())
             loss.backward()
+            marks.append(time.perf_counter())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            marks.append(time.perf_counter())
             opt.step()
             opt.zero_grad(set_to_none=True)
+            marks.append(time.perf_counter())
+            for (name, times), a, b in zip(phases.items(), marks, marks[1:]):
+                times.append(b - a)
         s = median_seconds(step, 5 if preset == "tiny" else 3)
+        print("phases (s, median): " + ", ".join(
+            f"{k} {statistics.median(v[1:]):.3f}" for k, v in phases.items()), file=sys.stderr)
         return batch * (enc + dec) / s
     model.eval()
     with torch.no_grad():
@@ -177,13 +188,14 @@ def main():
             rates = {"libswitch": [], "torch": []}
             for run in range(a.runs):
                 for side in rates:
-                    out = subprocess.run(
+                    child = subprocess.run(
                         [sys.executable, __file__, "--threads", str(a.threads), "--build",
                          a.build, "--one", side, work, dirs.get(WORK[work][0], "-")],
-                        check=True, capture_output=True, text=True, env=env).stdout
-                    rates[side].append(json.loads(out.strip().splitlines()[-1])["rate"])
-                    print(f"  {work} run {run + 1}/{a.runs} {side}: {rates[side][-1]:.4g}",
-                          file=sys.stderr, flush=True)
+                        check=True, capture_output=True, text=True, env=env)
+                    rates[side].append(json.loads(child.stdout.strip().splitlines()[-1])["rate"])
+                    phases = [l for l in child.stderr.splitlines() if l.startswith("phases")]
+                    print(f"  {work} run {run + 1}/{a.runs} {side}: {rates[side][-1]:.4g}"
+                          + "".join(f"; {p}" for p in phases), file=sys.stderr, flush=True)
             ours, theirs = (statistics.median(rates[s]) for s in ("libswitch", "torch"))
             unit, target = WORK[work][4], WORK[work][5]
             spread = {s: f"{fmt(min(r))}-{fmt(max(r))}" for s, r in rates.items()}
