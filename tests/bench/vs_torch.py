@@ -162,6 +162,9 @@ def main():
                 else run_torch(work, model_dir, a.threads))
         print(json.dumps({"rate": rate}))
         return
+    # Each side runs with the environment this script was given: importing libswitch sets
+    # a default GOMP_SPINCOUNT in this process, which the torch side must not inherit.
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     works = a.work.split(",")
     unknown = [w for w in works if w not in WORK]
     if unknown:
@@ -181,7 +184,6 @@ def main():
                 dirs[preset] = os.path.join(tmp, preset)
                 with sw.Model(sw.Config.preset(preset), seed=0) as m:
                     m.export_hf(dirs[preset], allow_routing_change=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
         print(f"{'work':<14} {'unit':<13} {'libswitch':>10} {'spread':>17} {'torch':>10} "
               f"{'spread':>17} {'ratio':>6} {'target':>6}", flush=True)
         for work in works:
