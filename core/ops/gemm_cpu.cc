@@ -1,4 +1,9 @@
 #include <algorithm>
+#include <type_traits>
+
+#ifdef SW_WITH_BLIS
+#include <blis.h>
+#endif
 
 #include "core/ops/cpu_util.h"
 #include "core/ops/gemm.h"
@@ -10,40 +15,65 @@ struct GemmDims {
   int64_t m, k, n;
 };
 
-// The output is cut into fixed tiles computed in parallel, each by Eigen on one thread
-// (the core is built with EIGEN_DONT_PARALLELIZE). The tiling depends only on the shape,
-// so every element is summed in the same order whatever the thread count: Eigen's own
-// threading would pick its blocking, and so the order of the sums over k, from the
+// The output is cut into fixed tiles computed in parallel, each by one thread (BLIS's
+// serial kernels, or Eigen built with EIGEN_DONT_PARALLELIZE). The tiling depends only on
+// the shape, so every element is summed in the same order whatever the thread count: a
+// threaded GEMM would pick its blocking, and so the order of the sums over k, from the
 // number of threads.
-constexpr int64_t kTileRows = 256, kTileCols = 256;
+// Tiles of 512 where an extent has room for two (fewer repacks of each operand panel:
+// BLIS reached 0.7 of its speed on 256-wide tiles), else 256 (parallelism for the smaller
+// products). docs/PERF.md, "The CPU path against PyTorch".
+int64_t tile_extent(int64_t extent) { return extent >= 1024 ? 512 : 256; }
+
+// c[rows, cols] += alpha * op(a) @ op(b) over k, every operand row-major with the given
+// leading dimension; a transposed operand is the same memory read with its strides swapped.
+template <typename T>
+void tile_product(const T* a, bool ta, int64_t lda, const T* b, bool tb, int64_t ldb, T* c,
+                  int64_t ldc, int64_t rows, int64_t cols, int64_t k, T alpha) {
+#ifdef SW_WITH_BLIS
+  T one = 1;
+  const inc_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
+  if constexpr (std::is_same_v<T, float>)
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
+              csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
+  else
+    bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
+              csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
+#else
+  using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<> >;
+  Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<> > C(c, rows, cols, Eigen::OuterStride<>(ldc));
+  const Strided A(a, ta ? k : rows, ta ? rows : k, Eigen::OuterStride<>(lda));
+  const Strided B(b, tb ? cols : k, tb ? k : cols, Eigen::OuterStride<>(ldb));
+  if (!ta && !tb)
+    C.noalias() += alpha * A * B;
+  else if (ta && !tb)
+    C.noalias() += alpha * A.transpose() * B;
+  else if (!ta && tb)
+    C.noalias() += alpha * A * B.transpose();
+  else
+    C.noalias() += alpha * A.transpose() * B.transpose();
+#endif
+}
 
 template <typename T>
 void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha, T beta) {
-  ConstMatrixMap<T> A(a, ta ? d.k : d.m, ta ? d.m : d.k);
-  ConstMatrixMap<T> B(b, tb ? d.n : d.k, tb ? d.k : d.n);
   MatrixMap<T> C(c, d.m, d.n);
   if (beta == T(0))
     C.setZero();
   else if (beta != T(1))
     C *= beta;
   if (d.m == 0 || d.n == 0 || d.k == 0) return;
-  const int64_t row_tiles = (d.m + kTileRows - 1) / kTileRows;
-  const int64_t col_tiles = (d.n + kTileCols - 1) / kTileCols;
+  const int64_t tile_rows = tile_extent(d.m), tile_cols = tile_extent(d.n);
+  const int64_t row_tiles = (d.m + tile_rows - 1) / tile_rows;
+  const int64_t col_tiles = (d.n + tile_cols - 1) / tile_cols;
   const int64_t tiles = row_tiles * col_tiles;
+  const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
 #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && d.m * d.n * d.k > (int64_t{1} << 20))
   for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t r0 = t / col_tiles * kTileRows, c0 = t % col_tiles * kTileCols;
-    const int64_t rows = std::min(kTileRows, d.m - r0), cols = std::min(kTileCols, d.n - c0);
-    auto out = C.block(r0, c0, rows, cols);
-    if (!ta && !tb)
-      out.noalias() += alpha * A.middleRows(r0, rows) * B.middleCols(c0, cols);
-    else if (ta && !tb)
-      out.noalias() += alpha * A.middleCols(r0, rows).transpose() * B.middleCols(c0, cols);
-    else if (!ta && tb)
-      out.noalias() += alpha * A.middleRows(r0, rows) * B.middleRows(c0, cols).transpose();
-    else
-      out.noalias() +=
-          alpha * A.middleCols(r0, rows).transpose() * B.middleRows(c0, cols).transpose();
+    const int64_t r0 = t / col_tiles * tile_rows, c0 = t % col_tiles * tile_cols;
+    const int64_t rows = std::min(tile_rows, d.m - r0), cols = std::min(tile_cols, d.n - c0);
+    tile_product(a + (ta ? r0 : r0 * lda), ta, lda, b + (tb ? c0 * ldb : c0), tb, ldb,
+                 c + r0 * d.n + c0, d.n, rows, cols, d.k, alpha);
   }
 }
 
