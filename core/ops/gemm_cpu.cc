@@ -25,21 +25,28 @@ struct GemmDims {
 // products). docs/PERF.md, "The CPU path against PyTorch".
 int64_t tile_extent(int64_t extent) { return extent >= 1024 ? 512 : 256; }
 
+// Below this many multiply-adds a tile goes to Eigen: BLIS's set-up per call costs more
+// than its faster kernel saves on the small products of small models.
+constexpr int64_t kBlisFrom = int64_t{1} << 21;
+
 // c[rows, cols] += alpha * op(a) @ op(b) over k, every operand row-major with the given
 // leading dimension; a transposed operand is the same memory read with its strides swapped.
 template <typename T>
 void tile_product(const T* a, bool ta, int64_t lda, const T* b, bool tb, int64_t ldb, T* c,
                   int64_t ldc, int64_t rows, int64_t cols, int64_t k, T alpha) {
 #ifdef SW_WITH_BLIS
-  T one = 1;
-  const inc_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
-  if constexpr (std::is_same_v<T, float>)
-    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
-              csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
-  else
-    bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
-              csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
-#else
+  if (rows * cols * k >= kBlisFrom) {
+    T one = 1;
+    const inc_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
+    if constexpr (std::is_same_v<T, float>)
+      bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
+                csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
+    else
+      bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
+                csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
+    return;
+  }
+#endif
   using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<> >;
   Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<> > C(c, rows, cols, Eigen::OuterStride<>(ldc));
   const Strided A(a, ta ? k : rows, ta ? rows : k, Eigen::OuterStride<>(lda));
@@ -52,7 +59,6 @@ void tile_product(const T* a, bool ta, int64_t lda, const T* b, bool tb, int64_t
     C.noalias() += alpha * A * B.transpose();
   else
     C.noalias() += alpha * A.transpose() * B.transpose();
-#endif
 }
 
 template <typename T>
