@@ -50,10 +50,25 @@ struct DropoutSpec {
 
  private:
   // f(j, keep of stream element first + j - begin) for j in [begin, end).
+  // Whole batches of RandomStream::kBatchBlocks blocks are drawn together (vectorised).
   template <typename F>
   void keeps_in_stream(uint64_t first, int64_t begin, int64_t end, F& f) const {
     const float threshold = static_cast<float>(rate);
-    for (int64_t j = begin; j < end;) {
+    constexpr int kBatch = RandomStream::kBatchBlocks;
+    int64_t j = begin;
+    // Up to the first block boundary, then batches while at least one whole batch is left.
+    while (j < end && ((first + static_cast<uint64_t>(j - begin)) & 3) != 0) {
+      const uint64_t i = first + static_cast<uint64_t>(j - begin);
+      f(j, uniform_from_bits(stream.block(static_cast<uint32_t>(i >> 2)).v[i & 3]) >= threshold);
+      ++j;
+    }
+    uint32_t words[4][kBatch];
+    for (; end - j >= 4 * kBatch; j += 4 * kBatch) {
+      stream.blocks(static_cast<uint32_t>((first + static_cast<uint64_t>(j - begin)) >> 2), words);
+      for (int l = 0; l < kBatch; ++l)
+        for (int w = 0; w < 4; ++w) f(j + 4 * l + w, uniform_from_bits(words[w][l]) >= threshold);
+    }
+    for (; j < end;) {
       const uint64_t i = first + static_cast<uint64_t>(j - begin);
       const Philox4x32 block = stream.block(static_cast<uint32_t>(i >> 2));
       for (uint64_t k = i & 3; k < 4 && j < end; ++k, ++j)

@@ -30,6 +30,20 @@ TEST(Philox, Random123KnownAnswers) {
   }
 }
 
+// The batched host draw (what dropout masks use) gives block() word for word, across a
+// 32-bit counter wrap and with every field of the counter and key in use.
+TEST(Philox, BatchedBlocksEqualSingleBlocks) {
+  const RandomStream s(0x123456789abcdefULL, RandomPurpose::kDropout, 0xABCDEF, 0x1122334455ULL);
+  for (uint32_t first : {0u, 5u, 0xFFFFFFF8u}) {
+    uint32_t words[4][RandomStream::kBatchBlocks];
+    s.blocks(first, words);
+    for (int l = 0; l < RandomStream::kBatchBlocks; ++l) {
+      const Philox4x32 one = s.block(first + static_cast<uint32_t>(l));
+      for (int w = 0; w < 4; ++w) EXPECT_EQ(words[w][l], one.v[w]) << first << " + " << l;
+    }
+  }
+}
+
 TEST(Philox, StreamsAreDistinctAndDeterministic) {
   const RandomStream a(7, RandomPurpose::kDropout, 3, 100);
   const RandomStream same(7, RandomPurpose::kDropout, 3, 100);
