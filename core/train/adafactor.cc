@@ -123,10 +123,9 @@ class Adafactor final : public OptimizerBase {
       S* row = s.get("row").data<S>();
       S* col = s.get("col").data<S>();
       for (int64_t b = 0; b < batch; ++b)
-        factored_moments(g + b * rows * cols, rows, cols, beta2, split_cols, split_rows,
-                         all_cols, all_rows, sum_over_parts, total, row + b * rows,
-                         col + b * cols, row_factor.data() + b * rows,
-                         col_factor.data() + b * cols);
+        factored_moments(g + b * rows * cols, rows, cols, beta2, split_cols, split_rows, all_cols,
+                         all_rows, sum_over_parts, total, row + b * rows, col + b * cols,
+                         row_factor.data() + b * rows, col_factor.data() + b * cols);
     } else {
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n; ++i)
@@ -180,8 +179,8 @@ class Adafactor final : public OptimizerBase {
                 const double rf = is_factored ? row_factor[r] / shrink : 1 / shrink;
                 const double* cf = is_factored ? col_factor.data() + (r / rows) * cols : nullptr;
                 for (int64_t c = c0; c < c1; ++c) {
-                  double u = cf ? gi[c] * rf * cf[c]
-                                : gi[c] * rf / std::sqrt(static_cast<double>(vi[c]));
+                  double u =
+                      cf ? gi[c] * rf * cf[c] : gi[c] * rf / std::sqrt(static_cast<double>(vi[c]));
                   if (mi) u = mi[c] = static_cast<S>(o_.beta1 * mi[c] + (1 - o_.beta1) * u);
                   pi[c] = static_cast<T>(decay * pi[c] - rate * u);
                 }
@@ -197,7 +196,8 @@ class Adafactor final : public OptimizerBase {
                         bool split_rows, double all_cols, double all_rows,
                         SumOverParts& sum_over_parts, Total& total, S* row, S* col,
                         double* row_factor, double* col_factor) const {
-    Tensor row_sums = Tensor::zeros({rows}, DType::f64), col_sums = Tensor::zeros({cols}, DType::f64);
+    Tensor row_sums = Tensor::zeros({rows}, DType::f64),
+           col_sums = Tensor::zeros({cols}, DType::f64);
     double* rs = row_sums.data<double>();
     const int64_t row_block = std::max<int64_t>(1, kBlock / cols);
     const int64_t blocks = (rows + row_block - 1) / row_block;
@@ -209,8 +209,8 @@ class Adafactor final : public OptimizerBase {
       for (int64_t r = k * row_block; r < std::min(rows, (k + 1) * row_block); ++r) {
         const T* gr = g + r * cols;
         for (int64_t c = 0; c < cols; ++c) cp[c] += static_cast<double>(gr[c]) * gr[c] + eps1;
-        rs[r] = lane_sum(0, cols,
-                         [&](int64_t c) { return static_cast<double>(gr[c]) * gr[c] + eps1; });
+        rs[r] =
+            lane_sum(0, cols, [&](int64_t c) { return static_cast<double>(gr[c]) * gr[c] + eps1; });
       }
     }
     double* cs = col_sums.data<double>();

@@ -75,8 +75,15 @@ struct ReferenceAdafactor {
   bool factored;
   std::vector<double> row, col, v, m;
   ReferenceAdafactor(const AdafactorOptions& options, int64_t b, int64_t r, int64_t c, bool f)
-      : o(options), batch(b), rows(r), cols(c), factored(f), row(b * r), col(b * c),
-        v(b * r * c), m(b * r * c) {}
+      : o(options),
+        batch(b),
+        rows(r),
+        cols(c),
+        factored(f),
+        row(b * r),
+        col(b * c),
+        v(b * r * c),
+        m(b * r * c) {}
   void step(std::vector<double>& p, const std::vector<double>& g, double lr, int64_t t) {
     const double beta2 = 1 - std::pow(static_cast<double>(t), -o.decay_rate);
     const int64_t n = static_cast<int64_t>(p.size());
@@ -156,7 +163,8 @@ TEST(Adafactor, MatchesAPlainReferenceOnStacksAndVectors) {
       }
       const double tol = dt == DType::f64 ? 1e-12 : 2e-6;
       double worst = 0;
-      for (int64_t i = 0; i < p.numel(); ++i) worst = std::max(worst, std::abs(p.item(i) - want[i]));
+      for (int64_t i = 0; i < p.numel(); ++i)
+        worst = std::max(worst, std::abs(p.item(i) - want[i]));
       EXPECT_LT(worst, tol) << shape_str(k.shape) << " " << dtype_name(dt);
     }
 }
