@@ -1,24 +1,38 @@
 #include "core/model/attention_layer.h"
 
+#include <algorithm>
+
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
 
 namespace sw {
 namespace {
 
-// cache [B, t, D] (or undefined) followed by step [B, 1, D]: [B, t + 1, D], on the step's
-// device (row copies through views: the same code for every device).
-Tensor append_position(const Tensor& cache, const Tensor& step) {
-  const int64_t batch = step.dim(0), width = step.dim(2), t = cache.defined() ? cache.dim(1) : 0;
-  Tensor out = Tensor::empty({batch, t + 1, width}, step.dtype(), step.device());
-  const Tensor rows = out.view({batch * (t + 1), width});
-  const Tensor steps = step.view({batch, width});
-  const Tensor past = t ? cache.view({batch * t, width}) : Tensor();
-  for (int64_t b = 0; b < batch; ++b) {
-    if (t) rows.slice(b * (t + 1), b * (t + 1) + t).copy_from(past.slice(b * t, (b + 1) * t));
-    rows.slice(b * (t + 1) + t, (b + 1) * (t + 1)).copy_from(steps.slice(b, b + 1));
+// Positions a decoding cache holds at first (then 32, 64, ...).
+constexpr int64_t kFirstCacheCapacity = 16;
+
+// Writes step [B, 1, D] at position `length` of cache [B, capacity, D] (undefined: none
+// yet), on the step's device (row copies through views: the same code for every device).
+// A full cache is moved to one of twice the capacity, so that a step costs one row per
+// sequence and not a copy of everything cached so far.
+void append_position(Tensor& cache, const Tensor& step, int64_t length) {
+  const int64_t batch = step.dim(0), width = step.dim(2);
+  const int64_t capacity = cache.defined() ? cache.dim(1) : 0;
+  if (length == capacity) {
+    const int64_t grown = std::max<int64_t>(2 * capacity, kFirstCacheCapacity);
+    Tensor bigger = Tensor::empty({batch, grown, width}, step.dtype(), step.device());
+    const Tensor to = bigger.view({batch * grown, width});
+    for (int64_t b = 0; b < batch && length; ++b)
+      to.slice(b * grown, b * grown + length)
+          .copy_from(
+              cache.view({batch * capacity, width}).slice(b * capacity, b * capacity + length));
+    cache = bigger;
   }
-  return out;
+  const int64_t stride = cache.dim(1);
+  const Tensor rows = cache.view({batch * stride, width});
+  const Tensor steps = step.view({batch, width});
+  for (int64_t b = 0; b < batch; ++b)
+    rows.slice(b * stride + length, b * stride + length + 1).copy_from(steps.slice(b, b + 1));
 }
 
 }  // namespace
@@ -55,13 +69,15 @@ AttentionGradients attention_layer_backward(const AttentionWeights& w, const Ten
 }
 
 Tensor attention_step(const AttentionWeights& w, const Tensor& x, int64_t heads,
-                      const ops::AttentionInputs& attn, Tensor& keys, Tensor& values, bool append) {
+                      const ops::AttentionInputs& attn, Tensor& keys, Tensor& values,
+                      int64_t cached) {
   const Tensor q = ops::linear(x, w.q);
-  if (append) {
-    keys = append_position(keys, ops::linear(x, w.k));
-    values = append_position(values, ops::linear(x, w.v));
-  }
-  return ops::linear(ops::attention(q, keys, values, heads, attn), w.o);
+  if (cached < 0) return ops::linear(ops::attention(q, keys, values, heads, attn), w.o);
+  append_position(keys, ops::linear(x, w.k), cached);
+  append_position(values, ops::linear(x, w.v), cached);
+  ops::AttentionInputs self = attn;
+  self.key_length = cached + 1;
+  return ops::linear(ops::attention(q, keys, values, heads, self), w.o);
 }
 
 }  // namespace sw

@@ -36,10 +36,13 @@ AttentionGradients attention_layer_backward(const AttentionWeights& w, const Ten
                                             const AttentionCache& cache, const Tensor& dy,
                                             AttentionWeights& grads);
 
-// One decoding position: x [B, 1, d] attends to cached keys and values [B, Tk, H*d_kv].
-// With `append` (self-attention) x's own key and value join the cache first; otherwise
-// (cross-attention) the cache holds the encoder output's, computed once.
+// One decoding position: x [B, 1, d] attends to cached keys and values.
+// Self-attention: `cached` positions are in keys and values [B, capacity, H*d_kv] (or
+// undefined at the first step); x's own key and value join them at position `cached` (the
+// capacity grows when full). Cross-attention: cached = -1, and keys and values [B, Te,
+// H*d_kv] are the encoder output's, computed once.
 Tensor attention_step(const AttentionWeights& w, const Tensor& x, int64_t heads,
-                      const ops::AttentionInputs& attn, Tensor& keys, Tensor& values, bool append);
+                      const ops::AttentionInputs& attn, Tensor& keys, Tensor& values,
+                      int64_t cached);
 
 }  // namespace sw

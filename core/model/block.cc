@@ -167,8 +167,8 @@ void block_backward(const BlockWeights& b, int64_t index, const StackPass& pass,
                                        grads.of(b.self_norm)));
 }
 
-void block_decode(const BlockWeights& b, int64_t index, const StackPass& pass, Tensor& h,
-                  BlockCache& cache, std::vector<LayerRouting>& routing) {
+void block_decode(const BlockWeights& b, int64_t index, const StackPass& pass, int64_t position,
+                  Tensor& h, BlockCache& cache, std::vector<LayerRouting>& routing) {
   const BlockSites at{pass, index};
   const RunContext& ctx = *pass.ctx;
   const ModelConfig& config = *pass.config;
@@ -177,13 +177,13 @@ void block_decode(const BlockWeights& b, int64_t index, const StackPass& pass, T
   ops::AttentionInputs self;
   self.bias = pass.bias;
   Tensor y = attention_step(b.self_attn, ops::rms_norm(h, b.self_norm, eps), pass.heads, self,
-                            cache.self_k, cache.self_v, /*append=*/true);
+                            cache.self_k, cache.self_v, position);
   ctx.reduce_partial(y);
   ops::add_(h, y);
   ops::AttentionInputs cross;
   cross.key_mask = pass.memory_mask;
   y = attention_step(b.cross_attn, ops::rms_norm(h, b.cross_norm, eps), pass.heads, cross,
-                     cache.cross_k, cache.cross_v, /*append=*/false);
+                     cache.cross_k, cache.cross_v, /*cached=*/-1);
   ctx.reduce_partial(y);
   ops::add_(h, y);
   const Tensor normed = ops::rms_norm(h, b.ffn_norm, eps).view({batch, d});

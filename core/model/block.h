@@ -40,7 +40,7 @@ struct BlockCache {
   SwitchOutput switch_out;
   int64_t group_size = 0;
   // Decoding (core/model/decoding.cc).
-  Tensor self_k, self_v;    // [B, positions, H*d_kv]
+  Tensor self_k, self_v;    // [B, capacity, H*d_kv], the first DecoderState::length filled
   Tensor cross_k, cross_v;  // [B, Te, H*d_kv], computed once from the encoder's output
 };
 
@@ -79,10 +79,10 @@ void block_backward(const BlockWeights& b, int64_t index, const StackPass& pass,
                     const BlockCache& cache, const LossScales& scales, Tensor& dh,
                     GradientBuffer& grads, Tensor& d_bias, Tensor& d_memory);
 
-// One decoding step of a decoder block (eval): h [B, 1, d] at the next position attends
-// to the cached keys and values (this position's appended to the cache); pass.bias is
-// this query's row [H, 1, positions].
-void block_decode(const BlockWeights& b, int64_t index, const StackPass& pass, Tensor& h,
-                  BlockCache& cache, std::vector<LayerRouting>& routing);
+// One decoding step of a decoder block (eval): h [B, 1, d] at `position` attends to the
+// keys and values cached for positions [0, position) and its own, which joins the cache;
+// pass.bias is this query's row [H, 1, position + 1].
+void block_decode(const BlockWeights& b, int64_t index, const StackPass& pass, int64_t position,
+                  Tensor& h, BlockCache& cache, std::vector<LayerRouting>& routing);
 
 }  // namespace sw

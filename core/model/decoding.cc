@@ -90,7 +90,7 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
   state.routing.clear();
   Tensor h = ops::embedding(decoder_.embedding, ids);
   for (size_t i = 0; i < decoder_.blocks.size(); ++i)
-    block_decode(decoder_.blocks[i], static_cast<int64_t>(i), pass, h, state.blocks[i],
+    block_decode(decoder_.blocks[i], static_cast<int64_t>(i), pass, position, h, state.blocks[i],
                  state.routing);
   ++state.length;
   Tensor dec = ops::rms_norm(h, decoder_.final_norm, eps).view({batch, d});

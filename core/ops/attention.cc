@@ -13,11 +13,15 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t 
   SW_CHECK_ARG(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3,
                "attention: q, k, v must be [B, T, H*dk], got ", q.str(), ", ", k.str(), ", ",
                v.str());
-  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1);
+  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), capacity = k.dim(1);
   SW_CHECK_ARG(heads > 0 && inner % heads == 0, "attention: ", inner,
                " features do not split into ", heads, " heads");
-  check_shape(k, {B, Tk, inner}, "attention: k");
-  check_shape(v, {B, Tk, inner}, "attention: v");
+  check_shape(k, {B, capacity, inner}, "attention: k");
+  check_shape(v, {B, capacity, inner}, "attention: v");
+  SW_CHECK_ARG(in.key_length == -1 || (in.key_length > 0 && in.key_length <= capacity),
+               "attention: key_length ", in.key_length, " must be -1 or in [1, ", capacity,
+               "] (the keys k holds)");
+  const int64_t Tk = in.key_length == -1 ? capacity : in.key_length;
   SW_CHECK_ARG(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: dtypes differ");
   check_same_device({&q, &k, &v, in.bias ? in.bias : &q, in.key_mask ? in.key_mask : &q},
                     "attention");
@@ -37,12 +41,33 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t 
   }
 }
 
+// The first `length` positions of each sequence of a cache [B, capacity, D], contiguous.
+Tensor key_prefix(const Tensor& cache, int64_t length) {
+  const int64_t batch = cache.dim(0), capacity = cache.dim(1), width = cache.dim(2);
+  Tensor out = Tensor::empty({batch, length, width}, cache.dtype(), cache.device());
+  const Tensor rows = cache.view({batch * capacity, width});
+  for (int64_t b = 0; b < batch; ++b)
+    out.view({batch * length, width})
+        .slice(b * length, (b + 1) * length)
+        .copy_from(rows.slice(b * capacity, b * capacity + length));
+  return out;
+}
+
 }  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                  const AttentionInputs& in, Tensor* probs) {
   check_attention(q, k, v, heads, in);
-  if (on_cuda(q)) SW_RUN_ON_CUDA(kernels::attention(q, k, v, heads, in, probs));
+  if (on_cuda(q)) {
+    // The kernels take whole tensors: a cache's keys are copied out first.
+    if (in.key_length != -1 && in.key_length < k.dim(1)) {
+      AttentionInputs whole = in;
+      whole.key_length = -1;
+      SW_RUN_ON_CUDA(kernels::attention(q, key_prefix(k, in.key_length),
+                                        key_prefix(v, in.key_length), heads, whole, probs));
+    }
+    SW_RUN_ON_CUDA(kernels::attention(q, k, v, heads, in, probs));
+  }
   return cpu::attention(q, k, v, heads, in, probs);
 }
 
@@ -50,6 +75,10 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
                                   const Tensor& v, const Tensor& probs, int64_t heads,
                                   const AttentionInputs& in) {
   check_attention(q, k, v, heads, in);
+  SW_CHECK_ARG(in.key_length == -1,
+               "attention backward: key_length (a decoding cache) is for "
+               "the forward only, got ",
+               in.key_length);
   check_shape(dout, q.shape(), "attention backward: dout");
   check_shape(probs, {q.dim(0), heads, q.dim(1), k.dim(1)}, "attention backward: probs");
   check_same_device({&q, &dout, &probs}, "attention backward");

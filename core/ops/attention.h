@@ -12,6 +12,9 @@ struct AttentionInputs {
   const Tensor* key_mask = nullptr;  // i32 [B, Tk], 1 = attend, 0 = padding; or null
   bool causal = false;               // key j > query i masked (decoder self-attention)
   DropoutSpec dropout;               // on the attention probabilities (training)
+  // Decoding caches: only the first key_length positions of k and v are keys, the rest
+  // unused capacity (-1: all of them). Tk below is key_length. Forward only.
+  int64_t key_length = -1;
 };
 
 // q [B, Tq, H*dk], k and v [B, Tk, H*dk] -> [B, Tq, H*dk]. scores = q k^T + bias + mask,

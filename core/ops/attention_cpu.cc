@@ -10,7 +10,9 @@ namespace sw::ops::cpu {
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                  const AttentionInputs& in, Tensor* probs) {
   for (const Tensor* t : {&k, &v}) require_cpu(*t, "attention");
-  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), Tk = k.dim(1), dk = inner / heads;
+  const int64_t B = q.dim(0), Tq = q.dim(1), inner = q.dim(2), dk = inner / heads;
+  // A decoding cache holds `capacity` positions per sequence, the first Tk of them keys.
+  const int64_t capacity = k.dim(1), Tk = in.key_length == -1 ? capacity : in.key_length;
   Tensor out = Tensor::empty({B, Tq, inner}, q.dtype());
   if (probs) *probs = Tensor::empty({B, heads, Tq, Tk}, q.dtype());
   visit_float(q.dtype(), "attention", [&](auto zero) {
@@ -33,8 +35,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
       for (int64_t h = 0; h < heads; ++h) {
         try {
           Strided Q(pq + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
-          Strided K(pk + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
-          Strided V(pv + b * Tk * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+          Strided K(pk + b * capacity * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
+          Strided V(pv + b * capacity * inner + h * dk, Tk, dk, Eigen::OuterStride<>(inner));
           StridedOut O(po + b * Tq * inner + h * dk, Tq, dk, Eigen::OuterStride<>(inner));
           RowMatrix<T> S = Q * K.transpose();
           for (int64_t i = 0; i < Tq; ++i) {

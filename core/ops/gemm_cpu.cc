@@ -1,5 +1,8 @@
 #include <algorithm>
+#include <functional>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #ifdef SW_WITH_BLIS
 #include <blis.h>
@@ -28,27 +31,35 @@ int64_t tile_extent(int64_t extent) { return extent >= 1024 ? 512 : 256; }
 // Below this many multiply-adds a tile goes to Eigen: BLIS's set-up per call costs more
 // than its faster kernel saves on the small products of small models.
 constexpr int64_t kBlisFrom = int64_t{1} << 21;
+// Tiles with at least this many rows and columns take BLIS's packed path.
+constexpr int64_t kPackedFrom = 32;
 
-// c[rows, cols] += alpha * op(a) @ op(b) over k, every operand row-major with the given
-// leading dimension; a transposed operand is the same memory read with its strides swapped.
+// c[rows, cols] = alpha * op(a) @ op(b) + beta * c over k, every operand row-major with the
+// given leading dimension; a transposed operand is the same memory read with its strides
+// swapped. beta is 0 or 1 (1: accumulate).
 template <typename T>
 void tile_product(const T* a, bool ta, int64_t lda, const T* b, bool tb, int64_t ldb, T* c,
-                  int64_t ldc, int64_t rows, int64_t cols, int64_t k, T alpha) {
+                  int64_t ldc, int64_t rows, int64_t cols, int64_t k, T alpha, T beta) {
 #ifdef SW_WITH_BLIS
   if (rows * cols * k >= kBlisFrom) {
-    T one = 1;
     const inc_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
+    // BLIS's unpacked path for "small" products (sup) wins only on a few rows or columns:
+    // on tiles of 32 and more in both, packing ran 1.3-1.9x faster (docs/PERF.md).
+    rntm_t runtime;
+    bli_rntm_init(&runtime);
+    if (rows >= kPackedFrom && cols >= kPackedFrom) bli_rntm_disable_l3_sup(&runtime);
     if constexpr (std::is_same_v<T, float>)
-      bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
-                csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
+      bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a),
+                   rsa, csa, const_cast<T*>(b), rsb, csb, &beta, c, ldc, 1, nullptr, &runtime);
     else
-      bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a), rsa,
-                csa, const_cast<T*>(b), rsb, csb, &one, c, ldc, 1);
+      bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, k, &alpha, const_cast<T*>(a),
+                   rsa, csa, const_cast<T*>(b), rsb, csb, &beta, c, ldc, 1, nullptr, &runtime);
     return;
   }
 #endif
   using Strided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<> >;
   Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<> > C(c, rows, cols, Eigen::OuterStride<>(ldc));
+  if (beta == T(0)) C.setZero();
   const Strided A(a, ta ? k : rows, ta ? rows : k, Eigen::OuterStride<>(lda));
   const Strided B(b, tb ? cols : k, tb ? k : cols, Eigen::OuterStride<>(ldb));
   if (!ta && !tb)
@@ -61,26 +72,73 @@ void tile_product(const T* a, bool ta, int64_t lda, const T* b, bool tb, int64_t
     C.noalias() += alpha * A.transpose() * B.transpose();
 }
 
+// One GEMM, c [m, n] = alpha * op(a) @ op(b) + beta * c (beta 0 or 1), cut into its tiles.
+template <typename T>
+struct TiledGemm {
+  const T* a;
+  bool ta;
+  const T* b;
+  bool tb;
+  T* c;
+  GemmDims d;
+  T alpha, beta;
+
+  int64_t tile_rows() const { return tile_extent(d.m); }
+  int64_t tile_cols() const { return tile_extent(d.n); }
+  int64_t col_tiles() const { return (d.n + tile_cols() - 1) / tile_cols(); }
+  int64_t tiles() const {
+    if (d.m == 0 || d.n == 0) return 0;
+    return (d.m + tile_rows() - 1) / tile_rows() * col_tiles();
+  }
+  void run_tile(int64_t t) const {
+    const int64_t r0 = t / col_tiles() * tile_rows(), c0 = t % col_tiles() * tile_cols();
+    const int64_t rows = std::min(tile_rows(), d.m - r0), cols = std::min(tile_cols(), d.n - c0);
+    T* ct = c + r0 * d.n + c0;
+    if (d.k == 0) {  // an empty sum
+      if (beta == T(0))
+        Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<> >(ct, rows, cols,
+                                                           Eigen::OuterStride<>(d.n))
+            .setZero();
+      return;
+    }
+    const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
+    tile_product(a + (ta ? r0 : r0 * lda), ta, lda, b + (tb ? c0 * ldb : c0), tb, ldb, ct, d.n,
+                 rows, cols, d.k, alpha, beta);
+  }
+};
+
+// Runs every tile of every GEMM in `gemms`, and each of `extra` whole, in parallel as one
+// list: the small products of many experts keep both threads busy, where a parallel loop
+// per product would leave one idle on a product of three tiles.
+template <typename T>
+void run_tiled(const std::vector<TiledGemm<T> >& gemms,
+               const std::vector<std::function<void()> >& extra = {}) {
+  std::vector<std::pair<int64_t, int64_t> > work;  // (gemm, tile); gemm -1: extra[tile]
+  int64_t macs = 0;
+  for (size_t g = 0; g < gemms.size(); ++g) {
+    for (int64_t t = 0; t < gemms[g].tiles(); ++t) work.emplace_back(static_cast<int64_t>(g), t);
+    macs += gemms[g].d.m * gemms[g].d.n * gemms[g].d.k;
+  }
+  for (size_t i = 0; i < extra.size(); ++i) work.emplace_back(-1, static_cast<int64_t>(i));
+  const int64_t items = static_cast<int64_t>(work.size());
+#pragma omp parallel for schedule( \
+    dynamic, 1) if (items > 1 && (macs > (int64_t{1} << 20) || !extra.empty()))
+  for (int64_t i = 0; i < items; ++i) {
+    const auto [g, t] = work[static_cast<size_t>(i)];
+    if (g < 0)
+      extra[static_cast<size_t>(t)]();
+    else
+      gemms[static_cast<size_t>(g)].run_tile(t);
+  }
+}
+
 template <typename T>
 void gemm_2d(const T* a, bool ta, const T* b, bool tb, T* c, GemmDims d, T alpha, T beta) {
-  MatrixMap<T> C(c, d.m, d.n);
-  if (beta == T(0))
-    C.setZero();
-  else if (beta != T(1))
-    C *= beta;
-  if (d.m == 0 || d.n == 0 || d.k == 0) return;
-  const int64_t tile_rows = tile_extent(d.m), tile_cols = tile_extent(d.n);
-  const int64_t row_tiles = (d.m + tile_rows - 1) / tile_rows;
-  const int64_t col_tiles = (d.n + tile_cols - 1) / tile_cols;
-  const int64_t tiles = row_tiles * col_tiles;
-  const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
-#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && d.m * d.n * d.k > (int64_t{1} << 20))
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t r0 = t / col_tiles * tile_rows, c0 = t % col_tiles * tile_cols;
-    const int64_t rows = std::min(tile_rows, d.m - r0), cols = std::min(tile_cols, d.n - c0);
-    tile_product(a + (ta ? r0 : r0 * lda), ta, lda, b + (tb ? c0 * ldb : c0), tb, ldb,
-                 c + r0 * d.n + c0, d.n, rows, cols, d.k, alpha);
+  if (beta != T(0) && beta != T(1)) {
+    MatrixMap<T>(c, d.m, d.n) *= beta;
+    beta = T(1);
   }
+  run_tiled<T>({TiledGemm<T>{a, ta, b, tb, c, d, alpha, beta}});
 }
 
 }  // namespace
@@ -107,8 +165,6 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   });
 }
 
-// Below this many rows per group on average, groups run one per thread.
-constexpr int64_t kSmallGroupRows = 256;
 // At most this many rows, a group's GEMM streams the weight once instead of packing it
 // (Eigen's GEMM repacks the whole weight: ~3x the memory traffic for a handful of rows).
 constexpr int64_t kFewRows = 16;
@@ -140,21 +196,15 @@ void few_rows_weight_gradient(const T* dy, const T* x, T* dw, int64_t m, int64_t
     for (int64_t i = 0; i < m; ++i) DW.row(j) += DY(i, j) * X.row(i);
 }
 
-// Whether the groups (rows [offsets[g], offsets[g + 1])) are many and small on average.
-bool many_small_groups(const std::vector<int64_t>& offsets) {
-  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
-  return groups >= 4 && offsets.back() < kSmallGroupRows * groups;
-}
-
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
                     const std::vector<int64_t>& offsets) {
   const int64_t groups = b.dim(0);
   const GemmDims d{a.dim(0), a.dim(1), c.dim(1)};
   visit_float(a.dtype(), "grouped_matmul", [&](auto zero) {
     using T = decltype(zero);
-    // Many small groups (many experts): one thread per group, Eigen single-threaded inside,
-    // beats Eigen threading each small GEMM (a parallel region per expert).
-#pragma omp parallel for schedule(dynamic, 1) if (many_small_groups(offsets))
+    // The groups' tiles run as one parallel list; a group of a few rows is one item.
+    std::vector<TiledGemm<T> > gemms;
+    std::vector<std::function<void()> > few;
     for (int64_t g = 0; g < groups; ++g) {
       GemmDims dg = d;
       dg.m = offsets[g + 1] - offsets[g];
@@ -162,10 +212,11 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
       const T* bg = b.data<T>() + g * d.k * d.n;
       T* cg = c.data<T>() + offsets[g] * d.n;
       if (dg.m > 0 && dg.m <= kFewRows)
-        few_rows_matmul(ag, bg, tb, cg, dg.m, d.k, d.n);
+        few.push_back([=] { few_rows_matmul(ag, bg, tb, cg, dg.m, d.k, d.n); });
       else
-        gemm_2d<T>(ag, false, bg, tb, cg, dg, T(1), T(0));
+        gemms.push_back(TiledGemm<T>{ag, false, bg, tb, cg, dg, T(1), T(0)});
     }
+    run_tiled(gemms, few);
   });
 }
 
@@ -174,7 +225,8 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
   const int64_t groups = dw.dim(0), n = dw.dim(1), k = dw.dim(2);
   visit_float(dw.dtype(), "grouped_weight_gradient", [&](auto zero) {
     using T = decltype(zero);
-#pragma omp parallel for schedule(dynamic, 1) if (many_small_groups(offsets))
+    std::vector<TiledGemm<T> > gemms;
+    std::vector<std::function<void()> > few;
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t rows = offsets[g + 1] - offsets[g];
       if (rows == 0) continue;
@@ -182,10 +234,11 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
       const T* xg = x.data<T>() + offsets[g] * k;
       T* dwg = dw.data<T>() + g * n * k;
       if (rows <= kFewRows)
-        few_rows_weight_gradient(dyg, xg, dwg, rows, n, k);
+        few.push_back([=] { few_rows_weight_gradient(dyg, xg, dwg, rows, n, k); });
       else
-        gemm_2d<T>(dyg, true, xg, false, dwg, GemmDims{n, rows, k}, T(1), T(1));
+        gemms.push_back(TiledGemm<T>{dyg, true, xg, false, dwg, GemmDims{n, rows, k}, T(1), T(1)});
     }
+    run_tiled(gemms, few);
   });
 }
 

@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/infer/generate.h"
 #include "tests/bench/bench_util.h"
@@ -27,6 +28,31 @@ void GenerateCached(benchmark::State& state, const char* preset) {
   sw::GenerateOptions o;
   o.max_new_tokens = o.min_new_tokens = kNewTokens;
   for (auto _ : state) benchmark::DoNotOptimize(sw::generate(model, b.input_ids, sw::Tensor(), o));
+  report(state, batch);
+}
+
+// Generation's two parts apart: the encoder and cross-attention keys (start_decoding), then
+// kNewTokens cached decoder steps, each timed on its own (seconds per part per iteration).
+void GenerateParts(benchmark::State& state, const char* preset) {
+  const int64_t batch = state.range(0);
+  const sw::ModelConfig c = sw::preset(preset);
+  const sw::SwitchTransformer model(c, 0);
+  const sw::Batch b = sw::bench::random_batch(c, batch, kInputLen, 1);
+  const sw::Tensor tokens = sw::Tensor::from_vector<int32_t>(
+      std::vector<int32_t>(static_cast<size_t>(batch), 0), {batch});
+  double encoder_s = 0, decoder_s = 0;
+  for (auto _ : state) {
+    auto start = std::chrono::steady_clock::now();
+    sw::DecoderState s = model.start_decoding(b.input_ids, sw::Tensor(), false);
+    auto mid = std::chrono::steady_clock::now();
+    for (int64_t t = 0; t < kNewTokens; ++t)
+      benchmark::DoNotOptimize(model.decode_step(s, tokens, false));
+    auto end = std::chrono::steady_clock::now();
+    encoder_s += std::chrono::duration<double>(mid - start).count();
+    decoder_s += std::chrono::duration<double>(end - mid).count();
+  }
+  state.counters["encoder_s"] = benchmark::Counter(encoder_s, benchmark::Counter::kAvgIterations);
+  state.counters["decoder_s"] = benchmark::Counter(decoder_s, benchmark::Counter::kAvgIterations);
   report(state, batch);
 }
 
@@ -76,6 +102,12 @@ BENCHMARK_CAPTURE(GenerateCached, switch_base_8, "switch-base-8")
     ->Unit(benchmark::kSecond)
     ->UseRealTime()
     ->Iterations(1);
+BENCHMARK_CAPTURE(GenerateParts, switch_base_8, "switch-base-8")
+    ->Arg(1)
+    ->Arg(32)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(2);
 BENCHMARK_CAPTURE(GenerateRecompute, switch_base_8, "switch-base-8")
     ->Arg(1)
     ->Unit(benchmark::kSecond)
