@@ -359,6 +359,47 @@ TEST_P(OpsTest, AttentionSelfCausalCross) {
   EXPECT_THROW(ops::attention(q, k, v, 5, {}), Error);  // 12 features do not split into 5 heads
 }
 
+// A decoding cache: k and v hold 7 positions per sequence, the first 4 of them keys; the
+// rest (garbage) must not be read. Against the naive loop on the 4 keys copied out.
+TEST_P(OpsTest, AttentionOverTheFilledPartOfACache) {
+  const int64_t B = 2, Tq = 1, capacity = 7, keys = 4, H = 3, dk = 4;
+  const Tensor q = random({B, Tq, H * dk}, 31);
+  Tensor k = random({B, capacity, H * dk}, 32), v = random({B, capacity, H * dk}, 33);
+  Tensor k_keys = Tensor::empty({B, keys, H * dk}, dtype()), v_keys = k_keys.clone();
+  for (int64_t b = 0; b < B; ++b) {
+    k_keys.view({B * keys, H * dk})
+        .slice(b * keys, (b + 1) * keys)
+        .copy_from(k.view({B * capacity, H * dk}).slice(b * capacity, b * capacity + keys));
+    v_keys.view({B * keys, H * dk})
+        .slice(b * keys, (b + 1) * keys)
+        .copy_from(v.view({B * capacity, H * dk}).slice(b * capacity, b * capacity + keys));
+    const Tensor garbage = Tensor::full({capacity - keys, H * dk}, dtype(), 1e30);
+    for (Tensor* t : {&k, &v})  // where no key is: must not be read
+      t->view({B * capacity, H * dk})
+          .slice(b * capacity + keys, (b + 1) * capacity)
+          .copy_from(garbage);
+  }
+  const Tensor bias = random({H, Tq, keys}, 34);
+  ops::AttentionInputs in;
+  in.bias = &bias;
+  in.key_length = keys;
+  Tensor probs;
+  const Tensor out = ops::attention(q, k, v, H, in, &probs);
+  EXPECT_EQ(probs.shape(), (Shape{B, H, Tq, keys}));
+  EXPECT_LE(max_relative_error(out, naive_attention(q, k_keys, v_keys, H, &bias, nullptr, false)),
+            tolerance() * 5);
+  for (int64_t bad : {int64_t{0}, capacity + 1}) {
+    in.key_length = bad;
+    EXPECT_NE(testing::error_of([&] { ops::attention(q, k, v, H, in); }).find("key_length"),
+              std::string::npos);
+  }
+  in.key_length = keys;
+  EXPECT_NE(testing::error_of([&] {
+              ops::attention_backward(out, q, k, v, probs, H, in);
+            }).find("key_length"),
+            std::string::npos);
+}
+
 TEST_P(OpsTest, CrossEntropyWithIgnoreIndex) {
   const Tensor logits = random({4, 7}, 21, 3.0);
   const Tensor labels = Tensor::from_vector<int32_t>({2, -100, 6, 0}, {4});
