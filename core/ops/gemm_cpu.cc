@@ -32,7 +32,7 @@ int64_t tile_extent(int64_t extent) { return extent >= 1024 ? 512 : 256; }
 // than its faster kernel saves on the small products of small models.
 constexpr int64_t kBlisFrom = int64_t{1} << 21;
 // Tiles with at least this many rows and columns take BLIS's packed path.
-constexpr int64_t kPackedFrom = 32;
+constexpr int64_t kPackedFrom = 64;
 
 // c[rows, cols] = alpha * op(a) @ op(b) + beta * c over k, every operand row-major with the
 // given leading dimension; a transposed operand is the same memory read with its strides
@@ -43,8 +43,9 @@ void tile_product(const T* a, bool ta, int64_t lda, const T* b, bool tb, int64_t
 #ifdef SW_WITH_BLIS
   if (rows * cols * k >= kBlisFrom) {
     const inc_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
-    // BLIS's unpacked path for "small" products (sup) wins only on a few rows or columns:
-    // on tiles of 32 and more in both, packing ran 1.3-1.9x faster (docs/PERF.md).
+    // BLIS's unpacked path for "small" products (sup) wins only on a few rows or columns
+    // (a decoding step's 32 rows); on tiles of 64 and more in both, packing ran 1.3-1.9x
+    // faster (docs/PERF.md).
     rntm_t runtime;
     bli_rntm_init(&runtime);
     if (rows >= kPackedFrom && cols >= kPackedFrom) bli_rntm_disable_l3_sup(&runtime);
@@ -84,7 +85,12 @@ struct TiledGemm {
   T alpha, beta;
 
   int64_t tile_rows() const { return tile_extent(d.m); }
-  int64_t tile_cols() const { return tile_extent(d.n); }
+  int64_t tile_cols() const {
+    // One row of fewer than four tiles ([32, 768] @ [768, 768] in a decoding step) would
+    // leave a thread idle a third of the time: narrower tiles.
+    if (d.m <= tile_rows() && d.n > 256 && d.n < 1024) return 128;
+    return tile_extent(d.n);
+  }
   int64_t col_tiles() const { return (d.n + tile_cols() - 1) / tile_cols(); }
   int64_t tiles() const {
     if (d.m == 0 || d.n == 0) return 0;
