@@ -7,10 +7,18 @@
 //   DenseGemm             the library's plain GEMM (ops::matmul: Eigen on fixed tiles, all
 //                         threads) doing the same expert FLOPs: the ceiling the Switch FFN
 //                         is compared against
+//   SquareGemm/<n>        one n^3 GEMM, for scripts/bench-vs-torch
+//   ExpertGemm/<E>        the experts' two projections as grouped GEMMs (ops::grouped_matmul)
+//                         on 2048 tokens spread evenly over E experts
+//   DecodeGemm/<rows>     a decoding step's products: [rows, 768] against the weights of
+//                         switch-base-8's attention (768 x 768), FFN (3072 x 768 and back)
+//                         and LM head (32128 x 768), each weight read from memory, not cache
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "core/data/byte_tokenizer.h"
 #include "core/model/switch_ffn.h"
@@ -114,6 +122,64 @@ void SquareGemm(benchmark::State& state) {
       benchmark::Counter(2.0 * n * n * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(SquareGemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The experts' projections of switch-base-8's layer, [2048, 768] -> [2048, 3072] -> [2048,
+// 768], with the tokens split evenly over E experts (weights as the model stores them:
+// [E, 3072, 768] and [E, 768, 3072], transposed in the product).
+void ExpertGemm(benchmark::State& state) {
+  const int64_t experts = state.range(0), n = 2048, d = 768, ff = 3072;
+  const sw::Tensor x = sw::Tensor::full({n, d}, sw::DType::f32, 0.5),
+                   wi = sw::Tensor::full({experts, ff, d}, sw::DType::f32, 0.01),
+                   wo = sw::Tensor::full({experts, d, ff}, sw::DType::f32, 0.01);
+  sw::Tensor h = sw::Tensor::empty({n, ff}, sw::DType::f32),
+             y = sw::Tensor::empty({n, d}, sw::DType::f32);
+  std::vector<int64_t> offsets;
+  for (int64_t e = 0; e <= experts; ++e) offsets.push_back(e * n / experts);
+  for (auto _ : state) {
+    sw::ops::grouped_matmul(x, wi, true, h, offsets);
+    sw::ops::grouped_matmul(h, wo, true, y, offsets);
+    benchmark::DoNotOptimize(y.raw());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * d * ff * 2 / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(ExpertGemm)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// A decoding step's GEMMs at `rows` sequences: x [rows, 768] against 24 attention weights
+// (two layers' q, k, v, o and cross q, o), 4 FFN pairs and the LM head, each [out, in] as
+// stored (transposed in the product). 230 MB of distinct weights, so each is read from
+// memory as in a real step rather than from cache.
+void DecodeGemm(benchmark::State& state) {
+  const int64_t rows = state.range(0), d = 768, ff = 3072, vocab = 32128;
+  std::vector<std::pair<sw::Tensor, sw::Tensor> > products;  // (weight, output)
+  auto add = [&](int64_t out, int64_t in, int64_t count) {
+    for (int64_t i = 0; i < count; ++i)
+      products.emplace_back(sw::Tensor::full({out, in}, sw::DType::f32, 0.01),
+                            sw::Tensor::empty({rows, out}, sw::DType::f32));
+  };
+  add(d, d, 24);
+  add(ff, d, 4);
+  add(d, ff, 4);
+  add(vocab, d, 1);
+  const sw::Tensor x = sw::Tensor::full({rows, d}, sw::DType::f32, 0.5),
+                   h = sw::Tensor::full({rows, ff}, sw::DType::f32, 0.5);
+  double flops = 0;
+  for (auto& [w, y] : products) flops += 2.0 * rows * w.dim(0) * w.dim(1);
+  for (auto _ : state)
+    for (auto& [w, y] : products) {
+      sw::ops::matmul(w.dim(1) == d ? x : h, false, w, true, y);
+      benchmark::DoNotOptimize(y.raw());
+    }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(DecodeGemm)
+    ->Arg(1)
+    ->Arg(8)
+    ->Arg(32)
+    ->Arg(128)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

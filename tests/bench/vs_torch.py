@@ -13,6 +13,12 @@ faster), with the target each ratio should reach.
   train-base      training step, switch-base-8, 2 x (128 + 32)
   generate-b1     greedy generation, switch-base-8, batch 1, 64 in, 32 new (forced)
   generate-b32    the same at batch 32
+  ffn-e8          one Switch FFN layer's forward + backward (switch-base-8's shapes, d 768,
+                  d_ff 3072), 8 x 256 tokens, capacity factor 1.25 per sequence, dropout
+                  0.1, 8 experts (sw_train_bench's SwitchFfnTrain; transformers'
+                  SwitchTransformersSparseMLP)
+  ffn-e64         the same with 64 experts
+  ffn-e256        the same with 256 experts
 
 A training step is forward, backward, global-norm clipping to 1.0 and Adafactor (lr 0.01,
 decay -0.8, no first moment, no parameter scale, update clipping 1.0: the paper's
@@ -43,6 +49,10 @@ WORK = {
     "train-base": ("switch-base-8", 2, 128, 32, "tokens/s", 1.2),
     "generate-b1": ("switch-base-8", 1, 64, 32, "new tokens/s", 1.0),
     "generate-b32": ("switch-base-8", 32, 64, 32, "new tokens/s", 1.2),
+    # (None, experts, sequences, sequence length, ...)
+    "ffn-e8": (None, 8, 8, 256, "tokens/s", 1.0),
+    "ffn-e64": (None, 64, 8, 256, "tokens/s", 1.0),
+    "ffn-e256": (None, 256, 8, 256, "tokens/s", 1.0),
 }
 
 
@@ -73,6 +83,16 @@ def run_libswitch(work, model_dir, threads, build):
                              check=True, capture_output=True, text=True,
                              env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout
         return json.loads(out)["benchmarks"][0]["GFLOP/s"]
+    if work.startswith("ffn"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            # sw_train_bench prints its own table; the JSON goes to a file.
+            subprocess.run([os.path.join(build, "tests", "sw_train_bench"),
+                            f"--benchmark_filter=SwitchFfnTrain/E:{batch}/",
+                            f"--benchmark_out={out.name}", "--benchmark_out_format=json"],
+                           check=True, capture_output=True, text=True,
+                           env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+            ms = json.load(out)["benchmarks"][0]["real_time"]  # per iteration, in ms
+        return enc * dec / (ms / 1e3)
     import libswitch as sw
     model = sw.Model(sw.Config.preset(preset), seed=0)  # the weights model_dir holds
     with open(os.path.join(model_dir, "config.json")) as f:
@@ -99,6 +119,8 @@ def run_torch(work, model_dir, threads):
         b = torch.randn(batch, batch)
         s = median_seconds(lambda: torch.mm(a, b), 5)
         return 2 * batch ** 3 / s / 1e9
+    if work.startswith("ffn"):
+        return torch_switch_ffn(batch, enc, dec)
     from transformers import SwitchTransformersForConditionalGeneration
     from transformers.optimization import Adafactor
     model = SwitchTransformersForConditionalGeneration.from_pretrained(model_dir)
@@ -140,6 +162,27 @@ def run_torch(work, model_dir, threads):
         s = median_seconds(lambda: model.generate(input_ids=ids, do_sample=False, num_beams=1,
                                                   max_new_tokens=dec, min_new_tokens=dec), 1)
     return batch * dec / s
+
+
+def torch_switch_ffn(experts, sequences, length):
+    """transformers' Switch FFN layer (router, per-sequence capacity, experts with dropout)
+    in training mode: forward + backward of a random output gradient; tokens/s."""
+    import torch
+    from transformers import SwitchTransformersConfig
+    from transformers.models.switch_transformers import modeling_switch_transformers as hf
+    capacity = max(1, round(1.25 * length / experts))  # T5X's rounding, as libswitch
+    config = SwitchTransformersConfig(d_model=768, d_ff=3072, num_experts=experts,
+                                      expert_capacity=capacity, dropout_rate=0.1)
+    layer = hf.SwitchTransformersSparseMLP(config).train()
+    x = torch.randn(sequences, length, 768, requires_grad=True)
+    dy = torch.randn(sequences, length, 768)
+
+    def step():
+        out = layer(x.clone())  # the router's jitter scales its input in place
+        (out[0] if isinstance(out, tuple) else out).backward(dy)
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+    return sequences * length / median_seconds(step, 5)
 
 
 def fmt(x):
