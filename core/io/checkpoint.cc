@@ -1,7 +1,6 @@
 #include "core/io/checkpoint.h"
 
 #include <fcntl.h>
-#include <isa-l/crc.h>
 #include <signal.h>
 #include <stdio.h>  // renameat2
 #include <sys/stat.h>
@@ -18,6 +17,7 @@
 #include <sstream>
 
 #include "core/dist/communicator.h"
+#include "core/io/crc32c.h"
 #include "core/tensor/error.h"
 
 namespace sw {
@@ -47,19 +47,6 @@ struct ShardFile {
     fd = -1;
   }
 };
-
-uint32_t crc32c(const void* data, size_t n) {
-  // ISA-L's crc32_iscsi is CRC-32C without the final inversion; int-sized chunks.
-  uint32_t state = 0xFFFFFFFFu;
-  const auto* p = static_cast<const unsigned char*>(data);
-  while (n > 0) {
-    const size_t chunk = std::min<size_t>(n, size_t{1} << 30);
-    state = crc32_iscsi(const_cast<unsigned char*>(p), static_cast<int>(chunk), state);
-    p += chunk;
-    n -= chunk;
-  }
-  return ~state;
-}
 
 // The text of manifest.crc32c for a manifest's bytes.
 std::string manifest_checksum(const std::string& manifest) {

@@ -104,6 +104,36 @@ std::string metrics_json(const EvalMetrics& m, int64_t step) {
       .dump();
 }
 
+TensorBoardSummary metrics_summary(const TrainMetrics& m) {
+  TensorBoardSummary s;
+  s.scalars = {{"train/loss", m.loss},
+               {"train/ce", m.ce},
+               {"train/target", m.target},
+               {"train/aux", m.aux},
+               {"train/z", m.z},
+               {"train/grad_norm", m.grad_norm},
+               {"train/lr", m.learning_rate},
+               {"train/tokens_per_s", m.seconds > 0 ? m.tokens / m.seconds : 0.0},
+               {"train/dropped", m.dropped_fraction}};
+  for (const LayerLoad& l : m.layers) {
+    const std::string layer = std::string(stack_name(l.stack)) + "." + std::to_string(l.block);
+    s.scalars.push_back({"router/" + layer + "/entropy", l.router_entropy});
+    s.scalars.push_back({"router/" + layer + "/dropped", l.dropped_fraction});
+    s.counts.push_back({"load/" + layer, l.tokens_per_expert});
+  }
+  return s;
+}
+
+TensorBoardSummary metrics_summary(const EvalMetrics& m) {
+  TensorBoardSummary s;
+  s.scalars = {{"eval/loss", m.loss},
+               {"eval/ce", m.ce},
+               {"eval/aux", m.aux},
+               {"eval/z", m.z},
+               {"eval/dropped", m.dropped_fraction}};
+  return s;
+}
+
 PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out_dir, bool resume,
                                const ParallelGroups& groups)
     : config_(config),
@@ -176,6 +206,7 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   if (resuming) drop_metrics_after(out_dir + "/metrics.jsonl", steps_done());
   metrics_.open(out_dir + "/metrics.jsonl", resuming ? std::ios::app : std::ios::trunc);
   SW_CHECK(metrics_, Status::kIo, "train: cannot write ", out_dir, "/metrics.jsonl");
+  events_ = std::make_unique<TensorBoardWriter>(out_dir);
 }
 
 TrainMetrics PretrainingRun::step() {
@@ -183,7 +214,10 @@ TrainMetrics PretrainingRun::step() {
   if (groups_.data_parallel)
     batch = shard_batch(batch, groups_.data_parallel->rank(), groups_.data_parallel->size());
   const TrainMetrics m = trainer_->step(split_micro_batches(batch, config_.micro_batches()));
-  if (writer_) metrics_ << metrics_json(m) << '\n' << std::flush;
+  if (writer_) {
+    metrics_ << metrics_json(m) << '\n' << std::flush;
+    events_->write(m.step, metrics_summary(m));
+  }
   return m;
 }
 
@@ -208,7 +242,10 @@ std::string PretrainingRun::save_checkpoint() {
 
 EvalMetrics PretrainingRun::evaluate() {
   const EvalMetrics e = trainer_->evaluate(eval_batches_);
-  if (writer_) metrics_ << metrics_json(e, steps_done()) << '\n' << std::flush;
+  if (writer_) {
+    metrics_ << metrics_json(e, steps_done()) << '\n' << std::flush;
+    events_->write(steps_done(), metrics_summary(e));
+  }
   return e;
 }
 

@@ -1,8 +1,9 @@
 // A span-corruption pre-training run from a TrainConfig: the corpus split into train and
 // held-out documents, a SentencePiece tokenizer (trained on the train side unless one is
 // given), the packed and shuffled data streams, the model and its trainer. Each step and
-// each evaluation is appended to `<out>/metrics.jsonl`; the resolved config and the
-// tokenizer are written beside it. Nothing is printed: the caller reports progress.
+// each evaluation is appended to `<out>/metrics.jsonl` and to a TensorBoard event file in
+// <out> (`tensorboard --logdir <out>`); the resolved config and the tokenizer are written
+// beside them. Nothing is printed: the caller reports progress.
 #pragma once
 
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "core/dist/layout.h"
+#include "core/io/tensorboard.h"
 #include "core/train/model_shares.h"
 #include "core/train/pretraining_pipeline.h"
 #include "core/train/train_config.h"
@@ -59,6 +61,7 @@ class PretrainingRun {
   std::unique_ptr<SwitchTransformer> teacher_;  // distillation's, when the config names one
   std::unique_ptr<Trainer> trainer_;
   std::ofstream metrics_;
+  std::unique_ptr<TensorBoardWriter> events_;  // a new event file per process (rank 0)
   ParallelGroups groups_;
   std::unique_ptr<ModelShares> shares_;  // this rank's share of the model, and saving it
   bool writer_ = true;                   // rank 0 (or a single process) writes the run's files
@@ -67,5 +70,10 @@ class PretrainingRun {
 // The JSON lines of metrics.jsonl (one object each, no newline).
 std::string metrics_json(const TrainMetrics& m);
 std::string metrics_json(const EvalMetrics& m, int64_t step);
+// The same values for TensorBoard: train/* and eval/* scalars, router/<stack>.<block>/
+// entropy and dropped, and load/<stack>.<block>, each expert's routed tokens (before
+// capacity) as a histogram over the expert index.
+TensorBoardSummary metrics_summary(const TrainMetrics& m);
+TensorBoardSummary metrics_summary(const EvalMetrics& m);
 
 }  // namespace sw

@@ -1,0 +1,44 @@
+// TensorBoard event files: `tensorboard --logdir <run>` shows a run's losses, rates and
+// expert loads. Each record is TFRecord-framed (the length as 8 little-endian bytes, the
+// masked CRC-32C of those bytes, the serialized Event, the masked CRC-32C of it) around
+// the messages of core/proto/tensorboard.proto.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sw {
+
+// One step's values: scalars, and histograms of counts per integer bin (bin i holds
+// counts[i], drawn centered on i: expert i's tokens at i).
+struct TensorBoardSummary {
+  std::vector<std::pair<std::string, double>> scalars;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> counts;
+};
+
+class TensorBoardWriter {
+ public:
+  // Creates <dir>/events.out.tfevents.<unix seconds>.<host>.<pid> (a new file each time:
+  // TensorBoard reads a directory's event files in name order) and writes its version
+  // record. Throws kIo when the file cannot be written.
+  explicit TensorBoardWriter(const std::string& dir);
+
+  // Appends one Event for `step` holding every value of `summary`, and flushes.
+  void write(int64_t step, const TensorBoardSummary& summary);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  void write_record(const std::string& bytes);
+
+  std::string path_;
+  std::ofstream out_;
+};
+
+// TFRecord's checksum of a record's parts: CRC-32C rotated right by 15 bits plus a constant.
+uint32_t masked_crc32c(const void* data, size_t n);
+
+}  // namespace sw
