@@ -42,7 +42,8 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t 
 }
 
 // The first `length` positions of each sequence of a cache [B, capacity, D], contiguous.
-Tensor key_prefix(const Tensor& cache, int64_t length) {
+// (For the CUDA kernels: a build without CUDA drops the call.)
+[[maybe_unused]] Tensor key_prefix(const Tensor& cache, int64_t length) {
   const int64_t batch = cache.dim(0), capacity = cache.dim(1), width = cache.dim(2);
   Tensor out = Tensor::empty({batch, length, width}, cache.dtype(), cache.device());
   const Tensor rows = cache.view({batch * capacity, width});
