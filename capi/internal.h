@@ -15,6 +15,7 @@
 
 #include "capi/include/libswitch.h"
 #include "core/dist/layout.h"
+#include "core/io/tensorboard.h"
 #include "core/model/switch_transformer.h"
 #include "core/tensor/error.h"
 #include "core/train/model_shares.h"
@@ -192,5 +193,6 @@ struct sw_trainer {
   std::unique_ptr<sw::ModelShares> shares;
   bool split_model = false;  // ep or mp > 1: the trainer's model is this rank's share
   bool stepped = false;      // a step has been taken by this object
+  std::unique_ptr<sw::TensorBoardWriter> events;  // sw_trainer_log_to's, or null
   std::mutex mutex;
 };

@@ -7,6 +7,7 @@
 #include "core/dist/data_parallel.h"
 #include "core/io/checkpoint.h"
 #include "core/model/upcycle.h"
+#include "core/train/pretraining_run.h"  // metrics_summary
 
 namespace sw::capi {
 namespace {
@@ -201,6 +202,7 @@ sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics
     }
     t.stepped = true;
     if (out) write_struct(out, to_metrics(m), "out");
+    if (t.events) t.events->write(m.step, sw::metrics_summary(m));
   });
 }
 
@@ -220,6 +222,21 @@ sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch, sw_met
     ScopedThreads threads(t.model->threads);
     const sw::EvalMetrics m = t.trainer->evaluate(batches);
     write_struct(out, to_metrics(m, t.trainer->steps_done()), "out");
+    if (t.events) t.events->write(t.trainer->steps_done(), sw::metrics_summary(m));
+  });
+}
+
+sw_status sw_trainer_log_to(sw_trainer* trainer, const char* dir) {
+  return guard(__func__, [&] {
+    sw_trainer& t = trainer_arg(trainer);
+    std::lock_guard trainer_lock(t.mutex);
+    t.events.reset();
+    if (!dir || !*dir || (t.world && t.world->rank() != 0)) return;
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    SW_CHECK(!error, sw::Status::kIo, "sw_trainer_log_to: cannot create ", dir, ": ",
+             error.message());
+    t.events = std::make_unique<sw::TensorBoardWriter>(dir);
   });
 }
 

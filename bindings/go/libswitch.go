@@ -791,6 +791,13 @@ func (t *Trainer) Save(root string) (string, error) {
 	return LatestCheckpoint(root)
 }
 
+// LogTo writes, from now on, each step and evaluation to a TensorBoard event file in dir
+// (losses, learning rate, gradient norm, tokens/s, dropped fraction, each layer's router
+// entropy and expert-load histogram); "" stops.
+func (t *Trainer) LogTo(dir string) error {
+	return check(func() int { return int(raw.Sw_trainer_log_to(t.ptr, dir)) })
+}
+
 // ---------------------------------------------------------------------------- distributed
 
 // Communicator is the ranks of a launch (mpirun -np N ./prog): MPI's world when started

@@ -183,6 +183,46 @@ func TestForwardRoutingAndBadInput(t *testing.T) {
 	}
 }
 
+func TestTrainerLogsToTensorBoard(t *testing.T) {
+	m := tiny(t, 0)
+	defer m.Close()
+	config, err := TrainConfigFromText("batch_size: 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer config.Close()
+	trainer, err := NewTrainer(m, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trainer.Close()
+	dir := t.TempDir()
+	if err := trainer.LogTo(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trainer.Step(testBatch()); err != nil {
+		t.Fatal(err)
+	}
+	if err := trainer.LogTo(""); err != nil {
+		t.Fatal(err)
+	}
+	// One event file: the version record, then the step's (TensorBoard's own reader
+	// checks the values in the Python tests).
+	files, err := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("event files %v, %v", files, err)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"brain.Event:2", "train/loss", "load/encoder.1"} {
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("the event file lacks %q", want)
+		}
+	}
+}
+
 func TestTrainingAndCheckpoints(t *testing.T) {
 	m := tiny(t, 0)
 	defer m.Close()

@@ -654,6 +654,12 @@ class Trainer(_Handle):
         _check(_raw.sw_trainer_save(self._handle, str(root)))
         return latest_checkpoint(root)
 
+    def log_to(self, directory: Optional[str]) -> None:
+        """From now on, writes each step and evaluation to a TensorBoard event file in
+        ``directory`` (losses, learning rate, gradient norm, tokens/s, dropped fraction,
+        each layer's router entropy and expert-load histogram); None stops."""
+        _check(_raw.sw_trainer_log_to(self._handle, None if directory is None else str(directory)))
+
     def set_data_parallel(self, comm: Communicator) -> None:
         """Makes this trainer one data-parallel replica over comm's ranks (before its first
         step): each rank steps on its shard; all take the global batch's step."""

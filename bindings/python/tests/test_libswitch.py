@@ -250,6 +250,34 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
         sw.Model.load(path)
 
 
+def test_trainer_logs_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,
+             "labels": LABELS, "attention_mask": ATTENTION_MASK}
+    with tiny() as m, sw.Trainer(m, sw.TrainConfig("batch_size: 2")) as t:
+        t.step(batch)  # before log_to: not written
+        t.log_to(tmp_path / "tb")
+        steps = [t.step(batch), t.step(batch)]
+        evaluated = t.evaluate(batch)
+        t.log_to(None)
+        t.step(batch)  # after: not written
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "tb"),
+                                             size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    f32 = lambda x: float(np.float32(x))  # an event holds float32
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == \
+        [(s.step, f32(s.loss)) for s in steps]
+    assert [e.value for e in acc.Scalars("train/lr")] == [f32(s.learning_rate) for s in steps]
+    assert [(e.step, e.value) for e in acc.Scalars("eval/ce")] == [(3, f32(evaluated.ce))]
+    loads = acc.Histograms("load/encoder.1")  # tiny's first sparse encoder block
+    assert [h.step for h in loads] == [2, 3]
+    assert all(sum(h.histogram_value.bucket) > 0 for h in loads)
+    with pytest.raises(sw.IOError, match="cannot create"):
+        with tiny() as m, sw.Trainer(m, sw.TrainConfig("batch_size: 2")) as t:
+            (tmp_path / "file").write_text("")
+            t.log_to(tmp_path / "file" / "tb")
+
+
 def flip_byte(path, offset):
     with open(path, "r+b") as f:
         f.seek(offset)

@@ -71,6 +71,15 @@ public final class Trainer extends NativeHandle<SWIGTYPE_p_sw_trainer> {
     return LibSwitch.latestCheckpoint(root);
   }
 
+  /**
+   * From now on, writes each step and evaluation to a TensorBoard event file in dir (losses,
+   * learning rate, gradient norm, tokens/s, dropped fraction, each layer's router entropy and
+   * expert-load histogram); null or "" stops.
+   */
+  public void logTo(String dir) {
+    LibSwitch.check(libswitch_raw.sw_trainer_log_to(handle(), dir));
+  }
+
   private Metrics run(int evaluate, Batch b) {
     if (b == null) {
       return Metrics.of(LibSwitch.checked(libswitch_raw.swb_trainer_run(handle(), evaluate, 0, 0, 0,

@@ -193,6 +193,30 @@ public class LibSwitchTest {
   }
 
   @Test
+  public void trainerLogsToTensorBoard() throws IOException {
+    Path tb = dir.resolve("tb");
+    try (Model m = tiny(0);
+        TrainConfig t = TrainConfig.fromText("batch_size: 2");
+        Trainer trainer = new Trainer(m, t)) {
+      trainer.logTo(tb.toString());
+      trainer.step(batch());
+      trainer.evaluate(batch());
+      trainer.logTo(null);
+    }
+    // One event file: the version record, then the step's and the evaluation's (their
+    // values are read back by TensorBoard's own reader in the Python tests).
+    Path events;
+    try (var files = Files.list(tb)) {
+      events = files.filter(f -> f.getFileName().toString().startsWith("events.out.tfevents."))
+                   .findFirst().get();
+    }
+    String text = new String(Files.readAllBytes(events), java.nio.charset.StandardCharsets.ISO_8859_1);
+    assertTrue(text.contains("brain.Event:2"));
+    assertTrue(text.contains("train/loss"));
+    assertTrue(text.contains("eval/loss"));
+  }
+
+  @Test
   public void trainingLowersTheLossAndCheckpointsRoundTrip() throws IOException {
     try (Model m = tiny(0);
         TrainConfig t = TrainConfig.fromText("optimizer: ADAMW learning_rate: 0.003 batch_size: 2");
