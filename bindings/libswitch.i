@@ -188,6 +188,7 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_result_num_routing_layers;
 %ignore sw_result_routing;
 %ignore sw_model_load;
+%ignore sw_model_from_pretrained;
 %ignore sw_checkpoint_latest;
 %ignore sw_plan;
 %ignore sw_model_import_hf;
@@ -321,6 +322,11 @@ sw_model* swb_model_retain(sw_model* model) {
 sw_model* swb_model_load(const char* path, const char* device) {
   sw_model* m = NULL;
   swb_record(sw_model_load(path, device, &m));
+  return m;
+}
+sw_model* swb_model_from_pretrained(const char* path, const char* device) {
+  sw_model* m = NULL;
+  swb_record(sw_model_from_pretrained(path, device, &m));
   return m;
 }
 sw_model* swb_model_import_hf(const char* config_json_path, const char* weights_path,

@@ -2,6 +2,8 @@
 // trainer.cc).
 #include "core/io/checkpoint.h"
 
+#include <filesystem>
+
 #include "capi/internal.h"
 #include "core/io/hf_checkpoint.h"
 
@@ -29,6 +31,30 @@ sw_status sw_model_load(const char* path, const char* device, sw_model** out) {
     const std::string dir = string_arg(path, "path");
     string_arg(device, "device");
     const sw::Checkpoint c = sw::load_checkpoint(dir);
+    *target = new_model_handle(make_model_state(sw::model_from_checkpoint(c), device));
+  });
+}
+
+sw_status sw_model_from_pretrained(const char* path, const char* device, sw_model** out) {
+  return guard(__func__, [&] {
+    namespace fs = std::filesystem;
+    sw_model** target = &deref(out, "out");
+    const fs::path dir = string_arg(path, "path");
+    string_arg(device, "device");
+    if (fs::is_regular_file(dir / "config.json")) {
+      *target = new_model_handle(make_model_state(
+          sw::import_hf((dir / "config.json").string(), dir.string(), {}), device));
+      return;
+    }
+    fs::path checkpoint = dir;
+    if (!fs::exists(dir / "manifest.pb") && !fs::exists(dir / "latest") &&
+        fs::is_directory(dir / "checkpoints"))
+      checkpoint = dir / "checkpoints";  // a run directory
+    SW_CHECK(fs::exists(checkpoint / "manifest.pb") || fs::exists(checkpoint / "latest"),
+             sw::Status::kNotFound, "from_pretrained: ", dir.string(),
+             " holds no config.json (an HF model directory), no manifest.pb or latest (a "
+             "libswitch checkpoint or root) and no checkpoints/ (a run directory)");
+    const sw::Checkpoint c = sw::load_checkpoint(checkpoint.string());
     *target = new_model_handle(make_model_state(sw::model_from_checkpoint(c), device));
   });
 }

@@ -299,9 +299,11 @@ func (m *Model) CopyTo(device, dtype string) (*Model, error) {
 	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_copy_to(m.ptr, device, dtype) }))
 }
 
-// LoadModel loads a checkpoint directory (or the latest under a root), verified.
+// LoadModel loads whatever path holds: a checkpoint directory (or the latest under a
+// root), verified; a `switch train --out` run directory (its latest checkpoint); or an HF
+// model directory (config.json with model.safetensors or a sharded index).
 func LoadModel(path, device string) (*Model, error) {
-	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_load(path, device) }))
+	return newModel(call(func() raw.Struct_SS_sw_model { return raw.Swb_model_from_pretrained(path, device) }))
 }
 
 // ImportHF loads a HuggingFace SwitchTransformers checkpoint (config.json + safetensors).

@@ -278,7 +278,18 @@ func TestTrainingAndCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imported.Close()
+	defer imported.Close()
+	// LoadModel takes the HF directory as well, as the same model.
+	viaLoad, err := LoadModel(hf, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaLoad.Close()
+	a, errA := imported.Forward(testBatch(), false)
+	b, errB := viaLoad.Forward(testBatch(), false)
+	if errA != nil || errB != nil || a.Loss != b.Loss {
+		t.Fatalf("ImportHF loss %v (%v), LoadModel %v (%v)", a.Loss, errA, b.Loss, errB)
+	}
 }
 
 func TestConcurrentForwards(t *testing.T) {

@@ -284,6 +284,12 @@ SW_API sw_status sw_model_save(const sw_model* model, const char* root);
 /* A model from a checkpoint directory, or from the latest one under a root, onto device.
  * Every byte is verified: a corrupt checkpoint is SW_ERR_CORRUPT naming the tensor. */
 SW_API sw_status sw_model_load(const char* path, const char* device, sw_model** out);
+/* A model from whatever path holds, onto device: an HF model directory (config.json beside
+ * model.safetensors or a sharded index; as sw_model_import_hf), a libswitch checkpoint
+ * directory or root (as sw_model_load), or a run directory of `switch train --out` (the
+ * latest checkpoint under its checkpoints/). A path holding none of these is
+ * SW_ERR_NOT_FOUND naming what was looked for. */
+SW_API sw_status sw_model_from_pretrained(const char* path, const char* device, sw_model** out);
 /* Parameters from a checkpoint into an existing model. strict: every parameter present and
  * nothing else; else only those whose names match (shapes must still agree). All or
  * nothing: the model is unchanged on error. */

@@ -411,6 +411,17 @@ class Model(_Handle):
         return cls(None, _ptr=_checked(_raw.swb_model_load(str(path), device)))
 
     @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu") -> "Model":
+        """A model from whatever ``path`` holds: an HF model directory (config.json with
+        model.safetensors or a sharded index), a libswitch checkpoint directory or root,
+        or a ``switch train --out`` run directory (its latest checkpoint)."""
+        return cls(None, _ptr=_checked(_raw.swb_model_from_pretrained(str(path), device)))
+
+    def save_pretrained(self, directory: str, allow_routing_change: bool = False) -> None:
+        """The HF layout (config.json, model.safetensors) in ``directory``: ``export_hf``."""
+        self.export_hf(directory, allow_routing_change)
+
+    @classmethod
     def import_hf(cls, config_json: str, weights: str, device: str = "cpu",
                   overrides: str = "") -> "Model":
         """A HuggingFace SwitchTransformers checkpoint (config.json + safetensors).

@@ -250,6 +250,24 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
         sw.Model.load(path)
 
 
+def test_from_pretrained_takes_hf_directories_checkpoints_and_runs(tmp_path):
+    with tiny() as m:
+        expected = forward(m).logits
+        m.save_pretrained(tmp_path / "hf", allow_routing_change=True)
+        step_dir = m.save(tmp_path / "root")
+    with sw.Trainer(tiny(), sw.TrainConfig("batch_size: 2")) as t:
+        t.save(tmp_path / "run" / "checkpoints")  # the layout of `switch train --out run`
+        run_logits = forward(t.model).logits
+    assert os.path.exists(tmp_path / "hf" / "config.json")
+    for path, want in [(tmp_path / "hf", expected), (step_dir, expected),
+                       (tmp_path / "root", expected), (tmp_path / "run", run_logits)]:
+        with sw.Model.from_pretrained(path) as loaded:
+            np.testing.assert_allclose(forward(loaded).logits, want, rtol=0, atol=1e-5)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(sw.NotFoundError, match="no config.json"):
+        sw.Model.from_pretrained(tmp_path / "empty")
+
+
 def test_trainer_logs_to_tensorboard(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
     batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,

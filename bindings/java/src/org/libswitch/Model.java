@@ -34,10 +34,14 @@ public final class Model extends NativeHandle<SWIGTYPE_p_sw_model> {
     return new Model(LibSwitch.checked(libswitch_raw.swb_model_copy_to(handle(), device, dtype)));
   }
 
-  /** A model from a checkpoint directory (or the latest under a root), verified. */
+  /**
+   * A model from whatever path holds: a checkpoint directory (or the latest under a root),
+   * verified; a `switch train --out` run directory (its latest checkpoint); or an HF model
+   * directory (config.json with model.safetensors or a sharded index).
+   */
   public static Model load(String path, String device) {
     LibSwitch.load();
-    return new Model(LibSwitch.checked(libswitch_raw.swb_model_load(path, device)));
+    return new Model(LibSwitch.checked(libswitch_raw.swb_model_from_pretrained(path, device)));
   }
 
   /** A HuggingFace SwitchTransformers checkpoint: config.json and safetensors. */
