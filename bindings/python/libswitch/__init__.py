@@ -622,6 +622,81 @@ class Communicator(_Handle):
 # ---------------------------------------------------------------------------- training
 
 
+class Callback:
+    """A hook of :meth:`Trainer.fit`: ``on_step`` after every step (return True to stop
+    training there), ``on_end`` once the loop ends."""
+
+    def on_step(self, trainer: "Trainer", metrics: Metrics) -> Optional[bool]:
+        return None
+
+    def on_end(self, trainer: "Trainer") -> None:
+        return None
+
+
+class CheckpointEvery(Callback):
+    """Saves a checkpoint under ``root`` every ``every`` steps and after the last one;
+    ``saved`` lists the directories."""
+
+    def __init__(self, every: int, root: str):
+        if every < 1:
+            raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                       f"CheckpointEvery: every must be >= 1, got {every}")
+        self.every, self.root, self.saved = every, str(root), []
+        self._last = None
+
+    def on_step(self, trainer, metrics):
+        self._last = metrics.step
+        if metrics.step % self.every == 0:
+            self.saved.append(trainer.save(self.root))
+
+    def on_end(self, trainer):
+        if self._last is not None and self._last % self.every != 0:
+            self.saved.append(trainer.save(self.root))
+
+
+class EvaluateEvery(Callback):
+    """Evaluates every ``every`` steps on ``batch`` (None: the built-in held-out batches);
+    ``results`` lists (step, Metrics)."""
+
+    def __init__(self, every: int, batch: Optional[Dict] = None):
+        if every < 1:
+            raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                       f"EvaluateEvery: every must be >= 1, got {every}")
+        self.every, self.batch, self.results = every, batch, []
+
+    def on_step(self, trainer, metrics):
+        if metrics.step % self.every == 0:
+            self.results.append((metrics.step, trainer.evaluate(self.batch)))
+
+
+class _Progress:
+    """tqdm's bar where tqdm is installed (tqdm.auto: a widget in Jupyter), otherwise a
+    line per tenth of the run."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.bar, self.enabled = total, None, enabled
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, unit="step")
+            except ImportError:
+                pass
+
+    def update(self, done: int, m: Metrics) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{m.loss:.4f}", tok_s=f"{m.tokens_per_second:,.0f}")
+        elif done == 1 or done == self.total or done % max(1, self.total // 10) == 0:
+            print(f"step {m.step} ({done}/{self.total}) loss {m.loss:.4f} "
+                  f"{m.tokens_per_second:,.0f} tokens/s", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 class Trainer(_Handle):
     """Optimizer steps on batches (dicts of arrays) or on the built-in span-corruption
     data; evaluation; checkpoints that a new process continues bit for bit."""
@@ -660,6 +735,35 @@ class Trainer(_Handle):
         """The loss on ``batch``, or on the built-in held-out batches when None."""
         return self._run(1, batch)
 
+    def fit(self, steps: int, batches=None, callbacks=(), progress: bool = True) -> List[Metrics]:
+        """``steps`` optimizer steps on ``batches`` (an iterable of batch dicts; training
+        stops early when it runs out) or on the built-in data (None), with a progress bar
+        (tqdm where installed, plain lines otherwise) and ``callbacks``
+        (:class:`CheckpointEvery`, :class:`EvaluateEvery` or any :class:`Callback`; one
+        returning True from ``on_step`` stops training). Returns each step's metrics."""
+        if steps < 0:
+            raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
+                                       f"fit: steps must be >= 0, got {steps}")
+        source = iter(batches) if batches is not None else None
+        bar = _Progress(steps, progress)
+        done: List[Metrics] = []
+        try:
+            for i in range(steps):
+                batch = next(source, None) if source is not None else None
+                if source is not None and batch is None:
+                    break
+                metrics = self.step(batch)
+                done.append(metrics)
+                bar.update(i + 1, metrics)
+                stop = [bool(c.on_step(self, metrics)) for c in callbacks]
+                if any(stop):
+                    break
+        finally:
+            bar.close()
+        for c in callbacks:
+            c.on_end(self)
+        return done
+
     def save(self, root: str) -> str:
         """A checkpoint under root (model, optimizer, step, data position); its directory."""
         _check(_raw.sw_trainer_save(self._handle, str(root)))
@@ -669,7 +773,8 @@ class Trainer(_Handle):
         """From now on, writes each step and evaluation to a TensorBoard event file in
         ``directory`` (losses, learning rate, gradient norm, tokens/s, dropped fraction,
         each layer's router entropy and expert-load histogram); None stops."""
-        _check(_raw.sw_trainer_log_to(self._handle, None if directory is None else str(directory)))
+        _check(_raw.sw_trainer_log_to(self._handle,
+                                      None if directory is None else str(directory)))
 
     def set_data_parallel(self, comm: Communicator) -> None:
         """Makes this trainer one data-parallel replica over comm's ranks (before its first
@@ -691,4 +796,5 @@ __all__ = [
     "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
     "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "CancelledError",
     "Cancel", "cuda_built", "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
+    "Callback", "CheckpointEvery", "EvaluateEvery",
 ]

@@ -268,6 +268,40 @@ def test_from_pretrained_takes_hf_directories_checkpoints_and_runs(tmp_path):
         sw.Model.from_pretrained(tmp_path / "empty")
 
 
+def test_fit_runs_callbacks_and_shows_progress(tmp_path, capsys, monkeypatch):
+    batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,
+             "labels": LABELS, "attention_mask": ATTENTION_MASK}
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # the plain lines, not tqdm's bar
+
+    class StopAt(sw.Callback):
+        def on_step(self, trainer, metrics):
+            return metrics.step == 4
+
+    with tiny() as m, sw.Trainer(m, sw.TrainConfig("batch_size: 2")) as t:
+        saves, evals = sw.CheckpointEvery(2, tmp_path / "ckpt"), sw.EvaluateEvery(1, batch)
+        steps = t.fit(3, [batch] * 3, callbacks=[saves, evals])
+        assert [s.step for s in steps] == [1, 2, 3]
+        assert [s for s, _ in evals.results] == [1, 2, 3]
+        assert [os.path.basename(p) for p in saves.saved] == ["step-00000002", "step-00000003"]
+        out = capsys.readouterr().out
+        assert "step 1 (1/3) loss" in out and "step 3 (3/3) loss" in out
+        assert len(t.fit(5, [batch] * 5, callbacks=[StopAt()], progress=False)) == 1  # step 4
+        assert len(t.fit(5, [batch] * 2, progress=False)) == 2  # out of batches
+        assert capsys.readouterr().out == ""
+        with pytest.raises(sw.InvalidArgumentError, match="every must be >= 1"):
+            sw.CheckpointEvery(0, tmp_path)
+
+
+def test_fit_shows_tqdms_bar_where_installed(capsys):
+    import tqdm  # noqa: F401 - scripts/setup installs it
+    batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,
+             "labels": LABELS, "attention_mask": ATTENTION_MASK}
+    with tiny() as m, sw.Trainer(m, sw.TrainConfig("batch_size: 2")) as t:
+        t.fit(2, [batch] * 2)
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and "loss=" in captured.err and captured.out == ""
+
+
 def test_trainer_logs_to_tensorboard(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
     batch = {"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,
