@@ -193,6 +193,9 @@ struct sw_trainer {
   std::unique_ptr<sw::ModelShares> shares;
   bool split_model = false;  // ep or mp > 1: the trainer's model is this rank's share
   bool stepped = false;      // a step has been taken by this object
-  std::unique_ptr<sw::TensorBoardWriter> events;  // sw_trainer_log_to's, or null
+  // sw_trainer_log_to's directory ("": none) and its writer, made at the first record on
+  // world rank 0.
+  std::string log_dir;
+  std::unique_ptr<sw::TensorBoardWriter> events;
   std::mutex mutex;
 };

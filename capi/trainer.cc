@@ -177,6 +177,18 @@ sw_status sw_trainer_create(sw_model* model, const sw_config* train_config, sw_t
   });
 }
 
+namespace {
+
+// One TensorBoard record for sw_trainer_log_to, on world rank 0 only (the layout may be set
+// after log_to). The file is made at the first record, starting a session at its step.
+void log_record(sw_trainer& t, int64_t step, const sw::TensorBoardSummary& summary) {
+  if (t.log_dir.empty() || (t.world && t.world->rank() != 0)) return;
+  if (!t.events) t.events = std::make_unique<sw::TensorBoardWriter>(t.log_dir, step);
+  t.events->write(step, summary);
+}
+
+}  // namespace
+
 sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics* out) {
   return guard(__func__, [&] {
     sw_trainer& t = trainer_arg(trainer);
@@ -202,7 +214,7 @@ sw_status sw_trainer_step(sw_trainer* trainer, const sw_batch* batch, sw_metrics
     }
     t.stepped = true;
     if (out) write_struct(out, to_metrics(m), "out");
-    if (t.events) t.events->write(m.step, sw::metrics_summary(m));
+    log_record(t, m.step, sw::metrics_summary(m));
   });
 }
 
@@ -222,7 +234,7 @@ sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch, sw_met
     ScopedThreads threads(t.model->threads);
     const sw::EvalMetrics m = t.trainer->evaluate(batches);
     write_struct(out, to_metrics(m, t.trainer->steps_done()), "out");
-    if (t.events) t.events->write(t.trainer->steps_done(), sw::metrics_summary(m));
+    log_record(t, t.trainer->steps_done(), sw::metrics_summary(m));
   });
 }
 
@@ -231,12 +243,13 @@ sw_status sw_trainer_log_to(sw_trainer* trainer, const char* dir) {
     sw_trainer& t = trainer_arg(trainer);
     std::lock_guard trainer_lock(t.mutex);
     t.events.reset();
-    if (!dir || !*dir || (t.world && t.world->rank() != 0)) return;
+    t.log_dir.clear();
+    if (!dir || !*dir) return;
     std::error_code error;
     std::filesystem::create_directories(dir, error);
     SW_CHECK(!error, sw::Status::kIo, "sw_trainer_log_to: cannot create ", dir, ": ",
              error.message());
-    t.events = std::make_unique<sw::TensorBoardWriter>(dir);
+    t.log_dir = dir;
   });
 }
 

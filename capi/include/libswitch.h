@@ -361,11 +361,14 @@ SW_API sw_status sw_trainer_evaluate(sw_trainer* trainer, const sw_batch* batch,
  * keep_checkpoints newest checkpoints under root. */
 SW_API sw_status sw_trainer_save(sw_trainer* trainer, const char* root);
 /* From now on each step and evaluation of this trainer is also written to a TensorBoard
- * event file in dir (created if needed; a new events.out.tfevents.* file per call): the
- * losses, learning rate, gradient norm, tokens/s, dropped fraction, each layer's router
- * entropy and expert-load histogram (`tensorboard --logdir dir`). dir NULL or "": stop
- * writing. Under a parallel layout only world rank 0 writes. A step whose record cannot
- * be written returns SW_ERR_IO after the step was taken (out holds its metrics). */
+ * event file in dir (created if needed; a new events.out.tfevents.* file per call, made
+ * at the first record): the losses, learning rate, gradient norm, tokens/s, dropped
+ * fraction, each layer's router entropy and expert-load histogram (`tensorboard --logdir
+ * dir`). The file starts a session at its first record's step, so TensorBoard drops what
+ * earlier files in dir logged from that step on (a restored trainer logging where the
+ * run it continues did). dir NULL or "": stop writing. Under a parallel layout only world
+ * rank 0 writes. A step whose record cannot be written returns SW_ERR_IO after the step
+ * was taken (out holds its metrics). */
 SW_API sw_status sw_trainer_log_to(sw_trainer* trainer, const char* dir);
 /* A trainer continuing a checkpoint written by sw_trainer_save (or `switch train`): its
  * model, optimizer state, step and data position; the tokenizer from root/tokenizer.model

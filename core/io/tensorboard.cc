@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
-#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "core/io/crc32c.h"
 #include "core/proto/tensorboard.pb.h"
@@ -25,26 +27,21 @@ std::string little_endian(uint64_t v, int bytes) {
 
 void fill_counts(const std::vector<int64_t>& counts, tensorboard::HistogramProto& h) {
   double num = 0, sum = 0, squares = 0;
-  int64_t first = -1, last = -1;
   for (size_t i = 0; i < counts.size(); ++i) {
     const double n = static_cast<double>(counts[i]), x = static_cast<double>(i);
     num += n;
     sum += n * x;
     squares += n * x * x;
-    if (counts[i] > 0) {
-      if (first < 0) first = static_cast<int64_t>(i);
-      last = static_cast<int64_t>(i);
-    }
-    // TensorBoard draws bucket i over (limit[i - 1], limit[i]]: limits i + 0.5 center
-    // bin i on i.
+    // TensorBoard draws bucket i over (limit[i - 1], limit[i]] (the first from min):
+    // limits i + 0.5 and min -0.5 center bin i on i, every bin one wide.
     h.add_bucket_limit(static_cast<double>(i) + 0.5);
     h.add_bucket(n);
   }
   h.set_num(num);
   h.set_sum(sum);
   h.set_sum_squares(squares);
-  h.set_min(first < 0 ? 0.0 : static_cast<double>(first));
-  h.set_max(last < 0 ? 0.0 : static_cast<double>(last));
+  h.set_min(-0.5);
+  h.set_max(static_cast<double>(counts.size()) - 0.5);
 }
 
 }  // namespace
@@ -54,18 +51,29 @@ uint32_t masked_crc32c(const void* data, size_t n) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
-TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
+TensorBoardWriter::TensorBoardWriter(const std::string& dir, int64_t first_step) {
+  static std::atomic<int64_t> writers{0};
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
   path_ = dir + "/events.out.tfevents." +
           std::to_string(static_cast<int64_t>(std::floor(now_seconds()))) + "." + host + "." +
-          std::to_string(getpid());
-  out_.open(path_, std::ios::binary | std::ios::trunc);
-  SW_CHECK(out_.is_open(), Status::kIo, "tensorboard: cannot write ", path_);
-  tensorboard::Event e;
-  e.set_wall_time(now_seconds());
-  e.set_file_version("brain.Event:2");
-  write_record(e.SerializeAsString());
+          std::to_string(getpid()) + "." + std::to_string(writers++);
+  out_ = std::fopen(path_.c_str(), "wbx");  // never another writer's file
+  SW_CHECK(out_ != nullptr, Status::kIo, "tensorboard: cannot create ", path_, ": ",
+           std::strerror(errno));
+  tensorboard::Event version;
+  version.set_wall_time(now_seconds());
+  version.set_file_version("brain.Event:2");
+  write_record(version.SerializeAsString());
+  tensorboard::Event start;
+  start.set_wall_time(now_seconds());
+  start.set_step(first_step);
+  start.mutable_session_log()->set_status(tensorboard::SessionLog::START);
+  write_record(start.SerializeAsString());
+}
+
+TensorBoardWriter::~TensorBoardWriter() {
+  if (out_) std::fclose(out_);
 }
 
 void TensorBoardWriter::write(int64_t step, const TensorBoardSummary& summary) {
@@ -88,10 +96,12 @@ void TensorBoardWriter::write(int64_t step, const TensorBoardSummary& summary) {
 
 void TensorBoardWriter::write_record(const std::string& bytes) {
   const std::string length = little_endian(bytes.size(), 8);
-  out_ << length << little_endian(masked_crc32c(length.data(), length.size()), 4) << bytes
-       << little_endian(masked_crc32c(bytes.data(), bytes.size()), 4);
-  out_.flush();
-  SW_CHECK(out_.good(), Status::kIo, "tensorboard: cannot write ", path_);
+  const std::string record = length +
+                             little_endian(masked_crc32c(length.data(), length.size()), 4) + bytes +
+                             little_endian(masked_crc32c(bytes.data(), bytes.size()), 4);
+  SW_CHECK(
+      std::fwrite(record.data(), 1, record.size(), out_) == record.size() && std::fflush(out_) == 0,
+      Status::kIo, "tensorboard: cannot write ", path_, ": ", std::strerror(errno));
 }
 
 }  // namespace sw

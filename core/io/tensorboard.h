@@ -5,7 +5,7 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
+#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,10 +21,15 @@ struct TensorBoardSummary {
 
 class TensorBoardWriter {
  public:
-  // Creates <dir>/events.out.tfevents.<unix seconds>.<host>.<pid> (a new file each time:
-  // TensorBoard reads a directory's event files in name order) and writes its version
-  // record. Throws kIo when the file cannot be written.
-  explicit TensorBoardWriter(const std::string& dir);
+  // Creates <dir>/events.out.tfevents.<unix seconds>.<host>.<pid>.<n> (a new file each
+  // time, n counting the process's writers; TensorBoard reads a directory's event files
+  // in name order) and writes its version record and a session start at first_step: a
+  // reader drops what earlier files of the directory logged from that step on (the steps
+  // after the checkpoint a run resumed from). Throws kIo when the file cannot be written.
+  TensorBoardWriter(const std::string& dir, int64_t first_step);
+  ~TensorBoardWriter();
+  TensorBoardWriter(const TensorBoardWriter&) = delete;
+  TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
 
   // Appends one Event for `step` holding every value of `summary`, and flushes.
   void write(int64_t step, const TensorBoardSummary& summary);
@@ -35,7 +40,7 @@ class TensorBoardWriter {
   void write_record(const std::string& bytes);
 
   std::string path_;
-  std::ofstream out_;
+  std::FILE* out_ = nullptr;
 };
 
 // TFRecord's checksum of a record's parts: CRC-32C rotated right by 15 bits plus a constant.

@@ -206,7 +206,8 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   if (resuming) drop_metrics_after(out_dir + "/metrics.jsonl", steps_done());
   metrics_.open(out_dir + "/metrics.jsonl", resuming ? std::ios::app : std::ios::trunc);
   SW_CHECK(metrics_, Status::kIo, "train: cannot write ", out_dir, "/metrics.jsonl");
-  events_ = std::make_unique<TensorBoardWriter>(out_dir);
+  // A resumed run drops, in TensorBoard, what an earlier process logged after the checkpoint.
+  events_ = std::make_unique<TensorBoardWriter>(out_dir, steps_done() + 1);
 }
 
 TrainMetrics PretrainingRun::step() {

@@ -4,13 +4,15 @@
 with the values of metrics.jsonl: every train and eval scalar (as the float32 an event
 holds), each layer's router entropy and dropped fraction, and each layer's expert-load
 histogram (bucket i = expert i's tokens, the same shares as metrics.jsonl's "load"). A
-resumed run adds a second event file, and the two together hold each step once; a record
-with a flipped bit is refused by the reader.
+run resumed from a checkpoint older than its last logged steps (as after a crash) adds a
+second event file, and the reader shows each step once, the resumed run's; a record with a
+flipped bit is refused by the reader.
 
 usage: check_tensorboard.py SWITCH_BINARY"""
 import glob
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -27,8 +29,8 @@ def f32(x):
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
-def train(switch, out, steps, resume=False):
-    subprocess.run([switch, "train", "--out", out, *SMALL, "--set", f"steps={steps}"]
+def train(switch, out, steps, resume=False, extra=()):
+    subprocess.run([switch, "train", "--out", out, *SMALL, "--set", f"steps={steps}", *extra]
                    + (["--resume"] if resume else []), check=True, stdout=subprocess.DEVNULL)
 
 
@@ -43,7 +45,11 @@ def check_against_metrics(run, acc):
     trains = [l for l in lines if l["kind"] == "train"]
     evals = [l for l in lines if l["kind"] == "eval"]
     assert trains and evals, "the run logged no train or eval lines"
-    scalars = {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+    events = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    for tag, values in events.items():
+        steps = [s for s, _ in values]
+        assert len(set(steps)) == len(steps), f"{tag}: a step logged twice: {steps}"
+    scalars = {tag: dict(values) for tag, values in events.items()}
     checked = 0
 
     def same(tag, step, value):
@@ -84,9 +90,13 @@ def main():
         straight, resumed = os.path.join(tmp, "straight"), os.path.join(tmp, "resumed")
         train(switch, straight, 4)
         n = check_against_metrics(straight, accumulated(straight))
-        # Stopped at step 2 and resumed to 4: a second event file; both together hold
-        # steps 1-4 once each.
-        train(switch, resumed, 2)
+        # Checkpoints at 2 and 4, then the one at 4 lost (a crash after logging step 4 but
+        # before its checkpoint): the resumed run logs 3 and 4 again, and the reader keeps
+        # those, not the first run's.
+        train(switch, resumed, 4, extra=["--set", "checkpoint_interval=2"])
+        shutil.rmtree(os.path.join(resumed, "checkpoints", "step-00000004"))
+        with open(os.path.join(resumed, "checkpoints", "latest"), "w") as f:
+            f.write("step-00000002\n")
         train(switch, resumed, 4, resume=True)
         files = glob.glob(os.path.join(resumed, "events.out.tfevents.*"))
         assert len(files) == 2, files
@@ -94,13 +104,14 @@ def main():
         # A flipped bit in the second record: the reader stops before it.
         path = glob.glob(os.path.join(straight, "events.out.tfevents.*"))[0]
         data = bytearray(open(path, "rb").read())
-        first = struct.unpack("<Q", data[:8])[0] + 16  # the version record
-        data[first + 12 + 3] ^= 0x01
+        second = struct.unpack("<Q", data[:8])[0] + 16  # after the version record
+        third = second + struct.unpack("<Q", data[second:second + 8])[0] + 16  # the start
+        data[third + 12 + 3] ^= 0x01  # in the first step's record
         bad = os.path.join(tmp, "events.out.tfevents.bad")
         open(bad, "wb").write(data)
         good = sum(1 for _ in event_file_loader.LegacyEventFileLoader(path).Load())
         read = sum(1 for _ in event_file_loader.LegacyEventFileLoader(bad).Load())
-        assert read == 1 and good > 2, (read, good)
+        assert read == 2 and good > 3, (read, good)
     print(f"tensorboard: {n} values equal metrics.jsonl's; a corrupted record is refused")
 
 

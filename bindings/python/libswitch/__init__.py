@@ -642,16 +642,20 @@ class CheckpointEvery(Callback):
             raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
                                        f"CheckpointEvery: every must be >= 1, got {every}")
         self.every, self.root, self.saved = every, str(root), []
-        self._last = None
+        self._last = self._last_saved = None
 
     def on_step(self, trainer, metrics):
         self._last = metrics.step
         if metrics.step % self.every == 0:
-            self.saved.append(trainer.save(self.root))
+            self._save(trainer)
 
     def on_end(self, trainer):
-        if self._last is not None and self._last % self.every != 0:
-            self.saved.append(trainer.save(self.root))
+        if self._last is not None and self._last != self._last_saved:
+            self._save(trainer)
+
+    def _save(self, trainer):
+        self.saved.append(trainer.save(self.root))
+        self._last_saved = self._last
 
 
 class EvaluateEvery(Callback):

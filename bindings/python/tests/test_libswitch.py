@@ -287,6 +287,8 @@ def test_fit_runs_callbacks_and_shows_progress(tmp_path, capsys, monkeypatch):
         assert "step 1 (1/3) loss" in out and "step 3 (3/3) loss" in out
         assert len(t.fit(5, [batch] * 5, callbacks=[StopAt()], progress=False)) == 1  # step 4
         assert len(t.fit(5, [batch] * 2, progress=False)) == 2  # out of batches
+        t.fit(0, callbacks=[saves])  # no step: nothing saved again
+        assert len(saves.saved) == 2
         assert capsys.readouterr().out == ""
         with pytest.raises(sw.InvalidArgumentError, match="every must be >= 1"):
             sw.CheckpointEvery(0, tmp_path)
