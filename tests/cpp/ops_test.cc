@@ -76,6 +76,47 @@ TEST_P(OpsTest, MatmulAllTransposes) {
   EXPECT_THROW(ops::matmul(random({2, 3}, 1), false, random({2, 3}, 2), false), Error);
 }
 
+// Shapes that reach every tiled path of the CPU GEMM: several tiles of unequal sizes,
+// BLIS's packed path (tiles of 64+ rows and columns) and its unpacked one, Eigen's small
+// tiles, the 128-wide tiles of one row of tiles, and an empty sum (k = 0); the output
+// poisoned with NaN where nothing may be read (beta 0), accumulated where beta is 1.
+TEST_P(OpsTest, MatmulOverEveryTilePath) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct Case {
+    int64_t m, k, n;
+  };
+  for (Case s : {Case{260, 64, 1030}, Case{32, 200, 700}, Case{5, 0, 7}})
+    for (double beta : {0.0, 1.0}) {
+      const Tensor a = random({s.m, s.k}, 40), b = random({s.n, s.k}, 41);
+      const Tensor c0 = beta == 0 ? Tensor::zeros({s.m, s.n}, DType::f64) : random({s.m, s.n}, 42);
+      Tensor c = beta == 0 ? Tensor::full({s.m, s.n}, dtype(), nan) : c0.clone();
+      const Tensor want = naive_matmul(a, false, b, true, c0, 1.0, beta);
+      ops::matmul(a, false, b, true, c, 1.0, beta);
+      EXPECT_LE(max_relative_error(c, want), tolerance() * 10)
+          << s.m << "x" << s.k << "x" << s.n << " beta " << beta;
+    }
+}
+
+// Groups of every kind at once: empty, a few rows (streamed), one row of 128-wide tiles
+// (BLIS unpacked) and several tiles (BLIS packed and Eigen), output poisoned with NaN.
+TEST_P(OpsTest, GroupedMatmulOverEveryTilePath) {
+  const std::vector<int64_t> offsets = {0, 0, 5, 265, 305};
+  const int64_t k = 64, n = 600, groups = 4;
+  const Tensor a = random({offsets.back(), k}, 43), b = random({groups, n, k}, 44);
+  Tensor c = Tensor::full({offsets.back(), n}, dtype(), std::numeric_limits<double>::quiet_NaN());
+  ops::grouped_matmul(a, b, true, c, offsets);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t rows = offsets[g + 1] - offsets[g];
+    if (rows == 0) continue;
+    EXPECT_LE(max_relative_error(c.slice(offsets[g], offsets[g + 1]),
+                                 naive_matmul(a.slice(offsets[g], offsets[g + 1]), false,
+                                              b.slice(g, g + 1).view({n, k}), true,
+                                              Tensor::zeros({rows, n}, DType::f64), 1, 0)),
+              tolerance() * 10)
+        << "group " << g << " of " << rows << " rows";
+  }
+}
+
 TEST_P(OpsTest, LinearIsXTimesWTransposed) {
   const Tensor x = random({2, 3, 6}, 4), w = random({4, 6}, 5);
   const Tensor y = ops::linear(x, w);
