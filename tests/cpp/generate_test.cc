@@ -61,12 +61,21 @@ TEST(FinishedBeams, KeepTheBestNumBeamsByNormalisedScore) {
   for (const auto& h : fin.kept()) EXPECT_NE(h.tokens, std::vector<int32_t>{5});
 }
 
+// Rows `order` of a [3, n] tensor.
+Tensor rows_in_order(const Tensor& t, const std::vector<int64_t>& order) {
+  Tensor out = Tensor::empty(t.shape(), t.dtype());
+  for (size_t i = 0; i < order.size(); ++i)
+    out.slice(static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)
+        .copy_from(t.slice(order[i], order[i] + 1));
+  return out;
+}
+
 TEST(Generate, CachedStepsEqualFullForwards) {
   const SwitchTransformer model(dropless_tiny(), 4);
-  const Inputs in = inputs();
+  Inputs in = inputs();
   DecoderState state = model.start_decoding(in.ids, in.mask);
   std::vector<std::vector<int32_t>> prefix(3, {0});
-  // 20 positions: the cache grows from 16 to 32 on the way.
+  // 20 positions: the cache grows from 16 to 32 on the way, and the rows are reordered.
   for (int64_t t = 1; t <= 20; ++t) {
     std::vector<int32_t> last;
     for (const auto& p : prefix) last.push_back(p.back());
@@ -86,6 +95,12 @@ TEST(Generate, CachedStepsEqualFullForwards) {
     EXPECT_LE(testing::max_relative_error(step, last_rows), 1e-5) << "step " << t;
     for (int64_t s = 0; s < 3; ++s)
       prefix[s].push_back(static_cast<int32_t>(3 + (7 * t + s) % 300));
+    if (t == 18) {  // past the cache's growth to 32: the sequences move, as beams do
+      const std::vector<int64_t> order = {2, 0, 1};
+      state.select_rows(order);
+      prefix = {prefix[2], prefix[0], prefix[1]};
+      in = {rows_in_order(in.ids, order), rows_in_order(in.mask, order)};
+    }
   }
   EXPECT_EQ(state.length, 20);
   EXPECT_EQ(state.routing.size(), 2u);  // tiny's two sparse decoder blocks
