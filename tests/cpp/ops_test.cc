@@ -85,7 +85,9 @@ TEST_P(OpsTest, MatmulOverEveryTilePath) {
   struct Case {
     int64_t m, k, n;
   };
-  for (Case s : {Case{260, 64, 1030}, Case{32, 200, 700}, Case{5, 0, 7}})
+  // 260 x 64 x 1030: packed BLIS tiles and Eigen's edge tiles; 32 x 768 x 700: 128-wide
+  // tiles of 32 rows through BLIS's unpacked path; 5 x 0 x 7: the empty sum.
+  for (Case s : {Case{260, 64, 1030}, Case{32, 768, 700}, Case{5, 0, 7}})
     for (double beta : {0.0, 1.0}) {
       const Tensor a = random({s.m, s.k}, 40), b = random({s.n, s.k}, 41);
       const Tensor c0 = beta == 0 ? Tensor::zeros({s.m, s.n}, DType::f64) : random({s.m, s.n}, 42);
@@ -97,11 +99,13 @@ TEST_P(OpsTest, MatmulOverEveryTilePath) {
     }
 }
 
-// Groups of every kind at once: empty, a few rows (streamed), one row of 128-wide tiles
-// (BLIS unpacked) and several tiles (BLIS packed and Eigen), output poisoned with NaN.
+// Groups of every kind at once, output poisoned with NaN: empty; 5 rows (streamed); 260
+// rows (a packed BLIS tile, 44-column edge tiles through BLIS's unpacked path, Eigen's
+// 4-row edge tiles); 40 rows (one row of 128-wide tiles, BLIS unpacked, and an Eigen
+// edge tile).
 TEST_P(OpsTest, GroupedMatmulOverEveryTilePath) {
   const std::vector<int64_t> offsets = {0, 0, 5, 265, 305};
-  const int64_t k = 64, n = 600, groups = 4;
+  const int64_t k = 416, n = 300, groups = 4;
   const Tensor a = random({offsets.back(), k}, 43), b = random({groups, n, k}, 44);
   Tensor c = Tensor::full({offsets.back(), n}, dtype(), std::numeric_limits<double>::quiet_NaN());
   ops::grouped_matmul(a, b, true, c, offsets);
