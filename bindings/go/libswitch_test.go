@@ -183,10 +183,12 @@ func TestForwardRoutingAndBadInput(t *testing.T) {
 	}
 }
 
-func TestTrainerLogsToTensorBoard(t *testing.T) {
+// A tiny model and a trainer for it with the TrainConfig text, closed when the test ends.
+func tinyTrainer(t *testing.T, text string) (*Model, *Trainer) {
+	t.Helper()
 	m := tiny(t, 0)
-	defer m.Close()
-	config, err := TrainConfigFromText("batch_size: 2")
+	t.Cleanup(func() { m.Close() })
+	config, err := TrainConfigFromText(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +197,12 @@ func TestTrainerLogsToTensorBoard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer trainer.Close()
+	t.Cleanup(func() { trainer.Close() })
+	return m, trainer
+}
+
+func TestTrainerLogsToTensorBoard(t *testing.T) {
+	_, trainer := tinyTrainer(t, "batch_size: 2")
 	dir := t.TempDir()
 	if err := trainer.LogTo(dir); err != nil {
 		t.Fatal(err)
@@ -224,18 +231,7 @@ func TestTrainerLogsToTensorBoard(t *testing.T) {
 }
 
 func TestTrainingAndCheckpoints(t *testing.T) {
-	m := tiny(t, 0)
-	defer m.Close()
-	config, err := TrainConfigFromText("optimizer: ADAMW learning_rate: 0.003 batch_size: 2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer config.Close()
-	trainer, err := NewTrainer(m, config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer trainer.Close()
+	m, trainer := tinyTrainer(t, "optimizer: ADAMW learning_rate: 0.003 batch_size: 2")
 	first, err := trainer.Step(testBatch())
 	if err != nil {
 		t.Fatal(err)
