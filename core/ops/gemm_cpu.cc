@@ -100,13 +100,6 @@ struct TiledGemm {
     const int64_t r0 = t / col_tiles() * tile_rows(), c0 = t % col_tiles() * tile_cols();
     const int64_t rows = std::min(tile_rows(), d.m - r0), cols = std::min(tile_cols(), d.n - c0);
     T* ct = c + r0 * d.n + c0;
-    if (d.k == 0) {  // an empty sum
-      if (beta == T(0))
-        Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<> >(ct, rows, cols,
-                                                           Eigen::OuterStride<>(d.n))
-            .setZero();
-      return;
-    }
     const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
     tile_product(a + (ta ? r0 : r0 * lda), ta, lda, b + (tb ? c0 * ldb : c0), tb, ldb, ct, d.n,
                  rows, cols, d.k, alpha, beta);
