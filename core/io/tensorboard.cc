@@ -44,12 +44,13 @@ void fill_counts(const std::vector<int64_t>& counts, tensorboard::HistogramProto
   h.set_max(static_cast<double>(counts.size()) - 0.5);
 }
 
-}  // namespace
-
+// TFRecord's checksum of a record's parts: CRC-32C rotated right by 15 bits plus a constant.
 uint32_t masked_crc32c(const void* data, size_t n) {
   const uint32_t crc = crc32c(data, n);
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
+
+}  // namespace
 
 TensorBoardWriter::TensorBoardWriter(const std::string& dir, int64_t first_step) {
   static std::atomic<int64_t> writers{0};

@@ -34,16 +34,11 @@ class TensorBoardWriter {
   // Appends one Event for `step` holding every value of `summary`, and flushes.
   void write(int64_t step, const TensorBoardSummary& summary);
 
-  const std::string& path() const { return path_; }
-
  private:
   void write_record(const std::string& bytes);
 
   std::string path_;
   std::FILE* out_ = nullptr;
 };
-
-// TFRecord's checksum of a record's parts: CRC-32C rotated right by 15 bits plus a constant.
-uint32_t masked_crc32c(const void* data, size_t n);
 
 }  // namespace sw
