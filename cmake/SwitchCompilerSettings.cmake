@@ -17,10 +17,18 @@ if(SW_CCACHE)
   set(CMAKE_CUDA_COMPILER_LAUNCHER ${SW_CCACHE})
 endif()
 
-# Eigen's GEMM is several times faster with the machine's AVX2/AVX-512 and FMA units;
-# turn SW_NATIVE_ARCH off to build a binary for other machines.
+# Eigen's kernels are several times faster with AVX2 and FMA than with SSE2 alone, and
+# Eigen chooses its vector width at compile time: a portable build targets SW_CPU_BASELINE
+# (x86-64-v3 by default), a local build (SW_NATIVE_ARCH) this machine. BLIS, under the GEMM
+# tiles, picks its kernels for the CPU it runs on either way.
 if(SW_NATIVE_ARCH)
   add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-march=native>)
+else()
+  set(_sw_baselines x86-64 x86-64-v2 x86-64-v3 x86-64-v4)
+  if(NOT SW_CPU_BASELINE IN_LIST _sw_baselines)
+    message(FATAL_ERROR "SW_CPU_BASELINE: unknown level '${SW_CPU_BASELINE}' (one of: ${_sw_baselines})")
+  endif()
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-march=${SW_CPU_BASELINE}>)
 endif()
 
 function(sw_warnings target)

@@ -62,7 +62,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   if (on_cuda(q)) {
     // The kernels take whole tensors: a cache's keys are copied out first.
     if (in.key_length != -1 && in.key_length < k.dim(1)) {
-      AttentionInputs whole = in;
+      [[maybe_unused]] AttentionInputs whole = in;  // unused without CUDA
       whole.key_length = -1;
       SW_RUN_ON_CUDA(kernels::attention(q, key_prefix(k, in.key_length),
                                         key_prefix(v, in.key_length), heads, whole, probs));

@@ -41,7 +41,11 @@ def main():
         checkpoint = trainer.save(os.path.join(args.out, "checkpoints"))
     print(f"held-out loss {held_out.loss:.4f}; checkpoint {checkpoint}")
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a plain `pip install .`: the numbers without the picture
+        print("no loss plot: matplotlib is not installed (pip install 'libswitch[plot]')")
+        return 0 if losses[-1] < losses[0] else 1
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -800,5 +800,5 @@ __all__ = [
     "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
     "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "CancelledError",
     "Cancel", "cuda_built", "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
-    "Callback", "CheckpointEvery", "EvaluateEvery",
+    "Callback", "CheckpointEvery", "EvaluateEvery", "plan",
 ]
