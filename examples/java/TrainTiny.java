@@ -2,7 +2,7 @@
 // trained for 50 steps on the demo's data, saved, loaded back, and the same forward pass
 // through both models.
 //
-//   java -cp libswitch.jar:. -Djava.library.path=<dir of libswitch_jni.so> TrainTiny CONFIG OUT
+//   java -cp libswitch.jar:. TrainTiny CONFIG OUT   (the jar carries its native libraries)
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;

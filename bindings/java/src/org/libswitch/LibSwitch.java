@@ -1,25 +1,75 @@
 package org.libswitch;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import org.libswitch.raw.libswitch_raw;
 
 /**
- * Library-wide queries, and the checks every call goes through. The JNI library
- * (libswitch_jni.so) is loaded from java.library.path, or from the file the system
- * property {@code libswitch.jni} names.
+ * Library-wide queries, and the checks every call goes through. The native libraries load
+ * from, in order: the file the system property {@code libswitch.jni} names; the jar itself
+ * ({@code org/libswitch/native/<os>-<arch>/}: libswitch_jni.so, libswitch.so and its
+ * SentencePiece plugin, copied to a private temporary folder that is removed at exit); or
+ * java.library.path.
  */
 public final class LibSwitch {
   static {
     String path = System.getProperty("libswitch.jni");
     if (path != null) {
       System.load(path);
-    } else {
+    } else if (!loadFromJar()) {
       System.loadLibrary("switch_jni");
     }
   }
 
   private LibSwitch() {}
+
+  /** The folder of this platform's libraries inside the jar, e.g. "linux-x86_64". */
+  static String platform() {
+    String os = System.getProperty("os.name").toLowerCase(Locale.ROOT).replaceAll("\\s", "");
+    String arch = System.getProperty("os.arch").toLowerCase(Locale.ROOT);
+    if (arch.equals("amd64")) arch = "x86_64";
+    return os + "-" + arch;
+  }
+
+  /**
+   * Copies this platform's libraries out of the jar (the folder's {@code files} lists them)
+   * and loads the JNI one, which finds libswitch.so beside it ($ORIGIN). False when the jar
+   * has none for this platform.
+   */
+  private static boolean loadFromJar() {
+    String folder = "/org/libswitch/native/" + platform() + "/";
+    List<String> names = new ArrayList<>();
+    try (InputStream index = LibSwitch.class.getResourceAsStream(folder + "files")) {
+      if (index == null) return false;
+      for (String line : new String(index.readAllBytes(), StandardCharsets.UTF_8).split("\n")) {
+        if (!line.isBlank()) names.add(line.strip());
+      }
+      Path dir = Files.createTempDirectory("libswitch-native");
+      dir.toFile().deleteOnExit();
+      for (String name : names) {
+        try (InputStream in = LibSwitch.class.getResourceAsStream(folder + name)) {
+          if (in == null) {
+            throw new UnsatisfiedLinkError("libswitch: " + folder + "files lists " + name
+                + ", which the jar does not hold");
+          }
+          Path file = dir.resolve(name);
+          Files.copy(in, file);
+          file.toFile().deleteOnExit();
+        }
+      }
+      System.load(dir.resolve("libswitch_jni.so").toString());
+      return true;
+    } catch (IOException e) {
+      throw new UnsatisfiedLinkError("libswitch: cannot copy the jar's native libraries out: "
+          + e);
+    }
+  }
 
   /** Makes sure the native library is loaded (the classes that call it use this). */
   static void load() {}

@@ -36,6 +36,30 @@ public class LibSwitchTest {
     return new Batch(inputIds(), DECODER).attentionMask(MASK).labels(LABELS);
   }
 
+  /**
+   * The JNI library and libswitch.so came out of the jar (no java.library.path): both are
+   * mapped from one temporary folder, not from the build tree. Checked when the test
+   * command says it ran on the jar alone (-Dlibswitch.test.jarOnly=true).
+   */
+  @Test
+  public void nativeLibrariesLoadFromTheJar() throws IOException {
+    LibSwitch.version();  // loads them
+    if (!Boolean.getBoolean("libswitch.test.jarOnly")) return;
+    String jni = null;
+    String core = null;
+    for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
+      int slash = line.indexOf('/');
+      if (slash < 0) continue;
+      Path file = Path.of(line.substring(slash));
+      String name = file.getFileName().toString();
+      if (name.equals("libswitch_jni.so")) jni = file.getParent().toString();
+      if (name.startsWith("libswitch.so")) core = file.getParent().toString();
+    }
+    assertTrue("libswitch_jni.so mapped from " + jni,
+        jni != null && jni.contains("libswitch-native"));
+    assertEquals("libswitch.so beside the JNI library", jni, core);
+  }
+
   static Model tiny(long seed) {
     try (Config c = Config.preset("tiny")) {
       c.set("dropout_rate", 0.0);
