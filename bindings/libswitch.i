@@ -209,6 +209,9 @@ static int swb_batch(sw_batch* b, int64_t batch, int64_t input_len, int64_t targ
 %ignore sw_communicator_size;
 %ignore sw_batch;
 %ignore sw_generate_options;
+%ignore sw_model_parameter_dlpack;
+%ignore sw_model_gradient_dlpack;
+%ignore sw_result_logits_dlpack;
 #define SW_API
 %include "libswitch.h"
 
@@ -601,3 +604,50 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
   return swb_record(sw_model_generate(model, &b, &o, out_ids, n_out_ids, lengths, n_lengths));
 }
 %}
+
+/* ------------------------------------------------------------------ DLPack, Python */
+#if defined(SWIGPYTHON)
+/* PyCapsules named "dltensor" around the C ABI's DLManagedTensor views (the DLPack
+ * protocol's __dlpack__): a consumer that takes one renames it "used_dltensor" and calls
+ * the deleter itself; an unconsumed capsule calls it when collected. They build Python
+ * objects, so they run holding the GIL (-threads releases it elsewhere). */
+%{
+#include <dlpack/dlpack.h>
+
+static void swb_dlpack_capsule_free(PyObject* capsule) {
+  DLManagedTensor* t;
+  if (PyCapsule_IsValid(capsule, "used_dltensor")) return;
+  t = (DLManagedTensor*)PyCapsule_GetPointer(capsule, "dltensor");
+  if (t && t->deleter) t->deleter(t);
+  PyErr_Clear();
+}
+
+static PyObject* swb_dlpack_capsule(sw_status status, DLManagedTensor* t) {
+  PyObject* capsule;
+  if (!swb_record(status)) Py_RETURN_NONE;
+  capsule = PyCapsule_New(t, "dltensor", swb_dlpack_capsule_free);
+  if (!capsule) t->deleter(t);
+  return capsule;
+}
+%}
+%nothread swb_parameter_dlpack;
+%nothread swb_gradient_dlpack;
+%nothread swb_result_logits_dlpack;
+%inline %{
+PyObject* swb_parameter_dlpack(sw_model* model, const char* name) {
+  DLManagedTensor* t = NULL;
+  sw_status status = sw_model_parameter_dlpack(model, name, &t);  /* before t is read */
+  return swb_dlpack_capsule(status, t);
+}
+PyObject* swb_gradient_dlpack(const sw_model* model, const char* name) {
+  DLManagedTensor* t = NULL;
+  sw_status status = sw_model_gradient_dlpack(model, name, &t);  /* before t is read */
+  return swb_dlpack_capsule(status, t);
+}
+PyObject* swb_result_logits_dlpack(const sw_result* result) {
+  DLManagedTensor* t = NULL;
+  sw_status status = sw_result_logits_dlpack(result, &t);  /* before t is read */
+  return swb_dlpack_capsule(status, t);
+}
+%}
+#endif

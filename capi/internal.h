@@ -147,6 +147,9 @@ sw_config* new_model_config(const ModelConfig& config);
 ModelState& model_state(const sw_model* model);
 sw_model* new_model_handle(std::shared_ptr<ModelState> state);
 std::shared_ptr<ModelState> make_model_state(SwitchTransformer cpu_model, const char* device);
+// The gradient of the last forward with gradients (caller holds s.mutex); kNotFound when
+// none has run or no parameter has that name.
+const Tensor& last_gradient(const ModelState& s, const char* name);
 
 }  // namespace sw::capi
 

@@ -28,6 +28,15 @@ std::shared_ptr<ModelState> make_model_state(SwitchTransformer cpu_model, const 
   return std::make_shared<ModelState>(std::move(on_device));
 }
 
+const Tensor& last_gradient(const ModelState& s, const char* name) {
+  const std::string wanted = string_arg(name, "name");
+  SW_CHECK(!s.gradients.empty(), sw::Status::kNotFound,
+           "no gradients yet: run sw_model_forward with compute_gradients first");
+  for (const auto& [n, g] : s.gradients)
+    if (n == wanted) return g;
+  throw sw::Error(sw::Status::kNotFound, "no parameter named \"" + wanted + "\"");
+}
+
 namespace {
 
 const Tensor& parameter(const ModelState& s, const char* name) {
@@ -211,13 +220,8 @@ sw_status sw_model_forward(sw_model* model, const sw_batch* batch, int train, in
 sw_status sw_model_get_gradient(const sw_model* model, const char* name, float* buf, size_t len) {
   return guard(__func__, [&] {
     ModelState& s = model_state(model);
-    const std::string wanted = string_arg(name, "name");
     std::shared_lock lock(s.mutex);
-    SW_CHECK(!s.gradients.empty(), sw::Status::kNotFound,
-             "no gradients yet: run sw_model_forward with compute_gradients first");
-    for (const auto& [n, g] : s.gradients)
-      if (n == wanted) return copy_out_f32(g, buf, len, "buf");
-    throw sw::Error(sw::Status::kNotFound, "no parameter named \"" + wanted + "\"");
+    copy_out_f32(last_gradient(s, name), buf, len, "buf");
   });
 }
 

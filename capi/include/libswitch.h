@@ -277,6 +277,34 @@ SW_API sw_status sw_result_routing(const sw_result* result, int64_t layer, sw_ro
                                    int64_t* tokens_per_expert, size_t len);
 SW_API void sw_result_destroy(sw_result* result);
 
+/* ---------------------------------------------------------------- DLPack */
+
+/* Views without a copy, as DLPack tensors (dlpack.h, https://github.com/dmlc/dlpack, v0.6
+ * or later: the DLManagedTensor struct; include <dlpack/dlpack.h> to read one). Each call
+ * returns a new DLManagedTensor that the caller owns and releases with
+ * (*out)->deleter(*out), exactly once, from any thread. It describes the tensor in place:
+ * the model's dtype (kDLFloat 32 or 64, kDLBfloat 16), its device (kDLCPU, or kDLCUDA with
+ * the ordinal of a "cuda:N" model), C-contiguous (strides NULL), byte_offset 0.
+ *
+ * Lifetime: the memory stays valid until the deleter runs, even after the model or the
+ * result is destroyed (the view holds a reference to it).
+ * Aliasing: a parameter's view IS the parameter. Training steps, sw_model_set_parameter and
+ * sw_model_load_parameters write into the same memory, so the view shows them, and writes
+ * through the view change the model. Nothing synchronises a reader of the view with a
+ * trainer or with a writer: do not read it while a step runs in another thread, nor write
+ * it while the model is in use. A gradient's view is the gradient of the forward that
+ * was last when it was taken (the next forward with gradients makes new ones); the logits'
+ * view is the result's f32 host copy. */
+struct DLManagedTensor;
+/* A named parameter. SW_ERR_NOT_FOUND for an unknown name. */
+SW_API sw_status sw_model_parameter_dlpack(sw_model* model, const char* name,
+                                           struct DLManagedTensor** out);
+/* The gradient of the last forward with compute_gradients; SW_ERR_NOT_FOUND when none. */
+SW_API sw_status sw_model_gradient_dlpack(const sw_model* model, const char* name,
+                                          struct DLManagedTensor** out);
+/* The logits [batch, target_len, vocab_size], f32 on the CPU. */
+SW_API sw_status sw_result_logits_dlpack(const sw_result* result, struct DLManagedTensor** out);
+
 /* ---------------------------------------------------------------- checkpoints, HF */
 
 /* Saves the model (no optimizer state) as a checkpoint step directory under root. */

@@ -2,6 +2,7 @@
 // every entry point on good input, NULL handles and buffers, wrong lengths, bad configs,
 // out-of-range ids, checkpoints, training continued in a new trainer, and concurrent
 // forward passes on one model.
+#include <dlpack/dlpack.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -269,6 +270,7 @@ TEST(CApiBadInput, NullHandlesAndOutPointers) {
   SW_INIT_STRUCT(&g);
   char buf[16];
   int32_t ids[4];
+  DLManagedTensor* dl = nullptr;
   const std::vector<std::pair<std::string, std::function<sw_status()>>> calls = {
       {"out", [&] { return sw_config_preset("tiny", nullptr); }},
       {"name", [&] { return sw_config_preset(nullptr, &c); }},
@@ -309,6 +311,10 @@ TEST(CApiBadInput, NullHandlesAndOutPointers) {
       {"root", [&] { return sw_checkpoint_latest(nullptr, buf, sizeof buf, nullptr); }},
       {"config_json_path", [&] { return sw_model_import_hf(nullptr, "x", "cpu", &m); }},
       {"out", [&] { return sw_cuda_device_count(nullptr); }},
+      {"model", [&] { return sw_model_parameter_dlpack(nullptr, "shared.weight", &dl); }},
+      {"out", [&] { return sw_model_parameter_dlpack(m, "shared.weight", nullptr); }},
+      {"model", [&] { return sw_model_gradient_dlpack(nullptr, "shared.weight", &dl); }},
+      {"result", [&] { return sw_result_logits_dlpack(nullptr, &dl); }},
   };
   for (const auto& [argument, call] : calls) {
     EXPECT_STATUS(call(), SW_ERR_INVALID_ARGUMENT, argument + " is NULL");
@@ -317,6 +323,7 @@ TEST(CApiBadInput, NullHandlesAndOutPointers) {
   EXPECT_EQ(m, nullptr);
   EXPECT_EQ(r, nullptr);
   EXPECT_EQ(t, nullptr);
+  EXPECT_EQ(dl, nullptr);
   // Destroying NULL is a no-op.
   sw_config_destroy(nullptr);
   sw_model_destroy(nullptr);
@@ -586,6 +593,87 @@ TEST_F(CApi, GradientsMatchFiniteDifferences) {
     const double numeric = (up - down) / (2.0 * (w[k] + h - w[k]));
     EXPECT_NEAR(grad[k], numeric, 0.05 * std::fabs(numeric) + 1e-4) << name << "[" << k << "]";
   }
+}
+
+// DLPack views: the parameter itself (no copy: two views share one address, writes either
+// way show), the memory alive after the model is destroyed (AddressSanitizer checks this
+// in scripts/test-sanitizers), the logits and gradients equal to the copying calls.
+TEST_F(CApi, DlpackViewsAreTheTensorsAndOutliveTheirOwners) {
+  const char* name = "encoder.block.1.layer.1.mlp.experts.expert_0.wi.weight";
+  int64_t dims[2];
+  int ndim = 0;
+  ASSERT_SW_OK(sw_model_parameter_shape(model_, name, dims, 2, &ndim));
+  const size_t n = static_cast<size_t>(dims[0] * dims[1]);
+  DLManagedTensor* view = nullptr;
+  DLManagedTensor* again = nullptr;
+  ASSERT_SW_OK(sw_model_parameter_dlpack(model_, name, &view));
+  ASSERT_SW_OK(sw_model_parameter_dlpack(model_, name, &again));
+  const DLTensor& t = view->dl_tensor;
+  EXPECT_EQ(t.device.device_type, kDLCPU);
+  EXPECT_EQ(t.dtype.code, kDLFloat);
+  EXPECT_EQ(t.dtype.bits, 32);
+  EXPECT_EQ(t.dtype.lanes, 1);
+  ASSERT_EQ(t.ndim, 2);
+  EXPECT_EQ(t.shape[0], dims[0]);
+  EXPECT_EQ(t.shape[1], dims[1]);
+  EXPECT_EQ(t.strides, nullptr);
+  EXPECT_EQ(t.byte_offset, 0u);
+  EXPECT_EQ(t.data, again->dl_tensor.data);
+  again->deleter(again);
+  float* data = static_cast<float*>(t.data);
+  std::vector<float> copy(n);
+  ASSERT_SW_OK(sw_model_get_parameter(model_, name, copy.data(), n));
+  EXPECT_TRUE(std::equal(copy.begin(), copy.end(), data));
+  std::vector<float> halves(n, 0.5f);
+  ASSERT_SW_OK(sw_model_set_parameter(model_, name, halves.data(), n));
+  EXPECT_EQ(data[n - 1], 0.5f);
+  data[0] = 42.0f;
+  ASSERT_SW_OK(sw_model_get_parameter(model_, name, copy.data(), n));
+  EXPECT_EQ(copy[0], 42.0f);
+
+  DLManagedTensor* grad = nullptr;
+  EXPECT_STATUS(sw_model_gradient_dlpack(model_, name, &grad), SW_ERR_NOT_FOUND,
+                "no gradients yet");
+  EXPECT_STATUS(sw_model_parameter_dlpack(model_, "no.such.weight", &grad), SW_ERR_NOT_FOUND,
+                "no.such.weight");
+  EXPECT_EQ(grad, nullptr);
+  sw_result* r = nullptr;
+  ASSERT_SW_OK(sw_model_forward(model_, &batch_.view, 0, 1, &r));
+  ASSERT_SW_OK(sw_model_gradient_dlpack(model_, name, &grad));
+  std::vector<float> grad_copy(n);
+  ASSERT_SW_OK(sw_model_get_gradient(model_, name, grad_copy.data(), n));
+  EXPECT_TRUE(std::equal(grad_copy.begin(), grad_copy.end(),
+                         static_cast<const float*>(grad->dl_tensor.data)));
+  DLManagedTensor* logits = nullptr;
+  ASSERT_SW_OK(sw_result_logits_dlpack(r, &logits));
+  int64_t ldims[3];
+  ASSERT_SW_OK(sw_result_logits_shape(r, ldims));
+  ASSERT_EQ(logits->dl_tensor.ndim, 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(logits->dl_tensor.shape[i], ldims[i]);
+  std::vector<float> logits_copy(static_cast<size_t>(ldims[0] * ldims[1] * ldims[2]));
+  ASSERT_SW_OK(sw_result_logits(r, logits_copy.data(), logits_copy.size()));
+  sw_result_destroy(r);
+  sw_model_destroy(model_);
+  model_ = nullptr;
+  // The owners are gone; the views still read what they held.
+  EXPECT_EQ(data[0], 42.0f);
+  EXPECT_EQ(data[n - 1], 0.5f);
+  EXPECT_TRUE(std::equal(grad_copy.begin(), grad_copy.end(),
+                         static_cast<const float*>(grad->dl_tensor.data)));
+  EXPECT_TRUE(std::equal(logits_copy.begin(), logits_copy.end(),
+                         static_cast<const float*>(logits->dl_tensor.data)));
+  view->deleter(view);
+  grad->deleter(grad);
+  logits->deleter(logits);
+
+  // An f64 model's views say so.
+  sw_model* wide = nullptr;
+  ASSERT_SW_OK(sw_model_create_with_dtype(config_, "cpu", "f64", 7, &wide));
+  ASSERT_SW_OK(sw_model_parameter_dlpack(wide, name, &view));
+  EXPECT_EQ(view->dl_tensor.dtype.code, kDLFloat);
+  EXPECT_EQ(view->dl_tensor.dtype.bits, 64);
+  view->deleter(view);
+  sw_model_destroy(wide);
 }
 
 // Concurrent forward passes on one model give the numbers a lone one does.

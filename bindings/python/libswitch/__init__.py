@@ -278,7 +278,7 @@ def _ids(array, name: str, shape=None) -> Optional[np.ndarray]:
     """int32, C-contiguous, 2-D (a 1-D array is one sequence); None stays None."""
     if array is None:
         return None
-    a = np.asarray(array)
+    a = _host_array(array)
     if a.dtype.kind not in "iub":
         raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
                                    f"{name}: expected integers (ids or a 0/1 mask), got dtype {a.dtype}")
@@ -308,6 +308,54 @@ def _batch_args(input_ids, decoder_input_ids, attention_mask=None, decoder_atten
             _ids(attention_mask, "attention_mask", inputs.shape), decoder,
             _ids(decoder_attention_mask, "decoder_attention_mask", decoder.shape),
             _ids(labels, "labels", decoder.shape))
+
+
+# ---------------------------------------------------------------------------- DLPack
+
+_DLPACK_DEVICES = {"cpu": 1, "cuda": 2}  # DLDeviceType: kDLCPU, kDLCUDA
+
+
+class Tensor:
+    """A libswitch tensor (a parameter, a gradient, logits) handed to any DLPack consumer
+    without a copy: ``np.from_dlpack(t)``, ``torch.from_dlpack(t)`` (CPU and CUDA). The
+    consumer's array is the tensor's memory: it stays valid after the model is closed,
+    shows the model's later updates (training steps, ``set_parameter``) and its writes
+    change the model; nothing synchronises it with a training step in another thread."""
+
+    def __init__(self, export, shape: tuple, dtype: str, device: str):
+        self._export, self.shape, self.dtype, self.device = export, tuple(shape), dtype, device
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """A "dltensor" capsule (DLPack's unversioned struct, which every consumer takes).
+        stream: ignored, the library synchronises its device work before returning."""
+        if copy:
+            raise BufferError("libswitch.Tensor: exports without a copy only (copy=True asked)")
+        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
+            raise BufferError(f"libswitch.Tensor: on {self.device}, not DLPack device "
+                              f"{tuple(dl_device)}")
+        return _checked(self._export())
+
+    def __dlpack_device__(self) -> tuple:
+        kind, _, index = self.device.partition(":")
+        return (_DLPACK_DEVICES[kind], int(index or 0))
+
+    def numpy(self) -> np.ndarray:
+        """A numpy array over the same memory (CPU f32/f64 tensors)."""
+        return np.from_dlpack(self)
+
+    def __repr__(self):
+        return f"libswitch.Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+
+def _host_array(values) -> np.ndarray:
+    """An array from numpy input, a DLPack producer on the CPU (torch, jax, ...; no copy)
+    or anything numpy takes (lists)."""
+    if not isinstance(values, np.ndarray) and hasattr(values, "__dlpack__"):
+        try:
+            return np.from_dlpack(values)
+        except (BufferError, RuntimeError, TypeError):
+            pass  # on a device, or a dtype numpy lacks: numpy's own conversion decides
+    return np.asarray(values)
 
 
 # ---------------------------------------------------------------------------- results
@@ -341,9 +389,10 @@ class ForwardOutput:
 
 def _forward_output(result) -> ForwardOutput:
     try:
-        dims = tuple(_checked(_raw.swb_result_logits_dim(result, i)) for i in range(3))
-        logits = np.empty(dims, dtype=np.float32)
-        _checked(_raw.swb_result_logits(result, logits))
+        # The result's own f32 logits, no copy: the array keeps them alive past
+        # sw_result_destroy below.
+        logits = np.from_dlpack(Tensor(lambda: _raw.swb_result_logits_dlpack(result), (),
+                                       "f32", "cpu"))
         losses = [_checked(_raw.swb_result_loss(result, i)) for i in range(4)]
         routing = []
         for layer in range(_checked(_raw.swb_result_num_routing_layers(result))):
@@ -488,9 +537,25 @@ class Model(_Handle):
         _checked(_raw.swb_get_parameter(self._handle, name, out))
         return out
 
+    def parameter(self, name: str) -> Tensor:
+        """The parameter itself, without a copy, for DLPack consumers:
+        ``torch.from_dlpack(m.parameter(name))`` or ``np.from_dlpack(...)`` (see
+        :class:`Tensor` for what sharing the memory means)."""
+        return Tensor(lambda: _raw.swb_parameter_dlpack(self._handle, name),
+                      self.parameter_shape(name), self.dtype, self.device)
+
+    def grad(self, name: str) -> Tensor:
+        """The gradient of the last forward with ``compute_gradients=True``, without a
+        copy (``gradient`` copies it into a new float32 array)."""
+        return Tensor(lambda: _raw.swb_gradient_dlpack(self._handle, name),
+                      self.parameter_shape(name), self.dtype, self.device)
+
     def set_parameter(self, name: str, values) -> None:
+        """Copies values (numpy, a DLPack producer such as a torch CPU tensor, or nested
+        lists) into the parameter, converting to float32 on the way; the model keeps its
+        own memory."""
         shape = self.parameter_shape(name)
-        a = np.ascontiguousarray(values, dtype=np.float32)
+        a = np.ascontiguousarray(_host_array(values), dtype=np.float32)
         if a.shape != shape:
             raise InvalidArgumentError(_raw.SW_ERR_INVALID_ARGUMENT,
                                        f"parameter {name}: expected shape {shape}, got {a.shape}")
@@ -800,5 +865,5 @@ __all__ = [
     "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
     "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "CancelledError",
     "Cancel", "cuda_built", "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
-    "Callback", "CheckpointEvery", "EvaluateEvery", "plan",
+    "Callback", "CheckpointEvery", "EvaluateEvery", "plan", "Tensor",
 ]

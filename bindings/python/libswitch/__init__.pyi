@@ -1,7 +1,7 @@
 # Type stubs of the public API (__init__.py). tests/install/check_wheel.sh checks them
 # against the installed package with mypy's stubtest: a name or signature that drifts fails.
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +12,7 @@ __all__ = [
     "NotFoundError", "IOError", "CorruptError", "UnsupportedError", "DeviceError",
     "OutOfMemoryError", "DistributedError", "NumericError", "InternalError", "CancelledError",
     "Cancel", "cuda_built", "cuda_device_count", "presets", "latest_checkpoint", "Communicator",
-    "Callback", "CheckpointEvery", "EvaluateEvery", "plan",
+    "Callback", "CheckpointEvery", "EvaluateEvery", "plan", "Tensor",
 ]
 
 __version__: str
@@ -76,6 +76,19 @@ class TrainConfig(_ConfigBase):
     def copy(self) -> TrainConfig: ...
     @classmethod
     def from_text(cls, text: str) -> TrainConfig: ...
+
+class Tensor:
+    shape: Tuple[int, ...]
+    dtype: str
+    device: str
+    def __init__(self, export: Callable[[], Any], shape: Tuple[int, ...], dtype: str,
+                 device: str) -> None: ...
+    def __dlpack__(self, *, stream: Optional[int] = None,
+                   max_version: Optional[Tuple[int, int]] = None,
+                   dl_device: Optional[Tuple[int, int]] = None,
+                   copy: Optional[bool] = None) -> Any: ...
+    def __dlpack_device__(self) -> Tuple[int, int]: ...
+    def numpy(self) -> npt.NDArray[Any]: ...
 
 @dataclass
 class LayerRouting:
@@ -146,7 +159,9 @@ class Model(_Handle):
     def parameter_names(self) -> List[str]: ...
     def parameter_shape(self, name: str) -> Tuple[int, ...]: ...
     def get_parameter(self, name: str) -> npt.NDArray[np.float32]: ...
-    def set_parameter(self, name: str, values: npt.ArrayLike) -> None: ...
+    def parameter(self, name: str) -> Tensor: ...
+    def grad(self, name: str) -> Tensor: ...
+    def set_parameter(self, name: str, values: Any) -> None: ...
     def gradient(self, name: str) -> npt.NDArray[np.float32]: ...
     def forward(self, input_ids: _Ids, decoder_input_ids: _Ids,
                 attention_mask: Optional[_Ids] = None,

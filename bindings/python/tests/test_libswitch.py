@@ -204,6 +204,68 @@ def test_parameters_and_gradients():
         assert g.shape == (8, 64) and np.isfinite(g).all() and np.abs(g).max() > 0
 
 
+EXPERT = "encoder.block.1.layer.1.mlp.experts.expert_0.wi.weight"
+DENSE = "decoder.block.0.layer.2.mlp.wo.weight"
+
+
+def address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_dlpack_views_with_numpy_are_the_tensors_themselves():
+    m = tiny()
+    t = m.parameter(EXPERT)
+    assert t.shape == m.parameter_shape(EXPERT) and t.dtype == "f32" and t.device == "cpu"
+    assert t.__dlpack_device__() == (1, 0)
+    view, again = np.from_dlpack(t), t.numpy()
+    assert address(view) == address(again)  # one memory, not two copies
+    np.testing.assert_array_equal(view, m.get_parameter(EXPERT))
+    # The model's writes show through the view: a training step, then set_parameter.
+    dense = np.from_dlpack(m.parameter(DENSE))
+    before = dense.copy()
+    with sw.Trainer(m, sw.TrainConfig("batch_size: 2")) as trainer:
+        trainer.step({"input_ids": INPUT_IDS, "decoder_input_ids": DECODER_INPUT_IDS,
+                      "labels": LABELS})
+    assert not np.array_equal(dense, before)
+    np.testing.assert_array_equal(dense, m.get_parameter(DENSE))
+    m.set_parameter(EXPERT, np.full(t.shape, 0.25, np.float32))
+    assert (view == 0.25).all()
+    # Logits and gradients: the result's own arrays, equal to the copying calls.
+    out = forward(m, compute_gradients=True)
+    assert not out.logits.flags.owndata and out.logits.shape == (2, 4, 384)
+    grad = m.grad(DENSE).numpy()
+    np.testing.assert_array_equal(grad, m.gradient(DENSE))
+    assert address(grad) == address(m.grad(DENSE).numpy()) and np.abs(grad).max() > 0
+    # The views outlive the model; the Tensor, a handle's view, does not export after it.
+    m.close()
+    assert view.sum() != 0 and np.isfinite(grad).all() and np.isfinite(out.logits).all()
+    with pytest.raises(sw.InvalidArgumentError, match="closed"):
+        t.numpy()
+    with pytest.raises(BufferError, match="copy"):
+        tiny().parameter(EXPERT).__dlpack__(copy=True)
+    with pytest.raises(sw.NotFoundError, match="no.such"):
+        tiny().parameter("no.such.weight")
+
+
+def test_dlpack_with_torch_on_the_cpu():
+    torch = pytest.importorskip("torch", reason="torch is not installed (PyPI's wheel is "
+                                "several GB with its CUDA packages; scripts/setup leaves it out)")
+    with tiny() as m:
+        weights = torch.from_dlpack(m.parameter(EXPERT))
+        view = np.from_dlpack(m.parameter(EXPERT))
+        assert weights.data_ptr() == address(view) and weights.dtype == torch.float32
+        weights[0, 0] = 42.0  # torch's tensors are writable: the model changes
+        assert m.get_parameter(EXPERT)[0, 0] == 42.0
+        # torch tensors in: ids (int64, converted to the ABI's int32) and parameter values.
+        out = m.forward(torch.from_numpy(INPUT_IDS), torch.from_numpy(DECODER_INPUT_IDS),
+                        labels=torch.from_numpy(LABELS))
+        assert out.loss == m.forward(INPUT_IDS, DECODER_INPUT_IDS, labels=LABELS).loss
+        m.set_parameter(EXPERT, torch.zeros(tuple(weights.shape)))
+        assert weights.abs().sum().item() == 0
+        logits = torch.from_dlpack(out.logits)
+        assert logits.data_ptr() == address(out.logits)
+
+
 def test_distillation_through_the_train_config(tmp_path):
     with tiny() as teacher:
         path = teacher.save(tmp_path / "teacher")
