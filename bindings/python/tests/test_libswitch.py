@@ -312,6 +312,36 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
         sw.Model.load(path)
 
 
+def shard_safetensors(source, directory, shards=2):
+    """HF's sharded layout of one safetensors file: model-0000K-of-0000N.safetensors and
+    model.safetensors.index.json (the weight map), written with the format's own framing
+    (an 8-byte little-endian header length, a JSON header, then the bytes)."""
+    import json
+    import struct
+    blob = open(source, "rb").read()
+    (length,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + length])
+    header.pop("__metadata__", None)
+    data, names = blob[8 + length:], sorted(header)
+    os.makedirs(directory, exist_ok=True)
+    weight_map = {}
+    for k in range(shards):
+        file = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+        part, chunks, offset = {}, [], 0
+        for name in names[k::shards]:
+            begin, end = header[name]["data_offsets"]
+            part[name] = dict(header[name], data_offsets=[offset, offset + end - begin])
+            chunks.append(data[begin:end])
+            offset += end - begin
+            weight_map[name] = file
+        head = json.dumps(part).encode()
+        head += b" " * (-len(head) % 8)
+        with open(os.path.join(directory, file), "wb") as f:
+            f.write(struct.pack("<Q", len(head)) + head + b"".join(chunks))
+    with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": len(data)}, "weight_map": weight_map}, f)
+
+
 def test_from_pretrained_takes_hf_directories_checkpoints_and_runs(tmp_path):
     with tiny() as m:
         expected = forward(m).logits
@@ -321,7 +351,14 @@ def test_from_pretrained_takes_hf_directories_checkpoints_and_runs(tmp_path):
         t.save(tmp_path / "run" / "checkpoints")  # the layout of `switch train --out run`
         run_logits = forward(t.model).logits
     assert os.path.exists(tmp_path / "hf" / "config.json")
-    for path, want in [(tmp_path / "hf", expected), (step_dir, expected),
+    # The same model as HF shards it: two files and their index, beside config.json.
+    shard_safetensors(tmp_path / "hf" / "model.safetensors", tmp_path / "sharded")
+    os.link(tmp_path / "hf" / "config.json", tmp_path / "sharded" / "config.json")
+    assert sorted(os.listdir(tmp_path / "sharded")) == [
+        "config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json"]
+    for path, want in [(tmp_path / "hf", expected), (tmp_path / "sharded", expected),
+                       (step_dir, expected),
                        (tmp_path / "root", expected), (tmp_path / "run", run_logits)]:
         with sw.Model.from_pretrained(path) as loaded:
             np.testing.assert_allclose(forward(loaded).logits, want, rtol=0, atol=1e-5)
