@@ -6,6 +6,7 @@
 #include <string>
 
 #include "capi/internal.h"
+#include "core/tensor/allocator.h"
 
 namespace sw::capi {
 namespace {
@@ -34,6 +35,9 @@ struct DlpackView {
 };
 
 DLManagedTensor* export_view(const Tensor& t) {
+  // The library's kernels run on its own stream: the memory is handed over once they are
+  // done, so a consumer on any stream reads finished values.
+  synchronize(t.device());
   auto view = std::make_unique<DlpackView>();
   view->tensor = t;
   view->shape = t.shape();

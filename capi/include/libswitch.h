@@ -292,7 +292,9 @@ SW_API void sw_result_destroy(sw_result* result);
  * sw_model_load_parameters write into the same memory, so the view shows them, and writes
  * through the view change the model. Nothing synchronises a reader of the view with a
  * trainer or with a writer: do not read it while a step runs in another thread, nor write
- * it while the model is in use. A gradient's view is the gradient of the forward that
+ * it while the model is in use. A CUDA view is taken once the library's queued work on
+ * that GPU is done (the call waits for its stream); the library's later calls run on its
+ * own stream, unordered with the consumer's. A gradient's view is the gradient of the forward that
  * was last when it was taken (the next forward with gradients makes new ones); the logits'
  * view is the result's f32 host copy. */
 struct DLManagedTensor;

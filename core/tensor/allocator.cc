@@ -185,4 +185,13 @@ void fill_zero(void* dst, const Device& device, size_t bytes) {
 #endif
 }
 
+void synchronize(const Device& device) {
+  if (device.is_cpu()) return;
+#ifdef SW_WITH_CUDA
+  kernels::synchronize(device.index);
+#else
+  throw Error(Status::kUnsupported, "synchronize: libswitch was built without CUDA");
+#endif
+}
+
 }  // namespace sw

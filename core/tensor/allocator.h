@@ -38,5 +38,8 @@ Allocator& allocator_for(const Device& device);
 void copy_bytes(void* dst, const Device& dst_device, const void* src, const Device& src_device,
                 size_t bytes);
 void fill_zero(void* dst, const Device& device, size_t bytes);
+// Waits until the library's queued work on the device is done (a no-op on the cpu), e.g.
+// before another library reads its memory.
+void synchronize(const Device& device);
 
 }  // namespace sw

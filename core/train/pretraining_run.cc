@@ -184,6 +184,13 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
     options.teacher = teacher_.get();
     if (!resuming && config_.distill_init_from_teacher()) init_from_teacher(*teacher_, *model_);
   }
+  if (!resuming && !config_.init_from().empty()) {
+    // Every parameter from the checkpoint, this rank's share of it (strict: a model of
+    // another shape is refused by name before anything is copied).
+    const Checkpoint start = load_checkpoint(config_.init_from());
+    restore_tensors(shares_->parameters_from(start.parameters), named_parameters(), true,
+                    "init_from " + config_.init_from() + ": parameter");
+  }
   trainer_ = std::make_unique<Trainer>(*model_, options);
 
   if (resuming) {

@@ -54,6 +54,11 @@ void validate(const TrainConfig& c) {
     require(c.distill_init_from_teacher(), "distill_init_from_teacher",
             "is false but distill_teacher is empty (it says how a student starts)");
   }
+  if (!c.init_from().empty()) {
+    require(c.distill_teacher().empty() || !c.distill_init_from_teacher(), "init_from",
+            "and distill_init_from_teacher both say how the run starts: set "
+            "distill_init_from_teacher: false to start a student from init_from");
+  }
   require(c.max_bad_steps() >= 1, "max_bad_steps",
           detail::concat("must be >= 1, got ", c.max_bad_steps()));
   require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));

@@ -10,6 +10,8 @@
 #include <functional>
 
 #include "core/data/sentencepiece_tokenizer.h"
+#include "core/io/checkpoint.h"
+#include "core/model/upcycle.h"
 #include "core/tensor/error.h"
 #include "core/train/pretraining_run.h"
 #include "test_util.h"
@@ -212,6 +214,66 @@ TEST(PretrainingRun, ResumeIsBitIdenticalToRunningStraight) {
             std::string::npos);
   std::filesystem::remove_all(straight_dir);
   std::filesystem::remove_all(resumed_dir);
+}
+
+// init_from: a dense run, upcycled (every expert its block's FFN), starts a Switch run with
+// exactly those weights; a checkpoint of another shape is refused by name, and a resumed
+// run keeps its own weights.
+TEST(PretrainingRun, StartsFromAnUpcycledCheckpoint) {
+  std::string why;
+  if (!sw::sentencepiece_available(&why)) GTEST_SKIP() << why;
+  const std::string root = ::testing::TempDir() + "sw_run_init_from";
+  std::filesystem::remove_all(root);
+  sw::TrainConfig dense_config = small_run_config();
+  sw::apply_override(dense_config, "model.encoder_sparse_step=0");
+  sw::apply_override(dense_config, "model.decoder_sparse_step=0");
+  {
+    sw::PretrainingRun dense(dense_config, root + "/dense");
+    dense.step();
+    dense.save_checkpoint();
+  }
+  const sw::SwitchTransformer trained =
+      sw::model_from_checkpoint(sw::load_checkpoint(root + "/dense/checkpoints"));
+  sw::TrainConfig sparse_config = small_run_config();
+  sw::apply_override(sparse_config, "tokenizer_model=" + root + "/dense/tokenizer.model");
+  sw::ModelConfig sparse_model = trained.config();
+  sparse_model.set_num_experts(sw::preset("tiny").num_experts());
+  sparse_model.set_encoder_sparse_step(sw::preset("tiny").encoder_sparse_step());
+  sparse_model.set_decoder_sparse_step(sw::preset("tiny").decoder_sparse_step());
+  const sw::SwitchTransformer upcycled = sw::upcycle(trained, sparse_model, 3);
+  sw::Checkpoint saved;
+  saved.model = upcycled.config();
+  saved.seed = upcycled.seed();
+  for (const auto& e : upcycled.parameters().entries())
+    saved.parameters.push_back({e.name, e.tensor});
+  sw::save_checkpoint(root + "/upcycled", saved);
+
+  sw::apply_override(sparse_config, "init_from=" + root + "/upcycled");
+  {
+    sw::PretrainingRun run(sparse_config, root + "/sparse");
+    EXPECT_EQ(parameter_bytes(run.model()), parameter_bytes(upcycled));
+    EXPECT_TRUE(std::isfinite(run.step().loss));
+    run.save_checkpoint();
+  }
+  // Resumed, the run's own checkpoint wins over init_from.
+  {
+    sw::PretrainingRun run(sparse_config, root + "/sparse", true);
+    EXPECT_EQ(run.steps_done(), 1);
+    EXPECT_NE(parameter_bytes(run.model()), parameter_bytes(upcycled));
+  }
+  // The dense checkpoint does not fit the Switch model: named, nothing trained.
+  sw::TrainConfig wrong = sparse_config;
+  sw::apply_override(wrong, "init_from=" + root + "/dense/checkpoints");
+  const std::string error = error_of([&] { sw::PretrainingRun(wrong, root + "/wrong"); });
+  EXPECT_NE(error.find("init_from"), std::string::npos) << error;
+  EXPECT_NE(error.find("router.classifier.weight is missing"), std::string::npos) << error;
+  // With a teacher, one of the two starts must give way.
+  sw::TrainConfig both = sparse_config;
+  EXPECT_NE(error_of([&] {
+              sw::apply_override(both, "distill_teacher=" + root + "/dense/checkpoints");
+            }).find("distill_init_from_teacher: false"),
+            std::string::npos);
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

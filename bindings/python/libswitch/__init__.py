@@ -327,7 +327,8 @@ class Tensor:
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         """A "dltensor" capsule (DLPack's unversioned struct, which every consumer takes).
-        stream: ignored, the library synchronises its device work before returning."""
+        stream: ignored: the export waits until the library's queued work on the tensor's
+        GPU is done, so a consumer on any stream reads finished values."""
         if copy:
             raise BufferError("libswitch.Tensor: exports without a copy only (copy=True asked)")
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
