@@ -609,17 +609,20 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
 #if defined(SWIGPYTHON)
 /* PyCapsules named "dltensor" around the C ABI's DLManagedTensor views (the DLPack
  * protocol's __dlpack__): a consumer that takes one renames it "used_dltensor" and calls
- * the deleter itself; an unconsumed capsule calls it when collected. They build Python
- * objects, so they run holding the GIL (-threads releases it elsewhere). */
+ * the deleter itself; an unconsumed capsule calls it when collected. These helpers build
+ * Python objects, so SWIG keeps the GIL (%nothread); they release it themselves around the
+ * library call, which may wait for a training step or a GPU. */
 %{
 #include <dlpack/dlpack.h>
 
 static void swb_dlpack_capsule_free(PyObject* capsule) {
+  PyObject *type, *value, *traceback;
   DLManagedTensor* t;
-  if (PyCapsule_IsValid(capsule, "used_dltensor")) return;
+  if (!PyCapsule_IsValid(capsule, "dltensor")) return; /* consumed ("used_dltensor") */
+  PyErr_Fetch(&type, &value, &traceback); /* a consumer's pending error stays */
   t = (DLManagedTensor*)PyCapsule_GetPointer(capsule, "dltensor");
   if (t && t->deleter) t->deleter(t);
-  PyErr_Clear();
+  PyErr_Restore(type, value, traceback);
 }
 
 static PyObject* swb_dlpack_capsule(sw_status status, DLManagedTensor* t) {
@@ -633,21 +636,55 @@ static PyObject* swb_dlpack_capsule(sw_status status, DLManagedTensor* t) {
 %nothread swb_parameter_dlpack;
 %nothread swb_gradient_dlpack;
 %nothread swb_result_logits_dlpack;
+%nothread swb_dlpack_describe;
 %inline %{
 PyObject* swb_parameter_dlpack(sw_model* model, const char* name) {
   DLManagedTensor* t = NULL;
-  sw_status status = sw_model_parameter_dlpack(model, name, &t);  /* before t is read */
+  sw_status status;
+  Py_BEGIN_ALLOW_THREADS
+  status = sw_model_parameter_dlpack(model, name, &t);
+  Py_END_ALLOW_THREADS
   return swb_dlpack_capsule(status, t);
 }
 PyObject* swb_gradient_dlpack(const sw_model* model, const char* name) {
   DLManagedTensor* t = NULL;
-  sw_status status = sw_model_gradient_dlpack(model, name, &t);  /* before t is read */
+  sw_status status;
+  Py_BEGIN_ALLOW_THREADS
+  status = sw_model_gradient_dlpack(model, name, &t);
+  Py_END_ALLOW_THREADS
   return swb_dlpack_capsule(status, t);
 }
 PyObject* swb_result_logits_dlpack(const sw_result* result) {
   DLManagedTensor* t = NULL;
-  sw_status status = sw_result_logits_dlpack(result, &t);  /* before t is read */
+  sw_status status;
+  Py_BEGIN_ALLOW_THREADS
+  status = sw_result_logits_dlpack(result, &t);
+  Py_END_ALLOW_THREADS
   return swb_dlpack_capsule(status, t);
+}
+/* An unconsumed capsule's tensor: (dtype, shape, device type, device id, data address),
+ * dtype "f32", "f64", "bf16", "i32" or "i64". */
+PyObject* swb_dlpack_describe(PyObject* capsule) {
+  const DLTensor* d;
+  const char* dtype = "?";
+  PyObject* shape;
+  int i;
+  if (!PyCapsule_IsValid(capsule, "dltensor")) {
+    PyErr_SetString(PyExc_ValueError, "swb_dlpack_describe: not an unconsumed dltensor capsule");
+    return NULL;
+  }
+  d = &((DLManagedTensor*)PyCapsule_GetPointer(capsule, "dltensor"))->dl_tensor;
+  if (d->dtype.code == kDLFloat && d->dtype.bits == 32) dtype = "f32";
+  if (d->dtype.code == kDLFloat && d->dtype.bits == 64) dtype = "f64";
+  if (d->dtype.code == kDLBfloat && d->dtype.bits == 16) dtype = "bf16";
+  if (d->dtype.code == kDLInt && d->dtype.bits == 32) dtype = "i32";
+  if (d->dtype.code == kDLInt && d->dtype.bits == 64) dtype = "i64";
+  shape = PyTuple_New(d->ndim);
+  if (!shape) return NULL;
+  for (i = 0; i < d->ndim; ++i) PyTuple_SET_ITEM(shape, i, PyLong_FromLongLong(d->shape[i]));
+  return Py_BuildValue("(sNiiK)", dtype, shape, (int)d->device.device_type,
+                       (int)d->device.device_id,
+                       (unsigned long long)(uintptr_t)((char*)d->data + d->byte_offset));
 }
 %}
 #endif

@@ -138,6 +138,11 @@ sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config, b
            Status::kUnsupported, "training needs aux_loss_mode AUX_PER_LAYER (the HF modes ",
            "have no backward); the model has ",
            ModelConfig::AuxLossMode_Name(model->model.config().aux_loss_mode()));
+  // A trainer trains the model it is given; init_from is where a `switch train` run starts.
+  SW_CHECK(!fresh || config.init_from().empty(), Status::kUnsupported, "train config: init_from (",
+           config.init_from(), ") starts a `switch train` run; a ",
+           "trainer trains the model it is given: load the checkpoint into that model first ",
+           "(sw_model_load_parameters, or create it with sw_model_from_pretrained)");
   // A device in the config must be the model's: the trainer never moves the model.
   const std::string where = model->model.device().str();
   SW_CHECK_ARG(!config.has_device() || Device::parse(config.device()) == model->model.device(),

@@ -23,7 +23,7 @@ endif()
 # tiles, picks its kernels for the CPU it runs on either way.
 if(SW_NATIVE_ARCH)
   add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-march=native>)
-else()
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64)$")
   set(_sw_baselines x86-64 x86-64-v2 x86-64-v3 x86-64-v4)
   if(NOT SW_CPU_BASELINE IN_LIST _sw_baselines)
     message(FATAL_ERROR "SW_CPU_BASELINE: unknown level '${SW_CPU_BASELINE}' (one of: ${_sw_baselines})")

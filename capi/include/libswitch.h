@@ -283,8 +283,9 @@ SW_API void sw_result_destroy(sw_result* result);
  * or later: the DLManagedTensor struct; include <dlpack/dlpack.h> to read one). Each call
  * returns a new DLManagedTensor that the caller owns and releases with
  * (*out)->deleter(*out), exactly once, from any thread. It describes the tensor in place:
- * the model's dtype (kDLFloat 32 or 64, kDLBfloat 16), its device (kDLCPU, or kDLCUDA with
- * the ordinal of a "cuda:N" model), C-contiguous (strides NULL), byte_offset 0.
+ * its dtype (kDLFloat 32 or 64, kDLBfloat 16; a bf16 model's parameters are bf16 but for
+ * the f32 router biases), its device (kDLCPU, or kDLCUDA with the ordinal of a "cuda:N"
+ * model), C-contiguous (strides NULL), byte_offset 0.
  *
  * Lifetime: the memory stays valid until the deleter runs, even after the model or the
  * result is destroyed (the view holds a reference to it).
@@ -294,7 +295,9 @@ SW_API void sw_result_destroy(sw_result* result);
  * trainer or with a writer: do not read it while a step runs in another thread, nor write
  * it while the model is in use. A CUDA view is taken once the library's queued work on
  * that GPU is done (the call waits for its stream); the library's later calls run on its
- * own stream, unordered with the consumer's. A gradient's view is the gradient of the forward that
+ * own stream, unordered with the consumer's; release a CUDA view only after the
+ * consumer's work on it is done, since the library may reuse the memory at once. A
+ * gradient's view is the gradient of the forward that
  * was last when it was taken (the next forward with gradients makes new ones); the logits'
  * view is the result's f32 host copy. */
 struct DLManagedTensor;

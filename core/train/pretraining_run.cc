@@ -42,6 +42,7 @@ void check_same_run(const TrainConfig& saved, const TrainConfig& now) {
     // computed may not.
     c.clear_micro_batches();
     c.clear_tokenizer_model();  // resume reads the run's own tokenizer.model
+    c.clear_init_from();        // only a fresh run reads it
     c.clear_device();           // a run continues on any device
     return train_config_to_text(c);
   };

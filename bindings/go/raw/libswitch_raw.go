@@ -159,178 +159,178 @@ typedef long long swig_type_126;
 typedef long long swig_type_127;
 typedef long long swig_type_128;
 typedef long long swig_type_129;
-extern void _wrap_Swig_free_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_Swig_malloc_libswitch_raw_03087518cb21a76e(swig_intgo arg1);
-extern swig_intgo _wrap_SW_OK_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_NOT_FOUND_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_IO_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_CORRUPT_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_UNSUPPORTED_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_DEVICE_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_DISTRIBUTED_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_NUMERIC_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_INTERNAL_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_ERR_CANCELLED_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_STATUS_ENUM_MAX__libswitch_raw_03087518cb21a76e(void);
-extern swig_type_1 _wrap_sw_status_string_libswitch_raw_03087518cb21a76e(swig_intgo arg1);
-extern swig_type_2 _wrap_sw_last_error_libswitch_raw_03087518cb21a76e(void);
-extern swig_type_3 _wrap_sw_version_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_sw_abi_version_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_sw_cuda_built_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_CONFIG_MODEL_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_CONFIG_TRAIN_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_INT_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_DOUBLE_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_STRING_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_BOOL_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_ENUM_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_MESSAGE_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_sw_config_validate_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_config_set_int_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_4 arg2, swig_type_5 arg3);
-extern swig_intgo _wrap_sw_config_set_double_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_6 arg2, double arg3);
-extern swig_intgo _wrap_sw_config_set_bool_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_7 arg2, swig_intgo arg3);
-extern swig_intgo _wrap_sw_config_set_string_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_8 arg2, swig_type_9 arg3);
-extern void _wrap_sw_config_destroy_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_model_destroy_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_model_set_threads_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_SW_ENCODER_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_DECODER_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_SW_STACK_ENUM_MAX__libswitch_raw_03087518cb21a76e(void);
-extern void _wrap_sw_routing_stats_struct_size_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sw_routing_stats_struct_size_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_stack_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sw_routing_stats_stack_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_block_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_10 arg2);
-extern swig_type_11 _wrap_sw_routing_stats_block_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_num_experts_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_12 arg2);
-extern swig_type_13 _wrap_sw_routing_stats_num_experts_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_capacity_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_14 arg2);
-extern swig_type_15 _wrap_sw_routing_stats_capacity_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_group_size_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_16 arg2);
-extern swig_type_17 _wrap_sw_routing_stats_group_size_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_tokens_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_18 arg2);
-extern swig_type_19 _wrap_sw_routing_stats_tokens_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_router_entropy_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_routing_stats_router_entropy_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_aux_loss_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_routing_stats_aux_loss_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_routing_stats_z_loss_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_routing_stats_z_loss_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_new_sw_routing_stats_libswitch_raw_03087518cb21a76e(void);
-extern void _wrap_delete_sw_routing_stats_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_result_destroy_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_model_save_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_20 arg2);
-extern swig_intgo _wrap_sw_model_load_parameters_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_21 arg2, swig_intgo arg3);
-extern swig_intgo _wrap_sw_model_export_hf_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_22 arg2);
-extern swig_intgo _wrap_sw_model_export_hf_with_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_23 arg2, swig_intgo arg3);
-extern void _wrap_sw_metrics_struct_size_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sw_metrics_struct_size_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_reserved_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sw_metrics_reserved_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_step_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_24 arg2);
-extern swig_type_25 _wrap_sw_metrics_step_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_loss_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_loss_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_ce_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_ce_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_aux_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_aux_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_z_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_z_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_grad_norm_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_grad_norm_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_learning_rate_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_learning_rate_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_dropped_fraction_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_dropped_fraction_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_tokens_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_26 arg2);
-extern swig_type_27 _wrap_sw_metrics_tokens_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_seconds_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_seconds_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_tokens_per_second_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, double arg2);
-extern double _wrap_sw_metrics_tokens_per_second_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_skipped_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sw_metrics_skipped_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_reserved2_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_sw_metrics_reserved2_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_metrics_skipped_steps_set_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_28 arg2);
-extern swig_type_29 _wrap_sw_metrics_skipped_steps_get_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_new_sw_metrics_libswitch_raw_03087518cb21a76e(void);
-extern void _wrap_delete_sw_metrics_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_trainer_save_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_30 arg2);
-extern swig_intgo _wrap_sw_trainer_log_to_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_31 arg2);
-extern void _wrap_sw_trainer_destroy_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_cancel_request_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_cancel_reset_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_cancel_destroy_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern void _wrap_sw_communicator_abort_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern void _wrap_sw_communicator_destroy_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_sw_trainer_set_data_parallel_libswitch_raw_03087518cb21a76e(uintptr_t arg1, uintptr_t arg2);
-extern swig_intgo _wrap_sw_trainer_set_parallel_libswitch_raw_03087518cb21a76e(uintptr_t arg1, uintptr_t arg2, swig_type_32 arg3);
-extern swig_intgo _wrap_swb_status_libswitch_raw_03087518cb21a76e(void);
-extern swig_type_33 _wrap_swb_preset_count_libswitch_raw_03087518cb21a76e(void);
-extern swig_type_34 _wrap_swb_preset_name_libswitch_raw_03087518cb21a76e(swig_type_35 arg1);
-extern uintptr_t _wrap_swb_config_preset_libswitch_raw_03087518cb21a76e(swig_type_36 arg1);
-extern uintptr_t _wrap_swb_config_from_text_libswitch_raw_03087518cb21a76e(swig_intgo arg1, swig_type_37 arg2);
-extern uintptr_t _wrap_swb_config_train_default_libswitch_raw_03087518cb21a76e(void);
-extern uintptr_t _wrap_swb_config_clone_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_swb_config_kind_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_38 _wrap_swb_config_to_text_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_swb_config_field_type_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_39 arg2);
-extern swig_type_40 _wrap_swb_config_get_int_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_41 arg2);
-extern double _wrap_swb_config_get_double_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_42 arg2);
-extern swig_intgo _wrap_swb_config_get_bool_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_43 arg2);
-extern swig_type_44 _wrap_swb_config_get_string_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_45 arg2);
-extern swig_intgo _wrap_swb_cuda_device_count_libswitch_raw_03087518cb21a76e(void);
-extern uintptr_t _wrap_swb_model_create_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_46 arg2, swig_type_47 arg3);
-extern uintptr_t _wrap_swb_model_create_with_dtype_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_48 arg2, swig_type_49 arg3, swig_type_50 arg4);
-extern uintptr_t _wrap_swb_model_copy_to_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_51 arg2, swig_type_52 arg3);
-extern uintptr_t _wrap_swb_model_retain_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_swb_model_load_libswitch_raw_03087518cb21a76e(swig_type_53 arg1, swig_type_54 arg2);
-extern uintptr_t _wrap_swb_model_from_pretrained_libswitch_raw_03087518cb21a76e(swig_type_55 arg1, swig_type_56 arg2);
-extern uintptr_t _wrap_swb_model_import_hf_libswitch_raw_03087518cb21a76e(swig_type_57 arg1, swig_type_58 arg2, swig_type_59 arg3);
-extern uintptr_t _wrap_swb_model_import_hf_with_libswitch_raw_03087518cb21a76e(swig_type_60 arg1, swig_type_61 arg2, swig_type_62 arg3, swig_type_63 arg4);
-extern uintptr_t _wrap_swb_model_config_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_64 _wrap_swb_model_seed_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_65 _wrap_swb_model_device_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_66 _wrap_swb_model_dtype_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_swb_model_threads_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_67 _wrap_swb_model_parameter_count_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_68 _wrap_swb_model_num_parameters_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_type_69 _wrap_swb_parameter_name_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_70 arg2);
-extern swig_type_71 _wrap_swb_parameter_dim_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_72 arg2, swig_intgo arg3);
-extern swig_intgo _wrap_swb_get_parameter_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_73 arg2, swig_type_74 arg3);
-extern swig_intgo _wrap_swb_set_parameter_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_75 arg2, swig_type_76 arg3);
-extern swig_intgo _wrap_swb_get_gradient_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_77 arg2, swig_type_78 arg3);
-extern uintptr_t _wrap_swb_model_forward_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_79 arg2, swig_type_80 arg3, swig_type_81 arg4, swig_type_82 arg5, swig_type_83 arg6, swig_type_84 arg7, swig_type_85 arg8, swig_type_86 arg9, swig_intgo arg10, swig_intgo arg11);
-extern swig_type_87 _wrap_swb_result_logits_dim_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_swb_result_logits_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_88 arg2);
-extern double _wrap_swb_result_loss_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2);
-extern swig_type_89 _wrap_swb_result_num_routing_layers_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_swb_result_routing_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_90 arg2, swig_type_91 arg3);
-extern swig_type_92 _wrap_swb_checkpoint_latest_libswitch_raw_03087518cb21a76e(swig_type_93 arg1);
-extern swig_type_94 _wrap_swb_plan_libswitch_raw_03087518cb21a76e(swig_type_95 arg1, swig_type_96 arg2);
-extern uintptr_t _wrap_swb_trainer_create_libswitch_raw_03087518cb21a76e(uintptr_t arg1, uintptr_t arg2);
-extern uintptr_t _wrap_swb_trainer_restore_libswitch_raw_03087518cb21a76e(swig_type_97 arg1, swig_type_98 arg2);
-extern uintptr_t _wrap_swb_trainer_model_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_swb_trainer_run_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2, swig_type_99 arg3, swig_type_100 arg4, swig_type_101 arg5, swig_type_102 arg6, swig_type_103 arg7, swig_type_104 arg8, swig_type_105 arg9, swig_type_106 arg10);
-extern swig_intgo _wrap_swb_validate_within_libswitch_raw_03087518cb21a76e(void);
-extern swig_type_107 _wrap_swb_model_validate_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_108 arg2, swig_type_109 arg3, swig_type_110 arg4, swig_type_111 arg5, swig_type_112 arg6, swig_type_113 arg7, swig_type_114 arg8, swig_type_115 arg9, swig_type_116 arg10, swig_type_117 arg11, double arg12);
-extern uintptr_t _wrap_swb_cancel_create_libswitch_raw_03087518cb21a76e(void);
-extern swig_intgo _wrap_swb_cancel_is_requested_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern uintptr_t _wrap_swb_communicator_from_env_libswitch_raw_03087518cb21a76e(void);
-extern uintptr_t _wrap_swb_communicator_from_mpi_libswitch_raw_03087518cb21a76e(swig_type_118 arg1);
-extern uintptr_t _wrap_swb_communicator_split_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_intgo arg2, swig_intgo arg3);
-extern swig_intgo _wrap_swb_communicator_rank_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_swb_communicator_size_libswitch_raw_03087518cb21a76e(uintptr_t arg1);
-extern swig_intgo _wrap_swb_model_generate_libswitch_raw_03087518cb21a76e(uintptr_t arg1, swig_type_119 arg2, swig_type_120 arg3, swig_type_121 arg4, swig_type_122 arg5, swig_type_123 arg6, swig_intgo arg7, swig_type_124 arg8, swig_type_125 arg9, swig_type_126 arg10, double arg11, swig_type_127 arg12, double arg13, swig_type_128 arg14, swig_type_129 arg15, double arg16, swig_intgo arg17, swig_intgo arg18, uintptr_t arg19);
+extern void _wrap_Swig_free_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_Swig_malloc_libswitch_raw_5ef1b8a65bb42838(swig_intgo arg1);
+extern swig_intgo _wrap_SW_OK_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_NOT_FOUND_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_IO_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_CORRUPT_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_UNSUPPORTED_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_DEVICE_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_DISTRIBUTED_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_NUMERIC_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_INTERNAL_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_ERR_CANCELLED_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_STATUS_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_type_1 _wrap_sw_status_string_libswitch_raw_5ef1b8a65bb42838(swig_intgo arg1);
+extern swig_type_2 _wrap_sw_last_error_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_type_3 _wrap_sw_version_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_sw_abi_version_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_sw_cuda_built_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_CONFIG_MODEL_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_CONFIG_TRAIN_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_INT_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_DOUBLE_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_STRING_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_BOOL_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_ENUM_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_MESSAGE_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_sw_config_validate_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_config_set_int_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_4 arg2, swig_type_5 arg3);
+extern swig_intgo _wrap_sw_config_set_double_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_6 arg2, double arg3);
+extern swig_intgo _wrap_sw_config_set_bool_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_7 arg2, swig_intgo arg3);
+extern swig_intgo _wrap_sw_config_set_string_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_8 arg2, swig_type_9 arg3);
+extern void _wrap_sw_config_destroy_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_model_destroy_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_model_set_threads_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_SW_ENCODER_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_DECODER_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_SW_STACK_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838(void);
+extern void _wrap_sw_routing_stats_struct_size_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sw_routing_stats_struct_size_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_stack_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sw_routing_stats_stack_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_block_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_10 arg2);
+extern swig_type_11 _wrap_sw_routing_stats_block_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_num_experts_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_12 arg2);
+extern swig_type_13 _wrap_sw_routing_stats_num_experts_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_capacity_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_14 arg2);
+extern swig_type_15 _wrap_sw_routing_stats_capacity_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_group_size_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_16 arg2);
+extern swig_type_17 _wrap_sw_routing_stats_group_size_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_tokens_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_18 arg2);
+extern swig_type_19 _wrap_sw_routing_stats_tokens_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_router_entropy_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_routing_stats_router_entropy_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_aux_loss_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_routing_stats_aux_loss_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_routing_stats_z_loss_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_routing_stats_z_loss_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_new_sw_routing_stats_libswitch_raw_5ef1b8a65bb42838(void);
+extern void _wrap_delete_sw_routing_stats_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_result_destroy_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_model_save_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_20 arg2);
+extern swig_intgo _wrap_sw_model_load_parameters_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_21 arg2, swig_intgo arg3);
+extern swig_intgo _wrap_sw_model_export_hf_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_22 arg2);
+extern swig_intgo _wrap_sw_model_export_hf_with_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_23 arg2, swig_intgo arg3);
+extern void _wrap_sw_metrics_struct_size_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sw_metrics_struct_size_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_reserved_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sw_metrics_reserved_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_step_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_24 arg2);
+extern swig_type_25 _wrap_sw_metrics_step_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_loss_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_loss_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_ce_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_ce_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_aux_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_aux_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_z_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_z_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_grad_norm_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_grad_norm_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_learning_rate_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_learning_rate_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_dropped_fraction_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_dropped_fraction_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_tokens_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_26 arg2);
+extern swig_type_27 _wrap_sw_metrics_tokens_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_seconds_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_seconds_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_tokens_per_second_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, double arg2);
+extern double _wrap_sw_metrics_tokens_per_second_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_skipped_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sw_metrics_skipped_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_reserved2_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_sw_metrics_reserved2_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_metrics_skipped_steps_set_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_28 arg2);
+extern swig_type_29 _wrap_sw_metrics_skipped_steps_get_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_new_sw_metrics_libswitch_raw_5ef1b8a65bb42838(void);
+extern void _wrap_delete_sw_metrics_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_trainer_save_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_30 arg2);
+extern swig_intgo _wrap_sw_trainer_log_to_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_31 arg2);
+extern void _wrap_sw_trainer_destroy_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_cancel_request_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_cancel_reset_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_cancel_destroy_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern void _wrap_sw_communicator_abort_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern void _wrap_sw_communicator_destroy_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_sw_trainer_set_data_parallel_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, uintptr_t arg2);
+extern swig_intgo _wrap_sw_trainer_set_parallel_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, uintptr_t arg2, swig_type_32 arg3);
+extern swig_intgo _wrap_swb_status_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_type_33 _wrap_swb_preset_count_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_type_34 _wrap_swb_preset_name_libswitch_raw_5ef1b8a65bb42838(swig_type_35 arg1);
+extern uintptr_t _wrap_swb_config_preset_libswitch_raw_5ef1b8a65bb42838(swig_type_36 arg1);
+extern uintptr_t _wrap_swb_config_from_text_libswitch_raw_5ef1b8a65bb42838(swig_intgo arg1, swig_type_37 arg2);
+extern uintptr_t _wrap_swb_config_train_default_libswitch_raw_5ef1b8a65bb42838(void);
+extern uintptr_t _wrap_swb_config_clone_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_swb_config_kind_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_38 _wrap_swb_config_to_text_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_swb_config_field_type_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_39 arg2);
+extern swig_type_40 _wrap_swb_config_get_int_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_41 arg2);
+extern double _wrap_swb_config_get_double_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_42 arg2);
+extern swig_intgo _wrap_swb_config_get_bool_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_43 arg2);
+extern swig_type_44 _wrap_swb_config_get_string_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_45 arg2);
+extern swig_intgo _wrap_swb_cuda_device_count_libswitch_raw_5ef1b8a65bb42838(void);
+extern uintptr_t _wrap_swb_model_create_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_46 arg2, swig_type_47 arg3);
+extern uintptr_t _wrap_swb_model_create_with_dtype_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_48 arg2, swig_type_49 arg3, swig_type_50 arg4);
+extern uintptr_t _wrap_swb_model_copy_to_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_51 arg2, swig_type_52 arg3);
+extern uintptr_t _wrap_swb_model_retain_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_swb_model_load_libswitch_raw_5ef1b8a65bb42838(swig_type_53 arg1, swig_type_54 arg2);
+extern uintptr_t _wrap_swb_model_from_pretrained_libswitch_raw_5ef1b8a65bb42838(swig_type_55 arg1, swig_type_56 arg2);
+extern uintptr_t _wrap_swb_model_import_hf_libswitch_raw_5ef1b8a65bb42838(swig_type_57 arg1, swig_type_58 arg2, swig_type_59 arg3);
+extern uintptr_t _wrap_swb_model_import_hf_with_libswitch_raw_5ef1b8a65bb42838(swig_type_60 arg1, swig_type_61 arg2, swig_type_62 arg3, swig_type_63 arg4);
+extern uintptr_t _wrap_swb_model_config_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_64 _wrap_swb_model_seed_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_65 _wrap_swb_model_device_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_66 _wrap_swb_model_dtype_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_swb_model_threads_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_67 _wrap_swb_model_parameter_count_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_68 _wrap_swb_model_num_parameters_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_type_69 _wrap_swb_parameter_name_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_70 arg2);
+extern swig_type_71 _wrap_swb_parameter_dim_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_72 arg2, swig_intgo arg3);
+extern swig_intgo _wrap_swb_get_parameter_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_73 arg2, swig_type_74 arg3);
+extern swig_intgo _wrap_swb_set_parameter_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_75 arg2, swig_type_76 arg3);
+extern swig_intgo _wrap_swb_get_gradient_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_77 arg2, swig_type_78 arg3);
+extern uintptr_t _wrap_swb_model_forward_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_79 arg2, swig_type_80 arg3, swig_type_81 arg4, swig_type_82 arg5, swig_type_83 arg6, swig_type_84 arg7, swig_type_85 arg8, swig_type_86 arg9, swig_intgo arg10, swig_intgo arg11);
+extern swig_type_87 _wrap_swb_result_logits_dim_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_swb_result_logits_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_88 arg2);
+extern double _wrap_swb_result_loss_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2);
+extern swig_type_89 _wrap_swb_result_num_routing_layers_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_swb_result_routing_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_90 arg2, swig_type_91 arg3);
+extern swig_type_92 _wrap_swb_checkpoint_latest_libswitch_raw_5ef1b8a65bb42838(swig_type_93 arg1);
+extern swig_type_94 _wrap_swb_plan_libswitch_raw_5ef1b8a65bb42838(swig_type_95 arg1, swig_type_96 arg2);
+extern uintptr_t _wrap_swb_trainer_create_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, uintptr_t arg2);
+extern uintptr_t _wrap_swb_trainer_restore_libswitch_raw_5ef1b8a65bb42838(swig_type_97 arg1, swig_type_98 arg2);
+extern uintptr_t _wrap_swb_trainer_model_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_swb_trainer_run_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2, swig_type_99 arg3, swig_type_100 arg4, swig_type_101 arg5, swig_type_102 arg6, swig_type_103 arg7, swig_type_104 arg8, swig_type_105 arg9, swig_type_106 arg10);
+extern swig_intgo _wrap_swb_validate_within_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_type_107 _wrap_swb_model_validate_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_108 arg2, swig_type_109 arg3, swig_type_110 arg4, swig_type_111 arg5, swig_type_112 arg6, swig_type_113 arg7, swig_type_114 arg8, swig_type_115 arg9, swig_type_116 arg10, swig_type_117 arg11, double arg12);
+extern uintptr_t _wrap_swb_cancel_create_libswitch_raw_5ef1b8a65bb42838(void);
+extern swig_intgo _wrap_swb_cancel_is_requested_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern uintptr_t _wrap_swb_communicator_from_env_libswitch_raw_5ef1b8a65bb42838(void);
+extern uintptr_t _wrap_swb_communicator_from_mpi_libswitch_raw_5ef1b8a65bb42838(swig_type_118 arg1);
+extern uintptr_t _wrap_swb_communicator_split_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_intgo arg2, swig_intgo arg3);
+extern swig_intgo _wrap_swb_communicator_rank_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_swb_communicator_size_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1);
+extern swig_intgo _wrap_swb_model_generate_libswitch_raw_5ef1b8a65bb42838(uintptr_t arg1, swig_type_119 arg2, swig_type_120 arg3, swig_type_121 arg4, swig_type_122 arg5, swig_type_123 arg6, swig_intgo arg7, swig_type_124 arg8, swig_type_125 arg9, swig_type_126 arg10, double arg11, swig_type_127 arg12, double arg13, swig_type_128 arg14, swig_type_129 arg15, double arg16, swig_intgo arg17, swig_intgo arg18, uintptr_t arg19);
 #undef intgo
 */
 import "C"
@@ -373,13 +373,13 @@ func swigCopyString(s string) string {
 
 func Swig_free(arg1 uintptr) {
 	_swig_i_0 := arg1
-	C._wrap_Swig_free_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_Swig_free_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 func Swig_malloc(arg1 int) (_swig_ret uintptr) {
 	var swig_r uintptr
 	_swig_i_0 := arg1
-	swig_r = (uintptr)(C._wrap_Swig_malloc_libswitch_raw_03087518cb21a76e(C.swig_intgo(_swig_i_0)))
+	swig_r = (uintptr)(C._wrap_Swig_malloc_libswitch_raw_5ef1b8a65bb42838(C.swig_intgo(_swig_i_0)))
 	return swig_r
 }
 
@@ -390,98 +390,98 @@ const SW_ABI_VERSION int = 1
 type Enum_SS_sw_status int
 func _swig_getSW_OK() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_OK_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_OK_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_OK Enum_SS_sw_status = _swig_getSW_OK()
 func _swig_getSW_ERR_INVALID_ARGUMENT() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_INVALID_ARGUMENT Enum_SS_sw_status = _swig_getSW_ERR_INVALID_ARGUMENT()
 func _swig_getSW_ERR_OUT_OF_RANGE() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_OUT_OF_RANGE Enum_SS_sw_status = _swig_getSW_ERR_OUT_OF_RANGE()
 func _swig_getSW_ERR_NOT_FOUND() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_NOT_FOUND_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_NOT_FOUND_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_NOT_FOUND Enum_SS_sw_status = _swig_getSW_ERR_NOT_FOUND()
 func _swig_getSW_ERR_IO() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_IO_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_IO_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_IO Enum_SS_sw_status = _swig_getSW_ERR_IO()
 func _swig_getSW_ERR_CORRUPT() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_CORRUPT_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_CORRUPT_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_CORRUPT Enum_SS_sw_status = _swig_getSW_ERR_CORRUPT()
 func _swig_getSW_ERR_UNSUPPORTED() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_UNSUPPORTED_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_UNSUPPORTED_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_UNSUPPORTED Enum_SS_sw_status = _swig_getSW_ERR_UNSUPPORTED()
 func _swig_getSW_ERR_DEVICE() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_DEVICE_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_DEVICE_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_DEVICE Enum_SS_sw_status = _swig_getSW_ERR_DEVICE()
 func _swig_getSW_ERR_OUT_OF_MEMORY() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_OUT_OF_MEMORY Enum_SS_sw_status = _swig_getSW_ERR_OUT_OF_MEMORY()
 func _swig_getSW_ERR_DISTRIBUTED() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_DISTRIBUTED_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_DISTRIBUTED_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_DISTRIBUTED Enum_SS_sw_status = _swig_getSW_ERR_DISTRIBUTED()
 func _swig_getSW_ERR_NUMERIC() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_NUMERIC_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_NUMERIC_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_NUMERIC Enum_SS_sw_status = _swig_getSW_ERR_NUMERIC()
 func _swig_getSW_ERR_INTERNAL() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_INTERNAL_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_INTERNAL_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_INTERNAL Enum_SS_sw_status = _swig_getSW_ERR_INTERNAL()
 func _swig_getSW_ERR_CANCELLED() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_CANCELLED_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_ERR_CANCELLED_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ERR_CANCELLED Enum_SS_sw_status = _swig_getSW_ERR_CANCELLED()
 func _swig_getSW_STATUS_ENUM_MAX_() (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
-	swig_r = (Enum_SS_sw_status)(C._wrap_SW_STATUS_ENUM_MAX__libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_status)(C._wrap_SW_STATUS_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
@@ -489,7 +489,7 @@ var SW_STATUS_ENUM_MAX_ Enum_SS_sw_status = _swig_getSW_STATUS_ENUM_MAX_()
 func Sw_status_string(arg1 Enum_SS_sw_status) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_sw_status_string_libswitch_raw_03087518cb21a76e(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_sw_status_string_libswitch_raw_5ef1b8a65bb42838(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -498,7 +498,7 @@ func Sw_status_string(arg1 Enum_SS_sw_status) (_swig_ret string) {
 
 func Sw_last_error() (_swig_ret string) {
 	var swig_r string
-	swig_r_p := C._wrap_sw_last_error_libswitch_raw_03087518cb21a76e()
+	swig_r_p := C._wrap_sw_last_error_libswitch_raw_5ef1b8a65bb42838()
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -507,7 +507,7 @@ func Sw_last_error() (_swig_ret string) {
 
 func Sw_version() (_swig_ret string) {
 	var swig_r string
-	swig_r_p := C._wrap_sw_version_libswitch_raw_03087518cb21a76e()
+	swig_r_p := C._wrap_sw_version_libswitch_raw_5ef1b8a65bb42838()
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -516,34 +516,34 @@ func Sw_version() (_swig_ret string) {
 
 func Sw_abi_version() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_sw_abi_version_libswitch_raw_03087518cb21a76e())
+	swig_r = (int)(C._wrap_sw_abi_version_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 func Sw_cuda_built() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_sw_cuda_built_libswitch_raw_03087518cb21a76e())
+	swig_r = (int)(C._wrap_sw_cuda_built_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 type Enum_SS_sw_config_kind int
 func _swig_getSW_CONFIG_MODEL() (_swig_ret Enum_SS_sw_config_kind) {
 	var swig_r Enum_SS_sw_config_kind
-	swig_r = (Enum_SS_sw_config_kind)(C._wrap_SW_CONFIG_MODEL_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_config_kind)(C._wrap_SW_CONFIG_MODEL_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_CONFIG_MODEL Enum_SS_sw_config_kind = _swig_getSW_CONFIG_MODEL()
 func _swig_getSW_CONFIG_TRAIN() (_swig_ret Enum_SS_sw_config_kind) {
 	var swig_r Enum_SS_sw_config_kind
-	swig_r = (Enum_SS_sw_config_kind)(C._wrap_SW_CONFIG_TRAIN_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_config_kind)(C._wrap_SW_CONFIG_TRAIN_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_CONFIG_TRAIN Enum_SS_sw_config_kind = _swig_getSW_CONFIG_TRAIN()
 func _swig_getSW_CONFIG_KIND_ENUM_MAX_() (_swig_ret Enum_SS_sw_config_kind) {
 	var swig_r Enum_SS_sw_config_kind
-	swig_r = (Enum_SS_sw_config_kind)(C._wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_config_kind)(C._wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
@@ -551,49 +551,49 @@ var SW_CONFIG_KIND_ENUM_MAX_ Enum_SS_sw_config_kind = _swig_getSW_CONFIG_KIND_EN
 type Enum_SS_sw_field_type int
 func _swig_getSW_FIELD_INT() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_INT_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_INT_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_FIELD_INT Enum_SS_sw_field_type = _swig_getSW_FIELD_INT()
 func _swig_getSW_FIELD_DOUBLE() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_DOUBLE_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_DOUBLE_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_FIELD_DOUBLE Enum_SS_sw_field_type = _swig_getSW_FIELD_DOUBLE()
 func _swig_getSW_FIELD_STRING() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_STRING_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_STRING_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_FIELD_STRING Enum_SS_sw_field_type = _swig_getSW_FIELD_STRING()
 func _swig_getSW_FIELD_BOOL() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_BOOL_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_BOOL_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_FIELD_BOOL Enum_SS_sw_field_type = _swig_getSW_FIELD_BOOL()
 func _swig_getSW_FIELD_ENUM() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_ENUM_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_ENUM_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_FIELD_ENUM Enum_SS_sw_field_type = _swig_getSW_FIELD_ENUM()
 func _swig_getSW_FIELD_MESSAGE() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_MESSAGE_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_MESSAGE_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_FIELD_MESSAGE Enum_SS_sw_field_type = _swig_getSW_FIELD_MESSAGE()
 func _swig_getSW_FIELD_TYPE_ENUM_MAX_() (_swig_ret Enum_SS_sw_field_type) {
 	var swig_r Enum_SS_sw_field_type
-	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_field_type)(C._wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
@@ -601,7 +601,7 @@ var SW_FIELD_TYPE_ENUM_MAX_ Enum_SS_sw_field_type = _swig_getSW_FIELD_TYPE_ENUM_
 func Sw_config_validate(arg1 Struct_SS_sw_config) (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_validate_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_validate_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -610,7 +610,7 @@ func Sw_config_set_int(arg1 Struct_SS_sw_config, arg2 string, arg3 int64) (_swig
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_int_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_1)), C.swig_type_5(_swig_i_2)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_int_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_4)(unsafe.Pointer(&_swig_i_1)), C.swig_type_5(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -622,7 +622,7 @@ func Sw_config_set_double(arg1 Struct_SS_sw_config, arg2 string, arg3 float64) (
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_double_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_6)(unsafe.Pointer(&_swig_i_1)), C.double(_swig_i_2)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_double_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_6)(unsafe.Pointer(&_swig_i_1)), C.double(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -634,7 +634,7 @@ func Sw_config_set_bool(arg1 Struct_SS_sw_config, arg2 string, arg3 int) (_swig_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_bool_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_bool_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -646,7 +646,7 @@ func Sw_config_set_string(arg1 Struct_SS_sw_config, arg2 string, arg3 string) (_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_string_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_config_set_string_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_8)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -658,12 +658,12 @@ func Sw_config_set_string(arg1 Struct_SS_sw_config, arg2 string, arg3 string) (_
 
 func Sw_config_destroy(arg1 Struct_SS_sw_config) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sw_config_destroy_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_sw_config_destroy_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 func Sw_model_destroy(arg1 Struct_SS_sw_model) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sw_model_destroy_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_sw_model_destroy_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 const SW_MAX_THREADS int = 4096
@@ -671,28 +671,28 @@ func Sw_model_set_threads(arg1 Struct_SS_sw_model, arg2 int) (_swig_ret Enum_SS_
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_set_threads_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_set_threads_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
 type Enum_SS_sw_stack int
 func _swig_getSW_ENCODER() (_swig_ret Enum_SS_sw_stack) {
 	var swig_r Enum_SS_sw_stack
-	swig_r = (Enum_SS_sw_stack)(C._wrap_SW_ENCODER_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_stack)(C._wrap_SW_ENCODER_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_ENCODER Enum_SS_sw_stack = _swig_getSW_ENCODER()
 func _swig_getSW_DECODER() (_swig_ret Enum_SS_sw_stack) {
 	var swig_r Enum_SS_sw_stack
-	swig_r = (Enum_SS_sw_stack)(C._wrap_SW_DECODER_libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_stack)(C._wrap_SW_DECODER_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 var SW_DECODER Enum_SS_sw_stack = _swig_getSW_DECODER()
 func _swig_getSW_STACK_ENUM_MAX_() (_swig_ret Enum_SS_sw_stack) {
 	var swig_r Enum_SS_sw_stack
-	swig_r = (Enum_SS_sw_stack)(C._wrap_SW_STACK_ENUM_MAX__libswitch_raw_03087518cb21a76e())
+	swig_r = (Enum_SS_sw_stack)(C._wrap_SW_STACK_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
@@ -709,155 +709,155 @@ func (p SwigcptrSw_routing_stats) SwigIsSw_routing_stats() {
 func (arg1 SwigcptrSw_routing_stats) SetStruct_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_struct_size_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_routing_stats_struct_size_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetStruct_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sw_routing_stats_struct_size_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sw_routing_stats_struct_size_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetStack(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_stack_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_routing_stats_stack_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetStack() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sw_routing_stats_stack_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sw_routing_stats_stack_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetBlock(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_block_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_10(_swig_i_1))
+	C._wrap_sw_routing_stats_block_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_10(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetBlock() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_routing_stats_block_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_routing_stats_block_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetNum_experts(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_num_experts_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_12(_swig_i_1))
+	C._wrap_sw_routing_stats_num_experts_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_12(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetNum_experts() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_routing_stats_num_experts_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_routing_stats_num_experts_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetCapacity(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_capacity_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_14(_swig_i_1))
+	C._wrap_sw_routing_stats_capacity_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_14(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetCapacity() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_routing_stats_capacity_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_routing_stats_capacity_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetGroup_size(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_group_size_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_16(_swig_i_1))
+	C._wrap_sw_routing_stats_group_size_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_16(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetGroup_size() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_routing_stats_group_size_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_routing_stats_group_size_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetTokens(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_tokens_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_18(_swig_i_1))
+	C._wrap_sw_routing_stats_tokens_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_18(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetTokens() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_routing_stats_tokens_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_routing_stats_tokens_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetDropped_fraction(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetDropped_fraction() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetRouter_entropy(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_router_entropy_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_routing_stats_router_entropy_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetRouter_entropy() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_routing_stats_router_entropy_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_routing_stats_router_entropy_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetAux_loss(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_aux_loss_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_routing_stats_aux_loss_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetAux_loss() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_routing_stats_aux_loss_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_routing_stats_aux_loss_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_routing_stats) SetZ_loss(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_routing_stats_z_loss_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_routing_stats_z_loss_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_routing_stats) GetZ_loss() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_routing_stats_z_loss_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_routing_stats_z_loss_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSw_routing_stats() (_swig_ret Sw_routing_stats) {
 	var swig_r Sw_routing_stats
-	swig_r = (Sw_routing_stats)(SwigcptrSw_routing_stats(C._wrap_new_sw_routing_stats_libswitch_raw_03087518cb21a76e()))
+	swig_r = (Sw_routing_stats)(SwigcptrSw_routing_stats(C._wrap_new_sw_routing_stats_libswitch_raw_5ef1b8a65bb42838()))
 	return swig_r
 }
 
 func DeleteSw_routing_stats(arg1 Sw_routing_stats) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sw_routing_stats_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sw_routing_stats_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 type Sw_routing_stats interface {
@@ -889,14 +889,14 @@ type Sw_routing_stats interface {
 
 func Sw_result_destroy(arg1 Struct_SS_sw_result) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sw_result_destroy_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_sw_result_destroy_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 func Sw_model_save(arg1 Struct_SS_sw_model, arg2 string) (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_save_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_save_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -908,7 +908,7 @@ func Sw_model_load_parameters(arg1 Struct_SS_sw_model, arg2 string, arg3 int) (_
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_load_parameters_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_21)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_load_parameters_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_21)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -919,7 +919,7 @@ func Sw_model_export_hf(arg1 Struct_SS_sw_model, arg2 string) (_swig_ret Enum_SS
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_export_hf_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_export_hf_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -931,7 +931,7 @@ func Sw_model_export_hf_with(arg1 Struct_SS_sw_model, arg2 string, arg3 int) (_s
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_export_hf_with_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_model_export_hf_with_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -950,220 +950,220 @@ func (p SwigcptrSw_metrics) SwigIsSw_metrics() {
 func (arg1 SwigcptrSw_metrics) SetStruct_size(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_struct_size_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_metrics_struct_size_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetStruct_size() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sw_metrics_struct_size_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sw_metrics_struct_size_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetReserved(arg2 uint) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_reserved_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_metrics_reserved_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetReserved() (_swig_ret uint) {
 	var swig_r uint
 	_swig_i_0 := arg1
-	swig_r = (uint)(C._wrap_sw_metrics_reserved_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint)(C._wrap_sw_metrics_reserved_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetStep(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_step_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_24(_swig_i_1))
+	C._wrap_sw_metrics_step_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_24(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetStep() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_metrics_step_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_metrics_step_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetLoss(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_loss_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_loss_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetLoss() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_loss_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_loss_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetCe(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_ce_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_ce_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetCe() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_ce_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_ce_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetAux(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_aux_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_aux_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetAux() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_aux_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_aux_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetZ(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_z_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_z_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetZ() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_z_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_z_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetGrad_norm(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_grad_norm_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_grad_norm_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetGrad_norm() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_grad_norm_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_grad_norm_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetLearning_rate(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_learning_rate_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_learning_rate_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetLearning_rate() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_learning_rate_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_learning_rate_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetDropped_fraction(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_dropped_fraction_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_dropped_fraction_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetDropped_fraction() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_dropped_fraction_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_dropped_fraction_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetTokens(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_tokens_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_26(_swig_i_1))
+	C._wrap_sw_metrics_tokens_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_26(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetTokens() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_metrics_tokens_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_metrics_tokens_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetSeconds(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_seconds_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_seconds_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetSeconds() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_seconds_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_seconds_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetTokens_per_second(arg2 float64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_tokens_per_second_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
+	C._wrap_sw_metrics_tokens_per_second_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.double(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetTokens_per_second() (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := arg1
-	swig_r = (float64)(C._wrap_sw_metrics_tokens_per_second_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (float64)(C._wrap_sw_metrics_tokens_per_second_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetSkipped(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_skipped_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_metrics_skipped_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetSkipped() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sw_metrics_skipped_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sw_metrics_skipped_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetReserved2(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_reserved2_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_metrics_reserved2_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetReserved2() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_sw_metrics_reserved2_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_sw_metrics_reserved2_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrSw_metrics) SetSkipped_steps(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_sw_metrics_skipped_steps_set_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_28(_swig_i_1))
+	C._wrap_sw_metrics_skipped_steps_set_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_28(_swig_i_1))
 }
 
 func (arg1 SwigcptrSw_metrics) GetSkipped_steps() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_sw_metrics_skipped_steps_get_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_sw_metrics_skipped_steps_get_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewSw_metrics() (_swig_ret Sw_metrics) {
 	var swig_r Sw_metrics
-	swig_r = (Sw_metrics)(SwigcptrSw_metrics(C._wrap_new_sw_metrics_libswitch_raw_03087518cb21a76e()))
+	swig_r = (Sw_metrics)(SwigcptrSw_metrics(C._wrap_new_sw_metrics_libswitch_raw_5ef1b8a65bb42838()))
 	return swig_r
 }
 
 func DeleteSw_metrics(arg1 Sw_metrics) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_sw_metrics_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_sw_metrics_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 type Sw_metrics interface {
@@ -1207,7 +1207,7 @@ func Sw_trainer_save(arg1 Struct_SS_sw_trainer, arg2 string) (_swig_ret Enum_SS_
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_save_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_30)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_save_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_30)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1218,7 +1218,7 @@ func Sw_trainer_log_to(arg1 Struct_SS_sw_trainer, arg2 string) (_swig_ret Enum_S
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_log_to_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_31)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_log_to_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_31)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1227,26 +1227,26 @@ func Sw_trainer_log_to(arg1 Struct_SS_sw_trainer, arg2 string) (_swig_ret Enum_S
 
 func Sw_trainer_destroy(arg1 Struct_SS_sw_trainer) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sw_trainer_destroy_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_sw_trainer_destroy_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 func Sw_cancel_request(arg1 Struct_SS_sw_cancel) (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_cancel_request_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_cancel_request_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Sw_cancel_reset(arg1 Struct_SS_sw_cancel) (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_cancel_reset_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_cancel_reset_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Sw_cancel_destroy(arg1 Struct_SS_sw_cancel) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sw_cancel_destroy_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_sw_cancel_destroy_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 const SW_MAX_NEW_TOKENS int = 65536
@@ -1254,19 +1254,19 @@ const SW_MAX_BEAMS int = 1024
 func Sw_communicator_abort(arg1 Struct_SS_sw_communicator, arg2 int) {
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	C._wrap_sw_communicator_abort_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_sw_communicator_abort_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func Sw_communicator_destroy(arg1 Struct_SS_sw_communicator) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_sw_communicator_destroy_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	C._wrap_sw_communicator_destroy_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 }
 
 func Sw_trainer_set_data_parallel(arg1 Struct_SS_sw_trainer, arg2 Struct_SS_sw_communicator) (_swig_ret Enum_SS_sw_status) {
 	var swig_r Enum_SS_sw_status
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_set_data_parallel_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1)))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_set_data_parallel_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1)))
 	return swig_r
 }
 
@@ -1275,7 +1275,7 @@ func Sw_trainer_set_parallel(arg1 Struct_SS_sw_trainer, arg2 Struct_SS_sw_commun
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_set_parallel_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), *(*C.swig_type_32)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (Enum_SS_sw_status)(C._wrap_sw_trainer_set_parallel_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), *(*C.swig_type_32)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -1284,20 +1284,20 @@ func Sw_trainer_set_parallel(arg1 Struct_SS_sw_trainer, arg2 Struct_SS_sw_commun
 
 func Swb_status() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_swb_status_libswitch_raw_03087518cb21a76e())
+	swig_r = (int)(C._wrap_swb_status_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 func Swb_preset_count() (_swig_ret int64) {
 	var swig_r int64
-	swig_r = (int64)(C._wrap_swb_preset_count_libswitch_raw_03087518cb21a76e())
+	swig_r = (int64)(C._wrap_swb_preset_count_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
 func Swb_preset_name(arg1 int64) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_swb_preset_name_libswitch_raw_03087518cb21a76e(C.swig_type_35(_swig_i_0))
+	swig_r_p := C._wrap_swb_preset_name_libswitch_raw_5ef1b8a65bb42838(C.swig_type_35(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -1307,7 +1307,7 @@ func Swb_preset_name(arg1 int64) (_swig_ret string) {
 func Swb_config_preset(arg1 string) (_swig_ret Struct_SS_sw_config) {
 	var swig_r Struct_SS_sw_config
 	_swig_i_0 := arg1
-	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_preset_libswitch_raw_03087518cb21a76e(*(*C.swig_type_36)(unsafe.Pointer(&_swig_i_0)))))
+	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_preset_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_36)(unsafe.Pointer(&_swig_i_0)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1318,7 +1318,7 @@ func Swb_config_from_text(arg1 int, arg2 string) (_swig_ret Struct_SS_sw_config)
 	var swig_r Struct_SS_sw_config
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_from_text_libswitch_raw_03087518cb21a76e(C.swig_intgo(_swig_i_0), *(*C.swig_type_37)(unsafe.Pointer(&_swig_i_1)))))
+	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_from_text_libswitch_raw_5ef1b8a65bb42838(C.swig_intgo(_swig_i_0), *(*C.swig_type_37)(unsafe.Pointer(&_swig_i_1)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1327,28 +1327,28 @@ func Swb_config_from_text(arg1 int, arg2 string) (_swig_ret Struct_SS_sw_config)
 
 func Swb_config_train_default() (_swig_ret Struct_SS_sw_config) {
 	var swig_r Struct_SS_sw_config
-	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_train_default_libswitch_raw_03087518cb21a76e()))
+	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_train_default_libswitch_raw_5ef1b8a65bb42838()))
 	return swig_r
 }
 
 func Swb_config_clone(arg1 Struct_SS_sw_config) (_swig_ret Struct_SS_sw_config) {
 	var swig_r Struct_SS_sw_config
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_clone_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))))
+	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_config_clone_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func Swb_config_kind(arg1 Struct_SS_sw_config) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_swb_config_kind_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_swb_config_kind_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Swb_config_to_text(arg1 Struct_SS_sw_config) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_swb_config_to_text_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_swb_config_to_text_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -1359,7 +1359,7 @@ func Swb_config_field_type(arg1 Struct_SS_sw_config, arg2 string) (_swig_ret int
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_swb_config_field_type_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_39)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_swb_config_field_type_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_39)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1370,7 +1370,7 @@ func Swb_config_get_int(arg1 Struct_SS_sw_config, arg2 string) (_swig_ret int64)
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_swb_config_get_int_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int64)(C._wrap_swb_config_get_int_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1381,7 +1381,7 @@ func Swb_config_get_double(arg1 Struct_SS_sw_config, arg2 string) (_swig_ret flo
 	var swig_r float64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (float64)(C._wrap_swb_config_get_double_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_42)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (float64)(C._wrap_swb_config_get_double_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_42)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1392,7 +1392,7 @@ func Swb_config_get_bool(arg1 Struct_SS_sw_config, arg2 string) (_swig_ret int) 
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_swb_config_get_bool_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_swb_config_get_bool_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1403,7 +1403,7 @@ func Swb_config_get_string(arg1 Struct_SS_sw_config, arg2 string) (_swig_ret str
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_swb_config_get_string_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_45)(unsafe.Pointer(&_swig_i_1)))
+	swig_r_p := C._wrap_swb_config_get_string_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_45)(unsafe.Pointer(&_swig_i_1)))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
@@ -1415,7 +1415,7 @@ func Swb_config_get_string(arg1 Struct_SS_sw_config, arg2 string) (_swig_ret str
 
 func Swb_cuda_device_count() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_swb_cuda_device_count_libswitch_raw_03087518cb21a76e())
+	swig_r = (int)(C._wrap_swb_cuda_device_count_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
@@ -1424,7 +1424,7 @@ func Swb_model_create(arg1 Struct_SS_sw_config, arg2 string, arg3 uint64) (_swig
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_create_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_46)(unsafe.Pointer(&_swig_i_1)), C.swig_type_47(_swig_i_2))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_create_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_46)(unsafe.Pointer(&_swig_i_1)), C.swig_type_47(_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1437,7 +1437,7 @@ func Swb_model_create_with_dtype(arg1 Struct_SS_sw_config, arg2 string, arg3 str
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_create_with_dtype_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_48)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_2)), C.swig_type_50(_swig_i_3))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_create_with_dtype_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_48)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_2)), C.swig_type_50(_swig_i_3))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1452,7 +1452,7 @@ func Swb_model_copy_to(arg1 Struct_SS_sw_model, arg2 string, arg3 string) (_swig
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_copy_to_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_51)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_2)))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_copy_to_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_51)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_52)(unsafe.Pointer(&_swig_i_2)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1465,7 +1465,7 @@ func Swb_model_copy_to(arg1 Struct_SS_sw_model, arg2 string, arg3 string) (_swig
 func Swb_model_retain(arg1 Struct_SS_sw_model) (_swig_ret Struct_SS_sw_model) {
 	var swig_r Struct_SS_sw_model
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_retain_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_retain_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
@@ -1473,7 +1473,7 @@ func Swb_model_load(arg1 string, arg2 string) (_swig_ret Struct_SS_sw_model) {
 	var swig_r Struct_SS_sw_model
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_load_libswitch_raw_03087518cb21a76e(*(*C.swig_type_53)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_54)(unsafe.Pointer(&_swig_i_1)))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_load_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_53)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_54)(unsafe.Pointer(&_swig_i_1)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1487,7 +1487,7 @@ func Swb_model_from_pretrained(arg1 string, arg2 string) (_swig_ret Struct_SS_sw
 	var swig_r Struct_SS_sw_model
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_from_pretrained_libswitch_raw_03087518cb21a76e(*(*C.swig_type_55)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_56)(unsafe.Pointer(&_swig_i_1)))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_from_pretrained_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_55)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_56)(unsafe.Pointer(&_swig_i_1)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1502,7 +1502,7 @@ func Swb_model_import_hf(arg1 string, arg2 string, arg3 string) (_swig_ret Struc
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_import_hf_libswitch_raw_03087518cb21a76e(*(*C.swig_type_57)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_59)(unsafe.Pointer(&_swig_i_2)))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_import_hf_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_57)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_58)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_59)(unsafe.Pointer(&_swig_i_2)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1521,7 +1521,7 @@ func Swb_model_import_hf_with(arg1 string, arg2 string, arg3 string, arg4 string
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_import_hf_with_libswitch_raw_03087518cb21a76e(*(*C.swig_type_60)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_3)))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_model_import_hf_with_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_60)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_61)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_62)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_63)(unsafe.Pointer(&_swig_i_3)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1540,21 +1540,21 @@ func Swb_model_import_hf_with(arg1 string, arg2 string, arg3 string, arg4 string
 func Swb_model_config(arg1 Struct_SS_sw_model) (_swig_ret Struct_SS_sw_config) {
 	var swig_r Struct_SS_sw_config
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_model_config_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))))
+	swig_r = (Struct_SS_sw_config)(SwigcptrStruct_SS_sw_config(C._wrap_swb_model_config_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
 func Swb_model_seed(arg1 Struct_SS_sw_model) (_swig_ret uint64) {
 	var swig_r uint64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (uint64)(C._wrap_swb_model_seed_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (uint64)(C._wrap_swb_model_seed_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Swb_model_device(arg1 Struct_SS_sw_model) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_swb_model_device_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_swb_model_device_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -1564,7 +1564,7 @@ func Swb_model_device(arg1 Struct_SS_sw_model) (_swig_ret string) {
 func Swb_model_dtype(arg1 Struct_SS_sw_model) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r_p := C._wrap_swb_model_dtype_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_swb_model_dtype_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -1574,21 +1574,21 @@ func Swb_model_dtype(arg1 Struct_SS_sw_model) (_swig_ret string) {
 func Swb_model_threads(arg1 Struct_SS_sw_model) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_swb_model_threads_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_swb_model_threads_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Swb_model_parameter_count(arg1 Struct_SS_sw_model) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_swb_model_parameter_count_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_swb_model_parameter_count_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Swb_model_num_parameters(arg1 Struct_SS_sw_model) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_swb_model_num_parameters_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_swb_model_num_parameters_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1596,7 +1596,7 @@ func Swb_parameter_name(arg1 Struct_SS_sw_model, arg2 int64) (_swig_ret string) 
 	var swig_r string
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_swb_parameter_name_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_70(_swig_i_1))
+	swig_r_p := C._wrap_swb_parameter_name_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_70(_swig_i_1))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -1608,7 +1608,7 @@ func Swb_parameter_dim(arg1 Struct_SS_sw_model, arg2 string, arg3 int) (_swig_re
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int64)(C._wrap_swb_parameter_dim_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_72)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
+	swig_r = (int64)(C._wrap_swb_parameter_dim_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_72)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1620,7 +1620,7 @@ func Swb_get_parameter(arg1 Struct_SS_sw_model, arg2 string, arg3 []float32) (_s
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_swb_get_parameter_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_73)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (int)(C._wrap_swb_get_parameter_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_73)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_74)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1635,7 +1635,7 @@ func Swb_set_parameter(arg1 Struct_SS_sw_model, arg2 string, arg3 []float32) (_s
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_swb_set_parameter_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_75)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_76)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (int)(C._wrap_swb_set_parameter_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_75)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_76)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1650,7 +1650,7 @@ func Swb_get_gradient(arg1 Struct_SS_sw_model, arg2 string, arg3 []float32) (_sw
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_swb_get_gradient_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (int)(C._wrap_swb_get_gradient_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_77)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_78)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1673,7 +1673,7 @@ func Swb_model_forward(arg1 Struct_SS_sw_model, arg2 int64, arg3 int64, arg4 int
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
 	_swig_i_10 := arg11
-	swig_r = (Struct_SS_sw_result)(SwigcptrStruct_SS_sw_result(C._wrap_swb_model_forward_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_79(_swig_i_1), C.swig_type_80(_swig_i_2), C.swig_type_81(_swig_i_3), *(*C.swig_type_82)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_84)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_85)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_86)(unsafe.Pointer(&_swig_i_8)), C.swig_intgo(_swig_i_9), C.swig_intgo(_swig_i_10))))
+	swig_r = (Struct_SS_sw_result)(SwigcptrStruct_SS_sw_result(C._wrap_swb_model_forward_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_79(_swig_i_1), C.swig_type_80(_swig_i_2), C.swig_type_81(_swig_i_3), *(*C.swig_type_82)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_83)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_84)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_85)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_86)(unsafe.Pointer(&_swig_i_8)), C.swig_intgo(_swig_i_9), C.swig_intgo(_swig_i_10))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg5
 	}
@@ -1696,7 +1696,7 @@ func Swb_result_logits_dim(arg1 Struct_SS_sw_result, arg2 int) (_swig_ret int64)
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_swb_result_logits_dim_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (int64)(C._wrap_swb_result_logits_dim_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1704,7 +1704,7 @@ func Swb_result_logits(arg1 Struct_SS_sw_result, arg2 []float32) (_swig_ret int)
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_swb_result_logits_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), *(*C.swig_type_88)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_swb_result_logits_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), *(*C.swig_type_88)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1715,14 +1715,14 @@ func Swb_result_loss(arg1 Struct_SS_sw_result, arg2 int) (_swig_ret float64) {
 	var swig_r float64
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (float64)(C._wrap_swb_result_loss_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (float64)(C._wrap_swb_result_loss_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
 func Swb_result_num_routing_layers(arg1 Struct_SS_sw_result) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int64)(C._wrap_swb_result_num_routing_layers_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_swb_result_num_routing_layers_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1731,7 +1731,7 @@ func Swb_result_routing(arg1 Struct_SS_sw_result, arg2 int64, arg3 []int64) (_sw
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Sw_routing_stats)(SwigcptrSw_routing_stats(C._wrap_swb_result_routing_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_90(_swig_i_1), *(*C.swig_type_91)(unsafe.Pointer(&_swig_i_2)))))
+	swig_r = (Sw_routing_stats)(SwigcptrSw_routing_stats(C._wrap_swb_result_routing_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_90(_swig_i_1), *(*C.swig_type_91)(unsafe.Pointer(&_swig_i_2)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -1741,7 +1741,7 @@ func Swb_result_routing(arg1 Struct_SS_sw_result, arg2 int64, arg3 []int64) (_sw
 func Swb_checkpoint_latest(arg1 string) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_swb_checkpoint_latest_libswitch_raw_03087518cb21a76e(*(*C.swig_type_93)(unsafe.Pointer(&_swig_i_0)))
+	swig_r_p := C._wrap_swb_checkpoint_latest_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_93)(unsafe.Pointer(&_swig_i_0)))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
@@ -1755,7 +1755,7 @@ func Swb_plan(arg1 string, arg2 string) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_swb_plan_libswitch_raw_03087518cb21a76e(*(*C.swig_type_95)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_96)(unsafe.Pointer(&_swig_i_1)))
+	swig_r_p := C._wrap_swb_plan_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_95)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_96)(unsafe.Pointer(&_swig_i_1)))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
@@ -1772,7 +1772,7 @@ func Swb_trainer_create(arg1 Struct_SS_sw_model, arg2 Struct_SS_sw_config) (_swi
 	var swig_r Struct_SS_sw_trainer
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := getSwigcptr(arg2)
-	swig_r = (Struct_SS_sw_trainer)(SwigcptrStruct_SS_sw_trainer(C._wrap_swb_trainer_create_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))))
+	swig_r = (Struct_SS_sw_trainer)(SwigcptrStruct_SS_sw_trainer(C._wrap_swb_trainer_create_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1))))
 	return swig_r
 }
 
@@ -1780,7 +1780,7 @@ func Swb_trainer_restore(arg1 string, arg2 string) (_swig_ret Struct_SS_sw_train
 	var swig_r Struct_SS_sw_trainer
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (Struct_SS_sw_trainer)(SwigcptrStruct_SS_sw_trainer(C._wrap_swb_trainer_restore_libswitch_raw_03087518cb21a76e(*(*C.swig_type_97)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_98)(unsafe.Pointer(&_swig_i_1)))))
+	swig_r = (Struct_SS_sw_trainer)(SwigcptrStruct_SS_sw_trainer(C._wrap_swb_trainer_restore_libswitch_raw_5ef1b8a65bb42838(*(*C.swig_type_97)(unsafe.Pointer(&_swig_i_0)), *(*C.swig_type_98)(unsafe.Pointer(&_swig_i_1)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg1
 	}
@@ -1793,7 +1793,7 @@ func Swb_trainer_restore(arg1 string, arg2 string) (_swig_ret Struct_SS_sw_train
 func Swb_trainer_model(arg1 Struct_SS_sw_trainer) (_swig_ret Struct_SS_sw_model) {
 	var swig_r Struct_SS_sw_model
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_trainer_model_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0))))
+	swig_r = (Struct_SS_sw_model)(SwigcptrStruct_SS_sw_model(C._wrap_swb_trainer_model_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0))))
 	return swig_r
 }
 
@@ -1809,7 +1809,7 @@ func Swb_trainer_run(arg1 Struct_SS_sw_trainer, arg2 int, arg3 int64, arg4 int64
 	_swig_i_7 := arg8
 	_swig_i_8 := arg9
 	_swig_i_9 := arg10
-	swig_r = (Sw_metrics)(SwigcptrSw_metrics(C._wrap_swb_trainer_run_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_type_99(_swig_i_2), C.swig_type_100(_swig_i_3), C.swig_type_101(_swig_i_4), *(*C.swig_type_102)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_103)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_104)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_105)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_106)(unsafe.Pointer(&_swig_i_9)))))
+	swig_r = (Sw_metrics)(SwigcptrSw_metrics(C._wrap_swb_trainer_run_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_type_99(_swig_i_2), C.swig_type_100(_swig_i_3), C.swig_type_101(_swig_i_4), *(*C.swig_type_102)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_103)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_104)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_105)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_106)(unsafe.Pointer(&_swig_i_9)))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg6
 	}
@@ -1830,7 +1830,7 @@ func Swb_trainer_run(arg1 Struct_SS_sw_trainer, arg2 int, arg3 int64, arg4 int64
 
 func Swb_validate_within() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_swb_validate_within_libswitch_raw_03087518cb21a76e())
+	swig_r = (int)(C._wrap_swb_validate_within_libswitch_raw_5ef1b8a65bb42838())
 	return swig_r
 }
 
@@ -1848,7 +1848,7 @@ func Swb_model_validate(arg1 Struct_SS_sw_model, arg2 int64, arg3 int64, arg4 in
 	_swig_i_9 := arg10
 	_swig_i_10 := arg11
 	_swig_i_11 := arg12
-	swig_r_p := C._wrap_swb_model_validate_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_108(_swig_i_1), C.swig_type_109(_swig_i_2), C.swig_type_110(_swig_i_3), *(*C.swig_type_111)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_112)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_113)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_114)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_115)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_116)(unsafe.Pointer(&_swig_i_9)), *(*C.swig_type_117)(unsafe.Pointer(&_swig_i_10)), C.double(_swig_i_11))
+	swig_r_p := C._wrap_swb_model_validate_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_108(_swig_i_1), C.swig_type_109(_swig_i_2), C.swig_type_110(_swig_i_3), *(*C.swig_type_111)(unsafe.Pointer(&_swig_i_4)), *(*C.swig_type_112)(unsafe.Pointer(&_swig_i_5)), *(*C.swig_type_113)(unsafe.Pointer(&_swig_i_6)), *(*C.swig_type_114)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_115)(unsafe.Pointer(&_swig_i_8)), *(*C.swig_type_116)(unsafe.Pointer(&_swig_i_9)), *(*C.swig_type_117)(unsafe.Pointer(&_swig_i_10)), C.double(_swig_i_11))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg5
@@ -1878,27 +1878,27 @@ func Swb_model_validate(arg1 Struct_SS_sw_model, arg2 int64, arg3 int64, arg4 in
 
 func Swb_cancel_create() (_swig_ret Struct_SS_sw_cancel) {
 	var swig_r Struct_SS_sw_cancel
-	swig_r = (Struct_SS_sw_cancel)(SwigcptrStruct_SS_sw_cancel(C._wrap_swb_cancel_create_libswitch_raw_03087518cb21a76e()))
+	swig_r = (Struct_SS_sw_cancel)(SwigcptrStruct_SS_sw_cancel(C._wrap_swb_cancel_create_libswitch_raw_5ef1b8a65bb42838()))
 	return swig_r
 }
 
 func Swb_cancel_is_requested(arg1 Struct_SS_sw_cancel) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_swb_cancel_is_requested_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_swb_cancel_is_requested_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Swb_communicator_from_env() (_swig_ret Struct_SS_sw_communicator) {
 	var swig_r Struct_SS_sw_communicator
-	swig_r = (Struct_SS_sw_communicator)(SwigcptrStruct_SS_sw_communicator(C._wrap_swb_communicator_from_env_libswitch_raw_03087518cb21a76e()))
+	swig_r = (Struct_SS_sw_communicator)(SwigcptrStruct_SS_sw_communicator(C._wrap_swb_communicator_from_env_libswitch_raw_5ef1b8a65bb42838()))
 	return swig_r
 }
 
 func Swb_communicator_from_mpi(arg1 uint64) (_swig_ret Struct_SS_sw_communicator) {
 	var swig_r Struct_SS_sw_communicator
 	_swig_i_0 := arg1
-	swig_r = (Struct_SS_sw_communicator)(SwigcptrStruct_SS_sw_communicator(C._wrap_swb_communicator_from_mpi_libswitch_raw_03087518cb21a76e(C.swig_type_118(_swig_i_0))))
+	swig_r = (Struct_SS_sw_communicator)(SwigcptrStruct_SS_sw_communicator(C._wrap_swb_communicator_from_mpi_libswitch_raw_5ef1b8a65bb42838(C.swig_type_118(_swig_i_0))))
 	return swig_r
 }
 
@@ -1907,21 +1907,21 @@ func Swb_communicator_split(arg1 Struct_SS_sw_communicator, arg2 int, arg3 int) 
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (Struct_SS_sw_communicator)(SwigcptrStruct_SS_sw_communicator(C._wrap_swb_communicator_split_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_intgo(_swig_i_2))))
+	swig_r = (Struct_SS_sw_communicator)(SwigcptrStruct_SS_sw_communicator(C._wrap_swb_communicator_split_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_intgo(_swig_i_2))))
 	return swig_r
 }
 
 func Swb_communicator_rank(arg1 Struct_SS_sw_communicator) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_swb_communicator_rank_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_swb_communicator_rank_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func Swb_communicator_size(arg1 Struct_SS_sw_communicator) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
-	swig_r = (int)(C._wrap_swb_communicator_size_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_swb_communicator_size_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1946,7 +1946,7 @@ func Swb_model_generate(arg1 Struct_SS_sw_model, arg2 int64, arg3 int64, arg4 []
 	_swig_i_16 := arg17
 	_swig_i_17 := arg18
 	_swig_i_18 := getSwigcptr(arg19)
-	swig_r = (int)(C._wrap_swb_model_generate_libswitch_raw_03087518cb21a76e(C.uintptr_t(_swig_i_0), C.swig_type_119(_swig_i_1), C.swig_type_120(_swig_i_2), *(*C.swig_type_121)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_122)(unsafe.Pointer(&_swig_i_4)), C.swig_type_123(_swig_i_5), C.swig_intgo(_swig_i_6), *(*C.swig_type_124)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_125)(unsafe.Pointer(&_swig_i_8)), C.swig_type_126(_swig_i_9), C.double(_swig_i_10), C.swig_type_127(_swig_i_11), C.double(_swig_i_12), C.swig_type_128(_swig_i_13), C.swig_type_129(_swig_i_14), C.double(_swig_i_15), C.swig_intgo(_swig_i_16), C.swig_intgo(_swig_i_17), C.uintptr_t(_swig_i_18)))
+	swig_r = (int)(C._wrap_swb_model_generate_libswitch_raw_5ef1b8a65bb42838(C.uintptr_t(_swig_i_0), C.swig_type_119(_swig_i_1), C.swig_type_120(_swig_i_2), *(*C.swig_type_121)(unsafe.Pointer(&_swig_i_3)), *(*C.swig_type_122)(unsafe.Pointer(&_swig_i_4)), C.swig_type_123(_swig_i_5), C.swig_intgo(_swig_i_6), *(*C.swig_type_124)(unsafe.Pointer(&_swig_i_7)), *(*C.swig_type_125)(unsafe.Pointer(&_swig_i_8)), C.swig_type_126(_swig_i_9), C.double(_swig_i_10), C.swig_type_127(_swig_i_11), C.double(_swig_i_12), C.swig_type_128(_swig_i_13), C.swig_type_129(_swig_i_14), C.double(_swig_i_15), C.swig_intgo(_swig_i_16), C.swig_intgo(_swig_i_17), C.uintptr_t(_swig_i_18)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg4
 	}

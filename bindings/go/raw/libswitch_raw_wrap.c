@@ -673,7 +673,7 @@ int swb_model_generate(sw_model* model, int64_t batch, int64_t input_len,
 extern "C" {
 #endif
 
-void _wrap_Swig_free_libswitch_raw_03087518cb21a76e(void *_swig_go_0) {
+void _wrap_Swig_free_libswitch_raw_5ef1b8a65bb42838(void *_swig_go_0) {
   void *arg1 = (void *) 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -683,7 +683,7 @@ void _wrap_Swig_free_libswitch_raw_03087518cb21a76e(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_libswitch_raw_03087518cb21a76e(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_libswitch_raw_5ef1b8a65bb42838(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -696,7 +696,7 @@ void *_wrap_Swig_malloc_libswitch_raw_03087518cb21a76e(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_SW_OK_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_OK_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -708,7 +708,7 @@ intgo _wrap_SW_OK_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -720,7 +720,7 @@ intgo _wrap_SW_ERR_INVALID_ARGUMENT_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -732,7 +732,7 @@ intgo _wrap_SW_ERR_OUT_OF_RANGE_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_NOT_FOUND_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_NOT_FOUND_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -744,7 +744,7 @@ intgo _wrap_SW_ERR_NOT_FOUND_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_IO_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_IO_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -756,7 +756,7 @@ intgo _wrap_SW_ERR_IO_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_CORRUPT_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_CORRUPT_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -768,7 +768,7 @@ intgo _wrap_SW_ERR_CORRUPT_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_UNSUPPORTED_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_UNSUPPORTED_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -780,7 +780,7 @@ intgo _wrap_SW_ERR_UNSUPPORTED_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_DEVICE_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_DEVICE_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -792,7 +792,7 @@ intgo _wrap_SW_ERR_DEVICE_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -804,7 +804,7 @@ intgo _wrap_SW_ERR_OUT_OF_MEMORY_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_DISTRIBUTED_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_DISTRIBUTED_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -816,7 +816,7 @@ intgo _wrap_SW_ERR_DISTRIBUTED_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_NUMERIC_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_NUMERIC_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -828,7 +828,7 @@ intgo _wrap_SW_ERR_NUMERIC_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_INTERNAL_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_INTERNAL_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -840,7 +840,7 @@ intgo _wrap_SW_ERR_INTERNAL_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_ERR_CANCELLED_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ERR_CANCELLED_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -852,7 +852,7 @@ intgo _wrap_SW_ERR_CANCELLED_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_STATUS_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_STATUS_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838() {
   enum sw_status result;
   intgo _swig_go_result;
   
@@ -864,7 +864,7 @@ intgo _wrap_SW_STATUS_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
 }
 
 
-_gostring_ _wrap_sw_status_string_libswitch_raw_03087518cb21a76e(intgo _swig_go_0) {
+_gostring_ _wrap_sw_status_string_libswitch_raw_5ef1b8a65bb42838(intgo _swig_go_0) {
   sw_status arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -877,7 +877,7 @@ _gostring_ _wrap_sw_status_string_libswitch_raw_03087518cb21a76e(intgo _swig_go_
 }
 
 
-_gostring_ _wrap_sw_last_error_libswitch_raw_03087518cb21a76e() {
+_gostring_ _wrap_sw_last_error_libswitch_raw_5ef1b8a65bb42838() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -888,7 +888,7 @@ _gostring_ _wrap_sw_last_error_libswitch_raw_03087518cb21a76e() {
 }
 
 
-_gostring_ _wrap_sw_version_libswitch_raw_03087518cb21a76e() {
+_gostring_ _wrap_sw_version_libswitch_raw_5ef1b8a65bb42838() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -899,7 +899,7 @@ _gostring_ _wrap_sw_version_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_sw_abi_version_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_sw_abi_version_libswitch_raw_5ef1b8a65bb42838() {
   int result;
   intgo _swig_go_result;
   
@@ -910,7 +910,7 @@ intgo _wrap_sw_abi_version_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_sw_cuda_built_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_sw_cuda_built_libswitch_raw_5ef1b8a65bb42838() {
   int result;
   intgo _swig_go_result;
   
@@ -921,7 +921,7 @@ intgo _wrap_sw_cuda_built_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_CONFIG_MODEL_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_CONFIG_MODEL_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_config_kind result;
   intgo _swig_go_result;
   
@@ -933,7 +933,7 @@ intgo _wrap_SW_CONFIG_MODEL_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_CONFIG_TRAIN_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_CONFIG_TRAIN_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_config_kind result;
   intgo _swig_go_result;
   
@@ -945,7 +945,7 @@ intgo _wrap_SW_CONFIG_TRAIN_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838() {
   enum sw_config_kind result;
   intgo _swig_go_result;
   
@@ -957,7 +957,7 @@ intgo _wrap_SW_CONFIG_KIND_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_INT_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_INT_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -969,7 +969,7 @@ intgo _wrap_SW_FIELD_INT_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_DOUBLE_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_DOUBLE_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -981,7 +981,7 @@ intgo _wrap_SW_FIELD_DOUBLE_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_STRING_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_STRING_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -993,7 +993,7 @@ intgo _wrap_SW_FIELD_STRING_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_BOOL_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_BOOL_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -1005,7 +1005,7 @@ intgo _wrap_SW_FIELD_BOOL_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_ENUM_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_ENUM_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -1017,7 +1017,7 @@ intgo _wrap_SW_FIELD_ENUM_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_MESSAGE_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_MESSAGE_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -1029,7 +1029,7 @@ intgo _wrap_SW_FIELD_MESSAGE_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838() {
   enum sw_field_type result;
   intgo _swig_go_result;
   
@@ -1041,7 +1041,7 @@ intgo _wrap_SW_FIELD_TYPE_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_sw_config_validate_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0) {
+intgo _wrap_sw_config_validate_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0) {
   sw_config *arg1 = (sw_config *) 0 ;
   sw_status result;
   intgo _swig_go_result;
@@ -1054,7 +1054,7 @@ intgo _wrap_sw_config_validate_libswitch_raw_03087518cb21a76e(struct sw_config *
 }
 
 
-intgo _wrap_sw_config_set_int_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2) {
+intgo _wrap_sw_config_set_int_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   int64_t arg3 ;
@@ -1076,7 +1076,7 @@ intgo _wrap_sw_config_set_int_libswitch_raw_03087518cb21a76e(struct sw_config *_
 }
 
 
-intgo _wrap_sw_config_set_double_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, double _swig_go_2) {
+intgo _wrap_sw_config_set_double_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, double _swig_go_2) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   double arg3 ;
@@ -1098,7 +1098,7 @@ intgo _wrap_sw_config_set_double_libswitch_raw_03087518cb21a76e(struct sw_config
 }
 
 
-intgo _wrap_sw_config_set_bool_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+intgo _wrap_sw_config_set_bool_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -1120,7 +1120,7 @@ intgo _wrap_sw_config_set_bool_libswitch_raw_03087518cb21a76e(struct sw_config *
 }
 
 
-intgo _wrap_sw_config_set_string_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_sw_config_set_string_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -1147,7 +1147,7 @@ intgo _wrap_sw_config_set_string_libswitch_raw_03087518cb21a76e(struct sw_config
 }
 
 
-void _wrap_sw_config_destroy_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0) {
+void _wrap_sw_config_destroy_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0) {
   sw_config *arg1 = (sw_config *) 0 ;
   
   arg1 = *(sw_config **)&_swig_go_0; 
@@ -1157,7 +1157,7 @@ void _wrap_sw_config_destroy_libswitch_raw_03087518cb21a76e(struct sw_config *_s
 }
 
 
-void _wrap_sw_model_destroy_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+void _wrap_sw_model_destroy_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   
   arg1 = *(sw_model **)&_swig_go_0; 
@@ -1167,7 +1167,7 @@ void _wrap_sw_model_destroy_libswitch_raw_03087518cb21a76e(struct sw_model *_swi
 }
 
 
-intgo _wrap_sw_model_set_threads_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_sw_model_set_threads_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, intgo _swig_go_1) {
   sw_model *arg1 = (sw_model *) 0 ;
   int arg2 ;
   sw_status result;
@@ -1182,7 +1182,7 @@ intgo _wrap_sw_model_set_threads_libswitch_raw_03087518cb21a76e(struct sw_model 
 }
 
 
-intgo _wrap_SW_ENCODER_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_ENCODER_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_stack result;
   intgo _swig_go_result;
   
@@ -1194,7 +1194,7 @@ intgo _wrap_SW_ENCODER_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_DECODER_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_DECODER_libswitch_raw_5ef1b8a65bb42838() {
   enum sw_stack result;
   intgo _swig_go_result;
   
@@ -1206,7 +1206,7 @@ intgo _wrap_SW_DECODER_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_SW_STACK_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
+intgo _wrap_SW_STACK_ENUM_MAX__libswitch_raw_5ef1b8a65bb42838() {
   enum sw_stack result;
   intgo _swig_go_result;
   
@@ -1218,7 +1218,7 @@ intgo _wrap_SW_STACK_ENUM_MAX__libswitch_raw_03087518cb21a76e() {
 }
 
 
-void _wrap_sw_routing_stats_struct_size_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_routing_stats_struct_size_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, intgo _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   uint32_t arg2 ;
   
@@ -1230,7 +1230,7 @@ void _wrap_sw_routing_stats_struct_size_set_libswitch_raw_03087518cb21a76e(struc
 }
 
 
-intgo _wrap_sw_routing_stats_struct_size_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+intgo _wrap_sw_routing_stats_struct_size_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1243,7 +1243,7 @@ intgo _wrap_sw_routing_stats_struct_size_get_libswitch_raw_03087518cb21a76e(stru
 }
 
 
-void _wrap_sw_routing_stats_stack_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_routing_stats_stack_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, intgo _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int32_t arg2 ;
   
@@ -1255,7 +1255,7 @@ void _wrap_sw_routing_stats_stack_set_libswitch_raw_03087518cb21a76e(struct sw_r
 }
 
 
-intgo _wrap_sw_routing_stats_stack_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+intgo _wrap_sw_routing_stats_stack_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int32_t result;
   intgo _swig_go_result;
@@ -1268,7 +1268,7 @@ intgo _wrap_sw_routing_stats_stack_get_libswitch_raw_03087518cb21a76e(struct sw_
 }
 
 
-void _wrap_sw_routing_stats_block_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_routing_stats_block_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t arg2 ;
   
@@ -1280,7 +1280,7 @@ void _wrap_sw_routing_stats_block_set_libswitch_raw_03087518cb21a76e(struct sw_r
 }
 
 
-long long _wrap_sw_routing_stats_block_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+long long _wrap_sw_routing_stats_block_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1293,7 +1293,7 @@ long long _wrap_sw_routing_stats_block_get_libswitch_raw_03087518cb21a76e(struct
 }
 
 
-void _wrap_sw_routing_stats_num_experts_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_routing_stats_num_experts_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t arg2 ;
   
@@ -1305,7 +1305,7 @@ void _wrap_sw_routing_stats_num_experts_set_libswitch_raw_03087518cb21a76e(struc
 }
 
 
-long long _wrap_sw_routing_stats_num_experts_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+long long _wrap_sw_routing_stats_num_experts_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1318,7 +1318,7 @@ long long _wrap_sw_routing_stats_num_experts_get_libswitch_raw_03087518cb21a76e(
 }
 
 
-void _wrap_sw_routing_stats_capacity_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_routing_stats_capacity_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t arg2 ;
   
@@ -1330,7 +1330,7 @@ void _wrap_sw_routing_stats_capacity_set_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-long long _wrap_sw_routing_stats_capacity_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+long long _wrap_sw_routing_stats_capacity_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1343,7 +1343,7 @@ long long _wrap_sw_routing_stats_capacity_get_libswitch_raw_03087518cb21a76e(str
 }
 
 
-void _wrap_sw_routing_stats_group_size_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_routing_stats_group_size_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t arg2 ;
   
@@ -1355,7 +1355,7 @@ void _wrap_sw_routing_stats_group_size_set_libswitch_raw_03087518cb21a76e(struct
 }
 
 
-long long _wrap_sw_routing_stats_group_size_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+long long _wrap_sw_routing_stats_group_size_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1368,7 +1368,7 @@ long long _wrap_sw_routing_stats_group_size_get_libswitch_raw_03087518cb21a76e(s
 }
 
 
-void _wrap_sw_routing_stats_tokens_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_routing_stats_tokens_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, long long _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t arg2 ;
   
@@ -1380,7 +1380,7 @@ void _wrap_sw_routing_stats_tokens_set_libswitch_raw_03087518cb21a76e(struct sw_
 }
 
 
-long long _wrap_sw_routing_stats_tokens_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+long long _wrap_sw_routing_stats_tokens_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1393,7 +1393,7 @@ long long _wrap_sw_routing_stats_tokens_get_libswitch_raw_03087518cb21a76e(struc
 }
 
 
-void _wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double arg2 ;
   
@@ -1405,7 +1405,7 @@ void _wrap_sw_routing_stats_dropped_fraction_set_libswitch_raw_03087518cb21a76e(
 }
 
 
-double _wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+double _wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double result;
   double _swig_go_result;
@@ -1418,7 +1418,7 @@ double _wrap_sw_routing_stats_dropped_fraction_get_libswitch_raw_03087518cb21a76
 }
 
 
-void _wrap_sw_routing_stats_router_entropy_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_routing_stats_router_entropy_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double arg2 ;
   
@@ -1430,7 +1430,7 @@ void _wrap_sw_routing_stats_router_entropy_set_libswitch_raw_03087518cb21a76e(st
 }
 
 
-double _wrap_sw_routing_stats_router_entropy_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+double _wrap_sw_routing_stats_router_entropy_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double result;
   double _swig_go_result;
@@ -1443,7 +1443,7 @@ double _wrap_sw_routing_stats_router_entropy_get_libswitch_raw_03087518cb21a76e(
 }
 
 
-void _wrap_sw_routing_stats_aux_loss_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_routing_stats_aux_loss_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double arg2 ;
   
@@ -1455,7 +1455,7 @@ void _wrap_sw_routing_stats_aux_loss_set_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-double _wrap_sw_routing_stats_aux_loss_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+double _wrap_sw_routing_stats_aux_loss_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double result;
   double _swig_go_result;
@@ -1468,7 +1468,7 @@ double _wrap_sw_routing_stats_aux_loss_get_libswitch_raw_03087518cb21a76e(struct
 }
 
 
-void _wrap_sw_routing_stats_z_loss_set_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_routing_stats_z_loss_set_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0, double _swig_go_1) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double arg2 ;
   
@@ -1480,7 +1480,7 @@ void _wrap_sw_routing_stats_z_loss_set_libswitch_raw_03087518cb21a76e(struct sw_
 }
 
 
-double _wrap_sw_routing_stats_z_loss_get_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+double _wrap_sw_routing_stats_z_loss_get_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   double result;
   double _swig_go_result;
@@ -1493,7 +1493,7 @@ double _wrap_sw_routing_stats_z_loss_get_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-struct sw_routing_stats *_wrap_new_sw_routing_stats_libswitch_raw_03087518cb21a76e() {
+struct sw_routing_stats *_wrap_new_sw_routing_stats_libswitch_raw_5ef1b8a65bb42838() {
   struct sw_routing_stats *result = 0 ;
   struct sw_routing_stats *_swig_go_result;
   
@@ -1504,7 +1504,7 @@ struct sw_routing_stats *_wrap_new_sw_routing_stats_libswitch_raw_03087518cb21a7
 }
 
 
-void _wrap_delete_sw_routing_stats_libswitch_raw_03087518cb21a76e(struct sw_routing_stats *_swig_go_0) {
+void _wrap_delete_sw_routing_stats_libswitch_raw_5ef1b8a65bb42838(struct sw_routing_stats *_swig_go_0) {
   struct sw_routing_stats *arg1 = (struct sw_routing_stats *) 0 ;
   
   arg1 = *(struct sw_routing_stats **)&_swig_go_0; 
@@ -1514,7 +1514,7 @@ void _wrap_delete_sw_routing_stats_libswitch_raw_03087518cb21a76e(struct sw_rout
 }
 
 
-void _wrap_sw_result_destroy_libswitch_raw_03087518cb21a76e(struct sw_result *_swig_go_0) {
+void _wrap_sw_result_destroy_libswitch_raw_5ef1b8a65bb42838(struct sw_result *_swig_go_0) {
   sw_result *arg1 = (sw_result *) 0 ;
   
   arg1 = *(sw_result **)&_swig_go_0; 
@@ -1524,7 +1524,7 @@ void _wrap_sw_result_destroy_libswitch_raw_03087518cb21a76e(struct sw_result *_s
 }
 
 
-intgo _wrap_sw_model_save_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_sw_model_save_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_status result;
@@ -1544,7 +1544,7 @@ intgo _wrap_sw_model_save_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_
 }
 
 
-intgo _wrap_sw_model_load_parameters_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+intgo _wrap_sw_model_load_parameters_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -1566,7 +1566,7 @@ intgo _wrap_sw_model_load_parameters_libswitch_raw_03087518cb21a76e(struct sw_mo
 }
 
 
-intgo _wrap_sw_model_export_hf_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_sw_model_export_hf_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_status result;
@@ -1586,7 +1586,7 @@ intgo _wrap_sw_model_export_hf_libswitch_raw_03087518cb21a76e(struct sw_model *_
 }
 
 
-intgo _wrap_sw_model_export_hf_with_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+intgo _wrap_sw_model_export_hf_with_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -1608,7 +1608,7 @@ intgo _wrap_sw_model_export_hf_with_libswitch_raw_03087518cb21a76e(struct sw_mod
 }
 
 
-void _wrap_sw_metrics_struct_size_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_metrics_struct_size_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   uint32_t arg2 ;
   
@@ -1620,7 +1620,7 @@ void _wrap_sw_metrics_struct_size_set_libswitch_raw_03087518cb21a76e(struct sw_m
 }
 
 
-intgo _wrap_sw_metrics_struct_size_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+intgo _wrap_sw_metrics_struct_size_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1633,7 +1633,7 @@ intgo _wrap_sw_metrics_struct_size_get_libswitch_raw_03087518cb21a76e(struct sw_
 }
 
 
-void _wrap_sw_metrics_reserved_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_metrics_reserved_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   uint32_t arg2 ;
   
@@ -1645,7 +1645,7 @@ void _wrap_sw_metrics_reserved_set_libswitch_raw_03087518cb21a76e(struct sw_metr
 }
 
 
-intgo _wrap_sw_metrics_reserved_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+intgo _wrap_sw_metrics_reserved_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   uint32_t result;
   intgo _swig_go_result;
@@ -1658,7 +1658,7 @@ intgo _wrap_sw_metrics_reserved_get_libswitch_raw_03087518cb21a76e(struct sw_met
 }
 
 
-void _wrap_sw_metrics_step_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_metrics_step_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, long long _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int64_t arg2 ;
   
@@ -1670,7 +1670,7 @@ void _wrap_sw_metrics_step_set_libswitch_raw_03087518cb21a76e(struct sw_metrics 
 }
 
 
-long long _wrap_sw_metrics_step_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+long long _wrap_sw_metrics_step_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1683,7 +1683,7 @@ long long _wrap_sw_metrics_step_get_libswitch_raw_03087518cb21a76e(struct sw_met
 }
 
 
-void _wrap_sw_metrics_loss_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_loss_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1695,7 +1695,7 @@ void _wrap_sw_metrics_loss_set_libswitch_raw_03087518cb21a76e(struct sw_metrics 
 }
 
 
-double _wrap_sw_metrics_loss_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_loss_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1708,7 +1708,7 @@ double _wrap_sw_metrics_loss_get_libswitch_raw_03087518cb21a76e(struct sw_metric
 }
 
 
-void _wrap_sw_metrics_ce_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_ce_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1720,7 +1720,7 @@ void _wrap_sw_metrics_ce_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_
 }
 
 
-double _wrap_sw_metrics_ce_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_ce_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1733,7 +1733,7 @@ double _wrap_sw_metrics_ce_get_libswitch_raw_03087518cb21a76e(struct sw_metrics 
 }
 
 
-void _wrap_sw_metrics_aux_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_aux_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1745,7 +1745,7 @@ void _wrap_sw_metrics_aux_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *
 }
 
 
-double _wrap_sw_metrics_aux_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_aux_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1758,7 +1758,7 @@ double _wrap_sw_metrics_aux_get_libswitch_raw_03087518cb21a76e(struct sw_metrics
 }
 
 
-void _wrap_sw_metrics_z_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_z_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1770,7 +1770,7 @@ void _wrap_sw_metrics_z_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_s
 }
 
 
-double _wrap_sw_metrics_z_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_z_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1783,7 +1783,7 @@ double _wrap_sw_metrics_z_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *
 }
 
 
-void _wrap_sw_metrics_grad_norm_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_grad_norm_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1795,7 +1795,7 @@ void _wrap_sw_metrics_grad_norm_set_libswitch_raw_03087518cb21a76e(struct sw_met
 }
 
 
-double _wrap_sw_metrics_grad_norm_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_grad_norm_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1808,7 +1808,7 @@ double _wrap_sw_metrics_grad_norm_get_libswitch_raw_03087518cb21a76e(struct sw_m
 }
 
 
-void _wrap_sw_metrics_learning_rate_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_learning_rate_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1820,7 +1820,7 @@ void _wrap_sw_metrics_learning_rate_set_libswitch_raw_03087518cb21a76e(struct sw
 }
 
 
-double _wrap_sw_metrics_learning_rate_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_learning_rate_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1833,7 +1833,7 @@ double _wrap_sw_metrics_learning_rate_get_libswitch_raw_03087518cb21a76e(struct 
 }
 
 
-void _wrap_sw_metrics_dropped_fraction_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_dropped_fraction_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1845,7 +1845,7 @@ void _wrap_sw_metrics_dropped_fraction_set_libswitch_raw_03087518cb21a76e(struct
 }
 
 
-double _wrap_sw_metrics_dropped_fraction_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_dropped_fraction_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1858,7 +1858,7 @@ double _wrap_sw_metrics_dropped_fraction_get_libswitch_raw_03087518cb21a76e(stru
 }
 
 
-void _wrap_sw_metrics_tokens_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_metrics_tokens_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, long long _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int64_t arg2 ;
   
@@ -1870,7 +1870,7 @@ void _wrap_sw_metrics_tokens_set_libswitch_raw_03087518cb21a76e(struct sw_metric
 }
 
 
-long long _wrap_sw_metrics_tokens_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+long long _wrap_sw_metrics_tokens_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -1883,7 +1883,7 @@ long long _wrap_sw_metrics_tokens_get_libswitch_raw_03087518cb21a76e(struct sw_m
 }
 
 
-void _wrap_sw_metrics_seconds_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_seconds_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1895,7 +1895,7 @@ void _wrap_sw_metrics_seconds_set_libswitch_raw_03087518cb21a76e(struct sw_metri
 }
 
 
-double _wrap_sw_metrics_seconds_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_seconds_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1908,7 +1908,7 @@ double _wrap_sw_metrics_seconds_get_libswitch_raw_03087518cb21a76e(struct sw_met
 }
 
 
-void _wrap_sw_metrics_tokens_per_second_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, double _swig_go_1) {
+void _wrap_sw_metrics_tokens_per_second_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, double _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double arg2 ;
   
@@ -1920,7 +1920,7 @@ void _wrap_sw_metrics_tokens_per_second_set_libswitch_raw_03087518cb21a76e(struc
 }
 
 
-double _wrap_sw_metrics_tokens_per_second_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+double _wrap_sw_metrics_tokens_per_second_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   double result;
   double _swig_go_result;
@@ -1933,7 +1933,7 @@ double _wrap_sw_metrics_tokens_per_second_get_libswitch_raw_03087518cb21a76e(str
 }
 
 
-void _wrap_sw_metrics_skipped_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_metrics_skipped_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int32_t arg2 ;
   
@@ -1945,7 +1945,7 @@ void _wrap_sw_metrics_skipped_set_libswitch_raw_03087518cb21a76e(struct sw_metri
 }
 
 
-intgo _wrap_sw_metrics_skipped_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+intgo _wrap_sw_metrics_skipped_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int32_t result;
   intgo _swig_go_result;
@@ -1958,7 +1958,7 @@ intgo _wrap_sw_metrics_skipped_get_libswitch_raw_03087518cb21a76e(struct sw_metr
 }
 
 
-void _wrap_sw_metrics_reserved2_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_metrics_reserved2_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, intgo _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int32_t arg2 ;
   
@@ -1970,7 +1970,7 @@ void _wrap_sw_metrics_reserved2_set_libswitch_raw_03087518cb21a76e(struct sw_met
 }
 
 
-intgo _wrap_sw_metrics_reserved2_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+intgo _wrap_sw_metrics_reserved2_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int32_t result;
   intgo _swig_go_result;
@@ -1983,7 +1983,7 @@ intgo _wrap_sw_metrics_reserved2_get_libswitch_raw_03087518cb21a76e(struct sw_me
 }
 
 
-void _wrap_sw_metrics_skipped_steps_set_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0, long long _swig_go_1) {
+void _wrap_sw_metrics_skipped_steps_set_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0, long long _swig_go_1) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int64_t arg2 ;
   
@@ -1995,7 +1995,7 @@ void _wrap_sw_metrics_skipped_steps_set_libswitch_raw_03087518cb21a76e(struct sw
 }
 
 
-long long _wrap_sw_metrics_skipped_steps_get_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+long long _wrap_sw_metrics_skipped_steps_get_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2008,7 +2008,7 @@ long long _wrap_sw_metrics_skipped_steps_get_libswitch_raw_03087518cb21a76e(stru
 }
 
 
-struct sw_metrics *_wrap_new_sw_metrics_libswitch_raw_03087518cb21a76e() {
+struct sw_metrics *_wrap_new_sw_metrics_libswitch_raw_5ef1b8a65bb42838() {
   struct sw_metrics *result = 0 ;
   struct sw_metrics *_swig_go_result;
   
@@ -2019,7 +2019,7 @@ struct sw_metrics *_wrap_new_sw_metrics_libswitch_raw_03087518cb21a76e() {
 }
 
 
-void _wrap_delete_sw_metrics_libswitch_raw_03087518cb21a76e(struct sw_metrics *_swig_go_0) {
+void _wrap_delete_sw_metrics_libswitch_raw_5ef1b8a65bb42838(struct sw_metrics *_swig_go_0) {
   struct sw_metrics *arg1 = (struct sw_metrics *) 0 ;
   
   arg1 = *(struct sw_metrics **)&_swig_go_0; 
@@ -2029,7 +2029,7 @@ void _wrap_delete_sw_metrics_libswitch_raw_03087518cb21a76e(struct sw_metrics *_
 }
 
 
-intgo _wrap_sw_trainer_save_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_sw_trainer_save_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0, _gostring_ _swig_go_1) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_status result;
@@ -2049,7 +2049,7 @@ intgo _wrap_sw_trainer_save_libswitch_raw_03087518cb21a76e(struct sw_trainer *_s
 }
 
 
-intgo _wrap_sw_trainer_log_to_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_sw_trainer_log_to_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0, _gostring_ _swig_go_1) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_status result;
@@ -2069,7 +2069,7 @@ intgo _wrap_sw_trainer_log_to_libswitch_raw_03087518cb21a76e(struct sw_trainer *
 }
 
 
-void _wrap_sw_trainer_destroy_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0) {
+void _wrap_sw_trainer_destroy_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   
   arg1 = *(sw_trainer **)&_swig_go_0; 
@@ -2079,7 +2079,7 @@ void _wrap_sw_trainer_destroy_libswitch_raw_03087518cb21a76e(struct sw_trainer *
 }
 
 
-intgo _wrap_sw_cancel_request_libswitch_raw_03087518cb21a76e(struct sw_cancel *_swig_go_0) {
+intgo _wrap_sw_cancel_request_libswitch_raw_5ef1b8a65bb42838(struct sw_cancel *_swig_go_0) {
   sw_cancel *arg1 = (sw_cancel *) 0 ;
   sw_status result;
   intgo _swig_go_result;
@@ -2092,7 +2092,7 @@ intgo _wrap_sw_cancel_request_libswitch_raw_03087518cb21a76e(struct sw_cancel *_
 }
 
 
-intgo _wrap_sw_cancel_reset_libswitch_raw_03087518cb21a76e(struct sw_cancel *_swig_go_0) {
+intgo _wrap_sw_cancel_reset_libswitch_raw_5ef1b8a65bb42838(struct sw_cancel *_swig_go_0) {
   sw_cancel *arg1 = (sw_cancel *) 0 ;
   sw_status result;
   intgo _swig_go_result;
@@ -2105,7 +2105,7 @@ intgo _wrap_sw_cancel_reset_libswitch_raw_03087518cb21a76e(struct sw_cancel *_sw
 }
 
 
-void _wrap_sw_cancel_destroy_libswitch_raw_03087518cb21a76e(struct sw_cancel *_swig_go_0) {
+void _wrap_sw_cancel_destroy_libswitch_raw_5ef1b8a65bb42838(struct sw_cancel *_swig_go_0) {
   sw_cancel *arg1 = (sw_cancel *) 0 ;
   
   arg1 = *(sw_cancel **)&_swig_go_0; 
@@ -2115,7 +2115,7 @@ void _wrap_sw_cancel_destroy_libswitch_raw_03087518cb21a76e(struct sw_cancel *_s
 }
 
 
-void _wrap_sw_communicator_abort_libswitch_raw_03087518cb21a76e(struct sw_communicator *_swig_go_0, intgo _swig_go_1) {
+void _wrap_sw_communicator_abort_libswitch_raw_5ef1b8a65bb42838(struct sw_communicator *_swig_go_0, intgo _swig_go_1) {
   sw_communicator *arg1 = (sw_communicator *) 0 ;
   int arg2 ;
   
@@ -2127,7 +2127,7 @@ void _wrap_sw_communicator_abort_libswitch_raw_03087518cb21a76e(struct sw_commun
 }
 
 
-void _wrap_sw_communicator_destroy_libswitch_raw_03087518cb21a76e(struct sw_communicator *_swig_go_0) {
+void _wrap_sw_communicator_destroy_libswitch_raw_5ef1b8a65bb42838(struct sw_communicator *_swig_go_0) {
   sw_communicator *arg1 = (sw_communicator *) 0 ;
   
   arg1 = *(sw_communicator **)&_swig_go_0; 
@@ -2137,7 +2137,7 @@ void _wrap_sw_communicator_destroy_libswitch_raw_03087518cb21a76e(struct sw_comm
 }
 
 
-intgo _wrap_sw_trainer_set_data_parallel_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0, struct sw_communicator *_swig_go_1) {
+intgo _wrap_sw_trainer_set_data_parallel_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0, struct sw_communicator *_swig_go_1) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   sw_communicator *arg2 = (sw_communicator *) 0 ;
   sw_status result;
@@ -2152,7 +2152,7 @@ intgo _wrap_sw_trainer_set_data_parallel_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-intgo _wrap_sw_trainer_set_parallel_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0, struct sw_communicator *_swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_sw_trainer_set_parallel_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0, struct sw_communicator *_swig_go_1, _gostring_ _swig_go_2) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   sw_communicator *arg2 = (sw_communicator *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2174,7 +2174,7 @@ intgo _wrap_sw_trainer_set_parallel_libswitch_raw_03087518cb21a76e(struct sw_tra
 }
 
 
-intgo _wrap_swb_status_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_swb_status_libswitch_raw_5ef1b8a65bb42838() {
   int result;
   intgo _swig_go_result;
   
@@ -2185,7 +2185,7 @@ intgo _wrap_swb_status_libswitch_raw_03087518cb21a76e() {
 }
 
 
-long long _wrap_swb_preset_count_libswitch_raw_03087518cb21a76e() {
+long long _wrap_swb_preset_count_libswitch_raw_5ef1b8a65bb42838() {
   int64_t result;
   long long _swig_go_result;
   
@@ -2196,7 +2196,7 @@ long long _wrap_swb_preset_count_libswitch_raw_03087518cb21a76e() {
 }
 
 
-_gostring_ _wrap_swb_preset_name_libswitch_raw_03087518cb21a76e(long long _swig_go_0) {
+_gostring_ _wrap_swb_preset_name_libswitch_raw_5ef1b8a65bb42838(long long _swig_go_0) {
   int64_t arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2210,7 +2210,7 @@ _gostring_ _wrap_swb_preset_name_libswitch_raw_03087518cb21a76e(long long _swig_
 }
 
 
-struct sw_config *_wrap_swb_config_preset_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0) {
+struct sw_config *_wrap_swb_config_preset_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0) {
   char *arg1 = (char *) 0 ;
   sw_config *result = 0 ;
   struct sw_config *_swig_go_result;
@@ -2228,7 +2228,7 @@ struct sw_config *_wrap_swb_config_preset_libswitch_raw_03087518cb21a76e(_gostri
 }
 
 
-struct sw_config *_wrap_swb_config_from_text_libswitch_raw_03087518cb21a76e(intgo _swig_go_0, _gostring_ _swig_go_1) {
+struct sw_config *_wrap_swb_config_from_text_libswitch_raw_5ef1b8a65bb42838(intgo _swig_go_0, _gostring_ _swig_go_1) {
   int arg1 ;
   char *arg2 = (char *) 0 ;
   sw_config *result = 0 ;
@@ -2248,7 +2248,7 @@ struct sw_config *_wrap_swb_config_from_text_libswitch_raw_03087518cb21a76e(intg
 }
 
 
-struct sw_config *_wrap_swb_config_train_default_libswitch_raw_03087518cb21a76e() {
+struct sw_config *_wrap_swb_config_train_default_libswitch_raw_5ef1b8a65bb42838() {
   sw_config *result = 0 ;
   struct sw_config *_swig_go_result;
   
@@ -2259,7 +2259,7 @@ struct sw_config *_wrap_swb_config_train_default_libswitch_raw_03087518cb21a76e(
 }
 
 
-struct sw_config *_wrap_swb_config_clone_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0) {
+struct sw_config *_wrap_swb_config_clone_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0) {
   sw_config *arg1 = (sw_config *) 0 ;
   sw_config *result = 0 ;
   struct sw_config *_swig_go_result;
@@ -2272,7 +2272,7 @@ struct sw_config *_wrap_swb_config_clone_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-intgo _wrap_swb_config_kind_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0) {
+intgo _wrap_swb_config_kind_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0) {
   sw_config *arg1 = (sw_config *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2285,7 +2285,7 @@ intgo _wrap_swb_config_kind_libswitch_raw_03087518cb21a76e(struct sw_config *_sw
 }
 
 
-_gostring_ _wrap_swb_config_to_text_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0) {
+_gostring_ _wrap_swb_config_to_text_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2299,7 +2299,7 @@ _gostring_ _wrap_swb_config_to_text_libswitch_raw_03087518cb21a76e(struct sw_con
 }
 
 
-intgo _wrap_swb_config_field_type_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_swb_config_field_type_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2319,7 +2319,7 @@ intgo _wrap_swb_config_field_type_libswitch_raw_03087518cb21a76e(struct sw_confi
 }
 
 
-long long _wrap_swb_config_get_int_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
+long long _wrap_swb_config_get_int_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   int64_t result;
@@ -2339,7 +2339,7 @@ long long _wrap_swb_config_get_int_libswitch_raw_03087518cb21a76e(struct sw_conf
 }
 
 
-double _wrap_swb_config_get_double_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
+double _wrap_swb_config_get_double_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   double result;
@@ -2359,7 +2359,7 @@ double _wrap_swb_config_get_double_libswitch_raw_03087518cb21a76e(struct sw_conf
 }
 
 
-intgo _wrap_swb_config_get_bool_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_swb_config_get_bool_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2379,7 +2379,7 @@ intgo _wrap_swb_config_get_bool_libswitch_raw_03087518cb21a76e(struct sw_config 
 }
 
 
-_gostring_ _wrap_swb_config_get_string_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
+_gostring_ _wrap_swb_config_get_string_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   char *result = 0 ;
@@ -2400,7 +2400,7 @@ _gostring_ _wrap_swb_config_get_string_libswitch_raw_03087518cb21a76e(struct sw_
 }
 
 
-intgo _wrap_swb_cuda_device_count_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_swb_cuda_device_count_libswitch_raw_5ef1b8a65bb42838() {
   int result;
   intgo _swig_go_result;
   
@@ -2411,7 +2411,7 @@ intgo _wrap_swb_cuda_device_count_libswitch_raw_03087518cb21a76e() {
 }
 
 
-struct sw_model *_wrap_swb_model_create_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2) {
+struct sw_model *_wrap_swb_model_create_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, long long _swig_go_2) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   uint64_t arg3 ;
@@ -2433,7 +2433,7 @@ struct sw_model *_wrap_swb_model_create_libswitch_raw_03087518cb21a76e(struct sw
 }
 
 
-struct sw_model *_wrap_swb_model_create_with_dtype_libswitch_raw_03087518cb21a76e(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, long long _swig_go_3) {
+struct sw_model *_wrap_swb_model_create_with_dtype_libswitch_raw_5ef1b8a65bb42838(struct sw_config *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, long long _swig_go_3) {
   sw_config *arg1 = (sw_config *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2462,7 +2462,7 @@ struct sw_model *_wrap_swb_model_create_with_dtype_libswitch_raw_03087518cb21a76
 }
 
 
-struct sw_model *_wrap_swb_model_copy_to_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+struct sw_model *_wrap_swb_model_copy_to_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2489,7 +2489,7 @@ struct sw_model *_wrap_swb_model_copy_to_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-struct sw_model *_wrap_swb_model_retain_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+struct sw_model *_wrap_swb_model_retain_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   sw_model *result = 0 ;
   struct sw_model *_swig_go_result;
@@ -2502,7 +2502,7 @@ struct sw_model *_wrap_swb_model_retain_libswitch_raw_03087518cb21a76e(struct sw
 }
 
 
-struct sw_model *_wrap_swb_model_load_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
+struct sw_model *_wrap_swb_model_load_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
   char *arg1 = (char *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_model *result = 0 ;
@@ -2527,7 +2527,7 @@ struct sw_model *_wrap_swb_model_load_libswitch_raw_03087518cb21a76e(_gostring_ 
 }
 
 
-struct sw_model *_wrap_swb_model_from_pretrained_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
+struct sw_model *_wrap_swb_model_from_pretrained_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
   char *arg1 = (char *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_model *result = 0 ;
@@ -2552,7 +2552,7 @@ struct sw_model *_wrap_swb_model_from_pretrained_libswitch_raw_03087518cb21a76e(
 }
 
 
-struct sw_model *_wrap_swb_model_import_hf_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+struct sw_model *_wrap_swb_model_import_hf_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   char *arg1 = (char *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2584,7 +2584,7 @@ struct sw_model *_wrap_swb_model_import_hf_libswitch_raw_03087518cb21a76e(_gostr
 }
 
 
-struct sw_model *_wrap_swb_model_import_hf_with_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
+struct sw_model *_wrap_swb_model_import_hf_with_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
   char *arg1 = (char *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2623,7 +2623,7 @@ struct sw_model *_wrap_swb_model_import_hf_with_libswitch_raw_03087518cb21a76e(_
 }
 
 
-struct sw_config *_wrap_swb_model_config_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+struct sw_config *_wrap_swb_model_config_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   sw_config *result = 0 ;
   struct sw_config *_swig_go_result;
@@ -2636,7 +2636,7 @@ struct sw_config *_wrap_swb_model_config_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-long long _wrap_swb_model_seed_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+long long _wrap_swb_model_seed_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   uint64_t result;
   long long _swig_go_result;
@@ -2649,7 +2649,7 @@ long long _wrap_swb_model_seed_libswitch_raw_03087518cb21a76e(struct sw_model *_
 }
 
 
-_gostring_ _wrap_swb_model_device_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+_gostring_ _wrap_swb_model_device_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2663,7 +2663,7 @@ _gostring_ _wrap_swb_model_device_libswitch_raw_03087518cb21a76e(struct sw_model
 }
 
 
-_gostring_ _wrap_swb_model_dtype_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+_gostring_ _wrap_swb_model_dtype_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2677,7 +2677,7 @@ _gostring_ _wrap_swb_model_dtype_libswitch_raw_03087518cb21a76e(struct sw_model 
 }
 
 
-intgo _wrap_swb_model_threads_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+intgo _wrap_swb_model_threads_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2690,7 +2690,7 @@ intgo _wrap_swb_model_threads_libswitch_raw_03087518cb21a76e(struct sw_model *_s
 }
 
 
-long long _wrap_swb_model_parameter_count_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+long long _wrap_swb_model_parameter_count_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2703,7 +2703,7 @@ long long _wrap_swb_model_parameter_count_libswitch_raw_03087518cb21a76e(struct 
 }
 
 
-long long _wrap_swb_model_num_parameters_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0) {
+long long _wrap_swb_model_num_parameters_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0) {
   sw_model *arg1 = (sw_model *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2716,7 +2716,7 @@ long long _wrap_swb_model_num_parameters_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-_gostring_ _wrap_swb_parameter_name_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, long long _swig_go_1) {
+_gostring_ _wrap_swb_parameter_name_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, long long _swig_go_1) {
   sw_model *arg1 = (sw_model *) 0 ;
   int64_t arg2 ;
   char *result = 0 ;
@@ -2732,7 +2732,7 @@ _gostring_ _wrap_swb_parameter_name_libswitch_raw_03087518cb21a76e(struct sw_mod
 }
 
 
-long long _wrap_swb_parameter_dim_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+long long _wrap_swb_parameter_dim_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -2754,7 +2754,7 @@ long long _wrap_swb_parameter_dim_libswitch_raw_03087518cb21a76e(struct sw_model
 }
 
 
-intgo _wrap_swb_get_parameter_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _goslice_ _swig_go_2) {
+intgo _wrap_swb_get_parameter_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _goslice_ _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   float *arg3 = (float *) 0 ;
@@ -2780,7 +2780,7 @@ intgo _wrap_swb_get_parameter_libswitch_raw_03087518cb21a76e(struct sw_model *_s
 }
 
 
-intgo _wrap_swb_set_parameter_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _goslice_ _swig_go_2) {
+intgo _wrap_swb_set_parameter_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _goslice_ _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   float *arg3 = (float *) 0 ;
@@ -2806,7 +2806,7 @@ intgo _wrap_swb_set_parameter_libswitch_raw_03087518cb21a76e(struct sw_model *_s
 }
 
 
-intgo _wrap_swb_get_gradient_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _goslice_ _swig_go_2) {
+intgo _wrap_swb_get_gradient_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, _gostring_ _swig_go_1, _goslice_ _swig_go_2) {
   sw_model *arg1 = (sw_model *) 0 ;
   char *arg2 = (char *) 0 ;
   float *arg3 = (float *) 0 ;
@@ -2832,7 +2832,7 @@ intgo _wrap_swb_get_gradient_libswitch_raw_03087518cb21a76e(struct sw_model *_sw
 }
 
 
-struct sw_result *_wrap_swb_model_forward_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, long long _swig_go_1, long long _swig_go_2, long long _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, intgo _swig_go_9, intgo _swig_go_10) {
+struct sw_result *_wrap_swb_model_forward_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, long long _swig_go_1, long long _swig_go_2, long long _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, intgo _swig_go_9, intgo _swig_go_10) {
   sw_model *arg1 = (sw_model *) 0 ;
   int64_t arg2 ;
   int64_t arg3 ;
@@ -2885,7 +2885,7 @@ struct sw_result *_wrap_swb_model_forward_libswitch_raw_03087518cb21a76e(struct 
 }
 
 
-long long _wrap_swb_result_logits_dim_libswitch_raw_03087518cb21a76e(struct sw_result *_swig_go_0, intgo _swig_go_1) {
+long long _wrap_swb_result_logits_dim_libswitch_raw_5ef1b8a65bb42838(struct sw_result *_swig_go_0, intgo _swig_go_1) {
   sw_result *arg1 = (sw_result *) 0 ;
   int arg2 ;
   int64_t result;
@@ -2900,7 +2900,7 @@ long long _wrap_swb_result_logits_dim_libswitch_raw_03087518cb21a76e(struct sw_r
 }
 
 
-intgo _wrap_swb_result_logits_libswitch_raw_03087518cb21a76e(struct sw_result *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_swb_result_logits_libswitch_raw_5ef1b8a65bb42838(struct sw_result *_swig_go_0, _goslice_ _swig_go_1) {
   sw_result *arg1 = (sw_result *) 0 ;
   float *arg2 = (float *) 0 ;
   size_t arg3 ;
@@ -2919,7 +2919,7 @@ intgo _wrap_swb_result_logits_libswitch_raw_03087518cb21a76e(struct sw_result *_
 }
 
 
-double _wrap_swb_result_loss_libswitch_raw_03087518cb21a76e(struct sw_result *_swig_go_0, intgo _swig_go_1) {
+double _wrap_swb_result_loss_libswitch_raw_5ef1b8a65bb42838(struct sw_result *_swig_go_0, intgo _swig_go_1) {
   sw_result *arg1 = (sw_result *) 0 ;
   int arg2 ;
   double result;
@@ -2934,7 +2934,7 @@ double _wrap_swb_result_loss_libswitch_raw_03087518cb21a76e(struct sw_result *_s
 }
 
 
-long long _wrap_swb_result_num_routing_layers_libswitch_raw_03087518cb21a76e(struct sw_result *_swig_go_0) {
+long long _wrap_swb_result_num_routing_layers_libswitch_raw_5ef1b8a65bb42838(struct sw_result *_swig_go_0) {
   sw_result *arg1 = (sw_result *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2947,7 +2947,7 @@ long long _wrap_swb_result_num_routing_layers_libswitch_raw_03087518cb21a76e(str
 }
 
 
-struct sw_routing_stats *_wrap_swb_result_routing_libswitch_raw_03087518cb21a76e(struct sw_result *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2) {
+struct sw_routing_stats *_wrap_swb_result_routing_libswitch_raw_5ef1b8a65bb42838(struct sw_result *_swig_go_0, long long _swig_go_1, _goslice_ _swig_go_2) {
   sw_result *arg1 = (sw_result *) 0 ;
   int64_t arg2 ;
   int64_t *arg3 = (int64_t *) 0 ;
@@ -2972,7 +2972,7 @@ struct sw_routing_stats *_wrap_swb_result_routing_libswitch_raw_03087518cb21a76e
 }
 
 
-_gostring_ _wrap_swb_checkpoint_latest_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0) {
+_gostring_ _wrap_swb_checkpoint_latest_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0) {
   char *arg1 = (char *) 0 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -2991,7 +2991,7 @@ _gostring_ _wrap_swb_checkpoint_latest_libswitch_raw_03087518cb21a76e(_gostring_
 }
 
 
-_gostring_ _wrap_swb_plan_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
+_gostring_ _wrap_swb_plan_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
   char *arg1 = (char *) 0 ;
   char *arg2 = (char *) 0 ;
   char *result = 0 ;
@@ -3017,7 +3017,7 @@ _gostring_ _wrap_swb_plan_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, 
 }
 
 
-struct sw_trainer *_wrap_swb_trainer_create_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, struct sw_config *_swig_go_1) {
+struct sw_trainer *_wrap_swb_trainer_create_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, struct sw_config *_swig_go_1) {
   sw_model *arg1 = (sw_model *) 0 ;
   sw_config *arg2 = (sw_config *) 0 ;
   sw_trainer *result = 0 ;
@@ -3032,7 +3032,7 @@ struct sw_trainer *_wrap_swb_trainer_create_libswitch_raw_03087518cb21a76e(struc
 }
 
 
-struct sw_trainer *_wrap_swb_trainer_restore_libswitch_raw_03087518cb21a76e(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
+struct sw_trainer *_wrap_swb_trainer_restore_libswitch_raw_5ef1b8a65bb42838(_gostring_ _swig_go_0, _gostring_ _swig_go_1) {
   char *arg1 = (char *) 0 ;
   char *arg2 = (char *) 0 ;
   sw_trainer *result = 0 ;
@@ -3057,7 +3057,7 @@ struct sw_trainer *_wrap_swb_trainer_restore_libswitch_raw_03087518cb21a76e(_gos
 }
 
 
-struct sw_model *_wrap_swb_trainer_model_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0) {
+struct sw_model *_wrap_swb_trainer_model_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   sw_model *result = 0 ;
   struct sw_model *_swig_go_result;
@@ -3070,7 +3070,7 @@ struct sw_model *_wrap_swb_trainer_model_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-struct sw_metrics *_wrap_swb_trainer_run_libswitch_raw_03087518cb21a76e(struct sw_trainer *_swig_go_0, intgo _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9) {
+struct sw_metrics *_wrap_swb_trainer_run_libswitch_raw_5ef1b8a65bb42838(struct sw_trainer *_swig_go_0, intgo _swig_go_1, long long _swig_go_2, long long _swig_go_3, long long _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _goslice_ _swig_go_9) {
   sw_trainer *arg1 = (sw_trainer *) 0 ;
   int arg2 ;
   int64_t arg3 ;
@@ -3125,7 +3125,7 @@ struct sw_metrics *_wrap_swb_trainer_run_libswitch_raw_03087518cb21a76e(struct s
 }
 
 
-intgo _wrap_swb_validate_within_libswitch_raw_03087518cb21a76e() {
+intgo _wrap_swb_validate_within_libswitch_raw_5ef1b8a65bb42838() {
   int result;
   intgo _swig_go_result;
   
@@ -3136,7 +3136,7 @@ intgo _wrap_swb_validate_within_libswitch_raw_03087518cb21a76e() {
 }
 
 
-_gostring_ _wrap_swb_model_validate_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, long long _swig_go_1, long long _swig_go_2, long long _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _gostring_ _swig_go_9, _gostring_ _swig_go_10, double _swig_go_11) {
+_gostring_ _wrap_swb_model_validate_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, long long _swig_go_1, long long _swig_go_2, long long _swig_go_3, _goslice_ _swig_go_4, _goslice_ _swig_go_5, _goslice_ _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, _gostring_ _swig_go_9, _gostring_ _swig_go_10, double _swig_go_11) {
   sw_model *arg1 = (sw_model *) 0 ;
   int64_t arg2 ;
   int64_t arg3 ;
@@ -3202,7 +3202,7 @@ _gostring_ _wrap_swb_model_validate_libswitch_raw_03087518cb21a76e(struct sw_mod
 }
 
 
-struct sw_cancel *_wrap_swb_cancel_create_libswitch_raw_03087518cb21a76e() {
+struct sw_cancel *_wrap_swb_cancel_create_libswitch_raw_5ef1b8a65bb42838() {
   sw_cancel *result = 0 ;
   struct sw_cancel *_swig_go_result;
   
@@ -3213,7 +3213,7 @@ struct sw_cancel *_wrap_swb_cancel_create_libswitch_raw_03087518cb21a76e() {
 }
 
 
-intgo _wrap_swb_cancel_is_requested_libswitch_raw_03087518cb21a76e(struct sw_cancel *_swig_go_0) {
+intgo _wrap_swb_cancel_is_requested_libswitch_raw_5ef1b8a65bb42838(struct sw_cancel *_swig_go_0) {
   sw_cancel *arg1 = (sw_cancel *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3226,7 +3226,7 @@ intgo _wrap_swb_cancel_is_requested_libswitch_raw_03087518cb21a76e(struct sw_can
 }
 
 
-struct sw_communicator *_wrap_swb_communicator_from_env_libswitch_raw_03087518cb21a76e() {
+struct sw_communicator *_wrap_swb_communicator_from_env_libswitch_raw_5ef1b8a65bb42838() {
   sw_communicator *result = 0 ;
   struct sw_communicator *_swig_go_result;
   
@@ -3237,7 +3237,7 @@ struct sw_communicator *_wrap_swb_communicator_from_env_libswitch_raw_03087518cb
 }
 
 
-struct sw_communicator *_wrap_swb_communicator_from_mpi_libswitch_raw_03087518cb21a76e(long long _swig_go_0) {
+struct sw_communicator *_wrap_swb_communicator_from_mpi_libswitch_raw_5ef1b8a65bb42838(long long _swig_go_0) {
   uint64_t arg1 ;
   sw_communicator *result = 0 ;
   struct sw_communicator *_swig_go_result;
@@ -3250,7 +3250,7 @@ struct sw_communicator *_wrap_swb_communicator_from_mpi_libswitch_raw_03087518cb
 }
 
 
-struct sw_communicator *_wrap_swb_communicator_split_libswitch_raw_03087518cb21a76e(struct sw_communicator *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2) {
+struct sw_communicator *_wrap_swb_communicator_split_libswitch_raw_5ef1b8a65bb42838(struct sw_communicator *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2) {
   sw_communicator *arg1 = (sw_communicator *) 0 ;
   int arg2 ;
   int arg3 ;
@@ -3267,7 +3267,7 @@ struct sw_communicator *_wrap_swb_communicator_split_libswitch_raw_03087518cb21a
 }
 
 
-intgo _wrap_swb_communicator_rank_libswitch_raw_03087518cb21a76e(struct sw_communicator *_swig_go_0) {
+intgo _wrap_swb_communicator_rank_libswitch_raw_5ef1b8a65bb42838(struct sw_communicator *_swig_go_0) {
   sw_communicator *arg1 = (sw_communicator *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3280,7 +3280,7 @@ intgo _wrap_swb_communicator_rank_libswitch_raw_03087518cb21a76e(struct sw_commu
 }
 
 
-intgo _wrap_swb_communicator_size_libswitch_raw_03087518cb21a76e(struct sw_communicator *_swig_go_0) {
+intgo _wrap_swb_communicator_size_libswitch_raw_5ef1b8a65bb42838(struct sw_communicator *_swig_go_0) {
   sw_communicator *arg1 = (sw_communicator *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3293,7 +3293,7 @@ intgo _wrap_swb_communicator_size_libswitch_raw_03087518cb21a76e(struct sw_commu
 }
 
 
-intgo _wrap_swb_model_generate_libswitch_raw_03087518cb21a76e(struct sw_model *_swig_go_0, long long _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long _swig_go_5, intgo _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, long long _swig_go_9, double _swig_go_10, long long _swig_go_11, double _swig_go_12, long long _swig_go_13, long long _swig_go_14, double _swig_go_15, intgo _swig_go_16, intgo _swig_go_17, struct sw_cancel *_swig_go_18) {
+intgo _wrap_swb_model_generate_libswitch_raw_5ef1b8a65bb42838(struct sw_model *_swig_go_0, long long _swig_go_1, long long _swig_go_2, _goslice_ _swig_go_3, _goslice_ _swig_go_4, long long _swig_go_5, intgo _swig_go_6, _goslice_ _swig_go_7, _goslice_ _swig_go_8, long long _swig_go_9, double _swig_go_10, long long _swig_go_11, double _swig_go_12, long long _swig_go_13, long long _swig_go_14, double _swig_go_15, intgo _swig_go_16, intgo _swig_go_17, struct sw_cancel *_swig_go_18) {
   sw_model *arg1 = (sw_model *) 0 ;
   int64_t arg2 ;
   int64_t arg3 ;

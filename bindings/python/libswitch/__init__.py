@@ -312,18 +312,31 @@ def _batch_args(input_ids, decoder_input_ids, attention_mask=None, decoder_atten
 
 # ---------------------------------------------------------------------------- DLPack
 
-_DLPACK_DEVICES = {"cpu": 1, "cuda": 2}  # DLDeviceType: kDLCPU, kDLCUDA
+_NUMPY_TYPES = {"f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
+
+
+class _HostMemory:
+    """numpy's way into a CPU tensor's DLPack capsule: the array interface (writable, unlike
+    ``np.from_dlpack``'s arrays of an unversioned capsule). The array keeps this object,
+    which keeps the capsule, whose destructor releases the tensor after the last array."""
+
+    def __init__(self, capsule, dtype: str, shape: tuple, address: int):
+        self._capsule = capsule
+        self.__array_interface__ = {"data": (address, False), "shape": shape,
+                                    "typestr": _NUMPY_TYPES[dtype], "version": 3}
 
 
 class Tensor:
-    """A libswitch tensor (a parameter, a gradient, logits) handed to any DLPack consumer
-    without a copy: ``np.from_dlpack(t)``, ``torch.from_dlpack(t)`` (CPU and CUDA). The
-    consumer's array is the tensor's memory: it stays valid after the model is closed,
-    shows the model's later updates (training steps, ``set_parameter``) and its writes
-    change the model; nothing synchronises it with a training step in another thread."""
+    """A libswitch tensor (a parameter, a gradient, logits) handed over without a copy:
+    ``t.numpy()``, ``torch.from_dlpack(t)`` (CPU and CUDA) or any DLPack consumer. The
+    array is the tensor's memory: it stays valid after the model is closed, shows the
+    model's later updates (training steps, ``set_parameter``) and its writes change the
+    model; nothing synchronises it with a training step in another thread."""
 
-    def __init__(self, export, shape: tuple, dtype: str, device: str):
-        self._export, self.shape, self.dtype, self.device = export, tuple(shape), dtype, device
+    def __init__(self, export):
+        self._export = export
+        self.dtype, self.shape, kind, index, _ = _raw.swb_dlpack_describe(_checked(export()))
+        self.device = "cpu" if kind == 1 else f"cuda:{index}"
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         """A "dltensor" capsule (DLPack's unversioned struct, which every consumer takes).
@@ -338,11 +351,21 @@ class Tensor:
 
     def __dlpack_device__(self) -> tuple:
         kind, _, index = self.device.partition(":")
-        return (_DLPACK_DEVICES[kind], int(index or 0))
+        return (1, 0) if kind == "cpu" else (2, int(index))  # kDLCPU, kDLCUDA
 
     def numpy(self) -> np.ndarray:
-        """A numpy array over the same memory (CPU f32/f64 tensors)."""
-        return np.from_dlpack(self)
+        """A writable numpy array over the same memory (CPU tensors of f32, f64, i32, i64)."""
+        capsule = _checked(self._export())
+        dtype, shape, kind, _, address = _raw.swb_dlpack_describe(capsule)
+        if kind != 1:
+            raise UnsupportedError(_raw.SW_ERR_UNSUPPORTED,
+                                   f"Tensor.numpy: the tensor is on {self.device}; numpy holds "
+                                   f"host memory (torch.from_dlpack takes it there)")
+        if dtype not in _NUMPY_TYPES:
+            raise UnsupportedError(_raw.SW_ERR_UNSUPPORTED,
+                                   f"Tensor.numpy: numpy has no {dtype} type "
+                                   f"(torch.from_dlpack takes it)")
+        return np.asarray(_HostMemory(capsule, dtype, shape, address))
 
     def __repr__(self):
         return f"libswitch.Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device})"
@@ -392,8 +415,7 @@ def _forward_output(result) -> ForwardOutput:
     try:
         # The result's own f32 logits, no copy: the array keeps them alive past
         # sw_result_destroy below.
-        logits = np.from_dlpack(Tensor(lambda: _raw.swb_result_logits_dlpack(result), (),
-                                       "f32", "cpu"))
+        logits = Tensor(lambda: _raw.swb_result_logits_dlpack(result)).numpy()
         losses = [_checked(_raw.swb_result_loss(result, i)) for i in range(4)]
         routing = []
         for layer in range(_checked(_raw.swb_result_num_routing_layers(result))):
@@ -540,16 +562,14 @@ class Model(_Handle):
 
     def parameter(self, name: str) -> Tensor:
         """The parameter itself, without a copy, for DLPack consumers:
-        ``torch.from_dlpack(m.parameter(name))`` or ``np.from_dlpack(...)`` (see
+        ``m.parameter(name).numpy()`` or ``torch.from_dlpack(m.parameter(name))`` (see
         :class:`Tensor` for what sharing the memory means)."""
-        return Tensor(lambda: _raw.swb_parameter_dlpack(self._handle, name),
-                      self.parameter_shape(name), self.dtype, self.device)
+        return Tensor(lambda: _raw.swb_parameter_dlpack(self._handle, name))
 
     def grad(self, name: str) -> Tensor:
         """The gradient of the last forward with ``compute_gradients=True``, without a
         copy (``gradient`` copies it into a new float32 array)."""
-        return Tensor(lambda: _raw.swb_gradient_dlpack(self._handle, name),
-                      self.parameter_shape(name), self.dtype, self.device)
+        return Tensor(lambda: _raw.swb_gradient_dlpack(self._handle, name))
 
     def set_parameter(self, name: str, values) -> None:
         """Copies values (numpy, a DLPack producer such as a torch CPU tensor, or nested

@@ -81,8 +81,7 @@ class Tensor:
     shape: Tuple[int, ...]
     dtype: str
     device: str
-    def __init__(self, export: Callable[[], Any], shape: Tuple[int, ...], dtype: str,
-                 device: str) -> None: ...
+    def __init__(self, export: Callable[[], Any]) -> None: ...
     def __dlpack__(self, *, stream: Optional[int] = None,
                    max_version: Optional[Tuple[int, int]] = None,
                    dl_device: Optional[Tuple[int, int]] = None,

@@ -217,9 +217,11 @@ def test_dlpack_views_with_numpy_are_the_tensors_themselves():
     t = m.parameter(EXPERT)
     assert t.shape == m.parameter_shape(EXPERT) and t.dtype == "f32" and t.device == "cpu"
     assert t.__dlpack_device__() == (1, 0)
-    view, again = np.from_dlpack(t), t.numpy()
+    view, again = t.numpy(), np.from_dlpack(t)
     assert address(view) == address(again)  # one memory, not two copies
     np.testing.assert_array_equal(view, m.get_parameter(EXPERT))
+    view[0, 0] = 42.0  # t.numpy() is writable: the model changes
+    assert m.get_parameter(EXPERT)[0, 0] == 42.0
     # The model's writes show through the view: a training step, then set_parameter.
     dense = np.from_dlpack(m.parameter(DENSE))
     before = dense.copy()
@@ -233,6 +235,7 @@ def test_dlpack_views_with_numpy_are_the_tensors_themselves():
     # Logits and gradients: the result's own arrays, equal to the copying calls.
     out = forward(m, compute_gradients=True)
     assert not out.logits.flags.owndata and out.logits.shape == (2, 4, 384)
+    assert out.logits.flags.writeable
     grad = m.grad(DENSE).numpy()
     np.testing.assert_array_equal(grad, m.gradient(DENSE))
     assert address(grad) == address(m.grad(DENSE).numpy()) and np.abs(grad).max() > 0
@@ -245,6 +248,10 @@ def test_dlpack_views_with_numpy_are_the_tensors_themselves():
         tiny().parameter(EXPERT).__dlpack__(copy=True)
     with pytest.raises(sw.NotFoundError, match="no.such"):
         tiny().parameter("no.such.weight")
+    # An f64 model's views are f64.
+    with sw.Model(sw.Config.preset("tiny"), dtype="f64") as wide:
+        t64 = wide.parameter(EXPERT)
+        assert t64.dtype == "f64" and t64.numpy().dtype == np.float64
 
 
 def test_dlpack_with_torch_on_the_cpu():

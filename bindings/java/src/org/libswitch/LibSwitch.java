@@ -14,16 +14,31 @@ import org.libswitch.raw.libswitch_raw;
  * Library-wide queries, and the checks every call goes through. The native libraries load
  * from, in order: the file the system property {@code libswitch.jni} names; the jar itself
  * ({@code org/libswitch/native/<os>-<arch>/}: libswitch_jni.so, libswitch.so and its
- * SentencePiece plugin, copied to a private temporary folder that is removed at exit); or
- * java.library.path.
+ * SentencePiece plugin, copied to a private temporary folder that is removed when the JVM
+ * exits normally; a killed JVM leaves it in java.io.tmpdir); or java.library.path, also
+ * when the jar's copy cannot load (its error is then attached as suppressed).
  */
 public final class LibSwitch {
   static {
     String path = System.getProperty("libswitch.jni");
     if (path != null) {
       System.load(path);
-    } else if (!loadFromJar()) {
-      System.loadLibrary("switch_jni");
+    } else {
+      UnsatisfiedLinkError fromJar = null;
+      boolean loaded = false;
+      try {
+        loaded = loadFromJar();
+      } catch (UnsatisfiedLinkError e) {
+        fromJar = e;  // e.g. a temporary folder mounted noexec: java.library.path may serve
+      }
+      if (!loaded) {
+        try {
+          System.loadLibrary("switch_jni");
+        } catch (UnsatisfiedLinkError e) {
+          if (fromJar != null) e.addSuppressed(fromJar);
+          throw e;
+        }
+      }
     }
   }
 
