@@ -254,6 +254,11 @@ def test_dlpack_views_with_numpy_are_the_tensors_themselves():
         assert t64.dtype == "f64" and t64.numpy().dtype == np.float64
 
 
+def test_a_trainer_refuses_init_from_by_name():
+    with tiny() as m, pytest.raises(sw.UnsupportedError, match="init_from"):
+        sw.Trainer(m, sw.TrainConfig('init_from: "runs/x/checkpoints"'))
+
+
 def test_dlpack_with_torch_on_the_cpu():
     torch = pytest.importorskip("torch", reason="torch is not installed (PyPI's wheel is "
                                 "several GB with its CUDA packages; scripts/setup leaves it out)")
