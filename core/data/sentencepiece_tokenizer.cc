@@ -82,7 +82,9 @@ std::string take(char* buffer, size_t length) {
   return s;
 }
 
-void check(int rc, char* error, const char* what) {
+// `error` by reference: it is read after the call that sets it (an argument passed by value
+// could be read before the call beside it runs, and the message lost).
+void check(int rc, char* const& error, const char* what) {
   if (rc == 0) return;
   const std::string message = error ? take(error, std::strlen(error)) : "unknown error";
   throw Error(Status::kInvalidArgument, std::string("SentencePiece ") + what + ": " + message);

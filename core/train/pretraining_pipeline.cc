@@ -27,6 +27,7 @@ PretrainingPipeline::PretrainingPipeline(const TrainConfig& config) : config_(co
   if (config_.tokenizer_model().empty()) {
     SentencePieceOptions o;
     o.vocab_size = config_.tokenizer_vocab_size();
+    o.character_coverage = config_.tokenizer_character_coverage();
     o.num_sentinels = config_.num_sentinels();
     tokenizer_ =
         std::make_unique<SentencePieceTokenizer>(SentencePieceTokenizer::train(split.train, o));

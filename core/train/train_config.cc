@@ -80,6 +80,9 @@ void validate(const TrainConfig& c) {
           "tokenizer_vocab_size",
           detail::concat("must be in [300, 2^20] (byte fallback takes 259 ids), got ",
                          c.tokenizer_vocab_size()));
+  require(c.tokenizer_character_coverage() > 0 && c.tokenizer_character_coverage() <= 1,
+          "tokenizer_character_coverage",
+          detail::concat("must be in (0, 1], got ", c.tokenizer_character_coverage()));
   require(c.num_sentinels() >= 1 && c.num_sentinels() <= 10000, "num_sentinels",
           detail::concat("must be in [1, 10000], got ", c.num_sentinels()));
   require(c.noise_density() > 0 && c.noise_density() < 1, "noise_density",

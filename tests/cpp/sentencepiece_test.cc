@@ -63,6 +63,31 @@ TEST_F(SentencePieceTest, TrainingIsDeterministic) {
   EXPECT_EQ(again.model_proto(), tokenizer().model_proto());
 }
 
+// More distinct characters than pieces: SentencePiece's own message comes through (it was
+// once lost to "unknown error"), and a lower character coverage trains.
+TEST_F(SentencePieceTest, TooManyCharactersIsSentencePiecesOwnErrorAndCoverageFixesIt) {
+  std::vector<std::string> documents = licence_paragraphs();
+  std::string many;
+  for (char32_t c = 0x4e00; c < 0x4e00 + 600; ++c) {  // 600 CJK ideographs, in UTF-8
+    many += static_cast<char>(0xe0 | (c >> 12));
+    many += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+    many += static_cast<char>(0x80 | (c & 0x3f));
+  }
+  documents.push_back(many);
+  sw::SentencePieceOptions o;
+  o.vocab_size = 512;
+  std::string message;
+  try {
+    sw::SentencePieceTokenizer::train(documents, o);
+  } catch (const sw::Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("Vocabulary size is smaller than required_chars"), std::string::npos)
+      << message;
+  o.character_coverage = 0.98;  // the 600 ideographs, once each, are under 2% of characters
+  EXPECT_EQ(sw::SentencePieceTokenizer::train(documents, o).piece_count(), 512);
+}
+
 TEST_F(SentencePieceTest, TextRoundTripsAndUnseenCharactersFallBackToBytes) {
   const auto& t = tokenizer();
   const std::string text = "The GNU General Public License is a free, copyleft license.";

@@ -75,6 +75,10 @@ TEST(TrainConfig, ValidationNamesTheField) {
   EXPECT_EQ(sw::train_config_from_text("distill_teacher: \"t\" distill_teacher_weight: 0.5")
                 .distill_teacher_weight(),
             0.5);
+  EXPECT_NE(error_of([] {
+              sw::train_config_from_text("tokenizer_character_coverage: 0");
+            }).find("tokenizer_character_coverage: must be in (0, 1], got 0"),
+            std::string::npos);
   EXPECT_EQ(sw::TrainConfig().device(), "cpu");
   EXPECT_NE(error_of([] { sw::train_config_from_text("steps: 10\nbogus: 1"); }).find("line 2"),
             std::string::npos);  // The embedded model is validated with the train config (preset +
