@@ -296,10 +296,10 @@ SW_API void sw_result_destroy(sw_result* result);
  * it while the model is in use. A CUDA view is taken once the library's queued work on
  * that GPU is done (the call waits for its stream); the library's later calls run on its
  * own stream, unordered with the consumer's; release a CUDA view only after the
- * consumer's work on it is done, since the library may reuse the memory at once. A
- * gradient's view is the gradient of the forward that
- * was last when it was taken (the next forward with gradients makes new ones); the logits'
- * view is the result's f32 host copy. */
+ * consumer's work on it is done, since the library may reuse the memory at once.
+ * A gradient's view is the gradient of the forward that was last when it was taken (the
+ * next forward with gradients makes new ones); the logits' view is the result's f32 host
+ * copy. */
 struct DLManagedTensor;
 /* A named parameter. SW_ERR_NOT_FOUND for an unknown name. */
 SW_API sw_status sw_model_parameter_dlpack(sw_model* model, const char* name,
