@@ -1,5 +1,6 @@
 // switch train [--config FILE] [--preset P] [--set key=value]... [--out DIR] [--examples N]
-//              [--resume] [--parallel dp=N[,ep=M][,mp=K]] [--device cpu|cuda:N]
+//              [--resume] [--parallel dp=N[,ep=M][,mp=K]] [--device cpu|cuda|cuda:N]
+//              [--comm nccl|staged]
 //     span-corruption pre-training from a TrainConfig (core/proto/libswitch.proto; default
 //     the tiny preset on the fortunes corpus): a progress bar (or a line every
 //     log_interval steps), held-out evaluation, <out>/metrics.jsonl, summary.json, the
@@ -12,7 +13,10 @@
 //     dp=N,ep=M,mp=K both: M groups of K ranks split the experts, and each group its
 //     experts' d_ff and the heads; rank 0 prints and writes checkpoints of the whole
 //     model, which continue at any layout;
-//     --device cuda:0 trains on one GPU in f32 (a checkpoint resumes on either device)
+//     --device cuda:0 trains on one GPU in f32 (a checkpoint resumes on either device);
+//     under a launcher, --device cuda gives each rank its local rank's GPU, and dp and ep
+//     run there with device tensors moved by NCCL or, with --comm staged, through host
+//     memory over MPI (several ranks may then share a GPU); mp stays on the cpu
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +30,7 @@
 
 #include "cli/commands.h"
 #include "core/dist/communicator.h"
+#include "core/dist/device_communicator.h"
 #include "core/dist/layout.h"
 #include "core/dist/traffic.h"
 #include "core/infer/generate.h"
@@ -294,21 +299,52 @@ int run_train_on(sw::CountingCommunicator& world, const Flags& flags, sw::TrainC
   return 0;
 }
 
+// The launcher's ranks as this run needs them: on the cpu, as they are; on GPUs, moving
+// device tensors by --comm's transport, with config's device resolved to this rank's GPU
+// ("cuda": the local rank's; core/dist/device_communicator.h).
+std::unique_ptr<sw::Communicator> rank_communicator(std::unique_ptr<sw::Communicator> host,
+                                                    const Flags& flags, sw::TrainConfig& config) {
+  const sw::Device device = sw::Device::parse(config.device());
+  if (!flags.has("comm") && (device.is_cpu() || !sw::launched_by_mpi())) return host;
+  const sw::DeviceTransport transport = sw::parse_device_transport(flags.value("comm", "nccl"));
+  SW_CHECK_ARG(!device.is_cpu(), "--comm ", flags.value("comm"),
+               ": it moves device tensors, and this run is on the cpu (add --device cuda)");
+  SW_CHECK_ARG(sw::launched_by_mpi(), "--comm ", flags.value("comm"),
+               ": it connects the ranks of a launcher (mpirun or srun); a single process has "
+               "none");
+  const sw::LocalRank local = sw::local_rank(*host);
+  const sw::Device mine =
+      sw::rank_device(config.device(), local, sw::cuda_device_count(), transport);
+  config.set_device(mine.str());
+  return sw::device_communicator(std::move(host), mine, transport);
+}
+
 // Training under a launcher: every rank runs run_train_on; an error on any rank ends all
 // of them (the others would wait in their next collective).
 int run_training(const Flags& flags, sw::TrainConfig (*config_of)(const Flags&)) {
-  const auto world = std::make_unique<sw::CountingCommunicator>(
-      sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator());
-  if (world->size() == 1) return run_train_on(*world, flags, config_of(flags));
-  if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
-    throw sw::Error(sw::Status::kIo, "cannot silence rank " + std::to_string(world->rank()));
+  std::unique_ptr<sw::Communicator> host =
+      sw::launched_by_mpi() ? sw::mpi_world() : sw::local_communicator();
+  const int rank = host->rank(), size = host->size();
+  if (size == 1) {
+    sw::TrainConfig config = config_of(flags);
+    sw::CountingCommunicator world(rank_communicator(std::move(host), flags, config));
+    return run_train_on(world, flags, config);
+  }
+  if (rank != 0 && !std::freopen("/dev/null", "w", stdout))
+    throw sw::Error(sw::Status::kIo, "cannot silence rank " + std::to_string(rank));
+  std::unique_ptr<sw::CountingCommunicator> world;
   try {
-    return run_train_on(*world, flags, config_of(flags));
+    sw::TrainConfig config = config_of(flags);
+    world = std::make_unique<sw::CountingCommunicator>(
+        rank_communicator(std::move(host), flags, config));
+    return run_train_on(*world, flags, config);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "switch %s: rank %d of %d: %s\n",
-                 config_of == distill_config ? "distill" : "train", world->rank(), world->size(),
-                 e.what());
-    world->abort(1);
+                 config_of == distill_config ? "distill" : "train", rank, size, e.what());
+    // Through the run's communicator once it exists; before, MPI's world (the host
+    // communicator may have gone with a failed device setup).
+    if (world) world->abort(1);
+    sw::mpi_world()->abort(1);
   }
   return 1;  // not reached: abort ends the process
 }
@@ -328,7 +364,12 @@ Command train_command() {
            {"examples", "N", "greedy span infilling on N held-out examples at the end"},
            {"resume", "", "continue from the latest checkpoint under --out, if any"},
            {"parallel", "LAYOUT", "the layout over the MPI ranks: dp=N, ep=M, mp=K in any mix"},
-           {"device", "D", "train on cpu (default) or one GPU, cuda:N (f32); sets device"},
+           {"device", "D",
+            "train on cpu (default) or a GPU: cuda:N, or cuda (under a launcher: each rank "
+            "the GPU of its local rank); f32; sets device"},
+           {"comm", "T",
+            "under a launcher on GPUs: how device tensors move, nccl (default) or staged "
+            "(through host memory over MPI; ranks may share a GPU)"},
            kThreadsFlag},
           "",
           run_train};

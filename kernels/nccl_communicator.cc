@@ -47,6 +47,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "nccl"; }
+  bool moves(const Device& device) const override { return device == Device::cuda(device_); }
 
   void all_reduce_sum(Tensor& t) override {
     check_device(t, "all_reduce_sum");

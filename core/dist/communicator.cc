@@ -14,6 +14,7 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string backend() const override { return "local"; }
+  bool moves(const Device&) const override { return true; }  // nothing moves
   void all_reduce_sum(Tensor&) override {}
   Tensor all_gather(const Tensor& in) override { return in.clone(); }
   Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,

@@ -24,7 +24,10 @@ class Communicator {
 
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string backend() const = 0;  // "local", "mpi", "nccl"
+  virtual std::string backend() const = 0;  // "local", "mpi", "nccl", "mpi+nccl", "mpi+staged"
+  // Whether the collectives take tensors on `device` (the MPI backend: host tensors only;
+  // core/dist/device_communicator.h: the host and the rank's GPU).
+  virtual bool moves(const Device& device) const { return device.is_cpu(); }
 
   // Elementwise sum over ranks, in place (f32, f64, i32, i64).
   virtual void all_reduce_sum(Tensor& t) = 0;

@@ -1,7 +1,5 @@
 #include "core/dist/data_parallel.h"
 
-#include <cstring>
-
 #include "core/ops/elementwise.h"
 #include "core/tensor/error.h"
 
@@ -12,22 +10,26 @@ void all_reduce_buckets(Communicator& comm, std::vector<std::pair<std::string, T
   if (comm.size() == 1) return;
   size_t begin = 0;
   while (begin < tensors.size()) {
-    // The next bucket: consecutive tensors of one dtype up to bucket_bytes (at least one).
+    // The next bucket: consecutive tensors of one dtype on one device up to bucket_bytes
+    // (at least one), packed on that device.
     const DType dtype = tensors[begin].second.dtype();
+    const Device device = tensors[begin].second.device();
     size_t end = begin;
     int64_t elements = 0;
     size_t bytes = 0;
     while (end < tensors.size() && tensors[end].second.dtype() == dtype &&
+           tensors[end].second.device() == device &&
            (end == begin || bytes + tensors[end].second.nbytes() <= bucket_bytes)) {
       elements += tensors[end].second.numel();
       bytes += tensors[end].second.nbytes();
       ++end;
     }
-    Tensor bucket = Tensor::empty({elements}, dtype);
-    char* packed = static_cast<char*>(bucket.raw());
+    Tensor bucket = Tensor::empty({elements}, dtype, device);
+    int64_t at = 0;
     for (size_t i = begin; i < end; ++i) {
-      std::memcpy(packed, tensors[i].second.raw(), tensors[i].second.nbytes());
-      packed += tensors[i].second.nbytes();
+      const Tensor& t = tensors[i].second;
+      bucket.slice(at, at + t.numel()).copy_from(t.view({t.numel()}));
+      at += t.numel();
     }
     if (reduction == Reduction::kAllReduce) {
       comm.all_reduce_sum(bucket);
@@ -36,10 +38,11 @@ void all_reduce_buckets(Communicator& comm, std::vector<std::pair<std::string, T
       bucket.copy_from(all.slice(0, 1).view({elements}));
       for (int r = 1; r < comm.size(); ++r) ops::add_(bucket, all.slice(r, r + 1).view({elements}));
     }
-    packed = static_cast<char*>(bucket.raw());
+    at = 0;
     for (size_t i = begin; i < end; ++i) {
-      std::memcpy(tensors[i].second.raw(), packed, tensors[i].second.nbytes());
-      packed += tensors[i].second.nbytes();
+      Tensor flat = tensors[i].second.view({tensors[i].second.numel()});
+      flat.copy_from(bucket.slice(at, at + flat.numel()));
+      at += flat.numel();
     }
     begin = end;
   }

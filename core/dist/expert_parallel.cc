@@ -5,16 +5,31 @@
 #include <map>
 #include <set>
 
+#include "core/ops/embedding.h"
 #include "core/tensor/error.h"
 
 namespace sw {
 namespace {
 
-// Rows of `in` moved to rows order[i] of a new tensor (or gathered back from them).
+// Rows of `in` moved to rows order[i] of a new tensor (or gathered back from them). A
+// device tensor's rows move on the device, gathered by ops::embedding.
 Tensor permute_rows(const Tensor& in, const std::vector<int64_t>& order, bool inverse) {
   SW_CHECK(static_cast<int64_t>(order.size()) == in.dim(0), Status::kInternal,
            "expert exchange: ", order.size(), " positions for ", in.dim(0), " rows");
-  Tensor out = Tensor::empty(in.shape(), in.dtype());
+  if (!in.device().is_cpu() && in.dim(0) > 0) {
+    // Row i of the result is row source[i] of `in`.
+    std::vector<int32_t> source(order.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (inverse)
+        source[i] = static_cast<int32_t>(order[i]);
+      else
+        source[static_cast<size_t>(order[i])] = static_cast<int32_t>(i);
+    }
+    const Tensor ids =
+        Tensor::from_vector<int32_t>(source, {static_cast<int64_t>(source.size())}).to(in.device());
+    return ops::embedding(in.view({in.dim(0), in.numel() / in.dim(0)}), ids).view(in.shape());
+  }
+  Tensor out = Tensor::empty(in.shape(), in.dtype(), in.device());
   const size_t row_bytes = in.dim(0) ? in.nbytes() / static_cast<size_t>(in.dim(0)) : 0;
   const char* src = static_cast<const char*>(in.raw());
   char* dst = static_cast<char*>(out.raw());

@@ -37,6 +37,7 @@ class CountingCommunicator final : public Communicator {
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
   std::string backend() const override { return inner_->backend(); }
+  bool moves(const Device& device) const override { return inner_->moves(device); }
   void all_reduce_sum(Tensor& t) override;
   Tensor all_gather(const Tensor& in) override;
   Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,

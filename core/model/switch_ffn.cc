@@ -31,15 +31,13 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
   const bool parallel = expert_group && expert_group->size() > 1;
-  SW_CHECK(!parallel || x.device().is_cpu(), Status::kUnsupported,
-           "expert parallelism runs on the CPU path in this version");
   // On the GPU, the paper's padded [E, rows, d] layout runs each projection as one
   // strided-batched GEMM, about 3x the rate of cuBLAS's grouped GEMM (docs/PERF.md); it
   // is worth up to twice the kept rows. Dropless or collapsed routing keeps the grouped
-  // layout, as does the CPU.
+  // layout, as do the CPU and expert parallelism (whose exchange moves kept rows only).
   ops::CapacityAssignment layout = out.assignment;
   const int64_t rows = layout.max_kept();
-  const bool padded = !x.device().is_cpu() && experts * rows <= 2 * layout.kept();
+  const bool padded = !x.device().is_cpu() && !parallel && experts * rows <= 2 * layout.kept();
   if (padded) layout = layout.padded(out.router.expert_index, rows);
   out.router_input = jittered;
   out.expert_input = expert_input;

@@ -65,7 +65,8 @@ struct SwitchSites {
 
 // x [N, d], the normed sublayer input, N = groups * group_size in token order. With an expert group
 // of n > 1 ranks, w.experts holds this rank's E / n experts (core/dist/expert_parallel.h) and every
-// rank of the group calls this for the layer together (CPU).
+// rank of the group calls this for the layer together (on the cpu, or on GPUs through a
+// communicator that moves device tensors: core/dist/device_communicator.h).
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                         int64_t group_size, const RunContext& ctx, const SwitchSites& sites,
                         Communicator* expert_group = nullptr);
@@ -75,7 +76,7 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
 // the router through the gates, the aux loss's mean probabilities P_i and the z-loss; routing
 // decisions and capacity are constants; dropped tokens give their expert nothing. Returns
 // dx; `grads` accumulates the weight gradients (allocated on first use); with expert
-// parallelism, the local experts' gradients from every rank's tokens. CPU only.
+// parallelism, the local experts' gradients from every rank's tokens.
 Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                            const SwitchOutput& fwd, const Tensor& dy, double aux_scale,
                            double z_scale, int64_t group_size, const RunContext& ctx,

@@ -27,21 +27,22 @@ double clip_gradient_norm(std::vector<ParameterGradient>& grads, double max_norm
   auto real = [](Communicator* c) { return c && c->size() > 1 ? c : nullptr; };
   std::vector<Groups> groups = {{nullptr, nullptr}};
   std::vector<double> sums = {0.0};
-  std::vector<Tensor> on_gpus;  // whole f32 gradients on one GPU: summed there, in order
+  std::vector<std::vector<Tensor>> on_gpus(1);  // f32 gradients on a GPU: summed there, in order
   for (const ParameterGradient& pg : grads) {
+    const Groups key{real(pg.shard_group), real(pg.expert_group)};
+    const size_t at = std::find(groups.begin(), groups.end(), key) - groups.begin();
+    if (at == groups.size()) groups.push_back(key), sums.push_back(0.0), on_gpus.emplace_back();
     if (on_gpu(pg, "clip_gradient_norm")) {
-      on_gpus.push_back(pg.gradient);
+      on_gpus[at].push_back(pg.gradient);
       continue;
     }
     with_pair(pg, "clip_gradient_norm", [&](auto zero) {
       using T = decltype(zero);
-      const Groups key{real(pg.shard_group), real(pg.expert_group)};
-      const size_t at = std::find(groups.begin(), groups.end(), key) - groups.begin();
-      if (at == groups.size()) groups.push_back(key), sums.push_back(0.0);
       sums[at] += mean_square(pg.gradient.data<T>(), pg.gradient.numel()) * pg.gradient.numel();
     });
   }
-  if (!on_gpus.empty()) sums[0] += gpu_sum_of_squares(on_gpus);
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (!on_gpus[i].empty()) sums[i] += gpu_sum_of_squares(on_gpus[i]);
   double sum_sq = sums[0];
   for (size_t i = 1; i < groups.size(); ++i) {
     Tensor t = Tensor::from_vector<double>({sums[i]}, {1});

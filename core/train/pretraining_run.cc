@@ -146,10 +146,12 @@ PretrainingRun::PretrainingRun(const TrainConfig& config, const std::string& out
   // Before any data is prepared: a device that is not here fails at once.
   const Device device = Device::parse(config_.device());
   require_device(device);
-  SW_CHECK(device.is_cpu() || !groups.data_parallel || groups.data_parallel->size() <= 1,
-           Status::kUnsupported, "train: device ", device.str(), " with ",
-           groups.data_parallel ? groups.data_parallel->size() : 1,
-           " ranks: training on several GPUs is not built yet (one GPU, or the cpu under MPI)");
+  for (Communicator* group : {groups.data_parallel, groups.expert_parallel, groups.model_parallel})
+    SW_CHECK(!group || group->size() <= 1 || group->moves(device), Status::kUnsupported,
+             "train: device ", device.str(), " with ", group->size(), " ranks: the ",
+             group->backend(),
+             " communicator moves host tensors only; several GPUs need one that moves device "
+             "tensors (switch train --comm nccl or --comm staged)");
   const int64_t replicas = groups.data_parallel ? groups.data_parallel->size() : 1;
   SW_CHECK_ARG(config_.batch_size() % (replicas * config_.micro_batches()) == 0, "batch_size ",
                config_.batch_size(), " does not split into ", replicas, " replicas x ",

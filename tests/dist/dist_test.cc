@@ -15,6 +15,7 @@
 
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
+#include "core/dist/device_communicator.h"
 #include "core/dist/expert_parallel.h"
 #include "core/dist/layout.h"
 #include "core/dist/model_parallel.h"
@@ -154,7 +155,8 @@ Batch global_batch(const ModelConfig& c, int64_t batch) {
   return b;
 }
 
-double max_relative_difference(const Tensor& a, const Tensor& b) {
+double max_relative_difference(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = a_in.to(Device::cpu()), b = b_in.to(Device::cpu());
   double diff = 0, ref = 0;
   for (int64_t i = 0; i < a.numel(); ++i) {
     diff = std::max(diff, std::fabs(a.item(i) - b.item(i)));
@@ -163,13 +165,40 @@ double max_relative_difference(const Tensor& a, const Tensor& b) {
   return ref > 0 ? diff / ref : diff;
 }
 
+// The world for ranks training on GPUs: device tensors moved by `transport`, each rank on
+// its local rank's GPU (core/dist/device_communicator.h). Null without a GPU, or for NCCL
+// when this host's ranks outnumber its GPUs (NCCL runs one rank per GPU).
+const LocalRank& this_local_rank() {
+  static const LocalRank local = local_rank(world());  // collective: on first use, every rank
+  return local;
+}
+
+Communicator* device_world(DeviceTransport transport) {
+  static std::map<DeviceTransport, std::unique_ptr<Communicator>> made;
+  const int gpus = cuda_device_count();
+  const LocalRank& local = this_local_rank();
+  if (gpus == 0 || (transport == DeviceTransport::kNccl && (!nccl_built() || local.size > gpus)))
+    return nullptr;
+  std::unique_ptr<Communicator>& c = made[transport];
+  if (!c)
+    c = device_communicator(launched_by_mpi() ? mpi_world() : local_communicator(),
+                            rank_device("cuda", local, gpus, transport), transport);
+  return c.get();
+}
+
+// The GPU this rank's device world runs on (cuda:N of its backend's routing).
+Device rank_gpu() {
+  return rank_device("cuda", this_local_rank(), cuda_device_count(), DeviceTransport::kHostStaged);
+}
+
 // Data-parallel steps over the world equal one process stepping on the global batch cut
 // into as many micro-batches (the same shares, the same dropout streams). Rank-ordered
 // reduction: every updated parameter bit for bit. All-reduce (the backend's summation
 // order): within 1e-4 after 3 AdamW steps — AdamW divides each update by its own RMS, so
 // the last-bit differences of near-zero gradients come back as ~1e-5 of the weights.
-void expect_data_parallel_equals_single_process(bool dropout, Reduction reduction) {
-  Communicator& c = world();
+void expect_data_parallel_equals_single_process(bool dropout, Reduction reduction,
+                                                Communicator& c = world(),
+                                                Device device = Device::cpu()) {
   ModelConfig config = preset("tiny");
   if (!dropout) {
     config.set_dropout_rate(0);
@@ -182,9 +211,9 @@ void expect_data_parallel_equals_single_process(bool dropout, Reduction reductio
   options.schedule.kind = LearningRateSchedule::Kind::kConstant;
   options.schedule.base = 1e-3;
 
-  SwitchTransformer single_model(config, 11);
+  SwitchTransformer single_model(config, 11, DType::f32, device);
   Trainer single(single_model, options);
-  SwitchTransformer replica_model(config, 11);
+  SwitchTransformer replica_model(config, 11, DType::f32, device);
   options.data_parallel = &c;
   options.gradient_reduction = reduction;
   Trainer replica(replica_model, options);
@@ -202,7 +231,8 @@ void expect_data_parallel_equals_single_process(bool dropout, Reduction reductio
   const auto& got = replica_model.parameters().entries();
   for (size_t i = 0; i < want.size(); ++i) {
     if (reduction == Reduction::kRankOrdered)
-      EXPECT_EQ(0, std::memcmp(got[i].tensor.raw(), want[i].tensor.raw(), want[i].tensor.nbytes()))
+      EXPECT_EQ(0, std::memcmp(got[i].tensor.to(Device::cpu()).raw(),
+                               want[i].tensor.to(Device::cpu()).raw(), want[i].tensor.nbytes()))
           << want[i].name;
     else
       EXPECT_LE(max_relative_difference(got[i].tensor, want[i].tensor), 1e-4) << want[i].name;
@@ -323,8 +353,8 @@ TEST(ExpertParallel, LayerMatchesOneProcessGatedGelu) {
 // model's, and trains like it: every rank's batch shard is one micro-batch of the single
 // process. Non-expert gradients are summed over all ranks, expert gradients over the
 // ranks holding the same experts (none when the group is the world).
-void expect_expert_parallel_training_matches(Communicator& ep) {
-  Communicator& c = world();
+void expect_expert_parallel_training_matches(Communicator& ep, Communicator& c = world(),
+                                             Device device = Device::cpu()) {
   ModelConfig config = preset("tiny");  // 8 experts
   config.set_dropout_rate(0);
   config.set_expert_dropout_rate(0);
@@ -332,14 +362,15 @@ void expect_expert_parallel_training_matches(Communicator& ep) {
   TrainOptions options;
   options.schedule.kind = LearningRateSchedule::Kind::kConstant;
   options.schedule.base = 1e-2;
-  SwitchTransformer single_model(config, 11);
+  SwitchTransformer single_model(config, 11, DType::f32, device);
   Trainer single(single_model, options);
-  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), &ep);
+  SwitchTransformer sharded(config, 11, DType::f32, device, &ep);
   // Only this rank's experts, initialised as in the single process.
   const ExpertShard shard = expert_shard(8, ep.rank(), ep.size());
   for (const auto& e : sharded.parameters().entries()) {
     ASSERT_TRUE(single_model.parameters().contains(e.name)) << e.name;
-    EXPECT_EQ(0, std::memcmp(e.tensor.raw(), single_model.parameters().get(e.name).raw(),
+    EXPECT_EQ(0, std::memcmp(e.tensor.to(Device::cpu()).raw(),
+                             single_model.parameters().get(e.name).to(Device::cpu()).raw(),
                              e.tensor.nbytes()))
         << e.name;
   }
@@ -383,6 +414,155 @@ TEST(ExpertParallel, WithDataParallelReplicas) {
   if (c.size() != 4) GTEST_SKIP() << "needs 4 ranks";
   const std::unique_ptr<Communicator> experts = c.split(c.rank() / 2, c.rank() % 2);
   expect_expert_parallel_training_matches(*experts);
+}
+
+// ---------------------------------------------------------------- launching on GPUs
+
+// The message of the error fn throws ("" when it throws none).
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(LocalRank, RanksOfOneHostCountInRankOrder) {
+  Communicator& c = world();
+  const LocalRank local = local_rank(c);  // the tests' ranks all run on this host
+  EXPECT_EQ(local.rank, c.rank());
+  EXPECT_EQ(local.size, c.size());
+}
+
+TEST(RankDevice, EachLocalRankTakesAGpu) {
+  using T = DeviceTransport;
+  EXPECT_EQ(rank_device("cuda", {1, 2}, 2, T::kNccl), Device::cuda(1));
+  EXPECT_EQ(rank_device("cuda", {0, 1}, 8, T::kNccl), Device::cuda(0));
+  // Staged ranks may share: local rank 3 of 4 on 2 GPUs takes the second.
+  EXPECT_EQ(rank_device("cuda", {3, 4}, 2, T::kHostStaged), Device::cuda(1));
+  EXPECT_EQ(rank_device("cuda:1", {0, 4}, 2, T::kHostStaged), Device::cuda(1));
+  EXPECT_EQ(rank_device("cuda:0", {0, 1}, 1, T::kNccl), Device::cuda(0));
+  EXPECT_EQ(rank_device("cpu", {2, 4}, 0, T::kNccl), Device::cpu());
+  EXPECT_EQ(parse_device_transport("nccl"), T::kNccl);
+  EXPECT_EQ(parse_device_transport("staged"), T::kHostStaged);
+}
+
+TEST(RankDevice, RefusesWhatCannotRun) {
+  using T = DeviceTransport;
+  auto has = [](const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+  };
+  std::string e = error_of([] { rank_device("cuda", {0, 4}, 2, T::kNccl); });
+  EXPECT_TRUE(has(e, "4 ranks on this host and 2 GPUs: NCCL runs one rank per GPU")) << e;
+  e = error_of([] { rank_device("cuda:0", {1, 2}, 2, T::kNccl); });
+  EXPECT_TRUE(has(e, "2 ranks on this host would share cuda:0, which NCCL refuses")) << e;
+  e = error_of([] { rank_device("cuda", {0, 1}, 0, T::kHostStaged); });
+  EXPECT_TRUE(has(e, "device cuda: no CUDA device is visible")) << e;
+  e = error_of([] { rank_device("gpu0", {0, 1}, 1, T::kHostStaged); });
+  EXPECT_TRUE(has(e, "expected \"cpu\", \"cuda\" or \"cuda:N\", got \"gpu0\"")) << e;
+  e = error_of([] { parse_device_transport("mpi"); });
+  EXPECT_TRUE(has(e, "device transport \"mpi\": expected \"nccl\" or \"staged\"")) << e;
+  // A device past the last visible one (every device here without a GPU).
+  e = error_of([] {
+    device_communicator(local_communicator(), Device::cuda(cuda_device_count()), T::kHostStaged);
+  });
+  EXPECT_TRUE(has(e, "cuda:" + std::to_string(cuda_device_count()))) << e;
+  e = error_of([] { device_communicator(local_communicator(), Device::cpu(), T::kNccl); });
+  EXPECT_TRUE(has(e, "cpu is not a device")) << e;
+}
+
+// ---- On GPUs (the gpu.dist.* ctest entries; every test skips without a device) ----
+
+// Skips the test unless this rank has a device world for the transport.
+#define DEVICE_WORLD_OR_SKIP(name, transport)   \
+  Communicator* name = device_world(transport); \
+  if (!name) GTEST_SKIP() << "no CUDA device" << (cuda_device_count() ? " per rank for NCCL" : "")
+
+// Every collective the layouts use, on device tensors, gives the host path's result; host
+// tensors still go over the host; sub-groups keep the routing.
+void expect_device_collectives_match_host(Communicator& d) {
+  Communicator& c = world();
+  const Device gpu = rank_gpu();
+  const int r = c.rank(), n = c.size();
+  EXPECT_TRUE(d.moves(gpu) && d.moves(Device::cpu()));
+  const Tensor x = testing_random({5, 3}, 7 + static_cast<uint32_t>(r), 1.0);
+  Tensor want = x.clone(), got = x.to(gpu);
+  c.all_reduce_sum(want);
+  d.all_reduce_sum(got);
+  EXPECT_EQ(max_relative_difference(got, want), 0.0);
+  EXPECT_EQ(max_relative_difference(d.all_gather(x.to(gpu)), c.all_gather(x)), 0.0);
+  // Uneven all_to_all_v: rank r sends 1 + (r + p) % 3 rows to peer p.
+  std::vector<int64_t> send_rows(n), recv_rows(n);
+  int64_t rows = 0;
+  for (int p = 0; p < n; ++p) {
+    send_rows[p] = 1 + (r + p) % 3;
+    recv_rows[p] = 1 + (p + r) % 3;
+    rows += send_rows[p];
+  }
+  const Tensor send = testing_random({rows, 4}, 11 + static_cast<uint32_t>(r), 1.0);
+  const Tensor moved = d.all_to_all_v(send.to(gpu), send_rows, recv_rows);
+  EXPECT_EQ(moved.device(), gpu);
+  EXPECT_EQ(max_relative_difference(moved, c.all_to_all_v(send, send_rows, recv_rows)), 0.0);
+  Tensor b = x.to(gpu), b_host = x.clone();
+  d.broadcast(b, n - 1);
+  c.broadcast(b_host, n - 1);
+  EXPECT_EQ(max_relative_difference(b, b_host), 0.0);
+  Tensor counts = Tensor::from_vector<int64_t>({int64_t{1} << 40}, {1});  // stays on the host
+  d.all_reduce_sum(counts);
+  EXPECT_EQ(counts.data<int64_t>()[0], n * (int64_t{1} << 40));
+  const std::unique_ptr<Communicator> half = d.split(r % 2, r);
+  Tensor ones = Tensor::full({2}, DType::f32, 1.0).to(gpu);
+  half->all_reduce_sum(ones);
+  EXPECT_EQ(ones.to(Device::cpu()).item(0), static_cast<double>((n - r % 2 + 1) / 2));
+  d.barrier();
+}
+
+TEST(DeviceStaged, CollectivesMatchTheHost) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  EXPECT_NE(d->backend().find("+staged"), std::string::npos) << d->backend();
+  expect_device_collectives_match_host(*d);
+}
+
+TEST(DeviceStaged, DataParallelAllReduceMatchesOneProcess) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  expect_data_parallel_equals_single_process(true, Reduction::kAllReduce, *d, rank_gpu());
+}
+
+TEST(DeviceStaged, DataParallelRankOrderedIsBitForBit) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, *d, rank_gpu());
+}
+
+TEST(DeviceStaged, ExpertParallelTrainingMatchesOneProcess) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  expect_expert_parallel_training_matches(*d, *d, rank_gpu());
+}
+
+// dp x ep = 2 x 2 on the GPU (4 ranks).
+TEST(DeviceStaged4, ExpertParallelWithDataParallelReplicas) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  if (d->size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  const std::unique_ptr<Communicator> experts = d->split(d->rank() / 2, d->rank() % 2);
+  expect_expert_parallel_training_matches(*experts, *d, rank_gpu());
+}
+
+TEST(DeviceNccl, CollectivesMatchTheHost) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kNccl);
+  EXPECT_NE(d->backend().find("+nccl"), std::string::npos) << d->backend();
+  expect_device_collectives_match_host(*d);
+}
+
+TEST(DeviceNccl, DataParallelMatchesOneProcess) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kNccl);
+  expect_data_parallel_equals_single_process(true, Reduction::kAllReduce, *d, rank_gpu());
+  expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, *d, rank_gpu());
+}
+
+TEST(DeviceNccl, ExpertParallelTrainingMatchesOneProcess) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kNccl);
+  expect_expert_parallel_training_matches(*d, *d, rank_gpu());
 }
 
 // ---- Distributed checkpoints ----
