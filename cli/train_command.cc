@@ -16,7 +16,7 @@
 //     --device cuda:0 trains on one GPU in f32 (a checkpoint resumes on either device);
 //     under a launcher, --device cuda gives each rank its local rank's GPU, and dp and ep
 //     run there with device tensors moved by NCCL or, with --comm staged, through host
-//     memory over MPI (several ranks may then share a GPU); mp stays on the cpu
+//     memory over MPI (several ranks may then share a GPU); mp is refused on GPUs
 #include <unistd.h>
 
 #include <algorithm>
@@ -168,6 +168,12 @@ int run_train_on(sw::CountingCommunicator& world, const Flags& flags, sw::TrainC
   const sw::ParallelLayout layout = sw::parse_parallel_layout(
       flags.value("parallel", "dp=" + std::to_string(world.size())), world.size());
   const std::string out = flags.value("out", "runs/train");
+  // Generation copies the model to the cpu, which a rank holding a share of the experts
+  // cannot do alone (switch generate reads the checkpoint instead).
+  SW_CHECK_ARG(flags.int_value("examples", 0) == 0 || layout.ep == 1 ||
+                   sw::Device::parse(config.device()).is_cpu(),
+               "--examples with expert parallelism on GPUs: each rank holds a share of the "
+               "experts; run switch generate on the final checkpoint instead");
   const bool terminal = isatty(fileno(stdout));
   std::printf("preparing: corpus %s, tokenizer, data (output in %s)...\n", config.corpus().c_str(),
               out.c_str());
@@ -305,7 +311,8 @@ int run_train_on(sw::CountingCommunicator& world, const Flags& flags, sw::TrainC
 std::unique_ptr<sw::Communicator> rank_communicator(std::unique_ptr<sw::Communicator> host,
                                                     const Flags& flags, sw::TrainConfig& config) {
   const sw::Device device = sw::Device::parse(config.device());
-  if (!flags.has("comm") && (device.is_cpu() || !sw::launched_by_mpi())) return host;
+  // A single rank without --comm has nothing to move (no NCCL world of one for it).
+  if (!flags.has("comm") && (device.is_cpu() || host->size() == 1)) return host;
   const sw::DeviceTransport transport = sw::parse_device_transport(flags.value("comm", "nccl"));
   SW_CHECK_ARG(!device.is_cpu(), "--comm ", flags.value("comm"),
                ": it moves device tensors, and this run is on the cpu (add --device cuda)");

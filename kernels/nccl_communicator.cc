@@ -5,6 +5,7 @@
 #include <nccl.h>
 
 #include <cstring>
+#include <exception>
 #include <string>
 
 #include "core/dist/communicator.h"
@@ -40,7 +41,12 @@ class NcclCommunicator final : public Communicator {
     check_nccl(ncclCommUserRank(comm_, &rank_), "ncclCommUserRank");
     check_nccl(ncclCommCount(comm_, &size_), "ncclCommCount");
   }
-  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+  // Unwinding from an error, the other ranks may be blocked in a collective that
+  // ncclCommDestroy would wait on: the communicator is left to the process's end (the
+  // caller aborts every rank).
+  ~NcclCommunicator() override {
+    if (std::uncaught_exceptions() == 0) ncclCommDestroy(comm_);
+  }
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 

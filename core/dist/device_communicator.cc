@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -125,7 +126,10 @@ Device rank_device(const std::string& device, const LocalRank& local, int visibl
   }
   SW_CHECK(visible_gpus >= 1, Status::kUnsupported, "device cuda: no CUDA device is visible",
            cuda_built() ? "" : " (libswitch was built without CUDA)");
-  SW_CHECK_ARG(transport != DeviceTransport::kNccl || local.size <= visible_gpus,
+  // Where a launcher gives each rank its own CUDA_VISIBLE_DEVICES, a rank's GPU count says
+  // nothing of its neighbours' GPUs; otherwise every local rank sees the same ones.
+  const bool shared_view = std::getenv("CUDA_VISIBLE_DEVICES") == nullptr;
+  SW_CHECK_ARG(transport != DeviceTransport::kNccl || !shared_view || local.size <= visible_gpus,
                "device cuda: ", local.size, " ranks on this host and ", visible_gpus,
                " GPUs: NCCL runs one rank per GPU; launch at most ", visible_gpus,
                " ranks per host or use the staged transport");

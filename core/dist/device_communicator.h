@@ -45,7 +45,8 @@ LocalRank local_rank(Communicator& world);
 // The device a launched rank trains on: "cuda" means the GPU of the local rank's index
 // modulo the visible GPUs (ranks share a GPU only when there are more local ranks than
 // GPUs); "cuda:N" and "cpu" are taken as given. NCCL cannot run two ranks of one
-// communicator on one GPU: a layout that would is a kInvalidArgument that says to use the
+// communicator on one GPU: a layout that would (known when CUDA_VISIBLE_DEVICES is unset,
+// every local rank seeing the same GPUs) is a kInvalidArgument that says to use the
 // staged transport or fewer ranks per host.
 Device rank_device(const std::string& device, const LocalRank& local, int visible_gpus,
                    DeviceTransport transport);

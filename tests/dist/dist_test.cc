@@ -174,12 +174,13 @@ const LocalRank& this_local_rank() {
 }
 
 Communicator* device_world(DeviceTransport transport) {
-  static std::map<DeviceTransport, std::unique_ptr<Communicator>> made;
+  // Never destroyed: NCCL's teardown must not run after CUDA's at exit.
+  static auto* made = new std::map<DeviceTransport, std::unique_ptr<Communicator>>;
   const int gpus = cuda_device_count();
   const LocalRank& local = this_local_rank();
   if (gpus == 0 || (transport == DeviceTransport::kNccl && (!nccl_built() || local.size > gpus)))
     return nullptr;
-  std::unique_ptr<Communicator>& c = made[transport];
+  std::unique_ptr<Communicator>& c = (*made)[transport];
   if (!c)
     c = device_communicator(launched_by_mpi() ? mpi_world() : local_communicator(),
                             rank_device("cuda", local, gpus, transport), transport);
@@ -454,7 +455,12 @@ TEST(RankDevice, RefusesWhatCannotRun) {
   auto has = [](const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
   };
+  // Every local rank sees the same GPUs (no per-rank CUDA_VISIBLE_DEVICES).
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::string saved = visible ? visible : "";
+  unsetenv("CUDA_VISIBLE_DEVICES");
   std::string e = error_of([] { rank_device("cuda", {0, 4}, 2, T::kNccl); });
+  if (visible) setenv("CUDA_VISIBLE_DEVICES", saved.c_str(), 1);
   EXPECT_TRUE(has(e, "4 ranks on this host and 2 GPUs: NCCL runs one rank per GPU")) << e;
   e = error_of([] { rank_device("cuda:0", {1, 2}, 2, T::kNccl); });
   EXPECT_TRUE(has(e, "2 ranks on this host would share cuda:0, which NCCL refuses")) << e;
@@ -491,7 +497,8 @@ void expect_device_collectives_match_host(Communicator& d) {
   Tensor want = x.clone(), got = x.to(gpu);
   c.all_reduce_sum(want);
   d.all_reduce_sum(got);
-  EXPECT_EQ(max_relative_difference(got, want), 0.0);
+  // NCCL's summation order is its own beyond 2 ranks.
+  EXPECT_LE(max_relative_difference(got, want), 1e-6);
   EXPECT_EQ(max_relative_difference(d.all_gather(x.to(gpu)), c.all_gather(x)), 0.0);
   // Uneven all_to_all_v: rank r sends 1 + (r + p) % 3 rows to peer p.
   std::vector<int64_t> send_rows(n), recv_rows(n);

@@ -55,8 +55,11 @@ for name, ranks in (("one", 1), ("dp=2", 2), ("ep=2", 2)):
 EOF
 
 # The ep run's checkpoint holds the whole model: one process on the GPU continues it.
-check "ep=2 continued in one process" bash -c \
-  "'$switch' train --device cuda:0 --out '$d/ep=2' ${small[*]} --set micro_batches=2 --set steps=5 --resume > '$d/resume.log' 2>&1 && grep -q 'resumed from .*step-00000003' '$d/resume.log'"
+continue_ep() {
+  "$switch" train --device cuda:0 --out "$d/ep=2" "${small[@]}" --set micro_batches=2 --set steps=5 \
+    --resume > "$d/resume.log" 2>&1 && grep -q 'resumed from .*step-00000003' "$d/resume.log"
+}
+check "ep=2 continued in one process" continue_ep
 check "continued losses within 1e-5" \
   python3 "$here/compare_losses.py" "$d/ep=2/metrics.jsonl" "$d/one/metrics.jsonl" 1e-5
 
