@@ -17,6 +17,11 @@ __global__ void scale_kernel(T* a, float s, int64_t n) {
   if (i < n) store(a, i, load(a, i) * s);
 }
 
+__global__ void round_to_bf16_kernel(float* a, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) a[i] = __bfloat162float(__float2bfloat16(a[i]));  // round to nearest even
+}
+
 }  // namespace
 
 void add_(Tensor& a, const Tensor& b) {
@@ -41,6 +46,15 @@ void scale_(Tensor& a, double s) {
                                                              static_cast<float>(s), n);
   });
   SW_CUDA_CHECK_LAUNCH("scale");
+}
+
+void round_to_bf16_(Tensor& a) {
+  const int64_t n = a.numel();
+  if (n == 0) return;
+  DeviceContext& ctx = device_context(a);
+  round_to_bf16_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(static_cast<float*>(a.raw()),
+                                                                    n);
+  SW_CUDA_CHECK_LAUNCH("round_to_bf16");
 }
 
 }  // namespace sw::kernels

@@ -8,5 +8,6 @@ namespace sw::kernels {
 
 void add_(Tensor& a, const Tensor& b);
 void scale_(Tensor& a, double s);
+void round_to_bf16_(Tensor& a);  // f32
 
 }  // namespace sw::kernels

@@ -147,6 +147,13 @@ ModelConfig config_from_hf_json(const std::string& json_text) {
   }
   c.set_sparse_placement(ModelConfig::PLACEMENT_HF);
   c.set_router_jitter_eps(field<double>(j, "router_jitter_noise", 0.01));
+  const std::string router_dtype = field<std::string>(j, "router_dtype", "float32");
+  if (router_dtype == "bfloat16") {
+    c.set_router_dtype(ModelConfig::ROUTER_BFLOAT16);
+  } else {
+    SW_CHECK_ARG(router_dtype == "float32", "HF config: router_dtype \"", router_dtype,
+                 "\" is not supported (float32, bfloat16)");
+  }
   c.set_jitter_reaches_experts(true);  // HF multiplies the hidden states in place
   c.set_capacity_mode(ModelConfig::CAPACITY_FIXED);
   c.set_expert_capacity(field<int64_t>(j, "expert_capacity", 64));
@@ -184,39 +191,40 @@ std::string config_to_hf_json(const ModelConfig& c) {
   };
   SW_CHECK(c.activation() != ModelConfig::GATED_GELU, Status::kUnsupported,
            "HF export: the HF SwitchTransformers model has no gated experts");
-  const json j = {{"architectures", {"SwitchTransformersForConditionalGeneration"}},
-                  {"model_type", "switch_transformers"},
-                  {"_name_or_path", c.name()},
-                  {"vocab_size", c.vocab_size()},
-                  {"d_model", c.d_model()},
-                  {"d_kv", c.d_kv()},
-                  {"d_ff", c.d_ff()},
-                  {"num_heads", c.num_heads()},
-                  {"num_layers", c.num_encoder_layers()},
-                  {"num_decoder_layers", c.num_decoder_layers()},
-                  {"num_sparse_encoder_layers", sparse_layers(Stack::kEncoder)},
-                  {"num_sparse_decoder_layers", sparse_layers(Stack::kDecoder)},
-                  {"encoder_sparse_step", c.encoder_sparse_step()},
-                  {"decoder_sparse_step", c.decoder_sparse_step()},
-                  {"num_experts", c.num_experts()},
-                  {"expert_capacity", c.expert_capacity()},
-                  {"router_bias", false},
-                  {"router_jitter_noise", c.router_jitter_eps()},
-                  {"router_dtype", "float32"},
-                  {"router_ignore_padding_tokens", false},
-                  {"router_aux_loss_coef", c.aux_loss_coef()},
-                  {"router_z_loss_coef", c.z_loss_coef()},
-                  {"dense_act_fn", hf_activation_name(c.activation())},
-                  {"dropout_rate", c.dropout_rate()},
-                  {"layer_norm_epsilon", c.norm_epsilon()},
-                  {"initializer_factor", 1.0},
-                  {"relative_attention_num_buckets", c.relative_attention_num_buckets()},
-                  {"relative_attention_max_distance", c.relative_attention_max_distance()},
-                  {"tie_word_embeddings", c.tie_word_embeddings()},
-                  {"is_encoder_decoder", true},
-                  {"pad_token_id", c.pad_token_id()},
-                  {"eos_token_id", c.eos_token_id()},
-                  {"decoder_start_token_id", c.decoder_start_token_id()}};
+  const json j = {
+      {"architectures", {"SwitchTransformersForConditionalGeneration"}},
+      {"model_type", "switch_transformers"},
+      {"_name_or_path", c.name()},
+      {"vocab_size", c.vocab_size()},
+      {"d_model", c.d_model()},
+      {"d_kv", c.d_kv()},
+      {"d_ff", c.d_ff()},
+      {"num_heads", c.num_heads()},
+      {"num_layers", c.num_encoder_layers()},
+      {"num_decoder_layers", c.num_decoder_layers()},
+      {"num_sparse_encoder_layers", sparse_layers(Stack::kEncoder)},
+      {"num_sparse_decoder_layers", sparse_layers(Stack::kDecoder)},
+      {"encoder_sparse_step", c.encoder_sparse_step()},
+      {"decoder_sparse_step", c.decoder_sparse_step()},
+      {"num_experts", c.num_experts()},
+      {"expert_capacity", c.expert_capacity()},
+      {"router_bias", false},
+      {"router_jitter_noise", c.router_jitter_eps()},
+      {"router_dtype", c.router_dtype() == ModelConfig::ROUTER_BFLOAT16 ? "bfloat16" : "float32"},
+      {"router_ignore_padding_tokens", false},
+      {"router_aux_loss_coef", c.aux_loss_coef()},
+      {"router_z_loss_coef", c.z_loss_coef()},
+      {"dense_act_fn", hf_activation_name(c.activation())},
+      {"dropout_rate", c.dropout_rate()},
+      {"layer_norm_epsilon", c.norm_epsilon()},
+      {"initializer_factor", 1.0},
+      {"relative_attention_num_buckets", c.relative_attention_num_buckets()},
+      {"relative_attention_max_distance", c.relative_attention_max_distance()},
+      {"tie_word_embeddings", c.tie_word_embeddings()},
+      {"is_encoder_decoder", true},
+      {"pad_token_id", c.pad_token_id()},
+      {"eos_token_id", c.eos_token_id()},
+      {"decoder_start_token_id", c.decoder_start_token_id()}};
   return j.dump(2) + "\n";
 }
 

@@ -7,8 +7,18 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/gemm.h"
 #include "core/ops/router.h"
+#include "core/ops/storage.h"
 
 namespace sw {
+namespace {
+
+// Whether the router stores bf16: under bf16 storage (core/ops/storage.h), unless the
+// config keeps it in f32 (selective precision).
+bool router_in_bf16(const ModelConfig& config) {
+  return ops::bf16_storage() && config.router_dtype() == ModelConfig::ROUTER_BFLOAT16;
+}
+
+}  // namespace
 
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
                         int64_t group_size, const RunContext& ctx, const SwitchSites& sites,
@@ -19,10 +29,13 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   // Expert choice: every expert is a candidate for every token (the router's top-E, raw
   // probabilities as gates) and the experts pick their tokens.
   const bool expert_choice = config.routing() == ModelConfig::EXPERT_CHOICE;
-  out.router = ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()),
-                          &jittered, expert_choice ? experts : config.num_selected_experts(),
-                          !expert_choice && config.normalize_gates(),
-                          w.choice_bias.defined() ? &w.choice_bias : nullptr);
+  {
+    const ops::Bf16Storage router_precision(router_in_bf16(config));
+    out.router = ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()),
+                            &jittered, expert_choice ? experts : config.num_selected_experts(),
+                            !expert_choice && config.normalize_gates(),
+                            w.choice_bias.defined() ? &w.choice_bias : nullptr);
+  }
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
   out.assignment =
       expert_choice ? ops::assign_expert_choice(out.router.expert_index, out.router.probs,
@@ -147,15 +160,19 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   }
   if (fwd.exchange) d_buffer = return_from_experts(*fwd.expert_group, *fwd.exchange, d_buffer);
   ctx.reduce_partial(d_buffer);  // model parallelism: each rank's d_ff slice contributed
-  // The router, through the gates and this layer's loss terms.
+  // The router, through the gates and this layer's loss terms (in its own precision).
   ops::RouterLossGradients losses;
   losses.aux = config.aux_loss_coef() * aux_scale;
   losses.group_size = group_size;
   losses.z = config.z_loss_coef() * z_scale;
-  const Tensor d_logits = ops::router_backward(fwd.router, d_gate, losses);
-  ops::linear_backward_weight(d_logits, fwd.router_input, gradient_slot(grads.router, w.router),
-                              true);
-  Tensor d_router_input = ops::linear_backward_input(d_logits, w.router);
+  Tensor d_router_input;
+  {
+    const ops::Bf16Storage router_precision(router_in_bf16(config));
+    const Tensor d_logits = ops::router_backward(fwd.router, d_gate, losses);
+    ops::linear_backward_weight(d_logits, fwd.router_input, gradient_slot(grads.router, w.router),
+                                true);
+    d_router_input = ops::linear_backward_input(d_logits, w.router);
+  }
   // Dispatch backward: each kept token's buffer row flows back to the expert input.
   const Tensor d_expert_input = ops::dispatch_backward(d_buffer, layout);
   // Jitter multiplies the router input by fixed noise; HF lets the experts read it too.

@@ -56,6 +56,10 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
            "router_bias_update_rate: aux-loss-free balancing runs on the cpu in this version");
   SW_CHECK(device.is_cpu() || config_.routing() == ModelConfig::TOKENS_CHOOSE, Status::kUnsupported,
            "routing EXPERT_CHOICE runs on the cpu in this version (the GPU router is top-1)");
+  SW_CHECK(device.is_cpu() || config_.router_dtype() == ModelConfig::ROUTER_FLOAT32,
+           Status::kUnsupported,
+           "router_dtype ROUTER_BFLOAT16: the GPU router runs in f32 (a bf16 router is the cpu's "
+           "precision=BF16 training ablation)");
   if (device.is_cpu())
     SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
              dtype_name(dtype), ": the cpu model runs in f32 or f64");

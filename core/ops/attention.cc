@@ -1,6 +1,7 @@
 #include "core/ops/attention.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/attention.cuh"
 
@@ -69,7 +70,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
     }
     SW_RUN_ON_CUDA(kernels::attention(q, k, v, heads, in, probs));
   }
-  return cpu::attention(q, k, v, heads, in, probs);
+  Tensor context = cpu::attention(q, k, v, heads, in, probs);
+  if (probs) stored(*probs);
+  return stored(context);
 }
 
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
@@ -84,7 +87,11 @@ AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Ten
   check_shape(probs, {q.dim(0), heads, q.dim(1), k.dim(1)}, "attention backward: probs");
   check_same_device({&q, &dout, &probs}, "attention backward");
   if (on_cuda(q)) SW_RUN_ON_CUDA(kernels::attention_backward(dout, q, k, v, probs, heads, in));
-  return cpu::attention_backward(dout, q, k, v, probs, heads, in);
+  AttentionGrads g = cpu::attention_backward(dout, q, k, v, probs, heads, in);
+  stored(g.dq);  // dbias, the position bias's gradient, stays f32 like the weights'
+  stored(g.dk);
+  stored(g.dv);
+  return g;
 }
 
 }  // namespace sw::ops

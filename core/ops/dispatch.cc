@@ -1,6 +1,7 @@
 #include "core/ops/dispatch.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/dispatch.cuh"
 
@@ -44,7 +45,7 @@ Tensor dispatch(const Tensor& x, const CapacityAssignment& a) {
     check_top1_on_gpu(a, "dispatch");
     SW_RUN_ON_CUDA(kernels::dispatch(x, a.row, a.kept()));
   }
-  return cpu::dispatch(x, a);
+  return stored(cpu::dispatch(x, a));
 }
 
 Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssignment& a) {
@@ -57,7 +58,7 @@ Tensor combine(const Tensor& expert_out, const Tensor& gate, const CapacityAssig
     SW_RUN_ON_CUDA(kernels::combine(expert_out, a.row, gate));
   }
   check_dtype(gate, expert_out.dtype(), "combine: gate");
-  return cpu::combine(expert_out, gate, a);
+  return stored(cpu::combine(expert_out, gate, a));
 }
 
 Tensor dispatch_backward(const Tensor& d_buffer, const CapacityAssignment& a) {
@@ -68,7 +69,7 @@ Tensor dispatch_backward(const Tensor& d_buffer, const CapacityAssignment& a) {
     check_top1_on_gpu(a, "dispatch backward");
     SW_RUN_ON_CUDA(kernels::dispatch_backward(d_buffer, a.row));
   }
-  return cpu::dispatch_backward(d_buffer, a);
+  return stored(cpu::dispatch_backward(d_buffer, a));
 }
 
 void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& gate,
@@ -86,6 +87,7 @@ void combine_backward(const Tensor& dy, const Tensor& expert_out, const Tensor& 
   check_dtype(gate, expert_out.dtype(), "combine backward: gate");
   check_dtype(dy, expert_out.dtype(), "combine backward: dy");
   cpu::combine_backward(dy, expert_out, gate, a, d_expert_out, d_gate);
+  stored(d_expert_out);  // d_gate goes to the router, whose precision is its own
 }
 
 }  // namespace sw::ops

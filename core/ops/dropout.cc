@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/dropout.cuh"
 
@@ -28,6 +29,7 @@ void dropout_(Tensor& x, const DropoutSpec& spec) {
     SW_RUN_ON_CUDA(kernels::dropout(x, spec));
   }
   cpu::dropout_(x, spec);
+  stored(x);
 }
 
 void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows) {
@@ -45,6 +47,7 @@ void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t
         Tensor::from_vector<int64_t>(stream_rows, {x.dim(0)}).to(x.device())));
   }
   cpu::dropout_rows_(x, spec, stream_rows);
+  stored(x);
 }
 
 }  // namespace sw::ops

@@ -1,5 +1,6 @@
 #include "core/ops/cpu_util.h"
 #include "core/ops/elementwise.h"
+#include "core/tensor/bf16.h"
 
 namespace sw::ops::cpu {
 
@@ -23,6 +24,13 @@ void scale_(Tensor& a, double s) {
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; ++i) pa[i] *= factor;
   });
+}
+
+void round_to_bf16_(Tensor& a) {
+  const int64_t n = a.numel();
+  float* p = a.data<float>();
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) p[i] = to_float(to_bf16(p[i]));
 }
 
 }  // namespace sw::ops::cpu

@@ -1,6 +1,7 @@
 #include "core/ops/embedding.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/embedding.cuh"
 
@@ -21,7 +22,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
                ", ids on ", ids.device().str());
   check_token_ids(ids, table.dim(0), "embedding");
   if (on_cuda(table)) SW_RUN_ON_CUDA(kernels::embedding(table, ids));
-  return cpu::embedding(table, ids);
+  return stored(cpu::embedding(table, ids));
 }
 
 void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {

@@ -1,6 +1,7 @@
 #include "core/ops/gemm.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/gemm.cuh"
 
@@ -56,6 +57,7 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
   check_same_device({&c, &a, &b}, "matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::matmul(a, ta, b, tb, c, alpha, beta));
   cpu::matmul(a, ta, b, tb, c, alpha, beta);
+  stored(c);
 }
 
 Tensor matmul(const Tensor& a, bool ta, const Tensor& b, bool tb) {
@@ -91,6 +93,8 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
                    leading_rows(dy) == leading_rows(x),
                "linear backward: dy ", dy.str(), ", x ", x.str(), " and dw ", dw.str(),
                " do not match");
+  // Weight gradients accumulate in f32 under bf16 storage too (as f32 master gradients).
+  const Bf16Storage f32_gradient(false);
   matmul(dy.view({leading_rows(dy), dy.dim(-1)}), true, x.view({leading_rows(x), x.dim(-1)}), false,
          dw, 1.0, accumulate ? 1.0 : 0.0);
 }
@@ -108,6 +112,7 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   check_same_device({&c, &a, &b}, "batched_matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::batched_matmul(a, ta, b, tb, c));
   cpu::batched_matmul(a, ta, b, tb, c);
+  stored(c);
 }
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
@@ -123,6 +128,7 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
   check_same_device({&c, &a, &b}, "grouped_matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::grouped_matmul(a, b, tb, c, offsets));
   cpu::grouped_matmul(a, b, tb, c, offsets);
+  stored(c);
 }
 
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,

@@ -1,5 +1,6 @@
 #include "core/ops/loss.h"
 
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/loss.cuh"
 
@@ -91,8 +92,8 @@ Tensor distillation_cross_entropy_backward(const Tensor& logits, const Tensor& l
   check_teacher(logits, teacher_probs, teacher_weight, kOp);
   const Tensor labels = labels_in.to(Device::cpu());
   check_labels(labels, logits.dim(0), logits.dim(1), ignore_index, kOp);
-  return cpu::distillation_cross_entropy_backward(logits, labels, teacher_probs, teacher_weight,
-                                                  scale, ignore_index);
+  return stored(cpu::distillation_cross_entropy_backward(logits, labels, teacher_probs,
+                                                         teacher_weight, scale, ignore_index));
 }
 
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, double scale,
@@ -107,7 +108,7 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, double
     SW_RUN_ON_CUDA(kernels::cross_entropy_backward(logits, labels.to(logits.device()),
                                                    count ? scale / static_cast<double>(count) : 0.0,
                                                    ignore_index));
-  return cpu::cross_entropy_backward(logits, labels, scale, ignore_index);
+  return stored(cpu::cross_entropy_backward(logits, labels, scale, ignore_index));
 }
 
 }  // namespace sw::ops

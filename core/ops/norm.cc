@@ -1,6 +1,7 @@
 #include "core/ops/norm.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/norm.cuh"
 
@@ -12,7 +13,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor* inv_r
   SW_CHECK_ARG(eps > 0, "rms_norm: eps must be > 0, got ", eps);
   check_same_device({&x, &weight}, "rms_norm");
   if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::rms_norm(x, weight, eps, inv_rms));
-  return cpu::rms_norm(x, weight, eps, inv_rms);
+  return stored(cpu::rms_norm(x, weight, eps, inv_rms));
 }
 
 Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
@@ -23,7 +24,7 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   check_shape(dweight, {d}, "rms_norm backward: dweight");
   check_same_device({&x, &dy, &weight, &inv_rms, &dweight}, "rms_norm backward");
   if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::rms_norm_backward(dy, x, weight, inv_rms, dweight));
-  return cpu::rms_norm_backward(dy, x, weight, inv_rms, dweight);
+  return stored(cpu::rms_norm_backward(dy, x, weight, inv_rms, dweight));
 }
 
 }  // namespace sw::ops

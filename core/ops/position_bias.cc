@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/position_bias.cuh"
 
@@ -46,7 +47,7 @@ Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bid
   if (on_cuda(table))
     SW_RUN_ON_CUDA(
         kernels::position_bias(table, q_len, k_len, bidirectional, max_distance, first_query));
-  return cpu::position_bias(table, q_len, k_len, bidirectional, max_distance, first_query);
+  return stored(cpu::position_bias(table, q_len, k_len, bidirectional, max_distance, first_query));
 }
 
 void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max_distance,

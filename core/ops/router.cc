@@ -1,6 +1,7 @@
 #include "core/ops/router.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/router.cuh"
 
@@ -50,7 +51,7 @@ Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,
              "router backward: normalized top-k gates run on the cpu in this version");
     SW_RUN_ON_CUDA(kernels::router_backward(r, d_gate, losses));
   }
-  return cpu::router_backward(r, d_gate, losses);
+  return stored(cpu::router_backward(r, d_gate, losses));
 }
 
 void jitter_backward_(Tensor& d_input, const RouterJitter& jitter) {

@@ -6,6 +6,7 @@
 #include "core/ops/gemm.h"
 #include "core/ops/router.h"
 #include "core/ops/softmax.h"
+#include "core/ops/storage.h"
 
 namespace sw::ops::cpu {
 namespace {
@@ -33,9 +34,10 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
       for (int64_t i = 0; i < count; ++i) p[i] *= jitter_noise<T>(jitter, i);
     });
   }
+  if (jitter.active()) stored(input);  // a bf16 router's input is bf16 (core/ops/storage.h)
   if (jittered_x) *jittered_x = input;
   RouterOutput r;
-  r.logits = linear(input, weight);
+  r.logits = linear(input, weight);  // both stored in bf16 by a bf16 router
   r.probs = softmax(r.logits);
   const int64_t k = top_k;
   r.expert_index = Tensor::empty({n, k}, DType::i32);
@@ -85,6 +87,7 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
       }
     }
   });
+  stored(r.gate);  // normalized gates are quotients
   return r;
 }
 

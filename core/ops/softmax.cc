@@ -1,6 +1,7 @@
 #include "core/ops/softmax.h"
 
 #include "core/ops/checks.h"
+#include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
 #include "kernels/softmax.cuh"
 
@@ -9,6 +10,7 @@ namespace sw::ops {
 void softmax_(Tensor& x) {
   if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::softmax_(x));
   cpu::softmax_(x);
+  stored(x);
 }
 
 Tensor softmax(const Tensor& x) {
@@ -28,7 +30,7 @@ Tensor softmax_backward(const Tensor& dp, const Tensor& p) {
   check_shape(dp, p.shape(), "softmax backward: dp");
   check_same_device({&p, &dp}, "softmax backward");
   if (on_cuda(p)) SW_RUN_ON_CUDA(kernels::softmax_backward(dp, p));
-  return cpu::softmax_backward(dp, p);
+  return stored(cpu::softmax_backward(dp, p));
 }
 
 }  // namespace sw::ops

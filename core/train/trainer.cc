@@ -9,6 +9,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/loss.h"
 #include "core/ops/softmax.h"
+#include "core/ops/storage.h"
 #include "core/train/gradient_clipping.h"
 
 namespace sw {
@@ -119,6 +120,30 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
              "trainer: distillation runs on the cpu in this version (teacher on ",
              t->device().str(), ", student on ", model.device().str(), ")");
   }
+  if (options.bf16) {
+    SW_CHECK(model.device().is_cpu() && model.dtype() == DType::f32, Status::kUnsupported,
+             "trainer: bf16 mixed precision trains an f32 model on the cpu in this version (the "
+             "model is ",
+             dtype_name(model.dtype()), " on ", model.device().str(), ")");
+    bf16_twin_ = std::make_unique<SwitchTransformer>(model.config(), model.seed(), DType::f32,
+                                                     model.device(), model.expert_group(),
+                                                     model.model_group());
+  }
+}
+
+const SwitchTransformer& Trainer::compute_model() const {
+  if (!bf16_twin_) return model_;
+  const bool router_bf16 = model_.config().router_dtype() == ModelConfig::ROUTER_BFLOAT16;
+  const auto& masters = model_.parameters().entries();
+  const auto& copies = bf16_twin_->parameters().entries();
+  for (size_t i = 0; i < masters.size(); ++i) {
+    Tensor copy = copies[i].tensor;
+    copy.copy_from(masters[i].tensor);
+    // The router's weight and its balancing bias stay f32 under selective precision.
+    const bool router = masters[i].name.find(".router.") != std::string::npos;
+    if (!router || router_bf16) ops::round_to_bf16_(copy);
+  }
+  return *bf16_twin_;
 }
 
 std::vector<std::pair<std::string, Tensor>> Trainer::accumulate(
@@ -164,6 +189,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
   run.step = static_cast<uint64_t>(steps_ + 1);
   std::vector<std::pair<std::string, Tensor>> total;
   int64_t sparse_layers = 0;
+  const SwitchTransformer& compute = compute_model();
   for (const Batch& b : micro_batches) {
     const int64_t counted = counted_labels(b);
     run.first_example = static_cast<uint64_t>(first_example);
@@ -183,7 +209,8 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
       run.teacher_weight = options_.teacher_weight;
     }
     GradientBuffer* buffer = buffers ? &buffers[total.empty() ? 0 : 1] : nullptr;
-    const ForwardOutput out = model_.forward_backward(b, run, grads, scales, buffer);
+    const ops::Bf16Storage precision(bf16_twin_ != nullptr);
+    const ForwardOutput out = compute.forward_backward(b, run, grads, scales, buffer);
     metrics.ce += scales.ce * out.ce_loss;
     metrics.target += scales.ce * out.target_loss;
     metrics.aux += scales.aux * out.aux_loss;
@@ -226,9 +253,11 @@ EvalMetrics Trainer::evaluate(const std::vector<Batch>& batches) const {
   EvalMetrics e;
   double ce_sum = 0;
   int64_t layers = 0;
+  const SwitchTransformer& compute = compute_model();
+  const ops::Bf16Storage precision(bf16_twin_ != nullptr);
   for (const Batch& b : batches) {
     SW_CHECK_ARG(b.labels.defined(), "evaluate: every batch needs labels");
-    const ForwardOutput out = model_.forward(b);  // eval mode
+    const ForwardOutput out = compute.forward(b);  // eval mode
     ce_sum += out.ce_loss * static_cast<double>(out.label_tokens);
     e.label_tokens += out.label_tokens;
     e.aux += out.aux_loss / static_cast<double>(batches.size());

@@ -44,6 +44,11 @@ struct TrainOptions {
   // with this weight (the paper: 0.25 teacher, 0.75 ground truth). Null: none.
   const SwitchTransformer* teacher = nullptr;
   double teacher_weight = 0.25;
+  // Mixed precision (TrainConfig precision BF16, paper §2.4): the model's parameters are
+  // the f32 masters the optimizer updates; every step computes with a copy rounded to
+  // bf16 (the router's weight too when model.router_dtype is ROUTER_BFLOAT16) in bf16
+  // storage (core/ops/storage.h), and its f32 weight gradients update the masters. CPU.
+  bool bf16 = false;
 };
 
 // One sparse layer's routing over a step (summed over its micro-batches).
@@ -133,7 +138,12 @@ class Trainer {
       const std::vector<Batch>& micro_batches, TrainMetrics& metrics,
       GradientBuffer* buffers) const;
 
+  // The model the steps compute with: model_, or under bf16 its bf16-valued twin, its
+  // weights refreshed from model_'s before each use.
+  const SwitchTransformer& compute_model() const;
+
   SwitchTransformer& model_;
+  std::unique_ptr<SwitchTransformer> bf16_twin_;
   TrainOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t steps_ = 0;
