@@ -150,6 +150,7 @@ sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config, b
                " (the trainer trains the model where it is; sw_model_copy_to moves a model)");
   config.set_device(where);
   *config.mutable_model() = model->model.config();
+  validate_precision(config);  // against the model's router_dtype and device
   auto t = std::make_unique<sw_trainer>();
   TrainOptions options = train_options(config);
   if (!config.distill_teacher().empty()) {  // distillation: the teacher, and the start

@@ -3,6 +3,7 @@
 #include "core/ops/dropout.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/norm.h"
+#include "core/ops/storage.h"
 
 namespace sw {
 namespace {
@@ -159,7 +160,10 @@ void block_backward(const BlockWeights& b, int64_t index, const StackPass& pass,
   AttentionWeights g = gradients_of(b.self_attn, grads);
   const AttentionGradients a = attention_layer_backward(
       b.self_attn, c.self_normed, c.self_normed, pass.heads, at.self_attention(), c.self, dy, g);
-  ops::add_(d_bias, a.dbias);
+  {
+    const ops::Bf16Storage f32_gradient(false);  // the position bias's, summed in f32
+    ops::add_(d_bias, a.dbias);
+  }
   Tensor d_self_normed = a.dx;
   ops::add_(d_self_normed, a.dmemory);
   ctx.reduce_partial(d_self_normed);

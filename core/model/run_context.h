@@ -11,6 +11,7 @@
 #include "core/dist/communicator.h"
 #include "core/ops/dropout.h"
 #include "core/ops/router.h"
+#include "core/ops/storage.h"
 
 namespace sw {
 
@@ -44,9 +45,12 @@ struct RunContext {
   // completed over; null: a single rank holds the whole model.
   Communicator* model_group = nullptr;
 
-  // Completes a model-parallel partial sum (in place); a no-op without model parallelism.
+  // Completes a model-parallel partial sum (in place; stored like an op's output,
+  // core/ops/storage.h); a no-op without model parallelism.
   void reduce_partial(Tensor& t) const {
-    if (model_group) model_group->all_reduce_sum(t);
+    if (!model_group) return;
+    model_group->all_reduce_sum(t);
+    ops::stored(t);
   }
   // A dropout spec for this rank's part of a tensor whose rows are split over the model
   // group, `width` elements of each row here.

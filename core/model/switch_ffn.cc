@@ -168,6 +168,7 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
   Tensor d_router_input;
   {
     const ops::Bf16Storage router_precision(router_in_bf16(config));
+    ops::stored(d_gate);  // the gates' gradient, in the router's precision
     const Tensor d_logits = ops::router_backward(fwd.router, d_gate, losses);
     ops::linear_backward_weight(d_logits, fwd.router_input, gradient_slot(grads.router, w.router),
                                 true);

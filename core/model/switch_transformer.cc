@@ -9,6 +9,7 @@
 #include "core/ops/loss.h"
 #include "core/ops/norm.h"
 #include "core/ops/position_bias.h"
+#include "core/ops/storage.h"
 
 namespace sw {
 namespace {
@@ -56,10 +57,6 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
            "router_bias_update_rate: aux-loss-free balancing runs on the cpu in this version");
   SW_CHECK(device.is_cpu() || config_.routing() == ModelConfig::TOKENS_CHOOSE, Status::kUnsupported,
            "routing EXPERT_CHOICE runs on the cpu in this version (the GPU router is top-1)");
-  SW_CHECK(device.is_cpu() || config_.router_dtype() == ModelConfig::ROUTER_FLOAT32,
-           Status::kUnsupported,
-           "router_dtype ROUTER_BFLOAT16: the GPU router runs in f32 (a bf16 router is the cpu's "
-           "precision=BF16 training ablation)");
   if (device.is_cpu())
     SW_CHECK(dtype == DType::f32 || dtype == DType::f64, Status::kUnsupported, "model dtype ",
              dtype_name(dtype), ": the cpu model runs in f32 or f64");
@@ -206,8 +203,11 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   Tensor d_table_here = Tensor::zeros(d_table.shape(), d_table.dtype(), d_table.device());
   ops::position_bias_backward(d_bias, !decoder, config_.relative_attention_max_distance(), first,
                               d_table_here);
-  ctx.reduce_partial(d_table_here);
-  ops::add_(d_table, d_table_here);
+  {
+    const ops::Bf16Storage f32_gradient(false);  // a weight gradient: f32 under bf16 storage
+    ctx.reduce_partial(d_table_here);
+    ops::add_(d_table, d_table_here);
+  }
   // Embedding (dropout first): rows of the stack's input table.
   ops::dropout_(dh, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   ops::embedding_backward(dh, *in.ids, grads.of(s.embedding));

@@ -59,6 +59,7 @@ void jitter_backward_(Tensor& d_input, const RouterJitter& jitter) {
   check_stream_size(d_input.numel(), "router jitter backward");
   if (on_cuda(d_input)) SW_RUN_ON_CUDA(kernels::jitter_backward_(d_input, jitter));
   cpu::jitter_backward_(d_input, jitter);
+  stored(d_input);
 }
 
 }  // namespace sw::ops

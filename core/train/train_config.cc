@@ -35,6 +35,19 @@ int64_t padded_vocab(int64_t tokenizer_vocab_size) {
 
 }  // namespace
 
+void validate_precision(const TrainConfig& c) {
+  // The router's precision is a choice only where the model computes in bf16.
+  if (c.precision() == TrainConfig::F32)
+    require(c.model().router_dtype() == ModelConfig::ROUTER_FLOAT32, "model.router_dtype",
+            "is ROUTER_BFLOAT16 but precision is F32 (an f32 run computes its router in f32 "
+            "like everything else): set precision BF16");
+  if (c.precision() == TrainConfig::BF16 && c.device() != "cpu")
+    require(false, "precision",
+            detail::concat("BF16 on device ", c.device(),
+                           ": bf16 training runs on the cpu in this version (its bf16 stores "
+                           "emulated); a GPU trains in f32"));
+}
+
 void validate(const TrainConfig& c) {
   require(c.steps() >= 1, "steps", detail::concat("must be >= 1, got ", c.steps()));
   try {
@@ -59,16 +72,7 @@ void validate(const TrainConfig& c) {
             "and distill_init_from_teacher both say how the run starts: set "
             "distill_init_from_teacher: false to start a student from init_from");
   }
-  // The router's precision is a choice only where the model computes in bf16.
-  if (c.precision() == TrainConfig::F32)
-    require(c.model().router_dtype() == ModelConfig::ROUTER_FLOAT32, "model.router_dtype",
-            "is ROUTER_BFLOAT16 but precision is F32 (an f32 run computes its router in f32 "
-            "like everything else): set precision BF16");
-  if (c.precision() == TrainConfig::BF16 && c.device() != "cpu")
-    require(false, "precision",
-            detail::concat("BF16 on device ", c.device(),
-                           ": bf16 training runs on the cpu in this version (its bf16 stores "
-                           "emulated); a GPU trains in f32"));
+  validate_precision(c);
   require(c.max_bad_steps() >= 1, "max_bad_steps",
           detail::concat("must be >= 1, got ", c.max_bad_steps()));
   require(c.batch_size() >= 1, "batch_size", detail::concat("must be >= 1, got ", c.batch_size()));

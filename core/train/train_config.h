@@ -22,6 +22,9 @@ void apply_override(TrainConfig& config, const std::string& key_equals_value);
 
 // Rejects nonsense, naming the field: "batch_size: must be >= 1, got 0".
 void validate(const TrainConfig& config);
+// The part of validate() about precision and model.router_dtype, for a config whose model
+// or device was filled in after it was validated (the C ABI's trainer).
+void validate_precision(const TrainConfig& config);
 
 // The model the run trains: the preset, overridden by `model`, with vocab_size set to
 // `tokenizer_vocab_size` padded to a multiple of 128 unless `model` sets it (then it must

@@ -128,6 +128,13 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
     bf16_twin_ = std::make_unique<SwitchTransformer>(model.config(), model.seed(), DType::f32,
                                                      model.device(), model.expert_group(),
                                                      model.model_group());
+    const auto& masters = model.parameters().entries();
+    const auto& copies = bf16_twin_->parameters().entries();
+    SW_CHECK(masters.size() == copies.size(), Status::kInternal, "trainer: the bf16 twin has ",
+             copies.size(), " parameters, the model ", masters.size());
+    for (size_t i = 0; i < masters.size(); ++i)
+      SW_CHECK(masters[i].name == copies[i].name, Status::kInternal, "trainer: bf16 twin ",
+               copies[i].name, " is not ", masters[i].name);
   }
 }
 
@@ -209,8 +216,11 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
       run.teacher_weight = options_.teacher_weight;
     }
     GradientBuffer* buffer = buffers ? &buffers[total.empty() ? 0 : 1] : nullptr;
-    const ops::Bf16Storage precision(bf16_twin_ != nullptr);
-    const ForwardOutput out = compute.forward_backward(b, run, grads, scales, buffer);
+    ForwardOutput out;
+    {
+      const ops::Bf16Storage precision(bf16_twin_ != nullptr);  // the sums below stay f32
+      out = compute.forward_backward(b, run, grads, scales, buffer);
+    }
     metrics.ce += scales.ce * out.ce_loss;
     metrics.target += scales.ce * out.target_loss;
     metrics.aux += scales.aux * out.aux_loss;
