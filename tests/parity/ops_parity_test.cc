@@ -3,6 +3,7 @@
 // every build; each test skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 
 #include "core/model/switch_ffn.h"
@@ -11,6 +12,7 @@
 #include "core/ops/capacity.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/dropout.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
 #include "core/ops/loss.h"
@@ -178,6 +180,25 @@ TEST_F(Parity, ActivationBackward) {
     ops::gated_gelu_backward(rdy, rx, rx2, dgate_cpu, dlinear_cpu);
     EXPECT_LE(max_relative_error(host(dgate), dgate_cpu), p.tolerance) << dtype_name(p.dtype);
     EXPECT_LE(max_relative_error(host(dlinear), dlinear_cpu), p.tolerance) << dtype_name(p.dtype);
+  }
+}
+
+// The rounding bf16 storage uses (core/ops/storage.h): the same bits on both devices.
+TEST_F(Parity, RoundToBf16) {
+  Tensor x = random_tensor({1000}, DType::f32, 41, 5.0);
+  x.data<float>()[0] = std::numeric_limits<float>::max();  // rounds to inf
+  x.data<float>()[1] = std::numeric_limits<float>::quiet_NaN();
+  Tensor on_gpu = gpu(x);
+  ops::round_to_bf16_(x);
+  ops::round_to_bf16_(on_gpu);
+  const Tensor back = host(on_gpu);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float a = x.data<float>()[i], b = back.data<float>()[i];
+    if (std::isnan(a)) {
+      EXPECT_TRUE(std::isnan(b)) << i;
+    } else {
+      EXPECT_EQ(a, b) << "element " << i;
+    }
   }
 }
 
