@@ -157,17 +157,6 @@ TEST(Bf16Storage, TheRouterKeepsItsOwnPrecision) {
   EXPECT_TRUE(all_bf16(in_bf16.y));
 }
 
-Batch rows_of(const Batch& b, int64_t begin, int64_t end) {
-  Batch out;
-  for (auto [dst, src] : {std::pair{&out.input_ids, &b.input_ids},
-                          {&out.attention_mask, &b.attention_mask},
-                          {&out.decoder_input_ids, &b.decoder_input_ids},
-                          {&out.decoder_attention_mask, &b.decoder_attention_mask},
-                          {&out.labels, &b.labels}})
-    if (src->defined()) *dst = src->slice(begin, end);
-  return out;
-}
-
 ModelConfig small_model() {
   return config_from_text(R"(
     vocab_size: 300 d_model: 32 d_ff: 48 d_kv: 8 num_heads: 4 num_encoder_layers: 2
@@ -223,7 +212,8 @@ TEST(Bf16Training, WeightGradientsStayF32) {
   o.bf16 = true;
   const Trainer trainer(model, o);
   TrainMetrics m;
-  const auto grads = trainer.accumulate({rows_of(b, 0, 2), rows_of(b, 2, 4)}, m);
+  const auto grads =
+      trainer.accumulate({testing::batch_rows(b, 0, 2), testing::batch_rows(b, 2, 4)}, m);
   int64_t f32_valued = 0;
   bool bias_checked = false;
   for (const auto& [name, g] : grads) {

@@ -8,7 +8,9 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 
+#include "core/model/batch.h"
 #include "core/tensor/error.h"
 #include "core/tensor/tensor.h"
 
@@ -68,6 +70,18 @@ inline double gradient_error(Tensor& x, const std::function<double()>& loss, con
   }
   const double scale = std::sqrt(std::max(norm_num, norm_ana));
   return scale > 0 ? std::sqrt(diff) / scale : std::sqrt(diff);
+}
+
+// Rows [begin, end) of a batch's sequences (absent masks and labels stay absent).
+inline Batch batch_rows(const Batch& b, int64_t begin, int64_t end) {
+  Batch out;
+  for (auto [dst, src] : {std::pair{&out.input_ids, &b.input_ids},
+                          {&out.attention_mask, &b.attention_mask},
+                          {&out.decoder_input_ids, &b.decoder_input_ids},
+                          {&out.decoder_attention_mask, &b.decoder_attention_mask},
+                          {&out.labels, &b.labels}})
+    if (src->defined()) *dst = src->slice(begin, end);
+  return out;
 }
 
 }  // namespace sw::testing

@@ -17,16 +17,7 @@
 namespace sw {
 namespace {
 
-Batch rows(const Batch& b, int64_t begin, int64_t end) {
-  Batch out;
-  for (auto [dst, src] : {std::pair{&out.input_ids, &b.input_ids},
-                          {&out.attention_mask, &b.attention_mask},
-                          {&out.decoder_input_ids, &b.decoder_input_ids},
-                          {&out.decoder_attention_mask, &b.decoder_attention_mask},
-                          {&out.labels, &b.labels}})
-    if (src->defined()) *dst = src->slice(begin, end);
-  return out;
-}
+using testing::batch_rows;
 
 const char* kText =
     "The experts of a Switch Transformer each see a share of the tokens; the router decides "
@@ -45,7 +36,7 @@ TEST(Trainer, MicroBatchesAccumulateToTheWholeBatch) {
   const Trainer t(m, {});
   TrainMetrics whole_m, split_m;
   const auto whole = t.accumulate({b}, whole_m);
-  const auto split = t.accumulate({rows(b, 0, 1), rows(b, 1, 4)}, split_m);
+  const auto split = t.accumulate({batch_rows(b, 0, 1), batch_rows(b, 1, 4)}, split_m);
   EXPECT_NEAR(split_m.loss, whole_m.loss, 1e-12);
   ASSERT_EQ(whole.size(), split.size());
   for (size_t i = 0; i < whole.size(); ++i)
