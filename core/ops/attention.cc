@@ -70,9 +70,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
     }
     SW_RUN_ON_CUDA(kernels::attention(q, k, v, heads, in, probs));
   }
-  Tensor context = cpu::attention(q, k, v, heads, in, probs);
-  if (probs) stored(*probs);
-  return stored(context);
+  // The probabilities stay f32, as the CUDA kernel keeps them for a bf16 model.
+  return stored(cpu::attention(q, k, v, heads, in, probs));
 }
 
 AttentionGrads attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k,

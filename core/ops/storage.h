@@ -2,7 +2,8 @@
 // op on bf16 tensors loads bf16, computes in f32 and stores its result in bf16; a cpu op
 // computes in f32 and, while a Bf16Storage scope is active on the calling thread, rounds
 // every f32 tensor it writes to the nearest bf16 (kept in f32), so it stores what the GPU
-// kernel would (up to the order of f32 additions). With bf16-valued weights, a model run
+// kernel would (up to the order of f32 additions). What the kernels keep in f32 stays
+// f32: weight gradients, norms' 1/rms, attention's probabilities. With bf16-valued weights, a model run
 // in the scope has the numerics of a bf16 model: the cpu reference of bf16 training
 // (TrainConfig precision BF16, docs/MATH.md §5).
 //
