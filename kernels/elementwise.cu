@@ -52,8 +52,7 @@ void round_to_bf16_(Tensor& a) {
   const int64_t n = a.numel();
   if (n == 0) return;
   DeviceContext& ctx = device_context(a);
-  round_to_bf16_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(static_cast<float*>(a.raw()),
-                                                                    n);
+  round_to_bf16_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(static_cast<float*>(a.raw()), n);
   SW_CUDA_CHECK_LAUNCH("round_to_bf16");
 }
 

@@ -3,8 +3,8 @@
 // computes in f32 and, while a Bf16Storage scope is active on the calling thread, rounds
 // every f32 tensor it writes to the nearest bf16 (kept in f32), so it stores what the GPU
 // kernel would (up to the order of f32 additions). What the kernels keep in f32 stays
-// f32: weight gradients, norms' 1/rms, attention's probabilities. With bf16-valued weights, a model run
-// in the scope has the numerics of a bf16 model: the cpu reference of bf16 training
+// f32: weight gradients, norms' 1/rms, attention's probabilities. With bf16-valued weights, a model
+// run in the scope has the numerics of a bf16 model: the cpu reference of bf16 training
 // (TrainConfig precision BF16, docs/MATH.md §5).
 //
 // The ops call stored() on what they write; the router suspends the scope to run in f32
