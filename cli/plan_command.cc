@@ -2,7 +2,7 @@
 //             [--rates FILE] [--tokens-per-batch T] [--input-length L] [--target-length L]
 //             [--micro-batches M] [--capacity-factor C] [--dtype bf16|f32]
 //             [--optimizer adafactor|adamw] [--recompute] [--load-imbalance F]
-//             [--reduction rank-ordered|all-reduce] [--layout dp=..,ep=..,mp=..]
+//             [--reduction rank-ordered|all-reduce] [--no-overlap] [--layout dp=..,ep=..,mp=..]
 //             [--set key=value]... [--format table|proto] [--print-rates]
 //     how a model trains on N GPUs, before a run (core/dist/plan.h): for every dp x ep x mp
 //     layout, memory per GPU, bytes sent per step and an estimated step time, ranked, the
@@ -66,6 +66,7 @@ sw::PlanRequest request_from(const Flags& flags) {
   if (flags.has("reduction"))
     r.set_rank_ordered_reduction(choice(flags, "reduction", "rank-ordered",
                                         {"rank-ordered", "all-reduce"}) == "rank-ordered");
+  if (flags.has("no-overlap")) r.set_overlap_reduction(false);
   if (flags.has("layout")) r.set_layout(flags.value("layout"));
   for (const std::string& kv : flags.values("set")) {
     const std::string key = kv.substr(0, kv.find('='));
@@ -114,6 +115,7 @@ Command plan_command() {
            {"recompute", "", "keep only each block's input for the backward"},
            {"load-imbalance", "F", "busiest expert over the mean for the worst case (default 2)"},
            {"reduction", "R", "gradient sums: rank-ordered (default) or all-reduce"},
+           {"no-overlap", "", "gradient sums after the backward, not overlapped with it"},
            {"layout", "LAYOUT", "only this layout, e.g. dp=2,ep=4,mp=1"},
            {"set", "KEY=VALUE", "a PlanRequest field, or model.FIELD (repeatable)"},
            {"format", "F", "table (default) or proto (the Plan message as text)"},

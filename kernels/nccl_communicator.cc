@@ -1,12 +1,16 @@
 // The NCCL backend: device tensors, one NCCL communicator per process on its CUDA device,
 // bootstrapped over a host communicator (rank 0 makes the unique id and broadcasts it).
-// Collectives run on the device's stream (kernels/device_context.h) and are complete when
-// they return, like the MPI backend's. Every failure names the call and NCCL's message.
+// Blocking collectives run on the device's stream (kernels/device_context.h) and are
+// complete when they return, like the MPI backend's. Started ones (start_all_reduce_sum,
+// start_all_gather) run on a stream of their own, ordered after the work already queued
+// on the device's stream, and wait() orders the device's stream after them: the backward
+// goes on computing while they move. Every failure names the call and NCCL's message.
 #include <nccl.h>
 
 #include <cstring>
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "core/dist/communicator.h"
 #include "kernels/device_context.h"
@@ -35,17 +39,53 @@ ncclDataType_t nccl_type(DType dtype) {
   throw Error(Status::kInternal, "NCCL: unknown dtype");
 }
 
+// A collective queued on the communicator's own stream; `done` is recorded after it.
+class NcclPending final : public PendingCollective {
+ public:
+  NcclPending(Tensor result, Tensor input, cudaStream_t compute, cudaEvent_t done)
+      : result_(std::move(result)), input_(std::move(input)), compute_(compute), done_(done) {}
+  NcclPending(const NcclPending&) = delete;
+  NcclPending& operator=(const NcclPending&) = delete;
+  // The caching allocator reuses a freed block for the device's stream at once, so that
+  // stream waits for the collective before these tensors can go back to it.
+  ~NcclPending() override {
+    if (!waited_) cudaStreamWaitEvent(compute_, done_, 0);
+    cudaEventDestroy(done_);
+  }
+  bool test() override {
+    const cudaError_t status = cudaEventQuery(done_);
+    if (status == cudaErrorNotReady) return false;
+    SW_CUDA_CHECK(status);
+    return true;
+  }
+  Tensor wait() override {
+    if (!waited_) SW_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
+    waited_ = true;
+    return result_;
+  }
+
+ private:
+  Tensor result_, input_;
+  cudaStream_t compute_;
+  cudaEvent_t done_;
+  bool waited_ = false;
+};
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(ncclComm_t comm, int device) : comm_(comm), device_(device) {
     check_nccl(ncclCommUserRank(comm_, &rank_), "ncclCommUserRank");
     check_nccl(ncclCommCount(comm_, &size_), "ncclCommCount");
+    kernels::device_context(device_);  // makes the device current
+    SW_CUDA_CHECK(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
   }
   // Unwinding from an error, the other ranks may be blocked in a collective that
   // ncclCommDestroy would wait on: the communicator is left to the process's end (the
   // caller aborts every rank).
   ~NcclCommunicator() override {
-    if (std::uncaught_exceptions() == 0) ncclCommDestroy(comm_);
+    if (std::uncaught_exceptions() != 0) return;
+    ncclCommDestroy(comm_);
+    cudaStreamDestroy(side_stream_);
   }
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -65,15 +105,30 @@ class NcclCommunicator final : public Communicator {
 
   Tensor all_gather(const Tensor& in) override {
     check_device(in, "all_gather");
-    Shape shape = in.shape();
-    SW_CHECK_ARG(!shape.empty(), "all_gather: the tensor needs a row dimension");
-    shape[0] *= size_;
-    Tensor out = Tensor::empty(shape, in.dtype(), in.device());
+    Tensor out = gathered(in);
     check_nccl(
         ncclAllGather(in.raw(), out.raw(), in.numel(), nccl_type(in.dtype()), comm_, stream()),
         "ncclAllGather");
     finish();
     return out;
+  }
+
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor t) override {
+    check_device(t, "start_all_reduce_sum");
+    const cudaStream_t side = side_stream_after_compute();
+    check_nccl(
+        ncclAllReduce(t.raw(), t.raw(), t.numel(), nccl_type(t.dtype()), ncclSum, comm_, side),
+        "ncclAllReduce");
+    return pending(t, Tensor());
+  }
+
+  std::unique_ptr<PendingCollective> start_all_gather(const Tensor& in) override {
+    check_device(in, "start_all_gather");
+    Tensor out = gathered(in);  // allocated before the side stream waits on the device's
+    const cudaStream_t side = side_stream_after_compute();
+    check_nccl(ncclAllGather(in.raw(), out.raw(), in.numel(), nccl_type(in.dtype()), comm_, side),
+               "ncclAllGather");
+    return pending(out, in);
   }
 
   Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
@@ -135,6 +190,28 @@ class NcclCommunicator final : public Communicator {
 
  private:
   cudaStream_t stream() const { return kernels::device_context(device_).stream; }
+  // The side stream, made to wait for everything queued so far on the device's stream
+  // (the tensors' last writes, and past uses of recycled blocks).
+  cudaStream_t side_stream_after_compute() const {
+    cudaEvent_t queued = nullptr;
+    SW_CUDA_CHECK(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming));
+    SW_CUDA_CHECK(cudaEventRecord(queued, stream()));
+    SW_CUDA_CHECK(cudaStreamWaitEvent(side_stream_, queued, 0));
+    SW_CUDA_CHECK(cudaEventDestroy(queued));  // released once it has happened
+    return side_stream_;
+  }
+  std::unique_ptr<PendingCollective> pending(Tensor result, Tensor input) const {
+    cudaEvent_t done = nullptr;
+    SW_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    SW_CUDA_CHECK(cudaEventRecord(done, side_stream_));
+    return std::make_unique<NcclPending>(std::move(result), std::move(input), stream(), done);
+  }
+  Tensor gathered(const Tensor& in) const {
+    Shape shape = in.shape();
+    SW_CHECK_ARG(!shape.empty(), "all_gather: the tensor needs a row dimension");
+    shape[0] *= size_;
+    return Tensor::empty(shape, in.dtype(), in.device());
+  }
   void finish() const { SW_CUDA_CHECK(cudaStreamSynchronize(stream())); }
   void check_device(const Tensor& t, const char* call) const {
     SW_CHECK_ARG(t.device() == Device::cuda(device_), call,
@@ -144,6 +221,7 @@ class NcclCommunicator final : public Communicator {
 
   ncclComm_t comm_;
   int device_;
+  cudaStream_t side_stream_ = nullptr;
   int rank_ = 0, size_ = 1;
 };
 

@@ -18,6 +18,20 @@
 
 namespace sw {
 
+// A collective that has started and not finished (Communicator::start_all_reduce_sum,
+// start_all_gather). Its tensors are the collective's until wait() returns: the caller
+// neither reads nor writes them before.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // Moves it along without blocking and says whether it has finished (MPI advances
+  // non-blocking collectives only inside MPI calls, so a caller pokes it now and then).
+  virtual bool test() = 0;
+  // Finishes it and returns its result: the summed tensor, or the gathered rows. On a
+  // device, work queued on the device's stream after wait() sees the result.
+  virtual Tensor wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -38,6 +52,12 @@ class Communicator {
   // exchange_counts). Row shapes and dtypes agree on every rank.
   virtual Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
                               const std::vector<int64_t>& recv_rows) = 0;
+  // all_reduce_sum and all_gather started and left running, so that the caller can compute
+  // while they move (data parallelism overlaps the gradient sums with the backward). Every
+  // rank starts its collectives in the same order. The default runs the collective now and
+  // returns it finished; MPI and NCCL start it and return at once.
+  virtual std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor t);
+  virtual std::unique_ptr<PendingCollective> start_all_gather(const Tensor& in);
   // Root's tensor into every rank's (same shape and dtype), in place.
   virtual void broadcast(Tensor& t, int root) = 0;
   virtual void barrier() = 0;
@@ -47,6 +67,9 @@ class Communicator {
   // so that the others do not wait forever in their next collective.
   [[noreturn]] virtual void abort(int code) = 0;
 };
+
+// A collective that finished when it was started: its result, as it is.
+std::unique_ptr<PendingCollective> finished_collective(Tensor result);
 
 // A communicator of one rank: every collective is the identity.
 std::unique_ptr<Communicator> local_communicator();

@@ -12,6 +12,33 @@
 namespace sw {
 namespace {
 
+// A staged collective: the host collective under way, and where its result goes back to.
+class StagedPending final : public PendingCollective {
+ public:
+  // `into`: the device tensor the result is copied into (a sum in place), or undefined to
+  // return a fresh copy on `device` (a gather).
+  StagedPending(std::unique_ptr<PendingCollective> host, Tensor into, Device device)
+      : host_(std::move(host)), into_(std::move(into)), device_(device) {}
+  bool test() override { return host_->test(); }
+  Tensor wait() override {
+    if (!result_.defined()) {
+      const Tensor on_host = host_->wait();
+      if (into_.defined()) {
+        into_.copy_from(on_host);
+        result_ = into_;
+      } else {
+        result_ = on_host.to(device_);
+      }
+    }
+    return result_;
+  }
+
+ private:
+  std::unique_ptr<PendingCollective> host_;
+  Tensor into_, result_;
+  Device device_;
+};
+
 // Host tensors over `host_`; device tensors over `nccl_` or, when it is null, staged
 // through host copies over `host_`.
 class DeviceCommunicator final : public Communicator {
@@ -35,6 +62,16 @@ class DeviceCommunicator final : public Communicator {
   Tensor all_gather(const Tensor& in) override {
     if (Communicator* c = direct(in, "all_gather")) return c->all_gather(in);
     return host_->all_gather(in.to(Device::cpu())).to(in.device());
+  }
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor t) override {
+    if (Communicator* c = direct(t, "start_all_reduce_sum")) return c->start_all_reduce_sum(t);
+    return std::make_unique<StagedPending>(host_->start_all_reduce_sum(t.to(Device::cpu())), t,
+                                           t.device());
+  }
+  std::unique_ptr<PendingCollective> start_all_gather(const Tensor& in) override {
+    if (Communicator* c = direct(in, "start_all_gather")) return c->start_all_gather(in);
+    return std::make_unique<StagedPending>(host_->start_all_gather(in.to(Device::cpu())), Tensor(),
+                                           in.device());
   }
   Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
                       const std::vector<int64_t>& recv_rows) override {

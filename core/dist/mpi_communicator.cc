@@ -7,7 +7,9 @@
 
 #include <climits>
 #include <cstdlib>
+#include <exception>
 #include <string>
+#include <utility>
 
 #include "core/dist/communicator.h"
 #include "core/tensor/error.h"
@@ -66,6 +68,46 @@ void ensure_initialized() {
   std::atexit(finalize_at_exit);
 }
 
+// A non-blocking MPI collective: its request and the tensors MPI reads and writes.
+class MpiPending final : public PendingCollective {
+ public:
+  MpiPending(Tensor result, Tensor input, const char* call)
+      : result_(std::move(result)), input_(std::move(input)), call_(call) {}
+  MpiPending(const MpiPending&) = delete;
+  MpiPending& operator=(const MpiPending&) = delete;
+  ~MpiPending() override {
+    if (done_) return;
+    if (std::uncaught_exceptions() > 0) {
+      // Unwinding from an error, after which the caller aborts every rank: a wait could
+      // hang on a peer that never starts this collective, and MPI may still write the
+      // buffers, so they are kept to the process's end instead.
+      new Tensor(result_);
+      new Tensor(input_);
+      return;
+    }
+    MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+
+  MPI_Request* request() { return &request_; }
+  bool test() override {
+    int finished = 0;
+    if (!done_) check_mpi(MPI_Test(&request_, &finished, MPI_STATUS_IGNORE), call_);
+    done_ = done_ || finished != 0;
+    return done_;
+  }
+  Tensor wait() override {
+    if (!done_) check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), call_);
+    done_ = true;
+    return result_;
+  }
+
+ private:
+  Tensor result_, input_;
+  const char* call_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  bool done_ = false;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
@@ -94,14 +136,31 @@ class MpiCommunicator final : public Communicator {
 
   Tensor all_gather(const Tensor& in) override {
     require_host(in, "all_gather");
-    Shape shape = in.shape();
-    SW_CHECK_ARG(!shape.empty(), "all_gather: the tensor needs a row dimension");
-    shape[0] *= size_;
-    Tensor out = Tensor::empty(shape, in.dtype());
+    Tensor out = gathered(in);
     const MPI_Datatype type = mpi_type(in.dtype(), false);
     const int n = mpi_count(in.numel(), "MPI_Allgather");
     check_mpi(MPI_Allgather(in.raw(), n, type, out.raw(), n, type, comm_), "MPI_Allgather");
     return out;
+  }
+
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor t) override {
+    require_host(t, "start_all_reduce_sum");
+    auto pending = std::make_unique<MpiPending>(t, Tensor(), "MPI_Iallreduce");
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw(), mpi_count(t.numel(), "MPI_Iallreduce"),
+                             mpi_type(t.dtype(), true), MPI_SUM, comm_, pending->request()),
+              "MPI_Iallreduce");
+    return pending;
+  }
+
+  std::unique_ptr<PendingCollective> start_all_gather(const Tensor& in) override {
+    require_host(in, "start_all_gather");
+    Tensor out = gathered(in);
+    auto pending = std::make_unique<MpiPending>(out, in, "MPI_Iallgather");
+    const MPI_Datatype type = mpi_type(in.dtype(), false);
+    const int n = mpi_count(in.numel(), "MPI_Iallgather");
+    check_mpi(MPI_Iallgather(in.raw(), n, type, out.raw(), n, type, comm_, pending->request()),
+              "MPI_Iallgather");
+    return pending;
   }
 
   Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
@@ -154,6 +213,14 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // The all-gather's output: size() blocks of `in`'s rows.
+  Tensor gathered(const Tensor& in) const {
+    Shape shape = in.shape();
+    SW_CHECK_ARG(!shape.empty(), "all_gather: the tensor needs a row dimension");
+    shape[0] *= size_;
+    return Tensor::empty(shape, in.dtype());
+  }
+
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/dist/data_parallel.h"
 #include "core/model/config.h"
 #include "core/tensor/error.h"
 
@@ -12,7 +13,8 @@ namespace sw {
 namespace {
 
 constexpr double kF32 = 4, kI32 = 4;
-constexpr double kBucketBytes = 32.0 * 1024 * 1024;  // all_reduce_buckets' default
+constexpr double kBucketBytes = kDefaultBucketBytes;  // BucketedReduction's defaults
+constexpr double kBucketsInFlight = kDefaultBucketsInFlight;
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 // One rank's share of the model's tensors: what it holds, what its gradients are summed
@@ -305,27 +307,49 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
   p.set_activation_bytes(activation_bytes(s, 1.0, false));
   p.set_recompute_activation_bytes(activation_bytes(s, 1.0, true));
   p.set_dispatch_bytes(dispatch_bytes(s, 1.0));
-  // Summing gradients (after the backward, when the activations are gone): a bucket
-  // packed, and an all-gather of it from every replica when rank-ordered; the replicated
-  // tensors over every replica, the experts' over the ranks holding the same ones (all
-  // together without expert parallelism).
+  // Summing gradients: a bucket packed, and an all-gather of it from every replica when
+  // rank-ordered; the replicated tensors over every replica, the experts' over the ranks
+  // holding the same ones (all together without expert parallelism). Not overlapped: after
+  // the backward, when the activations are gone, one bucket at a time. Overlapped: every
+  // bucket but the last starts during the backward (none when one bucket holds them all;
+  // the replicated group's last holds at least the shared embedding table), up to
+  // kBucketsInFlight of each group at once beside the activations; the last ones after.
   const double replicas = static_cast<double>(l.dp * l.ep);
-  auto staging_for = [&](double grad_bytes, double ranks) {
-    if (ranks <= 1) return 0.0;
-    return std::min(kBucketBytes, grad_bytes) * (1 + (r.rank_ordered_reduction() ? ranks : 0));
+  const bool overlap = r.overlap_reduction();
+  struct Staging {
+    double in_backward = 0, after = 0;
   };
-  const double staging = l.ep == 1
-                             ? staging_for(t.trainable() * kF32, replicas)
-                             : std::max(staging_for(t.replicated * kF32, replicas),
-                                        staging_for(t.expert * kF32, static_cast<double>(l.dp)));
-  p.set_buffer_bytes(staging);
+  auto staging_for = [&](double grad_bytes, double ranks, double last_at_least) {
+    Staging st;
+    if (ranks <= 1) return st;
+    const double copies = 1 + (r.rank_ordered_reduction() ? ranks : 0);
+    if (!overlap) {
+      st.after = std::min(kBucketBytes, grad_bytes) * copies;
+      return st;
+    }
+    const double early = grad_bytes <= kBucketBytes ? 0 : grad_bytes - last_at_least;
+    st.in_backward = std::min(kBucketsInFlight * kBucketBytes, std::max(0.0, early)) * copies;
+    st.after = std::min(kBucketsInFlight * kBucketBytes, grad_bytes) * copies;
+    return st;
+  };
+  const Staging replicated = staging_for((l.ep == 1 ? t.trainable() : t.replicated) * kF32,
+                                         replicas, s.vocab * s.d * kF32);
+  const Staging experts =
+      l.ep == 1 ? Staging() : staging_for(t.expert * kF32, static_cast<double>(l.dp), 0);
+  // During the backward both groups' buckets are in flight together; after it, the
+  // replicated group finishes (the experts' early buckets still in flight), then the experts.
+  const double in_backward = replicated.in_backward + experts.in_backward;
+  const double after = std::max(replicated.after + experts.in_backward, experts.after);
+  p.set_buffer_bytes(std::max(in_backward, after));
   const double optimizer =
       r.optimizer() == proto::TrainConfig::ADAMW ? p.adamw_bytes() : p.adafactor_bytes();
   const double resident = p.parameter_bytes() + optimizer + p.gradient_bytes();
   // From the second micro-batch on, its gradients are computed beside the running sum.
   const double micro_gradients = r.micro_batches() > 1 ? p.gradient_bytes() : 0;
   auto peak = [&](double load) {
-    return resident + std::max(micro_gradients + activation_bytes(s, load, r.recompute()), staging);
+    return resident +
+           std::max(micro_gradients + activation_bytes(s, load, r.recompute()) + in_backward,
+                    after);
   };
   p.set_peak_bytes(peak(1.0));
   p.set_worst_peak_bytes(peak(imbalance));
@@ -362,15 +386,23 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
   p.set_model_parallel_sent_bytes(mp_sent * micro);
 
   // Time: compute at the achieved share of the GEMM rate, then each group's traffic over
-  // its link (groups within a node use NVLink); no overlap.
+  // its link (groups within a node use NVLink). Overlapped, the gradient sums run during
+  // the backward (2/3 of the compute): only what it cannot hide adds to the step, and at
+  // least the last bucket, whose tables (the shared embedding) are final only at its end.
   p.set_flops(3 * forward_flops(s) * micro);
   const double rate = (bf16 ? rates.bf16_flops() : rates.f32_flops()) * rates.achieved_fraction();
   p.set_compute_seconds(p.flops() / rate);
   const Link mp_link = link_for(rates, l.mp), ep_link = link_for(rates, l.ep * l.mp),
              all_link = link_for(rates, l.dp * l.ep * l.mp);
   const double buckets = std::ceil(p.gradient_bytes() / kBucketBytes);
-  double comm = p.gradient_sent_bytes() / all_link.bytes_per_s +
-                (replicas > 1 ? buckets * all_link.latency_s : 0);
+  const double gradient_comm = p.gradient_sent_bytes() / all_link.bytes_per_s +
+                               (replicas > 1 ? buckets * all_link.latency_s : 0);
+  double comm = gradient_comm;
+  if (overlap && p.gradient_bytes() > 0) {
+    const double last_bucket = std::max(kBucketBytes, s.vocab * s.d * kF32);
+    comm = std::max(gradient_comm - 2.0 / 3.0 * p.compute_seconds(),
+                    std::min(1.0, last_bucket / p.gradient_bytes()) * gradient_comm);
+  }
   comm += p.expert_sent_bytes() / ep_link.bytes_per_s + a2a_calls * micro * ep_link.latency_s;
   comm +=
       p.model_parallel_sent_bytes() / mp_link.bytes_per_s + mp_calls * micro * mp_link.latency_s;
@@ -432,9 +464,13 @@ Plan make_plan(const PlanRequest& request) {
       "expert traffic and time assume balanced routing with every assignment kept; the worst "
       "case memory takes the busiest expert at the load imbalance, capped by capacity");
   plan.add_notes(
-      "step time adds compute (at the achieved share of the GEMM rate) and communication "
-      "(bytes over the slower link a group spans, plus a latency per collective): libswitch "
-      "does not overlap them yet");
+      request.overlap_reduction()
+          ? "step time adds compute (at the achieved share of the GEMM rate) and communication "
+            "(bytes over the slower link a group spans, plus a latency per collective); the "
+            "gradient sums overlap the backward, the expert and model-parallel exchanges do not"
+          : "step time adds compute (at the achieved share of the GEMM rate) and communication "
+            "(bytes over the slower link a group spans, plus a latency per collective), none "
+            "of it overlapped");
   return plan;
 }
 

@@ -10,16 +10,34 @@ CountingCommunicator::CountingCommunicator(std::unique_ptr<Communicator> inner,
     : inner_(std::move(inner)),
       counts_(counts ? std::move(counts) : std::make_shared<TrafficCounts>()) {}
 
-void CountingCommunicator::all_reduce_sum(Tensor& t) {
-  inner_->all_reduce_sum(t);
+void CountingCommunicator::count_all_reduce(const Tensor& t) const {
   const double p = size();
   counts_->all_reduce += 2 * (p - 1) / p * static_cast<double>(t.nbytes());
 }
 
+void CountingCommunicator::count_all_gather(const Tensor& in) const {
+  counts_->all_gather += (size() - 1) * static_cast<double>(in.nbytes());
+}
+
+void CountingCommunicator::all_reduce_sum(Tensor& t) {
+  inner_->all_reduce_sum(t);
+  count_all_reduce(t);
+}
+
 Tensor CountingCommunicator::all_gather(const Tensor& in) {
   Tensor out = inner_->all_gather(in);
-  counts_->all_gather += (size() - 1) * static_cast<double>(in.nbytes());
+  count_all_gather(in);
   return out;
+}
+
+std::unique_ptr<PendingCollective> CountingCommunicator::start_all_reduce_sum(Tensor t) {
+  count_all_reduce(t);
+  return inner_->start_all_reduce_sum(t);
+}
+
+std::unique_ptr<PendingCollective> CountingCommunicator::start_all_gather(const Tensor& in) {
+  count_all_gather(in);
+  return inner_->start_all_gather(in);
 }
 
 Tensor CountingCommunicator::all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,

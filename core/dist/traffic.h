@@ -40,6 +40,8 @@ class CountingCommunicator final : public Communicator {
   bool moves(const Device& device) const override { return inner_->moves(device); }
   void all_reduce_sum(Tensor& t) override;
   Tensor all_gather(const Tensor& in) override;
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Tensor t) override;
+  std::unique_ptr<PendingCollective> start_all_gather(const Tensor& in) override;
   Tensor all_to_all_v(const Tensor& send, const std::vector<int64_t>& send_rows,
                       const std::vector<int64_t>& recv_rows) override;
   void broadcast(Tensor& t, int root) override;
@@ -48,6 +50,9 @@ class CountingCommunicator final : public Communicator {
   [[noreturn]] void abort(int code) override;
 
  private:
+  void count_all_reduce(const Tensor& t) const;
+  void count_all_gather(const Tensor& in) const;
+
   std::unique_ptr<Communicator> inner_;
   std::shared_ptr<TrafficCounts> counts_;
 };

@@ -60,21 +60,29 @@ void GradientBuffer::zero() {
     fill_zero(entry.second.raw(), entry.second.device(), entry.second.nbytes());
 }
 
+Tensor GradientBuffer::find(const Tensor& parameter) const {
+  const char* data = static_cast<const char*>(parameter.raw());
+  const int64_t n = parameter.numel();
+  for (const auto& [key, g] : grads_) {
+    if (data < key.data || n == 0 || key.numel % n != 0) continue;
+    const int64_t offset = (data - key.data) / static_cast<int64_t>(dtype_size(g.dtype()));
+    if (offset + n > key.numel || offset % n != 0) continue;
+    // The parameter is slice offset / n of the tensor the gradient was kept for.
+    return g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(parameter.shape());
+  }
+  return Tensor();
+}
+
+Tensor GradientBuffer::at(const Tensor& parameter) {
+  const Tensor found = find(parameter);
+  return found.defined() ? found : of(parameter);
+}
+
 std::vector<std::pair<std::string, Tensor>> GradientBuffer::by_name(
     const ParameterStore& store) const {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto& e : store.entries()) {
-    const char* data = static_cast<const char*>(e.tensor.raw());
-    const int64_t n = e.tensor.numel();
-    Tensor grad;
-    for (const auto& [key, g] : grads_) {
-      if (data < key.data || n == 0 || key.numel % n != 0) continue;
-      const int64_t offset = (data - key.data) / static_cast<int64_t>(dtype_size(g.dtype()));
-      if (offset + n > key.numel || offset % n != 0) continue;
-      // The parameter is slice offset / n of the tensor the gradient was kept for.
-      grad = g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(e.tensor.shape());
-      break;
-    }
+    const Tensor grad = find(e.tensor);
     out.push_back({e.name, grad.defined() ? grad
                                           : Tensor::zeros(e.tensor.shape(), e.tensor.dtype(),
                                                           e.tensor.device())});

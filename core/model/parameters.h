@@ -78,8 +78,14 @@ class GradientBuffer {
   void zero();
   // Every parameter's gradient in the store's order (zeros for parameters never reached).
   std::vector<std::pair<std::string, Tensor>> by_name(const ParameterStore& store) const;
+  // One parameter's gradient as by_name gives it, kept from now on even where nothing has
+  // written it yet (zeros), so that by_name returns this very tensor.
+  Tensor at(const Tensor& parameter);
 
  private:
+  // The parameter's part of a gradient kept for a tensor holding it; undefined if none.
+  Tensor find(const Tensor& parameter) const;
+
   struct Key {
     const char* data;
     int64_t numel;

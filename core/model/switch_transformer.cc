@@ -177,7 +177,8 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
 Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInputs& in,
                                          const RunContext& ctx, const StackCache& cache,
                                          Tensor d_out, const LossScales& scales,
-                                         GradientBuffer& grads) const {
+                                         GradientBuffer& grads,
+                                         const ReleaseGradients& release) const {
   const int st = static_cast<int>(s.stack);
   const bool decoder = s.stack == Stack::kDecoder;
   const int64_t length = in.ids->dim(1), heads = heads_;
@@ -186,14 +187,19 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   ops::dropout_(d_out, ctx.dropout(random_site(st, 0, SiteKind::kFinal), rate));
   Tensor dh = ops::rms_norm_backward(d_out, cache.final_input, s.final_norm, cache.final_inv_rms,
                                      grads.of(s.final_norm));
+  const std::string stack = stack_name(s.stack);
+  release(stack + ".final_layer_norm.");
   const Tensor bias = position_bias_for(s, length, length);
   const StackPass pass = pass_for(s, in, ctx, &bias);
   Tensor d_bias = Tensor::zeros(bias.shape(), bias.dtype(), bias.device());
   Tensor d_memory =
       decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype(), device_) : Tensor();
-  for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk)
+  for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk) {
     block_backward(s.blocks[blk], blk, pass, cache.blocks[blk], scales, dh, grads, d_bias,
                    d_memory);
+    // Block 0 also holds the position-bias table, final only below.
+    if (blk > 0) release(stack + ".block." + std::to_string(blk) + ".");
+  }
   if (decoder) ctx.reduce_partial(d_memory);
   // The shared bias table: bias[h, i, j] = table[bucket(j - i), h]. Under mp this rank's
   // heads are columns [first, first + heads) and the table's gradient is summed over the
@@ -211,6 +217,7 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   // Embedding (dropout first): rows of the stack's input table.
   ops::dropout_(dh, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   ops::embedding_backward(dh, *in.ids, grads.of(s.embedding));
+  release(stack + ".");  // block 0 and the stack's own embedding table, if it has one
   return d_memory;
 }
 
@@ -288,6 +295,18 @@ ForwardOutput SwitchTransformer::forward_backward(
   GradientBuffer fresh;
   GradientBuffer& grads = reuse ? *reuse : fresh;
   grads.zero();
+  std::vector<char> released(params_.entries().size(), 0);
+  const ReleaseGradients release = [&](const std::string& prefix) {
+    if (!options.gradients_final) return;
+    std::vector<std::pair<std::string, Tensor>> ready;
+    for (size_t i = 0; i < released.size(); ++i) {
+      const ParameterStore::Entry& e = params_.entries()[i];
+      if (released[i] || e.name.compare(0, prefix.size(), prefix) != 0) continue;
+      released[i] = 1;
+      ready.emplace_back(e.name, grads.at(e.tensor));
+    }
+    if (!ready.empty()) options.gradients_final(ready);
+  };
   const Tensor logits = out.logits.view({rows, vocab}), labels = batch.labels.view({rows});
   const Tensor d_logits =
       options.teacher_probs
@@ -295,14 +314,16 @@ ForwardOutput SwitchTransformer::forward_backward(
                                                      options.teacher_weight, scales.ce)
           : ops::cross_entropy_backward(logits, labels, scales.ce);
   ops::linear_backward_weight(d_logits, dec.view({rows, config_.d_model()}), grads.of(head), true);
+  release("lm_head.");  // an untied head; a tied one is the shared table, final at the end
   Tensor d_dec = ops::linear_backward_input(d_logits, head).view(dec.shape());
   if (config_.tie_word_embeddings())
     ops::scale_(d_dec, 1.0 / std::sqrt(static_cast<double>(config_.d_model())));
   const Tensor d_memory =
       backward_stack(decoder_, stack_inputs(batch, Stack::kDecoder, &out.encoder_output), ctx,
-                     dec_cache, d_dec, scales, grads);
+                     dec_cache, d_dec, scales, grads, release);
   backward_stack(encoder_, stack_inputs(batch, Stack::kEncoder), ctx, enc_cache, d_memory, scales,
-                 grads);
+                 grads, release);
+  release("");  // the shared embedding table and anything else
   gradients = grads.by_name(params_);
   return out;
 }

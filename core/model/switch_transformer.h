@@ -5,6 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model/batch.h"
@@ -26,6 +29,12 @@ struct ForwardOptions {
   // decoder positions, mixed into the loss's target with this weight (0: none). CPU.
   const Tensor* teacher_probs = nullptr;
   double teacher_weight = 0.0;
+  // Training: called during forward_backward each time some parameters' gradients are
+  // final (the rest of the backward adds nothing to them), with their names and gradients
+  // (the tensors forward_backward returns). Every parameter comes exactly once, in an
+  // order fixed by the model's shape, so every rank's calls match: data parallelism
+  // starts their sums there, overlapped with the rest of the backward (docs/MATH.md §6).
+  std::function<void(const std::vector<std::pair<std::string, Tensor>>&)> gradients_final;
 };
 
 struct BlockOutput {
@@ -154,11 +163,14 @@ class SwitchTransformer {
   StackWeights build_stack(Stack stack);
   Tensor run_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
                    ForwardOutput& out, StackCache* cache = nullptr) const;
+  // Hands ForwardOptions::gradients_final the parameters whose names start with a prefix
+  // and that it has not handed on yet.
+  using ReleaseGradients = std::function<void(const std::string& prefix)>;
   // Backward of one stack from d(output); returns d(memory) for the encoder's output
-  // (decoder) and accumulates parameter gradients.
+  // (decoder) and accumulates parameter gradients, releasing each block's when it is done.
   Tensor backward_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
                         const StackCache& cache, Tensor d_out, const LossScales& scales,
-                        GradientBuffer& grads) const;
+                        GradientBuffer& grads, const ReleaseGradients& release) const;
   // What every block of a pass through stack s shares (bias: the position bias).
   StackPass pass_for(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
                      const Tensor* bias) const;

@@ -164,6 +164,10 @@ TrainOptions train_options(const TrainConfig& c) {
   o.schedule.total_steps = c.steps();
   o.teacher_weight = c.distill_teacher_weight();
   o.bf16 = c.precision() == TrainConfig::BF16;
+  o.gradient_reduction = c.gradient_reduction() == TrainConfig::ALL_REDUCE
+                             ? Reduction::kAllReduce
+                             : Reduction::kRankOrdered;
+  o.overlap_reduction = c.overlap_gradient_reduction();
   switch (c.schedule()) {
     case TrainConfig::INVERSE_SQRT:
       o.schedule.kind = LearningRateSchedule::Kind::kInverseSqrt;

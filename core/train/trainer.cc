@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
+#include <string>
 #include <type_traits>
+#include <unordered_map>
 
 #include "core/dist/expert_parallel.h"
 #include "core/ops/elementwise.h"
@@ -197,7 +200,47 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
   std::vector<std::pair<std::string, Tensor>> total;
   int64_t sparse_layers = 0;
   const SwitchTransformer& compute = compute_model();
-  for (const Batch& b : micro_batches) {
+  // The sums over the replicas: experts over the ranks holding the same ones (under expert
+  // parallelism), everything else over every replica.
+  const bool replicated = dp && dp->size() > 1;
+  Communicator* ep = options_.expert_parallel;
+  const bool split_experts = replicated && ep && ep->size() > 1;
+  if (split_experts && !expert_replicas_) expert_replicas_ = dp->split(ep->rank(), dp->rank());
+  std::unique_ptr<BucketedReduction> shared_sums, expert_sums;
+  if (replicated) {
+    shared_sums = std::make_unique<BucketedReduction>(*dp, options_.gradient_reduction);
+    if (split_experts)
+      expert_sums =
+          std::make_unique<BucketedReduction>(*expert_replicas_, options_.gradient_reduction);
+  }
+  auto sum_over_replicas = [&](const std::string& name, const Tensor& grad) {
+    (split_experts && is_expert_parameter(name) ? *expert_sums : *shared_sums).add(grad);
+  };
+  // With overlap, the last micro-batch's gradients are added to the earlier ones' and
+  // handed to the sums as the backward finishes them.
+  std::unordered_map<std::string, size_t> position;
+  auto hand_over = [&](const std::vector<std::pair<std::string, Tensor>>& ready) {
+    const ops::Bf16Storage f32_sums(false);  // gradients and their sums stay f32
+    for (const auto& [name, grad] : ready) {
+      if (total.empty()) {
+        sum_over_replicas(name, grad);
+        continue;
+      }
+      Tensor& acc = total[position.at(name)].second;
+      ops::add_(acc, grad);
+      sum_over_replicas(name, acc);
+    }
+    shared_sums->progress();
+    if (expert_sums) expert_sums->progress();
+  };
+  const bool overlap = replicated && options_.overlap_reduction;
+  for (size_t m = 0; m < micro_batches.size(); ++m) {
+    const Batch& b = micro_batches[m];
+    const bool last = m + 1 == micro_batches.size();
+    if (overlap && last) {
+      for (size_t i = 0; i < total.size(); ++i) position[total[i].first] = i;
+      run.gradients_final = hand_over;
+    }
     const int64_t counted = counted_labels(b);
     run.first_example = static_cast<uint64_t>(first_example);
     first_example += b.input_ids.dim(0);
@@ -231,24 +274,17 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
     add_layer_loads(out.routing, metrics.layers);
     if (total.empty()) {
       total = std::move(grads);
-    } else {
+    } else if (!(overlap && last)) {  // with overlap, hand_over has added them
       for (size_t i = 0; i < total.size(); ++i) ops::add_(total[i].second, grads[i].second);
     }
   }
   const auto reduce_start = std::chrono::steady_clock::now();
   metrics.phases.forward_backward = seconds_between(start, reduce_start);
-  if (dp && dp->size() > 1) {
-    Communicator* ep = options_.expert_parallel;
-    if (ep && ep->size() > 1) {
-      // Experts: over the replicas of this rank's shard; the rest: over every rank.
-      if (!expert_replicas_) expert_replicas_ = dp->split(ep->rank(), dp->rank());
-      std::vector<std::pair<std::string, Tensor>> shared, experts;
-      for (auto& g : total) (is_expert_parameter(g.first) ? experts : shared).push_back(g);
-      all_reduce_buckets(*dp, shared, options_.gradient_reduction);
-      all_reduce_buckets(*expert_replicas_, experts, options_.gradient_reduction);
-    } else {
-      all_reduce_buckets(*dp, total, options_.gradient_reduction);
-    }
+  if (replicated) {
+    if (!overlap)
+      for (const auto& [name, grad] : total) sum_over_replicas(name, grad);
+    shared_sums->finish();
+    if (expert_sums) expert_sums->finish();
     reduce_metrics(*dp, metrics, sparse_layers);
   }
   metrics.phases.reduce = seconds_between(reduce_start, std::chrono::steady_clock::now());

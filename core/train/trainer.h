@@ -35,6 +35,10 @@ struct TrainOptions {
   // How the replicas' gradients are summed (data_parallel.h): rank-ordered by default, so
   // a data-parallel run is bit for bit the single-process run with as many micro-batches.
   Reduction gradient_reduction = Reduction::kRankOrdered;
+  // Start each bucket's sum while the last micro-batch's backward still runs, as soon as
+  // its gradients are final (ForwardOptions::gradients_final), rather than after the
+  // backward. The same buckets either way; only the timing changes.
+  bool overlap_reduction = true;
   // Expert parallelism: the group the model's experts are split over (the model's
   // expert_group()), a subgroup of data_parallel. Expert gradients are then summed only
   // over the ranks holding the same experts; every other gradient over data_parallel.
@@ -75,7 +79,9 @@ struct TrainMetrics {
   int64_t tokens = 0;           // encoder + decoder tokens
   double seconds = 0;
   // Where those seconds went: every micro-batch's forward and backward (a teacher's forward
-  // included), the gradient sums over data-parallel replicas, clipping, the optimizer.
+  // included, and with overlap_reduction the start of the gradient sums), the gradient
+  // sums over data-parallel replicas (with overlap, the wait for what the backward did not
+  // hide), clipping, the optimizer.
   struct Phases {
     double forward_backward = 0, reduce = 0, clip = 0, optimizer = 0;
   } phases;

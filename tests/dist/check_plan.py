@@ -29,6 +29,9 @@ CASES = [
      ["batch_size=4", "input_length=48", "target_length=16", "model.activation=GATED_GELU",
       "model.num_selected_experts=2", "model.d_ff=512"]),
     ("dp=2", 2, "dp=2", ["batch_size=8", "input_length=64", "target_length=16"]),
+    ("dp=2, all-reduce after the backward", 2, "dp=2",
+     ["batch_size=8", "input_length=64", "target_length=16", "gradient_reduction=ALL_REDUCE",
+      "overlap_gradient_reduction=false"]),
     ("ep=2", 2, "ep=2", ["batch_size=8", "input_length=64", "target_length=16"]),
     ("mp=2", 2, "mp=2", ["batch_size=8", "input_length=64", "target_length=16"]),
     ("dp=2,ep=2", 4, "dp=2,ep=2", ["batch_size=8", "input_length=64", "target_length=16"]),
@@ -53,13 +56,22 @@ def plan(switch, out, ranks, layout):
     text = open(os.path.join(out, "train_config.textproto")).read()
     model = re.search(r"^model \{\n(.*?)^\}", text, re.S | re.M).group(1)
     field = lambda name: re.search(rf"^{name}: (\S+)", text, re.M).group(1)
+
+    def optional(name, default):
+        found = re.search(rf"^{name}: (\S+)", text, re.M)
+        return found.group(1) if found else default
+
+    rank_ordered = optional("gradient_reduction", "RANK_ORDERED") == "RANK_ORDERED"
+    overlap = optional("overlap_gradient_reduction", "true") == "true"
     request = os.path.join(out, "plan_request.textproto")
     with open(request, "w") as f:
         f.write(f'model_preset: ""\nmodel {{\n{model}}}\ngpus: {ranks}\n'
                 f"batch_size: {field('batch_size')}\ninput_length: {field('input_length')}\n"
                 f"target_length: {field('target_length')}\n"
                 f"micro_batches: {field('micro_batches')}\ndtype: \"f32\"\n"
-                f"optimizer: {field('optimizer')}\n")
+                f"optimizer: {field('optimizer')}\n"
+                f"rank_ordered_reduction: {str(rank_ordered).lower()}\n"
+                f"overlap_reduction: {str(overlap).lower()}\n")
         if layout:
             f.write(f'layout: "{layout}"\n')
     proto = subprocess.run([switch, "plan", "--request", request, "--format", "proto"],
