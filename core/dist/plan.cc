@@ -13,8 +13,7 @@ namespace sw {
 namespace {
 
 constexpr double kF32 = 4, kI32 = 4;
-constexpr double kBucketBytes = kDefaultBucketBytes;  // BucketedReduction's defaults
-constexpr double kBucketsInFlight = kDefaultBucketsInFlight;
+constexpr double kBucketsInFlight = kDefaultBucketsInFlight;  // BucketedReduction's
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 // One rank's share of the model's tensors: what it holds, what its gradients are summed
@@ -267,6 +266,8 @@ void check_plan_request(const PlanRequest& r) {
                r.batch_size());
   SW_CHECK_ARG(r.dtype() == "bf16" || r.dtype() == "f32", "plan: dtype '", r.dtype(),
                "' is not one of bf16, f32");
+  SW_CHECK_ARG(r.gradient_bucket_bytes() >= 1, "plan: gradient_bucket_bytes must be >= 1, got ",
+               r.gradient_bucket_bytes());
   SW_CHECK_ARG(std::isfinite(r.load_imbalance()) && r.load_imbalance() >= 1,
                "plan: load_imbalance must be >= 1 (the busiest expert over the mean), got ",
                r.load_imbalance());
@@ -316,6 +317,7 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
   // kBucketsInFlight of each group at once beside the activations; the last ones after.
   const double replicas = static_cast<double>(l.dp * l.ep);
   const bool overlap = r.overlap_reduction();
+  const double bucket_bytes = static_cast<double>(r.gradient_bucket_bytes());
   struct Staging {
     double in_backward = 0, after = 0;
   };
@@ -324,12 +326,12 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
     if (ranks <= 1) return st;
     const double copies = 1 + (r.rank_ordered_reduction() ? ranks : 0);
     if (!overlap) {
-      st.after = std::min(kBucketBytes, grad_bytes) * copies;
+      st.after = std::min(bucket_bytes, grad_bytes) * copies;
       return st;
     }
-    const double early = grad_bytes <= kBucketBytes ? 0 : grad_bytes - last_at_least;
-    st.in_backward = std::min(kBucketsInFlight * kBucketBytes, std::max(0.0, early)) * copies;
-    st.after = std::min(kBucketsInFlight * kBucketBytes, grad_bytes) * copies;
+    const double early = grad_bytes <= bucket_bytes ? 0 : grad_bytes - last_at_least;
+    st.in_backward = std::min(kBucketsInFlight * bucket_bytes, std::max(0.0, early)) * copies;
+    st.after = std::min(kBucketsInFlight * bucket_bytes, grad_bytes) * copies;
     return st;
   };
   const Staging replicated = staging_for((l.ep == 1 ? t.trainable() : t.replicated) * kF32,
@@ -394,12 +396,12 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
   p.set_compute_seconds(p.flops() / rate);
   const Link mp_link = link_for(rates, l.mp), ep_link = link_for(rates, l.ep * l.mp),
              all_link = link_for(rates, l.dp * l.ep * l.mp);
-  const double buckets = std::ceil(p.gradient_bytes() / kBucketBytes);
+  const double buckets = std::ceil(p.gradient_bytes() / bucket_bytes);
   const double gradient_comm = p.gradient_sent_bytes() / all_link.bytes_per_s +
                                (replicas > 1 ? buckets * all_link.latency_s : 0);
   double comm = gradient_comm;
   if (overlap && p.gradient_bytes() > 0) {
-    const double last_bucket = std::max(kBucketBytes, s.vocab * s.d * kF32);
+    const double last_bucket = std::max(bucket_bytes, s.vocab * s.d * kF32);
     comm = std::max(gradient_comm - 2.0 / 3.0 * p.compute_seconds(),
                     std::min(1.0, last_bucket / p.gradient_bytes()) * gradient_comm);
   }

@@ -72,6 +72,8 @@ void validate(const TrainConfig& c) {
             "and distill_init_from_teacher both say how the run starts: set "
             "distill_init_from_teacher: false to start a student from init_from");
   }
+  require(c.gradient_bucket_bytes() >= 1, "gradient_bucket_bytes",
+          detail::concat("must be >= 1, got ", c.gradient_bucket_bytes()));
   validate_precision(c);
   require(c.max_bad_steps() >= 1, "max_bad_steps",
           detail::concat("must be >= 1, got ", c.max_bad_steps()));
@@ -168,6 +170,7 @@ TrainOptions train_options(const TrainConfig& c) {
                              ? Reduction::kAllReduce
                              : Reduction::kRankOrdered;
   o.overlap_reduction = c.overlap_gradient_reduction();
+  o.gradient_bucket_bytes = static_cast<size_t>(c.gradient_bucket_bytes());
   switch (c.schedule()) {
     case TrainConfig::INVERSE_SQRT:
       o.schedule.kind = LearningRateSchedule::Kind::kInverseSqrt;

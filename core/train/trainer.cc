@@ -208,10 +208,11 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
   if (split_experts && !expert_replicas_) expert_replicas_ = dp->split(ep->rank(), dp->rank());
   std::unique_ptr<BucketedReduction> shared_sums, expert_sums;
   if (replicated) {
-    shared_sums = std::make_unique<BucketedReduction>(*dp, options_.gradient_reduction);
+    shared_sums = std::make_unique<BucketedReduction>(*dp, options_.gradient_reduction,
+                                                      options_.gradient_bucket_bytes);
     if (split_experts)
-      expert_sums =
-          std::make_unique<BucketedReduction>(*expert_replicas_, options_.gradient_reduction);
+      expert_sums = std::make_unique<BucketedReduction>(
+          *expert_replicas_, options_.gradient_reduction, options_.gradient_bucket_bytes);
   }
   auto sum_over_replicas = [&](const std::string& name, const Tensor& grad) {
     (split_experts && is_expert_parameter(name) ? *expert_sums : *shared_sums).add(grad);

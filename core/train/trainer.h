@@ -39,6 +39,7 @@ struct TrainOptions {
   // its gradients are final (ForwardOptions::gradients_final), rather than after the
   // backward. The same buckets either way; only the timing changes.
   bool overlap_reduction = true;
+  size_t gradient_bucket_bytes = kDefaultBucketBytes;  // BucketedReduction's bucket
   // Expert parallelism: the group the model's experts are split over (the model's
   // expert_group()), a subgroup of data_parallel. Expert gradients are then summed only
   // over the ranks holding the same experts; every other gradient over data_parallel.

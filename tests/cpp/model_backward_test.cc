@@ -2,7 +2,13 @@
 // training mode (dropout, expert dropout, jitter, token dropping), on every parameter.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "core/data/byte_tokenizer.h"
 #include "core/model/switch_transformer.h"
@@ -75,6 +81,62 @@ TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
   }
   EXPECT_LE(std::sqrt(diff / norm), 1e-6);
   RecordProperty("elements_checked", static_cast<int>(checked));
+}
+
+// ForwardOptions::gradients_final reports every parameter exactly once, each at a point
+// after which the backward adds nothing to it (its value then is its final value), as the
+// very tensor forward_backward returns; the same order for a reused buffer. A report made
+// too early (a parameter still written after it, like the shared embedding or a
+// position-bias table) shows as a value that changes.
+TEST_P(ModelBackward, GradientsAreReportedOnceWhenFinal) {
+  const ModelConfig c = config_from_text(GetParam().config);
+  SwitchTransformer m(c, 5, DType::f64);
+  const Batch b =
+      make_continuation_batch("Gradients, final as soon as the backward is done.", 2, 7, 5, c);
+  ForwardOptions train;
+  train.train = true;
+  train.step = 4;
+  struct Report {
+    std::string name;
+    Tensor at_report, tensor;
+  };
+  std::vector<Report> reports;
+  std::vector<size_t> calls;  // reports per call
+  train.gradients_final = [&](const std::vector<std::pair<std::string, Tensor>>& ready) {
+    EXPECT_FALSE(ready.empty());
+    calls.push_back(ready.size());
+    for (const auto& [name, grad] : ready) reports.push_back({name, grad.clone(), grad});
+  };
+  GradientBuffer buffer;
+  std::vector<std::string> first_order;
+  for (int pass = 0; pass < 2; ++pass) {  // the second reuses the buffer
+    reports.clear();
+    calls.clear();
+    std::vector<std::pair<std::string, Tensor>> grads;
+    m.forward_backward(b, train, grads, LossScales(), &buffer);
+    ASSERT_EQ(reports.size(), grads.size());
+    EXPECT_GT(calls.size(), 4u) << "gradients should be reported in several groups";
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < grads.size(); ++i) index[grads[i].first] = i;
+    std::set<std::string> seen;
+    double largest = 0;
+    for (const Report& r : reports) {
+      ASSERT_TRUE(seen.insert(r.name).second) << r.name << " reported twice";
+      ASSERT_EQ(index.count(r.name), 1u) << r.name;
+      const Tensor& final = grads[index[r.name]].second;
+      EXPECT_EQ(r.tensor.raw(), final.raw()) << r.name << ": not the tensor returned";
+      ASSERT_EQ(r.at_report.nbytes(), final.nbytes()) << r.name;
+      EXPECT_EQ(0, std::memcmp(r.at_report.raw(), final.raw(), final.nbytes()))
+          << r.name << " changed after it was reported final";
+      for (int64_t i = 0; i < final.numel(); ++i)
+        largest = std::max(largest, std::fabs(final.item(i)));
+    }
+    EXPECT_GT(largest, 0.0);
+    std::vector<std::string> order;
+    for (const Report& r : reports) order.push_back(r.name);
+    if (pass == 0) first_order = order;
+    EXPECT_EQ(order, first_order) << "the order should depend only on the model's shape";
+  }
 }
 
 // Distillation: with a teacher's probabilities in the options, the loss's cross-entropy is

@@ -35,6 +35,8 @@ CASES = [
     ("ep=2", 2, "ep=2", ["batch_size=8", "input_length=64", "target_length=16"]),
     ("mp=2", 2, "mp=2", ["batch_size=8", "input_length=64", "target_length=16"]),
     ("dp=2,ep=2", 4, "dp=2,ep=2", ["batch_size=8", "input_length=64", "target_length=16"]),
+    ("dp=2,ep=2, 64 KiB buckets", 4, "dp=2,ep=2",
+     ["batch_size=8", "input_length=64", "target_length=16", "gradient_bucket_bytes=65536"]),
     ("ep=2,mp=2", 4, "ep=2,mp=2", ["batch_size=8", "input_length=64", "target_length=16"]),
     ("ep=4", 4, "ep=4", ["batch_size=8", "input_length=64", "target_length=16"]),
 ]
@@ -71,7 +73,8 @@ def plan(switch, out, ranks, layout):
                 f"micro_batches: {field('micro_batches')}\ndtype: \"f32\"\n"
                 f"optimizer: {field('optimizer')}\n"
                 f"rank_ordered_reduction: {str(rank_ordered).lower()}\n"
-                f"overlap_reduction: {str(overlap).lower()}\n")
+                f"overlap_reduction: {str(overlap).lower()}\n"
+                f"gradient_bucket_bytes: {optional('gradient_bucket_bytes', 33554432)}\n")
         if layout:
             f.write(f'layout: "{layout}"\n')
     proto = subprocess.run([switch, "plan", "--request", request, "--format", "proto"],

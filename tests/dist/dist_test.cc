@@ -12,6 +12,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/dist/communicator.h"
 #include "core/dist/data_parallel.h"
@@ -192,6 +195,95 @@ Device rank_gpu() {
   return rank_device("cuda", this_local_rank(), cuda_device_count(), DeviceTransport::kHostStaged);
 }
 
+// Started collectives (several in flight at once, poked with test(), finished out of
+// order) give the blocking ones' results, on the host or on `device`.
+void expect_started_collectives_match_blocking(Communicator& d, Device device) {
+  Communicator& c = world();
+  const int r = c.rank();
+  std::vector<Tensor> inputs;
+  for (int k = 0; k < 3; ++k)
+    inputs.push_back(testing_random({4 + k, 3}, 31 + static_cast<uint32_t>(10 * r + k), 1.0));
+  std::vector<Tensor> sums;
+  std::vector<std::unique_ptr<PendingCollective>> pending;
+  for (const Tensor& x : inputs) {
+    sums.push_back(x.to(device));
+    pending.push_back(d.start_all_reduce_sum(sums.back()));
+    pending.push_back(d.start_all_gather(x.to(device)));
+    for (auto& p : pending) p->test();
+  }
+  for (size_t k = pending.size(); k-- > 0;) {  // the last started first
+    const Tensor got = pending[k]->wait();
+    const Tensor& x = inputs[k / 2];
+    if (k % 2 == 0) {
+      Tensor want = x.clone();
+      c.all_reduce_sum(want);
+      EXPECT_EQ(got.raw(), sums[k / 2].raw()) << "a sum in place";
+      EXPECT_LE(max_relative_difference(got, want), 1e-6) << "sum " << k / 2;
+    } else {
+      EXPECT_EQ(got.device(), device);
+      EXPECT_EQ(max_relative_difference(got, c.all_gather(x)), 0.0) << "gather " << k / 2;
+    }
+    EXPECT_TRUE(pending[k]->test());
+  }
+}
+
+TEST(Communicator, StartedCollectivesMatchBlockingOnes) {
+  expect_started_collectives_match_blocking(world(), Device::cpu());
+  CountingCommunicator counted(local_communicator());  // the default: finished at once
+  Tensor x = Tensor::full({3}, DType::f32, 2.0);
+  EXPECT_TRUE(counted.start_all_reduce_sum(x)->test());
+  EXPECT_EQ(counted.start_all_gather(x.view({1, 3}))->wait().shape(), (Shape{1, 3}));
+}
+
+// Buckets of mixed dtypes, many of them in flight or one at a time, sum every tensor
+// exactly as one all-reduce per tensor does (integer-valued, so in any order), rank-ordered
+// or not; a dtype change closes a bucket, and a tensor larger than a bucket is one alone.
+TEST(BucketedReduction, SmallBucketsInFlightSumLikeOneCollectivePerTensor) {
+  Communicator& c = world();
+  const int r = c.rank();
+  for (const Reduction reduction : {Reduction::kAllReduce, Reduction::kRankOrdered}) {
+    for (const int in_flight : {1, 3}) {
+      std::vector<Tensor> tensors, want;
+      // Rank-ordered sums add with ops::add_, which takes floating point only.
+      const DType integers = reduction == Reduction::kAllReduce ? DType::i64 : DType::f64;
+      // f32 of 16, 40 and 8 bytes, f64 of 64, f32 of 12, i64 (f64) of 24, f32 of 160;
+      // 64-byte buckets.
+      const std::vector<std::pair<DType, int64_t>> shapes = {
+          {DType::f32, 4}, {DType::f32, 10}, {DType::f32, 2}, {DType::f64, 8},
+          {DType::f32, 3}, {integers, 3},    {DType::f32, 40}};
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        std::vector<int64_t> values(shapes[i].second);
+        for (size_t k = 0; k < values.size(); ++k)
+          values[k] = (r + 1) * (static_cast<int64_t>(k) - 3) + 7 * static_cast<int64_t>(i);
+        Tensor t = Tensor::from_vector<int64_t>(values, {shapes[i].second});
+        if (shapes[i].first != DType::i64) {
+          Tensor f = Tensor::empty(t.shape(), shapes[i].first);  // exact integers
+          for (int64_t k = 0; k < t.numel(); ++k) {
+            if (f.dtype() == DType::f32) f.data<float>()[k] = static_cast<float>(values[k]);
+            if (f.dtype() == DType::f64) f.data<double>()[k] = static_cast<double>(values[k]);
+          }
+          t = f;
+        }
+        tensors.push_back(t);
+        want.push_back(t.clone());
+        c.all_reduce_sum(want.back());
+      }
+      BucketedReduction sums(c, reduction, 64, in_flight);
+      for (const Tensor& t : tensors) {
+        sums.add(t);
+        sums.progress();
+      }
+      sums.finish();
+      // Buckets: {16 + 40 + 8 f32} (full to the byte), {64 f64}, {12 f32}, {24 i64}, {160 f32}.
+      EXPECT_EQ(sums.buckets_started(), c.size() > 1 ? 5 : 0);
+      for (size_t i = 0; i < tensors.size(); ++i)
+        EXPECT_EQ(max_relative_difference(tensors[i], want[i]), 0.0)
+            << "tensor " << i << ", in flight " << in_flight;
+    }
+  }
+  EXPECT_THROW(BucketedReduction(c, Reduction::kAllReduce, 64, 0), Error);
+}
+
 // Data-parallel steps over the world equal one process stepping on the global batch cut
 // into as many micro-batches (the same shares, the same dropout streams). Rank-ordered
 // reduction: every updated parameter bit for bit. All-reduce (the backend's summation
@@ -199,7 +291,9 @@ Device rank_gpu() {
 // the last-bit differences of near-zero gradients come back as ~1e-5 of the weights.
 void expect_data_parallel_equals_single_process(bool dropout, Reduction reduction,
                                                 Communicator& c = world(),
-                                                Device device = Device::cpu()) {
+                                                Device device = Device::cpu(),
+                                                size_t bucket_bytes = kDefaultBucketBytes,
+                                                bool overlap = true) {
   ModelConfig config = preset("tiny");
   if (!dropout) {
     config.set_dropout_rate(0);
@@ -217,6 +311,8 @@ void expect_data_parallel_equals_single_process(bool dropout, Reduction reductio
   SwitchTransformer replica_model(config, 11, DType::f32, device);
   options.data_parallel = &c;
   options.gradient_reduction = reduction;
+  options.gradient_bucket_bytes = bucket_bytes;
+  options.overlap_reduction = overlap;
   Trainer replica(replica_model, options);
   for (int step = 0; step < 3; ++step) {
     const TrainMetrics a = single.step(split_micro_batches(batch, c.size()));
@@ -250,6 +346,55 @@ TEST(DataParallel, EqualsASingleProcessBitForBitWithDropout) {
 
 TEST(DataParallel, AllReduceIsWithinTolerance) {
   expect_data_parallel_equals_single_process(true, Reduction::kAllReduce);
+}
+
+// 4 KiB buckets: most start while the backward runs, two at a time in flight; the sums
+// stay bit for bit those of one process.
+TEST(DataParallel, OverlappedSmallBucketsAreBitForBit) {
+  expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, world(), Device::cpu(),
+                                             4096);
+  expect_data_parallel_equals_single_process(true, Reduction::kAllReduce, world(), Device::cpu(),
+                                             4096);
+}
+
+// Two micro-batches per replica: with overlap, the last one's gradients are added to the
+// first's as the backward finishes them and handed on; the same bits as adding them all
+// and summing after the backward.
+TEST(DataParallel, OverlapWithMicroBatchesEqualsSummingAfterTheBackward) {
+  Communicator& c = world();
+  const ModelConfig config = preset("tiny");
+  const Batch batch = global_batch(config, 4 * c.size());
+  const Batch shard = shard_batch(batch, c.rank(), c.size());
+  TrainOptions options;
+  options.data_parallel = &c;
+  options.gradient_bucket_bytes = 4096;
+  SwitchTransformer overlapped_model(config, 11), after_model(config, 11), single_model(config, 11);
+  Trainer overlapped(overlapped_model, options);
+  options.overlap_reduction = false;
+  Trainer after(after_model, options);
+  options.data_parallel = nullptr;
+  Trainer single(single_model, options);
+  for (int step = 0; step < 2; ++step) {
+    const TrainMetrics a = overlapped.step(split_micro_batches(shard, 2));
+    const TrainMetrics b = after.step(split_micro_batches(shard, 2));
+    const TrainMetrics one = single.step(split_micro_batches(batch, 2 * c.size()));
+    EXPECT_EQ(a.loss, b.loss);
+    EXPECT_EQ(a.grad_norm, b.grad_norm);
+    EXPECT_NEAR(a.grad_norm, one.grad_norm, 1e-5 * one.grad_norm);
+  }
+  const auto& got = overlapped_model.parameters().entries();
+  for (size_t i = 0; i < got.size(); ++i) {
+    const Tensor& want = after_model.parameters().entries()[i].tensor;
+    EXPECT_EQ(0, std::memcmp(got[i].tensor.raw(), want.raw(), want.nbytes())) << got[i].name;
+    EXPECT_LE(max_relative_difference(got[i].tensor, single_model.parameters().entries()[i].tensor),
+              1e-4)
+        << got[i].name;
+  }
+}
+
+TEST(DataParallel, SummedAfterTheBackwardIsBitForBit) {
+  expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, world(), Device::cpu(),
+                                             4096, false);
 }
 
 TEST(DataParallel, ReplicasStayIdentical) {
@@ -355,7 +500,8 @@ TEST(ExpertParallel, LayerMatchesOneProcessGatedGelu) {
 // process. Non-expert gradients are summed over all ranks, expert gradients over the
 // ranks holding the same experts (none when the group is the world).
 void expect_expert_parallel_training_matches(Communicator& ep, Communicator& c = world(),
-                                             Device device = Device::cpu()) {
+                                             Device device = Device::cpu(),
+                                             size_t bucket_bytes = kDefaultBucketBytes) {
   ModelConfig config = preset("tiny");  // 8 experts
   config.set_dropout_rate(0);
   config.set_expert_dropout_rate(0);
@@ -381,6 +527,7 @@ void expect_expert_parallel_training_matches(Communicator& ep, Communicator& c =
                ep.size() > 1);
   options.data_parallel = &c;
   options.expert_parallel = &ep;
+  options.gradient_bucket_bytes = bucket_bytes;
   Trainer trainer(sharded, options);
   // The gradient of the global batch, every parameter this rank holds, within 1e-5.
   TrainMetrics ma, mb;
@@ -415,6 +562,8 @@ TEST(ExpertParallel, WithDataParallelReplicas) {
   if (c.size() != 4) GTEST_SKIP() << "needs 4 ranks";
   const std::unique_ptr<Communicator> experts = c.split(c.rank() / 2, c.rank() % 2);
   expect_expert_parallel_training_matches(*experts);
+  // Small buckets: the expert and the replicated groups' sums in flight together.
+  expect_expert_parallel_training_matches(*experts, c, Device::cpu(), 4096);
 }
 
 // ---------------------------------------------------------------- launching on GPUs
@@ -542,6 +691,12 @@ TEST(DeviceStaged, DataParallelRankOrderedIsBitForBit) {
   expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, *d, rank_gpu());
 }
 
+TEST(DeviceStaged, StartedCollectivesAndOverlappedSmallBuckets) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  expect_started_collectives_match_blocking(*d, rank_gpu());
+  expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, *d, rank_gpu(), 4096);
+}
+
 TEST(DeviceStaged, ExpertParallelTrainingMatchesOneProcess) {
   DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
   expect_expert_parallel_training_matches(*d, *d, rank_gpu());
@@ -553,6 +708,7 @@ TEST(DeviceStaged4, ExpertParallelWithDataParallelReplicas) {
   if (d->size() != 4) GTEST_SKIP() << "needs 4 ranks";
   const std::unique_ptr<Communicator> experts = d->split(d->rank() / 2, d->rank() % 2);
   expect_expert_parallel_training_matches(*experts, *d, rank_gpu());
+  expect_expert_parallel_training_matches(*experts, *d, rank_gpu(), 4096);
 }
 
 TEST(DeviceNccl, CollectivesMatchTheHost) {
@@ -565,6 +721,14 @@ TEST(DeviceNccl, DataParallelMatchesOneProcess) {
   DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kNccl);
   expect_data_parallel_equals_single_process(true, Reduction::kAllReduce, *d, rank_gpu());
   expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, *d, rank_gpu());
+}
+
+// NCCL's started collectives run on a side stream while the device's stream computes.
+TEST(DeviceNccl, StartedCollectivesAndOverlappedSmallBuckets) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kNccl);
+  expect_started_collectives_match_blocking(*d, rank_gpu());
+  expect_data_parallel_equals_single_process(true, Reduction::kRankOrdered, *d, rank_gpu(), 4096);
+  expect_data_parallel_equals_single_process(true, Reduction::kAllReduce, *d, rank_gpu(), 4096);
 }
 
 TEST(DeviceNccl, ExpertParallelTrainingMatchesOneProcess) {
