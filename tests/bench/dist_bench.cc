@@ -4,7 +4,12 @@
 // median step time over the timed steps and the bytes each rank sends per step (counted as
 // core/dist/traffic.h counts them).
 //
-//   mpirun -np R sw_dist_bench --ep E [--steps S] [--batch B]
+// --overlap 0 sums the gradients after the backward instead of during it, --bucket-kib sets
+// the buckets' size and --all-reduce 1 sums by all-reduce rather than rank-ordered; the
+// line then also gives the median time the step waited for the sums after the backward.
+//
+//   mpirun -np R sw_dist_bench --ep E [--mp M] [--steps S] [--batch B] [--overlap 0|1]
+//                              [--bucket-kib K] [--all-reduce 0|1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -65,29 +70,40 @@ int main(int argc, char** argv) {
   TrainOptions options;
   options.data_parallel = &dp;
   options.expert_parallel = expert_group.get();
+  const bool overlap = flag(argc, argv, "--overlap", 1) != 0;
+  const int64_t bucket_kib = flag(argc, argv, "--bucket-kib", kDefaultBucketBytes >> 10);
+  const bool all_reduce = flag(argc, argv, "--all-reduce", 0) != 0;
+  options.overlap_reduction = overlap;
+  options.gradient_bucket_bytes = static_cast<size_t>(bucket_kib) << 10;
+  options.gradient_reduction = all_reduce ? Reduction::kAllReduce : Reduction::kRankOrdered;
   Trainer trainer(model, options);
   const Batch global = bench::random_batch(config, batch, 128, 32);
   const Batch shard = shard_batch(global, dp.rank(), dp.size());
-  std::vector<double> seconds;
+  std::vector<double> seconds, waits;
   double step_bytes = 0;
   for (int64_t s = 0; s < steps + 1; ++s) {  // the first step warms up
     world.barrier();
     const TrafficCounts before = world.counts();
     const auto start = std::chrono::steady_clock::now();
-    trainer.step({shard});
+    const TrainMetrics m = trainer.step({shard});
     world.barrier();
-    if (s > 0)
+    if (s > 0) {
       seconds.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      waits.push_back(m.phases.reduce);
+    }
     step_bytes = (world.counts() - before).total();
   }
   std::sort(seconds.begin(), seconds.end());
+  std::sort(waits.begin(), waits.end());
   if (world.rank() == 0)
     std::printf(
         "ranks %d  dp %lld  ep %lld  mp %lld  step %.3f s  %.1f MB per rank per step  %.0f "
-        "tokens/s\n",
+        "tokens/s  sums %s%s, %lld KiB buckets: waited %.4f s after the backward\n",
         world.size(), static_cast<long long>(world.size() / (ep * mp)), static_cast<long long>(ep),
         static_cast<long long>(mp), seconds[seconds.size() / 2], step_bytes / 1e6,
-        static_cast<double>(batch * (128 + 32)) / seconds[seconds.size() / 2]);
+        static_cast<double>(batch * (128 + 32)) / seconds[seconds.size() / 2],
+        all_reduce ? "all-reduce" : "rank-ordered", overlap ? " overlapped" : " after",
+        static_cast<long long>(bucket_kib), waits[waits.size() / 2]);
   return 0;
 }
