@@ -41,8 +41,6 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
     SW_CHECK_ARG(expert_group_ != model_group_,
                  "expert and model parallelism need different groups of ranks (a layout's "
                  "expert group and model group meet in one rank)");
-    SW_CHECK(device.is_cpu(), Status::kUnsupported,
-             "model parallelism runs on the CPU path in this version");
     SW_CHECK_ARG(heads_ % n == 0, "model parallelism: num_heads ", heads_, " does not split over ",
                  n, " ranks");
     SW_CHECK_ARG(d_ff_ % n == 0, "model parallelism: d_ff ", d_ff_, " does not split over ", n,

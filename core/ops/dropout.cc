@@ -14,20 +14,13 @@ void check_rate(const DropoutSpec& spec) {
   SW_CHECK_ARG(spec.rate < 1.0, "dropout: rate must be in [0, 1), got ", spec.rate);
 }
 
-void check_whole_on_gpu(const DropoutSpec& spec) {
-  SW_CHECK(!spec.window, Status::kUnsupported, "dropout: model-parallel parts run on the cpu");
-}
-
 }  // namespace
 
 void dropout_(Tensor& x, const DropoutSpec& spec) {
   if (!spec.active()) return;
   check_rate(spec);
   check_stream_size(x.numel(), "dropout");
-  if (on_cuda(x)) {
-    check_whole_on_gpu(spec);
-    SW_RUN_ON_CUDA(kernels::dropout(x, spec));
-  }
+  if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::dropout(x, spec));
   cpu::dropout_(x, spec);
   stored(x);
 }
@@ -40,12 +33,9 @@ void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t
   int64_t max_row = -1;
   for (int64_t r : stream_rows) max_row = std::max(max_row, r);
   check_stream_size((max_row + 1) * x.dim(1), "dropout");
-  if (on_cuda(x)) {
-    check_whole_on_gpu(spec);
+  if (on_cuda(x))
     SW_RUN_ON_CUDA(kernels::dropout_rows(
-        x, spec.rate, spec.stream,
-        Tensor::from_vector<int64_t>(stream_rows, {x.dim(0)}).to(x.device())));
-  }
+        x, spec, Tensor::from_vector<int64_t>(stream_rows, {x.dim(0)}).to(x.device())));
   cpu::dropout_rows_(x, spec, stream_rows);
   stored(x);
 }

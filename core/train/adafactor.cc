@@ -73,7 +73,16 @@ class Adafactor final : public OptimizerBase {
       state.v = s.get("v");
     }
     if (o_.beta1 > 0) state.m = s.get("m");
-    SW_RUN_ON_CUDA(kernels::adafactor_update(pg.parameter, pg.gradient, state, o_, lr, beta2));
+    [[maybe_unused]] kernels::AdafactorSplit split;
+    if (pg.shard_group && pg.split_axis >= 0 && pg.shard_group->size() > 1) {
+      Communicator* group = pg.shard_group;
+      split.sum = [group](Tensor& t) { group->all_reduce_sum(t); };
+      split.parts = group->size();
+      split.split_cols = pg.split_axis == pg.parameter.ndim() - 1;
+      split.split_rows = pg.split_axis == pg.parameter.ndim() - 2;
+    }
+    SW_RUN_ON_CUDA(
+        kernels::adafactor_update(pg.parameter, pg.gradient, state, o_, lr, beta2, split));
   }
 
   // Three passes, none of which stores the update: the second-moment statistics, the

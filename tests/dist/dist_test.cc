@@ -823,10 +823,11 @@ TEST(ModelParallel, PartsRoundTrip) {
   EXPECT_EQ(state_split_axis("m", 2, 1), 1);
 }
 
-// This rank's part of a single-process tensor named like a model-parallel one's.
+// This rank's part of a single-process tensor named like a model-parallel one's (on the
+// host).
 Tensor part_of(const SwitchTransformer& sharded, const std::string& name, const Tensor& whole) {
   for (const auto& e : sharded.parameters().entries())
-    if (e.name == name) return take_part(whole, e.split);
+    if (e.name == name) return take_part(whole.to(Device::cpu()), e.split);
   ADD_FAILURE() << "no parameter " << name;
   return whole;
 }
@@ -835,10 +836,11 @@ Tensor part_of(const SwitchTransformer& sharded, const std::string& name, const 
 // `replicas` each take one micro-batch of the global batch): every rank holds its part of
 // each parameter as the single process initialised it, and the forward, the gradients,
 // the decoding and three Adafactor steps (with dropout: the masks are the single
-// process's) match it within 1e-5 (1e-4 for the parameters after the steps).
+// process's) match it within 1e-5 (1e-4 for the parameters after the steps). On a GPU the
+// one process runs on the same device (decoding is checked on the cpu only).
 void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
                                    ModelConfig::Activation activation,
-                                   Communicator* experts = nullptr) {
+                                   Communicator* experts = nullptr, Device device = Device::cpu()) {
   ModelConfig config = preset("tiny");
   config.set_activation(activation);
   const int64_t dp = replicas ? replicas->size() : 1;
@@ -850,9 +852,9 @@ void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
   // last-bit differences of near-zero gradients (other summation orders here) into
   // differences of the update; they stay ~1e-5 of the weights at this rate.
   options.schedule.base = 1e-3;
-  SwitchTransformer single_model(config, 11);
+  SwitchTransformer single_model(config, 11, DType::f32, device);
   Trainer single(single_model, options);
-  SwitchTransformer sharded(config, 11, DType::f32, Device::cpu(), experts, &group);
+  SwitchTransformer sharded(config, 11, DType::f32, device, experts, &group);
   if (!experts) {
     ASSERT_EQ(sharded.parameters().entries().size(), single_model.parameters().entries().size());
   }
@@ -860,7 +862,8 @@ void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
   for (const auto& e : sharded.parameters().entries()) {
     const Tensor want = part_of(sharded, e.name, single_model.parameters().get(e.name));
     ASSERT_EQ(e.tensor.shape(), want.shape()) << e.name;
-    EXPECT_EQ(0, std::memcmp(e.tensor.raw(), want.raw(), want.nbytes())) << e.name;
+    EXPECT_EQ(0, std::memcmp(e.tensor.to(Device::cpu()).raw(), want.raw(), want.nbytes()))
+        << e.name;
     split += !e.split.whole();
   }
   EXPECT_TRUE(group.size() == 1 || split > 0);
@@ -868,13 +871,15 @@ void expect_model_parallel_matches(Communicator& group, Communicator* replicas,
   const ForwardOutput a = single_model.forward(batch), b = sharded.forward(batch);
   EXPECT_LE(max_relative_difference(b.logits, a.logits), 1e-5);
   EXPECT_NEAR(b.loss, a.loss, 1e-5 * a.loss);
-  DecoderState sa = single_model.start_decoding(batch.input_ids, Tensor());
-  DecoderState sb = sharded.start_decoding(batch.input_ids, Tensor());
-  Tensor tokens = Tensor::zeros({batch.input_ids.dim(0)}, DType::i32);
-  for (int t = 0; t < 3; ++t) {
-    const Tensor la = single_model.decode_step(sa, tokens), lb = sharded.decode_step(sb, tokens);
-    EXPECT_LE(max_relative_difference(lb, la), 1e-5) << "decode step " << t;
-    for (int64_t i = 0; i < tokens.numel(); ++i) tokens.data<int32_t>()[i] = 2 + t + i;
+  if (device.is_cpu()) {
+    DecoderState sa = single_model.start_decoding(batch.input_ids, Tensor());
+    DecoderState sb = sharded.start_decoding(batch.input_ids, Tensor());
+    Tensor tokens = Tensor::zeros({batch.input_ids.dim(0)}, DType::i32);
+    for (int t = 0; t < 3; ++t) {
+      const Tensor la = single_model.decode_step(sa, tokens), lb = sharded.decode_step(sb, tokens);
+      EXPECT_LE(max_relative_difference(lb, la), 1e-5) << "decode step " << t;
+      for (int64_t i = 0; i < tokens.numel(); ++i) tokens.data<int32_t>()[i] = 2 + t + i;
+    }
   }
   options.data_parallel = replicas;
   options.expert_parallel = experts;
@@ -928,6 +933,33 @@ TEST(ModelParallel, WithExpertParallel) {
   const ParallelGroups& g = groups.groups();
   expect_model_parallel_matches(*g.model_parallel, g.data_parallel, ModelConfig::GATED_GELU,
                                 g.expert_parallel);
+}
+
+// The same on the GPU through the host-staged transport (several ranks share one GPU):
+// mp = 2 (np 2), and dp x mp and ep x mp = 2 x 2 (np 4).
+TEST(DeviceStaged, ModelParallelMatchesOneProcess) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  if (d->size() != 2) GTEST_SKIP() << "needs 2 ranks";
+  expect_model_parallel_matches(*d, nullptr, ModelConfig::GATED_GELU, nullptr, rank_gpu());
+}
+
+TEST(DeviceStaged4, ModelParallelWithDataParallel) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  if (d->size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  const std::unique_ptr<Communicator> model = d->split(d->rank() / 2, d->rank() % 2);
+  const std::unique_ptr<Communicator> replicas = d->split(d->rank() % 2, d->rank() / 2);
+  expect_model_parallel_matches(*model, replicas.get(), ModelConfig::RELU, nullptr, rank_gpu());
+}
+
+TEST(DeviceStaged4, ModelParallelWithExpertParallel) {
+  DEVICE_WORLD_OR_SKIP(d, DeviceTransport::kHostStaged);
+  if (d->size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  ParallelLayout layout;
+  layout.ep = layout.mp = 2;
+  const ParallelCommunicators groups(*d, layout);
+  const ParallelGroups& g = groups.groups();
+  expect_model_parallel_matches(*g.model_parallel, g.data_parallel, ModelConfig::GATED_GELU,
+                                g.expert_parallel, rank_gpu());
 }
 
 TEST(ModelParallel, RefusesWhatItCannotSplit) {

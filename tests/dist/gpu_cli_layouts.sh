@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# `switch train` over several ranks on GPUs against one process on the same GPU: dp=2 and
-# ep=2 with device tensors staged through host memory (--comm staged, the two ranks
-# sharing GPU 0 when there is one), the losses within 1e-5, the ep run continued in one
-# process; then a table of step time and traffic per layout. Exit 77 (skipped) without a
-# CUDA device.
+# `switch train` over several ranks on GPUs against one process on the same GPU: dp=2,
+# ep=2, mp=2 and ep=2,mp=2 (4 ranks) with device tensors staged through host memory
+# (--comm staged, the ranks sharing GPU 0 when there is one), the losses within 1e-5, the
+# ep run continued in one process; then a table of step time and traffic per layout. Exit
+# 77 (skipped) without a CUDA device.
 #
 #   tests/dist/gpu_cli_layouts.sh SWITCH MPIRUN [CORPUS]
 set -uo pipefail
@@ -15,7 +15,7 @@ d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 small=(--set "corpus=$corpus" --set tokenizer_vocab_size=400 --set batch_size=8 --set input_length=64
        --set target_length=16 --set eval_batches=1 --set log_interval=1)
-mpi2=("$mpirun" --allow-run-as-root --oversubscribe -np 2 -x LD_LIBRARY_PATH)
+launch=("$mpirun" --allow-run-as-root --oversubscribe -x LD_LIBRARY_PATH)
 
 out=$("$switch" train --device cuda:0 --out "$d/one" "${small[@]}" --set micro_batches=2 --set steps=5 2>&1)
 status=$?
@@ -30,12 +30,14 @@ check() {  # name, command...: runs it and records a failure
   local name=$1; shift
   if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fail=1; fi
 }
-run_layout() {  # layout: trains 3 steps over 2 ranks on the GPU, staged
-  "${mpi2[@]}" "$switch" train --device cuda --comm staged --parallel "$1" --out "$d/$1" "${small[@]}" \
-    --set steps=3 > "$d/$1.log" 2>&1 || { cat "$d/$1.log"; return 1; }
+run_layout() {  # layout, ranks: trains 3 steps on the GPU, staged
+  "${launch[@]}" -np "$2" "$switch" train --device cuda --comm staged --parallel "$1" --out "$d/$1" \
+    "${small[@]}" --set steps=3 > "$d/$1.log" 2>&1 || { cat "$d/$1.log"; return 1; }
 }
-for layout in dp=2 ep=2; do
-  check "$layout runs" run_layout "$layout"
+for layout in dp=2:2 ep=2:2 mp=2:2 ep=2,mp=2:4; do
+  ranks=${layout#*:}
+  layout=${layout%:*}
+  check "$layout runs" run_layout "$layout" "$ranks"
   check "$layout losses within 1e-5 of one process" \
     python3 "$here/compare_losses.py" "$d/$layout/metrics.jsonl" "$d/one/metrics.jsonl" 1e-5
 done
@@ -47,7 +49,7 @@ echo "|---|---|---|---|"
 python3 - "$d" <<'EOF' || fail=1
 import json, os, re, sys
 d = sys.argv[1]
-for name, ranks in (("one", 1), ("dp=2", 2), ("ep=2", 2)):
+for name, ranks in (("one", 1), ("dp=2", 2), ("ep=2", 2), ("mp=2", 2), ("ep=2,mp=2", 4)):
     summary = json.load(open(os.path.join(d, name, "summary.json")))
     log = os.path.join(d, name + ".log")
     sent = re.search(r"sent ([0-9.]+) MiB per step", open(log).read()) if os.path.exists(log) else None

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/dist/model_parallel.h"
 #include "core/model/switch_ffn.h"
 #include "core/ops/activation.h"
 #include "core/ops/attention.h"
@@ -462,6 +463,31 @@ TEST_F(Parity, ExpertDropoutMasksMatch) {
   ops::dropout_rows_(dev, spec, rows);
   ops::dropout_rows_(h, spec, rows);
   EXPECT_LE(max_relative_error(host(dev), h), 1e-7);
+}
+
+// A model-parallel part (part 1 of 3 of every row) draws the whole tensor's stream
+// elements on the GPU as on the cpu, for dropout and expert dropout, and those are the
+// whole tensor's mask restricted to the part.
+TEST_F(Parity, DropoutPartsMatch) {
+  const Tensor whole = random_tensor({20, 36}, DType::f32, 23);
+  ops::DropoutSpec spec;
+  spec.rate = 0.4;
+  spec.stream = RandomStream(9, RandomPurpose::kDropout, 35, 2);
+  const ops::DropoutSpec part = spec.part(12, 3, 1);
+  Tensor masked_whole = whole.clone();
+  ops::dropout_(masked_whole, spec);
+  const Tensor want = take_part(masked_whole, {1, 3, 1});
+  Tensor h = take_part(whole, {1, 3, 1}), dev = h.to(kGpu);
+  ops::dropout_(h, part);
+  ops::dropout_(dev, part);
+  EXPECT_EQ(max_relative_error(h, want), 0.0);
+  EXPECT_LE(max_relative_error(host(dev), h), 1e-7);
+  std::vector<int64_t> rows(20);
+  for (int64_t r = 0; r < 20; ++r) rows[r] = (r * 7) % 20;
+  Tensor hr = take_part(whole, {1, 3, 1}), devr = hr.to(kGpu);
+  ops::dropout_rows_(hr, part, rows);
+  ops::dropout_rows_(devr, part, rows);
+  EXPECT_LE(max_relative_error(host(devr), hr), 1e-7);
 }
 
 // The whole Switch FFN layer, eval and train (jitter, expert dropout), under identical
