@@ -1,10 +1,16 @@
 // sw_trainer: optimizer steps on caller batches or the built-in span-corruption data,
 // evaluation, and checkpoints that a later process continues bit for bit.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "capi/internal.h"
 #include "core/dist/data_parallel.h"
+#include "core/dist/device_communicator.h"
 #include "core/io/checkpoint.h"
 #include "core/model/upcycle.h"
 #include "core/train/pretraining_run.h"  // metrics_summary
@@ -71,6 +77,25 @@ std::vector<std::pair<std::string, Tensor>> named_parameters(const SwitchTransfo
   return out;
 }
 
+// world's ranks for a trainer whose model is on a GPU: host tensors over world, device
+// tensors by `transport` (core/dist/device_communicator.h; collective). NCCL runs one rank
+// per GPU, so two ranks of one host on the same GPU are refused, naming them.
+std::shared_ptr<Communicator> device_world(Communicator& world, Device device,
+                                           DeviceTransport transport) {
+  char host[256] = {};
+  SW_CHECK(gethostname(host, sizeof host - 1) == 0, Status::kIo, "gethostname failed");
+  const std::vector<std::string> places =
+      all_gather_bytes(world, std::string(host) + " " + device.str());
+  for (int a = 0; a < world.size() && transport == DeviceTransport::kNccl; ++a)
+    for (int b = 0; b < a; ++b)
+      SW_CHECK_ARG(places[a] != places[b], "ranks ", b, " and ", a, " both train on ",
+                   places[a].substr(places[a].rfind(' ') + 1), " of host ",
+                   places[a].substr(0, places[a].rfind(' ')),
+                   ", which NCCL refuses: give each rank's model its own GPU, or set "
+                   "device_transport: STAGED in the train config");
+  return device_communicator(world.split(0, world.rank()), device, transport);
+}
+
 // Lays a trainer out over world's ranks (collective). With experts or heads split, the
 // trainer's model becomes this rank's share of a copy of the whole one, and a restored
 // trainer's optimizer state goes with it.
@@ -81,9 +106,9 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
   SW_CHECK(!split || !t.teacher, Status::kUnsupported,
            "distill_teacher: distillation runs in one process or data parallel (the whole "
            "teacher on every rank), not with expert or model parallelism");
-  SW_CHECK(world->size() <= 1 || t.model->model.device().is_cpu(), Status::kUnsupported,
-           "training over ", world->size(), " ranks runs on CPU models in this version (the model ",
-           "is on ", t.model->model.device().str(), "); several GPUs are not built yet");
+  const Device device = t.model->model.device();
+  if (world->size() > 1 && !device.is_cpu())
+    world = device_world(*world, device, device_transport(t.config));
   auto groups = std::make_unique<ParallelCommunicators>(*world, layout);  // collective
   const ParallelGroups& g = groups->groups();
   const int64_t replicas = g.data_parallel ? g.data_parallel->size() : 1;
@@ -95,9 +120,8 @@ void set_layout(sw_trainer& t, std::shared_ptr<Communicator> world, const Parall
   std::unique_ptr<Trainer> trainer;
   if (split) {
     const SwitchTransformer& whole = t.model->model;
-    model = std::make_shared<ModelState>(SwitchTransformer(whole.config(), whole.seed(), DType::f32,
-                                                           Device::cpu(), g.expert_parallel,
-                                                           g.model_parallel));
+    model = std::make_shared<ModelState>(SwitchTransformer(
+        whole.config(), whole.seed(), DType::f32, device, g.expert_parallel, g.model_parallel));
     model->threads = t.model->threads;
   }
   auto shares = std::make_unique<ModelShares>(model->model, g);  // collective under ep

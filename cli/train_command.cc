@@ -311,12 +311,21 @@ int run_train_on(sw::CountingCommunicator& world, const Flags& flags, sw::TrainC
 std::unique_ptr<sw::Communicator> rank_communicator(std::unique_ptr<sw::Communicator> host,
                                                     const Flags& flags, sw::TrainConfig& config) {
   const sw::Device device = sw::Device::parse(config.device());
-  // A single rank without --comm has nothing to move (no NCCL world of one for it).
-  if (!flags.has("comm") && (device.is_cpu() || host->size() == 1)) return host;
-  const sw::DeviceTransport transport = sw::parse_device_transport(flags.value("comm", "nccl"));
-  SW_CHECK_ARG(!device.is_cpu(), "--comm ", flags.value("comm"),
+  if (flags.has("comm"))
+    config.set_device_transport(sw::parse_device_transport(flags.value("comm")) ==
+                                        sw::DeviceTransport::kHostStaged
+                                    ? sw::TrainConfig::STAGED
+                                    : sw::TrainConfig::NCCL);
+  // A single rank not asked for a transport has nothing to move (no NCCL world of one).
+  const bool asked = flags.has("comm") || config.has_device_transport();
+  if (!asked && (device.is_cpu() || host->size() == 1)) return host;
+  const sw::DeviceTransport transport = sw::device_transport(config);
+  const std::string named =
+      flags.has("comm") ? "--comm " + flags.value("comm")
+                        : std::string("device_transport ") + sw::device_transport_name(transport);
+  SW_CHECK_ARG(!device.is_cpu(), named,
                ": it moves device tensors, and this run is on the cpu (add --device cuda)");
-  SW_CHECK_ARG(sw::launched_by_mpi(), "--comm ", flags.value("comm"),
+  SW_CHECK_ARG(sw::launched_by_mpi(), named,
                ": it connects the ranks of a launcher (mpirun or srun); a single process has "
                "none");
   const sw::LocalRank local = sw::local_rank(*host);
@@ -376,7 +385,7 @@ Command train_command() {
             "the GPU of its local rank); f32; sets device"},
            {"comm", "T",
             "under a launcher on GPUs: how device tensors move, nccl (default) or staged "
-            "(through host memory over MPI; ranks may share a GPU)"},
+            "(through host memory over MPI; ranks may share a GPU); sets device_transport"},
            kThreadsFlag},
           "",
           run_train};

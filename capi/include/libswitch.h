@@ -531,7 +531,11 @@ SW_API sw_status sw_communicator_split(const sw_communicator* comm, int color, i
  * replica's shard (the ranks of an mp group pass the same batch; under ep every rank is a
  * replica). sw_trainer_step, sw_trainer_evaluate and sw_trainer_save are collective;
  * sw_trainer_save writes the whole model from rank 0 (experts from their owners), so a
- * checkpoint continues at any layout or in one process. */
+ * checkpoint continues at any layout or in one process. A model on a GPU trains there on
+ * every rank (each rank's model on its own GPU): device tensors move over NCCL, or with the
+ * train config's device_transport: STAGED through host memory over MPI, which lets ranks
+ * share a GPU; two ranks of one host on one GPU under NCCL are SW_ERR_INVALID_ARGUMENT
+ * naming them. Several GPUs: written, not yet run on one. */
 SW_API sw_status sw_trainer_set_parallel(sw_trainer* trainer, sw_communicator* comm,
                                          const char* layout);
 

@@ -136,10 +136,11 @@ double expert_rows(const Shapes& s, double tokens, double length, double load) {
 
 // Bytes one micro-batch keeps for the backward on this rank (block_forward's BlockCache,
 // the stacks' final norms, position biases and logits), with `load` for the expert rows.
-// With recomputation: each block's input, and one block's activations at a time.
+// With recomputation: each block's input, and one block's activations at a time (with the
+// copy of its input it recomputes them from).
 double activation_bytes(const Shapes& s, double load, bool recompute) {
   const double a = s.act, d = s.d;
-  double total = 0, largest_block = 0, block_inputs = 0;
+  double total = 0, largest_block = 0, block_inputs = 0, stacks = 0;
   for (Stack st : {Stack::kEncoder, Stack::kDecoder}) {
     const bool decoder = st == Stack::kDecoder;
     const double t = decoder ? s.td : s.te, n = s.seqs * t;
@@ -156,14 +157,14 @@ double activation_bytes(const Shapes& s, double load, bool recompute) {
       const double block = (decoder ? 3 : 2) * norm + attention + (decoder ? cross : 0) +
                            (is_sparse_block(s.c, st, b) ? sparse : dense);
       total += block;
-      largest_block = std::max(largest_block, block);
+      largest_block = std::max(largest_block, block + n * d * a);
       block_inputs += n * d * a;
     }
-    total += s.heads_r * t * t * kF32 + n * d * a * 2 + n * kF32;  // bias, final norm, output
+    stacks += s.heads_r * t * t * kF32 + n * d * a * 2 + n * kF32;  // bias, final norm, output
   }
   const double logits = s.seqs * s.td * s.vocab * kF32;
-  if (recompute) return block_inputs + largest_block + logits;
-  return total + logits;
+  if (recompute) return block_inputs + largest_block + stacks + logits;
+  return total + stacks + logits;
 }
 
 // Of the activations: every Switch layer's dispatched rows and expert outputs.
@@ -391,7 +392,7 @@ LayoutPlan plan_layout(const PlanRequest& r, const ParallelLayout& l) {
   // its link (groups within a node use NVLink). Overlapped, the gradient sums run during
   // the backward (2/3 of the compute): only what it cannot hide adds to the step, and at
   // least the last bucket, whose tables (the shared embedding) are final only at its end.
-  p.set_flops(3 * forward_flops(s) * micro);
+  p.set_flops((r.recompute() ? 4 : 3) * forward_flops(s) * micro);
   const double rate = (bf16 ? rates.bf16_flops() : rates.f32_flops()) * rates.achieved_fraction();
   p.set_compute_seconds(p.flops() / rate);
   const Link mp_link = link_for(rates, l.mp), ep_link = link_for(rates, l.ep * l.mp),
@@ -461,7 +462,9 @@ Plan make_plan(const PlanRequest& request) {
         "bf16 is the paper's recipe (f32 master weights, a bf16 copy, bf16 activations, f32 "
         "router and attention probabilities); libswitch trains in f32 today");
   if (request.recompute())
-    plan.add_notes("recomputation is not in libswitch yet: the figures are what it would keep");
+    plan.add_notes(
+        "recomputation (TrainConfig recompute_activations): each block's forward runs again in "
+        "the backward, counted as a fourth pass of the forward's FLOPs");
   plan.add_notes(
       "expert traffic and time assume balanced routing with every assignment kept; the worst "
       "case memory takes the busiest expert at the load imbalance, capped by capacity");

@@ -157,11 +157,13 @@ Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in
   const Tensor bias = position_bias_for(s, in.ids->dim(1), in.ids->dim(1));
   const StackPass pass = pass_for(s, in, ctx, &bias);
   RoutingLosses losses(config_, s.stack, pass.batch, out.aux_loss, out.z_loss);
-  if (cache) cache->blocks.assign(s.blocks.size(), BlockCache{});
+  const bool keep_blocks = cache && !cache->recompute;
+  if (keep_blocks) cache->blocks.assign(s.blocks.size(), BlockCache{});
   for (size_t i = 0; i < s.blocks.size(); ++i) {
     const int64_t blk = static_cast<int64_t>(i);
+    if (cache && cache->recompute) cache->block_inputs.push_back(h.clone());
     block_forward(s.blocks[i], blk, pass, h, losses, out.routing,
-                  cache ? &cache->blocks[i] : nullptr);
+                  keep_blocks ? &cache->blocks[i] : nullptr);
     if (ctx.keep_block_outputs) out.block_outputs.push_back({s.stack, blk, h.clone()});
   }
   losses.finish_stack();
@@ -193,8 +195,18 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   Tensor d_memory =
       decoder ? Tensor::zeros(in.memory->shape(), in.memory->dtype(), device_) : Tensor();
   for (int64_t blk = static_cast<int64_t>(s.blocks.size()) - 1; blk >= 0; --blk) {
-    block_backward(s.blocks[blk], blk, pass, cache.blocks[blk], scales, dh, grads, d_bias,
-                   d_memory);
+    BlockCache rebuilt;
+    if (cache.recompute) {
+      // The block's forward again from its input, for its backward only (its routing
+      // statistics and losses were counted in the forward).
+      Tensor h = cache.block_inputs[blk].clone();
+      double aux = 0, z = 0;
+      RoutingLosses losses(config_, s.stack, pass.batch, aux, z);
+      std::vector<LayerRouting> routing;
+      block_forward(s.blocks[blk], blk, pass, h, losses, routing, &rebuilt);
+    }
+    block_backward(s.blocks[blk], blk, pass, cache.recompute ? rebuilt : cache.blocks[blk], scales,
+                   dh, grads, d_bias, d_memory);
     // Block 0 also holds the position-bias table, final only below.
     if (blk > 0) release(stack + ".block." + std::to_string(blk) + ".");
   }
@@ -286,6 +298,7 @@ ForwardOutput SwitchTransformer::forward_backward(
   const RunContext ctx = context(options.train, options.step, options.first_example);
   ForwardOutput out;
   StackCache enc_cache, dec_cache;
+  enc_cache.recompute = dec_cache.recompute = options.recompute;
   const Tensor dec = run_model(batch, ctx, options, out, &enc_cache, &dec_cache);
 
   const int64_t rows = batch.decoder_input_ids.numel(), vocab = config_.vocab_size();

@@ -35,6 +35,11 @@ struct ForwardOptions {
   // order fixed by the model's shape, so every rank's calls match: data parallelism
   // starts their sums there, overlapped with the rest of the backward (docs/MATH.md §6).
   std::function<void(const std::vector<std::pair<std::string, Tensor>>&)> gradients_final;
+  // Training: activation recomputation. The forward keeps only each block's input; the
+  // backward runs each block's forward again (the same dropout, jitter and routing, from
+  // the same streams) just before its backward, so one block's activations live at a time.
+  // The same gradients, bit for bit, for about one more forward's compute.
+  bool recompute = false;
 };
 
 struct BlockOutput {
@@ -149,7 +154,9 @@ class SwitchTransformer {
   };
   // What the backward needs from one stack's forward.
   struct StackCache {
-    std::vector<BlockCache> blocks;
+    bool recompute = false;            // keep block_inputs, not blocks
+    std::vector<BlockCache> blocks;    // each block's activations
+    std::vector<Tensor> block_inputs;  // with recompute: each block's input
     Tensor final_input, final_inv_rms;
   };
   struct StackInputs {

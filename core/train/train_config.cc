@@ -148,6 +148,11 @@ ModelConfig resolve_model(const TrainConfig& c, int64_t tokenizer_vocab_size) {
   return model;
 }
 
+DeviceTransport device_transport(const TrainConfig& c) {
+  return c.device_transport() == TrainConfig::STAGED ? DeviceTransport::kHostStaged
+                                                     : DeviceTransport::kNccl;
+}
+
 TrainOptions train_options(const TrainConfig& c) {
   TrainOptions o;
   o.optimizer = c.optimizer() == TrainConfig::ADAMW ? TrainOptions::OptimizerKind::kAdamW
@@ -171,6 +176,7 @@ TrainOptions train_options(const TrainConfig& c) {
                              : Reduction::kRankOrdered;
   o.overlap_reduction = c.overlap_gradient_reduction();
   o.gradient_bucket_bytes = static_cast<size_t>(c.gradient_bucket_bytes());
+  o.recompute_activations = c.recompute_activations();
   switch (c.schedule()) {
     case TrainConfig::INVERSE_SQRT:
       o.schedule.kind = LearningRateSchedule::Kind::kInverseSqrt;

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "core/dist/device_communicator.h"
 #include "core/model/config.h"
 #include "core/train/trainer.h"
 
@@ -32,5 +33,8 @@ void validate_precision(const TrainConfig& config);
 ModelConfig resolve_model(const TrainConfig& config, int64_t tokenizer_vocab_size);
 
 TrainOptions train_options(const TrainConfig& config);
+
+// The config's device_transport as core/dist/device_communicator.h names it.
+DeviceTransport device_transport(const TrainConfig& config);
 
 }  // namespace sw

@@ -197,6 +197,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
   ForwardOptions run;
   run.train = true;
   run.step = static_cast<uint64_t>(steps_ + 1);
+  run.recompute = options_.recompute_activations;
   std::vector<std::pair<std::string, Tensor>> total;
   int64_t sparse_layers = 0;
   const SwitchTransformer& compute = compute_model();

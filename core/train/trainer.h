@@ -40,6 +40,8 @@ struct TrainOptions {
   // backward. The same buckets either way; only the timing changes.
   bool overlap_reduction = true;
   size_t gradient_bucket_bytes = kDefaultBucketBytes;  // BucketedReduction's bucket
+  // Recompute each block's activations in the backward (ForwardOptions::recompute).
+  bool recompute_activations = false;
   // Expert parallelism: the group the model's experts are split over (the model's
   // expert_group()), a subgroup of data_parallel. Expert gradients are then summed only
   // over the ranks holding the same experts; every other gradient over data_parallel.

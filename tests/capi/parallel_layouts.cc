@@ -5,7 +5,10 @@
 // shapes), the checkpoint the layout saves holds the whole model (rank 0 loads it and
 // compares it with the single trainer's, tensor by tensor), a restored trainer continues
 // at a layout with its optimizer state, and misuse is refused by name. Communicators from
-// a split and from the caller's MPI_Comm are checked too. Usage: sw_capi_parallel DIR.
+// a split and from the caller's MPI_Comm are checked too. Usage: sw_capi_parallel DIR
+// [DEVICE]. With a DEVICE (cuda:0) every model is on that GPU and the ranks move device
+// tensors through host memory (device_transport: STAGED, so they may share it); exit 77
+// without a CUDA device.
 #include <mpi.h>
 
 #include <cmath>
@@ -50,8 +53,17 @@ double relative_difference(libswitch::Model& a, libswitch::Model& b) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  if (argc != 2) throw std::runtime_error("usage: sw_capi_parallel DIR");
+  if (argc != 2 && argc != 3) throw std::runtime_error("usage: sw_capi_parallel DIR [DEVICE]");
   const std::string dir = argv[1];
+  const std::string device = argc == 3 ? argv[2] : "cpu";
+  const bool on_gpu = device != "cpu";
+  int gpus = 0;
+  if (on_gpu && (sw_cuda_device_count(&gpus) != SW_OK || gpus == 0)) {
+    std::printf("skipped: no CUDA device\n");
+    return 77;
+  }
+  // On a GPU the ranks share it, so their device tensors go through host memory.
+  const std::string transport = on_gpu ? " device_transport: STAGED" : "";
   sw_communicator* world = nullptr;
   check(sw_communicator_from_env(&world));  // initialises MPI under mpirun
   check(sw_communicator_rank(world, &rank));
@@ -93,11 +105,11 @@ int main(int argc, char** argv) try {
     // stays within the tolerance (as in dist_test.cc).
     const std::string text =
         "optimizer: ADAFACTOR learning_rate: 0.001 batch_size: " + std::to_string(global) +
-        " micro_batches: " + std::to_string(c.replicas);
+        " micro_batches: " + std::to_string(c.replicas) + transport;
     libswitch::Config train = libswitch::Config::from_text(SW_CONFIG_TRAIN, text);
     libswitch::Config share_train = train.clone();
     share_train.set("micro_batches", 1);
-    libswitch::Model single_model(config, "cpu", 9), share_model(config, "cpu", 9);
+    libswitch::Model single_model(config, device, 9), share_model(config, device, 9);
     libswitch::Trainer single(single_model, train), share(share_model, share_train);
     check(sw_trainer_set_parallel(share.get(), world, c.layout));
     expect(sw_trainer_set_parallel(share.get(), world, c.layout) == SW_ERR_INVALID_ARGUMENT,
@@ -132,18 +144,18 @@ int main(int argc, char** argv) try {
   // one-process run of 2 steps in its own folder, restores it under ep and takes step 3.
   // Without jitter (and dropout) a step does not depend on how it is cut into micro-batches.
   {
-    const std::string text = "optimizer: ADAFACTOR batch_size: 8";
+    const std::string text = "optimizer: ADAFACTOR batch_size: 8" + transport;
     libswitch::Config train = libswitch::Config::from_text(SW_CONFIG_TRAIN, text);
     libswitch::Config still = config.clone();
     still.set("router_jitter_eps", 0.0);
-    libswitch::Model model(still, "cpu", 9);
+    libswitch::Model model(still, device, 9);
     libswitch::Trainer single(model, train);
     single.step(whole);
     single.step(whole);
     const std::string mine = dir + "/restore-" + std::to_string(rank);
     check(sw_trainer_save(single.get(), mine.c_str()));
     const double expected = single.step(whole).loss;
-    libswitch::Trainer restored = libswitch::Trainer::restore(mine);
+    libswitch::Trainer restored = libswitch::Trainer::restore(mine, device);
     check(sw_trainer_set_parallel(restored.get(), world, "ep=4"));
     const sw_metrics m = restored.step(rows_of(whole, rank * 2, 2));
     expect(m.step == 3 && std::abs(m.loss - expected) <= 1e-5 * std::abs(expected),
@@ -152,8 +164,9 @@ int main(int argc, char** argv) try {
   }
   // Layouts that do not fit are named.
   {
-    libswitch::Model model(config, "cpu", 9);
-    libswitch::Trainer t(model, libswitch::Config::from_text(SW_CONFIG_TRAIN, "batch_size: 8"));
+    libswitch::Model model(config, device, 9);
+    libswitch::Trainer t(
+        model, libswitch::Config::from_text(SW_CONFIG_TRAIN, "batch_size: 8" + transport));
     expect(sw_trainer_set_parallel(t.get(), world, "dp=3") == SW_ERR_INVALID_ARGUMENT,
            "dp=3 over 4 ranks is refused");
     expect(sw_trainer_set_parallel(t.get(), world, "ep=3") == SW_ERR_INVALID_ARGUMENT,
@@ -162,7 +175,15 @@ int main(int argc, char** argv) try {
   sw_communicator_destroy(half);
   sw_communicator_destroy(from_mpi);
   sw_communicator_destroy(world);
-  if (rank == 0) std::printf("%s\n", failures ? "FAILED" : "all layouts agree");
+  if (on_gpu) {  // NCCL refuses two ranks on one GPU, by name
+    libswitch::Model model(config, device, 9);
+    libswitch::Trainer t(model, libswitch::Config::from_text(SW_CONFIG_TRAIN, "batch_size: 8"));
+    expect(sw_trainer_set_parallel(t.get(), world, "dp=4") == SW_ERR_INVALID_ARGUMENT &&
+               std::strstr(sw_last_error(), "which NCCL refuses"),
+           "four ranks on one GPU under NCCL are refused by name");
+  }
+  if (rank == 0)
+    std::printf("%s%s\n", failures ? "FAILED" : "all layouts agree", on_gpu ? " on the GPU" : "");
   return failures ? 1 : 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "rank %d: error: %s\n", rank, e.what());

@@ -25,6 +25,8 @@ CASES = [
     ("one process", 1, "", ["batch_size=8", "input_length=64", "target_length=16"]),
     ("one process, AdamW, 2 micro-batches", 1, "",
      ["batch_size=8", "input_length=64", "target_length=16", "optimizer=ADAMW", "micro_batches=2"]),
+    ("one process, recomputation", 1, "",
+     ["batch_size=8", "input_length=64", "target_length=16", "recompute_activations=true"]),
     ("one process, GEGLU, top-2, wide", 1, "",
      ["batch_size=4", "input_length=48", "target_length=16", "model.activation=GATED_GELU",
       "model.num_selected_experts=2", "model.d_ff=512"]),
@@ -64,6 +66,7 @@ def plan(switch, out, ranks, layout):
         return found.group(1) if found else default
 
     rank_ordered = optional("gradient_reduction", "RANK_ORDERED") == "RANK_ORDERED"
+    recompute = optional("recompute_activations", "false") == "true"
     overlap = optional("overlap_gradient_reduction", "true") == "true"
     request = os.path.join(out, "plan_request.textproto")
     with open(request, "w") as f:
@@ -74,6 +77,7 @@ def plan(switch, out, ranks, layout):
                 f"optimizer: {field('optimizer')}\n"
                 f"rank_ordered_reduction: {str(rank_ordered).lower()}\n"
                 f"overlap_reduction: {str(overlap).lower()}\n"
+                f"recompute: {str(recompute).lower()}\n"
                 f"gradient_bucket_bytes: {optional('gradient_bucket_bytes', 33554432)}\n")
         if layout:
             f.write(f'layout: "{layout}"\n')
