@@ -2,8 +2,10 @@
 // after the table, as ratios to references measured in the same run:
 //   TrainStep/<preset>    one Trainer step (forward_backward, global-norm clipping,
 //                         Adafactor) in encoder + decoder tokens/s, with the process's peak
-//                         resident memory: tiny at batch 8 x (128 + 32), switch-base-8 at
-//                         batch 2 x (128 + 32) and a fixed 3 iterations (seconds each)
+//                         resident memory and the tensor bytes a step adds at its peak:
+//                         tiny at batch 8 x (128 + 32), switch-base-8 at batch 2 x
+//                         (128 + 32) and a fixed 3 iterations (seconds each); each also
+//                         with activation recomputation (<preset>_recompute)
 //   SwitchFfnTrain/<E>    forward + backward of ONE Switch FFN layer of the switch-base-8
 //                         shape (d_model 768, d_ff 3072, ReLU) with E experts, on 8
 //                         sequences x 256 tokens in train mode (router jitter, expert
@@ -44,20 +46,25 @@
 #include "core/model/switch_ffn.h"
 #include "core/model/switch_transformer.h"
 #include "core/ops/gemm.h"
+#include "core/tensor/allocator.h"
 #include "core/train/trainer.h"
 #include "tests/bench/bench_util.h"
 
 namespace {
 
-void TrainStep(benchmark::State& state, const char* preset, int64_t batch) {
+void TrainStep(benchmark::State& state, const char* preset, int64_t batch, bool recompute) {
   constexpr int64_t kEncoderLen = 128, kDecoderLen = 32;
   const sw::ModelConfig c = sw::preset(preset);
   sw::SwitchTransformer model(c, 0);
-  sw::Trainer trainer(model, {});
+  sw::TrainOptions options;
+  options.recompute_activations = recompute;
+  sw::Trainer trainer(model, options);
   const std::vector<sw::Batch> micro_batches{
       sw::bench::random_batch(c, batch, kEncoderLen, kDecoderLen)};
   // One step outside the timing: it allocates the optimizer state.
   sw::TrainMetrics metrics = trainer.step(micro_batches);
+  const size_t resident = sw::cpu_live_bytes();
+  sw::reset_cpu_peak_bytes();
   for (auto _ : state) {
     metrics = trainer.step(micro_batches);
     benchmark::DoNotOptimize(metrics.loss);
@@ -70,9 +77,21 @@ void TrainStep(benchmark::State& state, const char* preset, int64_t batch) {
   state.counters["clip_s"] = metrics.phases.clip;
   state.counters["optimizer_s"] = metrics.phases.optimizer;
   state.counters["peak_rss_GiB"] = sw::bench::peak_rss_gib();
+  // Host tensor bytes a step adds at its peak over the model and optimizer state.
+  state.counters["step_peak_MiB"] =
+      static_cast<double>(sw::reset_cpu_peak_bytes() - resident) / (1 << 20);
 }
-BENCHMARK_CAPTURE(TrainStep, tiny, "tiny", 8)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(TrainStep, switch_base_8, "switch-base-8", 2)
+BENCHMARK_CAPTURE(TrainStep, tiny, "tiny", 8, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Activation recomputation (TrainOptions::recompute_activations): step_peak_MiB against
+// the line above, and the time it costs.
+BENCHMARK_CAPTURE(TrainStep, tiny_recompute, "tiny", 8, true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(TrainStep, switch_base_8, "switch-base-8", 2, false)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(3);
+BENCHMARK_CAPTURE(TrainStep, switch_base_8_recompute, "switch-base-8", 2, true)
     ->Unit(benchmark::kSecond)
     ->UseRealTime()
     ->Iterations(3);
