@@ -65,6 +65,7 @@ class CachingAllocator final : public Allocator {
       if (it != free_.end() && !it->second.empty()) {
         void* p = it->second.back();
         it->second.pop_back();
+        tally_.allocated(bytes);
         return p;
       }
     }
@@ -77,11 +78,13 @@ class CachingAllocator final : public Allocator {
       status = cudaMalloc(&p, size);
     }
     SW_CUDA_CHECK(status);
+    tally_.allocated(bytes);
     return p;
   }
 
   void deallocate(void* ptr, size_t bytes) override {
     if (!ptr) return;
+    tally_.freed(bytes);
     // Work on the device's single stream is ordered, so the block is reusable at once.
     std::lock_guard<std::mutex> lock(mutex_);
     free_[rounded_size(bytes)].push_back(ptr);

@@ -28,15 +28,13 @@ class CpuAllocator final : public Allocator {
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
     void* p = take(bytes);
-    const size_t live = live_ += bytes;
-    for (size_t peak = peak_; live > peak && !peak_.compare_exchange_weak(peak, live);) {
-    }
+    tally_.allocated(bytes);
     return p;
   }
 
   void deallocate(void* ptr, size_t bytes) override {
     if (!ptr) return;
-    live_ -= bytes;
+    tally_.freed(bytes);
     const size_t size = rounded(bytes);
     if (size >= kCachedFrom) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -79,7 +77,6 @@ class CpuAllocator final : public Allocator {
   std::map<size_t, std::vector<void*>> free_;
   size_t cached_bytes_ = 0;
   size_t limit_ = size_t{1} << 30;
-  std::atomic<size_t> live_{0}, peak_{0};  // bytes asked for and not yet returned
 
  public:
   size_t set_limit(size_t limit) {
@@ -97,9 +94,6 @@ class CpuAllocator final : public Allocator {
     }
     return previous;
   }
-  size_t live_bytes() const { return live_; }
-  size_t peak_bytes() const { return peak_; }
-  size_t reset_peak() { return peak_.exchange(live_); }
   size_t cached_bytes() {
     std::lock_guard<std::mutex> lock(mutex_);
     return cached_bytes_;
@@ -118,9 +112,11 @@ CpuAllocator& the_cpu_allocator() {
 Allocator& cpu_allocator() { return the_cpu_allocator(); }
 size_t set_cpu_cache_limit(size_t bytes) { return the_cpu_allocator().set_limit(bytes); }
 size_t cpu_cached_bytes() { return the_cpu_allocator().cached_bytes(); }
-size_t cpu_live_bytes() { return the_cpu_allocator().live_bytes(); }
-size_t cpu_peak_bytes() { return the_cpu_allocator().peak_bytes(); }
-size_t reset_cpu_peak_bytes() { return the_cpu_allocator().reset_peak(); }
+size_t cpu_live_bytes() { return the_cpu_allocator().tally().live(); }
+size_t cpu_peak_bytes() { return the_cpu_allocator().tally().peak(); }
+size_t reset_cpu_peak_bytes() { return the_cpu_allocator().tally().reset_peak(); }
+size_t live_bytes(const Device& device) { return allocator_for(device).tally().live(); }
+size_t reset_peak_bytes(const Device& device) { return allocator_for(device).tally().reset_peak(); }
 
 Allocator& allocator_for(const Device& device) {
   if (device.is_cpu()) return cpu_allocator();

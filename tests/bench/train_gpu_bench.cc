@@ -4,7 +4,9 @@
 //     tokens, against cuBLAS dense GEMMs of the same FLOPs (the forward's two GEMMs and the
 //     backward's four, on the kept rows) in the same run;
 //  2. whole training steps (forward, backward, clipping, Adafactor) of `tiny` and
-//     `switch-base-8` on random tokens: tokens per second.
+//     `switch-base-8` on random tokens: tokens per second, and the device tensor bytes a
+//     step adds at its peak over the model, gradients and optimizer state, with and
+//     without activation recomputation (TF32 off).
 // Prints two tables; --csv PREFIX writes PREFIX_layer.csv and PREFIX_steps.csv.
 #include <algorithm>
 #include <chrono>
@@ -107,25 +109,33 @@ sw::Batch random_batch(int64_t batch, int64_t input_len, int64_t target_len, int
 
 struct StepRow {
   std::string model;
-  bool tf32;
+  bool tf32, recompute;
   int64_t batch, input_len, target_len;
-  double step_ms, tokens_per_s, loss;
+  double step_ms, tokens_per_s, loss, step_peak_mib;
 };
 
 StepRow bench_steps(const std::string& preset, int64_t batch, int64_t input_len, int64_t target_len,
-                    bool tf32) {
+                    bool tf32, bool recompute) {
   const sw::ModelConfig config = sw::preset(preset);
   sw::SwitchTransformer model(config, 1, sw::DType::f32, kGpu);
-  sw::Trainer trainer(model, {});
+  sw::TrainOptions options;
+  options.recompute_activations = recompute;
+  sw::Trainer trainer(model, options);
   std::vector<sw::Batch> batches;
   for (uint32_t i = 0; i < 4; ++i)
     batches.push_back(random_batch(batch, input_len, target_len, config.vocab_size(), 20 + i));
   size_t next = 0;
   double loss = 0;
+  trainer.step({batches[next++]});  // allocates the gradients and the optimizer state
+  sw::synchronize(kGpu);
+  const size_t resident = sw::live_bytes(kGpu);
+  sw::reset_peak_bytes(kGpu);
   const double ms =
       median_ms([&] { loss = trainer.step({batches[next++ % batches.size()]}).loss; }, 5, 2);
+  const double peak_mib = static_cast<double>(sw::reset_peak_bytes(kGpu) - resident) / (1 << 20);
   const double tokens = static_cast<double>(batch * (input_len + target_len));
-  return {preset, tf32, batch, input_len, target_len, ms, tokens / (ms * 1e-3), loss};
+  return {preset, tf32,    recompute, batch, input_len, target_len, ms, tokens / (ms * 1e-3),
+          loss,   peak_mib};
 }
 
 }  // namespace
@@ -146,8 +156,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "layer E=%lld tokens=%lld tf32=%d done\n",
                      static_cast<long long>(experts), static_cast<long long>(tokens), tf32);
       }
-    steps.push_back(bench_steps("tiny", 32, 128, 32, tf32));
-    steps.push_back(bench_steps("switch-base-8", 8, 512, 128, tf32));
+    for (bool recompute : {false, true}) {
+      if (tf32 && recompute) continue;
+      steps.push_back(bench_steps("tiny", 32, 128, 32, tf32, recompute));
+      steps.push_back(bench_steps("switch-base-8", 8, 512, 128, tf32, recompute));
+    }
     std::fprintf(stderr, "training steps tf32=%d done\n", tf32);
   }
   sw::ops::set_allow_tf32(false);
@@ -165,13 +178,14 @@ int main(int argc, char** argv) {
                 tflops(r.dense_ms), r.dense_ms / r.layer_ms);
   }
   std::printf(
-      "\n| f32 training step | batch x (input + target) | step ms | tokens/s | loss "
-      "|\n|---|---|---|---|---|\n");
+      "\n| f32 training step | batch x (input + target) | step ms | tokens/s | loss | step peak "
+      "MiB |\n|---|---|---|---|---|---|\n");
   for (const StepRow& s : steps)
-    std::printf("| %s, %s | %lld x (%lld + %lld) | %.1f | %.0f | %.3f |\n", s.model.c_str(),
-                s.tf32 ? "TF32" : "no TF32", static_cast<long long>(s.batch),
-                static_cast<long long>(s.input_len), static_cast<long long>(s.target_len),
-                s.step_ms, s.tokens_per_s, s.loss);
+    std::printf("| %s, %s%s | %lld x (%lld + %lld) | %.1f | %.0f | %.3f | %.1f |\n",
+                s.model.c_str(), s.tf32 ? "TF32" : "no TF32", s.recompute ? ", recomputation" : "",
+                static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
+                static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.loss,
+                s.step_peak_mib);
   if (!csv.empty()) {
     if (FILE* f = std::fopen((csv + "_layer.csv").c_str(), "w")) {
       std::fprintf(f, "tf32,experts,tokens,kept,layer_ms,dense_ms\n");
@@ -182,11 +196,14 @@ int main(int argc, char** argv) {
       std::fclose(f);
     }
     if (FILE* f = std::fopen((csv + "_steps.csv").c_str(), "w")) {
-      std::fprintf(f, "model,tf32,batch,input_len,target_len,step_ms,tokens_per_s,loss\n");
+      std::fprintf(f,
+                   "model,tf32,recompute,batch,input_len,target_len,step_ms,tokens_per_s,loss,"
+                   "step_peak_mib\n");
       for (const StepRow& s : steps)
-        std::fprintf(f, "%s,%d,%lld,%lld,%lld,%.3f,%.1f,%.5f\n", s.model.c_str(), s.tf32,
-                     static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
-                     static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.loss);
+        std::fprintf(f, "%s,%d,%d,%lld,%lld,%lld,%.3f,%.1f,%.5f,%.1f\n", s.model.c_str(), s.tf32,
+                     s.recompute, static_cast<long long>(s.batch),
+                     static_cast<long long>(s.input_len), static_cast<long long>(s.target_len),
+                     s.step_ms, s.tokens_per_s, s.loss, s.step_peak_mib);
       std::fclose(f);
     }
   }
