@@ -39,6 +39,14 @@ double central_difference(const SwitchTransformer& m, const Batch& b, const Forw
   return (up - down) / (2 * h);
 }
 
+// Training mode (dropout, expert dropout, jitter) at a step of its own.
+ForwardOptions train_mode(uint64_t step = 4) {
+  ForwardOptions o;
+  o.train = true;
+  o.step = step;
+  return o;
+}
+
 class ModelBackward : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
@@ -47,9 +55,7 @@ TEST_P(ModelBackward, EveryParameterMatchesFiniteDifferences) {
   Batch b = make_continuation_batch("Sparse experts, dense results: routing text to its expert.", 2,
                                     7, 5, c);
   b.labels.data<int32_t>()[3] = -100;  // an ignored label
-  ForwardOptions train;
-  train.train = true;
-  train.step = 4;
+  ForwardOptions train = train_mode();
   std::vector<std::pair<std::string, Tensor>> grads;
   const ForwardOutput out = m.forward_backward(b, train, grads);
   EXPECT_NEAR(out.loss, m.forward(b, train).loss, 1e-12);  // the same forward
@@ -95,9 +101,7 @@ TEST_P(ModelBackward, GradientsAreReportedOnceWhenFinal) {
   SwitchTransformer m(c, 5, DType::f64);
   const Batch b =
       make_continuation_batch("Gradients, final as soon as the backward is done.", 2, 7, 5, c);
-  ForwardOptions train;
-  train.train = true;
-  train.step = 4;
+  ForwardOptions train = train_mode();
   struct Report {
     std::string name;
     Tensor at_report, tensor;
@@ -149,9 +153,7 @@ TEST_P(ModelBackward, RecomputationGivesTheSameBitsInLessMemory) {
   SwitchTransformer m(c, 5, DType::f64);
   const Batch b =
       make_continuation_batch("Recompute the blocks, keep only their inputs.", 2, 7, 5, c);
-  ForwardOptions train;
-  train.train = true;
-  train.step = 4;
+  ForwardOptions train = train_mode();
   // The bytes a call adds at its peak over those alive before it.
   auto peak_of = [&](std::vector<std::pair<std::string, Tensor>>& grads) {
     const size_t before = cpu_live_bytes();
@@ -189,9 +191,7 @@ TEST(ModelBackwardDistillation, MixedTargetMatchesFiniteDifferences) {
       make_continuation_batch("A teacher's probabilities, mixed into the target.", 2, 7, 5, c);
   b.labels.data<int32_t>()[3] = -100;
   const Tensor teacher = ops::softmax(testing::random_tensor({2 * 5, 300}, DType::f64, 7, 3.0));
-  ForwardOptions train;
-  train.train = true;
-  train.step = 2;
+  ForwardOptions train = train_mode(2);
   train.teacher_probs = &teacher;
   train.teacher_weight = 0.25;
   std::vector<std::pair<std::string, Tensor>> grads;
