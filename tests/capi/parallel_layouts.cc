@@ -172,9 +172,6 @@ int main(int argc, char** argv) try {
     expect(sw_trainer_set_parallel(t.get(), world, "ep=3") == SW_ERR_INVALID_ARGUMENT,
            "ep=3 over 4 ranks is refused");
   }
-  sw_communicator_destroy(half);
-  sw_communicator_destroy(from_mpi);
-  sw_communicator_destroy(world);
   if (on_gpu) {  // NCCL refuses two ranks on one GPU, by name
     libswitch::Model model(config, device, 9);
     libswitch::Trainer t(model, libswitch::Config::from_text(SW_CONFIG_TRAIN, "batch_size: 8"));
@@ -182,6 +179,9 @@ int main(int argc, char** argv) try {
                std::strstr(sw_last_error(), "which NCCL refuses"),
            "four ranks on one GPU under NCCL are refused by name");
   }
+  sw_communicator_destroy(half);
+  sw_communicator_destroy(from_mpi);
+  sw_communicator_destroy(world);
   if (rank == 0)
     std::printf("%s%s\n", failures ? "FAILED" : "all layouts agree", on_gpu ? " on the GPU" : "");
   return failures ? 1 : 0;
