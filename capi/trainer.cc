@@ -172,6 +172,11 @@ sw_trainer* new_trainer(std::shared_ptr<ModelState> model, TrainConfig config, b
   SW_CHECK_ARG(!config.has_device() || Device::parse(config.device()) == model->model.device(),
                "train config: device ", config.device(), ", but the model is on ", where,
                " (the trainer trains the model where it is; sw_model_copy_to moves a model)");
+  // device_transport says how a GPU model's ranks move device tensors: a cpu model has none.
+  SW_CHECK_ARG(!config.has_device_transport() || !model->model.device().is_cpu(),
+               "train config: device_transport ",
+               TrainConfig::DeviceTransport_Name(config.device_transport()),
+               " moves device tensors between ranks, and the model is on cpu");
   config.set_device(where);
   *config.mutable_model() = model->model.config();
   validate_precision(config);  // against the model's router_dtype and device

@@ -780,6 +780,14 @@ TEST_F(CApi, TrainerStepsOnCallerBatchesLowerTheLoss) {
   EXPECT_STATUS(sw_trainer_create(model_, elsewhere, &trainer), SW_ERR_INVALID_ARGUMENT,
                 "device cuda:0, but the model is on cpu");
   sw_config_destroy(elsewhere);
+  // device_transport moves a GPU model's tensors: on a cpu model it is refused, not ignored.
+  sw_config* staged = nullptr;
+  ASSERT_SW_OK(sw_config_clone(train, &staged));
+  ASSERT_SW_OK(sw_config_set_string(staged, "device_transport", "STAGED"));
+  EXPECT_STATUS(sw_trainer_create(model_, staged, &trainer), SW_ERR_INVALID_ARGUMENT,
+                "device_transport STAGED moves device tensors between ranks, and the model is on "
+                "cpu");
+  sw_config_destroy(staged);
   ASSERT_SW_OK(sw_trainer_create(model_, train, &trainer));
   // The trainer keeps the model alive: this handle may go.
   sw_model_destroy(model_);
