@@ -40,4 +40,17 @@ void dispatch_storage(DType t, const char* op, Fn&& fn) {
   }
 }
 
+// Calls fn(T{}, G{}) with the storage types of data and of its gradient: the same, or
+// bf16 data with an f32 gradient (bf16 training's master gradients).
+template <typename Fn>
+void dispatch_data_and_gradient(DType data, DType gradient, const char* op, Fn&& fn) {
+  if (data == DType::bf16 && gradient == DType::f32) {
+    fn(__nv_bfloat16{}, float{});
+    return;
+  }
+  SW_CHECK(data == gradient, Status::kUnsupported, op, ": a ", dtype_name(gradient),
+           " gradient of ", dtype_name(data), " data (the same dtype, or f32 for bf16)");
+  dispatch_storage(data, op, [&](auto zero) { fn(zero, zero); });
+}
+
 }  // namespace sw::kernels

@@ -18,9 +18,9 @@ __global__ void embedding_kernel(const T* table, const int32_t* ids, T* out, int
 
 // Block (b, column chunk): the distinct id rows[b], whose tokens are positions[first[b] ..
 // first[b + 1]) in token order.
-template <typename T>
+template <typename T, typename G>
 __global__ void embedding_backward_kernel(const T* dy, const int32_t* rows, const int64_t* first,
-                                          const int64_t* positions, T* dtable, int64_t d) {
+                                          const int64_t* positions, G* dtable, int64_t d) {
   const int64_t b = blockIdx.x, i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (i >= d) return;
   const int64_t row = rows[b];
@@ -57,12 +57,14 @@ void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {
   DeviceContext& ctx = device_context(dtable);
   const dim3 grid(static_cast<unsigned>(rows.size()),
                   static_cast<unsigned>((d + kThreads - 1) / kThreads));
-  dispatch_storage(dtable.dtype(), "embedding backward", [&](auto zero) {
+  dispatch_data_and_gradient(dy.dtype(), dtable.dtype(), "embedding backward", [&](auto zero,
+                                                                                  auto grad_zero) {
     using T = decltype(zero);
+    using G = decltype(grad_zero);
     embedding_backward_kernel<<<grid, kThreads, 0, ctx.stream>>>(
         static_cast<const T*>(dy.raw()), static_cast<const int32_t*>(rows_d.raw()),
         static_cast<const int64_t*>(first_d.raw()), static_cast<const int64_t*>(positions_d.raw()),
-        static_cast<T*>(dtable.raw()), d);
+        static_cast<G*>(dtable.raw()), d);
   });
   SW_CUDA_CHECK_LAUNCH("embedding backward");
 }

@@ -73,13 +73,17 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
   const int64_t m = c.dim(0), n = c.dim(1), k = ta ? a.dim(0) : a.dim(1);
   if (m == 0 || n == 0) return;
   DeviceContext& ctx = device_context(c);
+  // bf16 inputs may write an f32 output (bf16 training's f32 weight gradients): the
+  // tensor cores' products are summed in f32 either way, so only the final store differs.
   const GemmTypes t = gemm_types(c.dtype(), "matmul");
+  const cudaDataType_t inputs = gemm_types(a.dtype(), "matmul").data;
   const RowMajorGemm g(m, n, k, ta, tb);
   const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
   const void* pa = t.scalars_f64 ? static_cast<const void*>(&alpha) : &alpha_f;
   const void* pb = t.scalars_f64 ? static_cast<const void*>(&beta) : &beta_f;
-  SW_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k, pa, b.raw(), t.data,
-                               g.ldb, a.raw(), t.data, g.lda, pb, c.raw(), t.data, g.ldc, t.compute,
+  SW_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k, pa, b.raw(), inputs,
+                               g.ldb, a.raw(), inputs, g.lda, pb, c.raw(), t.data, g.ldc,
+                               inputs == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : t.compute,
                                CUBLAS_GEMM_DEFAULT));
 }
 

@@ -51,8 +51,8 @@ __global__ void rms_norm_dw_partial_kernel(const T* dy, const T* x, const float*
 }
 
 // Stage 2: dweight[i] += the chunks' partial sums, in chunk order.
-template <typename T>
-__global__ void rms_norm_dw_sum_kernel(const float* partial, T* dweight, int64_t chunks,
+template <typename G>
+__global__ void rms_norm_dw_sum_kernel(const float* partial, G* dweight, int64_t chunks,
                                        int64_t d) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= d) return;
@@ -74,8 +74,10 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   Tensor partial = Tensor::empty({chunks, d}, DType::f32, x.device());
   DeviceContext& ctx = device_context(x);
   const unsigned column_blocks = static_cast<unsigned>((d + kThreads - 1) / kThreads);
-  dispatch_storage(x.dtype(), "rms_norm backward", [&](auto zero) {
+  dispatch_data_and_gradient(x.dtype(), dweight.dtype(), "rms_norm backward", [&](auto zero,
+                                                                                 auto grad_zero) {
     using T = decltype(zero);
+    using G = decltype(grad_zero);
     const T* pdy = static_cast<const T*>(dy.raw());
     const T* px = static_cast<const T*>(x.raw());
     const float* pr = static_cast<const float*>(inv_rms.raw());
@@ -85,7 +87,7 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
                                  ctx.stream>>>(pdy, px, pr, static_cast<float*>(partial.raw()),
                                                rows, d);
     rms_norm_dw_sum_kernel<<<column_blocks, kThreads, 0, ctx.stream>>>(
-        static_cast<const float*>(partial.raw()), static_cast<T*>(dweight.raw()), chunks, d);
+        static_cast<const float*>(partial.raw()), static_cast<G*>(dweight.raw()), chunks, d);
   });
   SW_CUDA_CHECK_LAUNCH("rms_norm backward");
   return dx;

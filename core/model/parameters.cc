@@ -51,7 +51,8 @@ void ParameterStore::set(const std::string& name, const Tensor& values) {
 
 Tensor& GradientBuffer::of(const Tensor& parameter) {
   Tensor& g = grads_[{static_cast<const char*>(parameter.raw()), parameter.numel()}];
-  if (!g.defined()) g = Tensor::zeros(parameter.shape(), parameter.dtype(), parameter.device());
+  if (!g.defined())
+    g = Tensor::zeros(parameter.shape(), gradient_dtype(parameter.dtype()), parameter.device());
   return g;
 }
 
@@ -65,7 +66,9 @@ Tensor GradientBuffer::find(const Tensor& parameter) const {
   const int64_t n = parameter.numel();
   for (const auto& [key, g] : grads_) {
     if (data < key.data || n == 0 || key.numel % n != 0) continue;
-    const int64_t offset = (data - key.data) / static_cast<int64_t>(dtype_size(g.dtype()));
+    // Elements of the parameter's storage (its gradient's dtype may be wider).
+    const int64_t offset =
+        (data - key.data) / static_cast<int64_t>(dtype_size(parameter.dtype()));
     if (offset + n > key.numel || offset % n != 0) continue;
     // The parameter is slice offset / n of the tensor the gradient was kept for.
     return g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(parameter.shape());
@@ -84,7 +87,8 @@ std::vector<std::pair<std::string, Tensor>> GradientBuffer::by_name(
   for (const auto& e : store.entries()) {
     const Tensor grad = find(e.tensor);
     out.push_back({e.name, grad.defined() ? grad
-                                          : Tensor::zeros(e.tensor.shape(), e.tensor.dtype(),
+                                          : Tensor::zeros(e.tensor.shape(),
+                                                          gradient_dtype(e.tensor.dtype()),
                                                           e.tensor.device())});
   }
   return out;

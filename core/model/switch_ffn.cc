@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/model/parameters.h"
 #include "core/ops/activation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
@@ -109,7 +110,7 @@ namespace {
 // The expert weight gradients: for each expert e, d_weight[e] (+)= dy_e^T @ x_e over its
 // block of rows.
 Tensor& gradient_slot(Tensor& slot, const Tensor& like) {
-  if (!slot.defined()) slot = Tensor::zeros(like.shape(), like.dtype(), like.device());
+  if (!slot.defined()) slot = Tensor::zeros(like.shape(), gradient_dtype(like.dtype()), like.device());
   return slot;
 }
 
@@ -170,17 +171,24 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     const ops::Bf16Storage router_precision(router_in_bf16(config));
     ops::stored(d_gate);  // the gates' gradient, in the router's precision
     const Tensor d_logits = ops::router_backward(fwd.router, d_gate, losses);
-    ops::linear_backward_weight(d_logits, fwd.router_input, gradient_slot(grads.router, w.router),
+    // A bf16 GPU model's router is f32 (docs/MATH.md §2): its input is cast up for the
+    // weight's gradient, and the input's gradient stays f32 until the jitter is undone.
+    const Tensor router_input = fwd.router_input.dtype() == d_logits.dtype()
+                                    ? fwd.router_input
+                                    : fwd.router_input.to(d_logits.dtype());
+    ops::linear_backward_weight(d_logits, router_input, gradient_slot(grads.router, w.router),
                                 true);
     d_router_input = ops::linear_backward_input(d_logits, w.router);
   }
   // Dispatch backward: each kept token's buffer row flows back to the expert input.
-  const Tensor d_expert_input = ops::dispatch_backward(d_buffer, layout);
+  Tensor d_expert_input = ops::dispatch_backward(d_buffer, layout);
+  if (d_expert_input.dtype() != d_router_input.dtype())
+    d_expert_input = d_expert_input.to(d_router_input.dtype());
   // Jitter multiplies the router input by fixed noise; HF lets the experts read it too.
   if (config.jitter_reaches_experts()) ops::add_(d_router_input, d_expert_input);
   ops::jitter_backward_(d_router_input, ctx.jitter(sites.jitter, config.router_jitter_eps()));
   if (!config.jitter_reaches_experts()) ops::add_(d_router_input, d_expert_input);
-  return d_router_input;
+  return d_router_input.dtype() == x.dtype() ? d_router_input : d_router_input.to(x.dtype());
 }
 
 namespace {

@@ -290,10 +290,8 @@ ForwardOutput SwitchTransformer::forward_backward(
   SW_CHECK(config_.aux_loss_mode() == ModelConfig::AUX_PER_LAYER, Status::kUnsupported,
            "forward_backward: the HF aux_loss_modes have no backward yet (use AUX_PER_LAYER)");
   SW_CHECK_ARG(host_batch.labels.defined(), "forward_backward: labels are required");
-  // bf16 training (f32 master weights, the router in f32) is not built yet.
-  SW_CHECK(dtype_ != DType::bf16, Status::kUnsupported,
-           "forward_backward: a bf16 model does not train in this version; train in f32 (on the "
-           "cpu or a GPU) and convert");
+  // A bf16 model (on a GPU) computes in bf16 with its router in f32; its gradients are f32
+  // (gradient_dtype), for the f32 masters of bf16 training (docs/MATH.md §5 Precision).
   const Batch batch = device_batch(host_batch);
   const RunContext ctx = context(options.train, options.step, options.first_example);
   ForwardOutput out;

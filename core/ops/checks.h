@@ -25,6 +25,19 @@ inline void check_same_device(std::initializer_list<const Tensor*> tensors, cons
                  first->device().str(), " like ", first->str());
 }
 
+// A gradient kept in the data's dtype, or in f32 for bf16 data on a GPU (bf16 training's f32
+// master gradients, docs/MATH.md §5 Precision).
+inline bool gradient_dtype_ok(const Tensor& gradient, const Tensor& data) {
+  return gradient.dtype() == data.dtype() ||
+         (gradient.dtype() == DType::f32 && data.dtype() == DType::bf16 &&
+          !gradient.device().is_cpu());
+}
+inline void check_gradient_dtype(const Tensor& gradient, const Tensor& data, const char* what) {
+  SW_CHECK_ARG(gradient_dtype_ok(gradient, data), what, ": the gradient ", gradient.str(),
+               " is neither in the data's dtype (", data.str(),
+               ") nor f32 for bf16 data on a GPU");
+}
+
 // The last dimension of t and the product of all the others (rows).
 inline int64_t last_dim(const Tensor& t) { return t.ndim() ? t.dim(-1) : 1; }
 inline int64_t leading_rows(const Tensor& t) {

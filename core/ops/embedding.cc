@@ -29,8 +29,8 @@ void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {
   SW_CHECK_ARG(dtable.ndim() == 2 && dy.numel() == ids.numel() * dtable.dim(1),
                "embedding backward: dy ", dy.str(), " does not match ids ", ids.str(), " and ",
                dtable.str());
-  check_dtype(dy, dtable.dtype(), "embedding backward: dy");
   check_same_device({&dtable, &dy, &ids}, "embedding backward");
+  check_gradient_dtype(dtable, dy, "embedding backward: dtable");
   check_token_ids(ids, dtable.dim(0), "embedding backward");
   if (on_cuda(dtable)) SW_RUN_ON_CUDA(kernels::embedding_backward(dy, ids, dtable));
   cpu::embedding_backward(dy, ids, dtable);

@@ -50,8 +50,9 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
             double beta) {
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2,
                "matmul: expected 2-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
-  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "matmul: dtypes differ: ", a.str(),
-               ", ", b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && gradient_dtype_ok(c, a), "matmul: dtypes differ: ",
+               a.str(), ", ", b.str(), ", ", c.str(),
+               " (the output may be f32 for bf16 inputs on a GPU only)");
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
   check_shape(c, {d.m, d.n}, "matmul: output");
   check_same_device({&c, &a, &b}, "matmul");
@@ -137,8 +138,9 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
                    dw.dim(1) == dy.dim(1) && dw.dim(2) == x.dim(1),
                "grouped_weight_gradient: expected dy [R, n], x [R, k], dw [G, n, k], got ",
                dy.str(), ", ", x.str(), ", ", dw.str());
-  SW_CHECK_ARG(dy.dtype() == x.dtype() && x.dtype() == dw.dtype(),
-               "grouped_weight_gradient: dtypes differ");
+  SW_CHECK_ARG(dy.dtype() == x.dtype(), "grouped_weight_gradient: dtypes differ: dy ", dy.str(),
+               ", x ", x.str());
+  check_gradient_dtype(dw, x, "grouped_weight_gradient");
   const int64_t groups = dw.dim(0);
   check_group_offsets(offsets, groups, x.dim(0), "grouped_weight_gradient");
   check_same_device({&dw, &dy, &x}, "grouped_weight_gradient");

@@ -124,11 +124,17 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
              t->device().str(), ", student on ", model.device().str(), ")");
   }
   if (options.bf16) {
-    SW_CHECK(model.device().is_cpu() && model.dtype() == DType::f32, Status::kUnsupported,
-             "trainer: bf16 mixed precision trains an f32 model on the cpu in this version (the "
-             "model is ",
-             dtype_name(model.dtype()), " on ", model.device().str(), ")");
-    bf16_twin_ = std::make_unique<SwitchTransformer>(model.config(), model.seed(), DType::f32,
+    SW_CHECK_ARG(model.dtype() == DType::f32, "trainer: bf16 mixed precision updates an f32 model "
+                 "(the master weights), got a ", dtype_name(model.dtype()), " one");
+    const bool cpu = model.device().is_cpu();
+    SW_CHECK(cpu || model.config().router_dtype() == ModelConfig::ROUTER_FLOAT32,
+             Status::kUnsupported,
+             "trainer: router_dtype ROUTER_BFLOAT16 trains on the cpu in this version (a GPU's "
+             "router kernels are f32)");
+    // The copy that computes: on the cpu an f32 model in bf16 storage (core/ops/storage.h);
+    // on a GPU a bf16 model, whose router weight is f32 and whose gradients are f32.
+    bf16_twin_ = std::make_unique<SwitchTransformer>(model.config(), model.seed(),
+                                                     cpu ? DType::f32 : DType::bf16,
                                                      model.device(), model.expert_group(),
                                                      model.model_group());
     const auto& masters = model.parameters().entries();
@@ -148,10 +154,15 @@ const SwitchTransformer& Trainer::compute_model() const {
   const auto& copies = bf16_twin_->parameters().entries();
   for (size_t i = 0; i < masters.size(); ++i) {
     Tensor copy = copies[i].tensor;
+    if (copy.dtype() != masters[i].tensor.dtype()) {  // a GPU's bf16 copy
+      copy.copy_from(masters[i].tensor.to(copy.dtype()));
+      continue;
+    }
     copy.copy_from(masters[i].tensor);
-    // The router's weight and its balancing bias stay f32 under selective precision.
+    // The router's weight and its balancing bias stay f32 under selective precision (a
+    // GPU's bf16 model keeps them f32 too).
     const bool router = masters[i].name.find(".router.") != std::string::npos;
-    if (!router || router_bf16) ops::round_to_bf16_(copy);
+    if (copy.device().is_cpu() && (!router || router_bf16)) ops::round_to_bf16_(copy);
   }
   return *bf16_twin_;
 }

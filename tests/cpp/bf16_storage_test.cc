@@ -227,6 +227,31 @@ TEST(Bf16Training, WeightGradientsStayF32) {
   EXPECT_EQ(f32_valued, static_cast<int64_t>(grads.size()));
 }
 
+// A bf16 parameter's gradient is f32 (a GPU bf16 model's, for the f32 masters), and a
+// part of a bf16 parameter finds its own rows of that wider gradient.
+TEST(Bf16Training, Bf16ParametersKeepF32Gradients) {
+  EXPECT_EQ(gradient_dtype(DType::bf16), DType::f32);
+  EXPECT_EQ(gradient_dtype(DType::f64), DType::f64);
+  const Tensor experts = Tensor::zeros({4, 3, 5}, DType::bf16);
+  GradientBuffer buffer;
+  Tensor& whole = buffer.of(experts);
+  EXPECT_EQ(whole.dtype(), DType::f32);
+  EXPECT_EQ(whole.shape(), experts.shape());
+  for (int64_t e = 0; e < 4; ++e) {
+    Tensor part = buffer.at(experts.slice(e, e + 1));
+    ASSERT_EQ(part.dtype(), DType::f32);
+    ASSERT_EQ(part.numel(), 15);
+    part.data<float>()[0] = static_cast<float>(e + 1);  // the part is a view of `whole`
+  }
+  for (int64_t e = 0; e < 4; ++e) EXPECT_EQ(whole.data<float>()[e * 15], e + 1.0f) << e;
+  // The wider gradient is a GPU's only: the cpu's ops keep one dtype.
+  Tensor dw = Tensor::zeros({2, 2}, DType::f32);
+  const Tensor bf16 = Tensor::zeros({2, 2}, DType::bf16);
+  EXPECT_NE(testing::error_of([&] { ops::matmul(bf16, true, bf16, false, dw, 1.0, 0.0); })
+                .find("f32 for bf16 inputs on a GPU only"),
+            std::string::npos);
+}
+
 TEST(Bf16Training, ConfigsThatCannotApplyAreRefused) {
   TrainConfig t;
   t.mutable_model()->set_router_dtype(ModelConfig::ROUTER_BFLOAT16);
@@ -237,11 +262,14 @@ TEST(Bf16Training, ConfigsThatCannotApplyAreRefused) {
       << testing::error_of([&] { validate(t); });
   t.set_precision(TrainConfig::BF16);
   EXPECT_EQ(testing::error_of([&] { validate(t); }), "");
+  // On a GPU bf16 trains with the router in f32 only (its router kernels are f32).
   t.set_device("cuda:0");
-  EXPECT_NE(testing::error_of([&] { validate(t); }).find("BF16 on device cuda:0"),
+  EXPECT_NE(testing::error_of([&] { validate(t); }).find("ROUTER_BFLOAT16 on device cuda:0"),
             std::string::npos)
       << testing::error_of([&] { validate(t); });
-  // The trainer refuses a model that is not an f32 cpu model.
+  t.mutable_model()->set_router_dtype(ModelConfig::ROUTER_FLOAT32);
+  EXPECT_EQ(testing::error_of([&] { validate(t); }), "");
+  // The trainer refuses a model that is not f32 (the masters).
   SwitchTransformer f64(small_model(), 1, DType::f64);
   TrainOptions o;
   o.bf16 = true;
