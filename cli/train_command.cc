@@ -382,7 +382,7 @@ Command train_command() {
            {"parallel", "LAYOUT", "the layout over the MPI ranks: dp=N, ep=M, mp=K in any mix"},
            {"device", "D",
             "train on cpu (default) or a GPU: cuda:N, or cuda (under a launcher: each rank "
-            "the GPU of its local rank); f32; sets device"},
+            "the GPU of its local rank); f32, or bf16 with precision=BF16; sets device"},
            {"comm", "T",
             "under a launcher on GPUs: how device tensors move, nccl (default) or staged "
             "(through host memory over MPI; ranks may share a GPU); sets device_transport"},
