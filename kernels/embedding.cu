@@ -57,15 +57,15 @@ void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable) {
   DeviceContext& ctx = device_context(dtable);
   const dim3 grid(static_cast<unsigned>(rows.size()),
                   static_cast<unsigned>((d + kThreads - 1) / kThreads));
-  dispatch_data_and_gradient(dy.dtype(), dtable.dtype(), "embedding backward", [&](auto zero,
-                                                                                  auto grad_zero) {
-    using T = decltype(zero);
-    using G = decltype(grad_zero);
-    embedding_backward_kernel<<<grid, kThreads, 0, ctx.stream>>>(
-        static_cast<const T*>(dy.raw()), static_cast<const int32_t*>(rows_d.raw()),
-        static_cast<const int64_t*>(first_d.raw()), static_cast<const int64_t*>(positions_d.raw()),
-        static_cast<G*>(dtable.raw()), d);
-  });
+  dispatch_data_and_gradient(
+      dy.dtype(), dtable.dtype(), "embedding backward", [&](auto zero, auto grad_zero) {
+        using T = decltype(zero);
+        using G = decltype(grad_zero);
+        embedding_backward_kernel<<<grid, kThreads, 0, ctx.stream>>>(
+            static_cast<const T*>(dy.raw()), static_cast<const int32_t*>(rows_d.raw()),
+            static_cast<const int64_t*>(first_d.raw()),
+            static_cast<const int64_t*>(positions_d.raw()), static_cast<G*>(dtable.raw()), d);
+      });
   SW_CUDA_CHECK_LAUNCH("embedding backward");
 }
 

@@ -74,21 +74,21 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   Tensor partial = Tensor::empty({chunks, d}, DType::f32, x.device());
   DeviceContext& ctx = device_context(x);
   const unsigned column_blocks = static_cast<unsigned>((d + kThreads - 1) / kThreads);
-  dispatch_data_and_gradient(x.dtype(), dweight.dtype(), "rms_norm backward", [&](auto zero,
-                                                                                 auto grad_zero) {
-    using T = decltype(zero);
-    using G = decltype(grad_zero);
-    const T* pdy = static_cast<const T*>(dy.raw());
-    const T* px = static_cast<const T*>(x.raw());
-    const float* pr = static_cast<const float*>(inv_rms.raw());
-    rms_norm_dx_kernel<<<static_cast<unsigned>(rows), 256, 0, ctx.stream>>>(
-        pdy, px, static_cast<const T*>(weight.raw()), pr, static_cast<T*>(dx.raw()), d);
-    rms_norm_dw_partial_kernel<<<dim3(column_blocks, static_cast<unsigned>(chunks)), kThreads, 0,
-                                 ctx.stream>>>(pdy, px, pr, static_cast<float*>(partial.raw()),
-                                               rows, d);
-    rms_norm_dw_sum_kernel<<<column_blocks, kThreads, 0, ctx.stream>>>(
-        static_cast<const float*>(partial.raw()), static_cast<G*>(dweight.raw()), chunks, d);
-  });
+  dispatch_data_and_gradient(
+      x.dtype(), dweight.dtype(), "rms_norm backward", [&](auto zero, auto grad_zero) {
+        using T = decltype(zero);
+        using G = decltype(grad_zero);
+        const T* pdy = static_cast<const T*>(dy.raw());
+        const T* px = static_cast<const T*>(x.raw());
+        const float* pr = static_cast<const float*>(inv_rms.raw());
+        rms_norm_dx_kernel<<<static_cast<unsigned>(rows), 256, 0, ctx.stream>>>(
+            pdy, px, static_cast<const T*>(weight.raw()), pr, static_cast<T*>(dx.raw()), d);
+        rms_norm_dw_partial_kernel<<<dim3(column_blocks, static_cast<unsigned>(chunks)), kThreads,
+                                     0, ctx.stream>>>(pdy, px, pr,
+                                                      static_cast<float*>(partial.raw()), rows, d);
+        rms_norm_dw_sum_kernel<<<column_blocks, kThreads, 0, ctx.stream>>>(
+            static_cast<const float*>(partial.raw()), static_cast<G*>(dweight.raw()), chunks, d);
+      });
   SW_CUDA_CHECK_LAUNCH("rms_norm backward");
   return dx;
 }

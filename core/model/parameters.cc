@@ -67,8 +67,7 @@ Tensor GradientBuffer::find(const Tensor& parameter) const {
   for (const auto& [key, g] : grads_) {
     if (data < key.data || n == 0 || key.numel % n != 0) continue;
     // Elements of the parameter's storage (its gradient's dtype may be wider).
-    const int64_t offset =
-        (data - key.data) / static_cast<int64_t>(dtype_size(parameter.dtype()));
+    const int64_t offset = (data - key.data) / static_cast<int64_t>(dtype_size(parameter.dtype()));
     if (offset + n > key.numel || offset % n != 0) continue;
     // The parameter is slice offset / n of the tensor the gradient was kept for.
     return g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(parameter.shape());
@@ -86,10 +85,10 @@ std::vector<std::pair<std::string, Tensor>> GradientBuffer::by_name(
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto& e : store.entries()) {
     const Tensor grad = find(e.tensor);
-    out.push_back({e.name, grad.defined() ? grad
-                                          : Tensor::zeros(e.tensor.shape(),
-                                                          gradient_dtype(e.tensor.dtype()),
-                                                          e.tensor.device())});
+    out.push_back({e.name, grad.defined()
+                               ? grad
+                               : Tensor::zeros(e.tensor.shape(), gradient_dtype(e.tensor.dtype()),
+                                               e.tensor.device())});
   }
   return out;
 }

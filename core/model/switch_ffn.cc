@@ -110,7 +110,8 @@ namespace {
 // The expert weight gradients: for each expert e, d_weight[e] (+)= dy_e^T @ x_e over its
 // block of rows.
 Tensor& gradient_slot(Tensor& slot, const Tensor& like) {
-  if (!slot.defined()) slot = Tensor::zeros(like.shape(), gradient_dtype(like.dtype()), like.device());
+  if (!slot.defined())
+    slot = Tensor::zeros(like.shape(), gradient_dtype(like.dtype()), like.device());
   return slot;
 }
 

@@ -27,6 +27,19 @@ ModelConfig routing_config_for(const ModelConfig& config, bool dropless) {
 SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype,
                                      Device device, Communicator* expert_group,
                                      Communicator* model_group)
+    : SwitchTransformer(config, seed, dtype, device, expert_group, model_group, true) {}
+
+SwitchTransformer SwitchTransformer::without_initial_values(const ModelConfig& config,
+                                                            uint64_t seed, DType dtype,
+                                                            Device device,
+                                                            Communicator* expert_group,
+                                                            Communicator* model_group) {
+  return SwitchTransformer(config, seed, dtype, device, expert_group, model_group, false);
+}
+
+SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype,
+                                     Device device, Communicator* expert_group,
+                                     Communicator* model_group, bool draw_values)
     : config_(config),
       seed_(seed),
       dtype_(dtype),
@@ -62,7 +75,7 @@ SwitchTransformer::SwitchTransformer(const ModelConfig& config, uint64_t seed, D
     SW_CHECK(dtype == DType::f32 || dtype == DType::bf16, Status::kUnsupported, "model dtype ",
              dtype_name(dtype), ": a GPU model runs in f32 (parity) or bf16");
   build_parameters();
-  initialize(params_, config_.init_scheme(), config_.init_scale(), seed_);
+  if (draw_values) initialize(params_, config_.init_scheme(), config_.init_scale(), seed_);
 }
 
 void SwitchTransformer::validate_batch(const Batch& b) const {

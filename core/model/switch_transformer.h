@@ -95,6 +95,13 @@ class SwitchTransformer {
   explicit SwitchTransformer(const ModelConfig& config, uint64_t seed = 0, DType dtype = DType::f32,
                              Device device = Device::cpu(), Communicator* expert_group = nullptr,
                              Communicator* model_group = nullptr);
+  // The same model with its parameters allocated but not drawn (their contents undefined):
+  // for a copy whose every weight is written before use, such as bf16 training's compute
+  // copy, without drawing billions of numbers on the host twice.
+  static SwitchTransformer without_initial_values(const ModelConfig& config, uint64_t seed,
+                                                  DType dtype, Device device,
+                                                  Communicator* expert_group = nullptr,
+                                                  Communicator* model_group = nullptr);
 
   // This model's weights in a model of its own in `dtype` on `device` (same config and
   // seed): a GPU-trained model's cpu copy for generation, a device copy for validation.
@@ -145,6 +152,8 @@ class SwitchTransformer {
   Communicator* model_group() const { return model_group_; }
 
  private:
+  SwitchTransformer(const ModelConfig& config, uint64_t seed, DType dtype, Device device,
+                    Communicator* expert_group, Communicator* model_group, bool draw_values);
   struct StackWeights {
     Stack stack;
     Tensor embedding;      // [V, d]: shared_, or this stack's own table

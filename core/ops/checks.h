@@ -34,8 +34,7 @@ inline bool gradient_dtype_ok(const Tensor& gradient, const Tensor& data) {
 }
 inline void check_gradient_dtype(const Tensor& gradient, const Tensor& data, const char* what) {
   SW_CHECK_ARG(gradient_dtype_ok(gradient, data), what, ": the gradient ", gradient.str(),
-               " is neither in the data's dtype (", data.str(),
-               ") nor f32 for bf16 data on a GPU");
+               " is neither in the data's dtype (", data.str(), ") nor f32 for bf16 data on a GPU");
 }
 
 // The last dimension of t and the product of all the others (rows).

@@ -50,8 +50,8 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
             double beta) {
   SW_CHECK_ARG(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2,
                "matmul: expected 2-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
-  SW_CHECK_ARG(a.dtype() == b.dtype() && gradient_dtype_ok(c, a), "matmul: dtypes differ: ",
-               a.str(), ", ", b.str(), ", ", c.str(),
+  SW_CHECK_ARG(a.dtype() == b.dtype() && gradient_dtype_ok(c, a),
+               "matmul: dtypes differ: ", a.str(), ", ", b.str(), ", ", c.str(),
                " (the output may be f32 for bf16 inputs on a GPU only)");
   const GemmDims d = gemm_dims(a.shape(), ta, b.shape(), tb, "matmul");
   check_shape(c, {d.m, d.n}, "matmul: output");

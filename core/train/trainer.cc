@@ -124,8 +124,10 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
              t->device().str(), ", student on ", model.device().str(), ")");
   }
   if (options.bf16) {
-    SW_CHECK_ARG(model.dtype() == DType::f32, "trainer: bf16 mixed precision updates an f32 model "
-                 "(the master weights), got a ", dtype_name(model.dtype()), " one");
+    SW_CHECK_ARG(model.dtype() == DType::f32,
+                 "trainer: bf16 mixed precision updates an f32 model "
+                 "(the master weights), got a ",
+                 dtype_name(model.dtype()), " one");
     const bool cpu = model.device().is_cpu();
     SW_CHECK(cpu || model.config().router_dtype() == ModelConfig::ROUTER_FLOAT32,
              Status::kUnsupported,
@@ -133,10 +135,9 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
              "router kernels are f32)");
     // The copy that computes: on the cpu an f32 model in bf16 storage (core/ops/storage.h);
     // on a GPU a bf16 model, whose router weight is f32 and whose gradients are f32.
-    bf16_twin_ = std::make_unique<SwitchTransformer>(model.config(), model.seed(),
-                                                     cpu ? DType::f32 : DType::bf16,
-                                                     model.device(), model.expert_group(),
-                                                     model.model_group());
+    bf16_twin_ = std::make_unique<SwitchTransformer>(SwitchTransformer::without_initial_values(
+        model.config(), model.seed(), cpu ? DType::f32 : DType::bf16, model.device(),
+        model.expert_group(), model.model_group()));
     const auto& masters = model.parameters().entries();
     const auto& copies = bf16_twin_->parameters().entries();
     SW_CHECK(masters.size() == copies.size(), Status::kInternal, "trainer: the bf16 twin has ",

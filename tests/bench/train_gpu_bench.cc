@@ -1,12 +1,15 @@
-// Training on one GPU in f32, TF32 off (the parity mode) and on:
+// Training on one GPU:
 //  1. the Switch FFN layer's forward + backward at switch-base shapes (d_model 768, d_ff
 //     3072, ReLU, capacity factor 1.25 per 512-token group), E in {8, 128}, 16K and 64K
-//     tokens, against cuBLAS dense GEMMs of the same FLOPs (the forward's two GEMMs and the
-//     backward's four, on the kept rows) in the same run;
-//  2. whole training steps (forward, backward, clipping, Adafactor) of `tiny` and
-//     `switch-base-8` on random tokens: tokens per second, and the device tensor bytes a
-//     step adds at its peak over the model, gradients and optimizer state, with and
-//     without activation recomputation (TF32 off).
+//     tokens, in f32 (TF32 off and on) against cuBLAS dense GEMMs of the same FLOPs (the
+//     forward's two GEMMs and the backward's four, on the kept rows) in the same run;
+//  2. whole training steps (forward, backward, clipping, Adafactor) on random tokens: f32
+//     (TF32 off and on) and bf16 mixed precision (a bf16 model computes, f32 masters),
+//     `tiny`, `switch-base-8`, and in bf16 switch-base-128, switch-large-128 and a
+//     switch-xxl-128-wide stack (d_model 4096, 8 experts) cut to 2 + 2 layers to fit one
+//     GPU: tokens per second, MFU (model FLOPs, model_flops below, against this run's bf16
+//     cuBLAS ceiling: one 8192^3 GEMM), and the device tensor bytes a step adds at its peak
+//     over the model, gradients and optimizer state, with and without recomputation.
 // Prints two tables; --csv PREFIX writes PREFIX_layer.csv and PREFIX_steps.csv.
 #include <algorithm>
 #include <chrono>
@@ -109,17 +112,51 @@ sw::Batch random_batch(int64_t batch, int64_t input_len, int64_t target_len, int
 
 struct StepRow {
   std::string model;
-  bool tf32, recompute;
+  std::string precision;  // "f32", "TF32" or "bf16"
+  bool recompute;
   int64_t batch, input_len, target_len;
-  double step_ms, tokens_per_s, loss, step_peak_mib;
+  double step_ms, tokens_per_s, loss, step_peak_mib, tflops;
 };
 
-StepRow bench_steps(const std::string& preset, int64_t batch, int64_t input_len, int64_t target_len,
-                    bool tf32, bool recompute) {
-  const sw::ModelConfig config = sw::preset(preset);
+// Model FLOPs of one training step, counted as the paper counts a sparse model's: every
+// token through its attention, one expert (or the dense FFN) and the router in every block,
+// and the LM head; the backward twice the forward; attention over the whole (unmasked)
+// length; recomputation not counted.
+double model_flops(const sw::ModelConfig& c, int64_t batch, int64_t input_len, int64_t target_len) {
+  const double d = static_cast<double>(c.d_model()), ff = static_cast<double>(c.d_ff());
+  const double inner = static_cast<double>(c.num_heads() * c.d_kv());
+  const double ffn = 2 * d * ff * (c.activation() == sw::ModelConfig::GATED_GELU ? 3 : 2);
+  const double router = 2 * d * static_cast<double>(c.num_experts());
+  const double in = static_cast<double>(input_len), tgt = static_cast<double>(target_len);
+  auto sparse_blocks = [&](sw::Stack stack, int64_t layers) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < layers; ++i) n += sw::is_sparse_block(c, stack, i);
+    return static_cast<double>(n);
+  };
+  const double enc = static_cast<double>(c.num_encoder_layers()),
+               dec = static_cast<double>(c.num_decoder_layers());
+  const double per_encoder_token =
+      enc * (4 * 2 * d * inner + 2 * 2 * in * inner + ffn) +
+      sparse_blocks(sw::Stack::kEncoder, c.num_encoder_layers()) * router +
+      dec * 2 * 2 * d * inner;  // the decoder's cross-attention keys and values
+  const double per_decoder_token =
+      dec *
+          (4 * 2 * d * inner + 2 * 2 * tgt * inner + 2 * 2 * d * inner + 2 * 2 * in * inner + ffn) +
+      sparse_blocks(sw::Stack::kDecoder, c.num_decoder_layers()) * router +
+      2 * d * static_cast<double>(c.vocab_size());
+  const double forward =
+      static_cast<double>(batch) * (in * per_encoder_token + tgt * per_decoder_token);
+  return 3 * forward;
+}
+
+StepRow bench_steps(const std::string& name, const sw::ModelConfig& config, int64_t batch,
+                    int64_t input_len, int64_t target_len, const std::string& precision,
+                    bool recompute) {
+  sw::ops::set_allow_tf32(precision == "TF32");
   sw::SwitchTransformer model(config, 1, sw::DType::f32, kGpu);
   sw::TrainOptions options;
   options.recompute_activations = recompute;
+  options.bf16 = precision == "bf16";
   sw::Trainer trainer(model, options);
   std::vector<sw::Batch> batches;
   for (uint32_t i = 0; i < 4; ++i)
@@ -134,8 +171,37 @@ StepRow bench_steps(const std::string& preset, int64_t batch, int64_t input_len,
       median_ms([&] { loss = trainer.step({batches[next++ % batches.size()]}).loss; }, 5, 2);
   const double peak_mib = static_cast<double>(sw::reset_peak_bytes(kGpu) - resident) / (1 << 20);
   const double tokens = static_cast<double>(batch * (input_len + target_len));
-  return {preset, tf32,    recompute, batch, input_len, target_len, ms, tokens / (ms * 1e-3),
-          loss,   peak_mib};
+  sw::ops::set_allow_tf32(false);
+  return {name,
+          precision,
+          recompute,
+          batch,
+          input_len,
+          target_len,
+          ms,
+          tokens / (ms * 1e-3),
+          loss,
+          peak_mib,
+          model_flops(config, batch, input_len, target_len) / (ms * 1e-3) / 1e12};
+}
+
+// A preset cut to `layers` + `layers` blocks (and to `experts` experts when > 0).
+sw::ModelConfig cut(const std::string& preset, int64_t layers, int64_t experts = 0) {
+  sw::ModelConfig c = sw::preset(preset);
+  c.set_num_encoder_layers(layers);
+  c.set_num_decoder_layers(layers);
+  if (experts > 0) c.set_num_experts(experts);
+  return c;
+}
+
+// The bf16 cuBLAS ceiling on this GPU in this run: one 8192^3 GEMM, f32 accumulation.
+double bf16_peak_tflops() {
+  const int64_t n = 8192;
+  const Tensor a = sw::bench::random_gpu({n, n}, 30, 1.0, sw::DType::bf16, 13),
+               b = sw::bench::random_gpu({n, n}, 31, 1.0, sw::DType::bf16, 13);
+  Tensor c = Tensor::empty({n, n}, sw::DType::bf16, kGpu);
+  const double ms = median_ms([&] { sw::ops::matmul(a, false, b, true, c); }, 9, 3);
+  return 2.0 * static_cast<double>(n) * n * n / (ms * 1e-3) / 1e12;
 }
 
 }  // namespace
@@ -156,12 +222,32 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "layer E=%lld tokens=%lld tf32=%d done\n",
                      static_cast<long long>(experts), static_cast<long long>(tokens), tf32);
       }
-    for (bool recompute : {false, true}) {
-      if (tf32 && recompute) continue;
-      steps.push_back(bench_steps("tiny", 32, 128, 32, tf32, recompute));
-      steps.push_back(bench_steps("switch-base-8", 8, 512, 128, tf32, recompute));
-    }
-    std::fprintf(stderr, "training steps tf32=%d done\n", tf32);
+  }
+  sw::ops::set_allow_tf32(false);
+  const double peak = bf16_peak_tflops();
+  struct StepCase {
+    std::string name;
+    sw::ModelConfig config;
+    int64_t batch, input_len, target_len;
+    bool f32_too;
+  };
+  const std::vector<StepCase> cases = {
+      {"tiny", sw::preset("tiny"), 32, 128, 32, true},
+      {"switch-base-8", sw::preset("switch-base-8"), 8, 512, 128, true},
+      {"switch-base-128, 4+4 layers", cut("switch-base-128", 4), 8, 512, 128, false},
+      {"switch-large-128, 2+2 layers", cut("switch-large-128", 2), 8, 512, 128, false},
+      {"xxl-wide (d 4096, E 8), 2+2 layers", cut("switch-xxl-128", 2, 8), 16, 512, 128, false}};
+  for (const StepCase& k : cases) {
+    std::vector<std::string> precisions = {"bf16"};
+    if (k.f32_too) precisions = {"f32", "TF32", "bf16"};
+    for (const std::string& p : precisions)
+      for (bool recompute : {false, true}) {
+        if (p == "TF32" && recompute) continue;
+        steps.push_back(
+            bench_steps(k.name, k.config, k.batch, k.input_len, k.target_len, p, recompute));
+        std::fprintf(stderr, "training steps %s %s%s done\n", k.name.c_str(), p.c_str(),
+                     recompute ? " recompute" : "");
+      }
   }
   sw::ops::set_allow_tf32(false);
   const double d = 768, ff = 3072;
@@ -177,15 +263,17 @@ int main(int argc, char** argv) {
                 static_cast<long long>(r.kept / r.experts), r.layer_ms, tflops(r.layer_ms),
                 tflops(r.dense_ms), r.dense_ms / r.layer_ms);
   }
+  std::printf("\nbf16 cuBLAS ceiling in this run (8192^3): %.1f TFLOP/s\n", peak);
   std::printf(
-      "\n| f32 training step | batch x (input + target) | step ms | tokens/s | loss | step peak "
-      "MiB |\n|---|---|---|---|---|---|\n");
+      "\n| training step | precision | batch x (input + target) | step ms | tokens/s | model "
+      "TFLOP/s | MFU | loss | step peak MiB |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const StepRow& s : steps)
-    std::printf("| %s, %s%s | %lld x (%lld + %lld) | %.1f | %.0f | %.3f | %.1f |\n",
-                s.model.c_str(), s.tf32 ? "TF32" : "no TF32", s.recompute ? ", recomputation" : "",
-                static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
-                static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.loss,
-                s.step_peak_mib);
+    std::printf(
+        "| %s%s | %s | %lld x (%lld + %lld) | %.1f | %.0f | %.1f | %.1f%% | %.3f | %.1f |\n",
+        s.model.c_str(), s.recompute ? ", recomputation" : "", s.precision.c_str(),
+        static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
+        static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.tflops,
+        100 * s.tflops / peak, s.loss, s.step_peak_mib);
   if (!csv.empty()) {
     if (FILE* f = std::fopen((csv + "_layer.csv").c_str(), "w")) {
       std::fprintf(f, "tf32,experts,tokens,kept,layer_ms,dense_ms\n");
@@ -197,13 +285,14 @@ int main(int argc, char** argv) {
     }
     if (FILE* f = std::fopen((csv + "_steps.csv").c_str(), "w")) {
       std::fprintf(f,
-                   "model,tf32,recompute,batch,input_len,target_len,step_ms,tokens_per_s,loss,"
-                   "step_peak_mib\n");
+                   "model,precision,recompute,batch,input_len,target_len,step_ms,tokens_per_s,"
+                   "model_tflops,mfu,loss,step_peak_mib\n");
       for (const StepRow& s : steps)
-        std::fprintf(f, "%s,%d,%d,%lld,%lld,%lld,%.3f,%.1f,%.5f,%.1f\n", s.model.c_str(), s.tf32,
-                     s.recompute, static_cast<long long>(s.batch),
-                     static_cast<long long>(s.input_len), static_cast<long long>(s.target_len),
-                     s.step_ms, s.tokens_per_s, s.loss, s.step_peak_mib);
+        std::fprintf(f, "\"%s\",%s,%d,%lld,%lld,%lld,%.3f,%.1f,%.2f,%.4f,%.5f,%.1f\n",
+                     s.model.c_str(), s.precision.c_str(), s.recompute,
+                     static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
+                     static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.tflops,
+                     s.tflops / peak, s.loss, s.step_peak_mib);
       std::fclose(f);
     }
   }

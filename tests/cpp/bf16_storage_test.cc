@@ -247,8 +247,9 @@ TEST(Bf16Training, Bf16ParametersKeepF32Gradients) {
   // The wider gradient is a GPU's only: the cpu's ops keep one dtype.
   Tensor dw = Tensor::zeros({2, 2}, DType::f32);
   const Tensor bf16 = Tensor::zeros({2, 2}, DType::bf16);
-  EXPECT_NE(testing::error_of([&] { ops::matmul(bf16, true, bf16, false, dw, 1.0, 0.0); })
-                .find("f32 for bf16 inputs on a GPU only"),
+  EXPECT_NE(testing::error_of([&] {
+              ops::matmul(bf16, true, bf16, false, dw, 1.0, 0.0);
+            }).find("f32 for bf16 inputs on a GPU only"),
             std::string::npos);
 }
 
