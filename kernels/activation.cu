@@ -91,11 +91,11 @@ Tensor zip(const Tensor& a, const Tensor& b, const char* op, Fn fn) {
   return y;
 }
 
+// y = fn(x) elementwise; y may be x (each element is read before it is written).
 template <typename Fn>
-Tensor map(const Tensor& x, const char* op, Fn fn) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+void map_into(const Tensor& x, Tensor& y, const char* op, Fn fn) {
   const int64_t n = x.numel();
-  if (n == 0) return y;
+  if (n == 0) return;
   DeviceContext& ctx = device_context(x);
   dispatch_storage(x.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
@@ -103,12 +103,19 @@ Tensor map(const Tensor& x, const char* op, Fn fn) {
                                                            static_cast<T*>(y.raw()), n, fn);
   });
   SW_CUDA_CHECK_LAUNCH(op);
+}
+
+template <typename Fn>
+Tensor map(const Tensor& x, const char* op, Fn fn) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  map_into(x, y, op, fn);
   return y;
 }
 
 }  // namespace
 
 Tensor relu(const Tensor& x) { return map(x, "relu", Relu{}); }
+void relu_(Tensor& x) { map_into(x, x, "relu", Relu{}); }
 Tensor gelu(const Tensor& x) { return map(x, "gelu", Gelu{}); }
 Tensor gelu_exact(const Tensor& x) { return map(x, "gelu_exact", GeluExact{}); }
 

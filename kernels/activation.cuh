@@ -7,6 +7,7 @@
 namespace sw::kernels {
 
 Tensor relu(const Tensor& x);
+void relu_(Tensor& x);  // in place (the fused GEMM's fallback, kernels/gemm.cc)
 Tensor gelu(const Tensor& x);
 Tensor gelu_exact(const Tensor& x);
 Tensor gated_gelu(const Tensor& gate, const Tensor& linear);

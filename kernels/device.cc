@@ -128,6 +128,7 @@ DeviceContext& device_context(int index) {
     SW_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
     SW_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
     SW_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+    SW_CUBLAS_CHECK(cublasLtCreate(&ctx->cublas_lt));
     ctx->cublas_workspace_bytes = size_t{32} << 20;  // cuBLAS's advice for Hopper
     SW_CUDA_CHECK(cudaMalloc(&ctx->cublas_workspace, ctx->cublas_workspace_bytes));
     SW_CUBLAS_CHECK(

@@ -1,8 +1,9 @@
-// Per-device CUDA state inside kernels/: one stream, one cuBLAS handle and its workspace
-// per device, created on first use. Every CUDA and cuBLAS failure becomes an sw::Error
-// naming the call and the code.
+// Per-device CUDA state inside kernels/: one stream, one cuBLAS handle (and a cuBLASLt
+// one) and their workspace per device, created on first use. Every CUDA and cuBLAS failure becomes
+// an sw::Error naming the call and the code.
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -17,6 +18,7 @@ struct DeviceContext {
   int index = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t cublas_lt = nullptr;  // GEMMs with epilogues; shares the workspace
   void* cublas_workspace = nullptr;
   size_t cublas_workspace_bytes = 0;
 };

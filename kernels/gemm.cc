@@ -3,6 +3,7 @@
 #include <atomic>
 #include <climits>
 
+#include "kernels/activation.cuh"
 #include "kernels/convert.cuh"
 #include "kernels/device.cuh"
 #include "kernels/device_context.h"
@@ -111,11 +112,94 @@ void matmul_bf16_by_f32(const Tensor& x, const Tensor& w, Tensor& logits) {
   }
 }
 
-void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
+namespace {
+
+// cuBLASLt's descriptors, destroyed with the call that made them.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t first = nullptr, second = nullptr, out = nullptr;
+  cublasLtMatmulPreference_t preference = nullptr;
+  ~LtDescriptors() {
+    if (preference) cublasLtMatmulPreferenceDestroy(preference);
+    for (cublasLtMatrixLayout_t l : {first, second, out})
+      if (l) cublasLtMatrixLayoutDestroy(l);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// A column-major rows x cols matrix, `batch` of them `stride` elements apart.
+cublasStatus_t strided_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows,
+                              int64_t cols, int ld, int32_t batch, int64_t stride) {
+  cublasStatus_t s = cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows),
+                                                static_cast<uint64_t>(cols), ld);
+  if (s == CUBLAS_STATUS_SUCCESS)
+    s = cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                         sizeof(batch));
+  if (s == CUBLAS_STATUS_SUCCESS)
+    s = cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                         &stride, sizeof(stride));
+  return s;
+}
+
+// c[i] = relu(op(a[i]) op(b[i])) in one bf16 cuBLASLt call, the ReLU applied as each tile
+// is stored (CUBLASLT_EPILOGUE_RELU). False where cuBLASLt offers no algorithm for it: the
+// caller then runs the GEMM and the ReLU apart.
+bool batched_matmul_relu_lt(DeviceContext& ctx, const Tensor& a, bool ta, const Tensor& b, bool tb,
+                            Tensor& c) {
+  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
+  const RowMajorGemm g(m, n, k, ta, tb);
+  const int32_t count = static_cast<int32_t>(checked_int(batch, "batch"));
+  LtDescriptors d;
+  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_RELU;
+  const uint64_t workspace = ctx.cublas_workspace_bytes;
+  bool ok =
+      cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &g.op_b, sizeof(g.op_b)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &g.op_a, sizeof(g.op_a)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                     sizeof(epilogue)) == CUBLAS_STATUS_SUCCESS;
+  // Row-major C = op(A) op(B) as column-major C^T = op(B)^T op(A)^T (RowMajorGemm).
+  const bool b_plain = g.op_b == CUBLAS_OP_N, a_plain = g.op_a == CUBLAS_OP_N;
+  ok = ok &&
+       strided_layout(&d.first, CUDA_R_16BF, b_plain ? n : k, b_plain ? k : n, g.ldb, count,
+                      k * n) == CUBLAS_STATUS_SUCCESS &&
+       strided_layout(&d.second, CUDA_R_16BF, a_plain ? k : m, a_plain ? m : k, g.lda, count,
+                      m * k) == CUBLAS_STATUS_SUCCESS &&
+       strided_layout(&d.out, CUDA_R_16BF, n, m, g.ldc, count, m * n) == CUBLAS_STATUS_SUCCESS &&
+       cublasLtMatmulPreferenceCreate(&d.preference) == CUBLAS_STATUS_SUCCESS &&
+       cublasLtMatmulPreferenceSetAttribute(d.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                            &workspace, sizeof(workspace)) == CUBLAS_STATUS_SUCCESS;
+  cublasLtMatmulHeuristicResult_t algo{};
+  int found = 0;
+  ok = ok &&
+       cublasLtMatmulAlgoGetHeuristic(ctx.cublas_lt, d.op, d.first, d.second, d.out, d.out,
+                                      d.preference, 1, &algo, &found) == CUBLAS_STATUS_SUCCESS &&
+       found > 0;
+  if (!ok) return false;
+  const float one = 1.0f, zero = 0.0f;
+  SW_CUBLAS_CHECK(cublasLtMatmul(ctx.cublas_lt, d.op, &one, b.raw(), d.first, a.raw(), d.second,
+                                 &zero, c.raw(), d.out, c.raw(), d.out, &algo.algo,
+                                 ctx.cublas_workspace, ctx.cublas_workspace_bytes, ctx.stream));
+  return true;
+}
+
+}  // namespace
+
+void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
+                    ops::Epilogue epilogue) {
   check_same_device(a, b, c, "batched_matmul");
   const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
   if (batch == 0 || m == 0 || n == 0) return;
   DeviceContext& ctx = device_context(c);
+  if (epilogue == ops::Epilogue::kRelu) {
+    // bf16 (the speed path) fuses it; f32 (the parity path) keeps cuBLAS's GEMM bits.
+    if (c.dtype() == DType::bf16 && batched_matmul_relu_lt(ctx, a, ta, b, tb, c)) return;
+    kernels::batched_matmul(a, ta, b, tb, c, ops::Epilogue::kNone);
+    relu_(c);
+    return;
+  }
   const GemmTypes t = gemm_types(c.dtype(), "batched_matmul");
   const RowMajorGemm g(m, n, k, ta, tb);
   const double one = 1.0, zero = 0.0;

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "core/ops/gemm.h"
 #include "core/tensor/tensor.h"
 
 namespace sw::kernels {
@@ -15,8 +16,8 @@ bool allow_tf32();
 
 void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
             double alpha, double beta);
-void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
-                    Tensor& c);
+void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+                    ops::Epilogue epilogue = ops::Epilogue::kNone);
 // f32 logits [N, E] = x [N, d] @ w^T for bf16 x and f32 w [E, d], at f32 precision on the
 // bf16 tensor cores: w is split into three bf16 parts (split_bf16x3) and the three
 // products accumulate in f32 (bf16 x bf16 products are exact in f32).

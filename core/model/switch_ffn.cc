@@ -77,21 +77,31 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
     out.expert_offset = layout.expert_offset;
     out.expert_tokens = std::move(tokens);
   }
-  auto project = [&](const Tensor& input, const Tensor& weight) {
+  auto project = [&](const Tensor& input, const Tensor& weight,
+                     ops::Epilogue epilogue = ops::Epilogue::kNone) {
     const int64_t width = weight.dim(1);
     Tensor result = Tensor::empty({input.dim(0), width}, x.dtype(), x.device());
     if (padded) {
       Tensor batched = result.view({experts, rows, width});
-      ops::batched_matmul(input.view({experts, rows, input.dim(1)}), false, weight, true, batched);
+      ops::batched_matmul(input.view({experts, rows, input.dim(1)}), false, weight, true, batched,
+                          epilogue);
     } else {
       ops::grouped_matmul(input, weight, true, result, out.expert_offset);
     }
     return result;
   };
-  out.hidden = ffn_hidden(
-      config.activation(), w.experts,
-      [&](const Tensor& weight) { return project(out.buffer, weight); }, &out.pre_activation,
-      &out.pre_linear);
+  if (padded && config.activation() == ModelConfig::RELU) {
+    // The ReLU in the first GEMM's epilogue. Its backward needs only where the
+    // pre-activation is positive, which the hidden rows show (expert dropout below zeroes
+    // or scales up, and a dropped element's gradient is zero anyway): no copy is kept.
+    out.hidden = project(out.buffer, w.experts.wi, ops::Epilogue::kRelu);
+    out.pre_activation = out.hidden;
+  } else {
+    out.hidden = ffn_hidden(
+        config.activation(), w.experts,
+        [&](const Tensor& weight) { return project(out.buffer, weight); }, &out.pre_activation,
+        &out.pre_linear);
+  }
   const ops::DropoutSpec expert_dropout = ctx.dropout_part(
       ctx.token_dropout(sites.dropout, config.expert_dropout_rate()), out.hidden.dim(1));
   if (expert_dropout.active()) ops::dropout_rows_(out.hidden, expert_dropout, out.expert_tokens);

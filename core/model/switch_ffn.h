@@ -42,9 +42,11 @@ struct SwitchOutput {
   Tensor buffer;                       // [rows, d]
   std::vector<int64_t> expert_offset;  // [local experts + 1] each expert's block of rows
   std::vector<int64_t> expert_tokens;  // each row's global token in the step (dropout)
-  Tensor pre_activation;               // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU)
-  Tensor pre_linear;                   // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
-  Tensor hidden;                       // [rows, d_ff] after activation and expert dropout
+  // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU); for ReLU in the GPU's padded layout the
+  // hidden rows themselves (the GEMM applied the ReLU; its backward reads only the sign).
+  Tensor pre_activation;
+  Tensor pre_linear;  // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
+  Tensor hidden;      // [rows, d_ff] after activation and expert dropout
   // Expert parallelism: the group (not owned) and this call's exchange plan; null without.
   Communicator* expert_group = nullptr;
   std::shared_ptr<const ExpertExchange> exchange;

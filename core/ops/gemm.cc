@@ -100,7 +100,8 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
          dw, 1.0, accumulate ? 1.0 : 0.0);
 }
 
-void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
+void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
+                    Epilogue epilogue) {
   SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
                "batched_matmul: expected 3-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
   SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "batched_matmul: dtypes differ");
@@ -111,8 +112,8 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
       gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
   check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
   check_same_device({&c, &a, &b}, "batched_matmul");
-  if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::batched_matmul(a, ta, b, tb, c));
-  cpu::batched_matmul(a, ta, b, tb, c);
+  if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::batched_matmul(a, ta, b, tb, c, epilogue));
+  cpu::batched_matmul(a, ta, b, tb, c, epilogue);
   stored(c);
 }
 

@@ -17,9 +17,13 @@ Tensor matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose
 // x @ w^T for x [..., in] and w [out, in] (the layout of every HF linear weight).
 Tensor linear(const Tensor& x, const Tensor& w);
 
-// c[i] = op(a[i]) @ op(b[i]) for 3-D a, b, c.
-void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
-                    Tensor& c);
+// What a GEMM applies to its result as it stores it: nothing, or a ReLU (on the GPU a
+// cuBLASLt epilogue, so the expert activation costs no pass of its own over memory).
+enum class Epilogue { kNone, kRelu };
+
+// c[i] = epilogue(op(a[i]) @ op(b[i])) for 3-D a, b, c.
+void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+                    Epilogue epilogue = Epilogue::kNone);
 
 // Backward of y = linear(x, w) = x @ w^T: dx = dy @ w, dw = dy^T @ x (dw accumulated into
 // when `accumulate`, so weights shared between uses sum their gradients).
@@ -48,8 +52,8 @@ bool allow_tf32();
 namespace cpu {
 void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
             double alpha, double beta);
-void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
-                    Tensor& c);
+void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
+                    Epilogue epilogue);
 void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
                     const std::vector<int64_t>& offsets);
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,

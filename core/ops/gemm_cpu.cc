@@ -152,7 +152,8 @@ void matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, doubl
   });
 }
 
-void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c) {
+void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
+                    Epilogue epilogue) {
   const int64_t batch = a.dim(0);
   const GemmDims d{c.dim(1), ta ? a.dim(1) : a.dim(2), c.dim(2)};
   visit_float(a.dtype(), "batched_matmul", [&](auto zero) {
@@ -161,6 +162,10 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
     for (int64_t i = 0; i < batch; ++i)
       gemm_2d<T>(a.data<T>() + i * d.m * d.k, ta, b.data<T>() + i * d.k * d.n, tb,
                  c.data<T>() + i * d.m * d.n, d, T(1), T(0));
+    if (epilogue == Epilogue::kRelu) {
+      T* p = c.data<T>();
+      for (int64_t i = 0; i < c.numel(); ++i) p[i] = std::max(p[i], T(0));
+    }
   });
 }
 

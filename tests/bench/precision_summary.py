@@ -52,6 +52,7 @@ def main():
             "first": losses[0] if losses else float("nan"),
             "last_mean": sum(last) / len(last) if last else float("nan"),
             "eval_ce": evals[-1]["ce"] if evals else float("nan"),
+            "eval_z": evals[-1]["z"] if evals else float("nan"),
             "bad": sum(1 for r in train if not finite(r["loss"]) or not finite(r.get("grad_norm"))),
             "max_grad": max((r["grad_norm"] for r in train if finite(r.get("grad_norm"))), default=0),
         }
@@ -60,8 +61,8 @@ def main():
         if variant == "f32":
             reference[lr] = row
     lines = [
-        "| run | steps | first loss | mean loss, last %d | vs f32 | final eval CE | max grad norm | bad steps | verdict |" % LAST,
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | steps | first loss | mean loss, last %d | vs f32 | final eval CE | final eval z-loss | max grad norm | bad steps | verdict |" % LAST,
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = reference.get(r["lr"])
@@ -72,9 +73,9 @@ def main():
             versus = "%+.2f%%" % (100 * rel) if finite(rel) else "n/a"
             verdict = "diverged" if r["diverged"] else (
                 "tracks f32" if abs(rel) <= TOLERANCE else "off by more than %d%%" % (100 * TOLERANCE))
-        lines.append("| %s | %d | %.4f | %.4f | %s | %.4f | %.3f | %d | %s |" % (
-            r["name"], r["steps"], r["first"], r["last_mean"], versus, r["eval_ce"], r["max_grad"],
-            r["bad"], verdict))
+        lines.append("| %s | %d | %.4f | %.4f | %s | %.4f | %.4f | %.3f | %d | %s |" % (
+            r["name"], r["steps"], r["first"], r["last_mean"], versus, r["eval_ce"], r["eval_z"],
+            r["max_grad"], r["bad"], verdict))
     text = "\n".join(lines) + "\n"
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:

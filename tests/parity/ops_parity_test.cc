@@ -81,6 +81,76 @@ TEST_F(Parity, BatchedAndGroupedMatmul) {
   }
 }
 
+// The expert GEMM with its ReLU as an epilogue (cuBLASLt in bf16; the GEMM then an
+// in-place ReLU in f32): the CPU's GEMM then ReLU, nothing negative left, at the layer's
+// padded [E, rows, d] shapes and an odd one.
+TEST_F(Parity, BatchedMatmulWithReluEpilogue) {
+  for (const Precision& p : {kF32, kBf16})
+    for (const Shape& dims : {Shape{3, 40, 48, 64}, Shape{8, 128, 512, 256}}) {
+      const int64_t e = dims[0], m = dims[1], n = dims[2], k = dims[3];
+      const Tensor a = random_tensor({e, m, k}, DType::f32, 31),
+                   b = random_tensor({e, n, k}, DType::f32, 32);
+      Tensor c = poisoned({e, m, n}, p.dtype);
+      ops::batched_matmul(gpu(a, p.dtype), false, gpu(b, p.dtype), true, c, ops::Epilogue::kRelu);
+      Tensor expected = Tensor::empty({e, m, n}, DType::f32);
+      ops::batched_matmul(a, false, b, true, expected, ops::Epilogue::kRelu);
+      const Tensor got = host(c);
+      EXPECT_LE(max_relative_error(got, expected), p.tolerance) << dtype_name(p.dtype) << " " << m;
+      int64_t negative = 0, zeros = 0;
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        negative += got.data<float>()[i] < 0;
+        zeros += got.data<float>()[i] == 0;
+      }
+      EXPECT_EQ(negative, 0) << dtype_name(p.dtype);
+      EXPECT_GT(zeros, got.numel() / 4) << "about half the products are negative";
+    }
+}
+
+// bf16 training's f32 gradients of bf16 data (docs/MATH.md §5 Precision): the weight
+// gradient GEMMs (bf16 in, f32 accumulated into f32), RMSNorm's weight gradient and the
+// embedding gradient, against the CPU in f32 on the same bf16-rounded values.
+TEST_F(Parity, Bf16DataWithF32Gradients) {
+  auto rounded = [](const Tensor& t) { return host(gpu(t, DType::bf16)); };
+  const Tensor dy = rounded(random_tensor({70, 50}, DType::f32, 41)),
+               x = rounded(random_tensor({70, 96}, DType::f32, 42));
+  Tensor dw_cpu = random_tensor({50, 96}, DType::f32, 43);
+  Tensor dw = gpu(dw_cpu);
+  ops::linear_backward_weight(gpu(dy, DType::bf16), gpu(x, DType::bf16), dw, true);
+  ops::linear_backward_weight(dy, x, dw_cpu, true);
+  EXPECT_EQ(dw.dtype(), DType::f32);
+  EXPECT_LE(max_relative_error(host(dw), dw_cpu), 1e-5);
+
+  const std::vector<int64_t> offsets = {0, 33, 33, 70};
+  Tensor gw_cpu = random_tensor({3, 50, 96}, DType::f32, 44);
+  Tensor gw = gpu(gw_cpu);
+  ops::grouped_weight_gradient(gpu(dy, DType::bf16), gpu(x, DType::bf16), offsets, gw);
+  ops::grouped_weight_gradient(dy, x, offsets, gw_cpu);
+  EXPECT_LE(max_relative_error(host(gw), gw_cpu), 1e-5);
+
+  const Tensor nx = rounded(random_tensor({320, 77}, DType::f32, 45)),
+               nw = rounded(random_tensor({77}, DType::f32, 46)),
+               ndy = rounded(random_tensor({320, 77}, DType::f32, 47));
+  Tensor inv_cpu, inv_gpu;
+  ops::rms_norm(nx, nw, 1e-6, &inv_cpu);
+  ops::rms_norm(gpu(nx, DType::bf16), gpu(nw, DType::bf16), 1e-6, &inv_gpu);
+  Tensor ndw_cpu = random_tensor({77}, DType::f32, 48);
+  Tensor ndw = gpu(ndw_cpu);
+  ops::rms_norm_backward(gpu(ndy, DType::bf16), gpu(nx, DType::bf16), gpu(nw, DType::bf16), inv_gpu,
+                         ndw);
+  ops::rms_norm_backward(ndy, nx, nw, inv_cpu, ndw_cpu);
+  EXPECT_LE(max_relative_error(host(ndw), ndw_cpu), 1e-4);
+
+  std::vector<int32_t> ids(300);
+  for (int i = 0; i < 300; ++i) ids[i] = (i * i * 7) % 53;
+  const Tensor id = Tensor::from_vector<int32_t>(ids, {3, 100});
+  const Tensor edy = rounded(random_tensor({3, 100, 70}, DType::f32, 49));
+  Tensor table_cpu = random_tensor({60, 70}, DType::f32, 50);
+  Tensor table = gpu(table_cpu);
+  ops::embedding_backward(gpu(edy, DType::bf16), id.to(kGpu), table);
+  ops::embedding_backward(edy, id, table_cpu);
+  EXPECT_LE(max_relative_error(host(table), table_cpu), 1e-6);
+}
+
 TEST_F(Parity, GroupedWeightGradient) {
   const std::vector<int64_t> offsets = {0, 33, 33, 80, 81};
   const Tensor dy = random_tensor({81, 48}, DType::f32, 7),
