@@ -141,6 +141,33 @@ std::vector<Batch> micro_batches(const ModelConfig& config, int step) {
   return split_micro_batches(b, 2);
 }
 
+// One model (seed 3) trained on the cpu and twice on the GPU on the same micro-batches.
+struct CpuAndTwiceGpu {
+  SwitchTransformer cpu, dev, again;
+  Trainer t_cpu, t_dev, t_again;
+  CpuAndTwiceGpu(const ModelConfig& config, const TrainOptions& options)
+      : cpu(config, 3),
+        dev(config, 3, DType::f32, kGpu),
+        again(config, 3, DType::f32, kGpu),
+        t_cpu(cpu, options),
+        t_dev(dev, options),
+        t_again(again, options) {}
+  // One step of each: the GPU's loss and gradient norm within the given relative
+  // tolerances of the cpu's, the second GPU run's the same bits. The cpu's and the GPU's
+  // metrics.
+  std::pair<TrainMetrics, TrainMetrics> step(const ModelConfig& config, int step,
+                                             double loss_tolerance, double norm_tolerance) {
+    const TrainMetrics c = t_cpu.step(micro_batches(config, step));
+    const TrainMetrics g = t_dev.step(micro_batches(config, step));
+    const TrainMetrics a = t_again.step(micro_batches(config, step));
+    EXPECT_NEAR(g.loss, c.loss, loss_tolerance * c.loss) << step;
+    EXPECT_NEAR(g.grad_norm, c.grad_norm, norm_tolerance * c.grad_norm) << step;
+    EXPECT_EQ(a.loss, g.loss) << step;
+    EXPECT_EQ(a.grad_norm, g.grad_norm) << step;
+    return {c, g};
+  }
+};
+
 // Whole trainer steps (two micro-batches, clipping, the optimizer): metrics, updated
 // parameters and optimizer state as on the CPU; then one more run on the GPU gives the
 // same bits.
@@ -158,28 +185,20 @@ TEST_F(TrainParity, TrainerStepsMatchTheCpuAndRepeat) {
     // the optimizer tests above check the kernels with the defaults on equal gradients.
     options.adamw.eps = 1e-4;
     options.adafactor.eps1 = 1e-8;
-    SwitchTransformer cpu(config, 3), dev(config, 3, DType::f32, kGpu),
-        dev_again(config, 3, DType::f32, kGpu);
-    Trainer t_cpu(cpu, options), t_dev(dev, options), t_again(dev_again, options);
+    CpuAndTwiceGpu runs(config, options);
     for (int step = 1; step <= 3; ++step) {
-      const TrainMetrics c = t_cpu.step(micro_batches(config, step));
-      const TrainMetrics g = t_dev.step(micro_batches(config, step));
-      const TrainMetrics a = t_again.step(micro_batches(config, step));
-      EXPECT_NEAR(g.loss, c.loss, 1e-5 * c.loss) << step;
-      EXPECT_NEAR(g.grad_norm, c.grad_norm, 1e-5 * c.grad_norm) << step;
-      EXPECT_EQ(a.loss, g.loss) << step;
-      EXPECT_EQ(a.grad_norm, g.grad_norm) << step;
+      const auto [c, g] = runs.step(config, step, 1e-5, 1e-5);
       for (size_t l = 0; l < c.layers.size(); ++l)
         EXPECT_EQ(g.layers[l].tokens_per_expert, c.layers[l].tokens_per_expert) << step;
     }
-    const auto& cp = cpu.parameters().entries();
-    const auto& gp = dev.parameters().entries();
-    const auto& ap = dev_again.parameters().entries();
+    const auto& cp = runs.cpu.parameters().entries();
+    const auto& gp = runs.dev.parameters().entries();
+    const auto& ap = runs.again.parameters().entries();
     for (size_t i = 0; i < cp.size(); ++i) {
       EXPECT_LE(max_relative_error(host(gp[i].tensor), cp[i].tensor), 1e-5) << cp[i].name;
       EXPECT_EQ(max_relative_error(host(ap[i].tensor), host(gp[i].tensor)), 0.0) << cp[i].name;
     }
-    const auto cs = t_cpu.optimizer().state(), gs = t_dev.optimizer().state();
+    const auto cs = runs.t_cpu.optimizer().state(), gs = runs.t_dev.optimizer().state();
     ASSERT_EQ(gs.size(), cs.size());
     for (size_t i = 0; i < cs.size(); ++i)
       EXPECT_LE(max_relative_error(host(gs[i].second), cs[i].second), 1e-5) << cs[i].first;
@@ -275,27 +294,17 @@ TEST_F(TrainParity, Bf16TrainerStepsTrackTheCpuAndRepeat) {
   TrainOptions options;
   options.bf16 = true;
   options.adafactor.eps1 = 1e-8;  // as TrainerStepsMatchTheCpuAndRepeat above
-  SwitchTransformer cpu(config, 3), dev(config, 3, DType::f32, kGpu),
-      dev_again(config, 3, DType::f32, kGpu);
-  Trainer t_cpu(cpu, options), t_dev(dev, options), t_again(dev_again, options);
-  for (int step = 1; step <= 3; ++step) {
-    const TrainMetrics c = t_cpu.step(micro_batches(config, step));
-    const TrainMetrics g = t_dev.step(micro_batches(config, step));
-    const TrainMetrics a = t_again.step(micro_batches(config, step));
-    EXPECT_NEAR(g.loss, c.loss, 3e-2 * c.loss) << step;
-    EXPECT_NEAR(g.grad_norm, c.grad_norm, 5e-2 * c.grad_norm) << step;
-    EXPECT_EQ(a.loss, g.loss) << step;
-    EXPECT_EQ(a.grad_norm, g.grad_norm) << step;
-  }
-  const auto& cp = cpu.parameters().entries();
-  const auto& gp = dev.parameters().entries();
-  const auto& ap = dev_again.parameters().entries();
+  CpuAndTwiceGpu runs(config, options);
+  for (int step = 1; step <= 3; ++step) runs.step(config, step, 3e-2, 5e-2);
+  const auto& cp = runs.cpu.parameters().entries();
+  const auto& gp = runs.dev.parameters().entries();
+  const auto& ap = runs.again.parameters().entries();
   for (size_t i = 0; i < cp.size(); ++i) {
     EXPECT_EQ(gp[i].tensor.dtype(), DType::f32) << cp[i].name;
     EXPECT_LE(max_relative_error(host(gp[i].tensor), cp[i].tensor), 2e-2) << cp[i].name;
     EXPECT_EQ(max_relative_error(host(ap[i].tensor), host(gp[i].tensor)), 0.0) << cp[i].name;
   }
-  for (const auto& [name, state] : t_dev.optimizer().state())
+  for (const auto& [name, state] : runs.t_dev.optimizer().state())
     EXPECT_EQ(state.dtype(), DType::f32) << name;
 }
 
