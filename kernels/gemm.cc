@@ -7,6 +7,7 @@
 #include "kernels/convert.cuh"
 #include "kernels/device.cuh"
 #include "kernels/device_context.h"
+#include "kernels/expert_layout.cuh"
 
 namespace sw::kernels {
 namespace {
@@ -218,14 +219,15 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
   DeviceContext& ctx = device_context(c);
   const GemmTypes t = gemm_types(c.dtype(), "grouped_matmul");
   const size_t elem = dtype_size(c.dtype());
-  if (strategy == GroupedGemm::kAuto) {
-    // Measured on H200 (docs/PERF.md): separate GEMMs win when groups are large (>= ~1K
-    // rows each), the grouped call when there are many small ones.
-    int64_t nonempty = 0;
-    for (int64_t g = 0; g < groups; ++g) nonempty += offsets[g + 1] > offsets[g];
-    const int64_t rows = offsets.back();
-    strategy =
-        nonempty > 0 && rows / nonempty >= 1024 ? GroupedGemm::kPerGroup : GroupedGemm::kGroupedApi;
+  if (strategy == GroupedGemm::kAuto && c.dtype() == DType::bf16) {
+    // The faster of the two for this shape class, measured on this device the first time
+    // the class is seen (kernels/expert_layout.cc).
+    std::vector<int64_t> rows(groups);
+    for (int64_t g = 0; g < groups; ++g) rows[g] = offsets[g + 1] - offsets[g];
+    strategy = choose_expert_layout(c.device(), c.dtype(), rows, k, n, false) ==
+                       ops::ExpertLayout::kGroupedApi
+                   ? GroupedGemm::kGroupedApi
+                   : GroupedGemm::kPerGroup;
   }
   if (c.dtype() != DType::bf16 || strategy == GroupedGemm::kPerGroup) {
     for (int64_t g = 0; g < groups; ++g) {

@@ -3,6 +3,7 @@
 #include "core/ops/checks.h"
 #include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
+#include "kernels/expert_layout.cuh"
 #include "kernels/gemm.cuh"
 
 namespace sw::ops {
@@ -131,6 +132,27 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::grouped_matmul(a, b, tb, c, offsets));
   cpu::grouped_matmul(a, b, tb, c, offsets);
   stored(c);
+}
+
+ExpertLayout choose_expert_layout(const Device& device, [[maybe_unused]] DType dtype,
+                                  const std::vector<int64_t>& kept_per_expert, int64_t in_features,
+                                  int64_t out_features, [[maybe_unused]] bool padded_allowed) {
+  SW_CHECK_ARG(!kept_per_expert.empty() && in_features >= 1 && out_features >= 1,
+               "choose_expert_layout: expected experts, in and out features >= 1, got ",
+               kept_per_expert.size(), ", ", in_features, ", ", out_features);
+  for (int64_t kept : kept_per_expert)
+    SW_CHECK_ARG(kept >= 0, "choose_expert_layout: an expert keeps ", kept, " rows");
+  if (device.kind == Device::Kind::cuda)
+    SW_RUN_ON_CUDA(kernels::choose_expert_layout(device, dtype, kept_per_expert, in_features,
+                                                 out_features, padded_allowed));
+  return ExpertLayout::kPerExpert;  // the cpu's grouped GEMM
+}
+
+std::vector<ExpertLayoutMeasurement> expert_layout_table() {
+  if (cuda_built()) {
+    SW_RUN_ON_CUDA(kernels::expert_layout_table());
+  }
+  return {};
 }
 
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,

@@ -41,6 +41,33 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& 
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
                              Tensor& dw);
 
+// How the Switch layer lays out its expert GEMMs: the padded [E, rows, d] buffer as one
+// strided-batched GEMM, or the kept rows grouped by expert, as one cuBLAS grouped call or
+// one GEMM per expert.
+enum class ExpertLayout { kPadded, kGroupedApi, kPerExpert };
+
+// One measured shape class of expert GEMMs: its key and each layout's time for one
+// [rows, in] x [E, out, in]^T projection (infinity where a layout does not apply).
+struct ExpertLayoutMeasurement {
+  DType dtype;
+  int64_t experts, in_features, out_features;
+  int64_t rows_bucket, kept_bucket;  // the largest expert's rows and all kept rows, as powers of 2
+  double padded_ms, grouped_api_ms, per_expert_ms;
+  ExpertLayout chosen;
+};
+
+// The fastest layout for the experts' GEMMs of this shape on `device`, from a measured table
+// rather than a fixed rule: on a GPU the first projection of a shape class is timed in each
+// layout the first time the class is seen (a few GEMMs on the device, and a wait for them),
+// and the winner kept for the process. The padded layout is a candidate only when
+// `padded_allowed` (its buffer is at most twice the kept rows: not under dropless or
+// collapsed routing); the grouped call is bf16's only. On the cpu always kPerExpert.
+ExpertLayout choose_expert_layout(const Device& device, DType dtype,
+                                  const std::vector<int64_t>& kept_per_expert, int64_t in_features,
+                                  int64_t out_features, bool padded_allowed);
+// Every shape class measured so far in this process (empty on the cpu).
+std::vector<ExpertLayoutMeasurement> expert_layout_table();
+
 // TF32 for the f32 GEMMs on GPUs, process-wide (attention's included): their inputs
 // rounded to 10-bit mantissas on the tensor cores, several times faster and no longer
 // within the 1e-5 parity of the cpu path. Off by default; turning it on in a build

@@ -2,7 +2,9 @@
 // ReLU), E in {8, 32, 128}, 16K and 64K tokens, capacity factor 1.25 per 512-token
 // sequence. For each shape: the layer's time and its expert GEMMs' TFLOP/s against cuBLAS
 // dense GEMMs of the same FLOPs in the same run, and the share of the layer spent routing
-// (router + capacity + dispatch + combine). Prints a table; --csv FILE writes it.
+// (router + capacity + dispatch + combine); then the expert GEMM layouts the layer measured
+// and chose (core/ops/gemm.h, choose_expert_layout). Prints two tables; --csv FILE writes
+// the first.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,8 +33,8 @@ using sw::bench::random_gpu;
 
 struct Row {
   int64_t experts, tokens, kept;
-  double layer_ms, per_group_ms, grouped_api_ms, padded_ms, route_ms, capacity_ms, move_ms,
-      dense_ms;
+  double layer_ms, per_group_ms, grouped_api_ms, padded_ms, padded_fused_ms, route_ms, capacity_ms,
+      move_ms, dense_ms;
   int64_t padded_rows;
 };
 
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
       w.experts.wo = random_gpu({experts, d, ff}, 3, 1 / std::sqrt(3072.0), bf16);
       const Tensor x = random_gpu({tokens, d}, 4, 1.0, bf16);
       const sw::RunContext eval;
-      Row r{experts, tokens, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      Row r{experts, tokens, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       r.layer_ms = median_ms([&] { sw::switch_ffn(w, c, x, group, eval, {}); });
       // Stages, timed one by one on the same inputs.
       const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, eval, {});
@@ -91,6 +93,12 @@ int main(int argc, char** argv) {
         const Tensor activated = sw::ops::relu(padded_h);
         sw::ops::batched_matmul(activated, false, w.experts.wo, true, padded_out);
       });
+      // The same with the ReLU in the first GEMM's epilogue (cuBLASLt), as the layer runs it.
+      r.padded_fused_ms = median_ms([&] {
+        sw::ops::batched_matmul(padded_in, false, w.experts.wi, true, padded_h,
+                                sw::ops::Epilogue::kRelu);
+        sw::ops::batched_matmul(padded_h, false, w.experts.wo, true, padded_out);
+      });
       r.route_ms = median_ms([&] { sw::ops::route(x, w.router, {}); });
       const int64_t capacity = sw::expert_capacity(c, group, false);
       r.capacity_ms = median_ms(
@@ -113,33 +121,46 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "\n| E | tokens | kept | padded rows | layer ms | experts TFLOP/s on kept rows (per-group / "
-      "grouped API / padded batched) | dense cuBLAS TFLOP/s | best/dense | route / capacity / "
-      "dispatch+combine ms | routing share |\n");
+      "grouped API / padded batched / padded, ReLU fused) | dense cuBLAS TFLOP/s | best/dense | "
+      "route / capacity / dispatch+combine ms | routing share |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   FILE* f = csv ? std::fopen(csv, "w") : nullptr;
   if (f)
     std::fprintf(f,
                  "experts,tokens,kept,padded_rows,layer_ms,per_group_ms,grouped_api_ms,padded_ms,"
-                 "route_ms,capacity_ms,move_ms,dense_ms\n");
+                 "route_ms,capacity_ms,move_ms,dense_ms,padded_fused_ms\n");
   for (const Row& r : rows) {
     const double flops = 4.0 * r.kept * d * ff;
     auto tflops = [&](double ms) { return flops / (ms * 1e-3) / 1e12; };
-    const double best = std::min({r.per_group_ms, r.grouped_api_ms, r.padded_ms});
+    const double best =
+        std::min({r.per_group_ms, r.grouped_api_ms, r.padded_ms, r.padded_fused_ms});
     const double routing = r.route_ms + r.capacity_ms + r.move_ms;
     std::printf(
-        "| %lld | %lld | %lld | %lld | %.3f | %.1f / %.1f / %.1f | %.1f | %.2f | %.3f / %.3f / "
-        "%.3f | %.1f%% |\n",
+        "| %lld | %lld | %lld | %lld | %.3f | %.1f / %.1f / %.1f / %.1f | %.1f | %.2f | %.3f / "
+        "%.3f / %.3f | %.1f%% |\n",
         static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
         static_cast<long long>(r.kept), static_cast<long long>(r.padded_rows), r.layer_ms,
-        tflops(r.per_group_ms), tflops(r.grouped_api_ms), tflops(r.padded_ms), tflops(r.dense_ms),
-        r.dense_ms / best, r.route_ms, r.capacity_ms, r.move_ms, 100.0 * routing / r.layer_ms);
+        tflops(r.per_group_ms), tflops(r.grouped_api_ms), tflops(r.padded_ms),
+        tflops(r.padded_fused_ms), tflops(r.dense_ms), r.dense_ms / best, r.route_ms, r.capacity_ms,
+        r.move_ms, 100.0 * routing / r.layer_ms);
     if (f)
-      std::fprintf(f, "%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+      std::fprintf(f, "%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
                    static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
                    static_cast<long long>(r.kept), static_cast<long long>(r.padded_rows),
                    r.layer_ms, r.per_group_ms, r.grouped_api_ms, r.padded_ms, r.route_ms,
-                   r.capacity_ms, r.move_ms, r.dense_ms);
+                   r.capacity_ms, r.move_ms, r.dense_ms, r.padded_fused_ms);
   }
   if (f) std::fclose(f);
+  // The layouts the layers chose above, from what this process measured.
+  std::printf(
+      "\n| expert GEMM class: dtype, E, in -> out, largest expert's rows <=, kept rows <= | "
+      "padded ms | grouped API ms | per expert ms | chosen |\n|---|---|---|---|---|\n");
+  const char* names[] = {"padded", "grouped API", "per expert"};
+  for (const sw::ops::ExpertLayoutMeasurement& m : sw::ops::expert_layout_table())
+    std::printf("| %s, %lld, %lld -> %lld, %lld, %lld | %.3f | %.3f | %.3f | %s |\n",
+                sw::dtype_name(m.dtype), static_cast<long long>(m.experts),
+                static_cast<long long>(m.in_features), static_cast<long long>(m.out_features),
+                static_cast<long long>(m.rows_bucket), static_cast<long long>(m.kept_bucket),
+                m.padded_ms, m.grouped_api_ms, m.per_expert_ms, names[static_cast<int>(m.chosen)]);
   return 0;
 }

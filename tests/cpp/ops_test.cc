@@ -1,6 +1,7 @@
 // Every op against a naive loop in f64, in both f32 and f64.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -61,6 +62,42 @@ TEST(Tf32, OnlyWhereCudaIsBuilt) {
   }
   sw::ops::set_allow_tf32(false);
   EXPECT_FALSE(sw::ops::allow_tf32());
+}
+
+// The cpu's expert GEMMs are always grouped (nothing is measured), and a layout question
+// that makes no sense is an error naming it.
+TEST(ExpertLayout, TheCpuGroupsAndBadShapesAreRefused) {
+  EXPECT_EQ(
+      sw::ops::choose_expert_layout(sw::Device::cpu(), sw::DType::f32, {3, 0, 5}, 8, 16, true),
+      sw::ops::ExpertLayout::kPerExpert);
+  if (!sw::cuda_built()) {
+    EXPECT_TRUE(sw::ops::expert_layout_table().empty());
+  }
+  EXPECT_NE(sw::testing::error_of([] {
+              sw::ops::choose_expert_layout(sw::Device::cpu(), sw::DType::f32, {}, 8, 16, true);
+            }).find("choose_expert_layout"),
+            std::string::npos);
+  EXPECT_NE(
+      sw::testing::error_of([] {
+        sw::ops::choose_expert_layout(sw::Device::cpu(), sw::DType::f32, {3, -1}, 8, 16, true);
+      }).find("an expert keeps -1 rows"),
+      std::string::npos);
+}
+
+// A ReLU epilogue on the cpu: the GEMM, then max(0, .), against the f64 reference.
+TEST(BatchedMatmul, ReluEpilogueClampsTheProducts) {
+  const sw::Tensor a = sw::testing::random_tensor({2, 5, 7}, sw::DType::f64, 1),
+                   b = sw::testing::random_tensor({2, 6, 7}, sw::DType::f64, 2);
+  sw::Tensor plain = sw::Tensor::empty({2, 5, 6}, sw::DType::f64),
+             fused = sw::Tensor::empty({2, 5, 6}, sw::DType::f64);
+  sw::ops::batched_matmul(a, false, b, true, plain);
+  sw::ops::batched_matmul(a, false, b, true, fused, sw::ops::Epilogue::kRelu);
+  int64_t clamped = 0;
+  for (int64_t i = 0; i < plain.numel(); ++i) {
+    EXPECT_EQ(fused.item(i), std::max(plain.item(i), 0.0)) << i;
+    clamped += plain.item(i) < 0;
+  }
+  EXPECT_GT(clamped, 0);
 }
 
 TEST_P(OpsTest, MatmulAllTransposes) {

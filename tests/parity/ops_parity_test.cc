@@ -3,6 +3,7 @@
 // every build; each test skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -149,6 +150,48 @@ TEST_F(Parity, Bf16DataWithF32Gradients) {
   ops::embedding_backward(gpu(edy, DType::bf16), id.to(kGpu), table);
   ops::embedding_backward(edy, id, table_cpu);
   EXPECT_LE(max_relative_error(host(table), table_cpu), 1e-6);
+}
+
+// The expert GEMM layout comes from a measured table: a shape class is timed once (each
+// layout that applies, finite and positive), the fastest chosen, and a shape within the
+// same powers of two reuses it; padding that is not allowed, or the grouped call in f32,
+// is never measured or chosen.
+TEST_F(Parity, ExpertLayoutIsMeasuredOncePerShapeClass) {
+  auto entries = [] {
+    std::vector<ops::ExpertLayoutMeasurement> found;
+    for (const auto& m : ops::expert_layout_table())
+      if (m.experts == 4 && m.in_features == 64 && m.out_features == 96) found.push_back(m);
+    return found;
+  };
+  const size_t before = entries().size();
+  const ops::ExpertLayout first =
+      ops::choose_expert_layout(kGpu, DType::bf16, {100, 90, 0, 120}, 64, 96, true);
+  EXPECT_EQ(ops::choose_expert_layout(kGpu, DType::bf16, {110, 80, 5, 127}, 64, 96, true), first);
+  std::vector<ops::ExpertLayoutMeasurement> found = entries();
+  ASSERT_EQ(found.size(), before + 1);
+  const ops::ExpertLayoutMeasurement& m = found.back();
+  EXPECT_EQ(m.rows_bucket, 128);
+  EXPECT_EQ(m.kept_bucket, 512);
+  for (double ms : {m.padded_ms, m.grouped_api_ms, m.per_expert_ms})
+    EXPECT_TRUE(std::isfinite(ms) && ms > 0) << ms;
+  const double best = std::min({m.padded_ms, m.grouped_api_ms, m.per_expert_ms});
+  EXPECT_EQ(m.chosen, best == m.padded_ms        ? ops::ExpertLayout::kPadded
+                      : best == m.grouped_api_ms ? ops::ExpertLayout::kGroupedApi
+                                                 : ops::ExpertLayout::kPerExpert);
+  EXPECT_EQ(m.chosen, first);
+  const ops::ExpertLayout f32 =
+      ops::choose_expert_layout(kGpu, DType::f32, {100, 90, 0, 120}, 64, 96, false);
+  EXPECT_EQ(f32, ops::ExpertLayout::kPerExpert);
+  found = entries();
+  ASSERT_EQ(found.size(), before + 2);
+  bool checked = false;
+  for (const auto& e : found)
+    if (e.dtype == DType::f32) {
+      EXPECT_TRUE(std::isinf(e.padded_ms) && std::isinf(e.grouped_api_ms));
+      EXPECT_TRUE(std::isfinite(e.per_expert_ms));
+      checked = true;
+    }
+  EXPECT_TRUE(checked);
 }
 
 TEST_F(Parity, GroupedWeightGradient) {

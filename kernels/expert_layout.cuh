@@ -1,0 +1,18 @@
+// The measured choice of expert GEMM layout behind core/ops/gemm.h's choose_expert_layout:
+// each shape class timed once per process on the device, in each candidate layout.
+#pragma once
+
+#include <vector>
+
+#include "core/ops/gemm.h"
+#include "core/tensor/tensor.h"
+
+namespace sw::kernels {
+
+ops::ExpertLayout choose_expert_layout(const Device& device, DType dtype,
+                                       const std::vector<int64_t>& kept_per_expert,
+                                       int64_t in_features, int64_t out_features,
+                                       bool padded_allowed);
+std::vector<ops::ExpertLayoutMeasurement> expert_layout_table();
+
+}  // namespace sw::kernels
