@@ -33,17 +33,17 @@ def train(layer_path, torch_path):
     torch_ms = {}
     with open(torch_path) as f:
         for r in csv.DictReader(f):
-            torch_ms[(r["mode"] == "TF32", int(r["experts"]), int(r["tokens"]))] = float(
+            torch_ms[(r["mode"], int(r["experts"]), int(r["tokens"]))] = float(
                 r["torch_eager_fwd_bwd_ms"])
-    print("\n| f32 | E | tokens | libswitch Switch FFN fwd+bwd ms | PyTorch eager ms | speedup |")
+    print("\n| precision | E | tokens | libswitch Switch FFN fwd+bwd ms | PyTorch eager ms | speedup |")
     print("|---|---|---|---|---|---|")
     with open(layer_path) as f:
         for r in csv.DictReader(f):
-            key = (r["tf32"] == "1", int(r["experts"]), int(r["tokens"]))
+            key = (r["mode"], int(r["experts"]), int(r["tokens"]))
             ours = float(r["layer_ms"])
             theirs = torch_ms.get(key)
             ratio = f"{theirs / ours:.2f}x" if theirs else "n/a"
-            print(f"| {'TF32' if key[0] else 'no TF32'} | {key[1]} | {key[2]} | {ours:.3f} | "
+            print(f"| {key[0]} | {key[1]} | {key[2]} | {ours:.3f} | "
                   f"{theirs if theirs else 'n/a'} | {ratio} |")
 
 

@@ -4,7 +4,7 @@ eager mode (the structure of transformers' SwitchTransformersSparseMLP: an f32 r
 one-hot capacity masks from a cumulative sum per sequence, then a Python loop over experts
 with boolean-mask gathers), in bf16 on the same GPU and shapes as
 switch_ffn_gpu_bench.cc; with --train, its forward + backward in f32 (TF32 off, then on)
-at the shapes of train_gpu_bench.cc. Prints a table; --csv FILE writes it."""
+and in bf16 (router f32) at the shapes of train_gpu_bench.cc. Prints a table; --csv FILE writes it."""
 import argparse
 import math
 
@@ -60,18 +60,20 @@ def inference_rows(gen):
 
 
 def train_rows(gen):
-    """Forward + backward in f32 (every weight and the input need gradients)."""
+    """Forward + backward (every weight and the input need gradients): in f32 with TF32 off
+    and on, and in bf16 with the router in f32 (bf16 experts and activations)."""
     d, ff, seq = 768, 3072, 512
     rows = []
-    for tf32 in (False, True):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        for experts in (8, 128):
+    for mode in ("no TF32", "TF32", "bf16"):
+        torch.backends.cuda.matmul.allow_tf32 = mode == "TF32"
+        dt = torch.bfloat16 if mode == "bf16" else torch.float32
+        for experts in ((8, 32, 128) if mode == "bf16" else (8, 128)):
             for tokens in (16384, 65536):
-                x = torch.randn(tokens // seq, seq, d, device="cuda", generator=gen)
+                x = torch.randn(tokens // seq, seq, d, device="cuda", generator=gen).to(dt)
                 router_w = torch.randn(experts, d, device="cuda", generator=gen) * 0.05
-                wi = torch.randn(experts, ff, d, device="cuda", generator=gen) / math.sqrt(d)
-                wo = torch.randn(experts, d, ff, device="cuda", generator=gen) / math.sqrt(ff)
-                dy = torch.randn(tokens // seq, seq, d, device="cuda", generator=gen) * 1e-3
+                wi = (torch.randn(experts, ff, d, device="cuda", generator=gen) / math.sqrt(d)).to(dt)
+                wo = (torch.randn(experts, d, ff, device="cuda", generator=gen) / math.sqrt(ff)).to(dt)
+                dy = (torch.randn(tokens // seq, seq, d, device="cuda", generator=gen) * 1e-3).to(dt)
                 for t in (x, router_w, wi, wo):
                     t.requires_grad_(True)
                 capacity = max(1, round(1.25 * seq / experts))
@@ -81,7 +83,7 @@ def train_rows(gen):
                         t.grad = None
                     switch_layer(x, router_w, wi, wo, capacity).backward(dy)
 
-                rows.append(("TF32" if tf32 else "no TF32", experts, tokens, median_ms(step, reps=9)))
+                rows.append((mode, experts, tokens, median_ms(step, reps=9)))
     torch.backends.cuda.matmul.allow_tf32 = False
     return rows
 
@@ -90,12 +92,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--csv")
     parser.add_argument("--train", action="store_true",
-                        help="forward + backward in f32 instead of the bf16 forward")
+                        help="forward + backward (f32 and bf16) instead of the bf16 forward")
     args = parser.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     if args.train:
         rows = train_rows(gen)
-        print("\n| f32 | E | tokens | PyTorch eager HF-style layer fwd+bwd ms |\n|---|---|---|---|")
+        print("\n| precision | E | tokens | PyTorch eager HF-style layer fwd+bwd ms |\n|---|---|---|---|")
         for mode, experts, tokens, ms in rows:
             print(f"| {mode} | {experts} | {tokens} | {ms:.3f} |")
         if args.csv:

@@ -1,11 +1,13 @@
 // Training on one GPU:
 //  1. the Switch FFN layer's forward + backward at switch-base shapes (d_model 768, d_ff
-//     3072, ReLU, capacity factor 1.25 per 512-token group), E in {8, 128}, 16K and 64K
-//     tokens, in f32 (TF32 off and on) against cuBLAS dense GEMMs of the same FLOPs (the
-//     forward's two GEMMs and the backward's four, on the kept rows) in the same run;
+//     3072, ReLU, capacity factor 1.25 per 512-token group), 16K and 64K tokens, in f32
+//     (TF32 off and on; E in {8, 128}) and bf16 (router f32; E in {8, 32, 128}) against
+//     cuBLAS dense GEMMs of the same FLOPs (the forward's two GEMMs and the backward's
+//     four, on the kept rows) in the same run;
 //  2. whole training steps (forward, backward, clipping, Adafactor) on random tokens: f32
 //     (TF32 off and on) and bf16 mixed precision (a bf16 model computes, f32 masters),
-//     `tiny`, `switch-base-8`, and in bf16 switch-base-128, switch-large-128 and a
+//     `tiny`, `switch-base-8`, and in bf16 switch-base-{8, 32, 128} cut to 4 + 4 layers
+//     (step time as experts grow at fixed tokens), switch-large-128 and a
 //     switch-xxl-128-wide stack (d_model 4096, 8 experts) cut to 2 + 2 layers to fit one
 //     GPU: tokens per second, MFU (model FLOPs, model_flops below, against this run's bf16
 //     cuBLAS ceiling: one 8192^3 GEMM), and the device tensor bytes a step adds at its peak
@@ -38,12 +40,14 @@ Tensor random_gpu(const sw::Shape& shape, uint32_t site, double std) {
 }
 
 struct LayerRow {
-  bool tf32;
+  std::string mode;  // "no TF32", "TF32" (f32) or "bf16" (the router f32)
   int64_t experts, tokens, kept;
   double layer_ms, dense_ms;
 };
 
-LayerRow bench_layer(int64_t experts, int64_t tokens, bool tf32) {
+LayerRow bench_layer(int64_t experts, int64_t tokens, const std::string& mode) {
+  const sw::DType dt = mode == "bf16" ? sw::DType::bf16 : sw::DType::f32;
+  sw::ops::set_allow_tf32(mode == "TF32");
   const int64_t d = 768, ff = 3072, group = 512;
   sw::ModelConfig c = sw::preset("switch-base-8");
   c.set_num_experts(experts);
@@ -54,12 +58,13 @@ LayerRow bench_layer(int64_t experts, int64_t tokens, bool tf32) {
   c.set_expert_dropout_rate(0.0);
   sw::SwitchWeights w;
   w.router = random_gpu({experts, d}, 1, 0.05);
-  w.experts.wi = random_gpu({experts, ff, d}, 2, 1 / std::sqrt(768.0));
-  w.experts.wo = random_gpu({experts, d, ff}, 3, 1 / std::sqrt(3072.0));
-  const Tensor x = random_gpu({tokens, d}, 4, 1.0), dy = random_gpu({tokens, d}, 5, 1e-3);
+  w.experts.wi = random_gpu({experts, ff, d}, 2, 1 / std::sqrt(768.0)).to(dt);
+  w.experts.wo = random_gpu({experts, d, ff}, 3, 1 / std::sqrt(3072.0)).to(dt);
+  const Tensor x = random_gpu({tokens, d}, 4, 1.0).to(dt),
+               dy = random_gpu({tokens, d}, 5, 1e-3).to(dt);
   sw::RunContext train;
   train.train = true;
-  LayerRow r{tf32, experts, tokens, 0, 0, 0};
+  LayerRow r{mode, experts, tokens, 0, 0, 0};
   r.layer_ms = median_ms(
       [&] {
         const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, train, {});
@@ -70,12 +75,12 @@ LayerRow bench_layer(int64_t experts, int64_t tokens, bool tf32) {
   r.kept = sw::switch_ffn(w, c, x, group, train, {}).assignment.kept();
   // Dense GEMMs with the experts' FLOPs on the kept rows: y = relu(x Wi^T) Wo^T forward,
   // then dH = dY Wo, dWo = dY^T H, dX = dH Wi, dWi = dH^T X.
-  const Tensor dx_in = random_gpu({r.kept, d}, 6, 1.0), wi = random_gpu({ff, d}, 7, 0.03),
-               wo = random_gpu({d, ff}, 8, 0.02), d_out = random_gpu({r.kept, d}, 9, 1e-3);
-  Tensor h = Tensor::empty({r.kept, ff}, sw::DType::f32, kGpu),
-         y = Tensor::empty({r.kept, d}, sw::DType::f32, kGpu),
-         dh = Tensor::empty({r.kept, ff}, sw::DType::f32, kGpu),
-         dx = Tensor::empty({r.kept, d}, sw::DType::f32, kGpu),
+  // bf16: the weight gradients f32, as bf16 training keeps them.
+  const Tensor dx_in = random_gpu({r.kept, d}, 6, 1.0).to(dt),
+               wi = random_gpu({ff, d}, 7, 0.03).to(dt), wo = random_gpu({d, ff}, 8, 0.02).to(dt),
+               d_out = random_gpu({r.kept, d}, 9, 1e-3).to(dt);
+  Tensor h = Tensor::empty({r.kept, ff}, dt, kGpu), y = Tensor::empty({r.kept, d}, dt, kGpu),
+         dh = Tensor::empty({r.kept, ff}, dt, kGpu), dx = Tensor::empty({r.kept, d}, dt, kGpu),
          dwi = Tensor::empty({ff, d}, sw::DType::f32, kGpu),
          dwo = Tensor::empty({d, ff}, sw::DType::f32, kGpu);
   r.dense_ms = median_ms(
@@ -88,6 +93,7 @@ LayerRow bench_layer(int64_t experts, int64_t tokens, bool tf32) {
         sw::ops::matmul(dh, true, dx_in, false, dwi);
       },
       9, 2);
+  sw::ops::set_allow_tf32(false);
   return r;
 }
 
@@ -214,16 +220,15 @@ int main(int argc, char** argv) {
   }
   std::vector<LayerRow> layers;
   std::vector<StepRow> steps;
-  for (bool tf32 : {false, true}) {
-    sw::ops::set_allow_tf32(tf32);
-    for (int64_t experts : {8, 128})
+  for (const std::string mode : {"no TF32", "TF32", "bf16"})
+    for (int64_t experts : {8, 32, 128}) {
+      if (mode != "bf16" && experts == 32) continue;
       for (int64_t tokens : {16384, 65536}) {
-        layers.push_back(bench_layer(experts, tokens, tf32));
-        std::fprintf(stderr, "layer E=%lld tokens=%lld tf32=%d done\n",
-                     static_cast<long long>(experts), static_cast<long long>(tokens), tf32);
+        layers.push_back(bench_layer(experts, tokens, mode));
+        std::fprintf(stderr, "layer E=%lld tokens=%lld %s done\n", static_cast<long long>(experts),
+                     static_cast<long long>(tokens), mode.c_str());
       }
-  }
-  sw::ops::set_allow_tf32(false);
+    }
   const double peak = bf16_peak_tflops();
   struct StepCase {
     std::string name;
@@ -234,6 +239,9 @@ int main(int argc, char** argv) {
   const std::vector<StepCase> cases = {
       {"tiny", sw::preset("tiny"), 32, 128, 32, true},
       {"switch-base-8", sw::preset("switch-base-8"), 8, 512, 128, true},
+      // Figure 4's claim at fixed tokens per step: experts 8 -> 128 cost (almost) no time.
+      {"switch-base-8, 4+4 layers", cut("switch-base-8", 4), 8, 512, 128, false},
+      {"switch-base-32, 4+4 layers", cut("switch-base-32", 4), 8, 512, 128, false},
       {"switch-base-128, 4+4 layers", cut("switch-base-128", 4), 8, 512, 128, false},
       {"switch-large-128, 2+2 layers", cut("switch-large-128", 2), 8, 512, 128, false},
       {"xxl-wide (d 4096, E 8), 2+2 layers", cut("switch-xxl-128", 2, 8), 16, 512, 128, false}};
@@ -252,16 +260,16 @@ int main(int argc, char** argv) {
   sw::ops::set_allow_tf32(false);
   const double d = 768, ff = 3072;
   std::printf(
-      "\n| f32 | E | tokens | kept | tokens/expert | Switch FFN fwd+bwd ms | TFLOP/s on kept rows "
-      "| dense cuBLAS fwd+bwd TFLOP/s | layer/dense |\n|---|---|---|---|---|---|---|---|---|\n");
+      "\n| precision | E | tokens | kept | tokens/expert | Switch FFN fwd+bwd ms | TFLOP/s on kept "
+      "rows | dense cuBLAS fwd+bwd TFLOP/s | layer/dense "
+      "|\n|---|---|---|---|---|---|---|---|---|\n");
   for (const LayerRow& r : layers) {
     const double flops = 12.0 * static_cast<double>(r.kept) * d * ff;
     auto tflops = [&](double ms) { return flops / (ms * 1e-3) / 1e12; };
-    std::printf("| %s | %lld | %lld | %lld | %lld | %.3f | %.1f | %.1f | %.2f |\n",
-                r.tf32 ? "TF32" : "no TF32", static_cast<long long>(r.experts),
-                static_cast<long long>(r.tokens), static_cast<long long>(r.kept),
-                static_cast<long long>(r.kept / r.experts), r.layer_ms, tflops(r.layer_ms),
-                tflops(r.dense_ms), r.dense_ms / r.layer_ms);
+    std::printf("| %s | %lld | %lld | %lld | %lld | %.3f | %.1f | %.1f | %.2f |\n", r.mode.c_str(),
+                static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
+                static_cast<long long>(r.kept), static_cast<long long>(r.kept / r.experts),
+                r.layer_ms, tflops(r.layer_ms), tflops(r.dense_ms), r.dense_ms / r.layer_ms);
   }
   std::printf("\nbf16 cuBLAS ceiling in this run (8192^3): %.1f TFLOP/s\n", peak);
   std::printf(
@@ -276,11 +284,11 @@ int main(int argc, char** argv) {
         100 * s.tflops / peak, s.loss, s.step_peak_mib);
   if (!csv.empty()) {
     if (FILE* f = std::fopen((csv + "_layer.csv").c_str(), "w")) {
-      std::fprintf(f, "tf32,experts,tokens,kept,layer_ms,dense_ms\n");
+      std::fprintf(f, "mode,experts,tokens,kept,layer_ms,dense_ms\n");
       for (const LayerRow& r : layers)
-        std::fprintf(f, "%d,%lld,%lld,%lld,%.4f,%.4f\n", r.tf32, static_cast<long long>(r.experts),
-                     static_cast<long long>(r.tokens), static_cast<long long>(r.kept), r.layer_ms,
-                     r.dense_ms);
+        std::fprintf(f, "%s,%lld,%lld,%lld,%.4f,%.4f\n", r.mode.c_str(),
+                     static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
+                     static_cast<long long>(r.kept), r.layer_ms, r.dense_ms);
       std::fclose(f);
     }
     if (FILE* f = std::fopen((csv + "_steps.csv").c_str(), "w")) {
