@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -122,6 +123,7 @@ struct StepRow {
   bool recompute;
   int64_t batch, input_len, target_len;
   double step_ms, tokens_per_s, loss, step_peak_mib, tflops;
+  double forward_ms;  // the eval forward of the model that computes (0: not measured)
 };
 
 // Model FLOPs of one training step, counted as the paper counts a sparse model's: every
@@ -157,7 +159,7 @@ double model_flops(const sw::ModelConfig& c, int64_t batch, int64_t input_len, i
 
 StepRow bench_steps(const std::string& name, const sw::ModelConfig& config, int64_t batch,
                     int64_t input_len, int64_t target_len, const std::string& precision,
-                    bool recompute) {
+                    bool recompute, bool time_forward) {
   sw::ops::set_allow_tf32(precision == "TF32");
   sw::SwitchTransformer model(config, 1, sw::DType::f32, kGpu);
   sw::TrainOptions options;
@@ -177,6 +179,13 @@ StepRow bench_steps(const std::string& name, const sw::ModelConfig& config, int6
       median_ms([&] { loss = trainer.step({batches[next++ % batches.size()]}).loss; }, 5, 2);
   const double peak_mib = static_cast<double>(sw::reset_peak_bytes(kGpu) - resident) / (1 << 20);
   const double tokens = static_cast<double>(batch * (input_len + target_len));
+  double forward_ms = 0;
+  if (time_forward) {  // in bf16 a bf16 copy of the trained weights, as the trainer computes
+    std::optional<sw::SwitchTransformer> bf16;
+    if (precision == "bf16") bf16.emplace(model.copy_to(kGpu, sw::DType::bf16));
+    const sw::SwitchTransformer& forward = bf16 ? *bf16 : model;
+    forward_ms = median_ms([&] { forward.forward(batches[next++ % batches.size()]); }, 5, 2);
+  }
   sw::ops::set_allow_tf32(false);
   return {name,
           precision,
@@ -188,7 +197,8 @@ StepRow bench_steps(const std::string& name, const sw::ModelConfig& config, int6
           tokens / (ms * 1e-3),
           loss,
           peak_mib,
-          model_flops(config, batch, input_len, target_len) / (ms * 1e-3) / 1e12};
+          model_flops(config, batch, input_len, target_len) / (ms * 1e-3) / 1e12,
+          forward_ms};
 }
 
 // A preset cut to `layers` + `layers` blocks (and to `experts` experts when > 0).
@@ -251,8 +261,8 @@ int main(int argc, char** argv) {
     for (const std::string& p : precisions)
       for (bool recompute : {false, true}) {
         if (p == "TF32" && recompute) continue;
-        steps.push_back(
-            bench_steps(k.name, k.config, k.batch, k.input_len, k.target_len, p, recompute));
+        steps.push_back(bench_steps(k.name, k.config, k.batch, k.input_len, k.target_len, p,
+                                    recompute, k.f32_too && !recompute));
         std::fprintf(stderr, "training steps %s %s%s done\n", k.name.c_str(), p.c_str(),
                      recompute ? " recompute" : "");
       }
@@ -274,14 +284,18 @@ int main(int argc, char** argv) {
   std::printf("\nbf16 cuBLAS ceiling in this run (8192^3): %.1f TFLOP/s\n", peak);
   std::printf(
       "\n| training step | precision | batch x (input + target) | step ms | tokens/s | model "
-      "TFLOP/s | MFU | loss | step peak MiB |\n|---|---|---|---|---|---|---|---|---|\n");
-  for (const StepRow& s : steps)
+      "TFLOP/s | MFU | loss | step peak MiB | eval forward ms |\n"
+      "|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const StepRow& s : steps) {
+    char forward[32] = "";
+    if (s.forward_ms > 0) std::snprintf(forward, sizeof forward, "%.2f", s.forward_ms);
     std::printf(
-        "| %s%s | %s | %lld x (%lld + %lld) | %.1f | %.0f | %.1f | %.1f%% | %.3f | %.1f |\n",
+        "| %s%s | %s | %lld x (%lld + %lld) | %.1f | %.0f | %.1f | %.1f%% | %.3f | %.1f | %s |\n",
         s.model.c_str(), s.recompute ? ", recomputation" : "", s.precision.c_str(),
         static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
         static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.tflops,
-        100 * s.tflops / peak, s.loss, s.step_peak_mib);
+        100 * s.tflops / peak, s.loss, s.step_peak_mib, forward);
+  }
   if (!csv.empty()) {
     if (FILE* f = std::fopen((csv + "_layer.csv").c_str(), "w")) {
       std::fprintf(f, "mode,experts,tokens,kept,layer_ms,dense_ms\n");
@@ -294,13 +308,13 @@ int main(int argc, char** argv) {
     if (FILE* f = std::fopen((csv + "_steps.csv").c_str(), "w")) {
       std::fprintf(f,
                    "model,precision,recompute,batch,input_len,target_len,step_ms,tokens_per_s,"
-                   "model_tflops,mfu,loss,step_peak_mib\n");
+                   "model_tflops,mfu,loss,step_peak_mib,forward_ms\n");
       for (const StepRow& s : steps)
-        std::fprintf(f, "\"%s\",%s,%d,%lld,%lld,%lld,%.3f,%.1f,%.2f,%.4f,%.5f,%.1f\n",
+        std::fprintf(f, "\"%s\",%s,%d,%lld,%lld,%lld,%.3f,%.1f,%.2f,%.4f,%.5f,%.1f,%.3f\n",
                      s.model.c_str(), s.precision.c_str(), s.recompute,
                      static_cast<long long>(s.batch), static_cast<long long>(s.input_len),
                      static_cast<long long>(s.target_len), s.step_ms, s.tokens_per_s, s.tflops,
-                     s.tflops / peak, s.loss, s.step_peak_mib);
+                     s.tflops / peak, s.loss, s.step_peak_mib, s.forward_ms);
       std::fclose(f);
     }
   }
