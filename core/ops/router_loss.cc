@@ -5,8 +5,25 @@
 
 #include "core/ops/cpu_util.h"
 #include "core/ops/softmax.h"
+#include "core/tensor/device_switch.h"
+#include "kernels/router_loss.cuh"
 
 namespace sw::ops {
+
+namespace {
+
+// The device's per-group sums (kernels/router_loss.cu); a GPU tensor implies a CUDA build.
+kernels::GroupSums device_group_sums([[maybe_unused]] const Tensor& probs,
+                                     [[maybe_unused]] const Tensor& assigned,
+                                     [[maybe_unused]] int64_t groups) {
+  SW_RUN_ON_CUDA(kernels::group_sums(probs, assigned, groups));
+}
+
+double device_sum_of_squared_logsumexp([[maybe_unused]] const Tensor& logits) {
+  SW_RUN_ON_CUDA(kernels::sum_of_squared_logsumexp(logits));
+}
+
+}  // namespace
 
 BalanceSums::BalanceSums(int64_t num_groups, int64_t num_experts)
     : groups_(num_groups), experts_(num_experts) {
@@ -19,19 +36,31 @@ BalanceSums::BalanceSums(int64_t num_groups, int64_t num_experts)
 }
 
 void BalanceSums::add(const Tensor& probs_in, const Tensor& assigned_in) {
-  const Tensor probs = probs_in.to(Device::cpu()), assigned = assigned_in.to(Device::cpu());
-  SW_CHECK_ARG(probs.ndim() == 2 && probs.dim(1) == experts_, "load_balancing_loss: probs ",
-               probs.str(), " does not have ", experts_, " experts");
-  const int64_t n = probs.dim(0);
-  SW_CHECK_ARG((assigned.ndim() == 1 && assigned.dim(0) == n) ||
-                   (assigned.ndim() == 2 && assigned.dim(0) == n && assigned.dim(1) >= 1),
-               "load_balancing_loss: assigned experts ", assigned.str(), " for ", n, " tokens");
-  // A token counts for its first choice (GShard's top-2 loss does the same).
-  const int64_t k = assigned.ndim() == 2 ? assigned.dim(1) : 1;
+  SW_CHECK_ARG(probs_in.ndim() == 2 && probs_in.dim(1) == experts_, "load_balancing_loss: probs ",
+               probs_in.str(), " does not have ", experts_, " experts");
+  const int64_t n = probs_in.dim(0);
+  SW_CHECK_ARG((assigned_in.ndim() == 1 && assigned_in.dim(0) == n) ||
+                   (assigned_in.ndim() == 2 && assigned_in.dim(0) == n && assigned_in.dim(1) >= 1),
+               "load_balancing_loss: assigned experts ", assigned_in.str(), " for ", n, " tokens");
   SW_CHECK_ARG(n % groups_ == 0, "load_balancing_loss: ", n, " tokens do not split into ", groups_,
                " groups");
-  check_dtype(assigned, DType::i32, "load_balancing_loss: assigned experts");
+  check_dtype(assigned_in, DType::i32, "load_balancing_loss: assigned experts");
+  check_same_device({&probs_in, &assigned_in}, "load_balancing_loss");
   const int64_t per_group = n / groups_;
+  if (on_cuda(probs_in) && n > 0) {
+    // Summed on the device: [groups, experts] sums cross to the host, not [N, E]
+    // probabilities (the router's kernels write only experts in range).
+    const kernels::GroupSums sums = device_group_sums(probs_in, assigned_in, groups_);
+    for (int64_t i = 0; i < groups_ * experts_; ++i) {
+      counts_[i] += sums.counts[i];
+      prob_sums_[i] += sums.prob_sums[i];
+    }
+    for (int64_t g = 0; g < groups_; ++g) tokens_[g] += static_cast<double>(per_group);
+    return;
+  }
+  const Tensor probs = probs_in.to(Device::cpu()), assigned = assigned_in.to(Device::cpu());
+  // A token counts for its first choice (GShard's top-2 loss does the same).
+  const int64_t k = assigned.ndim() == 2 ? assigned.dim(1) : 1;
   const int32_t* idx = assigned.data<int32_t>();
   for (int64_t t = 0; t < n; ++t)
     SW_CHECK(idx[t * k] >= 0 && idx[t * k] < experts_, Status::kOutOfRange,
@@ -62,7 +91,12 @@ double BalanceSums::loss() const {
 }
 
 double router_z_loss(const Tensor& logits) {
-  const Tensor lse = logsumexp(logits.device().is_cpu() ? logits : logits.to(Device::cpu()));
+  if (on_cuda(logits) && logits.numel() > 0) {
+    SW_CHECK_ARG(logits.ndim() == 2, "router_z_loss: logits must be [N, E], got ", logits.str());
+    const int64_t n = logits.dim(0);
+    return device_sum_of_squared_logsumexp(logits) / static_cast<double>(n);
+  }
+  const Tensor lse = logsumexp(logits);
   const int64_t n = lse.numel();
   if (n == 0) return 0.0;
   double sum = 0.0;
@@ -71,6 +105,28 @@ double router_z_loss(const Tensor& logits) {
 }
 
 RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment& a) {
+  if (on_cuda(router.probs) && router.probs.dim(0) > 0) {
+    // On the device: per-chunk sums, then their totals here ([chunks, E], not [N, E]).
+    const int64_t n = router.probs.dim(0), experts = router.probs.dim(1);
+    const int64_t k = router.expert_index.numel() / n;
+    SW_CHECK_ARG(a.num_experts() == experts && a.slot.numel() == n * k,
+                 "routing_stats: the assignment does not match the router output");
+    int64_t chunks = std::max<int64_t>(1, n / 512);  // blocks of about 512 tokens
+    while (n % chunks) --chunks;
+    const kernels::GroupSums sums = device_group_sums(router.probs, router.expert_index, chunks);
+    RoutingStats s;
+    s.tokens_per_expert.assign(experts, 0);
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t e = 0; e < experts; ++e)
+        s.tokens_per_expert[e] += static_cast<int64_t>(sums.counts[c * experts + e]);
+    s.kept_per_expert = a.kept_per_expert;
+    s.choices = k;
+    s.dropped_fraction = static_cast<double>(a.dropped) / static_cast<double>(n * k);
+    double entropy = 0;
+    for (double v : sums.entropy) entropy += v;
+    s.router_entropy = entropy / static_cast<double>(n);
+    return s;
+  }
   RouterOutput r;
   r.probs = router.probs.to(Device::cpu());
   r.expert_index = router.expert_index.to(Device::cpu());

@@ -1,5 +1,7 @@
-// The Switch layer's loss terms and statistics (docs/MATH.md §3), computed on the host from the
-// router's (small) outputs, copied there when they live on a GPU.
+// The Switch layer's loss terms and statistics (docs/MATH.md §3), finished on the host. For
+// GPU tensors the sums over tokens run on the device (kernels/router_loss.cu) and only
+// per-group sums ([groups, experts]) or one number cross to the host, not the [N, E]
+// probabilities or logits.
 #pragma once
 
 #include <cstdint>

@@ -194,6 +194,44 @@ TEST_F(Parity, ExpertLayoutIsMeasuredOncePerShapeClass) {
   EXPECT_TRUE(checked);
 }
 
+// The Switch layer's loss terms and statistics from GPU tensors, summed on the device
+// (kernels/router_loss.cu), against the same tensors on the cpu: the load-balancing sums
+// over groups (accumulated over two adds), the z-loss and the routing statistics.
+TEST_F(Parity, RoutingLossesAndStatisticsSumOnTheDevice) {
+  const int64_t n = 1536, experts = 16, groups = 3, group_size = n / groups;
+  ops::RouterOutput r;
+  r.logits = random_tensor({n, experts}, DType::f32, 60, 2.0);
+  r.probs = ops::softmax(r.logits);
+  std::vector<int32_t> best(n);
+  std::vector<float> gate(n);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* p = r.probs.data<float>() + t * experts;
+    best[t] = static_cast<int32_t>(std::max_element(p, p + experts) - p);
+    gate[t] = p[best[t]];
+  }
+  r.expert_index = Tensor::from_vector<int32_t>(best, {n, 1});
+  r.gate = Tensor::from_vector<float>(gate, {n, 1});
+  ops::RouterOutput d{gpu(r.logits), gpu(r.probs), r.expert_index.to(kGpu), gpu(r.gate)};
+  ops::BalanceSums on_cpu(groups, experts), on_gpu(groups, experts);
+  for (int i = 0; i < 2; ++i) {
+    on_cpu.add(r.probs, r.expert_index);
+    on_gpu.add(d.probs, d.expert_index);
+  }
+  EXPECT_NEAR(on_gpu.loss(), on_cpu.loss(), 1e-12 * on_cpu.loss());
+  const double z = ops::router_z_loss(r.logits);
+  EXPECT_NEAR(ops::router_z_loss(d.logits), z, 1e-6 * z);
+  const int64_t capacity = group_size / experts;  // tight: some tokens are dropped
+  const ops::RoutingStats c =
+      ops::routing_stats(r, ops::assign_capacity(r.expert_index, experts, group_size, capacity));
+  const ops::RoutingStats g =
+      ops::routing_stats(d, ops::assign_capacity(d.expert_index, experts, group_size, capacity));
+  EXPECT_EQ(g.tokens_per_expert, c.tokens_per_expert);
+  EXPECT_EQ(g.kept_per_expert, c.kept_per_expert);
+  EXPECT_GT(c.dropped_fraction, 0.0);
+  EXPECT_EQ(g.dropped_fraction, c.dropped_fraction);
+  EXPECT_NEAR(g.router_entropy, c.router_entropy, 1e-9 * c.router_entropy);
+}
+
 TEST_F(Parity, GroupedWeightGradient) {
   const std::vector<int64_t> offsets = {0, 33, 33, 80, 81};
   const Tensor dy = random_tensor({81, 48}, DType::f32, 7),
