@@ -5,7 +5,7 @@ learning rate, from the runs' metrics.jsonl.
 usage: precision_summary.py OUT_DIR NAME=RUN_DIR [NAME=RUN_DIR ...]
        (NAME is VARIANT-lrLR, VARIANT one of f32, bf16, bf16-router)
 
-Writes OUT_DIR/summary.md and prints it. Tolerance: a bf16 run tracks f32 when the mean of
+Writes OUT_DIR/summary.md and prints it; exits 1 when a run never stepped. Tolerance: a bf16 run tracks f32 when the mean of
 its train loss over the last 50 steps is within 2% of the f32 run's. bf16 keeps 8
 significant bits (a stored value is within 2^-9 = 0.2% of its f32 value), the loss and
 optimizer stay f32, and the f32 masters keep updates smaller than a bf16 ulp; what remains
@@ -66,7 +66,9 @@ def main():
     ]
     for r in rows:
         ref = reference.get(r["lr"])
-        if r["variant"] == "f32" or ref is None or not finite(ref["last_mean"]):
+        if r["steps"] == 0:
+            versus, verdict = "", "did not run (see its log)"
+        elif r["variant"] == "f32" or ref is None or not finite(ref["last_mean"]):
             versus, verdict = "", "diverged" if r["diverged"] else "reference"
         else:
             rel = (r["last_mean"] - ref["last_mean"]) / ref["last_mean"]
@@ -81,7 +83,9 @@ def main():
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(text)
     print(text, end="")
+    # A run that diverged is a result; one that never stepped is a failure of the bench.
+    return 1 if any(r["steps"] == 0 for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
