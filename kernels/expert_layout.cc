@@ -23,7 +23,9 @@ int64_t power_of_two_bucket(int64_t v) {
   return b;
 }
 
-using Key = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+// Device, dtype, experts, in, out, transposed, largest rows' bucket, kept rows' bucket,
+// whether padding may be used.
+using Key = std::tuple<int, int, int64_t, int64_t, int64_t, bool, int64_t, int64_t, bool>;
 
 std::mutex table_mutex;
 std::map<Key, ops::ExpertLayoutMeasurement>& table() {
@@ -50,42 +52,48 @@ double device_ms(DeviceContext& ctx, const std::function<void()>& fn) {
   return static_cast<double>(ms) / kReps;
 }
 
-// Times x [kept, in] @ w^T (w [E, out, in]) in each layout that applies. Inputs are zeros:
-// a dense GEMM's time does not depend on the values.
-ops::ExpertLayoutMeasurement measure(const Device& device, DType dtype,
-                                     const std::vector<int64_t>& kept_per_expert, int64_t in,
-                                     int64_t out, bool padded_allowed) {
-  const int64_t experts = static_cast<int64_t>(kept_per_expert.size());
+// Times x [kept, in] @ op(weight) in each layout that applies, with the layer's own weight
+// and zero inputs (a dense GEMM's time does not depend on the values).
+ops::ExpertLayoutMeasurement measure(const Tensor& weight, bool transposed,
+                                     const std::vector<int64_t>& kept_per_expert,
+                                     bool padded_allowed) {
+  const int64_t experts = weight.dim(0);
+  const int64_t in = transposed ? weight.dim(2) : weight.dim(1);
+  const int64_t out = transposed ? weight.dim(1) : weight.dim(2);
   const int64_t largest = *std::max_element(kept_per_expert.begin(), kept_per_expert.end());
   std::vector<int64_t> offsets(experts + 1, 0);
   std::partial_sum(kept_per_expert.begin(), kept_per_expert.end(), offsets.begin() + 1);
   const int64_t kept = offsets.back();
-  DeviceContext& ctx = device_context(device.index);
+  const DType dtype = weight.dtype();
+  const Device device = weight.device();
+  DeviceContext& ctx = device_context(weight);
   constexpr double kNotApplicable = std::numeric_limits<double>::infinity();
   ops::ExpertLayoutMeasurement m{dtype,
                                  experts,
                                  in,
                                  out,
+                                 transposed,
+                                 padded_allowed,
                                  power_of_two_bucket(largest),
                                  power_of_two_bucket(kept),
                                  kNotApplicable,
                                  kNotApplicable,
                                  kNotApplicable,
                                  ops::ExpertLayout::kPerExpert};
-  const Tensor w = Tensor::zeros({experts, out, in}, dtype, device);
   if (padded_allowed && largest > 0) {
     const Tensor x = Tensor::zeros({experts, largest, in}, dtype, device);
     Tensor y = Tensor::empty({experts, largest, out}, dtype, device);
-    m.padded_ms = device_ms(ctx, [&] { batched_matmul(x, false, w, true, y); });
+    m.padded_ms = device_ms(ctx, [&] { batched_matmul(x, false, weight, transposed, y); });
   }
   if (kept > 0) {
     const Tensor x = Tensor::zeros({kept, in}, dtype, device);
     Tensor y = Tensor::empty({kept, out}, dtype, device);
     if (dtype == DType::bf16)
-      m.grouped_api_ms =
-          device_ms(ctx, [&] { grouped_matmul(x, w, true, y, offsets, GroupedGemm::kGroupedApi); });
-    m.per_expert_ms =
-        device_ms(ctx, [&] { grouped_matmul(x, w, true, y, offsets, GroupedGemm::kPerGroup); });
+      m.grouped_api_ms = device_ms(ctx, [&] {
+        grouped_matmul(x, weight, transposed, y, offsets, GroupedGemm::kGroupedApi);
+      });
+    m.per_expert_ms = device_ms(
+        ctx, [&] { grouped_matmul(x, weight, transposed, y, offsets, GroupedGemm::kPerGroup); });
   }
   if (m.padded_ms < std::min(m.grouped_api_ms, m.per_expert_ms))
     m.chosen = ops::ExpertLayout::kPadded;
@@ -96,17 +104,17 @@ ops::ExpertLayoutMeasurement measure(const Device& device, DType dtype,
 
 }  // namespace
 
-ops::ExpertLayout choose_expert_layout(const Device& device, DType dtype,
+ops::ExpertLayout choose_expert_layout(const Tensor& weight, bool transpose_weight,
                                        const std::vector<int64_t>& kept_per_expert,
-                                       int64_t in_features, int64_t out_features,
                                        bool padded_allowed) {
   const int64_t largest = *std::max_element(kept_per_expert.begin(), kept_per_expert.end());
   const int64_t kept = std::accumulate(kept_per_expert.begin(), kept_per_expert.end(), int64_t{0});
-  const Key key{device.index,
-                static_cast<int>(dtype),
-                static_cast<int64_t>(kept_per_expert.size()),
-                in_features,
-                out_features,
+  const Key key{weight.device().index,
+                static_cast<int>(weight.dtype()),
+                weight.dim(0),
+                weight.dim(1),
+                weight.dim(2),
+                transpose_weight,
                 power_of_two_bucket(largest),
                 power_of_two_bucket(kept),
                 padded_allowed};
@@ -115,8 +123,7 @@ ops::ExpertLayout choose_expert_layout(const Device& device, DType dtype,
   auto it = table().find(key);
   if (it == table().end())
     it = table()
-             .emplace(key, measure(device, dtype, kept_per_expert, in_features, out_features,
-                                   padded_allowed))
+             .emplace(key, measure(weight, transpose_weight, kept_per_expert, padded_allowed))
              .first;
   return it->second.chosen;
 }

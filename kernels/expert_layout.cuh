@@ -9,9 +9,8 @@
 
 namespace sw::kernels {
 
-ops::ExpertLayout choose_expert_layout(const Device& device, DType dtype,
+ops::ExpertLayout choose_expert_layout(const Tensor& weight, bool transpose_weight,
                                        const std::vector<int64_t>& kept_per_expert,
-                                       int64_t in_features, int64_t out_features,
                                        bool padded_allowed);
 std::vector<ops::ExpertLayoutMeasurement> expert_layout_table();
 

@@ -180,10 +180,11 @@ bool batched_matmul_relu_lt(DeviceContext& ctx, const Tensor& a, bool ta, const 
        found > 0;
   if (!ok) return false;
   const float one = 1.0f, zero = 0.0f;
-  SW_CUBLAS_CHECK(cublasLtMatmul(ctx.cublas_lt, d.op, &one, b.raw(), d.first, a.raw(), d.second,
-                                 &zero, c.raw(), d.out, c.raw(), d.out, &algo.algo,
-                                 ctx.cublas_workspace, ctx.cublas_workspace_bytes, ctx.stream));
-  return true;
+  // A launch cuBLASLt refuses (an operand's alignment, say) falls back like a missing
+  // algorithm: nothing was written.
+  return cublasLtMatmul(ctx.cublas_lt, d.op, &one, b.raw(), d.first, a.raw(), d.second, &zero,
+                        c.raw(), d.out, c.raw(), d.out, &algo.algo, ctx.cublas_workspace,
+                        ctx.cublas_workspace_bytes, ctx.stream) == CUBLAS_STATUS_SUCCESS;
 }
 
 }  // namespace
@@ -224,8 +225,7 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
     // the class is seen (kernels/expert_layout.cc).
     std::vector<int64_t> rows(groups);
     for (int64_t g = 0; g < groups; ++g) rows[g] = offsets[g + 1] - offsets[g];
-    strategy = choose_expert_layout(c.device(), c.dtype(), rows, k, n, false) ==
-                       ops::ExpertLayout::kGroupedApi
+    strategy = choose_expert_layout(b, tb, rows, false) == ops::ExpertLayout::kGroupedApi
                    ? GroupedGemm::kGroupedApi
                    : GroupedGemm::kPerGroup;
   }

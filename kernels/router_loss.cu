@@ -44,6 +44,7 @@ std::vector<T> to_host(const Tensor& t) {
 
 GroupSums group_sums(const Tensor& probs, const Tensor& assigned, int64_t groups) {
   check_dtype(probs, DType::f32, "routing sums: probs (the router runs in f32)");
+  check_dtype(assigned, DType::i32, "routing sums: assigned experts");
   const int64_t n = probs.dim(0), experts = probs.dim(1), k = assigned.numel() / n;
   const Device dev = probs.device();
   Tensor counts = Tensor::empty({groups, experts}, DType::f64, dev),
@@ -59,6 +60,7 @@ GroupSums group_sums(const Tensor& probs, const Tensor& assigned, int64_t groups
 }
 
 double sum_of_squared_logsumexp(const Tensor& logits) {
+  check_dtype(logits, DType::f32, "router z-loss: logits (the router runs in f32)");
   const Tensor lse = logsumexp(logits);
   const int64_t n = lse.numel();
   if (n == 0) return 0.0;

@@ -50,7 +50,8 @@ void ParameterStore::set(const std::string& name, const Tensor& values) {
 }
 
 Tensor& GradientBuffer::of(const Tensor& parameter) {
-  Tensor& g = grads_[{static_cast<const char*>(parameter.raw()), parameter.numel()}];
+  Tensor& g = grads_[{static_cast<const char*>(parameter.raw()), parameter.numel(),
+                      dtype_size(parameter.dtype())}];
   if (!g.defined())
     g = Tensor::zeros(parameter.shape(), gradient_dtype(parameter.dtype()), parameter.device());
   return g;
@@ -65,9 +66,11 @@ Tensor GradientBuffer::find(const Tensor& parameter) const {
   const char* data = static_cast<const char*>(parameter.raw());
   const int64_t n = parameter.numel();
   for (const auto& [key, g] : grads_) {
-    if (data < key.data || n == 0 || key.numel % n != 0) continue;
+    if (data < key.data || n == 0 || key.numel % n != 0 ||
+        key.element_bytes != dtype_size(parameter.dtype()))
+      continue;
     // Elements of the parameter's storage (its gradient's dtype may be wider).
-    const int64_t offset = (data - key.data) / static_cast<int64_t>(dtype_size(parameter.dtype()));
+    const int64_t offset = (data - key.data) / static_cast<int64_t>(key.element_bytes);
     if (offset + n > key.numel || offset % n != 0) continue;
     // The parameter is slice offset / n of the tensor the gradient was kept for.
     return g.view({key.numel / n, n}).slice(offset / n, offset / n + 1).view(parameter.shape());

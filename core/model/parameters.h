@@ -96,6 +96,9 @@ class GradientBuffer {
   struct Key {
     const char* data;
     int64_t numel;
+    // The parameter's element size: a part is looked up only in a tensor of its own dtype
+    // (a bf16 model holds f32 router weights beside bf16 ones).
+    size_t element_bytes;
     bool operator<(const Key& o) const { return data != o.data ? data < o.data : numel < o.numel; }
   };
   std::map<Key, Tensor> grads_;

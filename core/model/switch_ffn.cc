@@ -46,18 +46,19 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
   const bool parallel = expert_group && expert_group->size() > 1;
   // On the GPU, the paper's padded [E, rows, d] layout runs each projection as one
-  // strided-batched GEMM, often faster than the grouped kept rows (docs/PERF.md): the
-  // layout is the one measured fastest for this shape class (ops::choose_expert_layout).
-  // Padding is a candidate up to twice the kept rows, so dropless or collapsed routing
-  // stays grouped, as do the CPU and expert parallelism (whose exchange moves kept rows).
+  // strided-batched GEMM, often faster than the grouped kept rows (docs/PERF.md). In bf16
+  // the layout is the one measured fastest for this shape class; in f32 padding is taken
+  // whenever allowed (ops::choose_expert_layout). Padding is a candidate up to twice the
+  // kept rows, so dropless or collapsed routing stays grouped, as do the CPU and expert
+  // parallelism (whose exchange moves kept rows only).
   ops::CapacityAssignment layout = out.assignment;
   const int64_t rows = layout.max_kept();
-  const bool padded = !x.device().is_cpu() && !parallel &&
-                      ops::choose_expert_layout(
-                          x.device(), x.dtype(), layout.kept_per_expert, x.dim(1),
-                          config.activation() == ModelConfig::GATED_GELU ? w.experts.wi_0.dim(1)
-                                                                         : w.experts.wi.dim(1),
-                          experts * rows <= 2 * layout.kept()) == ops::ExpertLayout::kPadded;
+  const Tensor& first_weight =
+      config.activation() == ModelConfig::GATED_GELU ? w.experts.wi_0 : w.experts.wi;
+  const bool padded =
+      !x.device().is_cpu() && !parallel &&
+      ops::choose_expert_layout(first_weight, true, layout.kept_per_expert,
+                                experts * rows <= 2 * layout.kept()) == ops::ExpertLayout::kPadded;
   if (padded) layout = layout.padded(out.router.expert_index, rows);
   out.router_input = jittered;
   out.expert_input = expert_input;

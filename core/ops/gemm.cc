@@ -134,17 +134,21 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
   stored(c);
 }
 
-ExpertLayout choose_expert_layout(const Device& device, [[maybe_unused]] DType dtype,
-                                  const std::vector<int64_t>& kept_per_expert, int64_t in_features,
-                                  int64_t out_features, [[maybe_unused]] bool padded_allowed) {
-  SW_CHECK_ARG(!kept_per_expert.empty() && in_features >= 1 && out_features >= 1,
-               "choose_expert_layout: expected experts, in and out features >= 1, got ",
-               kept_per_expert.size(), ", ", in_features, ", ", out_features);
+ExpertLayout choose_expert_layout(const Tensor& weight, [[maybe_unused]] bool transpose_weight,
+                                  const std::vector<int64_t>& kept_per_expert,
+                                  bool padded_allowed) {
+  SW_CHECK_ARG(weight.ndim() == 3 && weight.dim(0) == static_cast<int64_t>(kept_per_expert.size()),
+               "choose_expert_layout: expected a weight [E, ., .] for ", kept_per_expert.size(),
+               " experts, got ", weight.str());
+  SW_CHECK_ARG(!kept_per_expert.empty(), "choose_expert_layout: no experts");
   for (int64_t kept : kept_per_expert)
     SW_CHECK_ARG(kept >= 0, "choose_expert_layout: an expert keeps ", kept, " rows");
-  if (device.kind == Device::Kind::cuda)
-    SW_RUN_ON_CUDA(kernels::choose_expert_layout(device, dtype, kept_per_expert, in_features,
-                                                 out_features, padded_allowed));
+  if (on_cuda(weight)) {
+    if (weight.dtype() != DType::bf16)  // the parity mode: the same layout in every process
+      return padded_allowed ? ExpertLayout::kPadded : ExpertLayout::kPerExpert;
+    SW_RUN_ON_CUDA(
+        kernels::choose_expert_layout(weight, transpose_weight, kept_per_expert, padded_allowed));
+  }
   return ExpertLayout::kPerExpert;  // the cpu's grouped GEMM
 }
 

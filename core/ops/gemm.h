@@ -1,6 +1,7 @@
 // Matrix products: tiled Eigen on the cpu (f32/f64, summed in a fixed order whatever the
 // thread count), cuBLAS on a GPU (f32 with TF32 off, bf16 with f32 accumulation). Row-major
-// tensors, all operands of one dtype and device.
+// tensors, all operands of one dtype and device, except a GPU's f32 output of bf16 inputs
+// (bf16 training's weight gradients).
 #pragma once
 
 #include <vector>
@@ -47,24 +48,29 @@ void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vecto
 enum class ExpertLayout { kPadded, kGroupedApi, kPerExpert };
 
 // One measured shape class of expert GEMMs: its key and each layout's time for one
-// [rows, in] x [E, out, in]^T projection (infinity where a layout does not apply).
+// [rows, in] x weight projection (infinity where a layout does not apply).
 struct ExpertLayoutMeasurement {
   DType dtype;
   int64_t experts, in_features, out_features;
+  bool transposed;  // the weight is [E, out, in] (else [E, in, out])
+  bool padded_allowed;
   int64_t rows_bucket, kept_bucket;  // the largest expert's rows and all kept rows, as powers of 2
   double padded_ms, grouped_api_ms, per_expert_ms;
   ExpertLayout chosen;
 };
 
-// The fastest layout for the experts' GEMMs of this shape on `device`, from a measured table
-// rather than a fixed rule: on a GPU the first projection of a shape class is timed in each
-// layout the first time the class is seen (a few GEMMs on the device, and a wait for them),
-// and the winner kept for the process. The padded layout is a candidate only when
-// `padded_allowed` (its buffer is at most twice the kept rows: not under dropless or
-// collapsed routing); the grouped call is bf16's only. On the cpu always kPerExpert.
-ExpertLayout choose_expert_layout(const Device& device, DType dtype,
-                                  const std::vector<int64_t>& kept_per_expert, int64_t in_features,
-                                  int64_t out_features, bool padded_allowed);
+// The layout for the expert GEMMs x @ op(weight[e]) (weight [E, out, in] when
+// `transpose_weight`, else [E, in, out]) with these kept rows per expert. In bf16 on a GPU
+// (the speed mode) it comes from a measured table, not a fixed rule: the first time a
+// shape class is seen, one projection with this weight is timed in each layout that
+// applies (a few GEMMs on the device, and a wait for them) and the fastest is kept for the
+// process; different processes may so choose differently, and their bits differ. The padded
+// layout is a candidate only when `padded_allowed` (its buffer at most twice the kept rows:
+// not under dropless or collapsed routing). In f32 (the parity mode) the choice is fixed,
+// the same in every process: padded when allowed, else one GEMM per expert. On the cpu
+// always kPerExpert.
+ExpertLayout choose_expert_layout(const Tensor& weight, bool transpose_weight,
+                                  const std::vector<int64_t>& kept_per_expert, bool padded_allowed);
 // Every shape class measured so far in this process (empty on the cpu).
 std::vector<ExpertLayoutMeasurement> expert_layout_table();
 

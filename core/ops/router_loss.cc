@@ -19,6 +19,14 @@ kernels::GroupSums device_group_sums([[maybe_unused]] const Tensor& probs,
   SW_RUN_ON_CUDA(kernels::group_sums(probs, assigned, groups));
 }
 
+// How many equal chunks of about 512 tokens `tokens` splits into (a divisor of it): the
+// device sums one chunk per block.
+int64_t chunks_of(int64_t tokens) {
+  int64_t chunks = std::max<int64_t>(1, tokens / 512);
+  while (tokens % chunks) --chunks;
+  return chunks;
+}
+
 double device_sum_of_squared_logsumexp([[maybe_unused]] const Tensor& logits) {
   SW_RUN_ON_CUDA(kernels::sum_of_squared_logsumexp(logits));
 }
@@ -45,16 +53,21 @@ void BalanceSums::add(const Tensor& probs_in, const Tensor& assigned_in) {
   SW_CHECK_ARG(n % groups_ == 0, "load_balancing_loss: ", n, " tokens do not split into ", groups_,
                " groups");
   check_dtype(assigned_in, DType::i32, "load_balancing_loss: assigned experts");
-  check_same_device({&probs_in, &assigned_in}, "load_balancing_loss");
   const int64_t per_group = n / groups_;
   if (on_cuda(probs_in) && n > 0) {
     // Summed on the device: [groups, experts] sums cross to the host, not [N, E]
-    // probabilities (the router's kernels write only experts in range).
-    const kernels::GroupSums sums = device_group_sums(probs_in, assigned_in, groups_);
-    for (int64_t i = 0; i < groups_ * experts_; ++i) {
-      counts_[i] += sums.counts[i];
-      prob_sums_[i] += sums.prob_sums[i];
-    }
+    // probabilities (the router's kernels write only experts in range; the HF modes'
+    // post-capacity experts come from the host). A long group is summed in chunks.
+    const Tensor assigned =
+        assigned_in.device() == probs_in.device() ? assigned_in : assigned_in.to(probs_in.device());
+    const int64_t chunks = groups_ * chunks_of(per_group);
+    const kernels::GroupSums sums = device_group_sums(probs_in, assigned, chunks);
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t e = 0; e < experts_; ++e) {
+        const int64_t g = c / (chunks / groups_);
+        counts_[g * experts_ + e] += sums.counts[c * experts_ + e];
+        prob_sums_[g * experts_ + e] += sums.prob_sums[c * experts_ + e];
+      }
     for (int64_t g = 0; g < groups_; ++g) tokens_[g] += static_cast<double>(per_group);
     return;
   }
@@ -111,8 +124,7 @@ RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment&
     const int64_t k = router.expert_index.numel() / n;
     SW_CHECK_ARG(a.num_experts() == experts && a.slot.numel() == n * k,
                  "routing_stats: the assignment does not match the router output");
-    int64_t chunks = std::max<int64_t>(1, n / 512);  // blocks of about 512 tokens
-    while (n % chunks) --chunks;
+    const int64_t chunks = chunks_of(n);
     const kernels::GroupSums sums = device_group_sums(router.probs, router.expert_index, chunks);
     RoutingStats s;
     s.tokens_per_expert.assign(experts, 0);

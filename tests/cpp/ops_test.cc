@@ -67,21 +67,20 @@ TEST(Tf32, OnlyWhereCudaIsBuilt) {
 // The cpu's expert GEMMs are always grouped (nothing is measured), and a layout question
 // that makes no sense is an error naming it.
 TEST(ExpertLayout, TheCpuGroupsAndBadShapesAreRefused) {
-  EXPECT_EQ(
-      sw::ops::choose_expert_layout(sw::Device::cpu(), sw::DType::f32, {3, 0, 5}, 8, 16, true),
-      sw::ops::ExpertLayout::kPerExpert);
+  const sw::Tensor w = sw::Tensor::zeros({3, 16, 8}, sw::DType::f32);
+  EXPECT_EQ(sw::ops::choose_expert_layout(w, true, {3, 0, 5}, true),
+            sw::ops::ExpertLayout::kPerExpert);
   if (!sw::cuda_built()) {
     EXPECT_TRUE(sw::ops::expert_layout_table().empty());
   }
-  EXPECT_NE(sw::testing::error_of([] {
-              sw::ops::choose_expert_layout(sw::Device::cpu(), sw::DType::f32, {}, 8, 16, true);
-            }).find("choose_expert_layout"),
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::choose_expert_layout(w, true, {3, 5}, true);
+            }).find("expected a weight [E, ., .] for 2 experts"),
             std::string::npos);
-  EXPECT_NE(
-      sw::testing::error_of([] {
-        sw::ops::choose_expert_layout(sw::Device::cpu(), sw::DType::f32, {3, -1}, 8, 16, true);
-      }).find("an expert keeps -1 rows"),
-      std::string::npos);
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::choose_expert_layout(w, true, {3, -1, 2}, true);
+            }).find("an expert keeps -1 rows"),
+            std::string::npos);
 }
 
 // A ReLU epilogue on the cpu: the GEMM, then max(0, .), against the f64 reference.
