@@ -215,11 +215,17 @@ TEST_F(Parity, RoutingLossesAndStatisticsSumOnTheDevice) {
   r.gate = Tensor::from_vector<float>(gate, {n, 1});
   ops::RouterOutput d{gpu(r.logits), gpu(r.probs), r.expert_index.to(kGpu), gpu(r.gate)};
   ops::BalanceSums on_cpu(groups, experts), on_gpu(groups, experts);
-  for (int i = 0; i < 2; ++i) {
+  // The second add gives the experts from the host, as the HF aux modes do.
+  for (const Tensor* assigned : {&d.expert_index, &r.expert_index}) {
     on_cpu.add(r.probs, r.expert_index);
-    on_gpu.add(d.probs, d.expert_index);
+    on_gpu.add(d.probs, *assigned);
   }
   EXPECT_NEAR(on_gpu.loss(), on_cpu.loss(), 1e-12 * on_cpu.loss());
+  // One group of 1536 tokens: summed on the device in three chunks.
+  ops::BalanceSums whole_cpu(1, experts), whole_gpu(1, experts);
+  whole_cpu.add(r.probs, r.expert_index);
+  whole_gpu.add(d.probs, d.expert_index);
+  EXPECT_NEAR(whole_gpu.loss(), whole_cpu.loss(), 1e-12 * whole_cpu.loss());
   const double z = ops::router_z_loss(r.logits);
   EXPECT_NEAR(ops::router_z_loss(d.logits), z, 1e-6 * z);
   const int64_t capacity = group_size / experts;  // tight: some tokens are dropped
