@@ -187,12 +187,40 @@ bool batched_matmul_relu_lt(DeviceContext& ctx, const Tensor& a, bool ta, const 
                         ctx.cublas_workspace_bytes, ctx.stream) == CUBLAS_STATUS_SUCCESS;
 }
 
+// c[i] = op(a[i]) op(b[i]) + beta c[i] for 3-D row-major tensors, one cuBLAS call; bf16
+// inputs may write an f32 c (as matmul).
+void strided_batched_gemm(DeviceContext& ctx, const Tensor& a, bool ta, const Tensor& b, bool tb,
+                          Tensor& c, double beta) {
+  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
+  const GemmTypes t = gemm_types(c.dtype(), "batched_matmul");
+  const cudaDataType_t inputs = gemm_types(a.dtype(), "batched_matmul").data;
+  const RowMajorGemm g(m, n, k, ta, tb);
+  const double one = 1.0;
+  const float one_f = 1.0f, beta_f = static_cast<float>(beta);
+  SW_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k,
+      t.scalars_f64 ? static_cast<const void*>(&one) : &one_f, b.raw(), inputs, g.ldb, k * n,
+      a.raw(), inputs, g.lda, m * k, t.scalars_f64 ? static_cast<const void*>(&beta) : &beta_f,
+      c.raw(), t.data, g.ldc, m * n, checked_int(batch, "batch"),
+      inputs == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : t.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+// The rows per group when every group has the same number, none empty (the padded
+// layout's offsets), else 0.
+int64_t equal_group_rows(const std::vector<int64_t>& offsets) {
+  if (offsets.size() < 2 || offsets[1] == offsets[0]) return 0;
+  const int64_t rows = offsets[1] - offsets[0];
+  for (size_t g = 1; g + 1 < offsets.size(); ++g)
+    if (offsets[g + 1] - offsets[g] != rows) return 0;
+  return rows;
+}
+
 }  // namespace
 
 void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
                     ops::Epilogue epilogue) {
   check_same_device(a, b, c, "batched_matmul");
-  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
+  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2);
   if (batch == 0 || m == 0 || n == 0) return;
   DeviceContext& ctx = device_context(c);
   if (epilogue == ops::Epilogue::kRelu) {
@@ -202,15 +230,7 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
     relu_(c);
     return;
   }
-  const GemmTypes t = gemm_types(c.dtype(), "batched_matmul");
-  const RowMajorGemm g(m, n, k, ta, tb);
-  const double one = 1.0, zero = 0.0;
-  const float one_f = 1.0f, zero_f = 0.0f;
-  SW_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-      ctx.cublas, g.op_b, g.op_a, g.n, g.m, g.k,
-      t.scalars_f64 ? static_cast<const void*>(&one) : &one_f, b.raw(), t.data, g.ldb, k * n,
-      a.raw(), t.data, g.lda, m * k, t.scalars_f64 ? static_cast<const void*>(&zero) : &zero_f,
-      c.raw(), t.data, g.ldc, m * n, checked_int(batch, "batch"), t.compute, CUBLAS_GEMM_DEFAULT));
+  strided_batched_gemm(ctx, a, ta, b, tb, c, 0.0);
 }
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
@@ -220,6 +240,14 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
   DeviceContext& ctx = device_context(c);
   const GemmTypes t = gemm_types(c.dtype(), "grouped_matmul");
   const size_t elem = dtype_size(c.dtype());
+  if (strategy == GroupedGemm::kAuto && offsets.front() == 0) {
+    // Equal groups (the padded layout's backward): one strided-batched GEMM, as its forward.
+    if (const int64_t rows = equal_group_rows(offsets)) {
+      Tensor batched = c.view({groups, rows, n});
+      kernels::batched_matmul(a.view({groups, rows, k}), false, b, tb, batched);
+      return;
+    }
+  }
   if (strategy == GroupedGemm::kAuto && c.dtype() == DType::bf16) {
     // The faster of the two for this shape class, measured on this device the first time
     // the class is seen (kernels/expert_layout.cc).
@@ -283,7 +311,13 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
 
 void grouped_weight_gradient(const Tensor& dy, const Tensor& x, const std::vector<int64_t>& offsets,
                              Tensor& dw) {
-  const int64_t n = dw.dim(1), k = dw.dim(2);
+  const int64_t n = dw.dim(1), k = dw.dim(2), groups = dw.dim(0);
+  if (const int64_t rows = equal_group_rows(offsets); rows > 0 && offsets.back() == dy.dim(0)) {
+    // Equal groups (the padded layout's): dw[g] += dy[g]^T x[g] as one strided-batched GEMM.
+    strided_batched_gemm(device_context(dw), dy.view({groups, rows, n}), true,
+                         x.view({groups, rows, k}), false, dw, 1.0);
+    return;
+  }
   for (int64_t g = 0; g + 1 < static_cast<int64_t>(offsets.size()); ++g) {
     if (offsets[g + 1] == offsets[g]) continue;
     Tensor slice = dw.slice(g, g + 1).view({n, k});

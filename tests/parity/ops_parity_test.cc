@@ -240,6 +240,33 @@ TEST_F(Parity, RoutingLossesAndStatisticsSumOnTheDevice) {
   EXPECT_NEAR(g.router_entropy, c.router_entropy, 1e-9 * c.router_entropy);
 }
 
+// Groups of equal size (the padded layout's, as its backward sees them) run as one
+// strided-batched GEMM: the product both ways round and the accumulated weight gradient
+// (f32, and f32 from bf16 data) as the CPU computes them group by group.
+TEST_F(Parity, EqualGroupsRunAsOneBatchedGemm) {
+  const std::vector<int64_t> offsets = {0, 40, 80, 120};
+  auto rounded = [](const Tensor& t) { return host(gpu(t, DType::bf16)); };
+  for (const Precision& p : {kF32, kBf16}) {
+    SCOPED_TRACE(dtype_name(p.dtype));
+    const Tensor x = rounded(random_tensor({120, 64}, DType::f32, 51));
+    for (bool tb : {true, false}) {
+      const Tensor w =
+          rounded(random_tensor(tb ? Shape{3, 48, 64} : Shape{3, 64, 48}, DType::f32, 52));
+      Tensor c = poisoned({120, 48}, p.dtype);
+      ops::grouped_matmul(gpu(x, p.dtype), gpu(w, p.dtype), tb, c, offsets);
+      Tensor expected = Tensor::empty({120, 48}, DType::f32);
+      ops::grouped_matmul(x, w, tb, expected, offsets);
+      EXPECT_LE(max_relative_error(host(c), expected), p.tolerance) << "tb " << tb;
+    }
+    const Tensor dy = rounded(random_tensor({120, 48}, DType::f32, 53));
+    Tensor dw_cpu = random_tensor({3, 48, 64}, DType::f32, 54);
+    Tensor dw = gpu(dw_cpu);  // f32: bf16 training's gradients of bf16 data are f32
+    ops::grouped_weight_gradient(gpu(dy, p.dtype), gpu(x, p.dtype), offsets, dw);
+    ops::grouped_weight_gradient(dy, x, offsets, dw_cpu);
+    EXPECT_LE(max_relative_error(host(dw), dw_cpu), 1e-5);
+  }
+}
+
 TEST_F(Parity, GroupedWeightGradient) {
   const std::vector<int64_t> offsets = {0, 33, 33, 80, 81};
   const Tensor dy = random_tensor({81, 48}, DType::f32, 7),
