@@ -66,15 +66,15 @@ class ParameterStore {
   uint32_t next_site_ = 1;
 };
 
-// Gradients shaped like the parameters they belong to, zero until first written. Keyed by
-// the parameter tensor itself (its data and extent), so a layer can accumulate into the
-// stacked [E, ...] expert tensor while by_name() hands out each expert's slice.
 // The dtype a parameter's gradient is kept in: its own, but f32 for a bf16 parameter (the
 // f32 master gradient of bf16 training, docs/MATH.md §5 Precision).
 inline DType gradient_dtype(DType parameter) {
   return parameter == DType::bf16 ? DType::f32 : parameter;
 }
 
+// Gradients shaped like the parameters they belong to, zero until first written. Keyed by
+// the parameter tensor itself (its data and extent), so a layer can accumulate into the
+// stacked [E, ...] expert tensor while by_name() hands out each expert's slice.
 class GradientBuffer {
  public:
   // A zero gradient the shape of `parameter`, in gradient_dtype (the same one for the same

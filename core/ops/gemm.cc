@@ -137,10 +137,10 @@ void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,
 ExpertLayout choose_expert_layout(const Tensor& weight, [[maybe_unused]] bool transpose_weight,
                                   const std::vector<int64_t>& kept_per_expert,
                                   bool padded_allowed) {
+  SW_CHECK_ARG(!kept_per_expert.empty(), "choose_expert_layout: no experts");
   SW_CHECK_ARG(weight.ndim() == 3 && weight.dim(0) == static_cast<int64_t>(kept_per_expert.size()),
                "choose_expert_layout: expected a weight [E, ., .] for ", kept_per_expert.size(),
                " experts, got ", weight.str());
-  SW_CHECK_ARG(!kept_per_expert.empty(), "choose_expert_layout: no experts");
   for (int64_t kept : kept_per_expert)
     SW_CHECK_ARG(kept >= 0, "choose_expert_layout: an expert keeps ", kept, " rows");
   if (on_cuda(weight)) {
