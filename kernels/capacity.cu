@@ -4,37 +4,18 @@
 #include "kernels/cuda_types.cuh"
 #include "kernels/device.cuh"
 #include "kernels/device_context.h"
+#include "kernels/routing_rows.cuh"
 
 namespace sw::kernels {
 namespace {
 
-// One warp per group walks its tokens in token order, 32 at a time: lanes routed to the
-// same expert rank themselves with __match_any_sync, and a shared counter per expert
-// carries the running count across chunks. A token past the capacity gets -1.
+// One warp per group (routing_rows.cuh).
 __global__ void count_in_groups_kernel(const int32_t* index, int32_t* position, int64_t* kept,
                                        int64_t groups, int64_t group_size, int64_t experts,
                                        int64_t capacity) {
   extern __shared__ int64_t counts[];  // [experts]
-  const int64_t g = blockIdx.x;
-  const unsigned lane = threadIdx.x;
-  for (int64_t e = lane; e < experts; e += 32) counts[e] = 0;
-  __syncwarp();
-  const unsigned lanes_below = (1u << lane) - 1;
-  for (int64_t start = g * group_size; start < (g + 1) * group_size; start += 32) {
-    const int64_t t = start + lane;
-    const bool active = t < (g + 1) * group_size;
-    const int e = active ? index[t] : -1;
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
-    if (active) {
-      const int64_t count = counts[e] + __popc(peers & lanes_below) + 1;
-      position[t] = count <= capacity ? static_cast<int32_t>(count - 1) : -1;
-    }
-    __syncwarp();
-    if (active && lane == static_cast<unsigned>(__ffs(peers) - 1)) counts[e] += __popc(peers);
-    __syncwarp();
-  }
-  for (int64_t e = lane; e < experts; e += 32)
-    kept[e * groups + g] = counts[e] < capacity ? counts[e] : capacity;
+  count_group_positions(index, position, kept, counts, blockIdx.x, groups, group_size, experts,
+                        capacity, threadIdx.x);
 }
 
 // totals[e] = sum over groups of kept[e * G + g]: what the host needs, in one small copy.
@@ -73,37 +54,44 @@ __global__ void padded_rows_kernel(const int32_t* index, const int32_t* slot, in
 
 }  // namespace
 
-DeviceAssignment assign_capacity(const Tensor& expert_index, int64_t experts, int64_t group_size,
-                                 int64_t capacity) {
+ops::CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t experts,
+                                        int64_t group_size, int64_t capacity) {
   const int64_t n = expert_index.numel(), groups = n / group_size;
   const Device dev = expert_index.device();
   DeviceContext& ctx = device_context(expert_index);
-  DeviceAssignment a;
-  a.slot = Tensor::empty({n}, DType::i32, dev);
-  a.row = Tensor::empty({n}, DType::i32, dev);
   Tensor position = Tensor::empty({n}, DType::i32, dev);
   Tensor kept = Tensor::empty({experts * groups}, DType::i64, dev);
-  Tensor base = Tensor::empty({experts * groups}, DType::i64, dev);
-  const int32_t* index = static_cast<const int32_t*>(expert_index.raw());
   const size_t shared_bytes = static_cast<size_t>(experts) * sizeof(int64_t);
   SW_CHECK(shared_bytes <= 48 * 1024, Status::kUnsupported, "assign_capacity: ", experts,
            " experts exceed the 6144 the capacity kernel's shared counters hold");
   count_in_groups_kernel<<<static_cast<unsigned>(groups), 32, shared_bytes, ctx.stream>>>(
-      index, static_cast<int32_t*>(position.raw()), static_cast<int64_t*>(kept.raw()), groups,
-      group_size, experts, capacity);
+      static_cast<const int32_t*>(expert_index.raw()), static_cast<int32_t*>(position.raw()),
+      static_cast<int64_t*>(kept.raw()), groups, group_size, experts, capacity);
   SW_CUDA_CHECK_LAUNCH("count_in_groups");
+  return place_tokens(expert_index, position, kept, experts, group_size, capacity);
+}
+
+ops::CapacityAssignment place_tokens(const Tensor& expert_index, const Tensor& position,
+                                     const Tensor& kept, int64_t experts, int64_t group_size,
+                                     int64_t capacity) {
+  const int64_t n = expert_index.numel(), groups = n / group_size;
+  const Device dev = expert_index.device();
+  DeviceContext& ctx = device_context(expert_index);
+  Tensor slot = Tensor::empty({n}, DType::i32, dev);
+  Tensor row = Tensor::empty({n}, DType::i32, dev);
+  Tensor base = Tensor::empty({experts * groups}, DType::i64, dev);
   size_t scratch_bytes = 0;
   SW_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(
-      nullptr, scratch_bytes, static_cast<int64_t*>(kept.raw()), static_cast<int64_t*>(base.raw()),
-      experts * groups, ctx.stream));
+      nullptr, scratch_bytes, static_cast<const int64_t*>(kept.raw()),
+      static_cast<int64_t*>(base.raw()), experts * groups, ctx.stream));
   Tensor scratch = Tensor::empty({static_cast<int64_t>(scratch_bytes + 3) / 4}, DType::i32, dev);
   SW_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(
-      scratch.raw(), scratch_bytes, static_cast<int64_t*>(kept.raw()),
+      scratch.raw(), scratch_bytes, static_cast<const int64_t*>(kept.raw()),
       static_cast<int64_t*>(base.raw()), experts * groups, ctx.stream));
   place_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(
-      index, static_cast<const int32_t*>(position.raw()), static_cast<const int64_t*>(base.raw()),
-      static_cast<int32_t*>(a.slot.raw()), static_cast<int32_t*>(a.row.raw()), n, groups,
-      group_size);
+      static_cast<const int32_t*>(expert_index.raw()), static_cast<const int32_t*>(position.raw()),
+      static_cast<const int64_t*>(base.raw()), static_cast<int32_t*>(slot.raw()),
+      static_cast<int32_t*>(row.raw()), n, groups, group_size);
   SW_CUDA_CHECK_LAUNCH("place");
   // The host needs the block sizes (buffer shapes, GEMM sizes): one small copy back.
   Tensor totals = Tensor::empty({experts}, DType::i64, dev);
@@ -111,6 +99,10 @@ DeviceAssignment assign_capacity(const Tensor& expert_index, int64_t experts, in
       static_cast<const int64_t*>(kept.raw()), static_cast<int64_t*>(totals.raw()), experts,
       groups);
   SW_CUDA_CHECK_LAUNCH("expert_totals");
+  ops::CapacityAssignment a;
+  a.capacity = capacity;
+  a.slot = slot.view({n, 1});
+  a.row = row.view({n, 1});
   a.kept_per_expert.assign(experts, 0);
   kernels::copy_bytes(a.kept_per_expert.data(), Device::cpu(), totals.raw(), dev,
                       experts * sizeof(int64_t));

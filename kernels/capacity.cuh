@@ -6,17 +6,22 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/ops/capacity.h"
 #include "core/tensor/tensor.h"
 
 namespace sw::kernels {
 
-struct DeviceAssignment {
-  Tensor slot, row;  // i32 [N] on the device (core/ops views them as [N, 1])
-  std::vector<int64_t> kept_per_expert, expert_offset;
-  int64_t dropped = 0;
-};
-DeviceAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
-                                 int64_t group_size, int64_t capacity);
+// ops::assign_capacity for one expert per token (expert_index i32 [N, 1]): a warp per
+// routing group counts, then place_tokens.
+ops::CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_experts,
+                                        int64_t group_size, int64_t capacity);
+
+// The grouped layout from each token's position among its expert's tokens of its group
+// (i32 [N], -1 = dropped) and the kept counts kept[e * groups + g] (i64): a CUB scan, each
+// token's row, and the per-expert totals copied to the host (the GEMM sizes).
+ops::CapacityAssignment place_tokens(const Tensor& expert_index, const Tensor& position,
+                                     const Tensor& kept, int64_t num_experts, int64_t group_size,
+                                     int64_t capacity);
 
 // padded[t] = expert_index[t] * rows_per_expert + slot[t], or -1 when dropped.
 Tensor padded_rows(const Tensor& expert_index, const Tensor& slot, int64_t rows_per_expert);

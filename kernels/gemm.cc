@@ -142,25 +142,41 @@ cublasStatus_t strided_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t typ
   return s;
 }
 
-// c[i] = relu(op(a[i]) op(b[i])) in one bf16 cuBLASLt call, the ReLU applied as each tile
-// is stored (CUBLASLT_EPILOGUE_RELU). False where cuBLASLt offers no algorithm for it: the
-// caller then runs the GEMM and the ReLU apart.
-bool batched_matmul_relu_lt(DeviceContext& ctx, const Tensor& a, bool ta, const Tensor& b, bool tb,
-                            Tensor& c) {
+// What a cuBLASLt epilogue writes or reads beside C: ReLU's sign bits or GELU's
+// pre-activation, laid out like C^T (column-major, `ld` and `stride` counted as cuBLASLt
+// counts them: bits for the mask, elements for the pre-activation).
+struct LtAux {
+  void* data = nullptr;
+  int64_t ld = 0, stride = 0;
+};
+
+// The ReLU mask's leading dimension in bits for rows of n columns: cuBLASLt wants a
+// multiple of 128.
+int64_t relu_mask_ld(int64_t n) { return (n + 127) / 128 * 128; }
+
+// c[i] = epilogue(op(a[i]) op(b[i])) in one bf16 cuBLASLt call, the epilogue applied as
+// each tile is stored. False where cuBLASLt offers no algorithm for it (or refuses the
+// launch, an operand's alignment say): nothing was written, and the caller runs the GEMM
+// and the activation apart.
+bool batched_matmul_lt(DeviceContext& ctx, const Tensor& a, bool ta, const Tensor& b, bool tb,
+                       Tensor& c, cublasLtEpilogue_t epilogue, const LtAux& aux = {}) {
   const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2), k = ta ? a.dim(1) : a.dim(2);
   const RowMajorGemm g(m, n, k, ta, tb);
   const int32_t count = static_cast<int32_t>(checked_int(batch, "batch"));
   LtDescriptors d;
-  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_RELU;
   const uint64_t workspace = ctx.cublas_workspace_bytes;
+  auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
+    return cublasLtMatmulDescSetAttribute(d.op, attribute, &value, sizeof(value)) ==
+           CUBLAS_STATUS_SUCCESS;
+  };
   bool ok =
       cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &g.op_b, sizeof(g.op_b)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &g.op_a, sizeof(g.op_a)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                     sizeof(epilogue)) == CUBLAS_STATUS_SUCCESS;
+      set(CUBLASLT_MATMUL_DESC_TRANSA, g.op_b) && set(CUBLASLT_MATMUL_DESC_TRANSB, g.op_a) &&
+      set(CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue);
+  if (aux.data)
+    ok = ok && set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux.data) &&
+         set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, aux.ld) &&
+         set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE, aux.stride);
   // Row-major C = op(A) op(B) as column-major C^T = op(B)^T op(A)^T (RowMajorGemm).
   const bool b_plain = g.op_b == CUBLAS_OP_N, a_plain = g.op_a == CUBLAS_OP_N;
   ok = ok &&
@@ -180,8 +196,6 @@ bool batched_matmul_relu_lt(DeviceContext& ctx, const Tensor& a, bool ta, const 
        found > 0;
   if (!ok) return false;
   const float one = 1.0f, zero = 0.0f;
-  // A launch cuBLASLt refuses (an operand's alignment, say) falls back like a missing
-  // algorithm: nothing was written.
   return cublasLtMatmul(ctx.cublas_lt, d.op, &one, b.raw(), d.first, a.raw(), d.second, &zero,
                         c.raw(), d.out, c.raw(), d.out, &algo.algo, ctx.cublas_workspace,
                         ctx.cublas_workspace_bytes, ctx.stream) == CUBLAS_STATUS_SUCCESS;
@@ -223,14 +237,60 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2);
   if (batch == 0 || m == 0 || n == 0) return;
   DeviceContext& ctx = device_context(c);
-  if (epilogue == ops::Epilogue::kRelu) {
+  if (epilogue != ops::Epilogue::kNone) {
     // bf16 (the speed path) fuses it; f32 (the parity path) keeps cuBLAS's GEMM bits.
-    if (c.dtype() == DType::bf16 && batched_matmul_relu_lt(ctx, a, ta, b, tb, c)) return;
-    kernels::batched_matmul(a, ta, b, tb, c, ops::Epilogue::kNone);
-    relu_(c);
+    const cublasLtEpilogue_t fused =
+        epilogue == ops::Epilogue::kRelu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_GELU;
+    if (c.dtype() == DType::bf16 && batched_matmul_lt(ctx, a, ta, b, tb, c, fused)) return;
+    strided_batched_gemm(ctx, a, ta, b, tb, c, 0.0);
+    if (epilogue == ops::Epilogue::kRelu)
+      relu_(c);
+    else
+      c.copy_from(gelu(c));
     return;
   }
   strided_batched_gemm(ctx, a, ta, b, tb, c, 0.0);
+}
+
+bool batched_matmul_activation(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
+                               ops::ActivationSaved& saved) {
+  check_same_device(a, b, c, "batched_matmul_activation");
+  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2);
+  if (c.dtype() != DType::bf16 || batch == 0 || m == 0 || n == 0) return false;
+  DeviceContext& ctx = device_context(c);
+  if (saved.activation == ops::Epilogue::kRelu) {
+    const int64_t ld = relu_mask_ld(n);
+    Tensor mask = Tensor::empty({batch * m * ld / 32}, DType::i32, c.device());
+    if (!batched_matmul_lt(ctx, a, ta, b, tb, c, CUBLASLT_EPILOGUE_RELU_AUX,
+                           {mask.raw(), ld, ld * m}))
+      return false;
+    saved.relu_mask = mask;
+    saved.pre_activation = c;
+    return true;
+  }
+  if (n % 8 != 0) return false;  // cuBLASLt's GELU input needs rows of 8 elements
+  Tensor pre = Tensor::empty(c.shape(), DType::bf16, c.device());
+  if (!batched_matmul_lt(ctx, a, ta, b, tb, c, CUBLASLT_EPILOGUE_GELU_AUX, {pre.raw(), n, m * n}))
+    return false;
+  saved.pre_activation = pre;
+  return true;
+}
+
+bool batched_matmul_activation_backward(const Tensor& a, bool ta, const Tensor& b, bool tb,
+                                        Tensor& c, const ops::ActivationSaved& saved) {
+  check_same_device(a, b, c, "batched_matmul_activation_backward");
+  const int64_t batch = c.dim(0), m = c.dim(1), n = c.dim(2);
+  if (c.dtype() != DType::bf16 || batch == 0 || m == 0 || n == 0) return false;
+  DeviceContext& ctx = device_context(c);
+  if (saved.activation == ops::Epilogue::kRelu) {
+    if (!saved.relu_mask.defined()) return false;
+    const int64_t ld = relu_mask_ld(n);
+    return batched_matmul_lt(ctx, a, ta, b, tb, c, CUBLASLT_EPILOGUE_DRELU,
+                             {saved.relu_mask.raw(), ld, ld * m});
+  }
+  if (n % 8 != 0 || saved.pre_activation.dtype() != DType::bf16) return false;
+  return batched_matmul_lt(ctx, a, ta, b, tb, c, CUBLASLT_EPILOGUE_DGELU,
+                           {saved.pre_activation.raw(), n, m * n});
 }
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,

@@ -18,6 +18,17 @@ void matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b
             double alpha, double beta);
 void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
                     ops::Epilogue epilogue = ops::Epilogue::kNone);
+// ops::batched_matmul_activation's bf16 path, one cuBLASLt call (RELU_AUX: the output and
+// its sign bits; GELU_AUX: the output and its pre-activation), filling `saved` (its
+// activation set by the caller). False, with nothing written, for other dtypes or where
+// cuBLASLt has no algorithm: the caller runs the GEMM and the activation apart.
+bool batched_matmul_activation(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
+                               Tensor& c, ops::ActivationSaved& saved);
+// Its backward GEMM with a DRELU (from the sign bits) or DGELU epilogue; false as above,
+// and where the forward ran apart (no sign bits).
+bool batched_matmul_activation_backward(const Tensor& a, bool transpose_a, const Tensor& b,
+                                        bool transpose_b, Tensor& c,
+                                        const ops::ActivationSaved& saved);
 // f32 logits [N, E] = x [N, d] @ w^T for bf16 x and f32 w [E, d], at f32 precision on the
 // bf16 tensor cores: w is split into three bf16 parts (split_bf16x3) and the three
 // products accumulate in f32 (bf16 x bf16 products are exact in f32).

@@ -1,10 +1,13 @@
 #include <cmath>
+#include <type_traits>
 
+#include "kernels/capacity.cuh"
 #include "kernels/cuda_types.cuh"
 #include "kernels/device_context.h"
 #include "kernels/gemm.cuh"
 #include "kernels/reduce.cuh"
 #include "kernels/router.cuh"
+#include "kernels/routing_rows.cuh"
 
 namespace sw::kernels {
 namespace {
@@ -13,38 +16,6 @@ __global__ void jitter_kernel(const float* x, float* out, int64_t n, RandomStrea
                               double eps) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) out[i] = x[i] * static_cast<float>(1.0 - eps + 2.0 * eps * stream.uniform(i));
-}
-
-// Softmax and top-1 of one token's logits row, by one warp: max and argmax (ties to the
-// lowest index), then the probabilities; lane 0 writes the index and gate.
-__device__ void softmax_top1_row(const float* row, float* probs, int32_t* index, float* gate,
-                                 int64_t experts, int lane) {
-  float best = -INFINITY;
-  int best_index = 0x7fffffff;
-  for (int64_t e = lane; e < experts; e += 32) {
-    const float v = row[e];
-    if (v > best) {  // lanes visit increasing e: the first maximum wins within a lane
-      best = v;
-      best_index = static_cast<int>(e);
-    }
-  }
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const float v = __shfl_xor_sync(0xffffffffu, best, offset);
-    const int i = __shfl_xor_sync(0xffffffffu, best_index, offset);
-    if (v > best || (v == best && i < best_index)) {
-      best = v;
-      best_index = i;
-    }
-  }
-  float sum = 0.0f;
-  for (int64_t e = lane; e < experts; e += 32) sum += expf(row[e] - best);
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  const float inv = 1.0f / sum;
-  for (int64_t e = lane; e < experts; e += 32) probs[e] = expf(row[e] - best) * inv;
-  if (lane == 0) {
-    *index = best_index;
-    *gate = inv;  // exp(best - best) / sum
-  }
 }
 
 // One warp per token.
@@ -56,26 +27,15 @@ __global__ void softmax_top1_kernel(const float* logits, float* probs, int32_t* 
                    experts, threadIdx.x % 32);
 }
 
-// One warp per token: each logit is a warp-wide f32 dot product of the token's row (read
-// from L1 after the first expert) with the expert's f32 weight row.
+// One warp per token: the whole router from x (routing_rows.cuh).
 template <typename T>
 __global__ void fused_router_kernel(const T* x, const float* weight, float* logits, float* probs,
                                     int32_t* index, float* gate, int64_t n, int64_t d,
                                     int64_t experts) {
   const int64_t token = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
   if (token >= n) return;
-  const T* row = x + token * d;
-  float* out = logits + token * experts;
-  for (int64_t e = 0; e < experts; ++e) {
-    const float* w = weight + e * d;
-    float acc = 0.0f;
-    for (int64_t j = lane; j < d; j += 32) acc += load(row, j) * w[j];
-    for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
-    if (lane == e % 32) out[e] = acc;
-  }
-  __syncwarp();  // the row's logits, written by several lanes, are visible to the warp
-  softmax_top1_row(out, probs + token * experts, index + token, gate + token, experts, lane);
+  router_row(x + token * d, weight, logits + token * experts, probs + token * experts,
+             index + token, gate + token, d, experts, static_cast<int>(threadIdx.x % 32));
 }
 
 // First-choice counts per (routing group, expert) for the load-balancing gradient:
@@ -161,13 +121,16 @@ void fused_router(const Tensor& x, const Tensor& weight, Tensor& logits, Tensor&
   SW_CUDA_CHECK_LAUNCH("fused_router");
 }
 
-// The router in f32 whatever the model's dtype (docs/MATH.md §2): one fused pass over x up to
-// kFusedRouterMaxExperts experts, an f32 cuBLAS GEMM and a softmax kernel above.
-ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::RouterJitter& noise,
-                        Tensor* jittered_x) {
-  const int64_t n = x.dim(0), experts = weight.dim(0);
-  const Tensor w = weight.dtype() == DType::f32 ? weight : weight.to(DType::f32);
-  ops::RouterOutput r;
+namespace {
+
+// The router's outputs, allocated, and what its softmax reads: in f32 whatever the model's
+// dtype (docs/MATH.md §2). Either r.logits is computed here (an f32 cuBLAS GEMM, or the
+// split-bf16 one for bf16 activations) and the returned tensor is undefined, or, up to
+// kFusedRouterMaxExperts experts, the (jittered) input is returned for a kernel that
+// computes the logits itself in its one pass over x.
+Tensor router_logits(const Tensor& x, const Tensor& w, const ops::RouterJitter& noise,
+                     Tensor* jittered_x, ops::RouterOutput& r) {
+  const int64_t n = x.dim(0), experts = w.dim(0);
   r.logits = Tensor::empty({n, experts}, DType::f32, x.device());
   r.probs = Tensor::empty({n, experts}, DType::f32, x.device());
   r.expert_index = Tensor::empty({n, 1}, DType::i32, x.device());
@@ -176,13 +139,11 @@ ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::Router
     // bf16 activations are exact in bf16: f32-precision logits on the tensor cores.
     if (jittered_x) *jittered_x = x;
     matmul_bf16_by_f32(x, w, r.logits);
-    softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
-    return r;
+    return Tensor();
   }
   if (!noise.active() && experts <= kFusedRouterMaxExperts) {
     if (jittered_x) *jittered_x = x;
-    fused_router(x, w, r.logits, r.probs, r.expert_index, r.gate);
-    return r;
+    return x;
   }
   Tensor input = x.dtype() == DType::f32 ? x : x.to(DType::f32);
   if (noise.active()) {
@@ -191,13 +152,96 @@ ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::Router
     input = out;
   }
   if (jittered_x) *jittered_x = x.dtype() == DType::f32 ? input : input.to(x.dtype());
-  if (experts <= kFusedRouterMaxExperts) {
-    fused_router(input, w, r.logits, r.probs, r.expert_index, r.gate);
-  } else {
-    matmul(input, false, w, true, r.logits, 1.0, 0.0);
-    softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
+  if (experts <= kFusedRouterMaxExperts) return input;
+  matmul(input, false, w, true, r.logits, 1.0, 0.0);
+  return Tensor();
+}
+
+// One block per routing group: its warps route the group's tokens (from the logits, or
+// from x when kFromX), then its first warp walks the group in token order for the
+// capacity positions.
+template <typename T, bool kFromX>
+__global__ void route_and_count_kernel(const T* x, const float* weight, float* logits, float* probs,
+                                       int32_t* index, float* gate, int32_t* position,
+                                       int64_t* kept, int64_t groups, int64_t group_size, int64_t d,
+                                       int64_t experts, int64_t capacity) {
+  extern __shared__ int64_t counts[];  // [experts]
+  const int64_t g = blockIdx.x;
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  for (int64_t t = g * group_size + warp; t < (g + 1) * group_size; t += blockDim.x / 32) {
+    if constexpr (kFromX)
+      router_row(x + t * d, weight, logits + t * experts, probs + t * experts, index + t, gate + t,
+                 d, experts, lane);
+    else
+      softmax_top1_row(logits + t * experts, probs + t * experts, index + t, gate + t, experts,
+                       lane);
   }
+  __syncthreads();  // the group's choices, written by every warp, seen by the first
+  if (warp == 0)
+    count_group_positions(index, position, kept, counts, g, groups, group_size, experts, capacity,
+                          static_cast<unsigned>(lane));
+}
+
+}  // namespace
+
+ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::RouterJitter& noise,
+                        Tensor* jittered_x) {
+  const Tensor w = weight.dtype() == DType::f32 ? weight : weight.to(DType::f32);
+  ops::RouterOutput r;
+  const Tensor input = router_logits(x, w, noise, jittered_x, r);
+  if (input.defined())
+    fused_router(input, w, r.logits, r.probs, r.expert_index, r.gate);
+  else
+    softmax_top1(r.logits, r.probs, r.expert_index, r.gate);
   return r;
+}
+
+ops::RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight,
+                                      const ops::RouterJitter& noise, Tensor* jittered_x,
+                                      int64_t group_size, int64_t capacity, RoutingKernels how) {
+  const int64_t n = x.dim(0), experts = weight.dim(0), groups = n / group_size;
+  DeviceContext& ctx = device_context(x);
+  const size_t shared_bytes = static_cast<size_t>(experts) * sizeof(int64_t);
+  SW_CHECK(how != RoutingKernels::kOneKernel || shared_bytes <= 48 * 1024, Status::kUnsupported,
+           "route_with_capacity: ", experts,
+           " experts exceed the 6144 the one kernel's shared counters hold");
+  if (how == RoutingKernels::kAuto) {
+    int sms = 0;
+    SW_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.index));
+    how = groups >= sms && shared_bytes <= 48 * 1024 ? RoutingKernels::kOneKernel
+                                                     : RoutingKernels::kApart;
+  }
+  ops::RoutedTokens out;
+  if (n == 0 || how == RoutingKernels::kApart) {
+    out.router = kernels::route(x, weight, noise, jittered_x);
+    out.assignment =
+        kernels::assign_capacity(out.router.expert_index, experts, group_size, capacity);
+    return out;
+  }
+  const Tensor w = weight.dtype() == DType::f32 ? weight : weight.to(DType::f32);
+  ops::RouterOutput& r = out.router;
+  const Tensor input = router_logits(x, w, noise, jittered_x, r);
+  Tensor position = Tensor::empty({n}, DType::i32, x.device());
+  Tensor kept = Tensor::empty({experts * groups}, DType::i64, x.device());
+  constexpr unsigned kBlock = 512;  // 16 warps share each group's rows
+  auto launch = [&](auto zero, auto from_x) {
+    using T = decltype(zero);
+    route_and_count_kernel<T, decltype(from_x)::value>
+        <<<static_cast<unsigned>(groups), kBlock, shared_bytes, ctx.stream>>>(
+            input.defined() ? static_cast<const T*>(input.raw()) : nullptr,
+            static_cast<const float*>(w.raw()), static_cast<float*>(r.logits.raw()),
+            static_cast<float*>(r.probs.raw()), static_cast<int32_t*>(r.expert_index.raw()),
+            static_cast<float*>(r.gate.raw()), static_cast<int32_t*>(position.raw()),
+            static_cast<int64_t*>(kept.raw()), groups, group_size, x.dim(1), experts, capacity);
+  };
+  if (input.defined())
+    dispatch_storage(input.dtype(), "route_with_capacity",
+                     [&](auto zero) { launch(zero, std::true_type{}); });
+  else
+    launch(float{}, std::false_type{});
+  SW_CUDA_CHECK_LAUNCH("route_and_count");
+  out.assignment = place_tokens(r.expert_index, position, kept, experts, group_size, capacity);
+  return out;
 }
 
 Tensor router_backward(const ops::RouterOutput& r, const Tensor& d_gate,

@@ -30,6 +30,21 @@ void fused_router(const Tensor& x, const Tensor& weight, Tensor& logits, Tensor&
 ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::RouterJitter& jitter,
                         Tensor* jittered_x);
 
+// ops::route_with_capacity on the GPU, in one of two ways:
+// - kOneKernel: a block per routing group, whose warps route the group's tokens (softmax
+//   and top-1, and for up to kFusedRouterMaxExperts experts the logits from x), then
+//   whose first warp counts the capacity positions; place_tokens lays them out.
+// - kApart: route, then assign_capacity (a warp per token for the softmax, then a warp
+//   per group).
+// kAuto takes one kernel when there are at least as many groups as multiprocessors (fewer
+// blocks would leave the GPU mostly idle) and up to 6144 experts (the shared counters),
+// else the kernels apart; tests/bench/switch_ffn_gpu_bench.cc times both.
+enum class RoutingKernels { kAuto, kOneKernel, kApart };
+ops::RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight,
+                                      const ops::RouterJitter& jitter, Tensor* jittered_x,
+                                      int64_t group_size, int64_t capacity,
+                                      RoutingKernels how = RoutingKernels::kAuto);
+
 // ops::router_backward in f32: the first-choice counts per routing group on the device,
 // then one block per token (gate gradient, load-balancing and z-loss terms, softmax).
 Tensor router_backward(const ops::RouterOutput& r, const Tensor& d_gate,

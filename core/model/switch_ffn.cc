@@ -1,6 +1,7 @@
 #include "core/model/switch_ffn.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/model/parameters.h"
 #include "core/ops/activation.h"
@@ -19,6 +20,14 @@ bool router_in_bf16(const ModelConfig& config) {
   return ops::bf16_storage() && config.router_dtype() == ModelConfig::ROUTER_BFLOAT16;
 }
 
+// The activations a GEMM epilogue applies (and whose derivative the backward GEMM's
+// epilogue applies); kNone for the exact GELU and GEGLU, which run apart.
+ops::Epilogue fused_activation(ModelConfig::Activation activation) {
+  if (activation == ModelConfig::RELU) return ops::Epilogue::kRelu;
+  if (activation == ModelConfig::GELU) return ops::Epilogue::kGelu;
+  return ops::Epilogue::kNone;
+}
+
 }  // namespace
 
 SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const Tensor& x,
@@ -30,18 +39,29 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   // Expert choice: every expert is a candidate for every token (the router's top-E, raw
   // probabilities as gates) and the experts pick their tokens.
   const bool expert_choice = config.routing() == ModelConfig::EXPERT_CHOICE;
-  {
-    const ops::Bf16Storage router_precision(router_in_bf16(config));
-    out.router = ops::route(x, w.router, ctx.jitter(sites.jitter, config.router_jitter_eps()),
-                            &jittered, expert_choice ? experts : config.num_selected_experts(),
-                            !expert_choice && config.normalize_gates(),
-                            w.choice_bias.defined() ? &w.choice_bias : nullptr);
-  }
+  const ops::RouterJitter jitter = ctx.jitter(sites.jitter, config.router_jitter_eps());
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
-  out.assignment =
-      expert_choice ? ops::assign_expert_choice(out.router.expert_index, out.router.probs,
-                                                group_size, capacity)
-                    : ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
+  if (!expert_choice && config.num_selected_experts() == 1 && !w.choice_bias.defined()) {
+    // The Switch case: on a GPU, softmax, top-1 and capacity in one kernel.
+    const ops::Bf16Storage router_precision(router_in_bf16(config));
+    ops::RoutedTokens routed =
+        ops::route_with_capacity(x, w.router, jitter, &jittered, group_size, capacity);
+    out.router = std::move(routed.router);
+    out.assignment = std::move(routed.assignment);
+  } else {
+    {
+      const ops::Bf16Storage router_precision(router_in_bf16(config));
+      out.router = ops::route(x, w.router, jitter, &jittered,
+                              expert_choice ? experts : config.num_selected_experts(),
+                              !expert_choice && config.normalize_gates(),
+                              w.choice_bias.defined() ? &w.choice_bias : nullptr);
+    }
+    out.assignment =
+        expert_choice
+            ? ops::assign_expert_choice(out.router.expert_index, out.router.probs, group_size,
+                                        capacity)
+            : ops::assign_capacity(out.router.expert_index, experts, group_size, capacity);
+  }
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
   const bool parallel = expert_group && expert_group->size() > 1;
@@ -84,25 +104,26 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
     out.expert_offset = layout.expert_offset;
     out.expert_tokens = std::move(tokens);
   }
-  auto project = [&](const Tensor& input, const Tensor& weight,
-                     ops::Epilogue epilogue = ops::Epilogue::kNone) {
+  auto project = [&](const Tensor& input, const Tensor& weight) {
     const int64_t width = weight.dim(1);
     Tensor result = Tensor::empty({input.dim(0), width}, x.dtype(), x.device());
     if (padded) {
       Tensor batched = result.view({experts, rows, width});
-      ops::batched_matmul(input.view({experts, rows, input.dim(1)}), false, weight, true, batched,
-                          epilogue);
+      ops::batched_matmul(input.view({experts, rows, input.dim(1)}), false, weight, true, batched);
     } else {
       ops::grouped_matmul(input, weight, true, result, out.expert_offset);
     }
     return result;
   };
-  if (padded && config.activation() == ModelConfig::RELU) {
-    // The ReLU in the first GEMM's epilogue. Its backward needs only where the
-    // pre-activation is positive, which the hidden rows show (expert dropout below zeroes
-    // or scales up, and a dropped element's gradient is zero anyway): no copy is kept.
-    out.hidden = project(out.buffer, w.experts.wi, ops::Epilogue::kRelu);
-    out.pre_activation = out.hidden;
+  const ops::Epilogue fused = fused_activation(config.activation());
+  if (padded && fused != ops::Epilogue::kNone) {
+    // The activation in the first GEMM's epilogue, keeping what its backward GEMM's
+    // epilogue reads: ReLU's signs (expert dropout below only zeroes or scales up, and a
+    // dropped element's gradient is zeroed too) or GELU's pre-activation.
+    out.hidden = Tensor::empty({out.buffer.dim(0), w.experts.wi.dim(1)}, x.dtype(), x.device());
+    Tensor batched = out.hidden.view({experts, rows, w.experts.wi.dim(1)});
+    ops::batched_matmul_activation(out.buffer.view({experts, rows, out.buffer.dim(1)}), false,
+                                   w.experts.wi, true, batched, fused, out.activation);
   } else {
     out.hidden = ffn_hidden(
         config.activation(), w.experts,
@@ -155,7 +176,21 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     ops::grouped_matmul(grad_out, weight, false, result, offset);
     return result;
   };
-  Tensor d_hidden = project_back(d_rows, w.experts.wo);
+  // With the activation in the forward GEMM's epilogue (the padded layout), the backward
+  // GEMM applies its derivative as it stores: d_hidden is then already the gradient of
+  // the pre-activation. Expert dropout's mask and scale are elementwise, so they may come
+  // after the derivative.
+  Tensor d_hidden;
+  if (fwd.activation.defined()) {
+    const int64_t experts = w.experts.wo.dim(0), width = w.experts.wo.dim(2);
+    d_hidden = Tensor::empty({d_rows.dim(0), width}, x.dtype(), x.device());
+    Tensor batched = d_hidden.view({experts, d_rows.dim(0) / experts, width});
+    ops::batched_matmul_activation_backward(
+        d_rows.view({experts, d_rows.dim(0) / experts, d_rows.dim(1)}), false, w.experts.wo, false,
+        batched, fwd.activation);
+  } else {
+    d_hidden = project_back(d_rows, w.experts.wo);
+  }
   ops::grouped_weight_gradient(d_rows, fwd.hidden, offset,
                                gradient_slot(grads.experts.wo, w.experts.wo));
   const ops::DropoutSpec expert_dropout = ctx.dropout_part(
@@ -172,7 +207,10 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
     ops::grouped_weight_gradient(d_linear, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi_1, w.experts.wi_1));
   } else {
-    const Tensor d_pre = activation_backward(config.activation(), d_hidden, fwd.pre_activation);
+    const Tensor d_pre =
+        fwd.activation.defined()
+            ? d_hidden
+            : activation_backward(config.activation(), d_hidden, fwd.pre_activation);
     d_buffer = project_back(d_pre, w.experts.wi);
     ops::grouped_weight_gradient(d_pre, fwd.buffer, offset,
                                  gradient_slot(grads.experts.wi, w.experts.wi));

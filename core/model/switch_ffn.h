@@ -12,6 +12,7 @@
 #include "core/model/feed_forward.h"
 #include "core/model/run_context.h"
 #include "core/ops/capacity.h"
+#include "core/ops/gemm.h"
 #include "core/ops/router.h"
 #include "core/ops/router_loss.h"
 #include "core/tensor/tensor.h"
@@ -42,9 +43,11 @@ struct SwitchOutput {
   Tensor buffer;                       // [rows, d]
   std::vector<int64_t> expert_offset;  // [local experts + 1] each expert's block of rows
   std::vector<int64_t> expert_tokens;  // each row's global token in the step (dropout)
-  // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU); for ReLU in the GPU's padded layout the
-  // hidden rows themselves (the GEMM applied the ReLU; its backward reads only the sign).
+  // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU); undefined when `activation` holds it.
   Tensor pre_activation;
+  // In the GPU's padded layout, ReLU or the tanh GELU ran in the first GEMM's epilogue:
+  // what the backward GEMM's epilogue needs for its derivative. Undefined otherwise.
+  ops::ActivationSaved activation;
   Tensor pre_linear;  // [rows, d_ff] buffer @ wi_1^T (GEGLU only)
   Tensor hidden;      // [rows, d_ff] after activation and expert dropout
   // Expert parallelism: the group (not owned) and this call's exchange plan; null without.

@@ -54,18 +54,7 @@ CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t num_exper
     SW_CHECK(expert_index.dim(1) == 1, Status::kUnsupported,
              "assign_capacity: the GPU kernel takes one expert per token, got ",
              expert_index.str());
-    SW_RUN_ON_CUDA([&] {
-      const kernels::DeviceAssignment d =
-          kernels::assign_capacity(expert_index, num_experts, group_size, capacity);
-      CapacityAssignment a;
-      a.capacity = capacity;
-      a.slot = d.slot.view(expert_index.shape());
-      a.row = d.row.view(expert_index.shape());
-      a.kept_per_expert = d.kept_per_expert;
-      a.expert_offset = d.expert_offset;
-      a.dropped = d.dropped;
-      return a;
-    }());
+    SW_RUN_ON_CUDA(kernels::assign_capacity(expert_index, num_experts, group_size, capacity));
   }
   return cpu::assign_capacity(expert_index, num_experts, group_size, capacity);
 }

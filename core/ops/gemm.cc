@@ -1,5 +1,6 @@
 #include "core/ops/gemm.h"
 
+#include "core/ops/activation.h"
 #include "core/ops/checks.h"
 #include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
@@ -101,21 +102,78 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, bool 
          dw, 1.0, accumulate ? 1.0 : 0.0);
 }
 
+namespace {
+
+void check_batched(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c,
+                   const char* op) {
+  SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3, op, ": expected 3-D tensors, got ",
+               a.str(), ", ", b.str(), ", ", c.str());
+  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), op, ": dtypes differ");
+  const int64_t batch = a.dim(0);
+  SW_CHECK_ARG(b.dim(0) == batch && c.dim(0) == batch, op, ": batch sizes differ: ", a.str(), ", ",
+               b.str(), ", ", c.str());
+  const GemmDims d = gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, op);
+  check_shape(c, {batch, d.m, d.n}, (std::string(op) + ": output").c_str());
+  check_same_device({&c, &a, &b}, op);
+}
+
+void check_activation(Epilogue act, const char* op) {
+  SW_CHECK_ARG(act == Epilogue::kRelu || act == Epilogue::kGelu, op,
+               ": the activation must be kRelu or kGelu");
+}
+
+// The bf16 GPU path of the two below: one cuBLASLt call, false where it does not apply.
+bool fused_activation([[maybe_unused]] const Tensor& a, [[maybe_unused]] bool ta,
+                      [[maybe_unused]] const Tensor& b, [[maybe_unused]] bool tb,
+                      [[maybe_unused]] Tensor& c, [[maybe_unused]] ActivationSaved& saved) {
+  SW_RUN_ON_CUDA(kernels::batched_matmul_activation(a, ta, b, tb, c, saved));
+}
+bool fused_activation_backward([[maybe_unused]] const Tensor& a, [[maybe_unused]] bool ta,
+                               [[maybe_unused]] const Tensor& b, [[maybe_unused]] bool tb,
+                               [[maybe_unused]] Tensor& c,
+                               [[maybe_unused]] const ActivationSaved& saved) {
+  SW_RUN_ON_CUDA(kernels::batched_matmul_activation_backward(a, ta, b, tb, c, saved));
+}
+
+}  // namespace
+
 void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
                     Epilogue epilogue) {
-  SW_CHECK_ARG(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3,
-               "batched_matmul: expected 3-D tensors, got ", a.str(), ", ", b.str(), ", ", c.str());
-  SW_CHECK_ARG(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "batched_matmul: dtypes differ");
-  const int64_t batch = a.dim(0);
-  SW_CHECK_ARG(b.dim(0) == batch && c.dim(0) == batch,
-               "batched_matmul: batch sizes differ: ", a.str(), ", ", b.str(), ", ", c.str());
-  const GemmDims d =
-      gemm_dims({a.dim(1), a.dim(2)}, ta, {b.dim(1), b.dim(2)}, tb, "batched_matmul");
-  check_shape(c, {batch, d.m, d.n}, "batched_matmul: output");
-  check_same_device({&c, &a, &b}, "batched_matmul");
+  check_batched(a, ta, b, tb, c, "batched_matmul");
   if (on_cuda(c)) SW_RUN_ON_CUDA(kernels::batched_matmul(a, ta, b, tb, c, epilogue));
   cpu::batched_matmul(a, ta, b, tb, c, epilogue);
   stored(c);
+}
+
+void batched_matmul_activation(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
+                               Epilogue act, ActivationSaved& saved) {
+  check_activation(act, "batched_matmul_activation");
+  check_batched(a, ta, b, tb, c, "batched_matmul_activation");
+  saved = ActivationSaved{};
+  saved.activation = act;
+  if (on_cuda(c) && fused_activation(a, ta, b, tb, c, saved)) return;
+  // The GEMM, then the activation (the cpu, f32 on a GPU, or no cuBLASLt algorithm).
+  if (act == Epilogue::kRelu) {
+    batched_matmul(a, ta, b, tb, c, Epilogue::kRelu);
+    saved.pre_activation = c;
+    return;
+  }
+  batched_matmul(a, ta, b, tb, c);
+  saved.pre_activation = c.clone();
+  c.copy_from(gelu(saved.pre_activation));
+}
+
+void batched_matmul_activation_backward(const Tensor& a, bool ta, const Tensor& b, bool tb,
+                                        Tensor& c, const ActivationSaved& saved) {
+  check_activation(saved.activation, "batched_matmul_activation_backward");
+  check_batched(a, ta, b, tb, c, "batched_matmul_activation_backward");
+  check_shape(saved.pre_activation, c.shape(),
+              "batched_matmul_activation_backward: the forward's pre-activation");
+  check_same_device({&c, &saved.pre_activation}, "batched_matmul_activation_backward");
+  if (on_cuda(c) && fused_activation_backward(a, ta, b, tb, c, saved)) return;
+  batched_matmul(a, ta, b, tb, c);
+  c.copy_from(saved.activation == Epilogue::kRelu ? relu_backward(c, saved.pre_activation)
+                                                  : gelu_backward(c, saved.pre_activation));
 }
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,

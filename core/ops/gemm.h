@@ -18,13 +18,37 @@ Tensor matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose
 // x @ w^T for x [..., in] and w [out, in] (the layout of every HF linear weight).
 Tensor linear(const Tensor& x, const Tensor& w);
 
-// What a GEMM applies to its result as it stores it: nothing, or a ReLU (on the GPU a
-// cuBLASLt epilogue, so the expert activation costs no pass of its own over memory).
-enum class Epilogue { kNone, kRelu };
+// What a GEMM applies to its result as it stores it: nothing, a ReLU or the tanh GELU
+// (ops::gelu). In bf16 on a GPU a cuBLASLt epilogue, so the expert activation costs no
+// pass of its own over memory; elsewhere the GEMM, then the activation.
+enum class Epilogue { kNone, kRelu, kGelu };
 
 // c[i] = epilogue(op(a[i]) @ op(b[i])) for 3-D a, b, c.
 void batched_matmul(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c,
                     Epilogue epilogue = Epilogue::kNone);
+
+// What the backward of a GEMM's activation needs, kept by batched_matmul_activation.
+struct ActivationSaved {
+  Epilogue activation = Epilogue::kNone;
+  // GELU: op(a) @ op(b) before the activation. ReLU: the output c itself, whose signs are
+  // the pre-activation's (c may later be zeroed or scaled up in place, as expert dropout
+  // does, when the gradient of those elements is zeroed or scaled alike).
+  Tensor pre_activation;
+  // ReLU in bf16 on a GPU: the signs as cuBLASLt's RELU_AUX epilogue stored them (a bit
+  // per element in its own layout, held in i32 words), read back by its DRELU epilogue;
+  // undefined where the GEMM and the ReLU ran apart.
+  Tensor relu_mask;
+  bool defined() const { return activation != Epilogue::kNone; }
+};
+
+// c[i] = act(op(a[i]) @ op(b[i])) for act kRelu or kGelu, and what its backward needs.
+void batched_matmul_activation(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
+                               Tensor& c, Epilogue act, ActivationSaved& saved);
+// The next GEMM of the backward with the activation's derivative applied as it stores its
+// result: c[i] = (op(a[i]) @ op(b[i])) * act'(pre-activation[i]), `saved` from the forward
+// (in bf16 on a GPU one cuBLASLt call with a DRELU or DGELU epilogue).
+void batched_matmul_activation_backward(const Tensor& a, bool transpose_a, const Tensor& b,
+                                        bool transpose_b, Tensor& c, const ActivationSaved& saved);
 
 // Backward of y = linear(x, w) = x @ w^T: dx = dy @ w, dw = dy^T @ x (dw accumulated into
 // when `accumulate`, so weights shared between uses sum their gradients).

@@ -8,6 +8,7 @@
 #include <blis.h>
 #endif
 
+#include "core/ops/activation.h"
 #include "core/ops/cpu_util.h"
 #include "core/ops/gemm.h"
 
@@ -167,6 +168,7 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
       for (int64_t i = 0; i < c.numel(); ++i) p[i] = std::max(p[i], T(0));
     }
   });
+  if (epilogue == Epilogue::kGelu) c.copy_from(cpu::gelu(c));
 }
 
 // At most this many rows, a group's GEMM streams the weight once instead of packing it

@@ -7,9 +7,10 @@
 
 namespace sw::ops {
 
-RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                   Tensor* jittered_x, int64_t top_k, bool normalize_gates,
-                   const Tensor* choice_bias) {
+namespace {
+
+void check_route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter, int64_t top_k,
+                 const Tensor* choice_bias) {
   SW_CHECK_ARG(x.ndim() == 2 && weight.ndim() == 2 && weight.dim(1) == x.dim(1),
                "route: expected x [N, d] and weight [E, d], got ", x.str(), ", ", weight.str());
   SW_CHECK_ARG(weight.dim(0) >= 1, "route: the router weight has no experts: ", weight.str());
@@ -25,6 +26,14 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
     check_shape(*choice_bias, {weight.dim(0)}, "route: choice bias");
     check_same_device({&x, choice_bias}, "route");
   }
+}
+
+}  // namespace
+
+RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                   Tensor* jittered_x, int64_t top_k, bool normalize_gates,
+                   const Tensor* choice_bias) {
+  check_route(x, weight, jitter, top_k, choice_bias);
   if (on_cuda(x)) {
     SW_CHECK(top_k == 1, Status::kUnsupported, "route: top-", top_k,
              " routing runs on the cpu in this version (the GPU router is top-1)");
@@ -35,6 +44,21 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
   check_dtype(weight, x.dtype(), "route: weight");
   if (choice_bias) check_dtype(*choice_bias, x.dtype(), "route: choice bias");
   return cpu::route(x, weight, jitter, jittered_x, top_k, normalize_gates, choice_bias);
+}
+
+RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                                 Tensor* jittered_x, int64_t group_size, int64_t capacity) {
+  check_route(x, weight, jitter, 1, nullptr);
+  SW_CHECK_ARG(group_size >= 1 && x.dim(0) % group_size == 0, "route_with_capacity: ", x.dim(0),
+               " tokens do not split into groups of ", group_size);
+  SW_CHECK_ARG(capacity >= 0, "route_with_capacity: capacity must be >= 0, got ", capacity);
+  if (on_cuda(x))
+    SW_RUN_ON_CUDA(
+        kernels::route_with_capacity(x, weight, jitter, jittered_x, group_size, capacity));
+  RoutedTokens r;
+  r.router = route(x, weight, jitter, jittered_x);
+  r.assignment = assign_capacity(r.router.expert_index, weight.dim(0), group_size, capacity);
+  return r;
 }
 
 Tensor router_backward(const RouterOutput& r, const Tensor& d_gate,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/ops/capacity.h"
 #include "core/tensor/philox.h"
 #include "core/tensor/tensor.h"
 
@@ -41,6 +42,18 @@ struct RouterJitter {
 RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
                    Tensor* jittered_x = nullptr, int64_t top_k = 1, bool normalize_gates = false,
                    const Tensor* choice_bias = nullptr);
+
+// Top-1 token-choice routing and its expert capacity in one call: route(x, weight,
+// jitter, jittered_x), then assign_capacity(expert_index, E, group_size, capacity), with
+// the same results. On a GPU with many routing groups one kernel computes the softmax,
+// top-1 (for few experts the logits too) and each token's place within its expert's
+// capacity (kernels/router.cu).
+struct RoutedTokens {
+  RouterOutput router;
+  CapacityAssignment assignment;
+};
+RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
+                                 Tensor* jittered_x, int64_t group_size, int64_t capacity);
 
 // The router's own loss terms inside a backward, as weights of the total loss (0 = absent).
 struct RouterLossGradients {

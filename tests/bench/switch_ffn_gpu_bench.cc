@@ -22,6 +22,7 @@
 #include "core/ops/router_loss.h"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/router.cuh"
 #include "tests/bench/gpu_bench_util.h"
 
 namespace {
@@ -34,7 +35,7 @@ using sw::bench::random_gpu;
 struct Row {
   int64_t experts, tokens, kept;
   double layer_ms, per_group_ms, grouped_api_ms, padded_ms, padded_fused_ms, route_ms, capacity_ms,
-      move_ms, dense_ms;
+      one_kernel_ms, move_ms, dense_ms;
   int64_t padded_rows;
 };
 
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
       w.experts.wo = random_gpu({experts, d, ff}, 3, 1 / std::sqrt(3072.0), bf16);
       const Tensor x = random_gpu({tokens, d}, 4, 1.0, bf16);
       const sw::RunContext eval;
-      Row r{experts, tokens, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      Row r{experts, tokens, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       r.layer_ms = median_ms([&] { sw::switch_ffn(w, c, x, group, eval, {}); });
       // Stages, timed one by one on the same inputs.
       const sw::SwitchOutput out = sw::switch_ffn(w, c, x, group, eval, {});
@@ -103,6 +104,12 @@ int main(int argc, char** argv) {
       const int64_t capacity = sw::expert_capacity(c, group, false);
       r.capacity_ms = median_ms(
           [&] { sw::ops::assign_capacity(out.router.expert_index, experts, group, capacity); });
+      // The router and capacity in one kernel (a block per 512-token group), whatever the
+      // rule in kernels/router.cuh would take at this many groups.
+      r.one_kernel_ms = median_ms([&] {
+        sw::kernels::route_with_capacity(x, w.router, {}, nullptr, group, capacity,
+                                         sw::kernels::RoutingKernels::kOneKernel);
+      });
       r.move_ms = median_ms([&] { sw::ops::combine(sw::ops::dispatch(x, a), out.router.gate, a); });
       // Dense cuBLAS GEMMs with the experts' FLOPs: [kept, d] x [d, ff] and back.
       const Tensor dense_in = random_gpu({a.kept(), d}, 5, 1.0, bf16);
@@ -122,13 +129,14 @@ int main(int argc, char** argv) {
   std::printf(
       "\n| E | tokens | kept | padded rows | layer ms | experts TFLOP/s on kept rows (per-group / "
       "grouped API / padded batched / padded, ReLU fused) | dense cuBLAS TFLOP/s | best/dense | "
-      "route / capacity / dispatch+combine ms | routing share |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+      "route / capacity / dispatch+combine ms | route+capacity in one kernel ms | routing share "
+      "|\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   FILE* f = csv ? std::fopen(csv, "w") : nullptr;
   if (f)
     std::fprintf(f,
                  "experts,tokens,kept,padded_rows,layer_ms,per_group_ms,grouped_api_ms,padded_ms,"
-                 "route_ms,capacity_ms,move_ms,dense_ms,padded_fused_ms\n");
+                 "route_ms,capacity_ms,move_ms,dense_ms,padded_fused_ms,one_kernel_ms\n");
   for (const Row& r : rows) {
     const double flops = 4.0 * r.kept * d * ff;
     auto tflops = [&](double ms) { return flops / (ms * 1e-3) / 1e12; };
@@ -137,18 +145,18 @@ int main(int argc, char** argv) {
     const double routing = r.route_ms + r.capacity_ms + r.move_ms;
     std::printf(
         "| %lld | %lld | %lld | %lld | %.3f | %.1f / %.1f / %.1f / %.1f | %.1f | %.2f | %.3f / "
-        "%.3f / %.3f | %.1f%% |\n",
+        "%.3f / %.3f | %.3f | %.1f%% |\n",
         static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
         static_cast<long long>(r.kept), static_cast<long long>(r.padded_rows), r.layer_ms,
         tflops(r.per_group_ms), tflops(r.grouped_api_ms), tflops(r.padded_ms),
         tflops(r.padded_fused_ms), tflops(r.dense_ms), r.dense_ms / best, r.route_ms, r.capacity_ms,
-        r.move_ms, 100.0 * routing / r.layer_ms);
+        r.move_ms, r.one_kernel_ms, 100.0 * routing / r.layer_ms);
     if (f)
-      std::fprintf(f, "%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+      std::fprintf(f, "%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
                    static_cast<long long>(r.experts), static_cast<long long>(r.tokens),
                    static_cast<long long>(r.kept), static_cast<long long>(r.padded_rows),
                    r.layer_ms, r.per_group_ms, r.grouped_api_ms, r.padded_ms, r.route_ms,
-                   r.capacity_ms, r.move_ms, r.dense_ms, r.padded_fused_ms);
+                   r.capacity_ms, r.move_ms, r.dense_ms, r.padded_fused_ms, r.one_kernel_ms);
   }
   if (f) std::fclose(f);
   // The layouts the layers chose above, from what this process measured.

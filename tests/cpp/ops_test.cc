@@ -99,6 +99,68 @@ TEST(BatchedMatmul, ReluEpilogueClampsTheProducts) {
   EXPECT_GT(clamped, 0);
 }
 
+// The activation epilogues and their backward on the cpu, in f64: the forward is the
+// plain GEMM through max(0, .) or the tanh GELU written out here, the backward the next
+// GEMM times the activation's slope, taken by central differences of that forward.
+TEST(BatchedMatmul, ActivationEpiloguesAndTheirBackward) {
+  using sw::ops::Epilogue;
+  auto gelu = [](double v) {
+    return 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+  };
+  const sw::Tensor a = sw::testing::random_tensor({2, 5, 7}, sw::DType::f64, 1),
+                   b = sw::testing::random_tensor({2, 6, 7}, sw::DType::f64, 2),
+                   dy = sw::testing::random_tensor({2, 5, 4}, sw::DType::f64, 3),
+                   w = sw::testing::random_tensor({2, 4, 6}, sw::DType::f64, 4);
+  sw::Tensor pre = sw::Tensor::empty({2, 5, 6}, sw::DType::f64),
+             grad = sw::Tensor::empty({2, 5, 6}, sw::DType::f64);
+  sw::ops::batched_matmul(a, false, b, true, pre);
+  sw::ops::batched_matmul(dy, false, w, false, grad);
+  for (Epilogue act : {Epilogue::kRelu, Epilogue::kGelu}) {
+    SCOPED_TRACE(act == Epilogue::kRelu ? "relu" : "gelu");
+    auto f = [&](double v) { return act == Epilogue::kRelu ? std::max(v, 0.0) : gelu(v); };
+    sw::Tensor c = sw::Tensor::empty({2, 5, 6}, sw::DType::f64),
+               plain = sw::Tensor::empty({2, 5, 6}, sw::DType::f64),
+               d_pre = sw::Tensor::empty({2, 5, 6}, sw::DType::f64);
+    sw::ops::ActivationSaved saved;
+    sw::ops::batched_matmul_activation(a, false, b, true, c, act, saved);
+    sw::ops::batched_matmul(a, false, b, true, plain, act);
+    EXPECT_EQ(saved.activation, act);
+    EXPECT_FALSE(saved.relu_mask.defined());  // the mask is cuBLASLt's, a GPU's only
+    sw::ops::batched_matmul_activation_backward(dy, false, w, false, d_pre, saved);
+    const double h = 1e-6;
+    for (int64_t i = 0; i < c.numel(); ++i) {
+      const double v = pre.item(i);
+      EXPECT_NEAR(c.item(i), f(v), 1e-12 * (1 + std::abs(v))) << i;
+      EXPECT_EQ(plain.item(i), c.item(i)) << i;  // the epilogue alone gives the same
+      if (std::abs(v) < 1e-4) continue;          // ReLU's kink
+      const double slope = (f(v + h) - f(v - h)) / (2 * h);
+      EXPECT_NEAR(d_pre.item(i), grad.item(i) * slope, 1e-7 * (1 + std::abs(grad.item(i)))) << i;
+    }
+  }
+  // What makes no sense is refused by name.
+  sw::Tensor c = sw::Tensor::empty({2, 5, 6}, sw::DType::f64);
+  sw::ops::ActivationSaved saved;
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::batched_matmul_activation(a, false, b, true, c, Epilogue::kNone, saved);
+            }).find("the activation must be kRelu or kGelu"),
+            std::string::npos);
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::batched_matmul_activation_backward(dy, false, w, false, c, saved);
+            }).find("batched_matmul_activation_backward: the activation must be"),
+            std::string::npos);
+  sw::ops::batched_matmul_activation(a, false, b, true, c, Epilogue::kGelu, saved);
+  saved.pre_activation = saved.pre_activation.view({2, 6, 5});
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::batched_matmul_activation_backward(dy, false, w, false, c, saved);
+            }).find("the forward's pre-activation"),
+            std::string::npos);
+  sw::Tensor wrong = sw::Tensor::empty({2, 5, 5}, sw::DType::f64);
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::batched_matmul_activation(a, false, b, true, wrong, Epilogue::kRelu, saved);
+            }).find("batched_matmul_activation: output"),
+            std::string::npos);
+}
+
 TEST_P(OpsTest, MatmulAllTransposes) {
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {

@@ -194,6 +194,35 @@ TEST(Capacity, GroupsThatDoNotDivideAreAnError) {
 // Expert choice against its definition: per group, each expert keeps the capacity tokens
 // with the highest probability for it (ties to the earlier token), in token order in its
 // block; assignment (t, j) is kept exactly when expert_index[t, j] chose t.
+// route_with_capacity is route, then assign_capacity on its choices (on the cpu it runs
+// both; the GPU's one kernel is checked against this in tests/parity): the same
+// probabilities, choices and layout; bad groups and capacities are refused by name.
+TEST(Capacity, RouteWithCapacityIsRouteThenAssign) {
+  const Tensor x = random_tensor({48, 12}, DType::f32, 5);
+  const Tensor w = random_tensor({6, 12}, DType::f32, 6);
+  const ops::RoutedTokens both = ops::route_with_capacity(x, w, {}, nullptr, 16, 3);
+  const ops::RouterOutput r = ops::route(x, w, {});
+  const ops::CapacityAssignment a = ops::assign_capacity(r.expert_index, 6, 16, 3);
+  EXPECT_EQ(testing::max_relative_error(both.router.probs, r.probs), 0.0);
+  EXPECT_EQ(testing::max_relative_error(both.router.expert_index, r.expert_index), 0.0);
+  EXPECT_EQ(testing::max_relative_error(both.assignment.row, a.row), 0.0);
+  EXPECT_EQ(both.assignment.kept_per_expert, a.kept_per_expert);
+  EXPECT_EQ(both.assignment.dropped, a.dropped);
+  EXPECT_GT(a.dropped, 0);  // capacity 3 of 16 tokens over 6 experts drops some
+  EXPECT_NE(testing::error_of([&] {
+              ops::route_with_capacity(x, w, {}, nullptr, 10, 3);
+            }).find("48 tokens do not split into groups of 10"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              ops::route_with_capacity(x, w, {}, nullptr, 16, -1);
+            }).find("capacity must be >= 0"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              ops::route_with_capacity(x, w.view({12, 6}), {}, nullptr, 16, 3);
+            }).find("route: expected x [N, d] and weight [E, d]"),
+            std::string::npos);
+}
+
 TEST(Capacity, ExpertChoiceAgainstTheDefinition) {
   const int64_t n = 12, experts = 4, group = 6, capacity = 2;
   const Tensor x = random_tensor({n, 5}, DType::f64, 31),

@@ -107,6 +107,50 @@ TEST_F(Parity, BatchedMatmulWithReluEpilogue) {
     }
 }
 
+// The expert GEMM with its activation as an epilogue, keeping what the backward needs,
+// and the backward GEMM applying the activation's slope (in bf16 one cuBLASLt call each:
+// RELU_AUX / GELU_AUX, then DRELU / DGELU; in f32 the GEMM and the activation apart),
+// against the cpu's GEMM and activation on the same bf16-rounded inputs. The backward's
+// reference takes the GPU's own pre-activation, so a sign the rounding flipped at ReLU's
+// kink is not counted as an error. In bf16 a ReLU's sign bits must come from cuBLASLt:
+// a GEMM and ReLU run apart would leave none.
+TEST_F(Parity, BatchedMatmulActivationAndItsBackward) {
+  for (const Precision& p : {kF32, kBf16})
+    for (ops::Epilogue act : {ops::Epilogue::kRelu, ops::Epilogue::kGelu})
+      for (const Shape& dims : {Shape{3, 40, 48, 64}, Shape{8, 128, 512, 256}}) {
+        SCOPED_TRACE(::testing::Message()
+                     << dtype_name(p.dtype) << " "
+                     << (act == ops::Epilogue::kRelu ? "relu" : "gelu") << " m " << dims[1]);
+        const int64_t e = dims[0], m = dims[1], n = dims[2], k = dims[3];
+        auto input = [&](const Shape& shape, uint32_t seed) {
+          return host(gpu(random_tensor(shape, DType::f32, seed), p.dtype)).to(DType::f32);
+        };
+        const Tensor a = input({e, m, k}, 51), b = input({e, n, k}, 52), dy = input({e, m, k}, 53),
+                     w = input({e, k, n}, 54);
+        Tensor c = poisoned({e, m, n}, p.dtype), d_pre = poisoned({e, m, n}, p.dtype);
+        ops::ActivationSaved saved;
+        ops::batched_matmul_activation(gpu(a, p.dtype), false, gpu(b, p.dtype), true, c, act,
+                                       saved);
+        Tensor expected = Tensor::empty({e, m, n}, DType::f32);
+        ops::ActivationSaved reference;
+        ops::batched_matmul_activation(a, false, b, true, expected, act, reference);
+        EXPECT_LE(max_relative_error(host(c), expected), p.tolerance);
+        if (p.dtype == DType::bf16 && act == ops::Epilogue::kRelu) {
+          EXPECT_TRUE(saved.relu_mask.defined()) << "cuBLASLt ran no RELU_AUX epilogue";
+        }
+        if (act == ops::Epilogue::kGelu) {
+          EXPECT_LE(max_relative_error(host(saved.pre_activation), reference.pre_activation),
+                    p.tolerance);
+        }
+        ops::batched_matmul_activation_backward(gpu(dy, p.dtype), false, gpu(w, p.dtype), false,
+                                                d_pre, saved);
+        reference.pre_activation = host(saved.pre_activation).to(DType::f32);
+        Tensor expected_grad = Tensor::empty({e, m, n}, DType::f32);
+        ops::batched_matmul_activation_backward(dy, false, w, false, expected_grad, reference);
+        EXPECT_LE(max_relative_error(host(d_pre), expected_grad), p.tolerance);
+      }
+}
+
 // bf16 training's f32 gradients of bf16 data (docs/MATH.md §5 Precision): the weight
 // gradient GEMMs (bf16 in, f32 accumulated into f32), RMSNorm's weight gradient and the
 // embedding gradient, against the CPU in f32 on the same bf16-rounded values.
@@ -582,6 +626,49 @@ TEST_F(Parity, CapacityAssignment) {
     EXPECT_EQ(dev.dropped, cpu.dropped) << trial;
     EXPECT_EQ(max_relative_error(host(dev.slot), cpu.slot), 0.0) << trial;
     EXPECT_EQ(max_relative_error(host(dev.row), cpu.row), 0.0) << trial;
+  }
+}
+
+// The router and capacity together: with at least a group per multiprocessor one kernel
+// (softmax, top-1 and capacity; with 8 experts the logits from x too), with fewer the
+// separate kernels; f32 with and without jitter, bf16 activations; against the cpu's
+// route then assign_capacity (bf16 on the same bf16-exact values): probabilities within
+// 1e-5, choices, rows and counts exactly.
+TEST_F(Parity, RouteWithCapacityMatchesRouteThenCapacity) {
+  struct Case {
+    int64_t groups, group, experts;
+    double jitter;
+    DType dtype;
+  };
+  for (const Case& c : {Case{512, 16, 8, 0.0, DType::f32}, Case{512, 24, 64, 0.01, DType::f32},
+                        Case{300, 32, 40, 0.0, DType::bf16}, Case{512, 16, 8, 0.0, DType::bf16},
+                        Case{3, 64, 8, 0.0, DType::f32}, Case{2, 100, 130, 0.01, DType::f32}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << c.groups << " groups of " << c.group << ", " << c.experts << " experts, jitter "
+                 << c.jitter << ", " << dtype_name(c.dtype));
+    const int64_t n = c.groups * c.group;
+    const Tensor x = host(gpu(random_tensor({n, 48}, DType::f32, 61), c.dtype)).to(DType::f32);
+    const Tensor w = router_weights(c.experts, 48, 62);
+    ops::RouterJitter jitter;
+    jitter.eps = c.jitter;
+    jitter.stream = RandomStream(3, RandomPurpose::kJitter, 7, 2);
+    const int64_t capacity = std::max<int64_t>(1, c.group / c.experts);  // drops some
+    Tensor jittered_cpu, jittered_gpu;
+    const ops::RoutedTokens cpu =
+        ops::route_with_capacity(x, w, jitter, &jittered_cpu, c.group, capacity);
+    const ops::RoutedTokens dev =
+        ops::route_with_capacity(gpu(x, c.dtype), gpu(w), jitter, &jittered_gpu, c.group, capacity);
+    EXPECT_LE(max_relative_error(host(jittered_gpu).to(DType::f32), jittered_cpu), 1e-7);
+    EXPECT_LE(max_relative_error(host(dev.router.logits), cpu.router.logits), 1e-5);
+    EXPECT_LE(max_relative_error(host(dev.router.probs), cpu.router.probs), 1e-5);
+    EXPECT_LE(max_relative_error(host(dev.router.gate), cpu.router.gate), 1e-5);
+    EXPECT_EQ(max_relative_error(host(dev.router.expert_index), cpu.router.expert_index), 0.0);
+    EXPECT_EQ(dev.assignment.kept_per_expert, cpu.assignment.kept_per_expert);
+    EXPECT_EQ(dev.assignment.expert_offset, cpu.assignment.expert_offset);
+    EXPECT_EQ(dev.assignment.dropped, cpu.assignment.dropped);
+    EXPECT_GT(cpu.assignment.dropped, 0);
+    EXPECT_EQ(max_relative_error(host(dev.assignment.slot), cpu.assignment.slot), 0.0);
+    EXPECT_EQ(max_relative_error(host(dev.assignment.row), cpu.assignment.row), 0.0);
   }
 }
 
