@@ -13,7 +13,8 @@
 //     dp=N,ep=M,mp=K both: M groups of K ranks split the experts, and each group its
 //     experts' d_ff and the heads; rank 0 prints and writes checkpoints of the whole
 //     model, which continue at any layout;
-//     --device cuda:0 trains on one GPU in f32 (a checkpoint resumes on either device);
+//     --device cuda:0 trains on one GPU, in f32 or, with precision BF16, in bf16 with f32
+//     masters (a checkpoint resumes on either device);
 //     under a launcher, --device cuda gives each rank its local rank's GPU, and dp, ep and
 //     mp run there with device tensors moved by NCCL or, with --comm staged, through host
 //     memory over MPI (several ranks may then share a GPU)

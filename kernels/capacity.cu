@@ -58,6 +58,15 @@ ops::CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t expe
                                         int64_t group_size, int64_t capacity) {
   const int64_t n = expert_index.numel(), groups = n / group_size;
   const Device dev = expert_index.device();
+  if (n == 0) {  // no tokens: no blocks to launch
+    ops::CapacityAssignment a;
+    a.capacity = capacity;
+    a.slot = Tensor::empty({0, 1}, DType::i32, dev);
+    a.row = Tensor::empty({0, 1}, DType::i32, dev);
+    a.kept_per_expert.assign(experts, 0);
+    a.expert_offset.assign(experts + 1, 0);
+    return a;
+  }
   DeviceContext& ctx = device_context(expert_index);
   Tensor position = Tensor::empty({n}, DType::i32, dev);
   Tensor kept = Tensor::empty({experts * groups}, DType::i64, dev);

@@ -188,6 +188,22 @@ bool batched_matmul_lt(DeviceContext& ctx, const Tensor& a, bool ta, const Tenso
        cublasLtMatmulPreferenceCreate(&d.preference) == CUBLAS_STATUS_SUCCESS &&
        cublasLtMatmulPreferenceSetAttribute(d.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                             &workspace, sizeof(workspace)) == CUBLAS_STATUS_SUCCESS;
+  // The heuristic assumes 256-byte aligned operands unless told otherwise: the operands'
+  // own alignment (address, row length and batch stride), so that an odd shape gets an
+  // algorithm it can run instead of a launch that fails.
+  auto alignment = [](const void* p, int64_t ld, int64_t stride) {
+    const uint64_t v = reinterpret_cast<uintptr_t>(p) | static_cast<uint64_t>(ld * 2) |
+                       static_cast<uint64_t>(stride * 2) | 256;  // bf16: 2 bytes
+    return static_cast<uint32_t>(v & (~v + 1));                  // its lowest set bit
+  };
+  const uint32_t aligned[] = {alignment(b.raw(), g.ldb, k * n), alignment(a.raw(), g.lda, m * k),
+                              alignment(c.raw(), g.ldc, m * n)};
+  const cublasLtMatmulPreferenceAttributes_t prefs[] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4 && ok; ++i)
+    ok = cublasLtMatmulPreferenceSetAttribute(d.preference, prefs[i], &aligned[i < 2 ? i : 2],
+                                              sizeof(uint32_t)) == CUBLAS_STATUS_SUCCESS;
   cublasLtMatmulHeuristicResult_t algo{};
   int found = 0;
   ok = ok &&

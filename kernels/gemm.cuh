@@ -37,7 +37,8 @@ void matmul_bf16_by_f32(const Tensor& x, const Tensor& w, Tensor& logits);
 // How grouped_matmul drives cuBLAS: one cublasGemmEx per non-empty group, or one
 // cublasGemmGroupedBatchedEx call (bf16 only). kAuto takes the faster for the shape class,
 // timed on the device the first time it is seen (kernels/expert_layout.cc); f32 and f64
-// (the parity modes) always take one GEMM per group.
+// (the parity modes) take one GEMM per group. Under kAuto, groups all of the same
+// non-zero size (the padded layout's) run as one strided-batched GEMM in every dtype.
 enum class GroupedGemm { kAuto, kPerGroup, kGroupedApi };
 void grouped_matmul(const Tensor& a, const Tensor& b, bool transpose_b, Tensor& c,
                     const std::vector<int64_t>& offsets, GroupedGemm strategy = GroupedGemm::kAuto);

@@ -190,8 +190,9 @@ typedef struct sw_model sw_model;
 SW_API sw_status sw_model_create(const sw_config* config, const char* device, uint64_t seed,
                                  sw_model** out);
 /* The same in dtype: "f32" (trains and runs anywhere), "f64" (cpu: gradient checks) or
- * "bf16" (GPU: runs, with the router in f32; does not train in this version). A dtype the
- * device cannot hold is SW_ERR_UNSUPPORTED naming both. */
+ * "bf16" (GPU: runs, with the router in f32, and gives f32 gradients; a trainer takes an f32
+ * model and trains it in bf16 under the train config's precision BF16). A dtype the device
+ * cannot hold is SW_ERR_UNSUPPORTED naming both. */
 SW_API sw_status sw_model_create_with_dtype(const sw_config* config, const char* device,
                                             const char* dtype, uint64_t seed, sw_model** out);
 /* A new model with this model's config, seed and weights on device in dtype (a

@@ -460,7 +460,8 @@ Plan make_plan(const PlanRequest& request) {
   if (request.dtype() == "bf16")
     plan.add_notes(
         "bf16 is the paper's recipe (f32 master weights, a bf16 copy, bf16 activations, f32 "
-        "router and attention probabilities); libswitch trains in f32 today");
+        "router and attention probabilities); libswitch trains so on a GPU under TrainConfig "
+        "precision BF16, and emulates it on the cpu");
   if (request.recompute())
     plan.add_notes(
         "recomputation (TrainConfig recompute_activations): each block's forward runs again in "

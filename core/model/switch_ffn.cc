@@ -84,8 +84,13 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   out.expert_input = expert_input;
   out.layout = layout;
   const Tensor dispatched = ops::dispatch(expert_input, layout);
-  // Each dispatched row's token, by its global index in the step's batch.
-  std::vector<int64_t> tokens = layout.token_of_row();
+  // Each dispatched row's token, by its global index in the step's batch: expert dropout
+  // draws each row's mask by it and expert parallelism sends it along. Reading it copies
+  // the rows to the host (a wait on a GPU), so only then.
+  const bool expert_dropout_on =
+      ctx.token_dropout(sites.dropout, config.expert_dropout_rate()).active();
+  std::vector<int64_t> tokens;
+  if (parallel || expert_dropout_on) tokens = layout.token_of_row();
   for (int64_t& t : tokens) t += sites.first_token;
   if (parallel) {
     // Every rank's rows for this rank's experts, and the tokens they stand for.
@@ -263,15 +268,26 @@ Tensor post_capacity_experts(const ops::RouterOutput& r, const ops::CapacityAssi
 
 }  // namespace
 
-LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out,
-                           int64_t group_size) {
+namespace {
+
+// The record without its statistics.
+LayerRouting routing_record(Stack stack, int64_t block, const SwitchOutput& out,
+                            int64_t group_size) {
   LayerRouting r;
   r.stack = stack;
   r.block = block;
   r.capacity = out.assignment.capacity;
   r.group_size = group_size;
-  r.stats = ops::routing_stats(out.router, out.assignment);
   r.expert_index = out.router.expert_index;
+  return r;
+}
+
+}  // namespace
+
+LayerRouting layer_routing(Stack stack, int64_t block, const SwitchOutput& out,
+                           int64_t group_size) {
+  LayerRouting r = routing_record(stack, block, out, group_size);
+  r.stats = ops::routing_stats(out.router, out.assignment);
   return r;
 }
 
@@ -287,28 +303,35 @@ RoutingLosses::RoutingLosses(const ModelConfig& config, Stack stack, int64_t bat
 
 void RoutingLosses::add_layer(Stack stack, int64_t block, const SwitchOutput& out,
                               int64_t group_size, std::vector<LayerRouting>& routing) {
-  LayerRouting r = layer_routing(stack, block, out, group_size);
-  const int64_t tokens = out.router.probs.dim(0);
-  const double z = ops::router_z_loss(out.router.logits);
+  routing.push_back(routing_record(stack, block, out, group_size));
+  pending_.push_back({&routing, routing.size() - 1, out.router, out.assignment, group_size});
+}
+
+void RoutingLosses::count_layer(const Pending& p) {
+  LayerRouting& r = (*p.routing)[p.index];
+  r.stats = ops::routing_stats(p.router, p.assignment);
+  const int64_t tokens = p.router.probs.dim(0);
+  const double z = ops::router_z_loss(p.router.logits);
   if (per_layer_) {
-    ops::BalanceSums balance(tokens / group_size, config_.num_experts());
-    balance.add(out.router.probs, out.router.expert_index);
+    ops::BalanceSums balance(tokens / p.group_size, config_.num_experts());
+    balance.add(p.router.probs, p.router.expert_index);
     r.aux_loss = config_.aux_loss_coef() * balance.loss();
     r.z_loss = config_.z_loss_coef() * z;
     aux_total_ += r.aux_loss;
     z_total_ += r.z_loss;
   } else {
-    stack_balance_.add(out.router.probs, config_.aux_loss_mode() == ModelConfig::AUX_HF_CONCAT
-                                             ? post_capacity_experts(out.router, out.assignment)
-                                             : out.router.expert_index.to(Device::cpu()));
+    stack_balance_.add(p.router.probs, config_.aux_loss_mode() == ModelConfig::AUX_HF_CONCAT
+                                           ? post_capacity_experts(p.router, p.assignment)
+                                           : p.router.expert_index.to(Device::cpu()));
     stack_z_sum_ += z * static_cast<double>(tokens);
     stack_z_tokens_ += tokens;
   }
   ++sparse_layers_;
-  routing.push_back(std::move(r));
 }
 
 void RoutingLosses::finish_stack() {
+  for (const Pending& p : pending_) count_layer(p);
+  pending_.clear();
   if (per_layer_ || sparse_layers_ == 0 || !hf_counts_stack_) return;
   aux_total_ += config_.aux_loss_coef() * stack_balance_.loss();
   z_total_ += config_.z_loss_coef() * stack_z_sum_ / static_cast<double>(stack_z_tokens_);

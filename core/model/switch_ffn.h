@@ -42,7 +42,9 @@ struct SwitchOutput {
   // parallelism, every rank's tokens for this rank's experts, grouped by local expert.
   Tensor buffer;                       // [rows, d]
   std::vector<int64_t> expert_offset;  // [local experts + 1] each expert's block of rows
-  std::vector<int64_t> expert_tokens;  // each row's global token in the step (dropout)
+  // Each row's global token in the step: only with expert dropout or expert parallelism
+  // (empty otherwise).
+  std::vector<int64_t> expert_tokens;
   // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU); undefined when `activation` holds it.
   Tensor pre_activation;
   // In the GPU's padded layout, ReLU or the tanh GELU ran in the first GEMM's epilogue:
@@ -114,13 +116,27 @@ class RoutingLosses {
  public:
   RoutingLosses(const ModelConfig& config, Stack stack, int64_t batch, double& aux_total,
                 double& z_total);
-  // Records a sparse layer's routing, its terms included, in `routing`.
+  // Records a sparse layer's routing in `routing`. Its statistics and loss terms are
+  // summed by finish_stack: on a GPU each is a reduction whose result the host reads, and
+  // waiting for it after every layer would drain the device's queue once per layer.
   void add_layer(Stack stack, int64_t block, const SwitchOutput& out, int64_t group_size,
                  std::vector<LayerRouting>& routing);
-  // Adds the stack's HF-mode terms (nothing under AUX_PER_LAYER).
+  // Fills in every recorded layer's statistics and terms, in layer order, and adds them
+  // (and the stack's HF-mode terms) to the totals. A stack that is never finished (a
+  // recomputed block's forward) costs none of these sums.
   void finish_stack();
 
  private:
+  struct Pending {
+    std::vector<LayerRouting>* routing;
+    size_t index;  // of this layer's record in *routing
+    ops::RouterOutput router;
+    ops::CapacityAssignment assignment;
+    int64_t group_size;
+  };
+  void count_layer(const Pending& p);
+
+  std::vector<Pending> pending_;
   const ModelConfig& config_;
   bool per_layer_;
   bool hf_counts_stack_;  // the HF modes add a stack's terms only when its step is > 1

@@ -118,7 +118,7 @@ class SwitchTransformer {
 
   // The forward and the gradient of loss = ce + aux + z (labels required; with a teacher in
   // the options, the mixed target's cross-entropy in ce's place) w.r.t. every parameter, by
-  // name in parameters() order. CPU, AUX_PER_LAYER.
+  // name in parameters() order (f32 for a bf16 GPU model's bf16 parameters). AUX_PER_LAYER.
   // With `reuse` the gradients live in that buffer (zeroed first) and stay valid until
   // it is used again: a trainer keeps one across steps instead of allocating ~4 bytes
   // per parameter each step.

@@ -145,35 +145,37 @@ void batched_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& 
   stored(c);
 }
 
-void batched_matmul_activation(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
+bool batched_matmul_activation(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c,
                                Epilogue act, ActivationSaved& saved) {
   check_activation(act, "batched_matmul_activation");
   check_batched(a, ta, b, tb, c, "batched_matmul_activation");
   saved = ActivationSaved{};
   saved.activation = act;
-  if (on_cuda(c) && fused_activation(a, ta, b, tb, c, saved)) return;
+  if (on_cuda(c) && fused_activation(a, ta, b, tb, c, saved)) return true;
   // The GEMM, then the activation (the cpu, f32 on a GPU, or no cuBLASLt algorithm).
   if (act == Epilogue::kRelu) {
     batched_matmul(a, ta, b, tb, c, Epilogue::kRelu);
     saved.pre_activation = c;
-    return;
+    return false;
   }
   batched_matmul(a, ta, b, tb, c);
   saved.pre_activation = c.clone();
   c.copy_from(gelu(saved.pre_activation));
+  return false;
 }
 
-void batched_matmul_activation_backward(const Tensor& a, bool ta, const Tensor& b, bool tb,
+bool batched_matmul_activation_backward(const Tensor& a, bool ta, const Tensor& b, bool tb,
                                         Tensor& c, const ActivationSaved& saved) {
   check_activation(saved.activation, "batched_matmul_activation_backward");
   check_batched(a, ta, b, tb, c, "batched_matmul_activation_backward");
   check_shape(saved.pre_activation, c.shape(),
               "batched_matmul_activation_backward: the forward's pre-activation");
   check_same_device({&c, &saved.pre_activation}, "batched_matmul_activation_backward");
-  if (on_cuda(c) && fused_activation_backward(a, ta, b, tb, c, saved)) return;
+  if (on_cuda(c) && fused_activation_backward(a, ta, b, tb, c, saved)) return true;
   batched_matmul(a, ta, b, tb, c);
   c.copy_from(saved.activation == Epilogue::kRelu ? relu_backward(c, saved.pre_activation)
                                                   : gelu_backward(c, saved.pre_activation));
+  return false;
 }
 
 void grouped_matmul(const Tensor& a, const Tensor& b, bool tb, Tensor& c,

@@ -42,12 +42,14 @@ struct ActivationSaved {
 };
 
 // c[i] = act(op(a[i]) @ op(b[i])) for act kRelu or kGelu, and what its backward needs.
-void batched_matmul_activation(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
+// Both return whether one cuBLASLt call did the work (false where the GEMM and the
+// activation ran apart).
+bool batched_matmul_activation(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b,
                                Tensor& c, Epilogue act, ActivationSaved& saved);
 // The next GEMM of the backward with the activation's derivative applied as it stores its
 // result: c[i] = (op(a[i]) @ op(b[i])) * act'(pre-activation[i]), `saved` from the forward
 // (in bf16 on a GPU one cuBLASLt call with a DRELU or DGELU epilogue).
-void batched_matmul_activation_backward(const Tensor& a, bool transpose_a, const Tensor& b,
+bool batched_matmul_activation_backward(const Tensor& a, bool transpose_a, const Tensor& b,
                                         bool transpose_b, Tensor& c, const ActivationSaved& saved);
 
 // Backward of y = linear(x, w) = x @ w^T: dx = dy @ w, dw = dy^T @ x (dw accumulated into

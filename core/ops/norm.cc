@@ -24,6 +24,7 @@ Tensor rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   check_shape(dweight, {d}, "rms_norm backward: dweight");
   check_same_device({&x, &dy, &weight, &inv_rms, &dweight}, "rms_norm backward");
   check_dtype(dy, x.dtype(), "rms_norm backward: dy");
+  check_dtype(weight, x.dtype(), "rms_norm backward: weight");
   check_gradient_dtype(dweight, weight, "rms_norm backward: dweight");
   if (on_cuda(x)) SW_RUN_ON_CUDA(kernels::rms_norm_backward(dy, x, weight, inv_rms, dweight));
   return stored(cpu::rms_norm_backward(dy, x, weight, inv_rms, dweight));

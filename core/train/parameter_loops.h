@@ -25,19 +25,16 @@ inline void check_pair(const ParameterGradient& pg, const char* who) {
                pg.gradient.device().str());
 }
 
-// True for a pair on a GPU, which the CUDA kernels update: f32 and a whole tensor (an
-// expert under expert parallelism is whole; a model-parallel part, whose statistics sum
-// over its group, is updated on the cpu in this version).
+// True for a pair on a GPU, which the CUDA kernels update: f32, a whole tensor or a
+// model-parallel part (whose Adafactor statistics the kernels sum over its group,
+// kernels/adafactor.cuh; AdamW and clipping need no more than elementwise work and
+// sums over the shard groups).
 inline bool on_gpu(const ParameterGradient& pg, const char* who) {
   check_pair(pg, who);
   if (pg.parameter.device().is_cpu()) return false;
   SW_CHECK(pg.parameter.dtype() == DType::f32, Status::kUnsupported, who, ": parameter ", pg.name,
            " is ", dtype_name(pg.parameter.dtype()), " on ", pg.parameter.device().str(),
            "; on a GPU the optimizers update f32 parameters");
-  SW_CHECK(pg.split_axis < 0 || !pg.shard_group || pg.shard_group->size() <= 1,
-           Status::kUnsupported, who, ": parameter ", pg.name, " is split over ",
-           pg.shard_group->size(),
-           " ranks on a GPU; model-parallel parts are updated on the cpu in this version");
   return true;
 }
 

@@ -112,8 +112,8 @@ TEST_F(Parity, BatchedMatmulWithReluEpilogue) {
 // RELU_AUX / GELU_AUX, then DRELU / DGELU; in f32 the GEMM and the activation apart),
 // against the cpu's GEMM and activation on the same bf16-rounded inputs. The backward's
 // reference takes the GPU's own pre-activation, so a sign the rounding flipped at ReLU's
-// kink is not counted as an error. In bf16 a ReLU's sign bits must come from cuBLASLt:
-// a GEMM and ReLU run apart would leave none.
+// kink is not counted as an error. In bf16 both calls must report the fused path (and a
+// ReLU's sign bits must come from cuBLASLt): a silent fallback fails the test.
 TEST_F(Parity, BatchedMatmulActivationAndItsBackward) {
   for (const Precision& p : {kF32, kBf16})
     for (ops::Epilogue act : {ops::Epilogue::kRelu, ops::Epilogue::kGelu})
@@ -129,8 +129,9 @@ TEST_F(Parity, BatchedMatmulActivationAndItsBackward) {
                      w = input({e, k, n}, 54);
         Tensor c = poisoned({e, m, n}, p.dtype), d_pre = poisoned({e, m, n}, p.dtype);
         ops::ActivationSaved saved;
-        ops::batched_matmul_activation(gpu(a, p.dtype), false, gpu(b, p.dtype), true, c, act,
-                                       saved);
+        const bool fused = ops::batched_matmul_activation(gpu(a, p.dtype), false, gpu(b, p.dtype),
+                                                          true, c, act, saved);
+        EXPECT_EQ(fused, p.dtype == DType::bf16) << "one cuBLASLt call in bf16 only";
         Tensor expected = Tensor::empty({e, m, n}, DType::f32);
         ops::ActivationSaved reference;
         ops::batched_matmul_activation(a, false, b, true, expected, act, reference);
@@ -142,8 +143,10 @@ TEST_F(Parity, BatchedMatmulActivationAndItsBackward) {
           EXPECT_LE(max_relative_error(host(saved.pre_activation), reference.pre_activation),
                     p.tolerance);
         }
-        ops::batched_matmul_activation_backward(gpu(dy, p.dtype), false, gpu(w, p.dtype), false,
-                                                d_pre, saved);
+        EXPECT_EQ(ops::batched_matmul_activation_backward(gpu(dy, p.dtype), false, gpu(w, p.dtype),
+                                                          false, d_pre, saved),
+                  p.dtype == DType::bf16)
+            << "the backward's DRELU / DGELU epilogue in bf16 only";
         reference.pre_activation = host(saved.pre_activation).to(DType::f32);
         Tensor expected_grad = Tensor::empty({e, m, n}, DType::f32);
         ops::batched_matmul_activation_backward(dy, false, w, false, expected_grad, reference);
@@ -220,10 +223,11 @@ TEST_F(Parity, ExpertLayoutIsMeasuredOncePerShapeClass) {
   EXPECT_TRUE(m.transposed && m.padded_allowed);
   for (double ms : {m.padded_ms, m.grouped_api_ms, m.per_expert_ms})
     EXPECT_TRUE(std::isfinite(ms) && ms > 0) << ms;
-  const double best = std::min({m.padded_ms, m.grouped_api_ms, m.per_expert_ms});
-  EXPECT_EQ(m.chosen, best == m.padded_ms        ? ops::ExpertLayout::kPadded
-                      : best == m.grouped_api_ms ? ops::ExpertLayout::kGroupedApi
-                                                 : ops::ExpertLayout::kPerExpert);
+  // The strictly fastest; a tie goes to the later of padded, grouped API, per expert.
+  EXPECT_EQ(m.chosen, m.padded_ms < std::min(m.grouped_api_ms, m.per_expert_ms)
+                          ? ops::ExpertLayout::kPadded
+                      : m.grouped_api_ms < m.per_expert_ms ? ops::ExpertLayout::kGroupedApi
+                                                           : ops::ExpertLayout::kPerExpert);
   EXPECT_EQ(m.chosen, first);
   // Padding not allowed: a class of its own, in which padding is never timed or chosen.
   EXPECT_NE(ops::choose_expert_layout(w, true, {100, 90, 0, 120}, false),
