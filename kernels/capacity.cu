@@ -55,7 +55,7 @@ __global__ void padded_rows_kernel(const int32_t* index, const int32_t* slot, in
 }  // namespace
 
 ops::CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t experts,
-                                        int64_t group_size, int64_t capacity) {
+                                        int64_t group_size, int64_t capacity, int64_t fixed_rows) {
   const int64_t n = expert_index.numel(), groups = n / group_size;
   const Device dev = expert_index.device();
   if (n == 0) {  // no tokens: no blocks to launch
@@ -65,6 +65,7 @@ ops::CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t expe
     a.row = Tensor::empty({0, 1}, DType::i32, dev);
     a.kept_per_expert.assign(experts, 0);
     a.expert_offset.assign(experts + 1, 0);
+    for (int64_t e = 0; e <= experts; ++e) a.expert_offset[e] = e * fixed_rows;
     return a;
   }
   DeviceContext& ctx = device_context(expert_index);
@@ -77,12 +78,12 @@ ops::CapacityAssignment assign_capacity(const Tensor& expert_index, int64_t expe
       static_cast<const int32_t*>(expert_index.raw()), static_cast<int32_t*>(position.raw()),
       static_cast<int64_t*>(kept.raw()), groups, group_size, experts, capacity);
   SW_CUDA_CHECK_LAUNCH("count_in_groups");
-  return place_tokens(expert_index, position, kept, experts, group_size, capacity);
+  return place_tokens(expert_index, position, kept, experts, group_size, capacity, fixed_rows);
 }
 
 ops::CapacityAssignment place_tokens(const Tensor& expert_index, const Tensor& position,
                                      const Tensor& kept, int64_t experts, int64_t group_size,
-                                     int64_t capacity) {
+                                     int64_t capacity, int64_t fixed_rows) {
   const int64_t n = expert_index.numel(), groups = n / group_size;
   const Device dev = expert_index.device();
   DeviceContext& ctx = device_context(expert_index);
@@ -111,6 +112,14 @@ ops::CapacityAssignment place_tokens(const Tensor& expert_index, const Tensor& p
   ops::CapacityAssignment a;
   a.capacity = capacity;
   a.slot = slot.view({n, 1});
+  if (fixed_rows > 0) {
+    a.row = padded_rows(expert_index, slot, fixed_rows).view({n, 1});
+    a.expert_offset.resize(experts + 1);
+    for (int64_t e = 0; e <= experts; ++e) a.expert_offset[e] = e * fixed_rows;
+    a.device_kept = totals;
+    a.dropped = -1;
+    return a;
+  }
   a.row = row.view({n, 1});
   a.kept_per_expert.assign(experts, 0);
   kernels::copy_bytes(a.kept_per_expert.data(), Device::cpu(), totals.raw(), dev,

@@ -198,7 +198,8 @@ ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::Router
 
 ops::RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight,
                                       const ops::RouterJitter& noise, Tensor* jittered_x,
-                                      int64_t group_size, int64_t capacity, RoutingKernels how) {
+                                      int64_t group_size, int64_t capacity, int64_t fixed_rows,
+                                      RoutingKernels how) {
   const int64_t n = x.dim(0), experts = weight.dim(0), groups = n / group_size;
   DeviceContext& ctx = device_context(x);
   const size_t shared_bytes = static_cast<size_t>(experts) * sizeof(int64_t);
@@ -214,8 +215,8 @@ ops::RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight,
   ops::RoutedTokens out;
   if (n == 0 || how == RoutingKernels::kApart) {
     out.router = kernels::route(x, weight, noise, jittered_x);
-    out.assignment =
-        kernels::assign_capacity(out.router.expert_index, experts, group_size, capacity);
+    out.assignment = kernels::assign_capacity(out.router.expert_index, experts, group_size,
+                                              capacity, fixed_rows);
     return out;
   }
   const Tensor w = weight.dtype() == DType::f32 ? weight : weight.to(DType::f32);
@@ -240,7 +241,8 @@ ops::RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight,
   else
     launch(float{}, std::false_type{});
   SW_CUDA_CHECK_LAUNCH("route_and_count");
-  out.assignment = place_tokens(r.expert_index, position, kept, experts, group_size, capacity);
+  out.assignment =
+      place_tokens(r.expert_index, position, kept, experts, group_size, capacity, fixed_rows);
   return out;
 }
 

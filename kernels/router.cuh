@@ -36,13 +36,15 @@ ops::RouterOutput route(const Tensor& x, const Tensor& weight, const ops::Router
 //   whose first warp counts the capacity positions; place_tokens lays them out.
 // - kApart: route, then assign_capacity (a warp per token for the softmax, then a warp
 //   per group).
+// fixed_rows > 0: the padded layout of that many rows per expert, counts left on the
+// device (place_tokens).
 // kAuto takes one kernel when there are at least as many groups as multiprocessors (fewer
 // blocks would leave the GPU mostly idle) and up to 6144 experts (the shared counters),
 // else the kernels apart; tests/bench/switch_ffn_gpu_bench.cc times both.
 enum class RoutingKernels { kAuto, kOneKernel, kApart };
 ops::RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight,
                                       const ops::RouterJitter& jitter, Tensor* jittered_x,
-                                      int64_t group_size, int64_t capacity,
+                                      int64_t group_size, int64_t capacity, int64_t fixed_rows = 0,
                                       RoutingKernels how = RoutingKernels::kAuto);
 
 // ops::router_backward in f32: the first-choice counts per routing group on the device,

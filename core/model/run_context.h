@@ -38,9 +38,10 @@ struct RunContext {
   bool train = false;
   bool keep_block_outputs = false;  // for validation: every block's output hidden state
   uint64_t seed = 0;
-  uint64_t step = 0;           // < 2^40
-  uint64_t first_example = 0;  // < 2^24: this batch's first example in the step's batch
-  bool dropless = false;       // inference: no token dropped by expert capacity
+  uint64_t step = 0;                   // < 2^40
+  uint64_t first_example = 0;          // < 2^24: this batch's first example in the step's batch
+  bool dropless = false;               // inference: no token dropped by expert capacity
+  bool fixed_expert_capacity = false;  // ForwardOptions::fixed_expert_capacity
   // Model parallelism (core/dist/model_parallel.h): the group this rank's partial sums are
   // completed over; null: a single rank holds the whole model.
   Communicator* model_group = nullptr;

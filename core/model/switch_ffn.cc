@@ -1,5 +1,6 @@
 #include "core/model/switch_ffn.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -41,11 +42,19 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const bool expert_choice = config.routing() == ModelConfig::EXPERT_CHOICE;
   const ops::RouterJitter jitter = ctx.jitter(sites.jitter, config.router_jitter_eps());
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
+  const bool parallel = expert_group && expert_group->size() > 1;
+  // The fixed padded layout: every expert owns the rows it could keep at most, so nothing
+  // waits for the router's counts (0: the layout is sized from them).
+  int64_t fixed_rows = 0;
+  if (ctx.fixed_expert_capacity) {
+    check_fixed_expert_capacity(config, x.device(), parallel);
+    fixed_rows = std::min(capacity, group_size) * (x.dim(0) / group_size);
+  }
   if (!expert_choice && config.num_selected_experts() == 1 && !w.choice_bias.defined()) {
     // The Switch case: on a GPU, softmax, top-1 and capacity in one kernel.
     const ops::Bf16Storage router_precision(router_in_bf16(config));
     ops::RoutedTokens routed =
-        ops::route_with_capacity(x, w.router, jitter, &jittered, group_size, capacity);
+        ops::route_with_capacity(x, w.router, jitter, &jittered, group_size, capacity, fixed_rows);
     out.router = std::move(routed.router);
     out.assignment = std::move(routed.assignment);
   } else {
@@ -64,22 +73,22 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   }
 
   const Tensor& expert_input = config.jitter_reaches_experts() ? jittered : x;
-  const bool parallel = expert_group && expert_group->size() > 1;
   // On the GPU, the paper's padded [E, rows, d] layout runs each projection as one
   // strided-batched GEMM, often faster than the grouped kept rows (docs/PERF.md). In bf16
   // the layout is the one measured fastest for this shape class; in f32 padding is taken
   // whenever allowed (ops::choose_expert_layout). Padding is a candidate up to twice the
   // kept rows, so dropless or collapsed routing stays grouped, as do the CPU and expert
   // parallelism (whose exchange moves kept rows only).
-  ops::CapacityAssignment layout = out.assignment;
-  const int64_t rows = layout.max_kept();
+  ops::CapacityAssignment layout = out.assignment;  // already padded when fixed_rows > 0
+  const int64_t rows = fixed_rows > 0 ? fixed_rows : layout.max_kept();
   const Tensor& first_weight =
       config.activation() == ModelConfig::GATED_GELU ? w.experts.wi_0 : w.experts.wi;
   const bool padded =
-      !x.device().is_cpu() && !parallel &&
-      ops::choose_expert_layout(first_weight, true, layout.kept_per_expert,
-                                experts * rows <= 2 * layout.kept()) == ops::ExpertLayout::kPadded;
-  if (padded) layout = layout.padded(out.router.expert_index, rows);
+      fixed_rows > 0 || (!x.device().is_cpu() && !parallel &&
+                         ops::choose_expert_layout(first_weight, true, layout.kept_per_expert,
+                                                   experts * rows <= 2 * layout.kept()) ==
+                             ops::ExpertLayout::kPadded);
+  if (padded && fixed_rows == 0) layout = layout.padded(out.router.expert_index, rows);
   out.router_input = jittered;
   out.expert_input = expert_input;
   out.layout = layout;
@@ -146,6 +155,24 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
                             : expert_rows_out;
   out.y = ops::combine(out.expert_out, out.router.gate, layout);
   return out;
+}
+
+void check_fixed_expert_capacity(const ModelConfig& config, const Device& device,
+                                 bool expert_parallel) {
+  const char* what = "fixed_expert_capacity (the GPU's fixed padded expert layout)";
+  SW_CHECK(!device.is_cpu(), Status::kUnsupported, what,
+           ": the model is on the cpu, which groups the kept tokens without padding");
+  SW_CHECK(config.routing() != ModelConfig::EXPERT_CHOICE, Status::kUnsupported, what,
+           ": needs top-1 token-choice routing, got expert choice");
+  SW_CHECK(config.num_selected_experts() == 1, Status::kUnsupported, what,
+           ": needs top-1 token-choice routing, got top-", config.num_selected_experts());
+  SW_CHECK(config.capacity_mode() != ModelConfig::CAPACITY_DROPLESS, Status::kUnsupported, what,
+           ": CAPACITY_DROPLESS would pad every expert to the whole batch");
+  SW_CHECK(config.router_bias_update_rate() == 0, Status::kUnsupported, what,
+           ": router_bias_update_rate ", config.router_bias_update_rate(),
+           " (the choice bias) routes apart from the fused kernel");
+  SW_CHECK(!expert_parallel, Status::kUnsupported, what,
+           ": expert parallelism exchanges the kept rows only");
 }
 
 namespace {

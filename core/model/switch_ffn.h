@@ -57,6 +57,13 @@ struct SwitchOutput {
   std::shared_ptr<const ExpertExchange> exchange;
 };
 
+// Where the GPU's fixed padded expert layout (ForwardOptions::fixed_expert_capacity)
+// applies: a GPU model, top-1 token-choice routing within capacity (not dropless), no
+// router bias update, no expert parallelism. Anything else is a kUnsupported error that
+// names it.
+void check_fixed_expert_capacity(const ModelConfig& config, const Device& device,
+                                 bool expert_parallel);
+
 struct SwitchGradients {
   Tensor router;               // [E, d]
   FeedForwardWeights experts;  // like SwitchWeights::experts

@@ -306,7 +306,8 @@ ForwardOutput SwitchTransformer::forward_backward(
   // A bf16 model (on a GPU) computes in bf16 with its router in f32; its gradients are f32
   // (gradient_dtype), for the f32 masters of bf16 training (docs/MATH.md §5 Precision).
   const Batch batch = device_batch(host_batch);
-  const RunContext ctx = context(options.train, options.step, options.first_example);
+  RunContext ctx = context(options.train, options.step, options.first_example);
+  ctx.fixed_expert_capacity = options.fixed_expert_capacity;
   ForwardOutput out;
   StackCache enc_cache, dec_cache;
   enc_cache.recompute = dec_cache.recompute = options.recompute;
@@ -356,6 +357,7 @@ ForwardOutput SwitchTransformer::forward(const Batch& host_batch,
   const Batch batch = device_batch(host_batch);
   RunContext ctx = context(options.train, options.step, options.first_example);
   ctx.keep_block_outputs = options.keep_block_outputs;
+  ctx.fixed_expert_capacity = options.fixed_expert_capacity;
   ForwardOutput out;
   run_model(batch, ctx, options, out);
   return out;

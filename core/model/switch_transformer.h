@@ -40,6 +40,10 @@ struct ForwardOptions {
   // the same streams) just before its backward, so one block's activations live at a time.
   // The same gradients, bit for bit, for about one more forward's compute.
   bool recompute = false;
+  // On a GPU, the Switch layers' fixed padded expert layout (TrainConfig
+  // fixed_expert_capacity; check_fixed_expert_capacity says where it applies): no layer
+  // waits for the router's counts.
+  bool fixed_expert_capacity = false;
 };
 
 struct BlockOutput {

@@ -17,6 +17,19 @@ std::vector<int64_t> CapacityAssignment::token_of_row() const {
   return tokens;
 }
 
+std::vector<int64_t> CapacityAssignment::kept_counts() const {
+  if (!device_kept.defined()) return kept_per_expert;
+  const Tensor counts = device_kept.to(Device::cpu());
+  return std::vector<int64_t>(counts.data<int64_t>(), counts.data<int64_t>() + counts.numel());
+}
+
+int64_t CapacityAssignment::dropped_count() const {
+  if (!device_kept.defined()) return dropped;
+  int64_t kept = 0;
+  for (int64_t k : kept_counts()) kept += k;
+  return slot.numel() - kept;
+}
+
 int64_t CapacityAssignment::max_kept() const {
   int64_t m = 0;
   for (int64_t k : kept_per_expert) m = std::max(m, k);

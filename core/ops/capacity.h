@@ -27,8 +27,15 @@ struct CapacityAssignment {
   std::vector<int64_t> expert_offset;    // [E + 1], expert_offset[E] = kept assignments
   int64_t capacity = 0;                  // per expert per group
   int64_t dropped = 0;                   // assignments beyond capacity
+  // On a GPU, counts left on the device (route_with_capacity's fixed padded layout, which
+  // runs without them): i64 [E] kept per expert, with kept_per_expert empty and dropped
+  // -1 until kept_counts() and dropped_count() read them back (a wait). Else undefined.
+  Tensor device_kept;
 
-  int64_t num_experts() const { return static_cast<int64_t>(kept_per_expert.size()); }
+  int64_t num_experts() const { return static_cast<int64_t>(expert_offset.size()) - 1; }
+  // kept_per_expert and dropped, read from the device where they were left there.
+  std::vector<int64_t> kept_counts() const;
+  int64_t dropped_count() const;
   int64_t kept() const { return expert_offset.back(); }
   // The token each dispatched row holds: [kept()], on the host whatever the device.
   std::vector<int64_t> token_of_row() const;

@@ -1,5 +1,7 @@
 #include "core/ops/router.h"
 
+#include <algorithm>
+
 #include "core/ops/checks.h"
 #include "core/ops/storage.h"
 #include "core/tensor/device_switch.h"
@@ -47,17 +49,23 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
 }
 
 RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                                 Tensor* jittered_x, int64_t group_size, int64_t capacity) {
+                                 Tensor* jittered_x, int64_t group_size, int64_t capacity,
+                                 int64_t fixed_rows) {
   check_route(x, weight, jitter, 1, nullptr);
   SW_CHECK_ARG(group_size >= 1 && x.dim(0) % group_size == 0, "route_with_capacity: ", x.dim(0),
                " tokens do not split into groups of ", group_size);
   SW_CHECK_ARG(capacity >= 0, "route_with_capacity: capacity must be >= 0, got ", capacity);
+  const int64_t most_kept = std::min(capacity, group_size) * (x.dim(0) / group_size);
+  SW_CHECK_ARG(fixed_rows == 0 || fixed_rows >= most_kept, "route_with_capacity: ", fixed_rows,
+               " fixed rows per expert cannot hold the ", most_kept,
+               " tokens an expert may keep (capacity x groups)");
   if (on_cuda(x))
-    SW_RUN_ON_CUDA(
-        kernels::route_with_capacity(x, weight, jitter, jittered_x, group_size, capacity));
+    SW_RUN_ON_CUDA(kernels::route_with_capacity(x, weight, jitter, jittered_x, group_size, capacity,
+                                                fixed_rows));
   RoutedTokens r;
   r.router = route(x, weight, jitter, jittered_x);
   r.assignment = assign_capacity(r.router.expert_index, weight.dim(0), group_size, capacity);
+  if (fixed_rows > 0) r.assignment = r.assignment.padded(r.router.expert_index, fixed_rows);
   return r;
 }
 

@@ -48,12 +48,17 @@ RouterOutput route(const Tensor& x, const Tensor& weight, const RouterJitter& ji
 // the same results. On a GPU with many routing groups one kernel computes the softmax,
 // top-1 (for few experts the logits too) and each token's place within its expert's
 // capacity (kernels/router.cu).
+// fixed_rows > 0 gives the assignment in the padded layout of fixed_rows rows per expert
+// (CapacityAssignment::padded), at least min(capacity, group_size) x groups so that every
+// kept token fits whatever the routing; on a GPU its counts then stay on the device
+// (device_kept), so nothing waits for the router's results.
 struct RoutedTokens {
   RouterOutput router;
   CapacityAssignment assignment;
 };
 RoutedTokens route_with_capacity(const Tensor& x, const Tensor& weight, const RouterJitter& jitter,
-                                 Tensor* jittered_x, int64_t group_size, int64_t capacity);
+                                 Tensor* jittered_x, int64_t group_size, int64_t capacity,
+                                 int64_t fixed_rows = 0);
 
 // The router's own loss terms inside a backward, as weights of the total loss (0 = absent).
 struct RouterLossGradients {

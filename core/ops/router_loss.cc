@@ -131,9 +131,9 @@ RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment&
     for (int64_t c = 0; c < chunks; ++c)
       for (int64_t e = 0; e < experts; ++e)
         s.tokens_per_expert[e] += static_cast<int64_t>(sums.counts[c * experts + e]);
-    s.kept_per_expert = a.kept_per_expert;
+    s.kept_per_expert = a.kept_counts();
     s.choices = k;
-    s.dropped_fraction = static_cast<double>(a.dropped) / static_cast<double>(n * k);
+    s.dropped_fraction = static_cast<double>(a.dropped_count()) / static_cast<double>(n * k);
     double entropy = 0;
     for (double v : sums.entropy) entropy += v;
     s.router_entropy = entropy / static_cast<double>(n);
@@ -148,11 +148,12 @@ RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment&
   s.tokens_per_expert.assign(experts, 0);
   SW_CHECK_ARG(a.num_experts() == experts && a.slot.numel() == n * k,
                "routing_stats: the assignment does not match the router output");
-  s.kept_per_expert = a.kept_per_expert;
+  s.kept_per_expert = a.kept_counts();
   s.choices = k;
   const int32_t* idx = r.expert_index.data<int32_t>();
   for (int64_t t = 0; t < n; ++t) ++s.tokens_per_expert[idx[t * k]];
-  s.dropped_fraction = n ? static_cast<double>(a.dropped) / static_cast<double>(n * k) : 0.0;
+  s.dropped_fraction =
+      n ? static_cast<double>(a.dropped_count()) / static_cast<double>(n * k) : 0.0;
   visit_float(r.probs.dtype(), "routing_stats", [&](auto zero) {
     using T = decltype(zero);
     const T* p = r.probs.data<T>();

@@ -178,6 +178,7 @@ TrainOptions train_options(const TrainConfig& c) {
   o.overlap_reduction = c.overlap_gradient_reduction();
   o.gradient_bucket_bytes = static_cast<size_t>(c.gradient_bucket_bytes());
   o.recompute_activations = c.recompute_activations();
+  o.fixed_expert_capacity = c.fixed_expert_capacity();
   switch (c.schedule()) {
     case TrainConfig::INVERSE_SQRT:
       o.schedule.kind = LearningRateSchedule::Kind::kInverseSqrt;

@@ -123,6 +123,9 @@ Trainer::Trainer(SwitchTransformer& model, const TrainOptions& options)
              "trainer: distillation runs on the cpu in this version (teacher on ",
              t->device().str(), ", student on ", model.device().str(), ")");
   }
+  if (options.fixed_expert_capacity)
+    check_fixed_expert_capacity(model.config(), model.device(),
+                                model.expert_group() && model.expert_group()->size() > 1);
   if (options.bf16) {
     SW_CHECK_ARG(model.dtype() == DType::f32,
                  "trainer: bf16 mixed precision updates an f32 model "
@@ -210,6 +213,7 @@ std::vector<std::pair<std::string, Tensor>> Trainer::accumulate_into(
   run.train = true;
   run.step = static_cast<uint64_t>(steps_ + 1);
   run.recompute = options_.recompute_activations;
+  run.fixed_expert_capacity = options_.fixed_expert_capacity;
   std::vector<std::pair<std::string, Tensor>> total;
   int64_t sparse_layers = 0;
   const SwitchTransformer& compute = compute_model();

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
       // The router and capacity in one kernel (a block per 512-token group), whatever the
       // rule in kernels/router.cuh would take at this many groups.
       r.one_kernel_ms = median_ms([&] {
-        sw::kernels::route_with_capacity(x, w.router, {}, nullptr, group, capacity,
+        sw::kernels::route_with_capacity(x, w.router, {}, nullptr, group, capacity, 0,
                                          sw::kernels::RoutingKernels::kOneKernel);
       });
       r.move_ms = median_ms([&] { sw::ops::combine(sw::ops::dispatch(x, a), out.router.gate, a); });

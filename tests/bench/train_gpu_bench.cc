@@ -6,7 +6,9 @@
 //     four, on the kept rows) in the same run;
 //  2. whole training steps (forward, backward, clipping, Adafactor) on random tokens: f32
 //     (TF32 off and on) and bf16 mixed precision (a bf16 model computes, f32 masters),
-//     `tiny`, `switch-base-8`, and in bf16 switch-base-{8, 32, 128} cut to 4 + 4 layers
+//     also in the fixed padded expert layout ("bf16-fixed": no layer waits for the
+//     router's counts), `tiny`, `switch-base-8`, and in bf16 switch-base-{8, 32, 128} cut
+//     to 4 + 4 layers
 //     (step time as experts grow at fixed tokens), switch-large-128 and a
 //     switch-xxl-128-wide stack (d_model 4096, 8 experts) cut to 2 + 2 layers to fit one
 //     GPU: tokens per second, MFU (model FLOPs, model_flops below, against this run's bf16
@@ -119,7 +121,9 @@ sw::Batch random_batch(int64_t batch, int64_t input_len, int64_t target_len, int
 
 struct StepRow {
   std::string model;
-  std::string precision;  // "f32", "TF32" or "bf16"
+  // "f32", "TF32", "bf16", or "bf16-fixed": bf16 in the fixed padded expert layout
+  // (TrainOptions::fixed_expert_capacity: no layer waits for the router's counts)
+  std::string precision;
   bool recompute;
   int64_t batch, input_len, target_len;
   double step_ms, tokens_per_s, loss, step_peak_mib, tflops;
@@ -164,7 +168,8 @@ StepRow bench_steps(const std::string& name, const sw::ModelConfig& config, int6
   sw::SwitchTransformer model(config, 1, sw::DType::f32, kGpu);
   sw::TrainOptions options;
   options.recompute_activations = recompute;
-  options.bf16 = precision == "bf16";
+  options.bf16 = precision == "bf16" || precision == "bf16-fixed";
+  options.fixed_expert_capacity = precision == "bf16-fixed";
   sw::Trainer trainer(model, options);
   std::vector<sw::Batch> batches;
   for (uint32_t i = 0; i < 4; ++i)
@@ -182,9 +187,11 @@ StepRow bench_steps(const std::string& name, const sw::ModelConfig& config, int6
   double forward_ms = 0;
   if (time_forward) {  // in bf16 a bf16 copy of the trained weights, as the trainer computes
     std::optional<sw::SwitchTransformer> bf16;
-    if (precision == "bf16") bf16.emplace(model.copy_to(kGpu, sw::DType::bf16));
+    if (options.bf16) bf16.emplace(model.copy_to(kGpu, sw::DType::bf16));
     const sw::SwitchTransformer& forward = bf16 ? *bf16 : model;
-    forward_ms = median_ms([&] { forward.forward(batches[next++ % batches.size()]); }, 5, 2);
+    sw::ForwardOptions eval;
+    eval.fixed_expert_capacity = options.fixed_expert_capacity;
+    forward_ms = median_ms([&] { forward.forward(batches[next++ % batches.size()], eval); }, 5, 2);
   }
   sw::ops::set_allow_tf32(false);
   return {name,
@@ -257,10 +264,10 @@ int main(int argc, char** argv) {
       {"xxl-wide (d 4096, E 8), 2+2 layers", cut("switch-xxl-128", 2, 8), 16, 512, 128, false}};
   for (const StepCase& k : cases) {
     std::vector<std::string> precisions = {"bf16"};
-    if (k.f32_too) precisions = {"f32", "TF32", "bf16"};
+    if (k.f32_too) precisions = {"f32", "TF32", "bf16", "bf16-fixed"};
     for (const std::string& p : precisions)
       for (bool recompute : {false, true}) {
-        if (p == "TF32" && recompute) continue;
+        if ((p == "TF32" || p == "bf16-fixed") && recompute) continue;
         steps.push_back(bench_steps(k.name, k.config, k.batch, k.input_len, k.target_len, p,
                                     recompute, k.f32_too && !recompute));
         std::fprintf(stderr, "training steps %s %s%s done\n", k.name.c_str(), p.c_str(),

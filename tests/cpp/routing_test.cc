@@ -209,6 +209,19 @@ TEST(Capacity, RouteWithCapacityIsRouteThenAssign) {
   EXPECT_EQ(both.assignment.kept_per_expert, a.kept_per_expert);
   EXPECT_EQ(both.assignment.dropped, a.dropped);
   EXPECT_GT(a.dropped, 0);  // capacity 3 of 16 tokens over 6 experts drops some
+  // In the fixed padded layout: the same assignment, padded to the rows an expert may
+  // keep at most (capacity 3 x 3 groups); fewer rows are refused.
+  const ops::RoutedTokens fixed = ops::route_with_capacity(x, w, {}, nullptr, 16, 3, 9);
+  const ops::CapacityAssignment padded = a.padded(r.expert_index, 9);
+  EXPECT_EQ(testing::max_relative_error(fixed.assignment.row, padded.row), 0.0);
+  EXPECT_EQ(fixed.assignment.expert_offset, padded.expert_offset);
+  EXPECT_EQ(fixed.assignment.expert_offset.back(), 6 * 9);
+  EXPECT_EQ(fixed.assignment.kept_counts(), a.kept_per_expert);
+  EXPECT_EQ(fixed.assignment.dropped_count(), a.dropped);
+  EXPECT_NE(testing::error_of([&] {
+              ops::route_with_capacity(x, w, {}, nullptr, 16, 3, 8);
+            }).find("8 fixed rows per expert cannot hold the 9 tokens"),
+            std::string::npos);
   EXPECT_NE(testing::error_of([&] {
               ops::route_with_capacity(x, w, {}, nullptr, 10, 3);
             }).find("48 tokens do not split into groups of 10"),

@@ -46,6 +46,41 @@ TEST(Trainer, MicroBatchesAccumulateToTheWholeBatch) {
         << whole[i].first;
 }
 
+// TrainConfig fixed_expert_capacity (the GPU's fixed padded expert layout) reaches the
+// options, and is refused by name wherever it cannot apply: a cpu model at the trainer,
+// and on a GPU expert choice, top-2, dropless capacity, the router bias update and expert
+// parallelism (checked on a GPU device value: nothing runs there).
+TEST(Trainer, FixedExpertCapacityIsRefusedWhereItCannotApply) {
+  TrainConfig config;
+  config.set_fixed_expert_capacity(true);
+  const TrainOptions options = train_options(config);
+  EXPECT_TRUE(options.fixed_expert_capacity);
+  ModelConfig c = preset("tiny");
+  SwitchTransformer cpu_model(c, 1);
+  EXPECT_NE(testing::error_of([&] { Trainer t(cpu_model, options); })
+                .find("fixed_expert_capacity (the GPU's fixed padded expert layout): the model "
+                      "is on the cpu"),
+            std::string::npos);
+  const Device gpu = Device::cuda(0);
+  EXPECT_EQ(testing::error_of([&] { check_fixed_expert_capacity(c, gpu, false); }), "");
+  auto refusal = [&](const ModelConfig& bad, bool expert_parallel) {
+    return testing::error_of([&] { check_fixed_expert_capacity(bad, gpu, expert_parallel); });
+  };
+  EXPECT_NE(refusal(c, true).find("expert parallelism"), std::string::npos);
+  ModelConfig bad = c;
+  bad.set_routing(ModelConfig::EXPERT_CHOICE);
+  EXPECT_NE(refusal(bad, false).find("got expert choice"), std::string::npos);
+  bad = c;
+  bad.set_num_selected_experts(2);
+  EXPECT_NE(refusal(bad, false).find("got top-2"), std::string::npos);
+  bad = c;
+  bad.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  EXPECT_NE(refusal(bad, false).find("CAPACITY_DROPLESS"), std::string::npos);
+  bad = c;
+  bad.set_router_bias_update_rate(0.001);
+  EXPECT_NE(refusal(bad, false).find("router_bias_update_rate 0.001"), std::string::npos);
+}
+
 // TrainConfig recompute_activations reaches the steps: three steps of two micro-batches
 // (dropout, expert dropout, jitter) leave every parameter the same bits as without it.
 TEST(Trainer, RecomputationTrainsTheSameBits) {

@@ -212,6 +212,61 @@ TEST_F(ModelParity, WholeTrainingStepGradients) {
   }
 }
 
+// The fixed padded expert layout (ForwardOptions::fixed_expert_capacity: no layer waits
+// for the router's counts) gives the cpu's training step: losses, every gradient within
+// 1e-5, and each layer's routing statistics (read back at the end) the cpu's exactly; in
+// a ReLU and a GELU model with dropped tokens and expert dropout.
+TEST_F(ModelParity, FixedExpertCapacityGivesTheCpuStep) {
+  for (const char* activation : {"RELU", "GELU"}) {
+    const ModelConfig config = config_from_text(std::string(R"(
+      vocab_size: 280 d_model: 24 d_ff: 40 d_kv: 6 num_heads: 3 num_encoder_layers: 2
+      num_decoder_layers: 2 num_experts: 8 encoder_sparse_step: 1 decoder_sparse_step: 1
+      capacity_mode: CAPACITY_FACTOR train_capacity_factor: 1.0 min_capacity: 1
+      dropout_rate: 0.0 expert_dropout_rate: 0.2 z_loss_coef: 0.001 activation: )") +
+                                                activation);
+    SCOPED_TRACE(activation);
+    const SwitchTransformer cpu(config, 13), dev(config, 13, DType::f32, kGpu);
+    const Batch b = make_continuation_batch(
+        "Each expert owns as many rows as it could keep, so the host never waits.", 3, 20, 9,
+        config);
+    ForwardOptions train;
+    train.train = true;
+    train.step = 2;
+    std::vector<std::pair<std::string, Tensor>> grads_cpu, grads_gpu;
+    const ForwardOutput c = cpu.forward_backward(b, train, grads_cpu);
+    train.fixed_expert_capacity = true;
+    const ForwardOutput g = dev.forward_backward(b, train, grads_gpu);
+    EXPECT_NEAR(g.ce_loss, c.ce_loss, 1e-5 * c.ce_loss);
+    EXPECT_NEAR(g.aux_loss, c.aux_loss, 1e-5 * c.aux_loss);
+    EXPECT_NEAR(g.z_loss, c.z_loss, 1e-5 * c.z_loss);
+    ASSERT_EQ(g.routing.size(), c.routing.size());
+    int64_t dropped = 0;
+    for (size_t i = 0; i < c.routing.size(); ++i) {
+      EXPECT_EQ(g.routing[i].stats.kept_per_expert, c.routing[i].stats.kept_per_expert) << i;
+      EXPECT_EQ(g.routing[i].stats.dropped_fraction, c.routing[i].stats.dropped_fraction) << i;
+      dropped += c.routing[i].stats.dropped_fraction > 0;
+    }
+    EXPECT_GT(dropped, 0) << "capacity factor 1.0 drops tokens somewhere";
+    ASSERT_EQ(grads_gpu.size(), grads_cpu.size());
+    for (size_t i = 0; i < grads_cpu.size(); ++i)
+      EXPECT_LE(max_relative_error(host(grads_gpu[i].second), grads_cpu[i].second), 1e-5)
+          << grads_cpu[i].first;
+  }
+  // A model whose routing the layout cannot serve is refused by name, not run otherwise.
+  ModelConfig dropless = preset("tiny");
+  dropless.set_capacity_mode(ModelConfig::CAPACITY_DROPLESS);
+  const SwitchTransformer model(dropless, 1, DType::f32, kGpu);
+  ForwardOptions fixed;
+  fixed.fixed_expert_capacity = true;
+  try {
+    model.forward(make_continuation_batch("text", 1, 8, 4, dropless), fixed);
+    FAIL() << "a dropless model ran in the fixed layout";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("CAPACITY_DROPLESS"), std::string::npos) << e.what();
+  }
+}
+
 // The GPU router is top-1: a top-2 model is refused on the GPU by name.
 TEST_F(ModelParity, TopTwoRoutingIsRefusedOnTheGpu) {
   ModelConfig config = preset("tiny");

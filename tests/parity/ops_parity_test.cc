@@ -637,7 +637,7 @@ TEST_F(Parity, CapacityAssignment) {
 // (softmax, top-1 and capacity; with 8 experts the logits from x too), with fewer the
 // separate kernels; f32 with and without jitter, bf16 activations; against the cpu's
 // route then assign_capacity (bf16 on the same bf16-exact values): probabilities within
-// 1e-5, choices, rows and counts exactly.
+// 1e-5, choices, rows and counts exactly; and the same in the fixed padded layout.
 TEST_F(Parity, RouteWithCapacityMatchesRouteThenCapacity) {
   struct Case {
     int64_t groups, group, experts;
@@ -673,6 +673,19 @@ TEST_F(Parity, RouteWithCapacityMatchesRouteThenCapacity) {
     EXPECT_GT(cpu.assignment.dropped, 0);
     EXPECT_EQ(max_relative_error(host(dev.assignment.slot), cpu.assignment.slot), 0.0);
     EXPECT_EQ(max_relative_error(host(dev.assignment.row), cpu.assignment.row), 0.0);
+    // The fixed padded layout: the same rows padded, the counts left on the device until
+    // asked for.
+    const int64_t rows = std::min(capacity, c.group) * c.groups;
+    const ops::RoutedTokens fixed =
+        ops::route_with_capacity(gpu(x, c.dtype), gpu(w), jitter, nullptr, c.group, capacity, rows);
+    const ops::CapacityAssignment padded = cpu.assignment.padded(cpu.router.expert_index, rows);
+    EXPECT_TRUE(fixed.assignment.device_kept.defined());
+    EXPECT_TRUE(fixed.assignment.kept_per_expert.empty());
+    EXPECT_EQ(fixed.assignment.expert_offset, padded.expert_offset);
+    EXPECT_EQ(max_relative_error(host(fixed.assignment.row), padded.row), 0.0);
+    EXPECT_EQ(max_relative_error(host(fixed.assignment.slot), padded.slot), 0.0);
+    EXPECT_EQ(fixed.assignment.kept_counts(), cpu.assignment.kept_per_expert);
+    EXPECT_EQ(fixed.assignment.dropped_count(), cpu.assignment.dropped);
   }
 }
 
