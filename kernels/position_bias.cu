@@ -1,3 +1,8 @@
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/ops/position_bias.h"
@@ -7,6 +12,25 @@
 
 namespace sw::kernels {
 namespace {
+
+// A small int32 table built on the host, kept on the device for the process: built once
+// per key (device, kind and shape), so the steps of a run with fixed shapes copy nothing
+// to the device (each copy makes the host wait for the stream). Up to 256 tables; then
+// the cache starts over (freed blocks are reused only by later work on the same stream).
+using TableKey = std::tuple<int, int, bool, int64_t, int64_t, int64_t, int64_t>;
+const Tensor& cached_table(const Device& device, const TableKey& key,
+                           const std::function<std::vector<int32_t>()>& build) {
+  static std::mutex mutex;
+  // Never destroyed: device memory is not freed after the CUDA runtime shuts down.
+  static auto* tables = new std::map<TableKey, Tensor>();
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = tables->find(key);
+  if (it != tables->end()) return it->second;
+  if (tables->size() >= 256) tables->clear();
+  const std::vector<int32_t> values = build();
+  return (*tables)[key] =
+             Tensor::from_vector<int32_t>(values, {static_cast<int64_t>(values.size())}).to(device);
+}
 
 // bias[h, i, j] = table[bucket_of[j - (first_query + i) - min_rel], h].
 template <typename T>
@@ -48,13 +72,15 @@ Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bid
   if (bias.numel() == 0) return bias;
   // Distances from the last query to the first key up to the first query to the last key.
   const int64_t min_rel = -(first_query + q_len - 1), max_rel = k_len - 1 - first_query;
-  std::vector<int32_t> bucket_of(static_cast<size_t>(max_rel - min_rel + 1));
-  for (int64_t rel = min_rel; rel <= max_rel; ++rel)
-    bucket_of[rel - min_rel] =
-        ops::relative_position_bucket(rel, bidirectional, num_buckets, max_distance);
-  const Tensor buckets =
-      Tensor::from_vector<int32_t>(bucket_of, {static_cast<int64_t>(bucket_of.size())})
-          .to(table.device());
+  const Tensor& buckets = cached_table(
+      table.device(),
+      {table.device().index, 0, bidirectional, num_buckets, max_distance, min_rel, max_rel}, [&] {
+        std::vector<int32_t> bucket_of(static_cast<size_t>(max_rel - min_rel + 1));
+        for (int64_t rel = min_rel; rel <= max_rel; ++rel)
+          bucket_of[rel - min_rel] =
+              ops::relative_position_bucket(rel, bidirectional, num_buckets, max_distance);
+        return bucket_of;
+      });
   DeviceContext& ctx = device_context(table);
   dispatch_storage(table.dtype(), "position_bias", [&](auto zero) {
     using T = decltype(zero);
@@ -73,23 +99,28 @@ void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max
   const int64_t num_buckets = dtable.dim(0);
   if (dbias.numel() == 0 || num_buckets == 0) return;
   // Each bucket's distances form one interval: the bucket grows with |rel| on each side.
-  std::vector<int32_t> range(static_cast<size_t>(2 * num_buckets));
-  for (int64_t b = 0; b < num_buckets; ++b) {
-    range[2 * b] = 1;
-    range[2 * b + 1] = 0;
-  }
-  for (int64_t rel = -(q_len - 1); rel <= k_len - 1; ++rel) {
-    const int32_t b = ops::relative_position_bucket(rel, bidirectional, num_buckets, max_distance);
-    int32_t &lo = range[2 * b], &hi = range[2 * b + 1];
-    if (lo > hi) {
-      lo = hi = static_cast<int32_t>(rel);
-      continue;
-    }
-    SW_CHECK(rel == hi + 1, Status::kInternal, "position_bias backward: bucket ", b,
-             " holds distances ", lo, "..", hi, " and ", rel, ", not one interval");
-    hi = static_cast<int32_t>(rel);
-  }
-  const Tensor ranges = Tensor::from_vector<int32_t>(range, {2 * num_buckets}).to(dtable.device());
+  const Tensor& ranges = cached_table(
+      dtable.device(),
+      {dtable.device().index, 1, bidirectional, num_buckets, max_distance, q_len, k_len}, [&] {
+        std::vector<int32_t> range(static_cast<size_t>(2 * num_buckets));
+        for (int64_t b = 0; b < num_buckets; ++b) {
+          range[2 * b] = 1;
+          range[2 * b + 1] = 0;
+        }
+        for (int64_t rel = -(q_len - 1); rel <= k_len - 1; ++rel) {
+          const int32_t b =
+              ops::relative_position_bucket(rel, bidirectional, num_buckets, max_distance);
+          int32_t &lo = range[2 * b], &hi = range[2 * b + 1];
+          if (lo > hi) {
+            lo = hi = static_cast<int32_t>(rel);
+            continue;
+          }
+          SW_CHECK(rel == hi + 1, Status::kInternal, "position_bias backward: bucket ", b,
+                   " holds distances ", lo, "..", hi, " and ", rel, ", not one interval");
+          hi = static_cast<int32_t>(rel);
+        }
+        return range;
+      });
   DeviceContext& ctx = device_context(dtable);
   position_bias_backward_kernel<<<blocks_for(num_buckets * heads), kThreads, 0, ctx.stream>>>(
       static_cast<const float*>(dbias.raw()), static_cast<const int32_t*>(ranges.raw()),

@@ -88,7 +88,7 @@ Tensor SwitchTransformer::decode_step(DecoderState& state, const Tensor& tokens,
   const StackInputs in{&ids, nullptr, &state.encoder_output, memory_mask};
   const StackPass pass = pass_for(decoder_, in, ctx, &bias);
   state.routing.clear();
-  Tensor h = ops::embedding(decoder_.embedding, ids);
+  Tensor h = ops::embedding(decoder_.embedding, ids, true);  // checked on the host above
   for (size_t i = 0; i < decoder_.blocks.size(); ++i)
     block_decode(decoder_.blocks[i], static_cast<int64_t>(i), pass, position, h, state.blocks[i],
                  state.routing);

@@ -1,6 +1,7 @@
 #include "core/model/switch_transformer.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "core/ops/elementwise.h"
@@ -161,25 +162,26 @@ StackPass SwitchTransformer::pass_for(const StackWeights& s, const StackInputs& 
 }
 
 Tensor SwitchTransformer::run_stack(const StackWeights& s, const StackInputs& in,
-                                    const RunContext& ctx, ForwardOutput& out,
-                                    StackCache* cache) const {
+                                    const RunContext& ctx, ForwardOutput& out, StackCache* cache,
+                                    RoutingLosses* losses) const {
   const int st = static_cast<int>(s.stack);
   const double rate = config_.dropout_rate();
-  Tensor h = ops::embedding(s.embedding, *in.ids);
+  Tensor h = ops::embedding(s.embedding, *in.ids, true);  // validate_batch checked them
   ops::dropout_(h, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
   const Tensor bias = position_bias_for(s, in.ids->dim(1), in.ids->dim(1));
   const StackPass pass = pass_for(s, in, ctx, &bias);
-  RoutingLosses losses(config_, s.stack, pass.batch, out.aux_loss, out.z_loss);
+  std::optional<RoutingLosses> own_losses;
+  if (!losses) losses = &own_losses.emplace(config_, s.stack, pass.batch, out.aux_loss, out.z_loss);
   const bool keep_blocks = cache && !cache->recompute;
   if (keep_blocks) cache->blocks.assign(s.blocks.size(), BlockCache{});
   for (size_t i = 0; i < s.blocks.size(); ++i) {
     const int64_t blk = static_cast<int64_t>(i);
     if (cache && cache->recompute) cache->block_inputs.push_back(h.clone());
-    block_forward(s.blocks[i], blk, pass, h, losses, out.routing,
+    block_forward(s.blocks[i], blk, pass, h, *losses, out.routing,
                   keep_blocks ? &cache->blocks[i] : nullptr);
     if (ctx.keep_block_outputs) out.block_outputs.push_back({s.stack, blk, h.clone()});
   }
-  losses.finish_stack();
+  if (own_losses) own_losses->finish_stack();
   if (cache) cache->final_input = h;
   Tensor final_out = ops::rms_norm(h, s.final_norm, config_.norm_epsilon(),
                                    cache ? &cache->final_inv_rms : nullptr);
@@ -239,7 +241,7 @@ Tensor SwitchTransformer::backward_stack(const StackWeights& s, const StackInput
   }
   // Embedding (dropout first): rows of the stack's input table.
   ops::dropout_(dh, ctx.dropout(random_site(st, 0, SiteKind::kEmbedding), rate));
-  ops::embedding_backward(dh, *in.ids, grads.of(s.embedding));
+  ops::embedding_backward(dh, *in.ids, grads.of(s.embedding), true);
   release(stack + ".");  // block 0 and the stack's own embedding table, if it has one
   return d_memory;
 }
@@ -271,10 +273,16 @@ SwitchTransformer::StackInputs SwitchTransformer::stack_inputs(const Batch& batc
 Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx,
                                     const ForwardOptions& options, ForwardOutput& out,
                                     StackCache* encoder_cache, StackCache* decoder_cache) const {
-  out.encoder_output =
-      run_stack(encoder_, stack_inputs(batch, Stack::kEncoder), ctx, out, encoder_cache);
+  // Both stacks' routing sums are read back after the whole forward is enqueued, so the
+  // host does not wait for the encoder's before it starts the decoder.
+  RoutingLosses encoder_losses(config_, Stack::kEncoder, batch.input_ids.dim(0), out.aux_loss,
+                               out.z_loss);
+  RoutingLosses decoder_losses(config_, Stack::kDecoder, batch.decoder_input_ids.dim(0),
+                               out.aux_loss, out.z_loss);
+  out.encoder_output = run_stack(encoder_, stack_inputs(batch, Stack::kEncoder), ctx, out,
+                                 encoder_cache, &encoder_losses);
   Tensor dec = run_stack(decoder_, stack_inputs(batch, Stack::kDecoder, &out.encoder_output), ctx,
-                         out, decoder_cache);
+                         out, decoder_cache, &decoder_losses);
   // Tied embeddings: rescale by d_model^-0.5 before the shared projection (docs/MATH.md §1).
   if (config_.tie_word_embeddings())
     ops::scale_(dec, 1.0 / std::sqrt(static_cast<double>(config_.d_model())));
@@ -292,6 +300,8 @@ Tensor SwitchTransformer::run_model(const Batch& batch, const RunContext& ctx,
                                           options.teacher_weight)
               .loss;
   }
+  encoder_losses.finish_stack();
+  decoder_losses.finish_stack();
   out.loss = out.target_loss + out.aux_loss + out.z_loss;
   return dec;
 }

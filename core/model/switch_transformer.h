@@ -181,8 +181,11 @@ class SwitchTransformer {
 
   void build_parameters();
   StackWeights build_stack(Stack stack);
+  // One stack's forward. Its routing records and terms go to `losses`, which the caller
+  // finishes (RoutingLosses::finish_stack); without one, the stack's own, finished here.
   Tensor run_stack(const StackWeights& s, const StackInputs& in, const RunContext& ctx,
-                   ForwardOutput& out, StackCache* cache = nullptr) const;
+                   ForwardOutput& out, StackCache* cache = nullptr,
+                   RoutingLosses* losses = nullptr) const;
   // Hands ForwardOptions::gradients_final the parameters whose names start with a prefix
   // and that it has not handed on yet.
   using ReleaseGradients = std::function<void(const std::string& prefix)>;

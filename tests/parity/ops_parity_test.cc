@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "core/dist/model_parallel.h"
 #include "core/model/switch_ffn.h"
@@ -360,8 +361,9 @@ TEST_F(Parity, PositionBiasAndBackward) {
   }
 }
 
-// The embedding gradient with repeated ids: the same bits as the CPU path in f32 (one
-// thread per distinct id and column adds its rows in token order, as the CPU does).
+// The embedding gradient with repeated ids: the same bits as the CPU path in f32 (the ids
+// sorted on the device, then one thread per distinct id and column adds its rows in token
+// order, as the CPU does), for a small and a T5-sized vocabulary.
 TEST_F(Parity, EmbeddingBackward) {
   std::vector<int32_t> ids(300);
   for (int i = 0; i < 300; ++i) ids[i] = (i * i * 7) % 53;  // repeats, gaps, out of order
@@ -372,6 +374,18 @@ TEST_F(Parity, EmbeddingBackward) {
   ops::embedding_backward(gpu(dy), id.to(kGpu), table);
   ops::embedding_backward(dy, id, table_cpu);
   EXPECT_EQ(max_relative_error(host(table), table_cpu), 0.0);
+  // A T5-sized vocabulary (15 bits of id sorted on the device), its last id included.
+  std::mt19937 gen(24);
+  std::vector<int32_t> many(2000);
+  for (int32_t& v : many) v = static_cast<int32_t>(gen() % 400) * 80;  // repeats, up to 31920
+  many[7] = many[1500] = 32127;
+  const Tensor many_ids = Tensor::from_vector<int32_t>(many, {4, 500});
+  const Tensor many_dy = random_tensor({4, 500, 16}, DType::f32, 25);
+  Tensor big_cpu = random_tensor({32128, 16}, DType::f32, 26);
+  Tensor big = gpu(big_cpu);
+  ops::embedding_backward(gpu(many_dy), many_ids.to(kGpu), big);
+  ops::embedding_backward(many_dy, many_ids, big_cpu);
+  EXPECT_EQ(max_relative_error(host(big), big_cpu), 0.0);
 }
 
 // RMSNorm's backward: dx, and the weight gradient accumulated into what it held, over more
