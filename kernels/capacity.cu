@@ -45,6 +45,18 @@ __global__ void place_kernel(const int32_t* index, const int32_t* position, cons
   slot[t] = static_cast<int32_t>(r - base[e * groups]);
 }
 
+__global__ void fill_kernel(int64_t* out, int64_t n, int64_t value) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = value;
+}
+
+// Each kept assignment i (token i / k) writes its token into its row: rows are distinct.
+__global__ void row_tokens_kernel(const int32_t* row, int64_t* out, int64_t n, int64_t k,
+                                  int64_t first_token) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n && row[i] >= 0) out[row[i]] = i / k + first_token;
+}
+
 __global__ void padded_rows_kernel(const int32_t* index, const int32_t* slot, int32_t* padded,
                                    int64_t n, int64_t rows_per_expert) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -129,6 +141,23 @@ ops::CapacityAssignment place_tokens(const Tensor& expert_index, const Tensor& p
     a.expert_offset[e + 1] = a.expert_offset[e] + a.kept_per_expert[e];
   a.dropped = n - a.expert_offset[experts];
   return a;
+}
+
+Tensor row_tokens(const Tensor& row, int64_t rows, int64_t first_token) {
+  Tensor out = Tensor::empty({rows}, DType::i64, row.device());
+  const int64_t n = row.numel(), k = row.ndim() == 2 ? row.dim(1) : 1;
+  if (rows == 0) return out;
+  DeviceContext& ctx = device_context(row);
+  fill_kernel<<<blocks_for(rows), kThreads, 0, ctx.stream>>>(static_cast<int64_t*>(out.raw()), rows,
+                                                             first_token);
+  SW_CUDA_CHECK_LAUNCH("row_tokens: fill");
+  if (n > 0) {
+    row_tokens_kernel<<<blocks_for(n), kThreads, 0, ctx.stream>>>(
+        static_cast<const int32_t*>(row.raw()), static_cast<int64_t*>(out.raw()), n, k,
+        first_token);
+    SW_CUDA_CHECK_LAUNCH("row_tokens");
+  }
+  return out;
 }
 
 Tensor padded_rows(const Tensor& expert_index, const Tensor& slot, int64_t rows_per_expert) {

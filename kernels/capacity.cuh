@@ -26,6 +26,10 @@ ops::CapacityAssignment place_tokens(const Tensor& expert_index, const Tensor& p
                                      const Tensor& kept, int64_t num_experts, int64_t group_size,
                                      int64_t capacity, int64_t fixed_rows = 0);
 
+// ops::CapacityAssignment::row_tokens: out[row[t]] = t / k + first_token for row i32 [N, k],
+// out i64 [rows], first_token where no token lands.
+Tensor row_tokens(const Tensor& row, int64_t rows, int64_t first_token);
+
 // padded[t] = expert_index[t] * rows_per_expert + slot[t], or -1 when dropped.
 Tensor padded_rows(const Tensor& expert_index, const Tensor& slot, int64_t rows_per_expert);
 

@@ -16,20 +16,27 @@ namespace {
 // A small int32 table built on the host, kept on the device for the process: built once
 // per key (device, kind and shape), so the steps of a run with fixed shapes copy nothing
 // to the device (each copy makes the host wait for the stream). Up to 256 tables; then
-// the cache starts over (freed blocks are reused only by later work on the same stream).
+// the cache starts over. A table is returned by value (shared storage), so a caller's
+// table outlives a clear by another thread; freed blocks are reused only by later work on
+// the same stream.
 using TableKey = std::tuple<int, int, bool, int64_t, int64_t, int64_t, int64_t>;
-const Tensor& cached_table(const Device& device, const TableKey& key,
-                           const std::function<std::vector<int32_t>()>& build) {
+Tensor cached_table(const Device& device, const TableKey& key,
+                    const std::function<std::vector<int32_t>()>& build) {
   static std::mutex mutex;
   // Never destroyed: device memory is not freed after the CUDA runtime shuts down.
   static auto* tables = new std::map<TableKey, Tensor>();
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = tables->find(key);
-  if (it != tables->end()) return it->second;
-  if (tables->size() >= 256) tables->clear();
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = tables->find(key);
+    if (it != tables->end()) return it->second;
+  }
   const std::vector<int32_t> values = build();
-  return (*tables)[key] =
-             Tensor::from_vector<int32_t>(values, {static_cast<int64_t>(values.size())}).to(device);
+  const Tensor table =
+      Tensor::from_vector<int32_t>(values, {static_cast<int64_t>(values.size())}).to(device);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (tables->size() >= 256) tables->clear();
+  (*tables)[key] = table;
+  return table;
 }
 
 // bias[h, i, j] = table[bucket_of[j - (first_query + i) - min_rel], h].
@@ -72,7 +79,7 @@ Tensor position_bias(const Tensor& table, int64_t q_len, int64_t k_len, bool bid
   if (bias.numel() == 0) return bias;
   // Distances from the last query to the first key up to the first query to the last key.
   const int64_t min_rel = -(first_query + q_len - 1), max_rel = k_len - 1 - first_query;
-  const Tensor& buckets = cached_table(
+  const Tensor buckets = cached_table(
       table.device(),
       {table.device().index, 0, bidirectional, num_buckets, max_distance, min_rel, max_rel}, [&] {
         std::vector<int32_t> bucket_of(static_cast<size_t>(max_rel - min_rel + 1));
@@ -99,7 +106,7 @@ void position_bias_backward(const Tensor& dbias, bool bidirectional, int64_t max
   const int64_t num_buckets = dtable.dim(0);
   if (dbias.numel() == 0 || num_buckets == 0) return;
   // Each bucket's distances form one interval: the bucket grows with |rel| on each side.
-  const Tensor& ranges = cached_table(
+  const Tensor ranges = cached_table(
       dtable.device(),
       {dtable.device().index, 1, bidirectional, num_buckets, max_distance, q_len, k_len}, [&] {
         std::vector<int32_t> range(static_cast<size_t>(2 * num_buckets));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <utility>
 
 #include "core/model/parameters.h"
@@ -44,11 +45,14 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   const int64_t capacity = expert_capacity(config, group_size, ctx.train);
   const bool parallel = expert_group && expert_group->size() > 1;
   // The fixed padded layout: every expert owns the rows it could keep at most, so nothing
-  // waits for the router's counts (0: the layout is sized from them).
+  // waits for the router's counts (0: the layout is sized from them). Where that buffer
+  // would exceed twice the tokens (a capacity near the group size over many experts) the
+  // layer sizes it from the counts, as without the option.
   int64_t fixed_rows = 0;
   if (ctx.fixed_expert_capacity) {
     check_fixed_expert_capacity(config, x.device(), parallel);
-    fixed_rows = std::min(capacity, group_size) * (x.dim(0) / group_size);
+    const int64_t rows = std::min(capacity, group_size) * (x.dim(0) / group_size);
+    if (experts * rows <= 2 * x.dim(0) && experts * rows <= INT32_MAX) fixed_rows = rows;
   }
   if (!expert_choice && config.num_selected_experts() == 1 && !w.choice_bias.defined()) {
     // The Switch case: on a GPU, softmax, top-1 and capacity in one kernel.
@@ -94,13 +98,10 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   out.layout = layout;
   const Tensor dispatched = ops::dispatch(expert_input, layout);
   // Each dispatched row's token, by its global index in the step's batch: expert dropout
-  // draws each row's mask by it and expert parallelism sends it along. Reading it copies
-  // the rows to the host (a wait on a GPU), so only then.
+  // draws each row's mask by it and expert parallelism sends it along. Built on the
+  // assignment's device (a GPU's never read back), and only then.
   const bool expert_dropout_on =
       ctx.token_dropout(sites.dropout, config.expert_dropout_rate()).active();
-  std::vector<int64_t> tokens;
-  if (parallel || expert_dropout_on) tokens = layout.token_of_row();
-  for (int64_t& t : tokens) t += sites.first_token;
   if (parallel) {
     // Every rank's rows for this rank's experts, and the tokens they stand for.
     auto plan = std::make_shared<ExpertExchange>(
@@ -108,15 +109,21 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
     out.buffer = send_to_experts(*expert_group, *plan, dispatched);
     const Tensor ids = send_to_experts(
         *expert_group, *plan,
-        Tensor::from_vector<int64_t>(tokens, {static_cast<int64_t>(tokens.size()), 1}));
-    out.expert_tokens.assign(ids.data<int64_t>(), ids.data<int64_t>() + ids.numel());
+        layout.row_tokens(sites.first_token).to(Device::cpu()).view({layout.kept(), 1}));
+    out.expert_tokens = ids.view({ids.numel()});
+    out.expert_token_limit = 0;
+    for (int64_t i = 0; i < ids.numel(); ++i)
+      out.expert_token_limit = std::max(out.expert_token_limit, ids.data<int64_t>()[i] + 1);
     out.expert_offset = plan->local_offset;
     out.expert_group = expert_group;
     out.exchange = std::move(plan);
   } else {
     out.buffer = dispatched;
     out.expert_offset = layout.expert_offset;
-    out.expert_tokens = std::move(tokens);
+    if (expert_dropout_on) {
+      out.expert_tokens = layout.row_tokens(sites.first_token);
+      out.expert_token_limit = sites.first_token + x.dim(0);
+    }
   }
   auto project = [&](const Tensor& input, const Tensor& weight) {
     const int64_t width = weight.dim(1);
@@ -146,7 +153,8 @@ SwitchOutput switch_ffn(const SwitchWeights& w, const ModelConfig& config, const
   }
   const ops::DropoutSpec expert_dropout = ctx.dropout_part(
       ctx.token_dropout(sites.dropout, config.expert_dropout_rate()), out.hidden.dim(1));
-  if (expert_dropout.active()) ops::dropout_rows_(out.hidden, expert_dropout, out.expert_tokens);
+  if (expert_dropout.active())
+    ops::dropout_rows_(out.hidden, expert_dropout, out.expert_tokens, out.expert_token_limit);
   // Under model parallelism each rank's experts hold a slice of d_ff: a partial sum, which
   // is completed before the combine (whose backward needs the whole output).
   Tensor expert_rows_out = project(out.hidden, w.experts.wo);
@@ -227,7 +235,8 @@ Tensor switch_ffn_backward(const SwitchWeights& w, const ModelConfig& config, co
                                gradient_slot(grads.experts.wo, w.experts.wo));
   const ops::DropoutSpec expert_dropout = ctx.dropout_part(
       ctx.token_dropout(sites.dropout, config.expert_dropout_rate()), d_hidden.dim(1));
-  if (expert_dropout.active()) ops::dropout_rows_(d_hidden, expert_dropout, fwd.expert_tokens);
+  if (expert_dropout.active())
+    ops::dropout_rows_(d_hidden, expert_dropout, fwd.expert_tokens, fwd.expert_token_limit);
   Tensor d_buffer;
   if (gated) {
     Tensor d_pre, d_linear;

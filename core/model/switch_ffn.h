@@ -42,9 +42,11 @@ struct SwitchOutput {
   // parallelism, every rank's tokens for this rank's experts, grouped by local expert.
   Tensor buffer;                       // [rows, d]
   std::vector<int64_t> expert_offset;  // [local experts + 1] each expert's block of rows
-  // Each row's global token in the step: only with expert dropout or expert parallelism
-  // (empty otherwise).
-  std::vector<int64_t> expert_tokens;
+  // Each row's global token in the step, i64 [rows] (on the host under expert
+  // parallelism, else on the model's device), each below expert_token_limit: only with
+  // expert dropout or expert parallelism (undefined otherwise).
+  Tensor expert_tokens;
+  int64_t expert_token_limit = 0;
   // [rows, d_ff] buffer @ wi^T (wi_0 for GEGLU); undefined when `activation` holds it.
   Tensor pre_activation;
   // In the GPU's padded layout, ReLU or the tanh GELU ran in the first GEMM's epilogue:

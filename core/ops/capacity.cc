@@ -30,7 +30,16 @@ int64_t CapacityAssignment::dropped_count() const {
   return slot.numel() - kept;
 }
 
+Tensor CapacityAssignment::row_tokens(int64_t first_token) const {
+  if (on_cuda(row)) SW_RUN_ON_CUDA(kernels::row_tokens(row, kept(), first_token));
+  std::vector<int64_t> tokens = token_of_row();
+  for (int64_t& t : tokens) t += first_token;
+  return Tensor::from_vector<int64_t>(tokens, {kept()});
+}
+
 int64_t CapacityAssignment::max_kept() const {
+  SW_CHECK(!device_kept.defined(), Status::kInternal,
+           "max_kept: the counts are on the device (a fixed padded layout needs none)");
   int64_t m = 0;
   for (int64_t k : kept_per_expert) m = std::max(m, k);
   return m;

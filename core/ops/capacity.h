@@ -39,6 +39,10 @@ struct CapacityAssignment {
   int64_t kept() const { return expert_offset.back(); }
   // The token each dispatched row holds: [kept()], on the host whatever the device.
   std::vector<int64_t> token_of_row() const;
+  // The same plus first_token as an i64 [kept()] tensor on the assignment's device, built
+  // there (nothing read back): rows no token holds (the padded layout's spare rows) get
+  // first_token.
+  Tensor row_tokens(int64_t first_token) const;
   // The same assignment in the paper's padded layout: every expert owns rows_per_expert
   // rows (at least its kept tokens), expert e rows [e * rows_per_expert, ...), so the
   // experts run as one strided-batched GEMM over [E, rows_per_expert, d].

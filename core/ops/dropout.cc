@@ -40,4 +40,22 @@ void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t
   stored(x);
 }
 
+void dropout_rows_(Tensor& x, const DropoutSpec& spec, const Tensor& stream_rows,
+                   int64_t row_limit) {
+  if (!spec.active()) return;
+  check_dtype(stream_rows, DType::i64, "dropout: stream rows");
+  SW_CHECK_ARG(x.ndim() == 2 && stream_rows.numel() == x.dim(0), "dropout: ", stream_rows.numel(),
+               " stream rows for ", x.str());
+  if (!on_cuda(x) || stream_rows.device().is_cpu()) {  // the rows are on the host: read them
+    const Tensor rows = stream_rows.to(Device::cpu());
+    dropout_rows_(x, spec,
+                  std::vector<int64_t>(rows.data<int64_t>(), rows.data<int64_t>() + rows.numel()));
+    return;
+  }
+  check_rate(spec);
+  check_stream_size(row_limit * x.dim(1), "dropout");
+  check_same_device({&x, &stream_rows}, "dropout");
+  SW_RUN_ON_CUDA(kernels::dropout_rows(x, spec, stream_rows));
+}
+
 }  // namespace sw::ops

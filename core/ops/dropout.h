@@ -86,6 +86,11 @@ void dropout_(Tensor& x, const DropoutSpec& spec);
 // (r, j) uses stream element stream_rows[r] * width + j. Rows that moved (the Switch
 // experts' grouped layout) then keep the masks of their tokens, whatever the layout.
 void dropout_rows_(Tensor& x, const DropoutSpec& spec, const std::vector<int64_t>& stream_rows);
+// The same with the stream rows as an i64 [rows] tensor (on the host or x's device), each
+// below row_limit: the limit is checked against the stream's size, and rows on a GPU are
+// not read back (no wait for the device).
+void dropout_rows_(Tensor& x, const DropoutSpec& spec, const Tensor& stream_rows,
+                   int64_t row_limit);
 
 // The Eigen implementations behind the device switch (dropout.cc).
 namespace cpu {

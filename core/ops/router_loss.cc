@@ -27,6 +27,14 @@ int64_t chunks_of(int64_t tokens) {
   return chunks;
 }
 
+// The assignments `a` dropped, from its kept counts as the caller read them (once).
+int64_t dropped(const CapacityAssignment& a, const std::vector<int64_t>& kept) {
+  if (!a.device_kept.defined()) return a.dropped;
+  int64_t total = 0;
+  for (int64_t k : kept) total += k;
+  return a.slot.numel() - total;
+}
+
 double device_sum_of_squared_logsumexp([[maybe_unused]] const Tensor& logits) {
   SW_RUN_ON_CUDA(kernels::sum_of_squared_logsumexp(logits));
 }
@@ -133,7 +141,8 @@ RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment&
         s.tokens_per_expert[e] += static_cast<int64_t>(sums.counts[c * experts + e]);
     s.kept_per_expert = a.kept_counts();
     s.choices = k;
-    s.dropped_fraction = static_cast<double>(a.dropped_count()) / static_cast<double>(n * k);
+    s.dropped_fraction =
+        static_cast<double>(dropped(a, s.kept_per_expert)) / static_cast<double>(n * k);
     double entropy = 0;
     for (double v : sums.entropy) entropy += v;
     s.router_entropy = entropy / static_cast<double>(n);
@@ -153,7 +162,7 @@ RoutingStats routing_stats(const RouterOutput& router, const CapacityAssignment&
   const int32_t* idx = r.expert_index.data<int32_t>();
   for (int64_t t = 0; t < n; ++t) ++s.tokens_per_expert[idx[t * k]];
   s.dropped_fraction =
-      n ? static_cast<double>(a.dropped_count()) / static_cast<double>(n * k) : 0.0;
+      n ? static_cast<double>(dropped(a, s.kept_per_expert)) / static_cast<double>(n * k) : 0.0;
   visit_float(r.probs.dtype(), "routing_stats", [&](auto zero) {
     using T = decltype(zero);
     const T* p = r.probs.data<T>();

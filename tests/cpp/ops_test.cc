@@ -628,4 +628,27 @@ TEST(Dropout, BlockedMaskWalkEqualsPerElementMasks) {
     }
 }
 
+// Row dropout with the stream rows as a tensor: the vector form's masks; a wrong dtype or
+// count is refused by name.
+TEST(Dropout, StreamRowsAsATensor) {
+  sw::ops::DropoutSpec spec{0.3, sw::RandomStream(9, sw::RandomPurpose::kDropout, 33, 4)};
+  const sw::Tensor x = sw::testing::random_tensor({6, 10}, sw::DType::f32, 3);
+  const std::vector<int64_t> rows = {40, 3, 3, 0, 17, 9};
+  sw::Tensor by_vector = x.clone(), by_tensor = x.clone();
+  sw::ops::dropout_rows_(by_vector, spec, rows);
+  sw::ops::dropout_rows_(by_tensor, spec, sw::Tensor::from_vector<int64_t>(rows, {6}), 41);
+  EXPECT_EQ(sw::testing::max_relative_error(by_tensor, by_vector), 0.0);
+  EXPECT_NE(sw::testing::max_relative_error(by_tensor, x), 0.0);
+  EXPECT_NE(sw::testing::error_of([&] {
+              sw::ops::dropout_rows_(by_tensor, spec,
+                                     sw::Tensor::from_vector<int32_t>({1, 2, 3, 4, 5, 6}, {6}), 7);
+            }).find("dropout: stream rows"),
+            std::string::npos);
+  EXPECT_NE(
+      sw::testing::error_of([&] {
+        sw::ops::dropout_rows_(by_tensor, spec, sw::Tensor::from_vector<int64_t>({1, 2}, {2}), 7);
+      }).find("2 stream rows for"),
+      std::string::npos);
+}
+
 }  // namespace

@@ -291,6 +291,12 @@ TEST(DispatchCombine, KeptTokensScaledByGateDroppedTokensZero) {
   EXPECT_EQ(buffer.shape(), Shape({5, 3}));
   const int64_t token_of_row[5] = {2, 5, 0, 1, 4};
   EXPECT_EQ(a.token_of_row(), std::vector<int64_t>(token_of_row, token_of_row + 5));
+  // As a tensor, offset to the step's tokens; the padded layout's spare rows get the offset.
+  const Tensor rows = a.row_tokens(100);
+  for (int64_t r = 0; r < 5; ++r) EXPECT_EQ(rows.item(r), 100 + token_of_row[r]);
+  const Tensor padded_rows = a.padded(indices(idx), 2).row_tokens(100);
+  const int64_t padded_token[6] = {2, 5, 0, 1, 4, 0};  // expert 2's second row is spare
+  for (int64_t r = 0; r < 6; ++r) EXPECT_EQ(padded_rows.item(r), 100 + padded_token[r]) << r;
   for (int64_t r = 0; r < 5; ++r)
     for (int64_t i = 0; i < 3; ++i)
       EXPECT_EQ(buffer.item(r * 3 + i), x.item(token_of_row[r] * 3 + i));

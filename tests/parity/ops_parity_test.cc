@@ -365,27 +365,25 @@ TEST_F(Parity, PositionBiasAndBackward) {
 // sorted on the device, then one thread per distinct id and column adds its rows in token
 // order, as the CPU does), for a small and a T5-sized vocabulary.
 TEST_F(Parity, EmbeddingBackward) {
+  auto same_bits = [](const std::vector<int32_t>& ids, int64_t vocab, int64_t d, uint32_t seed) {
+    const int64_t n = static_cast<int64_t>(ids.size());
+    const Tensor id = Tensor::from_vector<int32_t>(ids, {4, n / 4});
+    const Tensor dy = random_tensor({4, n / 4, d}, DType::f32, seed);
+    Tensor table_cpu = random_tensor({vocab, d}, DType::f32, seed + 1);
+    Tensor table = gpu(table_cpu);
+    ops::embedding_backward(gpu(dy), id.to(kGpu), table);
+    ops::embedding_backward(dy, id, table_cpu);
+    EXPECT_EQ(max_relative_error(host(table), table_cpu), 0.0) << vocab;
+  };
   std::vector<int32_t> ids(300);
   for (int i = 0; i < 300; ++i) ids[i] = (i * i * 7) % 53;  // repeats, gaps, out of order
-  const Tensor id = Tensor::from_vector<int32_t>(ids, {3, 100});
-  const Tensor dy = random_tensor({3, 100, 70}, DType::f32, 22);
-  Tensor table_cpu = random_tensor({60, 70}, DType::f32, 23);
-  Tensor table = gpu(table_cpu);
-  ops::embedding_backward(gpu(dy), id.to(kGpu), table);
-  ops::embedding_backward(dy, id, table_cpu);
-  EXPECT_EQ(max_relative_error(host(table), table_cpu), 0.0);
+  same_bits(ids, 60, 70, 22);
   // A T5-sized vocabulary (15 bits of id sorted on the device), its last id included.
   std::mt19937 gen(24);
   std::vector<int32_t> many(2000);
   for (int32_t& v : many) v = static_cast<int32_t>(gen() % 400) * 80;  // repeats, up to 31920
   many[7] = many[1500] = 32127;
-  const Tensor many_ids = Tensor::from_vector<int32_t>(many, {4, 500});
-  const Tensor many_dy = random_tensor({4, 500, 16}, DType::f32, 25);
-  Tensor big_cpu = random_tensor({32128, 16}, DType::f32, 26);
-  Tensor big = gpu(big_cpu);
-  ops::embedding_backward(gpu(many_dy), many_ids.to(kGpu), big);
-  ops::embedding_backward(many_dy, many_ids, big_cpu);
-  EXPECT_EQ(max_relative_error(host(big), big_cpu), 0.0);
+  same_bits(many, 32128, 16, 25);
 }
 
 // RMSNorm's backward: dx, and the weight gradient accumulated into what it held, over more
@@ -763,10 +761,13 @@ TEST_F(Parity, ExpertDropoutMasksMatch) {
   spec.stream = RandomStream(9, RandomPurpose::kDropout, 33, 4);
   std::vector<int64_t> rows(50);
   for (int64_t r = 0; r < 50; ++r) rows[r] = (r * 7) % 50;  // a permuted layout
-  Tensor dev = h.to(kGpu);
+  Tensor dev = h.to(kGpu), dev_rows = h.to(kGpu);
   ops::dropout_rows_(dev, spec, rows);
+  // The rows as a device tensor (the Switch layer's, never read back): the same masks.
+  ops::dropout_rows_(dev_rows, spec, Tensor::from_vector<int64_t>(rows, {50}).to(kGpu), 50);
   ops::dropout_rows_(h, spec, rows);
   EXPECT_LE(max_relative_error(host(dev), h), 1e-7);
+  EXPECT_LE(max_relative_error(host(dev_rows), h), 1e-7);
 }
 
 // A model-parallel part (part 1 of 3 of every row) draws the whole tensor's stream
