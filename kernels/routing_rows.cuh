@@ -31,6 +31,9 @@ __device__ inline void softmax_top1_row(const float* row, float* probs, int32_t*
       best_index = i;
     }
   }
+  // A row of NaN logits has no maximum: expert 0, so that no index past the experts
+  // reaches the capacity counters (its probabilities stay NaN for the step's checks).
+  if (best_index >= experts) best_index = 0;
   float sum = 0.0f;
   for (int64_t e = lane; e < experts; e += 32) sum += expf(row[e] - best);
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
