@@ -1,6 +1,6 @@
 // One warp's routing work, shared by the router, capacity and fused routing kernels
-// (kernels/router.cu, capacity.cu, routing.cu): softmax and top-1 of one token's logits,
-// the whole router for one token, and the capacity positions of one routing group.
+// (kernels/router.cu, kernels/capacity.cu): softmax and top-1 of one token's logits, the
+// whole router for one token, and the capacity positions of one routing group.
 #pragma once
 
 #include <cmath>

@@ -249,7 +249,7 @@ int64_t routing_differences(const ForwardOutput& a, const ForwardOutput& b) {
 // is the bound on the loss and on the gradients as a whole (a misread dtype or a lost
 // gradient is far outside it). With the same routing every parameter's gradient is held
 // to 10%.
-void bf16_gradients_track_f32(const ModelConfig& config) {
+void bf16_gradients_track_f32(const ModelConfig& config, bool fixed_expert_capacity) {
   const SwitchTransformer cpu(config, 3);
   const SwitchTransformer bf16 = cpu.copy_to(kGpu, DType::bf16);
   const Batch b = micro_batches(config, 1)[0];
@@ -258,6 +258,7 @@ void bf16_gradients_track_f32(const ModelConfig& config) {
   train.step = 1;
   std::vector<std::pair<std::string, Tensor>> g_cpu, g_dev;
   const ForwardOutput c = cpu.forward_backward(b, train, g_cpu, LossScales());
+  train.fixed_expert_capacity = fixed_expert_capacity;
   const ForwardOutput d = bf16.forward_backward(b, train, g_dev, LossScales());
   EXPECT_NEAR(d.loss, c.loss, 5e-2 * c.loss);
   const int64_t flips = routing_differences(d, c);
@@ -285,15 +286,20 @@ void bf16_gradients_track_f32(const ModelConfig& config) {
 }
 
 // For each expert activation: gated GELU, and ReLU and the tanh GELU, which run in the
-// expert GEMMs' epilogues when the padded layout is measured fastest.
+// expert GEMMs' epilogues when the padded layout is measured fastest; and ReLU and GELU
+// again in the fixed padded layout (fixed_expert_capacity), where the layer always takes
+// the epilogue path.
 TEST_F(TrainParity, Bf16GradientsAreF32AndTrackAnF32Model) {
   for (ModelConfig::Activation activation :
-       {ModelConfig::GATED_GELU, ModelConfig::RELU, ModelConfig::GELU}) {
-    ModelConfig config = small_moe();
-    config.set_activation(activation);
-    SCOPED_TRACE(ModelConfig::Activation_Name(activation));
-    bf16_gradients_track_f32(config);
-  }
+       {ModelConfig::GATED_GELU, ModelConfig::RELU, ModelConfig::GELU})
+    for (bool fixed : {false, true}) {
+      if (fixed && activation == ModelConfig::GATED_GELU) continue;
+      ModelConfig config = small_moe();
+      config.set_activation(activation);
+      SCOPED_TRACE(::testing::Message() << ModelConfig::Activation_Name(activation)
+                                        << (fixed ? ", fixed expert capacity" : ""));
+      bf16_gradients_track_f32(config, fixed);
+    }
 }
 
 // Whole bf16 trainer steps on the GPU (a bf16 model computes, the f32 masters and state
