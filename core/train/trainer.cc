@@ -321,7 +321,9 @@ EvalMetrics Trainer::evaluate(const std::vector<Batch>& batches) const {
   const ops::Bf16Storage precision(bf16_twin_ != nullptr);
   for (const Batch& b : batches) {
     SW_CHECK_ARG(b.labels.defined(), "evaluate: every batch needs labels");
-    const ForwardOutput out = compute.forward(b);  // eval mode
+    ForwardOptions eval;  // eval mode
+    eval.fixed_expert_capacity = options_.fixed_expert_capacity;
+    const ForwardOutput out = compute.forward(b, eval);
     ce_sum += out.ce_loss * static_cast<double>(out.label_tokens);
     e.label_tokens += out.label_tokens;
     e.aux += out.aux_loss / static_cast<double>(batches.size());

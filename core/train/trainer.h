@@ -42,7 +42,8 @@ struct TrainOptions {
   size_t gradient_bucket_bytes = kDefaultBucketBytes;  // BucketedReduction's bucket
   // Recompute each block's activations in the backward (ForwardOptions::recompute).
   bool recompute_activations = false;
-  // The GPU's fixed padded expert layout (ForwardOptions::fixed_expert_capacity).
+  // The GPU's fixed padded expert layout (ForwardOptions::fixed_expert_capacity), in the
+  // steps and in evaluate.
   bool fixed_expert_capacity = false;
   // Expert parallelism: the group the model's experts are split over (the model's
   // expert_group()), a subgroup of data_parallel. Expert gradients are then summed only
